@@ -1,0 +1,37 @@
+# aqnet: `make up` runs the simulated network into a local TimescaleDB; `make test` runs the test suite.
+# Both install whatever is missing first (system packages as root via deploy/install-system.sh, then .venv).
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.aqnet-installed
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: up test system venv lint bench clean-var
+
+system:
+	@bash deploy/install-system.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -m pip install -q --upgrade pip
+	@$(VENV)/bin/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+up: system venv
+	$(VENV)/bin/aqnet up $(ARGS)
+
+test: system venv
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
+
+bench: system venv
+	$(VENV)/bin/python -m bench
+
+clean-var:
+	rm -rf var

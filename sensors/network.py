@@ -1,0 +1,74 @@
+"""The bundled network (19 RMCAB reference stations and 25 microsensors) built from reference.json. Pure.
+
+Each station is composed of the simulated analysers of `sensors/profiles/sim-*.yaml`, one Modbus unit id each
+behind the station's gateway: PM monitor (pm10, pm25), NOx analyser (no, no2, nox), O3, SO2 and CO analysers and
+a weather station, limited to the variables reference.json lists for that station. Microsensors publish aqnet
+JSON on `aqnet/<id>/readings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sensors.domain import load
+from sensors.sensor import Device, Sensor
+from sensors.variables import BY_REFERENCE_NAME
+
+__all__ = ["ANALYSERS", "DEFAULT_TOPIC", "bundled_network", "topic_for"]
+
+DEFAULT_TOPIC = "aqnet/{sensor_id}/readings"
+
+#: simulated analyser profile → the variables it measures, in unit-id order (unit id = position + 1)
+ANALYSERS: dict[str, tuple[str, ...]] = {
+    "sim-pm": ("pm10", "pm25"),
+    "sim-nox": ("no", "no2", "nox"),
+    "sim-o3": ("o3",),
+    "sim-so2": ("so2",),
+    "sim-co": ("co",),
+    "sim-met": ("temperature", "temperature_8m", "temperature_20m", "relativehumidity", "pressure", "wind_speed",
+                "wind_direction", "precipitation", "solar_radiation"),
+    "sim-aeth": ("bc", "bbp"),
+    "sim-co2": ("co2",),
+}
+
+
+def topic_for(sensor_id: str, pattern: str = DEFAULT_TOPIC) -> str:
+    """The MQTT topic a microsensor publishes to."""
+    return pattern.format(sensor_id=sensor_id)
+
+
+def _codes(names: list[str]) -> list[str]:
+    # reference.json appends a note to some names ("BBP_percent (label as shown ...)"): the first word is the name
+    return [BY_REFERENCE_NAME[n.split(" ", 1)[0]] for n in names if n.split(" ", 1)[0] in BY_REFERENCE_NAME]
+
+
+def bundled_network(
+    station_endpoints: Mapping[str, tuple[str, int]] | None = None,
+    topic_pattern: str = DEFAULT_TOPIC,
+) -> list[Sensor]:
+    """The 19 stations and 25 microsensors; `station_endpoints` maps station code → (host, port)."""
+    ref = load("reference")
+    endpoints = station_endpoints or {}
+    sensors: list[Sensor] = []
+    for st in ref["stations"]:
+        code = st["code"]
+        host, port = endpoints.get(code, ("127.0.0.1", 502))
+        measured = set(_codes(st["pollutants"] + st["met"] + st.get("other", [])))
+        devices: list[Device] = []
+        for unit_id, (profile, variables) in enumerate(ANALYSERS.items(), start=1):
+            here = tuple(v for v in variables if v in measured)
+            if not here:
+                continue
+            devices.append(Device(id=f"{code}-{profile.removeprefix('sim-')}", sensor_id=code,
+                                  protocol="modbus-tcp", profile=profile, variables=here, host=host, port=port,
+                                  unit_id=unit_id, primary=here))
+        sensors.append(Sensor(id=code, name=st["name"], kind="station", lat=st["lat"], lon=st["lon"],
+                              locality=st["locality"], devices=tuple(devices)))
+    for ms in ref["microsensors"]:
+        sid = ms["id"]
+        variables = tuple(_codes(ms["variables"]))
+        dev = Device(id=sid, sensor_id=sid, protocol="mqtt", profile="aqnet-json", variables=variables,
+                     topic=topic_for(sid, topic_pattern), primary=variables)
+        sensors.append(Sensor(id=sid, name=f"Microsensor {sid} ({ms['locality']})", kind="microsensor",
+                              lat=ms["lat"], lon=ms["lon"], locality=ms["locality"], devices=(dev,)))
+    return sensors
