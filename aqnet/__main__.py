@@ -1,0 +1,5 @@
+"""`python -m aqnet` runs the CLI."""
+
+from aqnet.cli import main
+
+main()

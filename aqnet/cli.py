@@ -1,0 +1,144 @@
+"""aqnet's command line: each command parses, calls a stage or shell function, renders, sets the exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import click
+
+from aqnet.config import ConfigError, Settings, load_settings
+from aqnet.logs import setup_logging
+
+__all__ = ["main"]
+
+VAR_HELP = "directory of the local stack (data, ports, logs); default ./var"
+
+
+def _settings(path: Path) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid configuration:\n{exc}") from None
+
+
+def _state(var: Path) -> dict:
+    from aqnet.up import read_state
+
+    try:
+        return read_state(var)
+    except FileNotFoundError:
+        raise click.ClickException(f"aqnet up is not running here ({var / 'state.json'} not found); "
+                                   "start it with `make up` or `aqnet up`") from None
+
+
+@click.group()
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR")
+def cli(log_level: str) -> None:
+    """aqnet: ingestion and alerting for city air quality monitoring networks."""
+    setup_logging(log_level)
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="YAML settings file (see README, Configuration)")
+def run(config_path: Path) -> None:
+    """Run the daemon alone against the configured database and broker (what systemd starts)."""
+    from aqnet.daemon import run_daemon
+
+    sys.exit(run_daemon(_settings(config_path)))
+
+
+@cli.command()
+@click.option("--duration", type=float, default=None, help="stop by itself after SECONDS")
+@click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
+              help=VAR_HELP)
+@click.option("--poll-interval", type=float, default=5.0, show_default=True, help="Modbus poll interval, s")
+@click.option("--publish-interval", type=float, default=5.0, show_default=True,
+              help="simulated microsensors' publish interval, s")
+@click.option("--seed", type=int, default=1, show_default=True, help="simulators' random seed")
+@click.option("--no-simulators", is_flag=True, help="start the stack and the daemon without the simulators")
+def up(duration: float | None, var_dir: Path, poll_interval: float, publish_interval: float, seed: int,
+       no_simulators: bool) -> None:
+    """Run the local stack: TimescaleDB, Mosquitto, the simulated network and the daemon."""
+    from aqnet.up import UpOptions, run_up
+
+    sys.exit(run_up(UpOptions(var_dir, duration, poll_interval, publish_interval, seed, not no_simulators)))
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--publish-interval", type=float, default=5.0, show_default=True)
+def simulate(config_path: Path, seed: int, publish_interval: float) -> None:
+    """Run the simulated network (Modbus stations and MQTT microsensors) of a configuration."""
+    from aqnet.simulate import run_simulators
+
+    sys.exit(run_simulators(_settings(config_path), seed=seed, publish_interval_s=publish_interval))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
+              help=VAR_HELP)
+def status(as_json: bool, var_dir: Path) -> None:
+    """Where the running local stack is, and when each sensor last reported."""
+    state = _state(var_dir)
+    try:
+        with urllib.request.urlopen(state["status_url"], timeout=5) as resp:  # noqa: S310 - loopback
+            doc = json.loads(resp.read())
+    except (urllib.error.URLError, OSError) as exc:
+        raise click.ClickException(f"the daemon at {state['status_url']} does not answer: {exc}") from None
+    out = {"database_url": state["database_url"], "mqtt_url": state["mqtt_url"],
+           "metrics_url": state["metrics_url"], "sensors_configured": doc["sensors_configured"],
+           "sensors_reporting": doc["sensors_reporting"], "readings_total": doc.get("readings_total"),
+           "last_seen": doc["last_seen"]}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"database  {out['database_url']}\nmqtt      {out['mqtt_url']}\nmetrics   {out['metrics_url']}")
+    click.echo(f"sensors reporting {out['sensors_reporting']}/{out['sensors_configured']}")
+    for sid, seen in out["last_seen"].items():
+        click.echo(f"  {sid:6} {seen or 'never'}")
+
+
+@cli.group()
+def db() -> None:
+    """Database commands."""
+
+
+@db.command("url")
+@click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
+              help=VAR_HELP)
+def db_url(var_dir: Path) -> None:
+    """Print the running local stack's database URL."""
+    click.echo(_state(var_dir)["database_url"])
+
+
+@db.command("migrate")
+@click.option("--url", default=None, help="database URL (default: the configuration's, or the local stack's)")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
+              help=VAR_HELP)
+def db_migrate(url: str | None, config_path: Path | None, var_dir: Path) -> None:
+    """Apply the schema migrations that are not applied yet (safe to run twice)."""
+    import psycopg
+
+    from storage.migrate import migrate
+
+    if url is None:
+        url = _settings(config_path).database.url if config_path else _state(var_dir)["database_url"]
+    try:
+        with psycopg.connect(url) as conn:
+            applied = migrate(conn)
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot connect to {url}: {exc}") from None
+    click.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="aqnet")

@@ -1,0 +1,132 @@
+"""The daemon's settings: one immutable, validated object loaded from a YAML file.
+
+Errors name the file and the key path: `aqnet.yaml: mqtt.url: expected mqtt://host:port, got 'x'`. Every key is
+documented in README's "Configuration" section (a test checks it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    url: str  #: libpq URL of the TimescaleDB database
+    pool_min_size: Annotated[int, Field(ge=1)] = 1
+    pool_max_size: Annotated[int, Field(ge=1)] = 4
+    migrate_on_start: bool = True
+
+
+class MqttSettings(_Section):
+    url: str  #: mqtt://[user:password@]host:port
+    topics: list[str] = ["aqnet/+/readings"]
+    client_id: str = "aqnet-ingest"
+    receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 1000
+    session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 24 * 3600
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, v: str) -> str:
+        if not v.startswith(("mqtt://", "tcp://")):
+            raise ValueError(f"expected mqtt://host:port, got {v!r}")
+        return v
+
+
+class ModbusSettings(_Section):
+    poll_interval_s: Annotated[float, Field(gt=0)] = 10.0
+    timeout_s: Annotated[float, Field(gt=0)] = 2.0
+
+
+class IngestSettings(_Section):
+    batch_max: Annotated[int, Field(ge=1)] = 200  #: submissions (messages or station polls) per batch
+    batch_max_age_s: Annotated[float, Field(gt=0)] = 1.0
+    queue_max: Annotated[int, Field(ge=1)] = 10_000
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9108
+
+
+class Endpoint(_Section):
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
+class NetworkSettings(_Section):
+    timezone: str = "America/Bogota"  #: the network's standard time zone (reference.json site)
+    bundled: bool = True  #: use the bundled 19 stations + 25 microsensors
+    stations: dict[str, Endpoint] = {}  #: station code → Modbus TCP gateway
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+
+class SchedulerSettings(_Section):
+    averages_every_s: Annotated[float, Field(gt=0)] = 60.0
+    rules_file: str | None = None  #: alert rules YAML; the bundled defaults when absent
+
+
+class Settings(_Section):
+    database: DatabaseSettings
+    mqtt: MqttSettings
+    network: NetworkSettings = NetworkSettings()
+    modbus: ModbusSettings = ModbusSettings()
+    ingest: IngestSettings = IngestSettings()
+    http: HttpSettings = HttpSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; `errors` holds one `file: key.path: message` line per problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def settings_from_dict(data: Any, source: str = "<config>") -> Settings:
+    """Validate `data`; raise ConfigError listing every problem with its key path."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(root)"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            lines.append(f"{source}: {where}: {msg}")
+        raise ConfigError(lines) from None
+
+
+def load_settings(path: Path) -> Settings:
+    """Load and validate the YAML settings file at `path`."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    return settings_from_dict(data, str(path))
+
+
+def settings_to_yaml(settings: Settings) -> str:
+    """Render settings as YAML (what `aqnet up` writes for `aqnet run`)."""
+    return yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,227 @@
+"""The composition root: builds every stage from the settings, starts them in dependency order and stops them in
+reverse order on SIGTERM/SIGINT after flushing. The only module that wires stages together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry
+from psycopg_pool import AsyncConnectionPool
+
+from alerts.jobs import compute_averages, evaluate_alerts
+from alerts.rules import load_rules
+from aqnet.config import Settings
+from aqnet.http import create_app
+from aqnet.metrics import Metrics
+from ingest.normalise import ConditionsBook
+from ingest.pipeline import Pipeline
+from ingest.reading import Reading
+from sensors.modbus.link import ModbusLink
+from sensors.modbus.poller import StationPoller
+from sensors.mqtt.client import MqttSubscriberClient
+from sensors.mqtt.subscriber import MqttSubscriber, Rejection
+from sensors.network import bundled_network
+from sensors.profile import load_profile
+from sensors.reading import Gap, RawReading
+from sensors.sensor import Sensor
+from storage import deadletter
+from storage.migrate import migrate
+from storage.registry import upsert_registry
+from storage.writer import TimescaleWriter
+
+__all__ = ["Daemon", "run_daemon"]
+
+log = logging.getLogger(__name__)
+
+
+class _Observer:
+    """Pipeline observer: metrics, per-sensor last-seen and dead letters for rejected readings."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._d = daemon
+
+    def written(self, batch: Sequence[Reading], result: Any, seconds: float) -> None:
+        m = self._d.metrics
+        m.write_seconds.observe(seconds)
+        self._d.readings_total += getattr(result, "inserted", len(batch))
+        for name in ("inserted", "duplicates", "conflicts"):
+            m.rows.labels(name.rstrip("s")).inc(getattr(result, name, 0))
+        for r in batch:
+            protocol = self._d.protocol_of.get(r.device_id, "unknown")
+            m.readings.labels(protocol).inc()
+            last = self._d.last_seen.get(r.sensor_id)
+            if last is None or r.time > last:
+                self._d.last_seen[r.sensor_id] = r.time
+                m.last_reading.labels(r.sensor_id).set(r.time.timestamp())
+
+    def write_failed(self, error: Exception, attempt: int) -> None:
+        self._d.metrics.write_failures.inc()
+
+    def rejected(self, raw: RawReading, reason: str, detail: str) -> None:
+        protocol = self._d.protocol_of.get(raw.device_id, "unknown")
+        self._d.metrics.rejected.labels(protocol, reason).inc()
+
+
+class Daemon:
+    """aqnet's running daemon; `run()` until `stop()`."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = Metrics.create(registry or CollectorRegistry())
+        self.tz = ZoneInfo(settings.network.timezone)
+        endpoints = {code: (e.host, e.port) for code, e in settings.network.stations.items()}
+        self.network: list[Sensor] = bundled_network(endpoints) if settings.network.bundled else []
+        self.protocol_of = {d.id: d.protocol for s in self.network for d in s.devices}
+        self.last_seen: dict[str, datetime] = {}
+        self.readings_total = 0
+        self.started_at = clock()
+        self._stop = asyncio.Event()
+        self.http_port: int | None = None
+
+    def status(self) -> dict[str, Any]:
+        """The `/status` document: per-sensor last-seen times and counts."""
+        return {
+            "started_at": self.started_at.isoformat(),
+            "sensors_configured": len(self.network),
+            "sensors_reporting": len(self.last_seen),
+            "readings_total": self.readings_total,
+            "last_seen": {s.id: (self.last_seen[s.id].isoformat() if s.id in self.last_seen else None)
+                          for s in self.network},
+        }
+
+    def stop(self) -> None:
+        """Ask the daemon to stop (flushes, then returns from `run`)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Start every stage, run until `stop()`, then stop them in reverse order."""
+        s = self.settings
+        if s.database.migrate_on_start:
+            with psycopg.connect(s.database.url, autocommit=False) as conn:
+                applied = migrate(conn)
+                if applied:
+                    log.info("database migrations applied: %s", ", ".join(applied))
+        pool = AsyncConnectionPool(s.database.url, min_size=s.database.pool_min_size,
+                                   max_size=s.database.pool_max_size, open=False,
+                                   kwargs={"application_name": "aqnet"})
+        await pool.open(wait=True, timeout=30)
+        tasks: list[asyncio.Task[Any]] = []
+        links: list[ModbusLink] = []
+        try:
+            await upsert_registry(pool, self.network)
+            writer = TimescaleWriter(pool)
+            ranges = {}
+            profiles = {}
+            for sensor in self.network:
+                for d in sensor.devices:
+                    if d.protocol == "modbus-tcp":
+                        profiles[d.profile] = profiles.get(d.profile) or load_profile(d.profile)
+            conditions = ConditionsBook(self.network)
+            pipeline = Pipeline(writer, conditions=conditions, observer=_Observer(self), clock=self.clock,
+                                ranges=ranges, max_batch=s.ingest.batch_max, max_age_s=s.ingest.batch_max_age_s,
+                                queue_max=s.ingest.queue_max)
+            pipeline_task = asyncio.create_task(pipeline.run(), name="pipeline")
+
+            async def reject(rej: Rejection) -> None:
+                self.metrics.rejected.labels(rej.source, rej.reason).inc()
+                async with pool.connection() as conn:
+                    await deadletter.record(conn, rej.source, rej.reason, rej.detail, sensor_id=rej.sensor_id,
+                                            payload=rej.payload)
+
+            loop = asyncio.get_running_loop()
+            mqtt_devices = {d.topic: d for sensor in self.network for d in sensor.devices
+                            if d.protocol == "mqtt" and d.topic}
+
+            def client_factory(on_message: Callable[[Any], None]) -> MqttSubscriberClient:
+                return MqttSubscriberClient(
+                    s.mqtt.url, client_id=s.mqtt.client_id, topics=list(s.mqtt.topics), loop=loop,
+                    on_message=on_message, receive_maximum=s.mqtt.receive_maximum,
+                    session_expiry_s=s.mqtt.session_expiry_s, clock=self.clock,
+                    on_connection=lambda up: self.metrics.mqtt_connected.set(1 if up else 0))
+
+            subscriber = MqttSubscriber(client_factory, mqtt_devices, submit=pipeline.submit, reject=reject,
+                                        tz=self.tz)
+            tasks.append(asyncio.create_task(subscriber.run(), name="mqtt"))
+
+            def on_gap(gap: Gap) -> None:
+                self.metrics.read_failures.labels(gap.sensor_id, gap.reason).inc()
+
+            by_endpoint: dict[tuple[str, int], ModbusLink] = {}
+            for sensor in self.network:
+                modbus = [d for d in sensor.devices if d.protocol == "modbus-tcp"]
+                if not modbus:
+                    continue
+                key = (modbus[0].host or "", modbus[0].port or 0)
+                if key not in by_endpoint:
+                    by_endpoint[key] = ModbusLink(key[0], key[1], timeout_s=s.modbus.timeout_s)
+                    links.append(by_endpoint[key])
+                poller = StationPoller(sensor, by_endpoint[key], profiles, on_readings=pipeline.submit,
+                                       on_gap=on_gap, clock=self.clock, interval_s=s.modbus.poll_interval_s)
+                tasks.append(asyncio.create_task(poller.run(), name=f"poll-{sensor.id}"))
+
+            scheduler = AsyncIOScheduler(timezone=self.tz)
+            rules = load_rules(s.scheduler.rules_file)
+
+            async def averages_job() -> None:
+                now = self.clock()
+                def work() -> None:
+                    with psycopg.connect(s.database.url) as conn:
+                        compute_averages(conn, now)
+                        evaluate_alerts(conn, now, rules)
+                await asyncio.to_thread(work)
+
+            scheduler.add_job(averages_job, "interval", seconds=s.scheduler.averages_every_s, id="averages",
+                              max_instances=1, coalesce=True, next_run_time=self.clock())
+            scheduler.start()
+
+            app = create_app(self.metrics.registry, self.status)
+            server = uvicorn.Server(uvicorn.Config(app, host=s.http.host, port=s.http.port, log_level="warning",
+                                                   lifespan="off"))
+            tasks.append(asyncio.create_task(server.serve(), name="http"))
+            log.info("aqnet daemon running: %d sensors, metrics on http://%s:%d/metrics", len(self.network),
+                     s.http.host, s.http.port)
+            self.metrics.queue_length.set_function(lambda: pipeline.queue_length)
+
+            await self._stop.wait()
+            log.info("aqnet daemon stopping")
+            scheduler.shutdown(wait=False)
+            server.should_exit = True
+            for t in tasks:
+                if t.get_name() != "http":
+                    t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            pipeline.close()
+            await pipeline_task
+        finally:
+            for t in tasks:
+                t.cancel()
+            for link in links:
+                with contextlib.suppress(Exception):
+                    await link.close()
+            await pool.close()
+        log.info("aqnet daemon stopped")
+
+
+def run_daemon(settings: Settings) -> int:
+    """Run the daemon in this process until SIGTERM/SIGINT; return the exit code."""
+    async def main() -> None:
+        daemon = Daemon(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, daemon.stop)
+        await daemon.run()
+
+    asyncio.run(main())
+    return 0

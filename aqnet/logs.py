@@ -1,0 +1,16 @@
+"""Log set-up for every aqnet command: one format, level from the command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+__all__ = ["setup_logging"]
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Log to stderr as `time level logger: message`."""
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    for noisy in ("pymodbus", "apscheduler", "uvicorn.access", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

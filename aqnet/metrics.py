@@ -1,0 +1,60 @@
+"""Every Prometheus metric of the daemon, defined once on a registry passed in (no global registry).
+
+Names follow `aqnet_<stage>_<what>_<unit>`. README's "Metrics" table documents each one (a test checks it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The daemon's metrics on one registry."""
+
+    registry: CollectorRegistry
+    readings: Counter
+    rejected: Counter
+    read_failures: Counter
+    rows: Counter
+    write_seconds: Histogram
+    write_failures: Counter
+    last_reading: Gauge
+    mqtt_connected: Gauge
+    queue_length: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> Metrics:
+        """Register every metric on `registry`."""
+        return cls(
+            registry=registry,
+            readings=Counter("aqnet_ingest_readings_total",
+                             "Readings written durably to the database, by driver protocol",
+                             ["protocol"], registry=registry),
+            rejected=Counter("aqnet_ingest_rejected_total",
+                             "Messages or readings rejected before storage, by protocol and reason",
+                             ["protocol", "reason"], registry=registry),
+            read_failures=Counter("aqnet_sensors_read_failures_total",
+                                  "Failed device reads (gaps recorded, never zeros), by sensor and reason",
+                                  ["sensor_id", "reason"], registry=registry),
+            rows=Counter("aqnet_storage_rows_total",
+                         "Rows handled by the writer: inserted, duplicate (exact repeat, no-op) or conflict "
+                         "(same key, different value: dead letter)", ["result"], registry=registry),
+            write_seconds=Histogram("aqnet_storage_batch_write_seconds",
+                                    "Time to write one batch (COPY + idempotent insert + commit)",
+                                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                                    registry=registry),
+            write_failures=Counter("aqnet_storage_write_failures_total",
+                                   "Batch writes that failed and will be retried", registry=registry),
+            last_reading=Gauge("aqnet_sensor_last_reading_timestamp_seconds",
+                               "Measurement time of the newest stored reading per sensor (Unix seconds)",
+                               ["sensor_id"], registry=registry),
+            mqtt_connected=Gauge("aqnet_mqtt_connected", "1 while connected to the MQTT broker",
+                                 registry=registry),
+            queue_length=Gauge("aqnet_ingest_queue_length", "Submissions waiting in the ingest queue",
+                               registry=registry),
+        )

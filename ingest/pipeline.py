@@ -1,0 +1,151 @@
+"""The ingest pipeline: drivers' RawReadings → normalise → QC → batch → `Sink`, acks after durability. I/O glue.
+
+Drivers call `submit(raw_readings, ack)`; it waits while the bounded queue is full, which is the backpressure
+that reaches the drivers (the MQTT broker then keeps the unacknowledged messages). A batch is written when it
+holds `max_batch` submissions or its oldest is `max_age_s` old; the acks of a batch run only after the sink has
+committed it. A write that fails is retried with backoff and never acknowledged meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from ingest.batcher import Batcher
+from ingest.normalise import ConditionsBook, normalise
+from ingest.qc import QCState, check
+from ingest.reading import Reading
+from sensors.reading import RawReading
+from sensors.variables import Kind, UnknownVariableError, variable
+
+__all__ = ["Pipeline", "PipelineObserver", "Sink"]
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Where batches go; `write` returns once the batch is durable (committed) or raises."""
+
+    async def write(self, batch: Sequence[Reading]) -> object: ...
+
+
+class PipelineObserver(Protocol):
+    """Metrics and dead-letter hooks supplied by the daemon."""
+
+    def written(self, batch: Sequence[Reading], result: object, seconds: float) -> None: ...
+
+    def write_failed(self, error: Exception, attempt: int) -> None: ...
+
+    def rejected(self, raw: RawReading, reason: str, detail: str) -> None: ...
+
+
+@dataclass(slots=True)
+class _Envelope:
+    readings: list[Reading]
+    ack: Callable[[], None] | None = field(default=None)
+
+
+def _met_first(raw: RawReading) -> int:
+    # temperature and pressure of a message are observed before its mass concentrations are corrected
+    try:
+        return 0 if variable(raw.variable).kind is Kind.MET else 1
+    except UnknownVariableError:
+        return 1
+
+
+class Pipeline:
+    """Normalises, checks and batches readings into a Sink; see the module docstring for the contract."""
+
+    def __init__(self, sink: Sink, *, conditions: ConditionsBook, observer: PipelineObserver,
+                 clock: Callable[[], datetime], ranges: Mapping[tuple[str, str], tuple[float, float]] | None = None,
+                 max_batch: int = 200, max_age_s: float = 1.0, queue_max: int = 10_000,
+                 retry_max_s: float = 30.0) -> None:
+        self._sink = sink
+        self._conditions = conditions
+        self._observer = observer
+        self._clock = clock
+        self._ranges = dict(ranges or {})
+        self._batcher: Batcher[_Envelope] = Batcher(max_size=max_batch, max_age_s=max_age_s)
+        self._queue: asyncio.Queue[_Envelope | None] = asyncio.Queue(maxsize=queue_max)
+        self._qc: dict[tuple[str, str, str], QCState] = {}
+        self._max_age_s = max_age_s
+        self._retry_max_s = retry_max_s
+
+    @property
+    def queue_length(self) -> int:
+        """Submissions waiting to be normalised."""
+        return self._queue.qsize()
+
+    async def submit(self, raws: Sequence[RawReading], ack: Callable[[], None] | None = None) -> None:
+        """Normalise and queue one driver submission; `ack` runs once all its readings are durable."""
+        now = self._clock()
+        readings: list[Reading] = []
+        for raw in sorted(raws, key=_met_first):
+            try:
+                site = self._conditions.for_sensor(raw.sensor_id, now)
+                reading = normalise(raw, site, self._ranges.get((raw.device_id, raw.variable)))
+            except ValueError as exc:  # UnitError, UnknownVariableError, undeclared conditions
+                log.warning("sensor %s device %s: %s rejected: %s", raw.sensor_id, raw.device_id, raw.variable, exc)
+                self._observer.rejected(raw, type(exc).__name__, str(exc))
+                continue
+            key = (reading.sensor_id, reading.device_id, reading.variable)
+            reading, self._qc[key] = check(reading, self._qc.get(key), now)
+            self._conditions.observe(reading)
+            readings.append(reading)
+        await self._queue.put(_Envelope(readings, ack))
+
+    async def run(self) -> None:
+        """Batch and write until cancelled or `close()`d; flushes what it holds before returning."""
+        try:
+            while True:
+                try:
+                    env = await asyncio.wait_for(self._queue.get(), timeout=self._max_age_s / 2)
+                except TimeoutError:
+                    env = None
+                    if self._queue.empty() and self._closing:
+                        break
+                now = self._clock()
+                batch = self._batcher.add(env, now) if env is not None else None
+                batch = batch or self._batcher.due(now)
+                if batch:
+                    await self._write(batch)
+        finally:
+            rest = self._batcher.drain()
+            while not self._queue.empty():
+                env = self._queue.get_nowait()
+                if env is not None:
+                    rest.append(env)
+            if rest:
+                await self._write(rest)
+
+    _closing = False
+
+    def close(self) -> None:
+        """Ask `run()` to flush and return once the queue is empty."""
+        self._closing = True
+
+    async def _write(self, envelopes: list[_Envelope]) -> None:
+        batch = [r for env in envelopes for r in env.readings]
+        attempt = 0
+        while batch:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                result = await self._sink.write(batch)
+            except Exception as exc:  # noqa: BLE001 - any sink failure is retried; nothing is acked meanwhile
+                self._observer.write_failed(exc, attempt)
+                delay = min(self._retry_max_s, 0.5 * 2 ** min(attempt, 8))
+                log.error("writing a batch of %d readings failed (attempt %d): %s; retry in %.1f s",
+                          len(batch), attempt, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            self._observer.written(batch, result, time.perf_counter() - started)
+            break
+        for env in envelopes:
+            if env.ack is not None:
+                env.ack()
