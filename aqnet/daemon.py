@@ -9,6 +9,7 @@ import logging
 import signal
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
 from alerts.jobs import compute_averages, evaluate_alerts
-from alerts.rules import load_rules
+from alerts.rules import default_rules, parse_rules
 from aqnet.config import Settings
 from aqnet.http import create_app
 from aqnet.metrics import Metrics
@@ -172,7 +173,8 @@ class Daemon:
                 tasks.append(asyncio.create_task(poller.run(), name=f"poll-{sensor.id}"))
 
             scheduler = AsyncIOScheduler(timezone=self.tz)
-            rules = load_rules(s.scheduler.rules_file)
+            rules = (parse_rules(Path(s.scheduler.rules_file).read_text(encoding="utf-8"),
+                                 source=s.scheduler.rules_file) if s.scheduler.rules_file else default_rules())
 
             async def averages_job() -> None:
                 now = self.clock()

@@ -88,10 +88,10 @@ class Pipeline:
         for raw in sorted(raws, key=_met_first):
             try:
                 site = self._conditions.for_sensor(raw.sensor_id, now)
-                reading = normalise(raw, site, self._ranges.get((raw.device_id, raw.variable)))
+                reading = normalise(raw, site, range_=self._ranges.get((raw.device_id, raw.variable)))
             except ValueError as exc:  # UnitError, UnknownVariableError, undeclared conditions
                 log.warning("sensor %s device %s: %s rejected: %s", raw.sensor_id, raw.device_id, raw.variable, exc)
-                self._observer.rejected(raw, type(exc).__name__, str(exc))
+                self._observer.rejected(raw, getattr(exc, "reason", type(exc).__name__), str(exc))
                 continue
             key = (reading.sensor_id, reading.device_id, reading.variable)
             reading, self._qc[key] = check(reading, self._qc.get(key), now)

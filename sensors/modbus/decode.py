@@ -28,6 +28,7 @@ __all__ = [
     "StatusBitSpec",
     "StatusSpec",
     "ValueSpec",
+    "check_encoding",
     "decode_value",
     "device_status",
     "encode_value",
@@ -121,11 +122,11 @@ class Codec:
 def check_encoding(data_type: str, order: str | None) -> str | None:
     """Return what is wrong with a data type / order pair, or None (for profile validation messages)."""
     if data_type not in DATA_TYPES:
-        return f"data_type: expected {'|'.join(DATA_TYPES)}, got {data_type!r}"
+        return f'data_type: expected {"|".join(DATA_TYPES)}, got "{data_type}"'
     if order is None:
         return None
     if data_type == "bool":
-        return f"order: a bool (coil / discrete input) has no byte order, got {order!r}"
+        return f'order: a bool (coil / discrete input) has no byte order, got "{order}"'
     allowed = ORDERS[register_count(data_type)]
     if order not in allowed:
         return f'order: expected {"|".join(allowed)}, got "{order}"'

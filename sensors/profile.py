@@ -1,0 +1,394 @@
+"""Device profiles: the YAML register map of one analyser model, validated and turned into frozen records.
+
+Loading is I/O at the edge (one YAML file); everything after it is pure. A profile is written by people, so it goes
+through pydantic with `extra="forbid"` first, then through cross-checks (data type against table, byte order against
+width, address base, overlapping registers, unit, range, conditions, golden vectors). Every problem found is
+collected and reported at once as a `ProfileError` whose lines read
+`sensors/profiles/sim-nox.yaml: variables.no2.order: expected ABCD|CDAB|BADC|DCBA, got "CADB"`.
+
+Addresses are written as the device's manual writes them; `address_base` (0 or 1) says which convention that is,
+and `pdu_address` is what goes on the wire (0-based).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sensors.modbus.decode import DATA_TYPES, DEFAULT_ORDER, check_encoding, decode_value, register_count
+from sensors.variables import VARIABLES, Kind
+
+__all__ = [
+    "STATUS_FIELD",
+    "Profile",
+    "ProfileError",
+    "StatusBit",
+    "StatusRegister",
+    "Table",
+    "VariableSpec",
+    "Vector",
+    "list_profiles",
+    "load_profile",
+    "parse_profile",
+]
+
+Table = Literal["coil", "discrete_input", "input", "holding"]
+BIT_TABLES = frozenset({"coil", "discrete_input"})
+#: the name under which the status register appears in read plans (never a vocabulary code)
+STATUS_FIELD = "_status"
+#: Modbus allows at most 2000 bits per read of coils / discrete inputs (spec 6.1, 6.2)
+_MAX_STATUS_BITS = 2000
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+class ProfileError(ValueError):
+    """A profile that can't be used (permanent): every problem, each line naming the file and the key path."""
+
+    def __init__(self, path: str, errors: list[str]) -> None:
+        self.path = path
+        self.errors = tuple(errors)
+        super().__init__("\n".join(errors))
+
+
+# ---- frozen records (what the rest of aqnet uses) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VariableSpec:
+    """Where and how one variable sits in the register map."""
+
+    name: str  #: vocabulary code (sensors.variables)
+    table: Table
+    address: int  #: as written in the profile (in the profile's address base)
+    pdu_address: int  #: 0-based address sent on the wire
+    data_type: str  #: one of sensors.modbus.decode.DATA_TYPES
+    order: str | None  #: letter byte order, resolved to the big-endian default when omitted (None for bool)
+    scale: float  #: value = raw * scale + offset
+    offset: float
+    unit: str  #: as the device reports it
+    range: tuple[float, float]  #: plausible (measuring) range, in `unit`
+
+    @property
+    def count(self) -> int:
+        """Registers (or bits) this variable occupies."""
+        return register_count(self.data_type)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusBit:
+    """One named bit of the status register and the flag it raises."""
+
+    name: str
+    flag: str | None  #: "device_invalid", "maintenance", or None for a bit that is only informative
+    when: str = "set"  #: "set": the flag is raised when the bit is 1; "clear": when it is 0 (e.g. "system OK")
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRegister:
+    """A uint16 status register (input / holding) or a run of status bits (coil / discrete_input)."""
+
+    table: Table
+    address: int
+    pdu_address: int
+    data_type: str  #: "uint16" for register tables, "bool" for bit tables
+    order: str | None  #: AB or BA for a register; None for bits
+    bits: Mapping[int, StatusBit]  #: bit number (register) or offset from `address` (bit tables) → bit
+
+    @property
+    def count(self) -> int:
+        """Registers (1) or bits (highest bit + 1) a read of the status needs."""
+        if self.table in BIT_TABLES:
+            return max(self.bits, default=0) + 1
+        return 1
+
+
+@dataclass(frozen=True, slots=True)
+class Vector:
+    """A golden vector: registers as read from a device and the value they must decode to."""
+
+    variable: str
+    registers: tuple[int, ...]
+    value: float
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One device model's register map."""
+
+    name: str  #: file stem, e.g. "sim-nox"
+    path: str  #: the file it was read from (as shown in messages)
+    model: str
+    manufacturer: str
+    firmware: str
+    source: str  #: where the map comes from (manual page, driver, or "simulated analyser of aqnet's simulators")
+    address_base: int  #: 0 or 1
+    conditions: str | None  #: "local" | "reference" | "required" (the technician states it per device)
+    variables: tuple[VariableSpec, ...]
+    status: StatusRegister | None = None
+    vectors: tuple[Vector, ...] = field(default=())
+
+    @property
+    def variable_names(self) -> tuple[str, ...]:
+        """The vocabulary codes this profile defines, in file order."""
+        return tuple(v.name for v in self.variables)
+
+    def variable(self, name: str) -> VariableSpec:
+        """The spec of variable `name`; KeyError naming the profile when it has none."""
+        for spec in self.variables:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"profile {self.name} ({self.path}) has no variable {name!r}: "
+                       f"expected one of {', '.join(self.variable_names)}")
+
+
+# ---- the edge: pydantic models of the YAML ---------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class _StatusBitIn(_Strict):
+    name: str
+    flag: Literal["device_invalid", "maintenance"] | None = None
+    when: Literal["set", "clear"] = "set"
+
+
+class _StatusIn(_Strict):
+    table: Table
+    address: int
+    data_type: str | None = None
+    order: str | None = None
+    bits: dict[int, _StatusBitIn]
+
+
+class _VariableIn(_Strict):
+    table: Table
+    address: int
+    data_type: str
+    order: str | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str
+    range: tuple[float, float]
+
+
+class _VectorIn(_Strict):
+    variable: str
+    registers: list[int]
+    value: float
+    source: str
+
+
+class _ProfileIn(_Strict):
+    model: str
+    manufacturer: str
+    firmware: str
+    source: str
+    address_base: Literal[0, 1]
+    conditions: Literal["local", "reference", "required"] | None = None
+    status: _StatusIn | None = None
+    variables: dict[str, _VariableIn]
+    vectors: list[_VectorIn] = []
+
+
+# ---- loading -----------------------------------------------------------------------------------------------------
+
+
+def default_profiles_dir() -> Path:
+    """The profiles shipped inside the package (sensors/profiles)."""
+    return Path(__file__).resolve().parent / "profiles"
+
+
+def list_profiles(profiles_dir: Path | None = None) -> list[str]:
+    """Names of the profiles in `profiles_dir` (default: the shipped ones), sorted."""
+    directory = profiles_dir or default_profiles_dir()
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def load_profile(name: str, profiles_dir: Path | None = None) -> Profile:
+    """Read and validate `<profiles_dir>/<name>.yaml`; ProfileError lists every problem."""
+    directory = profiles_dir or default_profiles_dir()
+    path = directory / f"{name}.yaml"
+    shown = f"sensors/profiles/{name}.yaml" if profiles_dir is None else str(path)
+    if not _NAME.match(name):
+        raise ProfileError(shown, [f"{shown}: profile name: expected lowercase letters, digits, '.', '_', '-', "
+                                   f"got {_show(name)}"])
+    if not path.is_file():
+        available = ", ".join(list_profiles(profiles_dir)) or "none"
+        raise ProfileError(shown, [f"{shown}: no such profile file (available: {available})"])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ProfileError(shown, [f"{shown}: not valid YAML: {exc}"]) from None
+    return parse_profile(name, data, shown)
+
+
+def parse_profile(name: str, data: Any, shown: str) -> Profile:
+    """Validate already-parsed YAML `data` of profile `name` (`shown` is the file name used in messages)."""
+    if not isinstance(data, dict):
+        raise ProfileError(shown, [f"{shown}: expected a mapping of profile keys, got {type(data).__name__}"])
+    try:
+        raw = _ProfileIn.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(shown, [f"{shown}: {_pydantic_line(err)}" for err in exc.errors()]) from None
+    errors: list[str] = []
+    profile = _build(name, shown, raw, errors)
+    if errors:
+        raise ProfileError(shown, [f"{shown}: {e}" for e in errors])
+    return profile
+
+
+def _build(name: str, shown: str, raw: _ProfileIn, errors: list[str]) -> Profile:
+    base = raw.address_base
+    variables: list[VariableSpec] = []
+    for code, var in raw.variables.items():
+        key = f"variables.{code}"
+        if code not in VARIABLES:
+            errors.append(f"{key}: unknown variable {_show(code)}: expected one of {', '.join(sorted(VARIABLES))}")
+        problem = check_encoding(var.data_type, var.order)
+        if problem:
+            errors.append(f"{key}.{problem}")
+            continue
+        _check_table_type(key, var.table, var.data_type, errors)
+        _check_address(key, var.address, base, register_count(var.data_type), errors)
+        if var.scale == 0 or not math.isfinite(var.scale) or not math.isfinite(var.offset):
+            errors.append(f"{key}.scale: expected a finite non-zero scale and finite offset, "
+                          f"got scale {var.scale}, offset {var.offset}")
+        if not var.unit.strip():
+            errors.append(f"{key}.unit: expected the unit the device reports, got an empty string")
+        if not var.range[0] < var.range[1]:
+            errors.append(f"{key}.range: expected [min, max] with min < max, got {list(var.range)}")
+        order = var.order
+        if order is None and var.data_type != "bool":
+            order = DEFAULT_ORDER[register_count(var.data_type)]
+        variables.append(VariableSpec(code, var.table, var.address, var.address - base, var.data_type, order,
+                                      var.scale, var.offset, var.unit, var.range))
+    if not raw.variables:
+        errors.append("variables: expected at least one variable")
+    has_mass = any(VARIABLES[v.name].kind is Kind.MASS for v in variables if v.name in VARIABLES)
+    if has_mass and raw.conditions is None:
+        errors.append("conditions: required for a profile with a mass concentration (pm*): "
+                      "expected local|reference|required")
+    status = _build_status(raw.status, base, errors) if raw.status else None
+    _check_overlaps(variables, status, errors)
+    vectors = _build_vectors(raw.vectors, variables, errors)
+    return Profile(name, shown, raw.model, raw.manufacturer, raw.firmware, raw.source, base, raw.conditions,
+                   tuple(variables), status, vectors)
+
+
+def _check_table_type(key: str, table: str, data_type: str, errors: list[str]) -> None:
+    if table in BIT_TABLES and data_type != "bool":
+        errors.append(f"{key}.data_type: a {table} holds single bits: expected bool, got {_show(data_type)}")
+    if table not in BIT_TABLES and data_type == "bool":
+        registers = "|".join(t for t in DATA_TYPES if t != "bool")
+        errors.append(f"{key}.data_type: {table} registers are 16-bit: expected {registers}, got \"bool\"")
+
+
+def _check_address(key: str, address: int, base: int, count: int, errors: list[str]) -> None:
+    pdu = address - base
+    if pdu < 0 or pdu + count - 1 > 0xFFFF:
+        errors.append(f"{key}.address: expected {base}..{0xFFFF + base - count + 1} "
+                      f"(address_base {base}, {count} register(s)), got {address}")
+
+
+def _build_status(raw: _StatusIn, base: int, errors: list[str]) -> StatusRegister | None:
+    bit_table = raw.table in BIT_TABLES
+    data_type = raw.data_type or ("bool" if bit_table else "uint16")
+    expected = "bool" if bit_table else "uint16"
+    start = len(errors)
+    if data_type != expected:
+        errors.append(f"status.data_type: a status in {raw.table} must be {expected}, got {_show(data_type)}")
+    if raw.order is not None and (bit_table or raw.order not in ("AB", "BA")):
+        errors.append(f"status.order: expected {'no order for bits' if bit_table else 'AB|BA'}, "
+                      f"got {_show(raw.order)}")
+    if not raw.bits:
+        errors.append("status.bits: expected at least one bit")
+    top = _MAX_STATUS_BITS - 1 if bit_table else 15
+    for bit in raw.bits:
+        if not 0 <= bit <= top:
+            errors.append(f"status.bits.{bit}: expected a bit number 0..{top}, got {bit}")
+    if len(errors) > start:
+        return None
+    bits = MappingProxyType({b: StatusBit(s.name, s.flag, s.when) for b, s in sorted(raw.bits.items())})
+    order = None if bit_table else (raw.order or "AB")
+    status = StatusRegister(raw.table, raw.address, raw.address - base, data_type, order, bits)
+    _check_address("status", raw.address, base, status.count, errors)
+    return status
+
+
+def _check_overlaps(variables: list[VariableSpec], status: StatusRegister | None, errors: list[str]) -> None:
+    spans = [(f"variables.{v.name}", v.table, v.pdu_address, v.count) for v in variables]
+    if status is not None:
+        spans.append(("status", status.table, status.pdu_address, status.count))
+    taken: dict[tuple[str, int], str] = {}
+    for key, table, start, count in spans:
+        for pdu in range(start, start + count):
+            other = taken.get((table, pdu))
+            if other is not None:
+                errors.append(f"{key}.address: {table} register {pdu} (0-based) is also used by {other}")
+                break
+            taken[(table, pdu)] = key
+
+
+def _build_vectors(raw: list[_VectorIn], variables: list[VariableSpec], errors: list[str]) -> tuple[Vector, ...]:
+    by_name = {v.name: v for v in variables}
+    vectors: list[Vector] = []
+    for i, vec in enumerate(raw):
+        key = f"vectors[{i}]"
+        spec = by_name.get(vec.variable)
+        if spec is None:
+            errors.append(f"{key}.variable: expected one of {', '.join(by_name)}, got {_show(vec.variable)}")
+            continue
+        try:
+            got = decode_value(vec.registers, spec)
+        except ValueError as exc:
+            errors.append(f"{key}.registers: {exc}")
+            continue
+        if not math.isclose(got, vec.value, rel_tol=1e-6, abs_tol=1e-9):
+            errors.append(f"{key}: {vec.variable} decodes {vec.registers} to {got!r}, expected {vec.value!r}")
+        vectors.append(Vector(vec.variable, tuple(vec.registers), vec.value, vec.source))
+    return tuple(vectors)
+
+
+def _pydantic_line(err: Any) -> str:
+    key = _key_path(err["loc"])
+    kind = err["type"]
+    if kind == "missing":
+        return f"{key}: required key missing"
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key"
+    got = _show(err.get("input"))
+    if kind == "literal_error":
+        expected = str(err.get("ctx", {}).get("expected", ""))
+        choices = re.findall(r"'([^']*)'|(\d+)", expected)
+        return f"{key}: expected {'|'.join(a or b for a, b in choices)}, got {got}"
+    return f"{key}: {err['msg'].removeprefix('Input should be ')}, got {got}"
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and i > 0 and loc[i - 1] != "bits":
+            parts[-1] += f"[{part}]"
+        else:
+            parts.append(str(part))
+    return ".".join(parts) or "(top level)"
+
+
+def _show(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)

@@ -1,0 +1,65 @@
+"""Test-suite wiring: fixture plugins, the automatic `integration` marker, and the leaked-process guard.
+
+A test that uses a fixture listed in a plugin's `INTEGRATION_FIXTURES` is marked `integration`, so
+`pytest -m "not integration"` runs the fast, pure tests only. Every test fails if a child process of the test
+run that it started is still running after its fixtures were torn down.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.fixtures.timescale", "tests.fixtures.mosquitto"]
+
+
+def _integration_fixtures() -> set[str]:
+    names: set[str] = set()
+    for plugin in pytest_plugins:
+        names.update(getattr(importlib.import_module(plugin), "INTEGRATION_FIXTURES", ()))
+    return names
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    fixtures = _integration_fixtures()
+    for item in items:
+        if fixtures & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+def _running_children() -> dict[int, str]:
+    """Live (non-zombie) direct children of this process: pid → command name."""
+    me = os.getpid()
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        head, _, tail = stat.rpartition(")")
+        fields = tail.split()
+        if len(fields) > 1 and fields[0] != "Z" and int(fields[1]) == me:
+            found[int(entry.name)] = head.partition("(")[2]
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_processes() -> Iterator[None]:
+    """Fail the test if a child process it started (directly or via a fixture) outlives it."""
+    before = set(_running_children())
+    yield
+    leaked = {pid: name for pid, name in _running_children().items() if pid not in before}
+    for pid in leaked:
+        try:
+            os.killpg(pid, signal.SIGKILL) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    assert not leaked, f"processes left running by this test (killed now): {leaked}"
