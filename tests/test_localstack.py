@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
+import tempfile
 import threading
 from pathlib import Path
 
@@ -77,10 +79,12 @@ def test_free_port_is_bindable() -> None:
 
 
 def test_reachable_requires_every_ancestor_traversable(tmp_path: Path) -> None:
-    outer = tmp_path / "outer"
+    assert not reachable(tmp_path, 54321, [54321]) or os.geteuid() != 0  # pytest's base dir is 0700
+    base = Path(tempfile.mkdtemp(prefix="aqnet-test-"))  # /tmp is traversable by all
+    base.chmod(0o755)
+    outer = base / "outer"
     inner = outer / "inner" / "data"
     inner.mkdir(parents=True)
-    tmp_path.chmod(0o755)
     outer.chmod(0o700)
     other_uid, other_gid = 54321, 54321
     assert not reachable(inner, other_uid, [other_gid])
@@ -90,6 +94,7 @@ def test_reachable_requires_every_ancestor_traversable(tmp_path: Path) -> None:
     assert reachable(inner, other_uid, [os.stat(outer).st_gid])  # through the group bit
     assert not reachable(inner, other_uid, [other_gid])
     assert reachable(inner, 0, [])  # root reaches everything
+    shutil.rmtree(base)
 
 
 @as_root

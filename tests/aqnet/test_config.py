@@ -1,0 +1,41 @@
+"""Configuration errors name the file and the key path; every problem is reported at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aqnet.config import ConfigError, load_settings, settings_from_dict
+
+MINIMAL = {"database": {"url": "postgresql://aqnet@127.0.0.1:1/aqnet"}, "mqtt": {"url": "mqtt://127.0.0.1:1"}}
+
+
+def test_minimal_config_gets_documented_defaults() -> None:
+    s = settings_from_dict(MINIMAL)
+    assert s.network.timezone == "America/Bogota"
+    assert s.mqtt.topics == ["aqnet/+/readings"]
+    assert s.modbus.poll_interval_s == 10.0
+
+
+def test_every_problem_is_listed_with_file_and_key_path(tmp_path: Path) -> None:
+    path = tmp_path / "aqnet.yaml"
+    path.write_text("database: {url: x}\nmqtt: {url: 'http://x'}\nnetwork:\n  timezone: Mars/Olympus\n"
+                    "  stations: {USQ: {host: h, port: 70000}}\nbogus: 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    lines = err.value.errors
+    assert f"{path}: mqtt.url: expected mqtt://host:port, got 'http://x'" in lines
+    assert f"{path}: network.timezone: unknown time zone 'Mars/Olympus'" in lines
+    assert any(line.startswith(f"{path}: network.stations.USQ.port: ") for line in lines)
+    assert f"{path}: bogus: unknown key" in lines
+    assert len(lines) == 4
+
+
+def test_missing_file_and_bad_yaml_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("database: [\n")
+    with pytest.raises(ConfigError, match=f"{bad}: not valid YAML"):
+        load_settings(bad)
