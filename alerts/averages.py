@@ -1,18 +1,19 @@
 """Hourly and rolling (8 h / 24 h) averages with completeness rules. Pure (numpy), no I/O, no clock.
 
 Time convention (stated once, here): every averaged value is stamped with the END of its period
-(norms.json `averaging_conventions.hour`: hours are labelled by their end, local time America/Bogota, the RMCAB
-portal convention; VARIABLES.md "Time"). The hour ending at H holds the samples with ``H - 1 h <= t < H``
-(half-open, like TimescaleDB's ``time_bucket``, whose bucket start + 1 h is the label). A rolling 8 h value
-ending at H is the mean of the hourly values ending at H-7 h … H; a rolling 24 h value ending at H uses
-H-23 h … H (norms.json `averaging_conventions.8h_rolling` / `.24h`: aqnet evaluates alert levels on the 24-h mean
-ending at the current hour). Hours are aligned to the network's time zone; calendar-day periods (compliance)
-would be too, but only 1 h / 8 h / 24 h rolling are implemented now.
+(norms.json `averaging_conventions.hour`: hours are labelled by their end, local time America/Bogota,
+the RMCAB portal convention; VARIABLES.md "Time"). The hour ending at H holds the samples with
+``H - 1 h <= t < H`` (half-open, like TimescaleDB's ``time_bucket``, whose bucket start + 1 h is the label).
+A rolling 8 h value ending at H is the mean of the hourly values ending at H-7 h … H; a rolling 24 h value
+ending at H uses H-23 h … H (norms.json `averaging_conventions.8h_rolling` / `.24h`: aqnet evaluates alert
+levels on the 24-h mean ending at the current hour). Hours are aligned to the network's time zone;
+calendar-day periods (compliance) would be too, but only 1 h / 8 h / 24 h rolling are implemented now.
 
 Completeness:
-- 1 h from sub-hourly samples: valid when the number of valid samples is at least 75 % of the samples expected
-  at the device's configured cadence (3600 / cadence_s). The norm is silent on sub-hourly completeness: this is an
-  aqnet convention (VARIABLES.md "Time"), borrowed from the protocol's 75 % rule (norms.json `data_completeness`).
+- 1 h from sub-hourly samples: valid when the number of valid samples is at least 75 % of the samples
+  expected at the device's configured cadence (3600 / cadence_s). The norm is silent on sub-hourly
+  completeness: this is an aqnet convention (VARIABLES.md "Time"), borrowed from the protocol's 75 % rule
+  (norms.json `data_completeness`).
 - 8 h rolling: valid with ≥ 6 of 8 valid hours; 24 h: ≥ 18 of 24 (norms.json `data_completeness.thresholds`,
   NORMS.md "Completeness (75 %) and averaging"), i.e. ceil(0.75 · hours).
 - Samples flagged with any `ingest.reading.EXCLUDED` bit, and non-finite values, are not valid (VARIABLES.md
@@ -20,8 +21,8 @@ Completeness:
 
 An average without enough data is NOT a silent number: `Average.value` is the mean of the valid samples that
 were there (so a dashboard can still draw it), but `Average.valid` is False and `coverage` says how much was
-there. Consumers that need a reportable value (alerts, indices, the norm's examples) use `Average.valid_value`,
-which is None for an invalid average. With no valid sample at all, `value` is None too.
+there. Consumers that need a reportable value (alerts, indices, the norm's examples) use
+`Average.valid_value`, which is None for an invalid average. With no valid sample at all, `value` is None too.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def _epoch_seconds(times: np.ndarray) -> np.ndarray:
     out = np.empty(arr.shape, dtype=float)
     for i, t in enumerate(arr.ravel()):
         if not isinstance(t, datetime) or t.tzinfo is None:
-            raise ValueError(f"times[{i}]: expected an aware datetime, datetime64 or epoch seconds, got {t!r}")
+            raise ValueError(f"times[{i}]: expected an aware datetime, datetime64 or epoch seconds, "
+                             f"got {t!r}")
         out.flat[i] = t.timestamp()
     return out
 
@@ -125,7 +127,8 @@ def hourly_average(
     v = np.asarray(values, dtype=float)
     ok = np.asarray(valid, dtype=bool)
     if not t.shape == v.shape == ok.shape:
-        raise ValueError(f"hourly_average: times {t.shape}, values {v.shape}, valid {ok.shape} differ in shape")
+        raise ValueError(f"hourly_average: times {t.shape}, values {v.shape}, valid {ok.shape}: "
+                         "expected equal shapes")
     end = _aware(hour_end, "hour_end").timestamp()
     start = end - HOUR.total_seconds()
     use = (t >= start) & (t < end) & ok & np.isfinite(v)

@@ -3,13 +3,14 @@ except reading the rules bundled in this package).
 
 A rule watches one variable's average over one period ('1h', '8h' or '24h' rolling, stamped with its end; see
 `alerts.averages`) for every sensor (scope 'sensor': levels are evaluated per station, norms.json
-`prevention_alert_emergency.notes`). It has ascending levels; each level's threshold carries its unit, its source
-and, where the domain data has one, its verification status. A level is met when ``value > threshold``
+`prevention_alert_emergency.notes`). It has ascending levels; each level's threshold carries its unit, its
+source and, where the domain data has one, its verification status. A level is met when ``value > threshold``
 (comparison ">", the norm's exceedance rule, an aqnet convention) or ``value >= threshold`` (comparison ">=",
 the half-open prevention/alert/emergency bands), always on the unrounded average (norms.json `band_rule`).
 An active alert clears only when the value falls below the clear threshold: `clear_below` if given, else
-`clear_fraction` × the lowest level's threshold (hysteresis). `min_duration` is the number of consecutive valid
-evaluations a level must hold before the alert is raised or escalated. The state machine is `alerts.state`.
+`clear_fraction` × the lowest level's threshold (hysteresis). `min_duration` is the number of consecutive
+valid evaluations a level must hold before the alert is raised or escalated. The state machine is
+`alerts.state`.
 """
 
 from __future__ import annotations
@@ -83,13 +84,14 @@ class Rule(_Model):
     def _check(self) -> Rule:
         problems: list[str] = []
         if self.variable not in VARIABLES:
-            problems.append(f"variable: expected one of {', '.join(sorted(VARIABLES))}, got {self.variable!r}")
+            known = ", ".join(sorted(VARIABLES))
+            problems.append(f"variable: expected one of {known}, got {self.variable!r}")
         else:
             unit = VARIABLES[self.variable].unit
             for i, lv in enumerate(self.levels):
                 if lv.unit != unit:
-                    problems.append(f"levels[{i}].unit: expected {unit!r} (canonical unit of {self.variable}), "
-                                    f"got {lv.unit!r}")
+                    problems.append(f"levels[{i}].unit: expected {unit!r} (canonical unit of "
+                                    f"{self.variable}), got {lv.unit!r}")
             if self.clear_below is not None and self.clear_below.unit != unit:
                 problems.append(f"clear_below.unit: expected {unit!r}, got {self.clear_below.unit!r}")
         names = [lv.name for lv in self.levels]
@@ -102,8 +104,8 @@ class Rule(_Model):
         if (self.clear_fraction is None) == (self.clear_below is None):
             problems.append("clear_fraction / clear_below: expected exactly one of them")
         elif self.clear_below is not None and self.clear_below.threshold > self.levels[0].threshold:
-            problems.append(f"clear_below.threshold: expected <= the lowest level ({self.levels[0].threshold}), "
-                            f"got {self.clear_below.threshold}")
+            problems.append(f"clear_below.threshold: expected <= the lowest level "
+                            f"({self.levels[0].threshold}), got {self.clear_below.threshold}")
         if problems:
             raise ValueError(f"rule {self.id!r}: " + "; ".join(problems))
         return self
@@ -134,7 +136,8 @@ class Rule(_Model):
         for i, lv in enumerate(self.levels):
             if lv.name == name:
                 return i
-        raise ValueError(f"rule {self.id!r}: no level named {name!r}; levels are {[lv.name for lv in self.levels]}")
+        names = [lv.name for lv in self.levels]
+        raise ValueError(f"rule {self.id!r}: no level named {name!r}; expected one of {names}")
 
 
 class RulesFile(_Model):

@@ -1,5 +1,5 @@
-"""The alert state machine: pending → firing (→ acknowledged) → resolved, with minimum duration, escalation and
-hysteresis. Pure: `step` takes the current state, one evaluated average and its time, and returns the new
+"""The alert state machine: pending → firing (→ acknowledged) → resolved, with minimum duration, escalation
+and hysteresis. Pure: `step` takes the current state, one evaluated average and its time, and returns the new
 state and the events it caused; persistence and delivery belong to `alerts.jobs`.
 
 Contract of `step(state, value, valid, now, rule, sensor_id=...)`:
@@ -60,14 +60,15 @@ class AlertState:
     resolved_at: datetime | None = None
 
     def __post_init__(self) -> None:
+        where = f"AlertState {self.rule_id}/{self.sensor_id}"
         for name in ("started_at", "updated_at", "resolved_at"):
             t = getattr(self, name)
             if t is not None and t.tzinfo is None:
-                raise ValueError(f"AlertState {self.rule_id}/{self.sensor_id}: {name}: expected an aware datetime")
+                raise ValueError(f"{where}: {name}: expected an aware datetime")
         if self.streak < 0:
-            raise ValueError(f"AlertState {self.rule_id}/{self.sensor_id}: streak: expected >= 0, got {self.streak}")
+            raise ValueError(f"{where}: streak: expected >= 0, got {self.streak}")
         if (self.status == "resolved") != (self.resolved_at is not None):
-            raise ValueError(f"AlertState {self.rule_id}/{self.sensor_id}: resolved_at must be set iff resolved")
+            raise ValueError(f"{where}: resolved_at: expected a time exactly when resolved")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,7 @@ class AlertEscalated(AlertEvent):
 
 @dataclass(frozen=True, slots=True)
 class AlertResolved(AlertEvent):
-    """A firing alert resolved: the value fell below the clear threshold (`threshold`). `level` is its last."""
+    """A firing alert resolved: the value fell below the clear threshold (`threshold`) at last `level`."""
 
     kind: ClassVar[str] = "resolved"
 
@@ -123,10 +124,11 @@ def step(
     state: AlertState | None, value: float | None, valid: bool, now: datetime, rule: Rule, *, sensor_id: str
 ) -> tuple[AlertState | None, tuple[AlertEvent, ...]]:
     """Advance one alert by one evaluated average (see the module docstring for the contract)."""
+    where = f"step {rule.id}/{sensor_id}"
     if now.tzinfo is None:
-        raise ValueError(f"step {rule.id}/{sensor_id}: now: expected an aware datetime, got {now.isoformat()}")
+        raise ValueError(f"{where}: now: expected an aware datetime, got {now.isoformat()}")
     if state is not None and (state.rule_id != rule.id or state.sensor_id != sensor_id):
-        raise ValueError(f"step: state is for {state.rule_id}/{state.sensor_id}, called for {rule.id}/{sensor_id}")
+        raise ValueError(f"{where}: state is for {state.rule_id}/{state.sensor_id}")
     if state is not None and state.status == "resolved":
         state = None
     if state is not None and now <= state.updated_at:
@@ -142,12 +144,13 @@ def step(
             return None, ()  # a pending streak lapses silently; nothing was announced
         if state is None:
             lv = rule.levels[reached]
-            pending = AlertState(rule_id=rule.id, sensor_id=sensor_id, variable=rule.variable, status="pending",
-                                 level=lv.name, threshold=lv.threshold, unit=rule.unit, source=lv.source,
-                                 value=value, started_at=now, updated_at=now, streak=1)
+            pending = AlertState(rule_id=rule.id, sensor_id=sensor_id, variable=rule.variable,
+                                 status="pending", level=lv.name, threshold=lv.threshold, unit=rule.unit,
+                                 source=lv.source, value=value, started_at=now, updated_at=now, streak=1)
         else:
             held = min(rule.level_named(state.level), reached)
-            pending = _at_level(replace(state, value=value, updated_at=now, streak=state.streak + 1), rule, held)
+            longer = replace(state, value=value, updated_at=now, streak=state.streak + 1)
+            pending = _at_level(longer, rule, held)
         if pending.streak < min_duration:
             return pending, ()
         firing = replace(pending, status="firing", streak=0, candidate=None)
@@ -164,7 +167,8 @@ def step(
     held = reached if state.candidate is None else min(rule.level_named(state.candidate), reached)
     streak = state.streak + 1 if state.candidate is not None else 1
     if streak < min_duration:
-        return replace(state, value=value, updated_at=now, streak=streak, candidate=rule.levels[held].name), ()
-    escalated = _at_level(replace(state, status="firing", value=value, updated_at=now, streak=0, candidate=None),
-                          rule, held)
+        candidate = rule.levels[held].name
+        return replace(state, value=value, updated_at=now, streak=streak, candidate=candidate), ()
+    moved = replace(state, status="firing", value=value, updated_at=now, streak=0, candidate=None)
+    escalated = _at_level(moved, rule, held)
     return escalated, (_event(AlertEscalated, escalated, now, from_level=state.level),)

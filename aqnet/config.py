@@ -67,6 +67,7 @@ class NetworkSettings(_Section):
     timezone: str = "America/Bogota"  #: the network's standard time zone (reference.json site)
     bundled: bool = True  #: use the bundled 19 stations + 25 microsensors
     stations: dict[str, Endpoint] = {}  #: station code → Modbus TCP gateway
+    microsensor_cadence_s: Annotated[float, Field(gt=0)] = 60.0  #: expected interval between MQTT readings
 
     @field_validator("timezone")
     @classmethod

@@ -172,6 +172,10 @@ class Daemon:
                                        on_gap=on_gap, clock=self.clock, interval_s=s.modbus.poll_interval_s)
                 tasks.append(asyncio.create_task(poller.run(), name=f"poll-{sensor.id}"))
 
+            # expected sample cadence per device, for the hourly completeness rule
+            cadences = {d.id: (s.modbus.poll_interval_s if d.protocol == "modbus-tcp"
+                               else s.network.microsensor_cadence_s)
+                        for sensor in self.network for d in sensor.devices}
             scheduler = AsyncIOScheduler(timezone=self.tz)
             rules = (parse_rules(Path(s.scheduler.rules_file).read_text(encoding="utf-8"),
                                  source=s.scheduler.rules_file) if s.scheduler.rules_file else default_rules())
@@ -179,9 +183,11 @@ class Daemon:
             async def averages_job() -> None:
                 now = self.clock()
                 def work() -> None:
-                    with psycopg.connect(s.database.url) as conn:
-                        compute_averages(conn, now)
-                        evaluate_alerts(conn, now, rules)
+                    with psycopg.connect(s.database.url, autocommit=True) as conn:
+                        compute_averages(conn, now, cadence_s=cadences, tz=self.tz)
+                        events = evaluate_alerts(conn, now, rules, tz=self.tz)
+                    for event in events:
+                        log.warning("alert: %s", event)
                 await asyncio.to_thread(work)
 
             scheduler.add_job(averages_job, "interval", seconds=s.scheduler.averages_every_s, id="averages",

@@ -92,7 +92,8 @@ class PortBook:
         except (OSError, ValueError) as exc:
             raise LocalStackError(f"{self.path}: expected a JSON object of name → port, got {exc}") from exc
         if not isinstance(data, dict):
-            raise LocalStackError(f"{self.path}: expected a JSON object of name → port, got {type(data).__name__}")
+            raise LocalStackError(
+                f"{self.path}: expected a JSON object of name → port, got {type(data).__name__}")
         return {str(k): int(v) for k, v in data.items()}
 
     def port(self, name: str) -> int:
@@ -131,7 +132,8 @@ class ServiceUser:
         try:
             pw = pwd.getpwnam(name)
         except KeyError:
-            raise LocalStackError(f"system user {name!r} does not exist: run deploy/install-system.sh") from None
+            raise LocalStackError(
+                f"system user {name!r} does not exist: run deploy/install-system.sh") from None
         return cls(name, pw.pw_uid, pw.pw_gid, tuple(os.getgrouplist(name, pw.pw_gid)))
 
 
@@ -141,7 +143,7 @@ def _service_user(name: str) -> ServiceUser | None:
 
 
 def reachable(path: Path, uid: int, gids: tuple[int, ...] | list[int]) -> bool:
-    """True when every existing directory on the way to `path` (itself included) is traversable by uid/gids."""
+    """True when every existing directory on the way to `path` (itself included) is traversable by uid."""
     if uid == 0:
         return True
     real = Path(os.path.realpath(path))
@@ -242,8 +244,9 @@ class _Child:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"}
         if user is not None:
             env["HOME"] = pwd.getpwuid(user.uid).pw_dir
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=cwd, env=env, process_group=0, **kwargs)  # type: ignore[call-overload]
+        self.proc = subprocess.Popen(  # type: ignore[call-overload]
+            argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+            process_group=0, **kwargs)
         atexit.register(self.stop)
 
     def stop(self, first_signal: int = signal.SIGTERM, timeout_s: float = 30.0) -> None:
@@ -288,7 +291,8 @@ def _run(argv: list[str], user: ServiceUser | None, cwd: Path, what: str) -> Non
     res = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False,
                          **kwargs)  # type: ignore[call-overload]
     if res.returncode != 0:
-        raise LocalStackError(f"{what} failed (exit {res.returncode}): {' '.join(argv)}\n{res.stdout}{res.stderr}")
+        raise LocalStackError(
+            f"{what} failed (exit {res.returncode}): {' '.join(argv)}\n{res.stdout}{res.stderr}")
 
 
 def _utf8_locale() -> str:
@@ -305,7 +309,7 @@ def _utf8_locale() -> str:
 
 
 class TimescaleCluster:
-    """A PostgreSQL 15 + TimescaleDB cluster in `data_dir`, listening on 127.0.0.1:`port` only (trust auth)."""
+    """A PostgreSQL 15 + TimescaleDB cluster in `data_dir`, on 127.0.0.1:`port` only (trust auth)."""
 
     def __init__(self, data_dir: Path, port: int, *, database: str = "aqnet", user: str = "aqnet",
                  persistent: bool = True, start_timeout_s: float = 60.0) -> None:
@@ -349,7 +353,7 @@ class TimescaleCluster:
                   f"--locale={_utf8_locale()}", "--no-instructions"], self._service_user, real.parent,
                  f"initdb {real}")
             (real / "pg_hba.conf").write_text(
-                "# aqnet local cluster: TCP on 127.0.0.1 only, no Unix socket, trust (never expose this port)\n"
+                "# aqnet local cluster: TCP on 127.0.0.1 only, no Unix socket, trust (never expose it)\n"
                 "host all all 127.0.0.1/32 trust\n")
             with open(real / "postgresql.conf", "a") as f:
                 f.write("\ninclude_if_exists = 'aqnet.conf'\n")
@@ -416,7 +420,8 @@ class TimescaleCluster:
 
     def _bootstrap_database(self, *, existing: bool) -> None:
         with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone() is None:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
+            if exists is None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
@@ -447,7 +452,8 @@ class TimescaleCluster:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.stop()
 
 
@@ -521,9 +527,10 @@ class MosquittoBroker:
             "persistence true\n"
             f"persistence_location {real}/\n"
             "autosave_interval 30\n"
-            "# aqnet acknowledges a QoS 1 message only after the batch holding it is written to TimescaleDB, so\n"
-            "# many messages are legitimately in flight per client, and the broker must keep (not drop) what\n"
-            "# arrives while the database is slow or down: a high in-flight window and a deep queue.\n"
+            "# aqnet acknowledges a QoS 1 message only after the batch holding it is written to\n"
+            "# TimescaleDB, so many messages are legitimately in flight per client, and the broker must\n"
+            "# keep (not drop) what arrives while the database is slow or down: a high in-flight window\n"
+            "# and a deep queue.\n"
             f"max_inflight_messages {self.max_inflight}\n"
             f"max_queued_messages {self.max_queued}\n"
             "log_dest stderr\n"
@@ -565,6 +572,7 @@ class MosquittoBroker:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.stop()
 

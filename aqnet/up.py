@@ -105,7 +105,8 @@ def run_up(opts: UpOptions) -> int:
             database=DatabaseSettings(url=cluster.url),
             mqtt=MqttSettings(url=broker.url),
             network=NetworkSettings(stations={code: Endpoint(host="127.0.0.1", port=p)
-                                              for code, p in station_ports.items()}),
+                                              for code, p in station_ports.items()},
+                                    microsensor_cadence_s=opts.publish_interval_s),
             modbus=ModbusSettings(poll_interval_s=opts.poll_interval_s),
             http=HttpSettings(host="127.0.0.1", port=http_port),
             scheduler=SchedulerSettings(),

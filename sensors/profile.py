@@ -1,13 +1,13 @@
 """Device profiles: the YAML register map of one analyser model, validated and turned into frozen records.
 
-Loading is I/O at the edge (one YAML file); everything after it is pure. A profile is written by people, so it goes
-through pydantic with `extra="forbid"` first, then through cross-checks (data type against table, byte order against
-width, address base, overlapping registers, unit, range, conditions, golden vectors). Every problem found is
-collected and reported at once as a `ProfileError` whose lines read
+Loading is I/O at the edge (one YAML file); everything after it is pure. A profile is written by people, so it
+goes through pydantic with `extra="forbid"` first, then through cross-checks (data type against table, byte
+order against width, address base, overlapping registers, unit, range, conditions, golden vectors). Every
+problem found is collected and reported at once as a `ProfileError` whose lines read
 `sensors/profiles/sim-nox.yaml: variables.no2.order: expected ABCD|CDAB|BADC|DCBA, got "CADB"`.
 
-Addresses are written as the device's manual writes them; `address_base` (0 or 1) says which convention that is,
-and `pdu_address` is what goes on the wire (0-based).
+Addresses are written as the device's manual writes them; `address_base` (0 or 1) says which convention that
+is, and `pdu_address` is what goes on the wire (0-based).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class ProfileError(ValueError):
         super().__init__("\n".join(errors))
 
 
-# ---- frozen records (what the rest of aqnet uses) -------------------------------------------------------------
+# ---- frozen records (what the rest of aqnet uses) ----------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,7 @@ class StatusBit:
 
     name: str
     flag: str | None  #: "device_invalid", "maintenance", or None for a bit that is only informative
-    when: str = "set"  #: "set": the flag is raised when the bit is 1; "clear": when it is 0 (e.g. "system OK")
+    when: str = "set"  #: "set": raised when the bit is 1; "clear": when it is 0 (e.g. a "system OK" bit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +131,7 @@ class Profile:
     model: str
     manufacturer: str
     firmware: str
-    source: str  #: where the map comes from (manual page, driver, or "simulated analyser of aqnet's simulators")
+    source: str  #: where the map comes from (manual page, driver, "simulated analyser of aqnet's simulators")
     address_base: int  #: 0 or 1
     conditions: str | None  #: "local" | "reference" | "required" (the technician states it per device)
     variables: tuple[VariableSpec, ...]
@@ -152,7 +152,7 @@ class Profile:
                        f"expected one of {', '.join(self.variable_names)}")
 
 
-# ---- the edge: pydantic models of the YAML ---------------------------------------------------------------------
+# ---- the edge: pydantic models of the YAML -----------------------------------------------------------------
 
 
 class _Strict(BaseModel):
@@ -203,7 +203,7 @@ class _ProfileIn(_Strict):
     vectors: list[_VectorIn] = []
 
 
-# ---- loading -----------------------------------------------------------------------------------------------------
+# ---- loading -----------------------------------------------------------------------------------------------
 
 
 def default_profiles_dir() -> Path:
@@ -223,8 +223,8 @@ def load_profile(name: str, profiles_dir: Path | None = None) -> Profile:
     path = directory / f"{name}.yaml"
     shown = f"sensors/profiles/{name}.yaml" if profiles_dir is None else str(path)
     if not _NAME.match(name):
-        raise ProfileError(shown, [f"{shown}: profile name: expected lowercase letters, digits, '.', '_', '-', "
-                                   f"got {_show(name)}"])
+        raise ProfileError(shown, [f"{shown}: profile name: expected lowercase letters, digits, '.', '_', "
+                                   f"'-', got {_show(name)}"])
     if not path.is_file():
         available = ", ".join(list_profiles(profiles_dir)) or "none"
         raise ProfileError(shown, [f"{shown}: no such profile file (available: {available})"])
@@ -239,6 +239,14 @@ def parse_profile(name: str, data: Any, shown: str) -> Profile:
     """Validate already-parsed YAML `data` of profile `name` (`shown` is the file name used in messages)."""
     if not isinstance(data, dict):
         raise ProfileError(shown, [f"{shown}: expected a mapping of profile keys, got {type(data).__name__}"])
+    variables = data.get("variables")
+    if isinstance(variables, dict):
+        # YAML 1.1 reads an unquoted `no:` (the NO variable), `yes:`, `on:`, `off:` as a boolean
+        bools = [k for k in variables if isinstance(k, bool)]
+        if bools:
+            raise ProfileError(shown, [
+                f'{shown}: variables.{"yes/on" if k else "no"}: YAML read this unquoted key as the boolean '
+                f'{str(k).lower()}: quote it (e.g. "no": for nitric oxide)' for k in bools])
     try:
         raw = _ProfileIn.model_validate(data)
     except ValidationError as exc:
@@ -256,13 +264,8 @@ def _build(name: str, shown: str, raw: _ProfileIn, errors: list[str]) -> Profile
     for code, var in raw.variables.items():
         key = f"variables.{code}"
         if code not in VARIABLES:
-            errors.append(f"{key}: unknown variable {_show(code)}: expected one of {', '.join(sorted(VARIABLES))}")
-        problem = check_encoding(var.data_type, var.order)
-        if problem:
-            errors.append(f"{key}.{problem}")
-            continue
-        _check_table_type(key, var.table, var.data_type, errors)
-        _check_address(key, var.address, base, register_count(var.data_type), errors)
+            errors.append(
+                f"{key}: unknown variable {_show(code)}: expected one of {', '.join(sorted(VARIABLES))}")
         if var.scale == 0 or not math.isfinite(var.scale) or not math.isfinite(var.offset):
             errors.append(f"{key}.scale: expected a finite non-zero scale and finite offset, "
                           f"got scale {var.scale}, offset {var.offset}")
@@ -270,6 +273,12 @@ def _build(name: str, shown: str, raw: _ProfileIn, errors: list[str]) -> Profile
             errors.append(f"{key}.unit: expected the unit the device reports, got an empty string")
         if not var.range[0] < var.range[1]:
             errors.append(f"{key}.range: expected [min, max] with min < max, got {list(var.range)}")
+        problem = check_encoding(var.data_type, var.order)
+        if problem:
+            errors.append(f"{key}.{problem}")
+            continue  # the checks below need a valid data type
+        _check_table_type(key, var.table, var.data_type, errors)
+        _check_address(key, var.address, base, register_count(var.data_type), errors)
         order = var.order
         if order is None and var.data_type != "bool":
             order = DEFAULT_ORDER[register_count(var.data_type)]
@@ -277,7 +286,7 @@ def _build(name: str, shown: str, raw: _ProfileIn, errors: list[str]) -> Profile
                                       var.scale, var.offset, var.unit, var.range))
     if not raw.variables:
         errors.append("variables: expected at least one variable")
-    has_mass = any(VARIABLES[v.name].kind is Kind.MASS for v in variables if v.name in VARIABLES)
+    has_mass = any(VARIABLES[code].kind is Kind.MASS for code in raw.variables if code in VARIABLES)
     if has_mass and raw.conditions is None:
         errors.append("conditions: required for a profile with a mass concentration (pm*): "
                       "expected local|reference|required")
@@ -342,7 +351,8 @@ def _check_overlaps(variables: list[VariableSpec], status: StatusRegister | None
             taken[(table, pdu)] = key
 
 
-def _build_vectors(raw: list[_VectorIn], variables: list[VariableSpec], errors: list[str]) -> tuple[Vector, ...]:
+def _build_vectors(raw: list[_VectorIn], variables: list[VariableSpec],
+                   errors: list[str]) -> tuple[Vector, ...]:
     by_name = {v.name: v for v in variables}
     vectors: list[Vector] = []
     for i, vec in enumerate(raw):

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 def aqnet_json_payload(sensor: Sensor, signals: CitySignals, t: datetime) -> bytes:
     """One aqnet JSON message for `sensor` at time `t` (pure)."""
-    values = {v: round(signals.value(sensor.id, v, t), 2) for v in sensor.variables}
+    # low-cost PM sensors read high in humid air (simulators.signals humidity growth)
+    values = {v: round(signals.value(sensor.id, v, t, humidity_growth=True), 2) for v in sensor.variables}
     return json.dumps({"time": t.isoformat(timespec="seconds"), "values": values}).encode()
 
 

@@ -1,4 +1,4 @@
-"""Versioned schema migrations: apply `storage/migrations/NNNN_<what>.sql` in order, once each. I/O (psycopg 3, sync).
+"""Versioned schema migrations: apply `storage/migrations/NNNN_<what>.sql` in order, once each. I/O (sync).
 
 Contract: each file runs in its own transaction together with its row in
 `schema_migrations(version, name, checksum, applied_at)`, so a failing file leaves no trace and the next run
@@ -53,17 +53,18 @@ class Migration:
 
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Every `NNNN_<what>.sql` in `directory`, by version; duplicate versions and stray .sql files are errors."""
+    """Every `NNNN_<what>.sql` in `directory` by version; duplicate versions and stray .sql are errors."""
     found: dict[int, Migration] = {}
     for path in sorted(directory.glob("*.sql")):
         m = _NAME.match(path.name)
         if m is None:
-            raise MigrationError(path, "expected a name like 0002_add_something.sql (4 digits, lower_snake_case)")
+            raise MigrationError(path, "expected a name like 0002_add_something.sql (4 digits, snake_case)")
         version = int(m.group(1))
         if version in found:
             raise MigrationError(path, f"version {version} already used by {found[version].name}")
         data = path.read_bytes()
-        found[version] = Migration(version, path.name, path, data.decode("utf-8"), hashlib.sha256(data).hexdigest())
+        found[version] = Migration(version, path.name, path, data.decode("utf-8"),
+                                   hashlib.sha256(data).hexdigest())
     return [found[v] for v in sorted(found)]
 
 
@@ -81,7 +82,7 @@ def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[
     """Apply the pending migrations in order; returns the names applied (empty when up to date)."""
     migrations = discover(directory)
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        raise MigrationError(directory, "migrate() needs an idle connection (commit or roll back the open transaction first)")
+        raise MigrationError(directory, "migrate() needs an idle connection: commit or roll back first")
     applied_names: list[str] = []
     autocommit = conn.autocommit
     conn.autocommit = True  # each file gets its own explicit transaction below
@@ -101,8 +102,8 @@ def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[
             try:
                 with conn.transaction():
                     conn.execute(mig.sql)
-                    conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                                 (mig.version, mig.name, mig.checksum))
+                    conn.execute("INSERT INTO schema_migrations (version, name, checksum) "
+                                 "VALUES (%s, %s, %s)", (mig.version, mig.name, mig.checksum))
             except psycopg.Error as exc:
                 raise MigrationError(mig.path, f"failed, rolled back: {exc}") from exc
             applied_names.append(mig.name)

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.timescale", "tests.fixtures.mosquitto"]
+#: fixture modules; each may list the fixtures that make a test `integration` in INTEGRATION_FIXTURES
+FIXTURE_PLUGINS = ["tests.fixtures.timescale", "tests.fixtures.mosquitto"]
+pytest_plugins = [*FIXTURE_PLUGINS, "pytester"]
 
 
 def _integration_fixtures() -> set[str]:
     names: set[str] = set()
-    for plugin in pytest_plugins:
+    for plugin in FIXTURE_PLUGINS:
         names.update(getattr(importlib.import_module(plugin), "INTEGRATION_FIXTURES", ()))
     return names
 

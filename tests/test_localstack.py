@@ -65,7 +65,7 @@ def test_port_book_gives_distinct_names_distinct_ports(tmp_path: Path) -> None:
 
 def test_port_book_rejects_corrupt_file_naming_it(tmp_path: Path) -> None:
     (tmp_path / "ports.json").write_text("[1, 2")
-    with pytest.raises(LocalStackError, match="ports.json"):
+    with pytest.raises(LocalStackError, match=r"ports\.json"):
         PortBook(tmp_path / "ports.json").port("x")
 
 
@@ -153,7 +153,8 @@ def test_cluster_listens_on_loopback_tcp_only(timescale: TimescaleCluster) -> No
     with psycopg.connect(timescale.url) as conn:
         settings = dict(conn.execute(
             "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('listen_addresses', 'unix_socket_directories', 'fsync', 'shared_preload_libraries')").fetchall())
+            "('listen_addresses', 'unix_socket_directories', 'fsync', 'shared_preload_libraries')"
+        ).fetchall())
     assert settings == {"listen_addresses": "127.0.0.1", "unix_socket_directories": "", "fsync": "on",
                         "shared_preload_libraries": "timescaledb"}
 
@@ -246,3 +247,27 @@ def test_mosquitto_keeps_queued_qos1_messages_across_restart(mosquitto_factory) 
     finally:
         sub.disconnect()
         sub.loop_stop()
+
+
+# ------------------------------------------------------------------------------------ leak guard
+
+
+def test_a_test_that_leaves_a_process_running_fails(pytester: pytest.Pytester,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    pytester.makeconftest((root / "tests" / "conftest.py").read_text())
+    pytester.makepyfile(test_leaky="""
+        import subprocess
+
+        def test_leaks():
+            subprocess.Popen(["sleep", "60"])
+
+        def test_cleans_up():
+            p = subprocess.Popen(["sleep", "60"])
+            p.kill()
+            p.wait()
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*processes left running by this test (killed now)*sleep*"])

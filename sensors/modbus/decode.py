@@ -1,14 +1,16 @@
 """The Modbus register codec: registers ↔ number for every data type and byte/word order. Pure, no I/O.
 
-Contract: `decode_value(registers, spec)` turns the 16-bit words of one value, in the order they arrived on the
-wire, into `raw * spec.scale + spec.offset`; `encode_value(value, spec)` is its inverse (used by the simulators);
-`status_word` and `status_flags` turn a status register (or a run of status bits) into flag names.
+Contract: `decode_value(registers, spec)` turns the 16-bit words of one value, in the order they arrived on
+the wire, into `raw * spec.scale + spec.offset`; `encode_value(value, spec)` is its inverse (used by the
+simulators); `status_word` and `status_flags` turn a status register (or a run of status bits) into flag
+names.
 
-Byte order is written in the letter notation of analyser datasheets and Telegraf: the letters name the bytes of the
-big-endian value (A = most significant), in the order they arrive on the wire. So `ABCD` is big-endian (Teledyne
-T-series "high word, low word"), `CDAB` has the words swapped (Thermo iSeries "least significant 16 bits first"),
-`BADC` has the bytes of each word swapped and `DCBA` is fully little-endian. The codec is one table row per data
-type, never a branch per device. Values are never clamped: range checks belong to ingest's QC.
+Byte order is written in the letter notation of analyser datasheets and Telegraf: the letters name the bytes
+of the big-endian value (A = most significant), in the order they arrive on the wire. So `ABCD` is big-endian
+(Teledyne T-series "high word, low word"), `CDAB` has the words swapped (Thermo iSeries "least significant 16
+bits first"), `BADC` has the bytes of each word swapped and `DCBA` is fully little-endian. The codec is one
+table row per data type, never a branch per device. Values are never clamped: range checks belong to ingest's
+QC.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ __all__ = [
     "status_word",
 ]
 
-DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32", "float64"]
+DataType = Literal[
+    "bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32", "float64"
+]
 StatusFlag = Literal["device_invalid", "maintenance"]
 
 #: data type → (struct format character, 16-bit registers per value); "bool" is one coil / discrete input
@@ -63,7 +67,7 @@ ORDERS: dict[int, tuple[str, ...]] = {
 DEFAULT_ORDER: dict[int, str] = {n: orders[0] for n, orders in ORDERS.items()}
 
 #: Status flag name → the bit it sets in `sensors.reading.RawReading.device_status`. These values equal
-#: ingest.reading.QC.DEVICE_INVALID and QC.MAINTENANCE (sensors may not import ingest; a test asserts equality).
+#: ingest.reading.QC.DEVICE_INVALID and QC.MAINTENANCE (sensors may not import ingest; a test asserts that).
 DEVICE_STATUS_BITS: dict[str, int] = {"device_invalid": 1 << 5, "maintenance": 1 << 6}
 
 
@@ -92,7 +96,7 @@ class StatusBitSpec(Protocol):
 
 
 class StatusSpec(Protocol):
-    """A status register (register table: one uint16) or a run of status bits (coil / discrete_input table)."""
+    """A status register (one uint16 of a register table) or a run of status bits (coil / discrete_input)."""
 
     @property
     def table(self) -> str: ...
@@ -168,12 +172,15 @@ def decode_value(registers: Sequence[int | bool], spec: ValueSpec) -> float:
     for position, letter in enumerate(order):
         big_endian[ord(letter) - ord("A")] = wire[position]
     (raw,) = struct.unpack(">" + _STRUCT[spec.data_type][0], bytes(big_endian))
+    if spec.scale == 1 and spec.offset == 0:
+        return raw  # type: ignore[no-any-return]  # an int64 stays exact when nothing scales it
     return raw * spec.scale + spec.offset
 
 
 def encode_value(value: float, spec: ValueSpec) -> list[int]:
-    """`value` → registers in wire order, the inverse of `decode_value`; ValueError if the type can't hold it."""
-    raw: float | int = (value - spec.offset) / spec.scale
+    """`value` → registers in wire order (inverse of `decode_value`); ValueError if the type can't hold it."""
+    # unscaled: keep an int exact (a 64-bit integer does not survive the float division)
+    raw: float | int = value if spec.scale == 1 and spec.offset == 0 else (value - spec.offset) / spec.scale
     if spec.data_type == "bool":
         return [1 if raw else 0]
     order = _resolved_order(spec)
@@ -188,7 +195,8 @@ def encode_value(value: float, spec: ValueSpec) -> list[int]:
         big_endian = struct.pack(">" + code, packable)
     except (struct.error, OverflowError) as exc:
         raise ValueError(
-            f"{spec.data_type}: {value!r} (raw {raw!r} at scale {spec.scale}, offset {spec.offset}) does not fit"
+            f"{spec.data_type}: {value!r} (raw {raw!r} at scale {spec.scale}, offset {spec.offset}) "
+            "does not fit"
         ) from exc
     wire = bytes(big_endian[ord(letter) - ord("A")] for letter in order)
     return [int.from_bytes(wire[i:i + 2], "big") for i in range(0, len(wire), 2)]

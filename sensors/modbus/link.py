@@ -1,19 +1,22 @@
-"""One Modbus TCP endpoint (gateway or analyser) and the requests sent to it. I/O; the driver side's only pymodbus import.
+"""One Modbus TCP endpoint and the requests sent to it. I/O; the driver side's only pymodbus import.
 
-A `ModbusLink` owns one `pymodbus.client.AsyncModbusTcpClient` for (host, port) and serialises every request with an
-asyncio.Lock: a station's gateway answers one request at a time, whichever device (unit id) is asked. The policy is
-ours, not pymodbus': its automatic reconnect and retries are switched off, each request has `timeout_s`, a failed
-connect is retried only after an exponential backoff (`backoff_initial_s` doubling up to `backoff_max_s`), and a
-timed-out or broken connection is closed so the next read starts on a fresh one (a late answer can then never be
-taken for the next request's). Failures are raised as `ModbusReadError` with a machine-readable `reason`.
+A `ModbusLink` owns one `pymodbus.client.AsyncModbusTcpClient` for (host, port) and serialises every request
+with an asyncio.Lock: a station's gateway answers one request at a time, whichever device (unit id) is asked.
+The policy is ours, not pymodbus': its automatic reconnect and retries are switched off, each request has
+`timeout_s`, a failed connect is retried only after an exponential backoff (`backoff_initial_s` doubling up to
+`backoff_max_s`), and a timed-out or broken connection is closed so the next read starts on a fresh one (a
+late answer can then never be taken for the next request's). Failures are raised as `ModbusReadError` with a
+machine-readable `reason`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -36,6 +39,10 @@ _EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illega
                     11: "gateway target device failed to respond"}
 
 
+class _Disconnected(Exception):
+    """The connection dropped while a request was waiting for its answer."""
+
+
 class ModbusReadError(Exception):
     """A read that returned no data. `reason`: timeout | connection | exception_response | protocol.
 
@@ -53,7 +60,8 @@ class ModbusReadError(Exception):
         self.address = address
         self.count = count
         self.exception_code = exception_code
-        super().__init__(f"modbus {host}:{port} unit {unit_id}: {table} {address}×{count}: {reason}: {detail}")
+        super().__init__(
+            f"modbus {host}:{port} unit {unit_id}: {table} {address}×{count}: {reason}: {detail}")
 
 
 class ModbusLink:
@@ -62,7 +70,8 @@ class ModbusLink:
     Args:
         host, port: the endpoint.
         timeout_s: connect timeout and per-request response timeout.
-        backoff_initial_s, backoff_max_s: wait after the first failed connect, doubled per failure up to the max.
+        backoff_initial_s, backoff_max_s: wait after the first failed connect, doubled per failure up to
+            the max.
         request_gap_s: pause after each request before the next (slow serial gateways).
         monotonic: clock for the backoff (injected for tests).
     """
@@ -84,6 +93,7 @@ class ModbusLink:
         self._client: AsyncModbusTcpClient | None = None
         self._failures = 0  # consecutive failed connects
         self._next_connect_at = 0.0
+        self._lost = asyncio.Event()  # set when the current connection drops
 
     @property
     def endpoint(self) -> str:
@@ -101,15 +111,20 @@ class ModbusLink:
             raise ValueError(f"table: expected {'|'.join(_READ)}, got {table!r}")
 
         def error(reason: str, detail: str, code: int | None = None) -> ModbusReadError:
-            return ModbusReadError(reason, detail, host=self.host, port=self.port, unit_id=unit_id, table=table,
-                                   address=address, count=count, exception_code=code)
+            return ModbusReadError(reason, detail, host=self.host, port=self.port, unit_id=unit_id,
+                                   table=table, address=address, count=count, exception_code=code)
 
         async with self._lock:
             client = await self._ensure_connected(error)
             method = getattr(client, _READ[table])
             try:
-                async with asyncio.timeout(self.timeout_s * 2):  # guard: pymodbus times out at timeout_s itself
-                    response = await method(address, count=count, device_id=unit_id)
+                response = await self._race_disconnect(method(address, count=count, device_id=unit_id))
+            except asyncio.CancelledError:
+                self._drop()  # the answer may still arrive: never let it meet the next request
+                raise
+            except _Disconnected:
+                self._drop()
+                raise error("connection", "connection closed by the peer during the request") from None
             except TimeoutError:
                 self._drop()
                 raise error("timeout", f"no response within {self.timeout_s} s") from None
@@ -136,16 +151,43 @@ class ModbusLink:
                 raise error("protocol", f"expected {count} value(s), got {len(values)}")
             return list(values[:count])
 
+    async def _race_disconnect(self, request: Awaitable[Any]) -> Any:
+        # pymodbus keeps waiting for an answer after the peer closed the connection: stop at the disconnect
+        lost = self._lost
+        task = asyncio.ensure_future(request)
+        watch = asyncio.ensure_future(lost.wait())
+        try:
+            # guard only: pymodbus times the request out at timeout_s itself
+            done, _ = await asyncio.wait({task, watch}, timeout=self.timeout_s * 2,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            watch.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ModbusException):
+            await task
+        if watch in done:
+            raise _Disconnected
+        raise TimeoutError
+
     async def _ensure_connected(self, error: Callable[..., ModbusReadError]) -> AsyncModbusTcpClient:
         if self._client is not None and self._client.connected:
             return self._client
         now = self._monotonic()
         if now < self._next_connect_at:
-            raise error("connection", f"not connected; next connect attempt in {self._next_connect_at - now:.1f} s")
+            wait_s = self._next_connect_at - now
+            raise error("connection", f"not connected; next connect attempt in {wait_s:.1f} s")
         self._drop()
         # reconnect_delay=0 and retries=0: reconnect and retry policy are this class's, not pymodbus'
+        lost = asyncio.Event()
         client = AsyncModbusTcpClient(self.host, port=self.port, timeout=self.timeout_s, retries=0,
-                                      reconnect_delay=0, name=f"aqnet {self.endpoint}")
+                                      reconnect_delay=0, name=f"aqnet {self.endpoint}",
+                                      trace_connect=lambda up: None if up else lost.set())
+        self._lost = lost
         if await client.connect() and client.connected:
             if self._failures:
                 _log.info("modbus %s: connected after %d failed attempt(s)", self.endpoint, self._failures)

@@ -1,10 +1,11 @@
-"""Read plan: one device's variables (and its status) grouped into as few Modbus read requests as allowed. Pure.
+"""Read plan: one device's variables and status grouped into as few Modbus read requests as allowed. Pure.
 
 Telegraf's grouping (influxdata/telegraf: plugins/inputs/modbus/request.go): sort the fields of each table by
 address and extend the current request while the next field starts where it ends, up to the protocol's maximum
 per read (125 registers for FC 3/4, 2000 bits for FC 1/2: Modbus Application Protocol V1.1b3, 6.1-6.4).
-`max_gap` lets a request read through a few unmapped registers; it is 0 by default because some analysers answer
-ILLEGAL DATA ADDRESS for registers that are not in their map. `split_response` slices a response back into fields.
+`max_gap` lets a request read through a few unmapped registers; it is 0 by default because some analysers
+answer ILLEGAL DATA ADDRESS for registers that are not in their map. `split_response` slices a response back
+into fields.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sensors.profile import BIT_TABLES, STATUS_FIELD, Profile, Table
 
 __all__ = ["MAX_BITS", "MAX_REGISTERS", "Field", "Request", "plan_requests", "split_response"]
 
-#: Modbus Application Protocol V1.1b3: read holding / input registers 1..125 (6.3, 6.4), coils / inputs 1..2000
+#: Modbus Application Protocol V1.1b3: read holding/input registers 1..125 (6.3, 6.4), coils/inputs 1..2000
 MAX_REGISTERS = 125
 MAX_BITS = 2000
 
@@ -42,12 +43,13 @@ class Request:
     def __post_init__(self) -> None:
         limit = MAX_BITS if self.table in BIT_TABLES else MAX_REGISTERS
         if not 1 <= self.count <= limit:
-            raise ValueError(f"Request {self.table} {self.address}: count expected 1..{limit}, got {self.count}")
+            raise ValueError(
+                f"Request {self.table} {self.address}: count expected 1..{limit}, got {self.count}")
 
 
 def plan_requests(profile: Profile, variables: Iterable[str] | None = None, *, include_status: bool = True,
                   max_gap: int = 0) -> list[Request]:
-    """The requests that read `variables` (default: all of the profile's) and the status, in table/address order."""
+    """Requests reading `variables` (default: all of the profile's) and the status, by table and address."""
     wanted = profile.variable_names if variables is None else tuple(variables)
     spans: list[tuple[str, int, str, int]] = []  # (table, address, name, count)
     for name in wanted:
@@ -87,12 +89,13 @@ def _request(spans: list[tuple[str, int, str, int]]) -> Request:
     return Request(table, start, end - start, fields)  # type: ignore[arg-type]
 
 
-def split_response(request: Request, values: Sequence[int] | Sequence[bool]) -> dict[str, Sequence[int | bool]]:
+def split_response(request: Request,
+                   values: Sequence[int] | Sequence[bool]) -> dict[str, Sequence[int | bool]]:
     """Slice a response to `request` into {field name: its registers or bits}.
 
-    Bit reads come back padded to a whole byte, so longer responses are accepted; shorter ones are an error.
+    Bit reads come back padded to a whole byte, so longer responses are accepted; shorter ones are errors.
     """
     if len(values) < request.count:
-        raise ValueError(f"{request.table} {request.address}×{request.count}: response has only {len(values)} "
-                         f"value(s)")
+        raise ValueError(f"{request.table} {request.address}×{request.count}: response has only "
+                         f"{len(values)} value(s)")
     return {f.name: list(values[f.offset:f.offset + f.count]) for f in request.fields}

@@ -1,17 +1,18 @@
 """Each station's polling cadence: read every device through its link, emit RawReadings or a Gap. I/O.
 
-`read_device` is one read of one device: it runs the device's read plan on its `ModbusLink`, decodes each variable
-with its profile and stamps them with the injected clock. A failed read is a `Gap` with its reason, never a zero
-or a repeated value. Modbus analysers have no usable clock of their own, so readings carry the receive time
-(`time_source="received"`). `StationPoller` repeats that for every Modbus device of one `Sensor` every
-`interval_s`, hands results to `on_readings` / `on_gap` (sync or async callables; awaited, so a slow consumer slows
-the poller down instead of piling up readings), and logs per device: the first failure at ERROR, repeats at DEBUG,
-the recovery at INFO.
+`read_device` is one read of one device: it runs the device's read plan on its `ModbusLink`, decodes each
+variable with its profile and stamps them with the injected clock. A failed read is a `Gap` with its reason,
+never a zero or a repeated value. Modbus analysers have no usable clock of their own, so readings carry the
+receive time (`time_source="received"`). `StationPoller` repeats that for every Modbus device of one `Sensor`
+every `interval_s`, hands results to `on_readings` / `on_gap` (sync or async callables; awaited, so a slow
+consumer slows the poller down instead of piling up readings), and logs per device: the first failure at
+ERROR, repeats at DEBUG, the recovery at INFO.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import math
@@ -35,8 +36,9 @@ ReadingsCallback = Callable[[list[RawReading]], Awaitable[Any] | Any]
 GapCallback = Callable[[Gap], Awaitable[Any] | Any]
 
 
-def resolve_conditions(device: Device, profile: Profile, override: Conditions | None = None) -> Conditions | None:
-    """The device's `conditions`: the technician's `override`, else the profile's; "required" must be overridden."""
+def resolve_conditions(device: Device, profile: Profile,
+                       override: Conditions | None = None) -> Conditions | None:
+    """The device's conditions: the technician's `override`, else the profile's ("required" needs one)."""
     if override is not None:
         return override
     if profile.conditions == "required":
@@ -47,12 +49,13 @@ def resolve_conditions(device: Device, profile: Profile, override: Conditions | 
 
 async def read_device(link: ModbusLink, device: Device, profile: Profile, clock: Clock, *,
                       conditions: Conditions | None = None) -> list[RawReading] | Gap:
-    """Read every variable of `device` once: RawReadings (value as reported, in the profile's unit) or a Gap."""
+    """Read every variable of `device` once: RawReadings (as reported, in the profile's unit) or a Gap."""
     if device.unit_id is None:
         raise ValueError(f"device {device.id}: not a Modbus device (no unit_id)")
     missing = [v for v in device.variables if v not in profile.variable_names]
     if missing:
-        raise ValueError(f"device {device.id}: profile {profile.name} has no variable(s) {', '.join(missing)}")
+        raise ValueError(
+            f"device {device.id}: profile {profile.name} has no variable(s) {', '.join(missing)}")
     resolved = resolve_conditions(device, profile, conditions)
     fields: dict[str, list[int | bool]] = {}
     for request in plan_requests(profile, device.variables):
@@ -93,7 +96,8 @@ class StationPoller:
 
     Args:
         sensor: the station; its devices with protocol "modbus-tcp" are polled, in order.
-        links: (host, port) → the ModbusLink that owns that endpoint (shared between pollers).
+        links: the station's ModbusLink, or (host, port) → the ModbusLink that owns that endpoint (links are
+            shared between pollers; a single link must match every device's host and port).
         profiles: profile name → Profile, for every device's profile.
         clock: aware-UTC wall clock for reading and gap timestamps.
         interval_s: polling period; a cycle that overruns skips the missed ticks, keeping the phase.
@@ -102,8 +106,9 @@ class StationPoller:
         conditions: device id → "local"/"reference", for devices whose profile says conditions: required.
     """
 
-    def __init__(self, sensor: Sensor, links: Mapping[tuple[str, int], ModbusLink], profiles: Mapping[str, Profile],
-                 clock: Clock, *, interval_s: float, on_readings: ReadingsCallback, on_gap: GapCallback,
+    def __init__(self, sensor: Sensor, links: ModbusLink | Mapping[tuple[str, int], ModbusLink],
+                 profiles: Mapping[str, Profile], clock: Clock, *, interval_s: float,
+                 on_readings: ReadingsCallback, on_gap: GapCallback,
                  conditions: Mapping[str, Conditions] | None = None) -> None:
         if interval_s <= 0:
             raise ValueError(f"sensor {sensor.id}: interval_s: expected > 0, got {interval_s}")
@@ -118,7 +123,12 @@ class StationPoller:
         for device in sensor.devices:
             if device.protocol != "modbus-tcp":
                 continue
-            link = links.get((device.host, device.port))  # type: ignore[arg-type]
+            endpoint = (device.host or "", device.port or 0)
+            link = links.get(endpoint) if isinstance(links, Mapping) else links
+            if link is not None and (link.host, link.port) != endpoint:
+                errors.append(f"device {device.id}: is at {endpoint[0]}:{endpoint[1]}, "
+                              f"its link at {link.endpoint}")
+                continue
             profile = profiles.get(device.profile)
             if link is None:
                 errors.append(f"device {device.id}: no ModbusLink for {device.host}:{device.port}")
@@ -128,7 +138,8 @@ class StationPoller:
                 continue
             missing = [v for v in device.variables if v not in profile.variable_names]
             if missing:
-                errors.append(f"device {device.id}: profile {profile.name} has no variable(s) {', '.join(missing)}")
+                errors.append(
+                    f"device {device.id}: profile {profile.name} has no variable(s) {', '.join(missing)}")
             try:
                 resolve_conditions(device, profile, self._conditions.get(device.id))
             except ValueError as exc:
@@ -168,10 +179,8 @@ class StationPoller:
                 missed = math.floor((now - next_tick) / self.interval_s) + 1
                 _log.debug("sensor %s: cycle overran, skipping %d tick(s)", self.sensor.id, missed)
                 next_tick += missed * self.interval_s
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=next_tick - now)
-            except TimeoutError:
-                pass
 
     async def stop(self) -> None:
         """Ask `run()` to return after the device being read, and wait for it."""

@@ -1,4 +1,4 @@
-"""Tests for alerts.averages: hourly completeness at the device cadence, rolling 8 h / 24 h, norms' examples."""
+"""Tests for alerts.averages: hourly completeness at the device cadence, rolling 8 h / 24 h, examples."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from sensors.domain import load
 HOUR_END = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
 
-def minute_series(n: int, *, start: datetime = HOUR_END - timedelta(hours=1), step_s: float = 60.0) -> np.ndarray:
-    return np.array([np.datetime64(start.replace(tzinfo=None) + timedelta(seconds=i * step_s), "us")
-                     for i in range(n)])
+def minute_series(n: int, *, step_s: float = 60.0) -> np.ndarray:
+    start = (HOUR_END - timedelta(hours=1)).replace(tzinfo=None)
+    return np.array([np.datetime64(start + timedelta(seconds=i * step_s), "us") for i in range(n)])
 
 
 def test_full_hour_at_one_minute_cadence_is_valid_with_mean():
@@ -77,7 +77,8 @@ def test_expected_samples_follow_the_device_cadence():
 
 def test_hour_is_half_open_and_labelled_by_its_end():
     start = HOUR_END - timedelta(hours=1)
-    times = np.array([start - timedelta(seconds=1), start, HOUR_END - timedelta(seconds=1), HOUR_END], dtype=object)
+    second = timedelta(seconds=1)
+    times = np.array([start - second, start, HOUR_END - second, HOUR_END], dtype=object)
     v = np.array([1000.0, 1.0, 3.0, 1000.0])
     avg = hourly_average(times, v, np.ones(4, bool), HOUR_END, 1800.0)
     assert avg.samples == 2 and avg.value == 2.0 and avg.valid
@@ -108,7 +109,7 @@ def test_epoch_seconds_and_aware_datetimes_are_accepted():
 
 
 def test_bad_cadence_is_rejected_with_its_value():
-    with pytest.raises(ValueError, match="cadence_s.*got 0"):
+    with pytest.raises(ValueError, match=r"cadence_s.*got 0"):
         hourly_average(minute_series(1), np.ones(1), np.ones(1, bool), HOUR_END, 0)
 
 

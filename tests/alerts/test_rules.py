@@ -44,8 +44,10 @@ def test_norm_check_examples_limit_is_strictly_greater(ex):
 
 
 @pytest.mark.parametrize(
-    "ex", [e for e in EXAMPLES if e["kind"] == "prevention_alert_emergency" and e["input"]["pollutant"] == "PM2.5"],
-    ids=lambda e: e["id"])
+    "ex",
+    [e for e in EXAMPLES if e["kind"] == "prevention_alert_emergency" and e["input"]["pollutant"] == "PM2.5"],
+    ids=lambda e: e["id"],
+)
 def test_prevention_alert_emergency_examples_half_open_bands(ex):
     rule = rule_for("pm25")
     idx = rule.level_index(ex["input"]["c_ref_ugm3"])
@@ -61,8 +63,8 @@ def test_level_index_below_everything_is_none():
 
 def test_clear_threshold_from_fraction_or_explicit():
     assert rule_for("pm25").clear_threshold == pytest.approx(0.9 * 37)
-    (r,) = parse_rules(GOOD.replace("clear_fraction: 0.8", "clear_below: {threshold: 8, unit: µg/m³, source: ops}"),
-                       source="t.yaml")
+    explicit = GOOD.replace("clear_fraction: 0.8", "clear_below: {threshold: 8, unit: µg/m³, source: ops}")
+    (r,) = parse_rules(explicit, source="t.yaml")
     assert r.clear_threshold == 8
 
 
@@ -92,7 +94,8 @@ def test_parse_good_rules():
          "levels[0].unit: expected 'µg/m³'"),
         ("threshold: 20", "threshold: 5", "levels[1].threshold: expected above"),
         ("name: high", "name: low", "names must be unique"),
-        ("clear_fraction: 0.8", "clear_fraction: 0.8\n    clear_below: {threshold: 1, unit: µg/m³, source: x}",
+        ("clear_fraction: 0.8",
+         "clear_fraction: 0.8\n    clear_below: {threshold: 1, unit: µg/m³, source: x}",
          "exactly one"),
         ("period: 1h", "period: 2h", "rules[0].period"),
         ("min_duration: 2", "min_duration: 2\n    colour: red", "rules[0].colour: Extra inputs"),
@@ -114,5 +117,5 @@ def test_duplicate_rule_ids_are_rejected():
 
 
 def test_not_yaml():
-    with pytest.raises(RulesError, match="t.yaml: not valid YAML"):
+    with pytest.raises(RulesError, match=r"t\.yaml: not valid YAML"):
         parse_rules("rules: [", source="t.yaml")

@@ -1,4 +1,4 @@
-"""Tests for alerts.state: raise after min_duration, escalation of the same alert, hysteresis, invalid data."""
+"""Tests for alerts.state: min_duration, escalation of the same alert, hysteresis, invalid data."""
 
 from __future__ import annotations
 

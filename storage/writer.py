@@ -1,0 +1,158 @@
+"""The measurements writer: one batch of Readings → TimescaleDB, idempotently, in one transaction. I/O.
+
+Implements `ingest.pipeline.Sink`. Per batch, inside one transaction:
+
+1. binary `COPY` of the rows (`storage.rows`) into a temporary staging table (`ON COMMIT DROP`);
+2. one statement classifies every staged row against `measurements` and against the earlier rows of the batch
+   with the same key (sensor_id, device_id, variable, time) — first write wins:
+   - *insert*: a new key (its first occurrence in the batch);
+   - *duplicate*: the key exists (stored, or earlier in the batch) with the same value and flags — an exact
+     repeat, e.g. a redelivered MQTT message or a re-polled register: a no-op;
+   - *conflict*: the key exists with a different value or flags. The row is kept out of `measurements` and
+     recorded in `dead_letters` (source 'writer', reason 'conflict') with both values in `reading`: never
+     silently dropped, never overwriting what was stored;
+   then inserts (`ON CONFLICT DO NOTHING`) and dead-letters accordingly.
+
+When a concurrent writer commits one of our new keys between our snapshot and our insert, the insert count
+falls short: the transaction is rolled back and the batch retried, so the row is classified against the
+committed value. `write` returns when the batch is committed (durable); connection errors propagate
+(psycopg.OperationalError: the pipeline retries or spools).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+from psycopg_pool import AsyncConnectionPool
+
+from ingest.reading import Reading
+from storage.rows import MEASUREMENT_COLUMNS, MEASUREMENT_TYPES, reading_row
+
+__all__ = ["TimescaleWriter", "WriteResult"]
+
+_STAGING = "_aqnet_staging"
+_RACE_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What happened to a batch's rows: inserted, exact repeats (no-op) and conflicts (dead-lettered)."""
+
+    inserted: int
+    duplicates: int
+    conflicts: int
+
+    def __post_init__(self) -> None:
+        if min(self.inserted, self.duplicates, self.conflicts) < 0:
+            raise ValueError(f"WriteResult counts must be >= 0, got {self}")
+
+
+class _RacedError(Exception):
+    """A concurrent transaction inserted one of our new keys first; retry the batch."""
+
+
+def _create_staging() -> sql.Composed:
+    pairs = zip(MEASUREMENT_COLUMNS, MEASUREMENT_TYPES, strict=True)
+    cols = [sql.SQL("ord int4 NOT NULL")] + [
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in pairs]
+    return sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(
+        sql.Identifier(_STAGING), sql.SQL(", ").join(cols))
+
+
+def _copy_staging() -> sql.Composed:
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in ("ord", *MEASUREMENT_COLUMNS))
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(_STAGING), cols)
+
+
+_MERGE = sql.SQL("""
+WITH staged AS (
+    SELECT st.*,
+           row_number() OVER w AS rn,
+           first_value(st.value) OVER w AS batch_value,
+           first_value(st.flags) OVER w AS batch_flags
+    FROM {staging} st
+    WINDOW w AS (PARTITION BY st.sensor_id, st.device_id, st.variable, st.time ORDER BY st.ord)
+), classified AS (
+    SELECT s.*,
+           m.time IS NOT NULL AS stored,
+           CASE WHEN m.time IS NOT NULL THEN m.value ELSE s.batch_value END AS existing_value,
+           CASE WHEN m.time IS NOT NULL THEN m.flags ELSE s.batch_flags END AS existing_flags,
+           CASE
+               WHEN m.time IS NOT NULL AND (s.value, s.flags) IS NOT DISTINCT FROM (m.value, m.flags)
+                   THEN 'duplicate'
+               WHEN m.time IS NOT NULL THEN 'conflict'
+               WHEN s.rn = 1 THEN 'insert'
+               WHEN (s.value, s.flags) IS NOT DISTINCT FROM (s.batch_value, s.batch_flags) THEN 'duplicate'
+               ELSE 'conflict'
+           END AS outcome
+    FROM staged s
+    LEFT JOIN measurements m
+        ON m.sensor_id = s.sensor_id AND m.device_id = s.device_id AND m.variable = s.variable
+       AND m.time = s.time
+), inserted AS (
+    INSERT INTO measurements ({columns})
+    SELECT {columns} FROM classified WHERE outcome = 'insert' ORDER BY ord
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), dead AS (
+    INSERT INTO dead_letters (source, sensor_id, reason, detail, reading)
+    SELECT 'writer', sensor_id, 'conflict',
+           format('%s/%s/%s at %s: value %s (flags %s) differs from %s (flags %s) %s; the first is kept',
+                  sensor_id, device_id, variable, time, coalesce(value::text, 'NULL'), flags,
+                  coalesce(existing_value::text, 'NULL'), existing_flags,
+                  CASE WHEN stored THEN 'already stored' ELSE 'earlier in the same batch' END),
+           jsonb_build_object(
+               'sensor_id', sensor_id, 'device_id', device_id, 'variable', variable, 'time', time,
+               'value', value, 'unit', unit, 'flags', flags, 'raw_value', raw_value, 'raw_unit', raw_unit,
+               'received_at', received_at, 'existing_value', existing_value, 'existing_flags', existing_flags,
+               'existing_in', CASE WHEN stored THEN 'measurements' ELSE 'batch' END)
+    FROM classified WHERE outcome = 'conflict' ORDER BY ord
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM classified WHERE outcome = 'insert'),
+       (SELECT count(*) FROM inserted),
+       (SELECT count(*) FROM classified WHERE outcome = 'duplicate'),
+       (SELECT count(*) FROM dead)
+""").format(staging=sql.Identifier(_STAGING),
+            columns=sql.SQL(", ").join(sql.Identifier(c) for c in MEASUREMENT_COLUMNS))
+
+
+class TimescaleWriter:
+    """Writes batches of Readings to `measurements` through a psycopg_pool AsyncConnectionPool."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    async def write(self, batch: Sequence[Reading]) -> WriteResult:
+        """Store a batch in one transaction; returns once committed. Exact repeats are no-ops, conflicts
+        are dead-lettered (see the module docstring)."""
+        if not batch:
+            return WriteResult(0, 0, 0)
+        rows = [(i, *reading_row(r)) for i, r in enumerate(batch)]  # pure part first: bad rows fail early
+        for attempt in range(1, _RACE_RETRIES + 1):
+            try:
+                async with self.pool.connection() as conn:
+                    return await self._write(conn, rows)
+            except _RacedError:
+                if attempt == _RACE_RETRIES:
+                    raise RuntimeError(f"measurements: a concurrent writer kept inserting this batch's keys; "
+                                       f"gave up after {attempt} attempts") from None
+        raise AssertionError("unreachable")
+
+    async def _write(self, conn: AsyncConnection[Any], rows: list[tuple[object, ...]]) -> WriteResult:
+        async with conn.transaction(), conn.cursor() as cur:
+            await cur.execute(_create_staging())
+            async with cur.copy(_copy_staging()) as copy:
+                copy.set_types(["int4", *MEASUREMENT_TYPES])
+                for row in rows:
+                    await copy.write_row(row)
+            await cur.execute(_MERGE)
+            counts = await cur.fetchone()
+            assert counts is not None
+            expected, inserted, duplicates, conflicts = (int(c) for c in counts)
+            if inserted != expected:
+                raise _RacedError
+        return WriteResult(inserted, duplicates, conflicts)
