@@ -123,12 +123,11 @@ class Daemon:
         try:
             await upsert_registry(pool, self.network)
             writer = TimescaleWriter(pool)
-            ranges = {}
-            profiles = {}
-            for sensor in self.network:
-                for d in sensor.devices:
-                    if d.protocol == "modbus-tcp":
-                        profiles[d.profile] = profiles.get(d.profile) or load_profile(d.profile)
+            profiles = {d.profile: load_profile(d.profile) for sensor in self.network for d in sensor.devices
+                        if d.protocol == "modbus-tcp"}
+            # plausible ranges from the device profiles (in the reported unit): QC flags OUT_OF_RANGE
+            ranges = {(d.id, v): profiles[d.profile].variable(v).range for sensor in self.network
+                      for d in sensor.devices if d.protocol == "modbus-tcp" for v in d.variables}
             conditions = ConditionsBook(self.network)
             pipeline = Pipeline(writer, conditions=conditions, observer=_Observer(self), clock=self.clock,
                                 ranges=ranges, max_batch=s.ingest.batch_max, max_age_s=s.ingest.batch_max_age_s,

@@ -42,7 +42,6 @@ __all__ = [
 DataType = Literal[
     "bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32", "float64"
 ]
-StatusFlag = Literal["device_invalid", "maintenance"]
 
 #: data type → (struct format character, 16-bit registers per value); "bool" is one coil / discrete input
 _STRUCT: dict[str, tuple[str, int]] = {

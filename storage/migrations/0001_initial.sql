@@ -107,7 +107,8 @@ CREATE TABLE averages (
 SELECT create_hypertable('averages', by_range('period_end', INTERVAL '30 days'));
 COMMENT ON TABLE averages IS
     'Averages over 1h/8h/24h windows, calendar days and years, stamped at the END of the period (period_end). '
-    'value is NULL when coverage is too low to be valid; units as in measurements.';
+    'An invalid average (coverage below the completeness rule) keeps the mean of the data there was, with '
+    'valid = false and its coverage: filter on valid. Units as in measurements.';
 COMMENT ON COLUMN averages.coverage IS 'Fraction (0..1) of the period covered by valid readings.';
 COMMENT ON COLUMN averages.samples IS 'Number of valid readings (or sub-period averages) used.';
 

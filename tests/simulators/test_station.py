@@ -11,6 +11,7 @@ import pytest
 
 from sensors.modbus.decode import decode_value, encode_value
 from sensors.modbus.link import ModbusLink, ModbusReadError
+from sensors.modbus.poller import read_device
 from sensors.network import bundled_network
 from sensors.profile import load_profile
 from sensors.sensor import Sensor
@@ -160,3 +161,30 @@ async def test_stop_closes_the_port(clock: Clock) -> None:
     await server.stop()  # idempotent
     with socket.socket() as s, pytest.raises(ConnectionRefusedError):
         s.connect(("127.0.0.1", port))
+
+
+@pytest.mark.integration
+async def test_whole_bundled_network_reads_back_the_city_signals(clock: Clock) -> None:
+    signals = CitySignals(3)
+    servers = [StationServer(s, signals.value, clock) for s in stations()]
+    links: list[ModbusLink] = []
+    try:
+        for server in servers:
+            await server.start()
+        network = bundled_network({s.sensor.id: ("127.0.0.1", s.port) for s in servers})
+        for sensor in (s for s in network if s.kind == "station"):
+            link = ModbusLink("127.0.0.1", sensor.devices[0].port or 0, timeout_s=1.0)
+            links.append(link)
+            for device in sensor.devices:
+                profile = load_profile(device.profile)
+                result = await read_device(link, device, profile, clock)
+                assert isinstance(result, list), result
+                for reading in result:
+                    expected = signals.value(sensor.id, reading.variable, clock.t)
+                    spec = profile.variable(reading.variable)
+                    assert reading.value == pytest.approx(expected, rel=1e-3, abs=spec.scale / 2 + 1e-9)
+    finally:
+        for link in links:
+            await link.close()
+        for server in servers:
+            await server.stop()
