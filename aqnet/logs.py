@@ -12,5 +12,8 @@ def setup_logging(level: str = "INFO") -> None:
     """Log to stderr as `time level logger: message`."""
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    for noisy in ("pymodbus", "apscheduler", "uvicorn.access", "httpx"):
+    for noisy in ("apscheduler", "uvicorn.access", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pymodbus logs every timeout and refused connect at ERROR/WARNING; sensors.modbus.link and the poller log
+    # each failure themselves, naming the station (first at ERROR, repeats at DEBUG, recovery at INFO)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

@@ -59,7 +59,7 @@ def read_state(var_dir: Path) -> dict[str, Any]:
 
 
 def _http_json(url: str, timeout_s: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - loopback URL we built
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
         return json.loads(resp.read())
 
 

@@ -137,7 +137,7 @@ class Pipeline:
             started = time.perf_counter()
             try:
                 result = await self._sink.write(batch)
-            except Exception as exc:  # noqa: BLE001 - any sink failure is retried; nothing is acked meanwhile
+            except Exception as exc:
                 self._observer.write_failed(exc, attempt)
                 delay = min(self._retry_max_s, 0.5 * 2 ** min(attempt, 8))
                 log.error("writing a batch of %d readings failed (attempt %d): %s; retry in %.1f s",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["VARIABLES", "Kind", "Variable", "UnknownVariableError", "canonical_unit", "variable"]
+__all__ = ["VARIABLES", "Kind", "UnknownVariableError", "Variable", "canonical_unit", "variable"]
 
 UGM3 = "µg/m³"
 

@@ -19,7 +19,7 @@ from sensors.mqtt.payloads import FORMATS, PayloadError
 from sensors.reading import RawReading
 from sensors.sensor import Device
 
-__all__ = ["Rejection", "MqttSubscriber"]
+__all__ = ["MqttSubscriber", "Rejection"]
 
 log = logging.getLogger(__name__)
 

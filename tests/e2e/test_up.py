@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -69,10 +70,8 @@ def test_up_stores_every_sensor_within_60s_and_stops_cleanly_on_sigint(var_dir: 
         seen: set[str] = set()
         with psycopg.connect(state["database_url"], autocommit=True) as conn:
             while time.monotonic() - started < 60 and seen != ALL_SENSORS:
-                try:
+                with contextlib.suppress(psycopg.errors.UndefinedTable):  # the daemon migrates at start
                     seen = {r[0] for r in conn.execute("SELECT DISTINCT sensor_id FROM measurements")}
-                except psycopg.errors.UndefinedTable:
-                    pass
                 time.sleep(1)
             assert seen == ALL_SENSORS, f"missing after 60 s: {sorted(ALL_SENSORS - seen)}"
             per_variable = dict(conn.execute(
