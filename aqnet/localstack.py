@@ -305,25 +305,79 @@ def _utf8_locale() -> str:
     return "C.UTF-8" if "c.utf8" in names else "C"
 
 
+# ------------------------------------------------------------------------------------------ services
+
+
+class _LocalService:
+    """What the cluster and the broker share: a directory placed where its service user can reach it, one child
+    process, and stop / kill / discard / context-manager handling."""
+
+    _stop_signal = signal.SIGTERM
+
+    def __init__(self, directory: Path, port: int, *, service: str, persistent: bool,
+                 start_timeout_s: float) -> None:
+        self.directory = Path(os.path.abspath(directory))
+        self.port = port
+        self.persistent = persistent
+        self.start_timeout_s = start_timeout_s
+        self.log_path = self.directory.parent / f"{self.directory.name}.log"
+        self.real_dir: Path | None = None
+        self._temporary_root: Path | None = None
+        self._child = _Child(f"{service} {self.directory}", self.log_path)
+        self._service_user = _service_user(service)
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    @property
+    def running(self) -> bool:
+        return self._child.running
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Signal the service to shut down cleanly, wait, then kill."""
+        self._child.stop(self._stop_signal, timeout_s)
+
+    def kill(self) -> None:
+        """Kill the service at once (a crash)."""
+        self._child.kill()
+
+    def discard(self) -> None:
+        """Stop and delete the service's directory: the requested path and any relocated directory."""
+        self.stop()
+        if self.directory.is_symlink():
+            self.directory.unlink()
+        if self._temporary_root is not None:
+            shutil.rmtree(self._temporary_root, ignore_errors=True)
+            self._temporary_root = None
+        elif self.real_dir is not None:
+            shutil.rmtree(self.real_dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
 # ---------------------------------------------------------------------------------------- TimescaleDB
 
 
-class TimescaleCluster:
+class TimescaleCluster(_LocalService):
     """A PostgreSQL 15 + TimescaleDB cluster in `data_dir`, on 127.0.0.1:`port` only (trust auth)."""
+
+    _stop_signal = signal.SIGINT  # fast shutdown: disconnect clients, checkpoint
 
     def __init__(self, data_dir: Path, port: int, *, database: str = "aqnet", user: str = "aqnet",
                  persistent: bool = True, start_timeout_s: float = 60.0) -> None:
-        self.data_dir = Path(os.path.abspath(data_dir))
-        self.port = port
+        super().__init__(data_dir, port, service="postgres", persistent=persistent, start_timeout_s=start_timeout_s)
+        self.data_dir = self.directory
         self.database = database
         self.user = user
-        self.persistent = persistent
-        self.start_timeout_s = start_timeout_s
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
-        self.real_dir: Path | None = None
-        self._temporary_root: Path | None = None
-        self._child = _Child(f"postgres {self.data_dir}", self.log_path)
-        self._service_user = _service_user("postgres")
 
     @property
     def url(self) -> str:
@@ -333,14 +387,6 @@ class TimescaleCluster:
     def url_for(self, database: str) -> str:
         """The URL of another database in this cluster."""
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid
-
-    @property
-    def running(self) -> bool:
-        return self._child.running
 
     def start(self) -> Self:
         """initdb if new, write config, start postgres, wait, create the database and the extension."""
@@ -430,52 +476,21 @@ class TimescaleCluster:
             with psycopg.connect(self.url, autocommit=True) as conn:
                 conn.execute("ALTER EXTENSION timescaledb UPDATE")
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Fast shutdown (SIGINT: disconnect clients, checkpoint), wait, then kill."""
-        self._child.stop(signal.SIGINT, timeout_s)
-
-    def kill(self) -> None:
-        """Kill the postmaster and its backends at once (a crash; the next start recovers from WAL)."""
-        self._child.kill()
-
-    def discard(self) -> None:
-        """Stop and delete the cluster's data: the requested path and any relocated directory."""
-        self.stop()
-        if self.data_dir.is_symlink():
-            self.data_dir.unlink()
-        if self._temporary_root is not None:
-            shutil.rmtree(self._temporary_root, ignore_errors=True)
-            self._temporary_root = None
-        elif self.real_dir is not None:
-            shutil.rmtree(self.real_dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 # ------------------------------------------------------------------------------------------ Mosquitto
 
 
-class MosquittoBroker:
+class MosquittoBroker(_LocalService):
     """A Mosquitto 2 broker configured in `conf_dir`, listening on 127.0.0.1:`port` only."""
 
     def __init__(self, conf_dir: Path, port: int, *, max_inflight: int = 1000, max_queued: int = 200_000,
                  persistent: bool = True, start_timeout_s: float = 15.0) -> None:
-        self.conf_dir = Path(os.path.abspath(conf_dir))
-        self.port = port
+        super().__init__(conf_dir, port, service="mosquitto", persistent=persistent,
+                         start_timeout_s=start_timeout_s)
+        self.conf_dir = self.directory
         self.max_inflight = max_inflight
         self.max_queued = max_queued
-        self.persistent = persistent
-        self.start_timeout_s = start_timeout_s
-        self.log_path = self.conf_dir.parent / f"{self.conf_dir.name}.log"
-        self.real_dir: Path | None = None
-        self._temporary_root: Path | None = None
-        self._child = _Child(f"mosquitto {self.conf_dir}", self.log_path)
-        self._service_user = _service_user("mosquitto")
 
     @property
     def url(self) -> str:
@@ -485,14 +500,6 @@ class MosquittoBroker:
     @property
     def host(self) -> str:
         return "127.0.0.1"
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid
-
-    @property
-    def running(self) -> bool:
-        return self._child.running
 
     def start(self) -> Self:
         """Write mosquitto.conf, start the broker, wait until the port accepts TCP connections."""
@@ -550,29 +557,4 @@ class MosquittoBroker:
         raise LocalStackError(f"mosquitto (port {self.port}) did not accept TCP connections within "
                               f"{self.start_timeout_s:.0f} s; log {self.log_path}:\n{_tail(self.log_path)}")
 
-    def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM (the broker saves its persistence file), wait, then kill."""
-        self._child.stop(signal.SIGTERM, timeout_s)
-
-    def kill(self) -> None:
-        """SIGKILL the broker (a crash: messages since the last autosave are lost)."""
-        self._child.kill()
-
-    def discard(self) -> None:
-        """Stop and delete the broker's directory (and any relocated copy)."""
-        self.stop()
-        if self.conf_dir.is_symlink():
-            self.conf_dir.unlink()
-        if self._temporary_root is not None:
-            shutil.rmtree(self._temporary_root, ignore_errors=True)
-            self._temporary_root = None
-        elif self.real_dir is not None:
-            shutil.rmtree(self.real_dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 

@@ -88,6 +88,7 @@ class MqttSubscriberClient:
         self._session_expiry_s = session_expiry_s
         self._keepalive_s = keepalive_s
         self.connected = threading.Event()
+        self._stopping = False
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
                                    manual_ack=True)
         if self._url.username:
@@ -108,6 +109,7 @@ class MqttSubscriberClient:
 
     def stop(self) -> None:
         """Disconnect and stop the network thread; unacknowledged messages stay with the broker."""
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -132,8 +134,11 @@ class MqttSubscriberClient:
     def _handle_disconnect(self, client: paho.Client, userdata: object, flags: object, reason_code: object,
                            properties: object) -> None:
         self.connected.clear()
-        log.warning("MQTT disconnected from %s:%s (%s); paho reconnects", self._url.host, self._url.port,
-                    reason_code)
+        if self._stopping:
+            log.info("MQTT disconnected from %s:%s", self._url.host, self._url.port)
+        else:
+            log.warning("MQTT disconnected from %s:%s (%s); reconnecting", self._url.host, self._url.port,
+                        reason_code)
         if self._on_connection and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._on_connection, False)
 
