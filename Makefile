@@ -33,5 +33,6 @@ lint: venv
 bench: system venv
 	$(VENV)/bin/python -m bench
 
+# stop `aqnet up` first; as root, ./var holds links to directories under /var/lib/aqnet: delete those too
 clean-var:
-	rm -rf var
+	@for link in var/*; do [ -L "$$link" ] && rm -rf "$$(readlink -f "$$link")"; done; rm -rf var

@@ -1,0 +1,61 @@
+"""`python -m bench`: the ingest hot path (decode an aqnet JSON message, normalise and QC its readings) against
+the bare `json.loads` of the same payloads, measured in the same run; prints messages/s and the ratio."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from ingest.normalise import ConditionsBook, normalise
+from ingest.qc import check
+from sensors.mqtt.payloads.aqnet_json import decode
+from sensors.network import bundled_network
+
+N = 20_000
+
+
+def _payloads() -> list[tuple[str, bytes]]:
+    out = []
+    for i in range(N):
+        sid = f"MS{i % 25 + 1:02d}"
+        doc = {"time": f"2026-11-23T08:{i % 60:02d}:00-05:00",
+               "values": {"pm25": 10 + i % 30, "pm10": 20 + i % 40, "temperature": 14.0, "relativehumidity": 70}}
+        out.append((f"aqnet/{sid}/readings", json.dumps(doc).encode()))
+    return out
+
+
+def _best_of(fn, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main() -> None:
+    payloads = _payloads()
+    tz = ZoneInfo("America/Bogota")
+    now = datetime(2026, 11, 23, 14, tzinfo=UTC)
+    book = ConditionsBook(bundled_network())
+
+    def baseline() -> None:
+        for _, p in payloads:
+            json.loads(p)
+
+    def ingest() -> None:
+        for topic, p in payloads:
+            sid = topic.split("/")[1]
+            for raw in decode(topic, p, sensor_id=sid, device_id=sid, now=now, tz=tz):
+                reading = normalise(raw, book.for_sensor(sid, now))
+                check(reading, None, now)
+
+    base_s, ingest_s = _best_of(baseline), _best_of(ingest)
+    print(f"json.loads baseline      {N / base_s:12,.0f} messages/s")
+    print(f"decode+normalise+qc      {N / ingest_s:12,.0f} messages/s  ({ingest_s / base_s:.1f}x the baseline's time)")
+
+
+if __name__ == "__main__":
+    main()
