@@ -61,6 +61,7 @@ class HttpSettings(_Section):
 class Endpoint(_Section):
     host: str
     port: Annotated[int, Field(ge=1, le=65535)]
+    poll_interval_s: Annotated[float, Field(gt=0)] | None = None  #: this station's cadence (default modbus.*)
 
 
 class NetworkSettings(_Section):

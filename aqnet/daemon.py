@@ -27,8 +27,8 @@ from aqnet.metrics import Metrics
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
 from ingest.reading import Reading
-from sensors.modbus.link import ModbusLink
-from sensors.modbus.poller import StationPoller
+from sensors.modbus.link import LinkRegistry
+from sensors.modbus.poller import StationPoller, StatusEvent
 from sensors.mqtt.client import MqttSubscriberClient
 from sensors.mqtt.subscriber import MqttSubscriber, Rejection
 from sensors.network import bundled_network
@@ -102,6 +102,10 @@ class Daemon:
                           for s in self.network},
         }
 
+    def _poll_interval(self, sensor_id: str) -> float:
+        station = self.settings.network.stations.get(sensor_id)
+        return station.poll_interval_s if station and station.poll_interval_s else self.settings.modbus.poll_interval_s
+
     def stop(self) -> None:
         """Ask the daemon to stop (flushes, then returns from `run`)."""
         self._stop.set()
@@ -119,15 +123,15 @@ class Daemon:
                                    kwargs={"application_name": "aqnet"})
         await pool.open(wait=True, timeout=30)
         tasks: list[asyncio.Task[Any]] = []
-        links: list[ModbusLink] = []
+        links = LinkRegistry(timeout_s=s.modbus.timeout_s)  # one owner per TCP gateway or serial bus
         try:
             await upsert_registry(pool, self.network)
             writer = TimescaleWriter(pool)
             profiles = {d.profile: load_profile(d.profile) for sensor in self.network for d in sensor.devices
-                        if d.protocol == "modbus-tcp"}
+                        if d.protocol.startswith("modbus")}
             # plausible ranges from the device profiles (in the reported unit): QC flags OUT_OF_RANGE
             ranges = {(d.id, v): profiles[d.profile].variable(v).range for sensor in self.network
-                      for d in sensor.devices if d.protocol == "modbus-tcp" for v in d.variables}
+                      for d in sensor.devices if d.protocol.startswith("modbus") for v in d.variables}
             conditions = ConditionsBook(self.network)
             pipeline = Pipeline(writer, conditions=conditions, observer=_Observer(self), clock=self.clock,
                                 ranges=ranges, max_batch=s.ingest.batch_max, max_age_s=s.ingest.batch_max_age_s,
@@ -158,21 +162,31 @@ class Daemon:
             def on_gap(gap: Gap) -> None:
                 self.metrics.read_failures.labels(gap.sensor_id, gap.reason).inc()
 
-            by_endpoint: dict[tuple[str, int], ModbusLink] = {}
+            def on_status(event: StatusEvent) -> None:
+                up = self.metrics.device_up.labels(event.sensor_id, event.device_id)
+                if event.recovered:
+                    up.set(1)
+                    return
+                up.set(0)
+                self.metrics.modbus_status.labels(event.sensor_id, event.device_id, event.reason).inc()
+
+            async def on_modbus_readings(readings: list[RawReading]) -> None:
+                backfilled = sum(1 for r in readings if r.time_source == "device")
+                if backfilled:
+                    self.metrics.backfilled.labels(readings[0].sensor_id).inc(backfilled)
+                await pipeline.submit(readings)
+
             for sensor in self.network:
-                modbus = [d for d in sensor.devices if d.protocol == "modbus-tcp"]
+                modbus = [d for d in sensor.devices if d.protocol.startswith("modbus")]
                 if not modbus:
                     continue
-                key = (modbus[0].host or "", modbus[0].port or 0)
-                if key not in by_endpoint:
-                    by_endpoint[key] = ModbusLink(key[0], key[1], timeout_s=s.modbus.timeout_s)
-                    links.append(by_endpoint[key])
-                poller = StationPoller(sensor, by_endpoint[key], profiles, on_readings=pipeline.submit,
-                                       on_gap=on_gap, clock=self.clock, interval_s=s.modbus.poll_interval_s)
+                poller = StationPoller(sensor, links.link_for, profiles, on_readings=on_modbus_readings,
+                                       on_gap=on_gap, on_status=on_status, clock=self.clock,
+                                       interval_s=self._poll_interval(sensor.id))
                 tasks.append(asyncio.create_task(poller.run(), name=f"poll-{sensor.id}"))
 
             # expected sample cadence per device, for the hourly completeness rule
-            cadences = {d.id: (s.modbus.poll_interval_s if d.protocol == "modbus-tcp"
+            cadences = {d.id: (self._poll_interval(sensor.id) if d.protocol.startswith("modbus")
                                else s.network.microsensor_cadence_s)
                         for sensor in self.network for d in sensor.devices}
             scheduler = AsyncIOScheduler(timezone=self.tz)
@@ -214,9 +228,8 @@ class Daemon:
         finally:
             for t in tasks:
                 t.cancel()
-            for link in links:
-                with contextlib.suppress(Exception):
-                    await link.close()
+            with contextlib.suppress(Exception):
+                await links.close()
             await pool.close()
         log.info("aqnet daemon stopped")
 

@@ -20,6 +20,9 @@ class Metrics:
     readings: Counter
     rejected: Counter
     read_failures: Counter
+    modbus_status: Counter
+    device_up: Gauge
+    backfilled: Counter
     rows: Counter
     write_seconds: Histogram
     write_failures: Counter
@@ -41,6 +44,14 @@ class Metrics:
             read_failures=Counter("aqnet_sensors_read_failures_total",
                                   "Failed device reads (gaps recorded, never zeros), by sensor and reason",
                                   ["sensor_id", "reason"], registry=registry),
+            modbus_status=Counter("aqnet_sensors_modbus_status_events_total",
+                                  "Failed Modbus device reads, by sensor, device and reason",
+                                  ["sensor_id", "device_id", "reason"], registry=registry),
+            device_up=Gauge("aqnet_sensors_device_up", "0 while a Modbus device's reads fail, 1 after it recovers",
+                            ["sensor_id", "device_id"], registry=registry),
+            backfilled=Counter("aqnet_sensors_backfilled_readings_total",
+                               "Readings recovered from a logger's history buffer after an outage",
+                               ["sensor_id"], registry=registry),
             rows=Counter("aqnet_storage_rows_total",
                          "Rows handled by the writer: inserted, duplicate (exact repeat, no-op) or conflict "
                          "(same key, different value: dead letter)", ["result"], registry=registry),

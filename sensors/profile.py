@@ -25,10 +25,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sensors.modbus.decode import DATA_TYPES, DEFAULT_ORDER, check_encoding, decode_value, register_count
+from sensors.modbus.history import HISTORY_PROTOCOLS, RecordField, RingLayout
 from sensors.variables import VARIABLES, Kind
 
 __all__ = [
     "STATUS_FIELD",
+    "HistoryBuffer",
     "Profile",
     "ProfileError",
     "StatusBit",
@@ -39,6 +41,7 @@ __all__ = [
     "list_profiles",
     "load_profile",
     "parse_profile",
+    "vector_matches",
 ]
 
 Table = Literal["coil", "discrete_input", "input", "holding"]
@@ -123,6 +126,15 @@ class Vector:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryBuffer:
+    """Where a logger keeps its history of records, and in which protocol (sensors.modbus.history)."""
+
+    protocol: str  #: one of sensors.modbus.history.HISTORY_PROTOCOLS ("aqnet-ring-1": aqnet's own)
+    address: int  #: the ring's first register as written in the profile (in its address base)
+    layout: RingLayout  #: table, 0-based address, capacity and record fields
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     """One device model's register map."""
 
@@ -137,6 +149,7 @@ class Profile:
     variables: tuple[VariableSpec, ...]
     status: StatusRegister | None = None
     vectors: tuple[Vector, ...] = field(default=())
+    history: HistoryBuffer | None = None  #: the logger's history buffer, when it keeps one
 
     @property
     def variable_names(self) -> tuple[str, ...]:
@@ -191,6 +204,14 @@ class _VectorIn(_Strict):
     source: str
 
 
+class _HistoryIn(_Strict):
+    protocol: str
+    table: Table
+    address: int
+    capacity: int
+    variables: list[str] | None = None
+
+
 class _ProfileIn(_Strict):
     model: str
     manufacturer: str
@@ -201,6 +222,7 @@ class _ProfileIn(_Strict):
     status: _StatusIn | None = None
     variables: dict[str, _VariableIn]
     vectors: list[_VectorIn] = []
+    history: _HistoryIn | None = None
 
 
 # ---- loading -----------------------------------------------------------------------------------------------
@@ -293,8 +315,9 @@ def _build(name: str, shown: str, raw: _ProfileIn, errors: list[str]) -> Profile
     status = _build_status(raw.status, base, errors) if raw.status else None
     _check_overlaps(variables, status, errors)
     vectors = _build_vectors(raw.vectors, variables, errors)
+    history = _build_history(raw.history, base, variables, status, errors) if raw.history else None
     return Profile(name, shown, raw.model, raw.manufacturer, raw.firmware, raw.source, base, raw.conditions,
-                   tuple(variables), status, vectors)
+                   tuple(variables), status, vectors, history)
 
 
 def _check_table_type(key: str, table: str, data_type: str, errors: list[str]) -> None:
@@ -366,10 +389,44 @@ def _build_vectors(raw: list[_VectorIn], variables: list[VariableSpec],
         except ValueError as exc:
             errors.append(f"{key}.registers: {exc}")
             continue
-        if not math.isclose(got, vec.value, rel_tol=1e-6, abs_tol=1e-9):
+        if not vector_matches(got, vec.value):
             errors.append(f"{key}: {vec.variable} decodes {vec.registers} to {got!r}, expected {vec.value!r}")
         vectors.append(Vector(vec.variable, tuple(vec.registers), vec.value, vec.source))
     return tuple(vectors)
+
+
+def vector_matches(decoded: float, expected: float) -> bool:
+    """Whether a golden vector's decoded value equals the expected one (relative 1e-6: a float32 keeps ~7 digits)."""
+    return math.isclose(decoded, expected, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def _build_history(raw: _HistoryIn, base: int, variables: list[VariableSpec], status: StatusRegister | None,
+                   errors: list[str]) -> HistoryBuffer | None:
+    if raw.protocol not in HISTORY_PROTOCOLS:
+        errors.append(f"history.protocol: expected {'|'.join(HISTORY_PROTOCOLS)}, got {_show(raw.protocol)}")
+        return None
+    by_name = {v.name: v for v in variables}
+    names = raw.variables if raw.variables is not None else [v.name for v in variables if v.data_type != "bool"]
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        errors.append(f"history.variables: expected variables of this profile ({', '.join(by_name)}), "
+                      f"got {', '.join(_show(n) for n in unknown)}")
+        return None
+    try:
+        layout = RingLayout(raw.table, raw.address - base, raw.capacity,
+                            tuple(RecordField(n, by_name[n]) for n in names))
+    except ValueError as exc:
+        errors.append(f"history.{exc}")
+        return None
+    end = layout.pdu_address + layout.registers
+    spans = [(f"variables.{v.name}", v.table, v.pdu_address, v.count) for v in variables]
+    if status is not None:
+        spans.append(("status", status.table, status.pdu_address, status.count))
+    for key, table, start, count in spans:
+        if table == layout.table and start < end and layout.pdu_address < start + count:
+            errors.append(f"history.address: the ring ({layout.table} {layout.pdu_address}..{end - 1}, 0-based) "
+                          f"overlaps {key}")
+    return HistoryBuffer(raw.protocol, raw.address, layout)
 
 
 def _pydantic_line(err: Any) -> str:

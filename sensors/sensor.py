@@ -3,6 +3,10 @@
 A sensor keeps its id across hardware swaps; its series is continuous. A reference station is one sensor with
 several devices (a PM monitor, gas analysers, a weather station), each with its own profile and Modbus unit id;
 a microsensor is one sensor with one device publishing over MQTT.
+
+Modbus devices are reached three ways (`Device.protocol`): "modbus-tcp" (a gateway or logger at host:port),
+"modbus-rtu" (RTU frames on a serial line, `serial_port` plus its line settings) and "modbus-rtu-tcp" (RTU
+frames carried over a TCP connection to a transparent serial-to-Ethernet converter at host:port).
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Device", "Protocol", "Sensor", "SensorKind"]
+__all__ = ["MODBUS_PROTOCOLS", "Device", "Protocol", "Sensor", "SensorKind"]
 
 SensorKind = Literal["station", "microsensor"]
-Protocol = Literal["modbus-tcp", "mqtt"]
+Protocol = Literal["modbus-tcp", "modbus-rtu", "modbus-rtu-tcp", "mqtt"]
+#: the protocols read by the Modbus driver (sensors.modbus)
+MODBUS_PROTOCOLS: tuple[str, ...] = ("modbus-tcp", "modbus-rtu", "modbus-rtu-tcp")
+_SERIAL_FIELDS = ("serial_port", "baudrate", "parity", "stopbits", "bytesize")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,17 +32,44 @@ class Device:
     protocol: Protocol
     profile: str  #: Modbus: device profile name (sensors/profiles/<name>.yaml); MQTT: payload format name
     variables: tuple[str, ...]  #: vocabulary codes this device measures
-    host: str | None = None  #: Modbus TCP gateway host
-    port: int | None = None  #: Modbus TCP gateway port
-    unit_id: int | None = None  #: Modbus unit (device) id behind the gateway
+    host: str | None = None  #: Modbus TCP (or RTU-over-TCP) gateway host
+    port: int | None = None  #: Modbus TCP (or RTU-over-TCP) gateway port
+    unit_id: int | None = None  #: Modbus unit (device) id behind the gateway or on the bus
     topic: str | None = None  #: MQTT topic it publishes to
     primary: tuple[str, ...] = ()  #: variables for which this device is the sensor's primary instrument
+    serial_port: str | None = None  #: modbus-rtu: the serial device, e.g. "/dev/ttyUSB0"
+    #: modbus-rtu line settings; None = the Modbus serial line defaults (19200 baud, even parity, 8 data bits,
+    #: 1 stop bit: Modbus over Serial Line V1.02, 2.5.1), applied by sensors.modbus.link
+    baudrate: int | None = None
+    parity: str | None = None  #: "N", "E" or "O"
+    stopbits: int | None = None  #: 1 or 2
+    bytesize: int | None = None  #: 7 or 8
 
     def __post_init__(self) -> None:
-        if self.protocol == "modbus-tcp" and (self.host is None or self.port is None or self.unit_id is None):
-            raise ValueError(f"device {self.id}: modbus-tcp needs host, port and unit_id")
+        if self.protocol in ("modbus-tcp", "modbus-rtu-tcp") and (
+                self.host is None or self.port is None or self.unit_id is None):
+            raise ValueError(f"device {self.id}: {self.protocol} needs host, port and unit_id")
+        if self.protocol == "modbus-rtu" and (not self.serial_port or self.unit_id is None):
+            raise ValueError(f"device {self.id}: modbus-rtu needs serial_port and unit_id")
         if self.protocol == "mqtt" and not self.topic:
             raise ValueError(f"device {self.id}: mqtt needs a topic")
+        if self.protocol != "modbus-rtu":
+            stray = [name for name in _SERIAL_FIELDS if getattr(self, name) is not None]
+            if stray:
+                raise ValueError(f"device {self.id}: {', '.join(stray)}: serial line settings apply to "
+                                 f"modbus-rtu only, protocol is {self.protocol}")
+            return
+        # Modbus over Serial Line V1.02, 2.2: unit addresses 1..247 (0 is broadcast, 248..255 reserved)
+        if not 1 <= (self.unit_id or 0) <= 247:
+            raise ValueError(f"device {self.id}: unit_id: expected 1..247 on a serial line, got {self.unit_id}")
+        if self.baudrate is not None and self.baudrate <= 0:
+            raise ValueError(f"device {self.id}: baudrate: expected > 0, got {self.baudrate}")
+        if self.parity is not None and self.parity not in ("N", "E", "O"):
+            raise ValueError(f"device {self.id}: parity: expected N|E|O, got {self.parity!r}")
+        if self.stopbits is not None and self.stopbits not in (1, 2):
+            raise ValueError(f"device {self.id}: stopbits: expected 1|2, got {self.stopbits}")
+        if self.bytesize is not None and self.bytesize not in (7, 8):
+            raise ValueError(f"device {self.id}: bytesize: expected 7|8, got {self.bytesize}")
 
 
 @dataclass(frozen=True, slots=True)

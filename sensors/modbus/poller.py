@@ -1,12 +1,23 @@
 """Each station's polling cadence: read every device through its link, emit RawReadings or a Gap. I/O.
 
-`read_device` is one read of one device: it runs the device's read plan on its `ModbusLink`, decodes each
-variable with its profile and stamps them with the injected clock. A failed read is a `Gap` with its reason,
-never a zero or a repeated value. Modbus analysers have no usable clock of their own, so readings carry the
-receive time (`time_source="received"`). `StationPoller` repeats that for every Modbus device of one `Sensor`
-every `interval_s`, hands results to `on_readings` / `on_gap` (sync or async callables; awaited, so a slow
-consumer slows the poller down instead of piling up readings), and logs per device: the first failure at
-ERROR, repeats at DEBUG, the recovery at INFO.
+`read_device` is one read of one device: it runs the device's read plan on its link, decodes each variable
+with its profile and stamps them with the injected clock. A failed read is a `Gap` with its reason, never a
+zero or a repeated value. Modbus analysers have no usable clock of their own, so live readings carry the
+receive time (`time_source="received"`).
+
+`StationPoller` polls every Modbus device of one `Sensor`, each device in its own task on its own interval (a
+hung device costs the others on its link one timeout per attempt, and nothing to other stations). After a
+failed read it retries with exponential backoff and jitter (`retry_initial_s` doubling, ±`jitter`), never later
+than the device's next regular tick; successes keep the cadence's phase. Results go to `on_readings` /
+`on_gap` (sync or async callables; awaited, so a slow consumer slows the poller down instead of piling up
+readings), and every failed read and every recovery to `on_status` as a `StatusEvent`. Log lines name the
+sensor, device and address: the first failure at ERROR, repeats at DEBUG, the recovery at INFO.
+
+Backfill: when a device's profile has a `history:` section, the first successful read after failures also
+reads the logger's history ring (`sensors.modbus.history`) and emits the records it holds for the outage,
+between the newest reading emitted before it and this read, with the records' own times
+(`time_source="device"`). Nothing emitted before is emitted again; a ring read that fails is retried at the
+next successful poll.
 """
 
 from __future__ import annotations
@@ -16,24 +27,67 @@ import contextlib
 import inspect
 import logging
 import math
+import random
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from sensors.modbus.decode import decode_value, device_status, status_flags, status_word
-from sensors.modbus.link import ModbusLink, ModbusReadError
+from sensors.modbus.history import (
+    HEADER_REGISTERS,
+    HistoryRecord,
+    decode_slots,
+    history_readings,
+    parse_header,
+    read_chunks,
+)
+from sensors.modbus.link import ModbusReadError
 from sensors.modbus.plan import plan_requests, split_response
 from sensors.profile import STATUS_FIELD, Profile
 from sensors.reading import Conditions, Gap, RawReading
 from sensors.sensor import Device, Sensor
 
-__all__ = ["StationPoller", "read_device", "resolve_conditions"]
+__all__ = ["Link", "StationPoller", "StatusEvent", "read_device", "read_history", "resolve_conditions"]
 
 _log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 ReadingsCallback = Callable[[list[RawReading]], Awaitable[Any] | Any]
 GapCallback = Callable[[Gap], Awaitable[Any] | Any]
+StatusCallback = Callable[["StatusEvent"], Awaitable[Any] | Any]
+#: pending backfill windows kept per device (older ones are given up, with a warning)
+_MAX_WINDOWS = 16
+
+
+class Link(Protocol):
+    """What the poller needs of a link (sensors.modbus.link's links satisfy it)."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    async def read(self, table: str, address: int, count: int, unit_id: int) -> list[int] | list[bool]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """A failed read of one device, or its first good read after failures (`recovered`), for metrics."""
+
+    sensor_id: str
+    device_id: str
+    endpoint: str  #: the link, as log lines write it (host:port, or a serial port)
+    host: str | None
+    port: int | None
+    unit_id: int
+    table: str | None  #: what failed: the request's table (None when no request failed, e.g. every value NaN)
+    address: int | None  #: its 0-based address
+    count: int
+    reason: str  #: the Gap's reason (timeout, connection, exception_response, protocol, decode, not_finite), or
+    #: "recovered"
+    detail: str
+    time: datetime
+    first_failure: bool  #: the first failure after a success (or since start): logged at ERROR
+    recovered: bool  #: the first success after failures: logged at INFO
 
 
 def resolve_conditions(device: Device, profile: Profile,
@@ -47,9 +101,16 @@ def resolve_conditions(device: Device, profile: Profile,
     return profile.conditions  # type: ignore[return-value]
 
 
-async def read_device(link: ModbusLink, device: Device, profile: Profile, clock: Clock, *,
+async def read_device(link: Link, device: Device, profile: Profile, clock: Clock, *,
                       conditions: Conditions | None = None) -> list[RawReading] | Gap:
     """Read every variable of `device` once: RawReadings (as reported, in the profile's unit) or a Gap."""
+    result, _ = await _read_device(link, device, profile, clock, conditions)
+    return result
+
+
+async def _read_device(link: Link, device: Device, profile: Profile, clock: Clock,
+                       conditions: Conditions | None) -> tuple[list[RawReading] | Gap, tuple[str, int, int] | None]:
+    """`read_device`, plus (table, address, count) of what failed when it is a Gap."""
     if device.unit_id is None:
         raise ValueError(f"device {device.id}: not a Modbus device (no unit_id)")
     missing = [v for v in device.variables if v not in profile.variable_names]
@@ -62,14 +123,14 @@ async def read_device(link: ModbusLink, device: Device, profile: Profile, clock:
         try:
             values = await link.read(request.table, request.address, request.count, device.unit_id)
         except ModbusReadError as exc:
-            return Gap(device.sensor_id, device.id, clock(), exc.reason,
-                       f"{exc.table} {exc.address}×{exc.count}: {exc.detail}")
+            return (Gap(device.sensor_id, device.id, clock(), exc.reason,
+                        f"{exc.table} {exc.address}×{exc.count}: {exc.detail}"),
+                    (request.table, request.address, request.count))
         fields.update(split_response(request, values))  # type: ignore[arg-type]
     received = clock()
-    flags: frozenset[str] = frozenset()
+    status_bits = 0
     if profile.status is not None:
-        flags = status_flags(status_word(fields[STATUS_FIELD], profile.status), profile.status)
-    status_bits = device_status(flags)
+        status_bits = device_status(status_flags(status_word(fields[STATUS_FIELD], profile.status), profile.status))
     readings: list[RawReading] = []
     skipped: list[str] = []
     for name in device.variables:
@@ -77,7 +138,8 @@ async def read_device(link: ModbusLink, device: Device, profile: Profile, clock:
         try:
             value = decode_value(fields[name], spec)
         except ValueError as exc:
-            return Gap(device.sensor_id, device.id, received, "decode", f"{name}: {exc}")
+            return (Gap(device.sensor_id, device.id, received, "decode", f"{name}: {exc}"),
+                    (spec.table, spec.pdu_address, spec.count))
         if not math.isfinite(value):
             skipped.append(name)  # a NaN/inf float is the device saying "no value": no reading, never a zero
             continue
@@ -86,52 +148,119 @@ async def read_device(link: ModbusLink, device: Device, profile: Profile, clock:
     if skipped:
         _log.debug("device %s: non-finite value(s) for %s: no reading", device.id, ", ".join(skipped))
     if not readings:
-        return Gap(device.sensor_id, device.id, received, "not_finite",
-                   f"every value was NaN or infinite ({', '.join(skipped)})")
-    return readings
+        return (Gap(device.sensor_id, device.id, received, "not_finite",
+                    f"every value was NaN or infinite ({', '.join(skipped)})"), None)
+    return readings, None
+
+
+async def read_history(link: Link, device: Device, profile: Profile, *,
+                       after: datetime | None = None) -> list[HistoryRecord]:
+    """The records read from `device`'s history ring, oldest first, one per time.
+
+    Reads the header, then whole records newest first, and stops after the first read that reaches back to
+    `after` (None: reads the whole ring); so the result holds every record newer than `after`, and, when the
+    ring reaches back that far, some older ones. Raises ModbusReadError (the link) or ValueError (a header or
+    record that does not fit the profile).
+    """
+    if profile.history is None:
+        raise ValueError(f"device {device.id}: profile {profile.name} has no history section")
+    if device.unit_id is None:
+        raise ValueError(f"device {device.id}: not a Modbus device (no unit_id)")
+    layout = profile.history.layout
+    head = await link.read(layout.table, layout.pdu_address, HEADER_REGISTERS, device.unit_id)
+    header = parse_header([int(r) for r in head], layout)
+    records: dict[datetime, HistoryRecord] = {}
+    for first, slots in read_chunks(header, layout):
+        words = await link.read(layout.table, layout.slot_address(first), slots * layout.record_size, device.unit_id)
+        chunk = decode_slots([int(w) for w in words], layout)
+        for record in chunk:
+            records.setdefault(record.time, record)
+        if after is not None and any(r.time <= after for r in chunk):
+            break
+    return sorted(records.values(), key=lambda r: r.time)
+
+
+@dataclass(slots=True)
+class _DeviceState:
+    failing: bool = False
+    failures: int = 0  # consecutive failed reads
+    last_time: datetime | None = None  # newest reading time emitted
+    outage_after: datetime | None = None  # during an outage: readings newer than this are missing
+    windows: list[tuple[datetime, datetime]] = field(default_factory=list)  # backfills pending: (after, before)
+    retry_in_s: float | None = None  # after a failure: when to try again
+
+
+@dataclass(slots=True)
+class _Entry:
+    device: Device
+    link: Link
+    profile: Profile
+    interval_s: float
+    state: _DeviceState = field(default_factory=_DeviceState)
 
 
 class StationPoller:
-    """Polls every Modbus device of one sensor (station) on a fixed interval.
+    """Polls every Modbus device of one sensor (station), each on its own interval.
 
     Args:
-        sensor: the station; its devices with protocol "modbus-tcp" are polled, in order.
-        links: the station's ModbusLink, or (host, port) → the ModbusLink that owns that endpoint (links are
-            shared between pollers; a single link must match every device's host and port).
+        sensor: the station; its Modbus devices (every protocol "modbus-…") are polled.
+        links: the station's link; or (host, port) → the link that owns that endpoint (links are shared
+            between pollers; a single TCP link must match every device's host and port); or a callable
+            device → link (e.g. `sensors.modbus.link.LinkRegistry.link_for`).
         profiles: profile name → Profile, for every device's profile.
         clock: aware-UTC wall clock for reading and gap timestamps.
-        interval_s: polling period; a cycle that overruns skips the missed ticks, keeping the phase.
-        on_readings: called with each device's readings (awaited if it returns an awaitable).
+        interval_s: polling period of every device not in `intervals`; a read that overruns skips the
+            missed ticks, keeping the phase.
+        intervals: device id → its own polling period, in s.
+        on_readings: called with each device's readings (awaited if it returns an awaitable); backfilled
+            readings come in a call of their own, before the live ones of the read that found them.
         on_gap: called with each failed read's Gap (awaited likewise).
+        on_status: called with a StatusEvent for every failed read and every recovery (awaited likewise).
         conditions: device id → "local"/"reference", for devices whose profile says conditions: required.
+        retry_initial_s: first retry delay after a failure, doubled per consecutive failure; a retry never
+            comes later than the device's next tick.
+        jitter: each retry delay is multiplied by a uniform factor in [1 - jitter, 1 + jitter], so devices
+            that failed together (a gateway reboot) do not retry in lockstep.
+        rng: the randomness for the jitter (inject a seeded `random.Random` in tests).
+        backfill: read the logger history after an outage, for profiles that have one.
     """
 
-    def __init__(self, sensor: Sensor, links: ModbusLink | Mapping[tuple[str, int], ModbusLink],
+    def __init__(self, sensor: Sensor, links: Link | Mapping[tuple[str, int], Link] | Callable[[Device], Link],
                  profiles: Mapping[str, Profile], clock: Clock, *, interval_s: float,
-                 on_readings: ReadingsCallback, on_gap: GapCallback,
-                 conditions: Mapping[str, Conditions] | None = None) -> None:
-        if interval_s <= 0:
-            raise ValueError(f"sensor {sensor.id}: interval_s: expected > 0, got {interval_s}")
+                 on_readings: ReadingsCallback, on_gap: GapCallback, on_status: StatusCallback | None = None,
+                 intervals: Mapping[str, float] | None = None, conditions: Mapping[str, Conditions] | None = None,
+                 retry_initial_s: float = 1.0, jitter: float = 0.2, rng: random.Random | None = None,
+                 backfill: bool = True) -> None:
+        errors: list[str] = []
+        if not interval_s > 0:
+            errors.append(f"interval_s: expected > 0, got {interval_s}")
+        if not retry_initial_s > 0:
+            errors.append(f"retry_initial_s: expected > 0, got {retry_initial_s}")
+        if not 0 <= jitter < 1:
+            errors.append(f"jitter: expected 0 <= jitter < 1, got {jitter}")
         self.sensor = sensor
         self.interval_s = interval_s
         self._clock = clock
         self._on_readings = on_readings
         self._on_gap = on_gap
+        self._on_status = on_status
         self._conditions = dict(conditions or {})
-        self._devices: list[tuple[Device, ModbusLink, Profile]] = []
-        errors: list[str] = []
-        for device in sensor.devices:
-            if device.protocol != "modbus-tcp":
-                continue
-            endpoint = (device.host or "", device.port or 0)
-            link = links.get(endpoint) if isinstance(links, Mapping) else links
-            if link is not None and (link.host, link.port) != endpoint:
-                errors.append(f"device {device.id}: is at {endpoint[0]}:{endpoint[1]}, "
-                              f"its link at {link.endpoint}")
-                continue
+        self._retry_initial_s = retry_initial_s
+        self._jitter = jitter
+        self._rng = rng or random.Random()
+        self._backfill = backfill
+        own = dict(intervals or {})
+        self._devices: list[_Entry] = []
+        modbus = [d for d in sensor.devices if d.protocol.startswith("modbus")]
+        unknown = sorted(set(own) - {d.id for d in modbus})
+        if unknown:
+            errors.append(f"intervals: no Modbus device {', '.join(unknown)} in this sensor")
+        for device in modbus:
+            device_interval = own.get(device.id, interval_s)
+            if not device_interval > 0:
+                errors.append(f"device {device.id}: interval: expected > 0, got {device_interval}")
+            link = self._link_for(device, links, errors)
             profile = profiles.get(device.profile)
-            if link is None:
-                errors.append(f"device {device.id}: no ModbusLink for {device.host}:{device.port}")
             if profile is None:
                 errors.append(f"device {device.id}: profile {device.profile!r} not loaded")
             if link is None or profile is None:
@@ -144,59 +273,159 @@ class StationPoller:
                 resolve_conditions(device, profile, self._conditions.get(device.id))
             except ValueError as exc:
                 errors.append(str(exc))
-            self._devices.append((device, link, profile))
+            self._devices.append(_Entry(device, link, profile, device_interval))
         if errors:
             raise ValueError(f"sensor {sensor.id}: cannot poll:\n  " + "\n  ".join(errors))
-        self._failing: dict[str, bool] = {}
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    @staticmethod
+    def _link_for(device: Device, links: Any, errors: list[str]) -> Link | None:
+        endpoint = (device.host or "", device.port or 0)
+        if isinstance(links, Mapping):
+            link = links.get(endpoint)
+            if link is None:
+                errors.append(f"device {device.id}: no ModbusLink for {device.host}:{device.port}")
+            return link  # type: ignore[no-any-return]
+        if callable(links) and not hasattr(links, "read"):
+            return links(device)  # type: ignore[no-any-return]
+        host, port = getattr(links, "host", None), getattr(links, "port", None)
+        if device.host is not None and (host, port) != endpoint:
+            errors.append(f"device {device.id}: is at {endpoint[0]}:{endpoint[1]}, its link at {links.endpoint}")
+            return None
+        return links  # type: ignore[no-any-return]
+
+    @property
+    def intervals(self) -> dict[str, float]:
+        """device id → its polling period, in s."""
+        return {e.device.id: e.interval_s for e in self._devices}
+
     async def poll_once(self) -> list[list[RawReading] | Gap]:
-        """Read every device once, dispatch the results, and return them (device order)."""
-        results: list[list[RawReading] | Gap] = []
-        for device, link, profile in self._devices:
-            result = await read_device(link, device, profile, self._clock,
-                                       conditions=self._conditions.get(device.id))
-            self._log_result(device, link, result)
-            callback: Callable[[Any], Any] = self._on_gap if isinstance(result, Gap) else self._on_readings
-            outcome = callback(result)
-            if inspect.isawaitable(outcome):
-                await outcome
-            results.append(result)
-        return results
+        """Read every device once (in order), dispatch the results, and return them (device order)."""
+        return [await self._poll(entry) for entry in self._devices]
 
     async def run(self) -> None:
-        """Poll every `interval_s` until `stop()` or cancellation."""
-        loop = asyncio.get_running_loop()
+        """Poll every device on its interval, one task per device, until `stop()` or cancellation."""
         self._task = asyncio.current_task()
         self._stop.clear()
-        next_tick = loop.time()
-        while not self._stop.is_set():
-            await self.poll_once()
-            next_tick += self.interval_s
-            now = loop.time()
-            if next_tick <= now:
-                missed = math.floor((now - next_tick) / self.interval_s) + 1
-                _log.debug("sensor %s: cycle overran, skipping %d tick(s)", self.sensor.id, missed)
-                next_tick += missed * self.interval_s
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=next_tick - now)
+        async with asyncio.TaskGroup() as group:
+            for entry in self._devices:
+                group.create_task(self._device_loop(entry), name=f"poll-{entry.device.id}")
 
     async def stop(self) -> None:
-        """Ask `run()` to return after the device being read, and wait for it."""
+        """Ask `run()` to return after the reads in progress, and wait for it."""
         self._stop.set()
         task = self._task
         if task is not None and task is not asyncio.current_task() and not task.done():
             await asyncio.wait([task])
 
-    def _log_result(self, device: Device, link: ModbusLink, result: list[RawReading] | Gap) -> None:
-        where = f"sensor {self.sensor.id} device {device.id} (modbus {link.endpoint} unit {device.unit_id})"
-        was_failing = self._failing.get(device.id, False)
+    async def _device_loop(self, entry: _Entry) -> None:
+        loop = asyncio.get_running_loop()
+        interval = entry.interval_s
+        next_tick = loop.time()
+        while not self._stop.is_set():
+            await self._poll(entry)
+            now = loop.time()
+            if next_tick <= now:
+                missed = math.floor((now - next_tick) / interval) + 1
+                if missed > 1:
+                    _log.debug("sensor %s device %s: read overran, skipping %d tick(s)", self.sensor.id,
+                               entry.device.id, missed - 1)
+                next_tick += missed * interval
+            wake = next_tick
+            if entry.state.retry_in_s is not None:
+                wake = min(wake, now + entry.state.retry_in_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, wake - now))
+
+    async def _poll(self, entry: _Entry) -> list[RawReading] | Gap:
+        device, state = entry.device, entry.state
+        result, failed = await _read_device(entry.link, device, entry.profile, self._clock,
+                                            self._conditions.get(device.id))
         if isinstance(result, Gap):
-            level = logging.DEBUG if was_failing else logging.ERROR
-            _log.log(level, "%s: %s: %s; gap recorded, retry in %s s", where, result.reason, result.detail,
-                     self.interval_s)
-            self._failing[device.id] = True
-        elif was_failing:
-            _log.info("%s: reading again (%d value(s))", where, len(result))
-            self._failing[device.id] = False
+            first = not state.failing
+            state.failing = True
+            state.failures += 1
+            if first:
+                # what is missing starts after the newest reading emitted (or with this read, at start)
+                state.outage_after = state.last_time or (result.time - timedelta(microseconds=1))
+            state.retry_in_s = self._retry_delay(entry)
+            self._log_failure(entry, result, failed, first)
+            await _call(self._on_gap, result)
+            if self._on_status is not None:
+                table, address, count = failed or (None, None, 0)
+                await _call(self._on_status, self._event(entry, result.reason, result.detail, result.time,
+                                                         table, address, count, first=first, recovered=False))
+            return result
+        recovered = state.failing
+        live_time = result[0].time
+        if recovered:
+            _log.info("%s: reading again (%d value(s))", self._where(entry), len(result))
+            if state.outage_after is not None and entry.profile.history is not None and self._backfill:
+                state.windows.append((state.outage_after, live_time))
+                del state.windows[:-_MAX_WINDOWS]
+            state.failing, state.failures, state.outage_after, state.retry_in_s = False, 0, None, None
+            if self._on_status is not None:
+                await _call(self._on_status, self._event(entry, "recovered", f"{len(result)} value(s)", live_time,
+                                                         None, None, 0, first=False, recovered=True))
+        if state.windows:
+            backfilled = await self._fill_windows(entry)
+            if backfilled:
+                await _call(self._on_readings, backfilled)
+        await _call(self._on_readings, result)
+        state.last_time = live_time if state.last_time is None else max(state.last_time, live_time)
+        return result
+
+    async def _fill_windows(self, entry: _Entry) -> list[RawReading]:
+        """The history records inside the pending windows, as RawReadings; the windows are then done."""
+        device, profile, state = entry.device, entry.profile, entry.state
+        oldest = min(after for after, _ in state.windows)
+        try:
+            records = await read_history(entry.link, device, profile, after=oldest)
+        except (ModbusReadError, ValueError) as exc:
+            _log.warning("%s: history read failed, backfill of %d outage(s) retried at the next read: %s",
+                         self._where(entry), len(state.windows), exc)
+            return []
+        received = self._clock()
+        conditions = resolve_conditions(device, profile, self._conditions.get(device.id))
+        capacity = profile.history.layout.capacity if profile.history else 0
+        out: list[RawReading] = []
+        for after, before in state.windows:
+            if len(records) >= capacity and not any(r.time <= after for r in records):
+                _log.warning("%s: the logger history (%d records) begins at %s, after the outage began (%s): "
+                             "the start of the outage stays a gap", self._where(entry), capacity,
+                             records[0].time.isoformat(), after.isoformat())
+            found = history_readings(records, device, profile, after=after, before=before, received=received,
+                                     conditions=conditions)
+            _log.log(logging.INFO if found else logging.DEBUG,
+                     "%s: backfilled %d reading(s) of the outage %s .. %s from the logger history",
+                     self._where(entry), len(found), after.isoformat(), before.isoformat())
+            out.extend(found)
+        state.windows.clear()
+        return out
+
+    def _retry_delay(self, entry: _Entry) -> float:
+        base = min(self._retry_initial_s * 2 ** min(entry.state.failures - 1, 30), entry.interval_s)
+        return base * self._rng.uniform(1 - self._jitter, 1 + self._jitter)
+
+    def _event(self, entry: _Entry, reason: str, detail: str, at: datetime, table: str | None,
+               address: int | None, count: int, *, first: bool, recovered: bool) -> StatusEvent:
+        d = entry.device
+        return StatusEvent(d.sensor_id, d.id, entry.link.endpoint, d.host, d.port, d.unit_id or 0, table, address,
+                           count, reason, detail, at, first, recovered)
+
+    def _where(self, entry: _Entry) -> str:
+        d = entry.device
+        return f"sensor {self.sensor.id} device {d.id} (modbus {entry.link.endpoint} unit {d.unit_id})"
+
+    def _log_failure(self, entry: _Entry, gap: Gap, failed: tuple[str, int, int] | None, first: bool) -> None:
+        retry = min(entry.state.retry_in_s or entry.interval_s, entry.interval_s)
+        _log.log(logging.ERROR if first else logging.DEBUG, "%s: %s: %s; gap recorded, retry in %.3g s",
+                 self._where(entry), gap.reason, gap.detail, retry)
+
+
+async def _call(callback: Callable[[Any], Any], value: Any) -> None:
+    outcome = callback(value)
+    if inspect.isawaitable(outcome):
+        await outcome
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -11,7 +12,7 @@ import pytest
 
 from sensors.modbus.decode import decode_value, encode_value
 from sensors.modbus.link import ModbusLink, ModbusReadError
-from sensors.modbus.poller import read_device
+from sensors.modbus.poller import read_device, read_history
 from sensors.network import bundled_network
 from sensors.profile import load_profile
 from sensors.sensor import Sensor
@@ -188,3 +189,120 @@ async def test_whole_bundled_network_reads_back_the_city_signals(clock: Clock) -
             await link.close()
         for server in servers:
             await server.stop()
+
+
+# ---- faults, request counting, history ring -----------------------------------------------------------------
+
+
+def test_set_fault_checks_device_fault_and_code() -> None:
+    server = StationServer(biggest_station(), linear, Clock())
+    device = biggest_station().devices[0].id
+    with pytest.raises(KeyError, match="no device 'nope'"):
+        server.set_fault("nope", "hang")
+    with pytest.raises(ValueError, match=r"expected hang\|exception\|None, got 'smoke'"):
+        server.set_fault(device, "smoke")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="code: expected a Modbus exception code .*, got 99"):
+        server.set_fault(device, "exception", code=99)
+
+
+@pytest.mark.integration
+async def test_exception_fault_answers_the_code_until_cleared(served: tuple[StationServer, ModbusLink]) -> None:
+    server, link = served
+    o3 = next(d for d in server.sensor.devices if d.profile == "sim-o3")
+    spec = load_profile("sim-o3").variable("o3")
+    server.set_fault(o3.id, "exception", code=6)
+    with pytest.raises(ModbusReadError) as info:
+        await link.read("input", spec.pdu_address, 2, o3.unit_id or 0)
+    assert (info.value.reason, info.value.exception_code) == ("exception_response", 6)
+    other = next(d for d in server.sensor.devices if d.profile == "sim-co")
+    assert len(await link.read("holding", load_profile("sim-co").variable("co").pdu_address, 2,
+                               other.unit_id or 0)) == 2  # only that device is faulty
+    server.set_fault(o3.id, None)
+    assert await link.read("input", spec.pdu_address, 2, o3.unit_id or 0) == encode_value(10.0, spec)
+
+
+@pytest.mark.integration
+async def test_hang_fault_never_answers_until_cleared(clock: Clock) -> None:
+    server = StationServer(biggest_station(), linear, clock)
+    await server.start()
+    link = ModbusLink("127.0.0.1", server.port, timeout_s=0.3, backoff_initial_s=0.0, backoff_max_s=0.0)
+    try:
+        nox = next(d for d in server.sensor.devices if d.profile == "sim-nox")
+        server.set_fault(nox.id, "hang")
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ModbusReadError) as info:
+            await link.read("input", 0, 6, nox.unit_id or 0)
+        assert info.value.reason == "timeout"
+        assert 0.25 <= asyncio.get_running_loop().time() - started < 1.0
+        assert server.requests[nox.unit_id or 0] == 1  # the request arrived: the device just never answered
+        server.set_fault(nox.id, None)
+        assert len(await link.read("input", 0, 6, nox.unit_id or 0)) == 6
+    finally:
+        await link.close()
+        await server.stop()
+
+
+@pytest.mark.integration
+async def test_offline_refuses_connections_and_keeps_the_port(clock: Clock) -> None:
+    server = StationServer(biggest_station(), linear, clock)
+    await server.start()
+    port = server.port
+    link = ModbusLink("127.0.0.1", port, timeout_s=0.5, backoff_initial_s=0.0, backoff_max_s=0.0)
+    try:
+        await link.read("input", 0, 2, 1)
+        await server.set_offline(True)
+        assert server.offline
+        with pytest.raises(ModbusReadError) as info:
+            await link.read("input", 0, 2, 1)
+        assert info.value.reason == "connection"
+        with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+            s.connect(("127.0.0.1", port))
+        await server.set_offline(False)
+        assert server.port == port and not server.offline
+        assert len(await link.read("input", 0, 2, 1)) == 2
+    finally:
+        await link.close()
+        await server.stop()
+
+
+@pytest.mark.integration
+async def test_requests_are_counted_per_unit(served: tuple[StationServer, ModbusLink]) -> None:
+    server, link = served
+    server.clear_requests()
+    await link.read("input", 0, 4, 1)
+    await link.read("input", 0, 2, 1)
+    await link.read("holding", 100, 1, 2)
+    assert dict(server.requests) == {1: 2, 2: 1}
+    assert [(r.unit_id, r.table, r.address, r.count) for r in server.recent_requests] == [
+        (1, "input", 0, 4), (1, "input", 0, 2), (2, "holding", 100, 1)]
+
+
+@pytest.mark.integration
+async def test_history_ring_logs_one_record_per_period_with_the_flags_of_the_time(clock: Clock) -> None:
+    sensor = biggest_station()
+    server = StationServer(sensor, linear, clock, history_period_s=60)
+    await server.start()
+    link = ModbusLink("127.0.0.1", server.port, timeout_s=1.0)
+    nox = next(d for d in sensor.devices if d.profile == "sim-nox")
+    profile = load_profile("sim-nox")
+    assert profile.history is not None
+    layout = profile.history.layout
+    try:
+        clock.t = T0 + timedelta(minutes=3, seconds=20)
+        server.set_status(nox.id, ["maintenance"])  # from 03:20 on: the records of 00..03 stay clean
+        clock.t = T0 + timedelta(minutes=5, seconds=59)
+        records = await read_history(link, nox, profile)
+        assert [r.time for r in records] == [T0 + timedelta(minutes=m) for m in range(6)]
+        assert [r.status for r in records] == [0, 0, 0, 0, 0b10, 0b10]
+        for r in records:
+            minutes = (r.time - T0).total_seconds() / 60
+            assert r.values == {"no": 10.0 + minutes, "no2": 10.0 + minutes, "nox": 10.0 + minutes}
+        header = await link.read(layout.table, layout.pdu_address, 4, nox.unit_id or 0)
+        assert header == [6, 6, layout.record_size, layout.capacity]
+        clock.t = T0 + timedelta(minutes=layout.capacity + 10)  # a long silence: the ring wrapped
+        wrapped = await read_history(link, nox, profile)
+        assert len(wrapped) == layout.capacity
+        assert wrapped[-1].time == clock.t and wrapped[0].time == clock.t - timedelta(minutes=layout.capacity - 1)
+    finally:
+        await link.close()
+        await server.stop()

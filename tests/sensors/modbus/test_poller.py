@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
+import random
+import re
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -15,7 +18,8 @@ import pytest
 
 from ingest.reading import QC
 from sensors.modbus.link import ModbusLink, ModbusReadError
-from sensors.modbus.poller import StationPoller, read_device, resolve_conditions
+from sensors.modbus.plan import plan_requests
+from sensors.modbus.poller import StationPoller, StatusEvent, read_device, resolve_conditions
 from sensors.network import ANALYSERS
 from sensors.profile import Profile, VariableSpec, load_profile
 from sensors.reading import Gap, RawReading
@@ -352,12 +356,13 @@ async def test_poller_logs_first_failure_error_repeats_debug_recovery_info(
         await srv.stop()
         await lnk.close()
     assert [g.reason for g in gaps] == ["connection", "connection"] and len(readings) == 1
-    records = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "sensors.modbus.poller"]
+    records = [(r.levelno, r.getMessage()) for r in caplog.records
+               if r.name == "sensors.modbus.poller" and "backfilled" not in r.getMessage()]
     assert [level for level, _ in records] == [logging.ERROR, logging.DEBUG, logging.INFO]
     first = records[0][1]
     where = f"sensor TST device TST-pm (modbus 127.0.0.1:{port} unit 1)"
     assert first.startswith(f"{where}: connection: input 0×5:")
-    assert first.endswith("gap recorded, retry in 30 s")
+    assert re.search(r"gap recorded, retry in [0-9.]+ s$", first), first
 
 
 @pytest.mark.integration
@@ -394,3 +399,245 @@ def test_required_conditions_need_the_technician() -> None:
         resolve_conditions(device, profile)
     assert resolve_conditions(device, profile, "reference") == "reference"
     assert resolve_conditions(device, load_profile("sim-pm")) == "local"
+
+
+# ---- coalescing, cadences, faults, status events, backfill -------------------------------------------------
+
+#: requests one poll of each simulated analyser needs: contiguous registers of one table are one read
+#: (sensors/profiles/sim-*.yaml: e.g. sim-nox reads input 0..5 and its status at holding 100, sim-co its value at
+#: holding 2100 and its status at 2200, sim-pm its two floats and status at input 0..4)
+MIN_REQUESTS = {"sim-pm": 1, "sim-nox": 2, "sim-o3": 1, "sim-so2": 2, "sim-co": 2, "sim-met": 2, "sim-aeth": 1,
+                "sim-co2": 1}
+
+
+@pytest.mark.integration
+async def test_one_poll_sends_the_fewest_requests_the_plan_allows(server: StationServer, clock: Clock) -> None:
+    sensor = at_port(station(), server.port)
+    lnk = ModbusLink("127.0.0.1", server.port, timeout_s=1.0)
+    poller = StationPoller(sensor, lnk, profiles(), clock, interval_s=10, on_readings=lambda r: None,
+                           on_gap=lambda g: None)
+    try:
+        server.clear_requests()
+        results = await poller.poll_once()
+        assert all(isinstance(r, list) for r in results)
+        seen = {d.profile: server.requests[d.unit_id or 0] for d in sensor.devices}
+        assert seen == MIN_REQUESTS
+        assert seen == {d.profile: len(plan_requests(load_profile(d.profile), d.variables)) for d in sensor.devices}
+        server.clear_requests()
+        await poller.poll_once()  # no outage: the history rings are never read
+        assert sum(server.requests.values()) == sum(MIN_REQUESTS.values())
+        assert not [r for r in server.recent_requests if r.address >= 5000]
+    finally:
+        await lnk.close()
+
+
+@pytest.mark.integration
+async def test_each_device_polls_on_its_own_interval(server: StationServer, clock: Clock) -> None:
+    sensor = at_port(station(), server.port)
+    pm, co = sensor.devices[0], sensor.devices[4]
+    sensor = replace(sensor, devices=(pm, co))
+    lnk = ModbusLink("127.0.0.1", server.port, timeout_s=1.0)
+    poller = StationPoller(sensor, lnk, profiles(), clock, interval_s=0.3, intervals={pm.id: 0.1},
+                           on_readings=lambda r: None, on_gap=lambda g: None)
+    assert poller.intervals == {pm.id: 0.1, co.id: 0.3}
+    server.clear_requests()
+    task = asyncio.create_task(poller.run())
+    await asyncio.sleep(1.45)
+    await poller.stop()
+    await lnk.close()
+    assert task.done() and task.exception() is None
+    pm_polls = server.requests[pm.unit_id or 0] / MIN_REQUESTS["sim-pm"]
+    co_polls = server.requests[co.unit_id or 0] / MIN_REQUESTS["sim-co"]
+    assert 13 <= pm_polls <= 16 and 4 <= co_polls <= 6, (pm_polls, co_polls)
+
+
+def test_intervals_must_name_devices_and_be_positive(clock: Clock) -> None:
+    sensor = station(port=1502)
+    lnk = ModbusLink("127.0.0.1", 1502)
+    with pytest.raises(ValueError, match=r"intervals: no Modbus device NOPE in this sensor"):
+        StationPoller(sensor, lnk, profiles(), clock, interval_s=1, intervals={"NOPE": 1},
+                      on_readings=print, on_gap=print)
+    with pytest.raises(ValueError, match=r"device TST-pm: interval: expected > 0, got 0"):
+        StationPoller(sensor, lnk, profiles(), clock, interval_s=1, intervals={"TST-pm": 0},
+                      on_readings=print, on_gap=print)
+    with pytest.raises(ValueError, match=r"jitter: expected 0 <= jitter < 1, got 1.5"):
+        StationPoller(sensor, lnk, profiles(), clock, interval_s=1, jitter=1.5, on_readings=print, on_gap=print)
+
+
+@pytest.mark.integration
+async def test_a_hung_device_never_delays_other_stations(clock: Clock) -> None:
+    """Station A's NOx analyser hangs; station B (another link) keeps its 0.2 s cadence to within 60 ms."""
+    interval = 0.2
+    servers = [StationServer(station(code=c), value_source, clock) for c in ("AAA", "BBB")]
+    links: list[ModbusLink] = []
+    times: dict[str, list[float]] = {}
+    events: list[StatusEvent] = []
+    loop = asyncio.get_running_loop()
+
+    def on_readings(readings: list[RawReading]) -> None:
+        times.setdefault(readings[0].device_id, []).append(loop.time())
+
+    pollers = []
+    try:
+        for srv in servers:
+            await srv.start()
+            sensor = at_port(station(code=srv.sensor.id), srv.port)
+            sensor = replace(sensor, devices=sensor.devices[:3])  # pm, nox, o3
+            lnk = ModbusLink("127.0.0.1", srv.port, timeout_s=0.5, backoff_initial_s=0.0, backoff_max_s=0.0)
+            links.append(lnk)
+            pollers.append(StationPoller(sensor, lnk, profiles(), clock, interval_s=interval,
+                                         on_readings=on_readings, on_gap=lambda g: None, on_status=events.append,
+                                         retry_initial_s=interval, rng=random.Random(4)))
+        servers[0].set_fault("AAA-nox", "hang")
+        tasks = [asyncio.create_task(p.run()) for p in pollers]
+        await asyncio.sleep(2.5)
+        for p in pollers:
+            await p.stop()
+        assert all(t.done() and t.exception() is None for t in tasks)
+    finally:
+        for lnk in links:
+            await lnk.close()
+        for srv in servers:
+            await srv.stop()
+    for device in ("BBB-pm", "BBB-nox", "BBB-o3"):
+        stamps = times[device]
+        steps = [b - a for a, b in itertools.pairwise(stamps)]
+        assert len(stamps) >= 12, (device, len(stamps))
+        assert all(abs(s - interval) < 0.06 for s in steps), (device, steps)
+    assert "AAA-nox" not in times
+    assert len(times["AAA-pm"]) >= 3  # the hung analyser's neighbours on its link pay a timeout, not a stall
+    hung = [e for e in events if e.device_id == "AAA-nox"]
+    assert hung and all(e.reason == "timeout" for e in hung)
+    assert [e.first_failure for e in hung] == [True] + [False] * (len(hung) - 1)
+    first = hung[0]
+    # the plan reads the status (holding 100) before the values (input 0..5): the first request is the one that hangs
+    assert (first.sensor_id, first.unit_id, first.table, first.address, first.count) == ("AAA", 2, "holding", 100, 1)
+    assert (first.host, first.port) == ("127.0.0.1", servers[0].port) and not first.recovered
+    assert not [e for e in events if e.sensor_id == "BBB"]
+
+
+@pytest.mark.integration
+async def test_status_events_for_each_failure_and_the_recovery(server: StationServer, clock: Clock,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    sensor = at_port(station(), server.port)
+    sensor = replace(sensor, devices=(sensor.devices[5],))  # sim-met
+    lnk = ModbusLink("127.0.0.1", server.port, timeout_s=1.0)
+    events: list[StatusEvent] = []
+    poller = StationPoller(sensor, lnk, profiles(), clock, interval_s=60, on_readings=lambda r: None,
+                           on_gap=lambda g: None, on_status=events.append)
+    caplog.set_level(logging.DEBUG, logger="sensors.modbus.poller")
+    try:
+        await poller.poll_once()
+        server.set_fault("TST-met", "exception", code=4)
+        await poller.poll_once()
+        await poller.poll_once()
+        server.set_fault("TST-met", None)
+        await poller.poll_once()
+    finally:
+        await lnk.close()
+    assert [(e.reason, e.first_failure, e.recovered) for e in events] == [
+        ("exception_response", True, False), ("exception_response", False, False), ("recovered", False, True)]
+    assert (events[0].table, events[0].address, events[0].count) == ("holding", 0, 1)  # status, read first
+    assert "exception code 4" in events[0].detail and events[0].endpoint == f"127.0.0.1:{server.port}"
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "sensors.modbus.poller"
+             and "backfilled" not in r.getMessage()]
+    assert [level for level, _ in lines] == [logging.ERROR, logging.DEBUG, logging.INFO]
+    assert lines[0][1].startswith(f"sensor TST device TST-met (modbus 127.0.0.1:{server.port} unit 6): "
+                                  "exception_response: holding 0×1: exception code 4")
+
+
+@pytest.mark.integration
+async def test_retries_back_off_exponentially_with_jitter_within_the_interval(clock: Clock) -> None:
+    port = free_port()  # nothing listens: every read fails at once
+    sensor = replace(at_port(station(), port), devices=(at_port(station(), port).devices[0],))
+    lnk = ModbusLink("127.0.0.1", port, timeout_s=0.5, backoff_initial_s=0.0, backoff_max_s=0.0)
+    loop = asyncio.get_running_loop()
+    stamps: list[float] = []
+    poller = StationPoller(sensor, lnk, profiles(), clock, interval_s=0.8, on_readings=lambda r: None,
+                           on_gap=lambda g: stamps.append(loop.time()), retry_initial_s=0.05, jitter=0.2,
+                           rng=random.Random(7))
+    task = asyncio.create_task(poller.run())
+    await asyncio.sleep(2.0)
+    await poller.stop()
+    await lnk.close()
+    assert task.done()
+    steps = [b - a for a, b in itertools.pairwise(stamps)]
+    # 0.05, 0.1, 0.2, 0.4 (each ±20 %), then the retry is due after the next tick: the tick comes first
+    for step, expected in zip(steps[:4], (0.05, 0.1, 0.2, 0.4), strict=True):
+        assert expected * 0.8 - 0.01 <= step <= expected * 1.2 + 0.03, steps
+    assert len({round(s / e, 3) for s, e in zip(steps[:4], (0.05, 0.1, 0.2, 0.4), strict=True)}) > 1  # jittered
+    assert all(s <= 0.8 + 0.05 for s in steps), steps
+
+
+@pytest.mark.integration
+async def test_backfill_emits_what_the_outage_missed_once(clock: Clock) -> None:
+    sensor = station()
+    nox = replace(sensor.devices[1])
+    srv = StationServer(replace(sensor, devices=(nox,)), value_source, clock, history_period_s=60)
+    await srv.start()
+    device = replace(nox, port=srv.port)
+    lnk = ModbusLink("127.0.0.1", srv.port, timeout_s=0.5, backoff_initial_s=0.0, backoff_max_s=0.0)
+    emitted: list[RawReading] = []
+    poller = StationPoller(replace(sensor, devices=(device,)), lnk, profiles(), clock, interval_s=60,
+                           on_readings=emitted.extend, on_gap=lambda g: None)
+    up = {0, 1, 2, 6, 7, 9, 10}  # down at minutes 3-5 and 8
+    try:
+        for minute in range(11):
+            clock.t = T0 + timedelta(minutes=minute)
+            await srv.set_offline(minute not in up)
+            if minute == 4:
+                srv.set_status(device.id, ["maintenance"])
+            if minute == 6:
+                srv.set_status(device.id, [])
+            await poller.poll_once()
+    finally:
+        await lnk.close()
+        await srv.stop()
+    keys = [(r.variable, r.time) for r in emitted]
+    assert len(keys) == len(set(keys)), "a reading was emitted twice"
+    for variable in ("no", "no2", "nox"):
+        times = sorted(t for v, t in keys if v == variable)
+        assert times == [T0 + timedelta(minutes=m) for m in range(11)], variable
+    backfilled = {r.time: r for r in emitted if r.time_source == "device" and r.variable == "no2"}
+    assert sorted(backfilled) == [T0 + timedelta(minutes=m) for m in (3, 4, 5, 8)]
+    assert [backfilled[T0 + timedelta(minutes=m)].device_status for m in (3, 4, 5, 8)] == [
+        0, int(QC.MAINTENANCE), int(QC.MAINTENANCE), 0]
+    for r in backfilled.values():
+        assert r.value == pytest.approx(value_source("TST", "no2", r.time), rel=1e-6)
+        assert r.received_at > r.time and r.unit == "ppb"
+
+
+@pytest.mark.integration
+async def test_backfill_is_skipped_when_disabled_or_without_history(clock: Clock, tmp_path: Path) -> None:
+    sensor = station()
+    nox = sensor.devices[1]
+    srv = StationServer(replace(sensor, devices=(nox,)), value_source, clock)
+    await srv.start()
+    device = replace(nox, port=srv.port)
+    lnk = ModbusLink("127.0.0.1", srv.port, timeout_s=0.5, backoff_initial_s=0.0, backoff_max_s=0.0)
+    emitted: list[RawReading] = []
+    poller = StationPoller(replace(sensor, devices=(device,)), lnk, profiles(), clock, interval_s=60,
+                           on_readings=emitted.extend, on_gap=lambda g: None, backfill=False)
+    try:
+        for minute, online in enumerate((True, False, False, True)):
+            clock.t = T0 + timedelta(minutes=minute)
+            await srv.set_offline(not online)
+            await poller.poll_once()
+    finally:
+        await lnk.close()
+        await srv.stop()
+    assert sorted({r.time for r in emitted}) == [T0, T0 + timedelta(minutes=3)]
+
+
+def test_links_may_come_from_a_callable(clock: Clock) -> None:
+    sensor = station(port=1502)
+    lnk = ModbusLink("127.0.0.1", 1502)
+    asked: list[str] = []
+
+    def link_for(device: Device) -> ModbusLink:
+        asked.append(device.id)
+        return lnk
+
+    poller = StationPoller(sensor, link_for, profiles(), clock, interval_s=10, on_readings=print, on_gap=print)
+    assert asked == [d.id for d in sensor.devices]
+    assert poller.intervals == {d.id: 10 for d in sensor.devices}
