@@ -7,11 +7,11 @@ documented in README's "Configuration" section (a test checks it).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -59,9 +59,30 @@ class HttpSettings(_Section):
 
 
 class Endpoint(_Section):
-    host: str
-    port: Annotated[int, Field(ge=1, le=65535)]
+    protocol: Literal["modbus-tcp", "modbus-rtu-tcp", "modbus-rtu"] = "modbus-tcp"
+    host: str | None = None  #: modbus-tcp, modbus-rtu-tcp: the gateway
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    serial_port: str | None = None  #: modbus-rtu: the RS-485 adapter, e.g. /dev/ttyUSB0
+    baudrate: Annotated[int, Field(gt=0)] | None = None  #: modbus-rtu line settings (default 19200 8E1)
+    parity: Literal["N", "E", "O"] | None = None
+    stopbits: Literal[1, 2] | None = None
+    bytesize: Literal[7, 8] | None = None
     poll_interval_s: Annotated[float, Field(gt=0)] | None = None  #: this station's cadence (default modbus.*)
+
+    @model_validator(mode="after")
+    def _link(self) -> Endpoint:
+        if self.protocol == "modbus-rtu":
+            if not self.serial_port:
+                raise ValueError("modbus-rtu needs serial_port")
+            if self.host or self.port:
+                raise ValueError("modbus-rtu takes serial_port, not host/port")
+        else:
+            if not self.host or not self.port:
+                raise ValueError(f"{self.protocol} needs host and port")
+            if any(v is not None for v in (self.serial_port, self.baudrate, self.parity, self.stopbits,
+                                           self.bytesize)):
+                raise ValueError(f"{self.protocol} takes host and port, not serial line settings")
+        return self
 
 
 class NetworkSettings(_Section):

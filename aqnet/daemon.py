@@ -31,7 +31,7 @@ from sensors.modbus.link import LinkRegistry
 from sensors.modbus.poller import StationPoller, StatusEvent
 from sensors.mqtt.client import MqttSubscriberClient
 from sensors.mqtt.subscriber import MqttSubscriber, Rejection
-from sensors.network import bundled_network
+from sensors.network import StationLink, bundled_network
 from sensors.profile import load_profile
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Sensor
@@ -82,7 +82,8 @@ class Daemon:
         self.clock = clock
         self.metrics = Metrics.create(registry or CollectorRegistry())
         self.tz = ZoneInfo(settings.network.timezone)
-        endpoints = {code: (e.host, e.port) for code, e in settings.network.stations.items()}
+        endpoints = {code: StationLink(**e.model_dump(exclude={"poll_interval_s"}))
+                     for code, e in settings.network.stations.items()}
         self.network: list[Sensor] = bundled_network(endpoints) if settings.network.bundled else []
         self.protocol_of = {d.id: d.protocol for s in self.network for d in s.devices}
         self.last_seen: dict[str, datetime] = {}

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 async def _simulate(settings: Settings, *, seed: int, publish_interval_s: float) -> None:
-    endpoints = {code: (e.host, e.port) for code, e in settings.network.stations.items()}
+    # the simulators serve the stations reached over Modbus TCP (RTU buses are simulated in the tests)
+    endpoints = {code: (e.host, e.port) for code, e in settings.network.stations.items()
+                 if e.protocol == "modbus-tcp" and e.host and e.port}
     network = bundled_network(endpoints)
     signals = CitySignals(seed)
     clock = lambda: datetime.now(UTC)  # noqa: E731

@@ -9,12 +9,13 @@ JSON on `aqnet/<id>/readings`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from sensors.domain import load
 from sensors.sensor import Device, Sensor
 from sensors.variables import BY_REFERENCE_NAME
 
-__all__ = ["ANALYSERS", "DEFAULT_TOPIC", "bundled_network", "topic_for"]
+__all__ = ["ANALYSERS", "DEFAULT_TOPIC", "StationLink", "bundled_network", "topic_for"]
 
 DEFAULT_TOPIC = "aqnet/{sensor_id}/readings"
 
@@ -32,6 +33,20 @@ ANALYSERS: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class StationLink:
+    """How a station's analysers are reached: a Modbus TCP gateway, RTU framed over TCP, or an RS-485 bus."""
+
+    protocol: str = "modbus-tcp"  #: modbus-tcp | modbus-rtu-tcp | modbus-rtu
+    host: str | None = None
+    port: int | None = None
+    serial_port: str | None = None  #: modbus-rtu: e.g. /dev/ttyUSB0
+    baudrate: int | None = None
+    parity: str | None = None
+    stopbits: int | None = None
+    bytesize: int | None = None
+
+
 def topic_for(sensor_id: str, pattern: str = DEFAULT_TOPIC) -> str:
     """The MQTT topic a microsensor publishes to."""
     return pattern.format(sensor_id=sensor_id)
@@ -43,16 +58,19 @@ def _codes(names: list[str]) -> list[str]:
 
 
 def bundled_network(
-    station_endpoints: Mapping[str, tuple[str, int]] | None = None,
+    station_endpoints: Mapping[str, tuple[str, int] | StationLink] | None = None,
     topic_pattern: str = DEFAULT_TOPIC,
 ) -> list[Sensor]:
-    """The 19 stations and 25 microsensors; `station_endpoints` maps station code → (host, port)."""
+    """The 19 stations and 25 microsensors; `station_endpoints` maps station code → (host, port) of its Modbus
+    TCP gateway, or a StationLink (RTU over TCP, or a serial bus)."""
     ref = load("reference")
     endpoints = station_endpoints or {}
     sensors: list[Sensor] = []
     for st in ref["stations"]:
         code = st["code"]
-        host, port = endpoints.get(code, ("127.0.0.1", 502))
+        link = endpoints.get(code, ("127.0.0.1", 502))
+        if isinstance(link, tuple):
+            link = StationLink(host=link[0], port=link[1])
         measured = set(_codes(st["pollutants"] + st["met"] + st.get("other", [])))
         devices: list[Device] = []
         for unit_id, (profile, variables) in enumerate(ANALYSERS.items(), start=1):
@@ -60,8 +78,10 @@ def bundled_network(
             if not here:
                 continue
             devices.append(Device(id=f"{code}-{profile.removeprefix('sim-')}", sensor_id=code,
-                                  protocol="modbus-tcp", profile=profile, variables=here, host=host, port=port,
-                                  unit_id=unit_id, primary=here))
+                                  protocol=link.protocol, profile=profile, variables=here,  # type: ignore[arg-type]
+                                  host=link.host, port=link.port, unit_id=unit_id, primary=here,
+                                  serial_port=link.serial_port, baudrate=link.baudrate, parity=link.parity,
+                                  stopbits=link.stopbits, bytesize=link.bytesize))
         sensors.append(Sensor(id=code, name=st["name"], kind="station", lat=st["lat"], lon=st["lon"],
                               locality=st["locality"], devices=tuple(devices)))
     for ms in ref["microsensors"]:

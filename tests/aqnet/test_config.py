@@ -39,3 +39,30 @@ def test_missing_file_and_bad_yaml_name_the_file(tmp_path: Path) -> None:
     bad.write_text("database: [\n")
     with pytest.raises(ConfigError, match=f"{bad}: not valid YAML"):
         load_settings(bad)
+
+
+def test_station_links_tcp_rtu_over_tcp_and_serial() -> None:
+    from aqnet.daemon import Daemon
+
+    s = settings_from_dict({**MINIMAL, "network": {"stations": {
+        "USQ": {"host": "10.0.0.1", "port": 502},
+        "KEN": {"protocol": "modbus-rtu-tcp", "host": "10.0.0.2", "port": 4001, "poll_interval_s": 30},
+        "TUN": {"protocol": "modbus-rtu", "serial_port": "/dev/ttyUSB0", "baudrate": 9600, "parity": "N"}}}})
+    network = {sensor.id: sensor for sensor in Daemon(s).network}
+    assert {d.protocol for d in network["USQ"].devices} == {"modbus-tcp"}
+    assert {(d.protocol, d.host, d.port) for d in network["KEN"].devices} == {("modbus-rtu-tcp", "10.0.0.2", 4001)}
+    tun = network["TUN"].devices
+    assert {(d.protocol, d.serial_port, d.baudrate, d.parity) for d in tun} == {
+        ("modbus-rtu", "/dev/ttyUSB0", 9600, "N")}
+    assert len({d.unit_id for d in tun}) == len(tun) > 1  # several units on one bus, one id each
+
+
+def test_station_link_errors_name_the_station() -> None:
+    with pytest.raises(ConfigError) as err:
+        settings_from_dict({**MINIMAL, "network": {"stations": {
+            "USQ": {"protocol": "modbus-rtu", "host": "10.0.0.1", "port": 502},
+            "KEN": {"protocol": "modbus-rtu-tcp", "serial_port": "/dev/ttyUSB1"}}}}, "a.yaml")
+    assert any(line.startswith("a.yaml: network.stations.USQ: ") and "modbus-rtu needs serial_port" in line
+               for line in err.value.errors)
+    assert any(line.startswith("a.yaml: network.stations.KEN: ") and "needs host and port" in line
+               for line in err.value.errors)
