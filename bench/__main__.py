@@ -1,13 +1,21 @@
-"""`python -m bench`: the ingest hot path (decode an aqnet JSON message, normalise and QC its readings) against
-the bare `json.loads` of the same payloads, measured in the same run; prints messages/s and the ratio."""
+"""`python -m bench [all|ingest|modbus]`: run aqnet's benchmarks (all by default) and print their figures.
+
+- ingest: the ingest hot path (decode an aqnet JSON message, normalise and QC its readings) against the bare
+  `json.loads` of the same payloads, measured in the same run; prints messages/s and the ratio.
+- modbus: Modbus polling of N simulated stations against the raw pymodbus read rate (`bench.modbus`); its
+  options (`--stations`, `--interval`, `--duration`, `--baseline`, `--clients`) follow the benchmark's name.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from bench import modbus
 from ingest.normalise import ConditionsBook, normalise
 from ingest.qc import check
 from sensors.mqtt.payloads.aqnet_json import decode
@@ -35,7 +43,8 @@ def _best_of(fn, repeats: int = 3) -> float:
     return best
 
 
-def main() -> None:
+def run_ingest() -> None:
+    """Run the ingest benchmark and print its lines."""
     payloads = _payloads()
     tz = ZoneInfo("America/Bogota")
     now = datetime(2026, 11, 23, 14, tzinfo=UTC)
@@ -55,6 +64,21 @@ def main() -> None:
     base_s, ingest_s = _best_of(baseline), _best_of(ingest)
     print(f"json.loads baseline      {N / base_s:12,.0f} messages/s")
     print(f"decode+normalise+qc      {N / ingest_s:12,.0f} messages/s  ({ingest_s / base_s:.1f}x the baseline's time)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the benchmark named on the command line (default: all of them)."""
+    cli = argparse.ArgumentParser(prog="python -m bench", description="aqnet's benchmarks (`make bench`)")
+    cli.add_argument("which", nargs="?", choices=("all", "ingest", "modbus"), default="all",
+                     help="the benchmark to run (default: all)")
+    modbus.add_options(cli.add_argument_group("modbus options"))
+    opts = cli.parse_args(argv)
+    if opts.which in ("all", "ingest"):
+        print("ingest")
+        run_ingest()
+    if opts.which in ("all", "modbus"):
+        print("modbus polling")
+        modbus.main(options=opts)
 
 
 if __name__ == "__main__":
