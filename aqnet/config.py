@@ -29,7 +29,7 @@ class DatabaseSettings(_Section):
 
 class MqttSettings(_Section):
     url: str  #: mqtt://[user:password@]host:port
-    topics: list[str] = ["aqnet/+/readings"]
+    topics: list[str] = ["aqnet/+/readings", "airrohr/+/data", "purpleair/+/data"]
     client_id: str = "aqnet-ingest"
     receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 1000
     session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 24 * 3600
@@ -85,11 +85,27 @@ class Endpoint(_Section):
         return self
 
 
+class MicrosensorSettings(_Section):
+    format: Literal["aqnet-json", "airrohr", "purpleair"] = "aqnet-json"  #: payload format
+    transport: Literal["mqtt", "http"] = "mqtt"  #: http: airrohr's "send to own API" POST to /intake/airrohr
+    hardware_serial: str | None = None  #: airrohr esp8266id, PurpleAir MAC (required by those formats)
+    devices: dict[str, list[str]] = {}  #: device suffix → payload channels; empty: one device, every channel
+
+    @model_validator(mode="after")
+    def _identity(self) -> MicrosensorSettings:
+        if self.format != "aqnet-json" and not self.hardware_serial:
+            raise ValueError(f"format {self.format} identifies the device by hardware_serial: give it")
+        if self.transport == "http" and self.format != "airrohr":
+            raise ValueError("transport http is the airrohr intake: format must be airrohr")
+        return self
+
+
 class NetworkSettings(_Section):
     timezone: str = "America/Bogota"  #: the network's standard time zone (reference.json site)
     bundled: bool = True  #: use the bundled 19 stations + 25 microsensors
     stations: dict[str, Endpoint] = {}  #: station code → Modbus TCP gateway
     microsensor_cadence_s: Annotated[float, Field(gt=0)] = 60.0  #: expected interval between MQTT readings
+    microsensors: dict[str, MicrosensorSettings] = {}  #: microsensor id → format and identity (default aqnet JSON)
 
     @field_validator("timezone")
     @classmethod

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,8 +31,10 @@ from ingest.reading import Reading
 from sensors.modbus.link import LinkRegistry
 from sensors.modbus.poller import StationPoller, StatusEvent
 from sensors.mqtt.client import MqttSubscriberClient
-from sensors.mqtt.subscriber import MqttSubscriber, Rejection
-from sensors.network import StationLink, bundled_network
+from sensors.mqtt.directory import UnknownDeviceError
+from sensors.mqtt.payloads import PayloadError
+from sensors.mqtt.subscriber import Intake, MqttSubscriber, Rejection
+from sensors.network import MicrosensorLink, StationLink, bundled_network
 from sensors.profile import load_profile
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Sensor
@@ -84,7 +87,11 @@ class Daemon:
         self.tz = ZoneInfo(settings.network.timezone)
         endpoints = {code: StationLink(**e.model_dump(exclude={"poll_interval_s"}))
                      for code, e in settings.network.stations.items()}
-        self.network: list[Sensor] = bundled_network(endpoints) if settings.network.bundled else []
+        microsensors = {sid: MicrosensorLink(m.format, m.transport, m.hardware_serial,
+                                             tuple((k, tuple(v)) for k, v in m.devices.items()))
+                        for sid, m in settings.network.microsensors.items()}
+        self.network: list[Sensor] = (bundled_network(endpoints, microsensor_links=microsensors)
+                                      if settings.network.bundled else [])
         self.protocol_of = {d.id: d.protocol for s in self.network for d in s.devices}
         self.last_seen: dict[str, datetime] = {}
         self.readings_total = 0
@@ -146,8 +153,15 @@ class Daemon:
                                             payload=rej.payload)
 
             loop = asyncio.get_running_loop()
-            mqtt_devices = {d.topic: d for sensor in self.network for d in sensor.devices
-                            if d.protocol == "mqtt" and d.topic}
+            intake = Intake(self.network, tz=self.tz)
+            last_message = [time.monotonic()]
+
+            def message_seen(message: Any) -> None:
+                last_message[0] = time.monotonic()
+                if getattr(message, "dup", False):
+                    self.metrics.mqtt_redelivered.inc()
+
+            self.metrics.mqtt_silence.set_function(lambda: time.monotonic() - last_message[0])
 
             def client_factory(on_message: Callable[[Any], None]) -> MqttSubscriberClient:
                 return MqttSubscriberClient(
@@ -156,8 +170,30 @@ class Daemon:
                     session_expiry_s=s.mqtt.session_expiry_s, clock=self.clock,
                     on_connection=lambda up: self.metrics.mqtt_connected.set(1 if up else 0))
 
-            subscriber = MqttSubscriber(client_factory, mqtt_devices, submit=pipeline.submit, reject=reject,
-                                        tz=self.tz)
+            subscriber = MqttSubscriber(
+                client_factory, intake, submit=pipeline.submit, reject=reject, on_message_seen=message_seen,
+                on_unmapped=lambda sid, n: self.metrics.unmapped_channels.labels(sid).inc(n))
+
+            async def airrohr_post(body: bytes, x_sensor: str | None) -> tuple[int, dict[str, Any]]:
+                where = f"POST /intake/airrohr (X-Sensor {x_sensor or '-'})"
+                try:
+                    resolved = intake.resolve(where, body, None, fmt="airrohr", received_at=self.clock())
+                except (PayloadError, UnknownDeviceError) as exc:
+                    sensor_id = getattr(exc, "sensor_id", None)
+                    log.warning("sensor %s: airrohr HTTP intake rejected (%s): %s", sensor_id or x_sensor or "?",
+                                exc.reason, exc.detail)
+                    await reject(Rejection("http", where, sensor_id, exc.reason, exc.detail, body))
+                    return (404 if exc.reason == "unknown_device" else 400), {"error": exc.reason,
+                                                                             "detail": exc.detail}
+                durable: asyncio.Future[None] = loop.create_future()
+                await pipeline.submit(list(resolved.readings),
+                                      lambda: durable.done() or durable.set_result(None))
+                try:
+                    await asyncio.wait_for(asyncio.shield(durable), timeout=30)
+                except TimeoutError:
+                    return 503, {"error": "not_durable_yet", "detail": "the database is slow; send again"}
+                return 200, {"sensor_id": resolved.sensor_id, "readings": len(resolved.readings)}
+
             tasks.append(asyncio.create_task(subscriber.run(), name="mqtt"))
 
             def on_gap(gap: Gap) -> None:
@@ -208,7 +244,7 @@ class Daemon:
                               max_instances=1, coalesce=True, next_run_time=self.clock())
             scheduler.start()
 
-            app = create_app(self.metrics.registry, self.status)
+            app = create_app(self.metrics.registry, self.status, airrohr=airrohr_post)
             server = uvicorn.Server(uvicorn.Config(app, host=s.http.host, port=s.http.port, log_level="warning",
                                                    lifespan="off"))
             tasks.append(asyncio.create_task(server.serve(), name="http"))

@@ -1,19 +1,24 @@
-"""The daemon's one HTTP server app: Prometheus metrics, health and status (later issues mount the device intake
-and the API here)."""
+"""The daemon's one HTTP server app: Prometheus metrics, health, status, and the airrohr HTTP intake (later
+issues mount the API here)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, make_asgi_app
 
-__all__ = ["create_app"]
+__all__ = ["AirrohrHandler", "create_app"]
+
+#: (raw body, X-Sensor header) → (HTTP status, JSON body); answers 2xx only once the readings are durable
+AirrohrHandler = Callable[[bytes, str | None], Awaitable[tuple[int, dict[str, Any]]]]
 
 
-def create_app(registry: CollectorRegistry, status: Callable[[], dict[str, Any]]) -> FastAPI:
-    """The ASGI app: `/metrics` (Prometheus text format), `/healthz`, `/status` (JSON)."""
+def create_app(registry: CollectorRegistry, status: Callable[[], dict[str, Any]],
+               airrohr: AirrohrHandler | None = None) -> FastAPI:
+    """The ASGI app: `/metrics` (Prometheus text format), `/healthz`, `/status` (JSON), `/intake/airrohr`."""
     app = FastAPI(title="aqnet", summary="Air quality network ingestion and alerting daemon")
     app.mount("/metrics", make_asgi_app(registry=registry))
 
@@ -24,5 +29,12 @@ def create_app(registry: CollectorRegistry, status: Callable[[], dict[str, Any]]
     @app.get("/status")
     def get_status() -> dict[str, Any]:
         return status()
+
+    if airrohr is not None:
+        @app.post("/intake/airrohr")
+        async def intake_airrohr(request: Request, x_sensor: str | None = Header(default=None)) -> JSONResponse:
+            """The airrohr firmware's "send to own API" POST (X-Sensor header, JSON body)."""
+            code, body = await airrohr(await request.body(), x_sensor)
+            return JSONResponse(body, status_code=code)
 
     return app

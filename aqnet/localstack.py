@@ -40,6 +40,7 @@ from psycopg import sql
 __all__ = [
     "LocalStackError",
     "MosquittoBroker",
+    "MosquittoTls",
     "PortBook",
     "ServiceUser",
     "TimescaleCluster",
@@ -481,16 +482,38 @@ class TimescaleCluster(_LocalService):
 # ------------------------------------------------------------------------------------------ Mosquitto
 
 
+@dataclass(frozen=True, slots=True)
+class MosquittoTls:
+    """A second, TLS listener for the broker: its port and PEM files (copied into the broker's directory, so
+    the `mosquitto` user can read them wherever they were made)."""
+
+    port: int
+    ca_file: Path  #: the CA that signed client certificates (and the server's, for clients to trust)
+    cert_file: Path  #: the broker's certificate
+    key_file: Path  #: the broker's private key
+    require_certificate: bool = False  #: clients must present a certificate signed by `ca_file`
+
+
 class MosquittoBroker(_LocalService):
-    """A Mosquitto 2 broker configured in `conf_dir`, listening on 127.0.0.1:`port` only."""
+    """A Mosquitto 2 broker configured in `conf_dir`, listening on 127.0.0.1:`port` only (and `tls.port`)."""
 
     def __init__(self, conf_dir: Path, port: int, *, max_inflight: int = 1000, max_queued: int = 200_000,
-                 persistent: bool = True, start_timeout_s: float = 15.0) -> None:
+                 persistent: bool = True, start_timeout_s: float = 15.0, tls: MosquittoTls | None = None,
+                 log_debug: bool = False) -> None:
         super().__init__(conf_dir, port, service="mosquitto", persistent=persistent,
                          start_timeout_s=start_timeout_s)
         self.conf_dir = self.directory
         self.max_inflight = max_inflight
         self.max_queued = max_queued
+        self.tls = tls
+        self.log_debug = log_debug  #: log every packet (tests read redeliveries, "d1", from the log)
+
+    @property
+    def tls_url(self) -> str:
+        """`mqtts://127.0.0.1:<tls port>` (ValueError when the broker has no TLS listener)."""
+        if self.tls is None:
+            raise ValueError(f"mosquitto (port {self.port}) has no TLS listener")
+        return f"mqtts://127.0.0.1:{self.tls.port}"
 
     @property
     def url(self) -> str:
@@ -514,8 +537,16 @@ class MosquittoBroker(_LocalService):
         self.real_dir = real
         conf = real / "mosquitto.conf"
         conf.write_text(self._config(real))
+        files = [conf]
+        if self.tls is not None:
+            for name, src in (("ca.pem", self.tls.ca_file), ("cert.pem", self.tls.cert_file),
+                              ("key.pem", self.tls.key_file)):
+                shutil.copyfile(src, real / f"tls-{name}")
+                (real / f"tls-{name}").chmod(0o600)
+                files.append(real / f"tls-{name}")
         if self._service_user is not None:
-            os.chown(conf, self._service_user.uid, self._service_user.gid)
+            for path in files:
+                os.chown(path, self._service_user.uid, self._service_user.gid)
         self._child.spawn([str(MOSQUITTO), "-c", str(conf)], None, real)  # it drops to `user` by itself
         try:
             self._wait_ready()
@@ -526,6 +557,13 @@ class MosquittoBroker(_LocalService):
 
     def _config(self, real: Path) -> str:
         user = f"user {self._service_user.name}\n" if self._service_user is not None else ""
+        tls = ""
+        if self.tls is not None:
+            tls = (f"listener {self.tls.port} 127.0.0.1\n"
+                   f"cafile {real}/tls-ca.pem\n"
+                   f"certfile {real}/tls-cert.pem\n"
+                   f"keyfile {real}/tls-key.pem\n"
+                   f"require_certificate {'true' if self.tls.require_certificate else 'false'}\n")
         return (
             "# written by aqnet/localstack.py on every start; edits are overwritten\n"
             f"{user}"
@@ -542,16 +580,20 @@ class MosquittoBroker(_LocalService):
             f"max_queued_messages {self.max_queued}\n"
             "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+            f"{'log_type debug' + chr(10) if self.log_debug else ''}"
             "log_timestamp true\n"
-            "log_timestamp_format %Y-%m-%dT%H:%M:%S\n")
+            "log_timestamp_format %Y-%m-%dT%H:%M:%S\n"
+            f"{tls}")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             self._child.check_alive(f"mosquitto (port {self.port}, conf {self.real_dir})")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
+                for port in (self.port, *([self.tls.port] if self.tls is not None else [])):
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        pass
+                return
             except OSError:
                 time.sleep(0.05)
         raise LocalStackError(f"mosquitto (port {self.port}) did not accept TCP connections within "

@@ -28,6 +28,9 @@ class Metrics:
     write_failures: Counter
     last_reading: Gauge
     mqtt_connected: Gauge
+    mqtt_redelivered: Counter
+    mqtt_silence: Gauge
+    unmapped_channels: Counter
     queue_length: Gauge
 
     @classmethod
@@ -66,6 +69,14 @@ class Metrics:
                                ["sensor_id"], registry=registry),
             mqtt_connected=Gauge("aqnet_mqtt_connected", "1 while connected to the MQTT broker",
                                  registry=registry),
+            mqtt_redelivered=Counter("aqnet_mqtt_redelivered_total",
+                                     "Messages the broker redelivered (DUP flag): not acknowledged before a "
+                                     "restart or disconnect", registry=registry),
+            mqtt_silence=Gauge("aqnet_mqtt_seconds_since_last_message",
+                               "Seconds since the last MQTT message arrived (watchdog)", registry=registry),
+            unmapped_channels=Counter("aqnet_ingest_unmapped_channels_total",
+                                      "Payload values whose channel no device of the sensor takes",
+                                      ["sensor_id"], registry=registry),
             queue_length=Gauge("aqnet_ingest_queue_length", "Submissions waiting in the ingest queue",
                                registry=registry),
         )

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from bench import modbus
 from ingest.normalise import ConditionsBook, normalise
 from ingest.qc import check
-from sensors.mqtt.payloads.aqnet_json import decode
+from sensors.mqtt.payloads.aqnet_json import decode_readings as decode
 from sensors.network import bundled_network
 
 N = 20_000

@@ -15,7 +15,7 @@ from sensors.domain import load
 from sensors.sensor import Device, Sensor
 from sensors.variables import BY_REFERENCE_NAME
 
-__all__ = ["ANALYSERS", "DEFAULT_TOPIC", "StationLink", "bundled_network", "topic_for"]
+__all__ = ["ANALYSERS", "DEFAULT_TOPIC", "MicrosensorLink", "StationLink", "bundled_network", "topic_for"]
 
 DEFAULT_TOPIC = "aqnet/{sensor_id}/readings"
 
@@ -47,6 +47,17 @@ class StationLink:
     bytesize: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class MicrosensorLink:
+    """How a microsensor reports: its payload format, the identity it gives itself, how its channels split."""
+
+    format: str = "aqnet-json"  #: sensors.mqtt.payloads format name
+    transport: str = "mqtt"  #: mqtt, or http (airrohr's "send to own API")
+    hardware_serial: str | None = None  #: required by the self-identifying formats (airrohr, purpleair)
+    #: device suffix → payload channels; empty: one device taking every channel
+    devices: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
 def topic_for(sensor_id: str, pattern: str = DEFAULT_TOPIC) -> str:
     """The MQTT topic a microsensor publishes to."""
     return pattern.format(sensor_id=sensor_id)
@@ -60,6 +71,7 @@ def _codes(names: list[str]) -> list[str]:
 def bundled_network(
     station_endpoints: Mapping[str, tuple[str, int] | StationLink] | None = None,
     topic_pattern: str = DEFAULT_TOPIC,
+    microsensor_links: Mapping[str, MicrosensorLink] | None = None,
 ) -> list[Sensor]:
     """The 19 stations and 25 microsensors; `station_endpoints` maps station code → (host, port) of its Modbus
     TCP gateway, or a StationLink (RTU over TCP, or a serial bus)."""
@@ -84,11 +96,29 @@ def bundled_network(
                                   stopbits=link.stopbits, bytesize=link.bytesize))
         sensors.append(Sensor(id=code, name=st["name"], kind="station", lat=st["lat"], lon=st["lon"],
                               locality=st["locality"], devices=tuple(devices)))
+    links = microsensor_links or {}
     for ms in ref["microsensors"]:
         sid = ms["id"]
         variables = tuple(_codes(ms["variables"]))
-        dev = Device(id=sid, sensor_id=sid, protocol="mqtt", profile="aqnet-json", variables=variables,
-                     topic=topic_for(sid, topic_pattern), primary=variables)
+        devices = _microsensor_devices(sid, variables, links.get(sid, MicrosensorLink()), topic_pattern)
         sensors.append(Sensor(id=sid, name=f"Microsensor {sid} ({ms['locality']})", kind="microsensor",
-                              lat=ms["lat"], lon=ms["lon"], locality=ms["locality"], devices=(dev,)))
+                              lat=ms["lat"], lon=ms["lon"], locality=ms["locality"], devices=devices))
     return sensors
+
+
+def _microsensor_devices(sid: str, variables: tuple[str, ...], link: MicrosensorLink,
+                         topic_pattern: str) -> tuple[Device, ...]:
+    """One device per declared channel group (the first is primary), or one device taking every channel."""
+    if link.format != "aqnet-json" and not link.hardware_serial:
+        raise ValueError(f"microsensor {sid}: format {link.format} identifies devices by hardware_serial; "
+                         "none given")
+    topic = topic_for(sid, topic_pattern) if link.format == "aqnet-json" else None
+    if link.transport == "mqtt" and topic is None:
+        topic = f"{link.format}/+/data"  # self-identifying formats: identity from the payload, not the topic
+    serial = link.hardware_serial.lower() if link.hardware_serial else None
+    groups = link.devices or (("", ()),)
+    return tuple(Device(id=f"{sid}-{suffix}" if suffix else sid, sensor_id=sid,
+                        protocol=link.transport,  # type: ignore[arg-type]
+                        profile=link.format, variables=variables, topic=topic if link.transport == "mqtt" else None,
+                        primary=variables if i == 0 else (), hardware_serial=serial, channels=channels)
+                 for i, (suffix, channels) in enumerate(groups))

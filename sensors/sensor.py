@@ -17,7 +17,7 @@ from typing import Literal
 __all__ = ["MODBUS_PROTOCOLS", "Device", "Protocol", "Sensor", "SensorKind"]
 
 SensorKind = Literal["station", "microsensor"]
-Protocol = Literal["modbus-tcp", "modbus-rtu", "modbus-rtu-tcp", "mqtt"]
+Protocol = Literal["modbus-tcp", "modbus-rtu", "modbus-rtu-tcp", "mqtt", "http"]
 #: the protocols read by the Modbus driver (sensors.modbus)
 MODBUS_PROTOCOLS: tuple[str, ...] = ("modbus-tcp", "modbus-rtu", "modbus-rtu-tcp")
 _SERIAL_FIELDS = ("serial_port", "baudrate", "parity", "stopbits", "bytesize")
@@ -44,6 +44,10 @@ class Device:
     parity: str | None = None  #: "N", "E" or "O"
     stopbits: int | None = None  #: 1 or 2
     bytesize: int | None = None  #: 7 or 8
+    #: the identity a microsensor gives itself in its payloads (airrohr esp8266id, PurpleAir MAC), lower-case
+    hardware_serial: str | None = None
+    #: payload channels this device takes (airrohr "SDS011", "BME280"; PurpleAir "a", "b"); empty: every channel
+    channels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.protocol in ("modbus-tcp", "modbus-rtu-tcp") and (

@@ -30,14 +30,17 @@ WHERE (s.name, s.kind, s.lat, s.lon, s.locality)
 """
 
 _DEVICES = """
-INSERT INTO devices AS d (id, sensor_id, protocol, profile, host, port, unit_id, topic, variables, active)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, true)
+INSERT INTO devices AS d (id, sensor_id, protocol, profile, host, port, unit_id, topic, variables,
+                          hardware_serial, active)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, true)
 ON CONFLICT (id) DO UPDATE SET sensor_id = excluded.sensor_id, protocol = excluded.protocol,
     profile = excluded.profile, host = excluded.host, port = excluded.port, unit_id = excluded.unit_id,
-    topic = excluded.topic, variables = excluded.variables, active = true, updated_at = now()
+    topic = excluded.topic, variables = excluded.variables,
+    hardware_serial = coalesce(excluded.hardware_serial, d.hardware_serial), active = true, updated_at = now()
 WHERE (d.sensor_id, d.protocol, d.profile, d.host, d.port, d.unit_id, d.topic, d.variables, d.active)
     IS DISTINCT FROM (excluded.sensor_id, excluded.protocol, excluded.profile, excluded.host, excluded.port,
                       excluded.unit_id, excluded.topic, excluded.variables, true)
+    OR (excluded.hardware_serial IS NOT NULL AND d.hardware_serial IS DISTINCT FROM excluded.hardware_serial)
 """
 
 _PRIMARY = """
@@ -72,7 +75,8 @@ def _primaries(sensors: Sequence[Sensor]) -> list[tuple[str, str, str]]:
 async def _upsert(conn: AsyncConnection[Any], sensors: Sequence[Sensor]) -> RegistryResult:
     primaries = _primaries(sensors)
     sensor_rows = [(s.id, s.name, s.kind, s.lat, s.lon, s.locality) for s in sensors]
-    device_rows = [(d.id, s.id, d.protocol, d.profile, d.host, d.port, d.unit_id, d.topic, list(d.variables))
+    device_rows = [(d.id, s.id, d.protocol, d.profile, d.host, d.port, d.unit_id, d.topic, list(d.variables),
+                    d.hardware_serial)
                    for s in sensors for d in s.devices]
     sensor_ids = [s.id for s in sensors]
     device_ids = [r[0] for r in device_rows]

@@ -1,55 +1,112 @@
 """The MQTT connection: the only module that imports paho. I/O.
 
-`MqttSubscriberClient` connects with MQTT 5 (clean start off, a session expiry, a Receive Maximum sized to the
-ingest batch, manual acknowledgement), subscribes again on every connect, and hands each message to the asyncio
-loop as an aqnet `Message`, so paho types never reach callers. A message is acknowledged only when the caller calls
-`ack(message)` — after its readings are durable — so the broker redelivers anything not yet written after a crash.
+`MqttSubscriberClient` keeps one persistent session with the broker and hands each message to the asyncio loop as
+an aqnet `Message`, so paho types never reach callers. Its contract:
 
-paho runs its network loop in its own thread (`loop_start`); callbacks cross into the event loop with
-`call_soon_threadsafe`. `MqttPublisherClient` is the simulators' and alert channels' publishing side.
+- **Durability.** QoS 1 with manual acknowledgement: a message is acknowledged only when the caller calls
+  `ack(message)`, after its readings are durable, so the broker redelivers (DUP set, `Message.dup`) anything not
+  yet written when aqnet crashed. An ack is sent only on the connection that delivered the message: after a
+  reconnect the broker may reuse that packet id for another message, so a late ack is dropped (the broker
+  redelivers the message and the database drops the duplicate row).
+- **Session.** MQTT 5 with clean start off, a session expiry and a Receive Maximum (how many unacknowledged
+  messages the broker may send: size it to the ingest batch). A broker that refuses MQTT 5 (CONNACK "unsupported
+  protocol version") gets MQTT 3.1.1 with clean_session=False; its in-flight window and session lifetime are
+  then the broker's settings, which one WARNING names.
+- **Reconnection is aqnet's policy, not paho's.** One thread per client connects, runs paho's `loop()`, and on
+  any failure or loss waits `Backoff.delay_s(n)` (exponential, jittered by an injected `random.Random`) before
+  the next attempt; the first failure is logged at ERROR, repeats at DEBUG, recovery at INFO. Every connect
+  subscribes again. `status()` shows the state and the attempt counters; `stop()` returns promptly.
+- **Security.** Username/password from the URL; `mqtts://` URLs use TLS (system CAs or `ca_file`, client
+  certificate with `cert_file`/`key_file`).
+
+`MqttPublisherClient` is the simulators' and alert channels' publishing side (paho's own reconnect and queue).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
+import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
-__all__ = ["Message", "MqttPublisherClient", "MqttSubscriberClient", "MqttUrl", "parse_mqtt_url"]
+__all__ = ["Backoff", "ClientStatus", "Message", "MqttPublisherClient", "MqttSubscriberClient", "MqttUrl",
+           "parse_mqtt_url"]
 
 log = logging.getLogger(__name__)
+
+Protocol = Literal["auto", "5", "3.1.1"]
+_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
+_UNSUPPORTED_PROTOCOL_VERSION = 132  # MQTT 5 CONNACK reason 0x84; paho maps a 3.1.1 CONNACK code 1 to it too
 
 
 @dataclass(frozen=True, slots=True)
 class MqttUrl:
-    """A broker address parsed from `mqtt://[user:password@]host:port`."""
+    """A broker address parsed from `mqtt[s]://[user:password@]host[:port]`."""
 
     host: str
     port: int
     username: str | None = None
     password: str | None = None
+    tls: bool = False  #: mqtts:// (or ssl://)
+
+    def __str__(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"  # never the password
 
 
 def parse_mqtt_url(url: str) -> MqttUrl:
-    """Parse `mqtt://host:port`; raise ValueError naming the URL when it is not one."""
+    """Parse `mqtt://host:port` or `mqtts://host:port` (default ports 1883 / 8883); ValueError names the URL."""
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise ValueError(f"MQTT URL {url!r}: expected mqtt://host:port")
-    return MqttUrl(parts.hostname, parts.port or 1883, parts.username, parts.password)
+    if parts.scheme not in _SCHEMES or not parts.hostname:
+        raise ValueError(f"MQTT URL {url!r}: expected mqtt://host:port or mqtts://host:port")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"MQTT URL {url!r}: port: expected 1..65535") from None
+    tls = _SCHEMES[parts.scheme]
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return MqttUrl(parts.hostname, port or (8883 if tls else 1883), username, password, tls)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Reconnect delays: doubling from `min_s` up to `max_s`, jittered. Pure.
+
+    Attempt n (1 = the first retry) waits a uniform draw from [c/2, c] with c = min(max_s, min_s·2ⁿ), never below
+    `min_s`: e.g. min 1 s, max 30 s → 1–2 s, 2–4 s, 4–8 s, 8–16 s, 15–30 s, 15–30 s, … The jitter keeps
+    several aqnet processes (or a restarted broker's many clients) from reconnecting in lockstep.
+    """
+
+    min_s: float = 1.0
+    max_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_s <= self.max_s:
+            raise ValueError(f"MQTT reconnect backoff: expected 0 < min_s <= max_s, got {self.min_s}, {self.max_s}")
+
+    def delay_s(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait before retry number `attempt` (>= 1)."""
+        ceiling = min(self.max_s, self.min_s * 2.0 ** min(max(attempt, 1), 64))
+        return rng.uniform(max(self.min_s, ceiling / 2), max(self.min_s, ceiling))
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One received MQTT message; `mid` and `qos` identify it for `ack`."""
+    """One received MQTT message; `mid`, `qos` and `connection` identify it for `ack`."""
 
     topic: str
     payload: bytes
@@ -57,105 +114,347 @@ class Message:
     mid: int
     retain: bool
     received_at: datetime
+    dup: bool = False  #: the broker's DUP flag: a redelivery of a message not acknowledged before
+    connection: int = 0  #: which connection of the client delivered it (0: unknown, acked on the current one)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStatus:
+    """A snapshot of a subscriber connection, for /status and metrics."""
+
+    state: str  #: new, connecting, connected, backoff, stopped
+    protocol: str  #: "5" or "3.1.1"
+    connection_attempts: int  #: TCP/MQTT connects tried since start
+    connections: int  #: connects the broker accepted
+    consecutive_failures: int
+    last_error: str | None
+    last_message_at: float | None  #: time.monotonic() of the last message, None before the first
+    session_present: bool | None  #: the broker still had our session at the last connect
+
+
+def _tls_context(url: MqttUrl, ca_file: str | None, cert_file: str | None, key_file: str | None,
+                 ) -> ssl.SSLContext | None:
+    """The TLS context for an mqtts:// URL (None for mqtt://); file options on a plain URL are an error."""
+    if not url.tls:
+        given = [n for n, v in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)) if v]
+        if given:
+            raise ValueError(f"MQTT {url}: {', '.join(given)} given but the URL is not TLS; use mqtts://")
+        return None
+    if key_file and not cert_file:
+        raise ValueError(f"MQTT {url}: key_file given without cert_file")
+    context = ssl.create_default_context(cafile=ca_file)  # verifies the broker's certificate and host name
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: object) -> None:
+    """Run `fn(*args)` in the event loop from the network thread; nothing once the loop is closed."""
+    if not loop.is_closed():
+        with contextlib.suppress(RuntimeError):  # closed between the check and the call
+            loop.call_soon_threadsafe(fn, *args)
 
 
 class MqttSubscriberClient:
     """A persistent-session subscriber that delivers messages to `on_message` in the event loop.
 
     Args:
-        url: broker URL, `mqtt://host:port`.
+        url: broker URL, `mqtt://[user:password@]host:port` or `mqtts://...` for TLS.
         client_id: stable client id (the broker keeps the session and unacknowledged messages under it).
-        topics: subscription filters (`$share/<group>/...` splits the load between aqnet processes).
+        topics: subscription filters (`$share/<group>/<filter>` splits the load between aqnet processes).
         on_message: called in the event loop for each message.
         on_connection: called in the event loop with True/False on connect/disconnect.
-        receive_maximum: MQTT 5 Receive Maximum — how many unacknowledged QoS 1 messages the broker may send.
-        session_expiry_s: how long the broker keeps the session while aqnet is away.
+        receive_maximum: MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the broker may send.
+        session_expiry_s: how long the broker keeps the session while aqnet is away (MQTT 5).
+        reconnect_min_s, reconnect_max_s: the reconnect backoff (see `Backoff`).
+        rng: randomness of the backoff jitter (a seeded `random.Random` in tests).
+        protocol: "auto" (MQTT 5, falling back to 3.1.1 when the broker refuses 5), "5" or "3.1.1".
+        ca_file, cert_file, key_file: TLS trust anchor and client certificate for mqtts:// URLs.
+        clock: wall clock for `Message.received_at`; monotonic: clock for `last_message_at`.
     """
 
     def __init__(self, url: str, *, client_id: str, topics: list[str], loop: asyncio.AbstractEventLoop,
                  on_message: Callable[[Message], None], on_connection: Callable[[bool], None] | None = None,
                  qos: int = 1, receive_maximum: int = 1000, session_expiry_s: int = 7 * 24 * 3600,
-                 keepalive_s: int = 30, reconnect_min_s: int = 1, reconnect_max_s: int = 30,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 keepalive_s: int = 30, reconnect_min_s: float = 1, reconnect_max_s: float = 30,
+                 rng: random.Random | None = None, protocol: Protocol = "auto", ca_file: str | None = None,
+                 cert_file: str | None = None, key_file: str | None = None, connect_timeout_s: float = 5.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        if not client_id:
+            raise ValueError(f"MQTT {url}: a persistent session needs a client_id")
+        if not 1 <= receive_maximum <= 65535:
+            raise ValueError(f"MQTT {url}: receive_maximum: expected 1..65535, got {receive_maximum}")
+        if protocol not in ("auto", "5", "3.1.1"):
+            raise ValueError(f"MQTT {url}: protocol: expected auto, 5 or 3.1.1, got {protocol!r}")
         self._url = parse_mqtt_url(url)
-        self._topics = topics
+        self._tls = _tls_context(self._url, ca_file, cert_file, key_file)
+        self._client_id = client_id
+        self._topics = list(topics)
         self._loop = loop
         self._on_message = on_message
         self._on_connection = on_connection
         self._qos = qos
         self._clock = clock
+        self._monotonic = monotonic
         self._receive_maximum = receive_maximum
         self._session_expiry_s = session_expiry_s
         self._keepalive_s = keepalive_s
+        self._connect_timeout_s = connect_timeout_s
+        self._backoff = Backoff(reconnect_min_s, reconnect_max_s)
+        self._rng = rng or random.Random()
+        self._protocol_choice = protocol
         self.connected = threading.Event()
-        self._stopping = False
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
-                                   manual_ack=True)
-        if self._url.username:
-            self._client.username_pw_set(self._url.username, self._url.password)
-        self._client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
-        self._client.on_connect = self._handle_connect
-        self._client.on_disconnect = self._handle_disconnect
-        self._client.on_message = self._handle_message
+        self._stop = threading.Event()
+        self._ack_lock = threading.Lock()  # an ack and a new connection's start never interleave
+        self._thread: threading.Thread | None = None
+        self._state = "new"
+        self._connection = 0
+        self._attempts = 0
+        self._connections = 0
+        self._failures = 0
+        self._last_error: str | None = None
+        self._attempt_error: str | None = None
+        self._last_message_at: float | None = None
+        self._session_present: bool | None = None
+        self._fallback_pending = False
+        self._client = self._new_paho("3.1.1" if protocol == "3.1.1" else "5")
+
+    # public surface -----------------------------------------------------------------------------------
+    @property
+    def url(self) -> MqttUrl:
+        """The broker address (its `str` omits the password)."""
+        return self._url
+
+    @property
+    def protocol(self) -> str:
+        """The MQTT version in use: "5", or "3.1.1" (configured, or after the broker refused 5)."""
+        return self._protocol
+
+    @property
+    def connection_attempts(self) -> int:
+        """Connects tried since start (each TCP + CONNECT, successful or not)."""
+        return self._attempts
+
+    @property
+    def last_message_at(self) -> float | None:
+        """`monotonic()` when the last message arrived (None before the first): the watchdog's input."""
+        return self._last_message_at
+
+    def seconds_since_last_message(self, now: float | None = None) -> float | None:
+        """Seconds since the last message (None before the first); `now` defaults to `monotonic()`."""
+        last = self._last_message_at
+        return None if last is None else (self._monotonic() if now is None else now) - last
+
+    def status(self) -> ClientStatus:
+        """A snapshot of the connection state and counters."""
+        return ClientStatus(self._state, self._protocol, self._attempts, self._connections, self._failures,
+                            self._last_error, self._last_message_at, self._session_present)
 
     def start(self) -> None:
-        """Connect asynchronously and start paho's network thread (it reconnects by itself)."""
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self._session_expiry_s
-        props.ReceiveMaximum = self._receive_maximum
-        self._client.connect_async(self._url.host, self._url.port, keepalive=self._keepalive_s,
-                                   clean_start=False, properties=props)
-        self._client.loop_start()
+        """Start the connection thread: it connects, and reconnects with backoff until `stop()`."""
+        if self._thread is not None:
+            raise RuntimeError(f"MQTT {self._url} client {self._client_id}: already started")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"aqnet-mqtt-{self._client_id}", daemon=True)
+        self._thread.start()
 
-    def stop(self) -> None:
-        """Disconnect and stop the network thread; unacknowledged messages stay with the broker."""
-        self._stopping = True
-        self._client.disconnect()
-        self._client.loop_stop()
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Disconnect and end the connection thread; unacknowledged messages stay with the broker.
+
+        Returns within about `timeout_s` (default: the connect timeout + 1 s), even while a connect is pending.
+        """
+        self._stop.set()
+        with self._ack_lock:
+            client = self._client
+        client.disconnect()  # queues DISCONNECT and wakes the network thread's select()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self._connect_timeout_s + 1 if timeout_s is None else timeout_s)
+            if thread.is_alive():
+                log.warning("MQTT %s: network thread still busy after stop (a connect is pending)", self._url)
+        self._thread = None
+        self._state = "stopped"
 
     def ack(self, message: Message) -> None:
-        """Acknowledge `message` to the broker (call only once its readings are durable)."""
-        if message.qos > 0:
+        """Acknowledge `message` to the broker (call only once its readings are durable).
+
+        An ack for a message of an earlier connection is dropped: the broker redelivers that message.
+        """
+        if message.qos == 0:
+            return
+        with self._ack_lock:
+            if message.connection not in (0, self._connection):
+                log.debug("MQTT %s: ack of message %d from connection %d dropped (now %d); the broker redelivers it",
+                          self._url, message.mid, message.connection, self._connection)
+                return
             self._client.ack(message.mid, message.qos)
 
-    # paho callbacks (network thread) -------------------------------------------------------------------
-    def _handle_connect(self, client: paho.Client, userdata: object, flags: object, reason_code: object,
-                        properties: object) -> None:
-        if getattr(reason_code, "is_failure", False):
-            log.error("MQTT %s:%s refused the connection: %s", self._url.host, self._url.port, reason_code)
-            return
-        for topic in self._topics:  # subscribe again on every connect: the broker may have lost the session
-            client.subscribe(topic, qos=self._qos)
-        self.connected.set()
-        log.info("MQTT connected to %s:%s, subscribed to %s", self._url.host, self._url.port, self._topics)
-        if self._on_connection:
-            self._loop.call_soon_threadsafe(self._on_connection, True)
-
-    def _handle_disconnect(self, client: paho.Client, userdata: object, flags: object, reason_code: object,
-                           properties: object) -> None:
-        self.connected.clear()
-        if self._stopping:
-            log.info("MQTT disconnected from %s:%s", self._url.host, self._url.port)
+    # the connection thread ----------------------------------------------------------------------------
+    def _new_paho(self, protocol: str) -> paho.Client:
+        self._protocol = protocol
+        if protocol == "5":
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=paho.MQTTv5,
+                                 reconnect_on_failure=False, manual_ack=True)
         else:
-            log.warning("MQTT disconnected from %s:%s (%s); reconnecting", self._url.host, self._url.port,
-                        reason_code)
-        if self._on_connection and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._on_connection, False)
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=paho.MQTTv311,
+                                 clean_session=False, reconnect_on_failure=False, manual_ack=True)
+        if self._url.username:
+            client.username_pw_set(self._url.username, self._url.password)
+        if self._tls is not None:
+            client.tls_set_context(self._tls)
+        client.connect_timeout = self._connect_timeout_s
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        # paho writes from the calling thread when no loop thread of its own runs; this no-op makes every
+        # write (acks from the event loop included) wake our select() instead, so one thread owns the socket
+        client.on_socket_register_write = lambda c, u, s: None
+        return client
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._ack_lock:
+                self._connection += 1
+                client = self._client
+            self._attempts += 1
+            self._state = "connecting"
+            self._attempt_error = None
+            accepted_before = self._connections
+            self._connect_and_loop(client)
+            if self._stop.is_set():
+                break
+            if self._fallback_pending:
+                self._fall_back_to_311()
+                continue
+            self._last_error = self._attempt_error or "connection lost"
+            if self._connections > accepted_before:
+                self._failures = 0  # the connection was up: start the backoff again from the bottom
+            self._failures += 1
+            delay = self._backoff.delay_s(self._failures, self._rng)
+            self._log_failure(delay)
+            self._state = "backoff"
+            self._stop.wait(delay)
+        self._close(self._client)
+        self._state = "stopped"
+
+    def _connect_and_loop(self, client: paho.Client) -> None:
+        try:
+            if self._protocol == "5":
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = self._session_expiry_s
+                props.ReceiveMaximum = self._receive_maximum
+                client.connect(self._url.host, self._url.port, keepalive=self._keepalive_s, clean_start=False,
+                               properties=props)
+            else:
+                client.connect(self._url.host, self._url.port, keepalive=self._keepalive_s)
+        except OSError as exc:  # refused, unreachable, DNS, TLS handshake or certificate, timeout
+            self._attempt_error = f"{type(exc).__name__}: {exc}"
+            return
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not self._stop.is_set():
+            rc = client.loop(timeout=1.0)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and self._attempt_error is None:
+            self._attempt_error = paho.error_string(rc)
+
+    def _close(self, client: paho.Client) -> None:
+        """Send DISCONNECT if the socket is still open (the session stays with the broker)."""
+        for _ in range(5):
+            if client.socket() is None:
+                break
+            client.disconnect()
+            if client.loop(timeout=0.2) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        self.connected.clear()
+
+    def _fall_back_to_311(self) -> None:
+        self._fallback_pending = False
+        log.warning(
+            "MQTT broker %s refused MQTT 5 (unsupported protocol version): using MQTT 3.1.1 with a persistent "
+            "session (clean_session=False). MQTT 3.1.1 has no Receive Maximum or session expiry, so the broker's "
+            "settings decide how many unacknowledged messages it sends and how long it keeps the session: set its "
+            "in-flight window to at least %d (Mosquitto: max_inflight_messages %d) and its session lifetime to "
+            "cover outages (Mosquitto: persistent_client_expiration), or throughput drops to one window per commit",
+            self._url, self._receive_maximum, self._receive_maximum)
+        with self._ack_lock:
+            self._client = self._new_paho("3.1.1")
+
+    def _log_failure(self, delay: float) -> None:
+        what = self._last_error or "connection lost"
+        if self._failures == 1:
+            log.error("MQTT %s (client %s): %s; reconnecting in %.1f s (attempt %d)", self._url, self._client_id,
+                      what, delay, self._attempts + 1)
+        else:
+            log.debug("MQTT %s (client %s): %s; reconnecting in %.1f s (attempt %d)", self._url, self._client_id,
+                      what, delay, self._attempts + 1)
+
+    # paho callbacks (the connection thread) -----------------------------------------------------------
+    def _handle_connect(self, client: paho.Client, userdata: object, flags: Any, reason_code: Any,
+                        properties: object) -> None:
+        if reason_code.is_failure:
+            if (reason_code.value == _UNSUPPORTED_PROTOCOL_VERSION and self._protocol == "5"
+                    and self._protocol_choice == "auto"):
+                self._fallback_pending = True
+            self._attempt_error = f"broker refused the connection: {reason_code}"
+            return
+        self._connections += 1
+        self._session_present = bool(flags.session_present)
+        for topic in self._topics:  # subscribe again on every connect: the broker may have lost the session
+            if self._protocol == "5":  # retained messages only for a new subscription, not on every reconnect
+                client.subscribe((topic, SubscribeOptions(qos=self._qos,
+                                                          retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)))
+            else:
+                client.subscribe(topic, qos=self._qos)
+        if self._connections > 1 and not self._session_present:
+            log.warning("MQTT %s: the broker had no session for client %s (expired, or the broker restarted "
+                        "without persistence): messages published while aqnet was away are lost",
+                        self._url, self._client_id)
+        log.info("MQTT %s to %s as %s (MQTT %s, session %s, attempt %d), subscribed to %s",
+                 "connected" if self._connections == 1 else "reconnected", self._url, self._client_id,
+                 self._protocol, "resumed" if self._session_present else "new", self._attempts, self._topics)
+        self._failures = 0
+        self._last_error = None
+        self._state = "connected"
+        self.connected.set()
+        if self._on_connection:
+            _post(self._loop, self._on_connection, True)
+
+    def _handle_disconnect(self, client: paho.Client, userdata: object, flags: object, reason_code: Any,
+                           properties: object) -> None:
+        was_connected = self.connected.is_set()
+        self.connected.clear()
+        if not was_connected:
+            return
+        if self._stop.is_set():
+            log.info("MQTT disconnected from %s", self._url)
+        else:
+            self._attempt_error = f"disconnected: {reason_code}"
+            log.warning("MQTT disconnected from %s (%s)", self._url, reason_code)
+        if self._on_connection:
+            _post(self._loop, self._on_connection, False)
 
     def _handle_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, bool(msg.retain), self._clock())
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._on_message, message)
+        self._last_message_at = self._monotonic()
+        message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, bool(msg.retain), self._clock(),
+                          dup=bool(msg.dup), connection=self._connection)
+        _post(self._loop, self._on_message, message)
 
 
 class MqttPublisherClient:
-    """A small publishing client (simulated microsensors, alert channel), MQTT 5, reconnecting by itself."""
+    """A small publishing client (simulated microsensors, alert channel), MQTT 5, reconnecting by itself.
 
-    def __init__(self, url: str, *, client_id: str) -> None:
+    Publishing has no session to resume, so paho's own reconnect and outgoing queue are enough here.
+    """
+
+    def __init__(self, url: str, *, client_id: str, ca_file: str | None = None, cert_file: str | None = None,
+                 key_file: str | None = None) -> None:
         self._url = parse_mqtt_url(url)
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
         if self._url.username:
             self._client.username_pw_set(self._url.username, self._url.password)
+        tls = _tls_context(self._url, ca_file, cert_file, key_file)
+        if tls is not None:
+            self._client.tls_set_context(tls)
         self._client.reconnect_delay_set(1, 10)
         self._client.max_queued_messages_set(10000)
 

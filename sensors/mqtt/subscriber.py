@@ -1,25 +1,28 @@
-"""Microsensor intake over MQTT: topic → device → payload decoder → RawReadings with an ack. I/O glue.
+"""Microsensor intake over MQTT: topic → format decoder → identity → RawReadings with an ack. I/O glue.
 
-Each message becomes a list of `RawReading` handed to `submit(readings, ack)`; the ack runs only once the
-readings are durable (the pipeline calls it after the sink commits). A message that cannot be decoded, or comes
-from an unknown sensor, goes to `reject(...)` (counted by reason and kept as a dead letter by the daemon) and is
-acknowledged after that: a poison message is never redelivered forever, and never silently dropped.
+The format of a message is the one whose topic template (`sensors.mqtt.payloads.TOPICS`) its topic matches;
+identity comes from the topic or the payload (`sensors.mqtt.directory`). The readings go to
+`submit(readings, ack)`; the ack runs only once they are durable (the pipeline calls it after the commit). A
+message that cannot be decoded or attributed goes to `reject(...)` (counted by reason and kept as a dead letter
+by the daemon) and is acknowledged after that: a poison message is never redelivered forever, and never
+silently dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 
 from sensors.mqtt.client import Message, MqttSubscriberClient
-from sensors.mqtt.payloads import FORMATS, PayloadError
+from sensors.mqtt.directory import DeviceDirectory, Resolved, UnknownDeviceError, topic_matches
+from sensors.mqtt.payloads import FORMATS, TOPICS, Decoder, PayloadError
 from sensors.reading import RawReading
-from sensors.sensor import Device
+from sensors.sensor import Sensor
 
-__all__ = ["MqttSubscriber", "Rejection"]
+__all__ = ["Intake", "MqttSubscriber", "Rejection", "format_filters"]
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +31,11 @@ log = logging.getLogger(__name__)
 class Rejection:
     """A message that produced no readings: where it came from, which sensor (if known), and why."""
 
-    source: str  #: "mqtt"
-    topic: str
+    source: str  #: "mqtt" or "http"
+    topic: str  #: MQTT topic, or the HTTP path and sensor header
     sensor_id: str | None
-    reason: str  #: metrics label: not_json, schema, bad_time, unknown_variable, bad_value, too_large, unknown_sensor
+    reason: str  #: metrics label: not_json, schema, bad_time, unknown_variable, bad_value, too_large,
+    #: no_identity, unknown_sensor, unknown_device, unknown_format
     detail: str
     payload: bytes
 
@@ -40,22 +44,47 @@ Submit = Callable[[list[RawReading], Callable[[], None]], Awaitable[None]]
 Reject = Callable[[Rejection], Awaitable[None]]
 
 
-def sensor_id_from_topic(topic: str) -> str | None:
-    """The `<sensor_id>` of `aqnet/<sensor_id>/readings`, or None for another shape."""
-    parts = topic.split("/")
-    return parts[1] if len(parts) == 3 and parts[0] == "aqnet" and parts[2] == "readings" else None
+def format_filters(formats: Iterable[str]) -> list[tuple[str, str]]:
+    """(topic filter, format) for each format: its template with `{sensor_id}` as a `+` wildcard."""
+    return [(TOPICS[name].replace("{sensor_id}", "+"), name) for name in formats]
+
+
+class Intake:
+    """Decode and attribute one message: shared by the MQTT subscriber and the HTTP intake. Pure."""
+
+    def __init__(self, sensors: Iterable[Sensor], *, tz: tzinfo,
+                 decoders: Mapping[str, Decoder] = FORMATS) -> None:
+        self.directory = DeviceDirectory(sensors)
+        self._tz = tz
+        self._decoders = decoders
+        self._filters = format_filters(decoders)
+
+    def format_of(self, topic: str) -> str | None:
+        """The payload format whose topic template `topic` matches."""
+        return next((name for filter_, name in self._filters if topic_matches(filter_, topic)), None)
+
+    def resolve(self, topic: str, payload: bytes, message: Message | None, *, fmt: str | None = None,
+                received_at=None) -> Resolved:
+        """Readings of one message; raises PayloadError or UnknownDeviceError."""
+        fmt = fmt or self.format_of(topic)
+        if fmt is None:
+            raise UnknownDeviceError("unknown_format", f"topic {topic!r} matches no payload format's template")
+        received = received_at if message is None else message.received_at
+        decoded = self._decoders[fmt](topic, payload, now=received, tz=self._tz)
+        return self.directory.resolve(topic, decoded, received)
 
 
 class MqttSubscriber:
-    """Routes messages of the subscribed topics to the registered devices' payload decoders."""
+    """Routes messages of the subscribed topics through `Intake` to the pipeline."""
 
     def __init__(self, client_factory: Callable[[Callable[[Message], None]], MqttSubscriberClient],
-                 devices_by_topic: Mapping[str, Device], *, submit: Submit, reject: Reject, tz: tzinfo,
-                 on_message_seen: Callable[[], None] | None = None) -> None:
-        self._devices = dict(devices_by_topic)
+                 intake: Intake, *, submit: Submit, reject: Reject,
+                 on_unmapped: Callable[[str, int], None] | None = None,
+                 on_message_seen: Callable[[Message], None] | None = None) -> None:
+        self._intake = intake
         self._submit = submit
         self._reject = reject
-        self._tz = tz
+        self._unmapped = on_unmapped
         self._seen = on_message_seen
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._client = client_factory(self._queue.put_nowait)
@@ -78,27 +107,22 @@ class MqttSubscriber:
     async def handle(self, message: Message) -> None:
         """Decode one message and submit its readings, or reject it."""
         if self._seen:
-            self._seen()
-        device = self._devices.get(message.topic)
-        if device is None:
-            sid = sensor_id_from_topic(message.topic)
-            await self._rejected(message, sid, "unknown_sensor",
-                                 f"no registered sensor publishes to topic {message.topic!r}")
-            return
-        decoder = FORMATS.get(device.profile)
-        if decoder is None:
-            await self._rejected(message, device.sensor_id, "schema", f"unknown payload format {device.profile!r}")
-            return
+            self._seen(message)
         try:
-            readings = decoder(message.topic, message.payload, sensor_id=device.sensor_id, device_id=device.id,
-                               now=message.received_at, tz=self._tz)
-        except PayloadError as exc:
-            await self._rejected(message, device.sensor_id, exc.reason, str(exc))
+            resolved = self._intake.resolve(message.topic, message.payload, message)
+        except UnknownDeviceError as exc:
+            await self._rejected(message, exc.sensor_id, exc.reason, exc.detail)
             return
-        if not readings:
+        except PayloadError as exc:
+            sensor_id = self._intake.directory.sensor_for_topic(message.topic)
+            await self._rejected(message, sensor_id, exc.reason, exc.detail)
+            return
+        if resolved.unmapped and self._unmapped:
+            self._unmapped(resolved.sensor_id, len(resolved.unmapped))
+        if not resolved.readings:
             self._client.ack(message)
             return
-        await self._submit(readings, lambda: self._client.ack(message))
+        await self._submit(list(resolved.readings), lambda: self._client.ack(message))
 
     async def _rejected(self, message: Message, sensor_id: str | None, reason: str, detail: str) -> None:
         log.warning("sensor %s: MQTT message on %s rejected (%s): %s", sensor_id or "?", message.topic, reason, detail)

@@ -14,7 +14,7 @@ MINIMAL = {"database": {"url": "postgresql://aqnet@127.0.0.1:1/aqnet"}, "mqtt": 
 def test_minimal_config_gets_documented_defaults() -> None:
     s = settings_from_dict(MINIMAL)
     assert s.network.timezone == "America/Bogota"
-    assert s.mqtt.topics == ["aqnet/+/readings"]
+    assert s.mqtt.topics == ["aqnet/+/readings", "airrohr/+/data", "purpleair/+/data"]
     assert s.modbus.poll_interval_s == 10.0
 
 

@@ -1,46 +1,47 @@
-"""The MQTT payload formats: name → decoder, and the one error every decoder raises. Pure.
+"""The MQTT payload formats: name → decoder, name → default topic, and what decoders return or raise. Pure.
 
-A decoder turns one message (topic, payload bytes) into RawReadings, or raises `PayloadError` whose
-`reason` is a short slug used as a metrics label and whose message names the topic and what is wrong. It
-never raises anything else for bad input: the subscriber dead-letters the message on `PayloadError`.
+A decoder turns one message (topic, payload bytes, receive time `now`, network zone `tz`) into a
+`DecodedMessage` (the device's self-given identity, if any, and `DecodedValue`s tagged with the instrument
+`channel` inside the payload), or raises `PayloadError` whose `reason` (one of `PAYLOAD_ERROR_REASONS`) is a
+metrics label and whose message names the topic and what is wrong. It never raises anything else for bad input:
+the subscriber dead-letters the message on `PayloadError`. Decoders know nothing of the registry.
 
-Formats: "aqnet-json" (`aqnet_json.decode`). A device's `profile` field names its format.
+Formats (a device's `profile` names its format):
+- "aqnet-json" (`aqnet_json.decode`): aqnet's own JSON, one reading or a batch; identity from the topic.
+- "airrohr" (`airrohr.decode`): Sensor.Community airrohr / NAM JSON; identity `esp8266id` (chip id).
+- "purpleair" (`purpleair.decode`): PurpleAir local `/json`; identity `SensorId` (MAC).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, tzinfo
-from typing import Literal, Protocol
+from types import MappingProxyType
 
-from sensors.reading import Conditions, RawReading
+from sensors.mqtt.payloads import airrohr, aqnet_json, purpleair
+from sensors.mqtt.payloads._message import (
+    PAYLOAD_ERROR_REASONS,
+    DecodedMessage,
+    DecodedValue,
+    Decoder,
+    PayloadError,
+    PayloadErrorReason,
+)
 
-__all__ = ["FORMATS", "Decoder", "PayloadError", "PayloadErrorReason"]
-
-PayloadErrorReason = Literal["not_json", "schema", "bad_time", "unknown_variable", "bad_value", "too_large"]
-
-
-class PayloadError(ValueError):
-    """A message that cannot be decoded (permanent: dead-letter it); `reason` is its metrics label."""
-
-    def __init__(self, topic: str, reason: PayloadErrorReason, detail: str) -> None:
-        super().__init__(f"{topic}: {detail}")
-        self.topic = topic
-        self.reason = reason
-        self.detail = detail
-
-
-class Decoder(Protocol):
-    """Signature shared by every payload format's `decode`."""
-
-    def __call__(self, topic: str, payload: bytes, *, sensor_id: str, device_id: str, now: datetime,
-                 tz: tzinfo, conditions: Conditions = "local") -> list[RawReading]: ...
-
-
-# imported after PayloadError is defined: the format modules import it from this package
-from sensors.mqtt.payloads import aqnet_json  # noqa: E402
+__all__ = ["FORMATS", "PAYLOAD_ERROR_REASONS", "TOPICS", "DecodedMessage", "DecodedValue", "Decoder",
+           "PayloadError", "PayloadErrorReason"]
 
 #: format name (a device's `profile`) → decoder
-FORMATS: Mapping[str, Decoder] = {
+FORMATS: Mapping[str, Decoder] = MappingProxyType({
     "aqnet-json": aqnet_json.decode,
-}
+    "airrohr": airrohr.decode,
+    "purpleair": purpleair.decode,
+})
+
+#: format name → default topic template. "{sensor_id}" is filled from the registry (aqnet JSON identifies by
+#: topic); the self-identifying formats subscribe to a wildcard, and airrohr also reads the chip id from the `+`
+#: level when the payload has no esp8266id (a bridge republishing the local /data.json).
+TOPICS: Mapping[str, str] = MappingProxyType({
+    "aqnet-json": "aqnet/{sensor_id}/readings",
+    "airrohr": "airrohr/+/data",
+    "purpleair": "purpleair/+/data",
+})

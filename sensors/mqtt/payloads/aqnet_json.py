@@ -1,109 +1,113 @@
 """Decoder of the aqnet JSON microsensor payload (sensors stage). Pure: `now` and the time zone are passed in.
 
-Payload (UTF-8 JSON object, at most 64 KiB)::
+Payload (UTF-8 JSON object, at most 64 KiB), one reading::
 
     {"time": "2026-03-02T07:15:00-05:00", "values": {"pm25": 12.3, "pm10": 20.1, "temperature": 14.2,
      "relativehumidity": 71}}
 
+or a batch (e.g. what a device buffered while offline), each entry of the same shape::
+
+    {"readings": [{"time": "2026-03-02T07:10:00-05:00", "values": {"pm25": 11.0}},
+                  {"time": "2026-03-02T07:15:00-05:00", "values": {"pm25": 12.3}}]}
+
+- The device's identity is the topic (`aqnet/<sensor_id>/readings`), so `hardware_id` is None and every value
+  has channel "" (one instrument per payload).
 - `values` maps `sensors.variables` codes to numbers in the variable's canonical unit (VARIABLES.md):
   PM in µg/m³ measured per actual m³ (low-cost sensors sample the air as it is, so mass concentrations
-  carry `conditions="local"` unless the caller says otherwise), temperature in °C, humidity in %.
-- `time` is ISO 8601. Without an offset it is read in `tz`, the network's zone (America/Bogota), never as UTC.
-  Missing or null: the receive time `now` is used and the readings say `time_source="received"`.
+  carry `conditions="local"`), temperature in °C, humidity in %.
+- `time` is ISO 8601 or epoch seconds/milliseconds (`_time`). Without an offset it is read in `tz`, the network's
+  zone, never as UTC. Missing or null in the single form: the receive time `now` is used and the values say
+  `time_source="received"`. Choice: in the batch form every entry needs its time (`schema` otherwise), since
+  stamping several buffered readings with one receive time would make them collide.
 - A null value is skipped (the sensor has no value for it). Booleans, strings, NaN and ±inf are `bad_value`.
 - Choice: an unknown variable code rejects the WHOLE message (`unknown_variable`), not just that entry: a
   misconfigured or wrong-firmware device should be dead-lettered and seen, not half-stored.
-- Other top-level keys are ignored, so firmware may add metadata (e.g. "fw", "rssi") without breaking ingest.
+- Other top-level keys are ignored, so firmware may add metadata (e.g. "fw", "rssi") without breaking ingest;
+  a document with both "values" and "readings" is ambiguous and refused (`schema`).
+
+`decode_readings` is the pre-issue-5 interface (RawReadings for a known sensor/device), kept so callers can move
+to `decode` in one step.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from datetime import datetime, tzinfo
 from typing import Any
 
-from sensors.mqtt.payloads import PayloadError
+from sensors.mqtt.payloads._json import MAX_PAYLOAD_BYTES, load_object, number, short
+from sensors.mqtt.payloads._message import DecodedMessage, DecodedValue, PayloadError
+from sensors.mqtt.payloads._time import device_time
 from sensors.reading import Conditions, RawReading, TimeSource
 from sensors.variables import VARIABLES, Kind
 
-__all__ = ["MAX_PAYLOAD_BYTES", "decode"]
-
-#: largest accepted payload (aqnet convention): a real message is a few hundred bytes; bounds parsing cost
-MAX_PAYLOAD_BYTES = 64 * 1024
+__all__ = ["MAX_PAYLOAD_BYTES", "decode", "decode_readings"]
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _parse(topic: str, payload: bytes) -> dict[str, Any]:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadError(topic, "too_large", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
-    try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise PayloadError(topic, "not_json", f"payload is not UTF-8 JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise PayloadError(topic, "schema", f"expected a JSON object, got {type(doc).__name__}")
-    return doc
-
-
-def _parse_time(topic: str, doc: dict[str, Any], now: datetime, tz: tzinfo) -> tuple[datetime, TimeSource]:
-    raw = doc.get("time")
-    if raw is None:
-        return now, "received"
-    if not isinstance(raw, str):
-        raise PayloadError(topic, "bad_time", f"time: expected an ISO 8601 string, got {_short(raw)}")
-    try:
-        when = datetime.fromisoformat(raw)
-    except ValueError:
-        raise PayloadError(topic, "bad_time", f"time: expected ISO 8601, got {_short(raw)}") from None
-    if when.tzinfo is None or when.utcoffset() is None:
-        when = when.replace(tzinfo=tz)  # a local time of the network's zone, never UTC (VARIABLES.md)
-    return when, "device"
-
-
-def _number(topic: str, code: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PayloadError(topic, "bad_value", f"values.{code}: expected a number, got {_short(value)}")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer too large for a float
-        raise PayloadError(topic, "bad_value", f"values.{code}: {_short(value)} is out of range") from None
-    if not math.isfinite(number):
-        raise PayloadError(topic, "bad_value", f"values.{code}: expected a finite number, got {number}")
-    return number
-
-
-def decode(topic: str, payload: bytes, *, sensor_id: str, device_id: str, now: datetime, tz: tzinfo,
-           conditions: Conditions = "local") -> list[RawReading]:
-    """Decode one aqnet JSON message into RawReadings in payload order; raise PayloadError if it is bad."""
-    if now.tzinfo is None:
-        raise ValueError("aqnet_json.decode: `now` must be timezone-aware")
-    if conditions not in ("local", "reference"):
-        raise ValueError(f"aqnet_json.decode: conditions must be local or reference, got {conditions!r}")
-    doc = _parse(topic, payload)
-    values = doc.get("values")
+def _entry(topic: str, where: str, entry: Any, *, batch: bool, now: datetime,
+           tz: tzinfo) -> list[DecodedValue]:
+    """One `{"time": ..., "values": {...}}` object → its DecodedValues; `where` prefixes field names in errors."""
+    if not isinstance(entry, dict):
+        raise PayloadError(topic, "schema", f"{where.rstrip('.') or 'payload'}: expected an object, "
+                                            f"got {short(entry)}")
+    values = entry.get("values")
     if not isinstance(values, dict):
         raise PayloadError(topic, "schema",
-                           f"values: expected an object of code → number, got {_short(values)}")
+                           f"{where}values: expected an object of code → number, got {short(values)}")
     unknown = sorted(code for code in values if code not in VARIABLES)
     if unknown:
         raise PayloadError(topic, "unknown_variable",
-                           f"values: unknown variable code(s) {', '.join(map(_short, unknown))}; "
+                           f"{where}values: unknown variable code(s) {', '.join(map(short, unknown))}; "
                            "expected sensors.variables codes such as pm25, pm10, temperature")
-    when, time_source = _parse_time(topic, doc, now, tz)
-    readings: list[RawReading] = []
+    raw_time = entry.get("time")
+    time_source: TimeSource
+    if raw_time is None:
+        if batch:
+            raise PayloadError(topic, "schema", f"{where}time: required in the batch form, got {short(raw_time)}")
+        when, time_source = now, "received"
+    else:
+        when, time_source = device_time(topic, f"{where}time", raw_time, tz), "device"
+    out: list[DecodedValue] = []
     for code, value in values.items():
         if value is None:
             continue
-        var = VARIABLES[code]
-        is_mass = var.kind in (Kind.MASS, Kind.GAS)  # reported in µg/m³, so conditions apply
-        readings.append(RawReading(
-            sensor_id=sensor_id, device_id=device_id, variable=code, value=_number(topic, code, value),
-            unit=var.unit, time=when, received_at=now, conditions=conditions if is_mass else None,
-            time_source=time_source,
+        is_mass = VARIABLES[code].kind in (Kind.MASS, Kind.GAS)  # reported in µg/m³, so conditions apply
+        out.append(DecodedValue(
+            channel="", variable=code, value=number(topic, f"{where}values.{code}", value),
+            unit=VARIABLES[code].unit, time=when, time_source=time_source, conditions="local" if is_mass else None,
         ))
-    return readings
+    return out
+
+
+def decode(topic: str, payload: bytes, *, now: datetime, tz: tzinfo) -> DecodedMessage:
+    """Decode one aqnet JSON message (single or batch) into values in payload order; raise PayloadError if bad."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("aqnet_json.decode: `now` must be timezone-aware")
+    doc = load_object(topic, payload)
+    if "readings" not in doc:
+        return DecodedMessage(None, tuple(_entry(topic, "", doc, batch=False, now=now, tz=tz)))
+    readings = doc["readings"]
+    if "values" in doc:
+        raise PayloadError(topic, "schema", "expected either values (one reading) or readings (a batch), got both")
+    if not isinstance(readings, list):
+        raise PayloadError(topic, "schema", f"readings: expected a list of readings, got {short(readings)}")
+    values: list[DecodedValue] = []
+    for i, entry in enumerate(readings):
+        values.extend(_entry(topic, f"readings[{i}].", entry, batch=True, now=now, tz=tz))
+    return DecodedMessage(None, tuple(values))
+
+
+def decode_readings(topic: str, payload: bytes, *, sensor_id: str, device_id: str, now: datetime, tz: tzinfo,
+                    conditions: Conditions = "local") -> list[RawReading]:
+    """Pre-issue-5 interface: `decode` as RawReadings of `sensor_id`/`device_id`, received at `now`.
+
+    `conditions` replaces the "local" of mass concentrations (temperature, humidity etc. stay None).
+    """
+    if conditions not in ("local", "reference"):
+        raise ValueError(f"aqnet_json.decode_readings: conditions must be local or reference, got {conditions!r}")
+    message = decode(topic, payload, now=now, tz=tz)
+    return [
+        RawReading(sensor_id=sensor_id, device_id=device_id, variable=v.variable, value=v.value, unit=v.unit,
+                   time=v.time, received_at=now, conditions=None if v.conditions is None else conditions,
+                   time_source=v.time_source)
+        for v in message.values
+    ]

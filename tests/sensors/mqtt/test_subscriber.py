@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.publish as publish
 
 from aqnet.localstack import MosquittoBroker
+from sensors.mqtt import subscriber as intake_mod
 from sensors.mqtt.client import MqttSubscriberClient
 from sensors.mqtt.subscriber import MqttSubscriber, Rejection
 from sensors.network import bundled_network
@@ -27,13 +28,12 @@ def _port(broker: MosquittoBroker) -> int:
     return int(broker.url.rsplit(":", 1)[1])
 
 
-class Intake:
+class Running:
     def __init__(self, broker: MosquittoBroker, client_id: str, *, ack: bool) -> None:
         self.readings: list = []
         self.rejections: list[Rejection] = []
         self.ack = ack
         loop = asyncio.get_running_loop()
-        devices = {d.topic: d for s in MS.values() for d in s.devices}
 
         def factory(on_message):
             return MqttSubscriberClient(broker.url, client_id=client_id, topics=["aqnet/+/readings"], loop=loop,
@@ -47,7 +47,7 @@ class Intake:
         async def reject(rej: Rejection) -> None:
             self.rejections.append(rej)
 
-        self.sub = MqttSubscriber(factory, devices, submit=submit, reject=reject, tz=TZ)
+        self.sub = MqttSubscriber(factory, intake_mod.Intake(MS.values(), tz=TZ), submit=submit, reject=reject)
         self.task = asyncio.create_task(self.sub.run())
 
     async def connected(self) -> None:
@@ -73,14 +73,14 @@ async def _until(cond, timeout_s: float = 10) -> None:
 
 async def test_unacknowledged_messages_are_redelivered_after_reconnect(mosquitto: MosquittoBroker) -> None:
     client_id = "aqnet-test-redelivery"
-    first = Intake(mosquitto, client_id, ack=False)  # a crash before the batch was durable
+    first = Running(mosquitto, client_id, ack=False)  # a crash before the batch was durable
     await first.connected()
     for value in (1.0, 2.0, 3.0):
         publish.single("aqnet/MS01/readings", _payload(value), qos=1, hostname="127.0.0.1", port=_port(mosquitto))
     await _until(lambda: len(first.readings) == 6)
     await first.stop()
 
-    second = Intake(mosquitto, client_id, ack=True)
+    second = Running(mosquitto, client_id, ack=True)
     await second.connected()
     await _until(lambda: len(second.readings) >= 6)
     await second.stop()
@@ -89,7 +89,7 @@ async def test_unacknowledged_messages_are_redelivered_after_reconnect(mosquitto
     assert all(r.sensor_id == "MS01" and r.device_id == "MS01" for r in second.readings)
     assert second.readings[0].time == datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
 
-    third = Intake(mosquitto, client_id, ack=True)  # acknowledged: nothing comes back
+    third = Running(mosquitto, client_id, ack=True)  # acknowledged: nothing comes back
     await third.connected()
     await asyncio.sleep(1.0)
     await third.stop()
@@ -99,7 +99,7 @@ async def test_unacknowledged_messages_are_redelivered_after_reconnect(mosquitto
 async def test_poison_and_unknown_sensor_messages_are_rejected_and_not_redelivered(
         mosquitto: MosquittoBroker) -> None:
     client_id = "aqnet-test-poison"
-    first = Intake(mosquitto, client_id, ack=False)
+    first = Running(mosquitto, client_id, ack=False)
     await first.connected()
     port = _port(mosquitto)
     publish.single("aqnet/MS02/readings", b"\xff not json", qos=1, hostname="127.0.0.1", port=port)
@@ -111,7 +111,7 @@ async def test_poison_and_unknown_sensor_messages_are_rejected_and_not_redeliver
     assert by_reason["unknown_sensor"].sensor_id == "NOPE"
     assert by_reason["not_json"].payload == b"\xff not json"
 
-    second = Intake(mosquitto, client_id, ack=True)
+    second = Running(mosquitto, client_id, ack=True)
     await second.connected()
     await asyncio.sleep(1.0)
     await second.stop()

@@ -1,0 +1,115 @@
+"""Who sent a message: topic or self-declared hardware id → sensor and devices, channel → device. Pure.
+
+Identity comes from the topic for aqnet JSON (`aqnet/<sensor_id>/readings`) and from the payload for devices
+that identify themselves (airrohr `esp8266id`, PurpleAir `SensorId`), looked up through the devices'
+`hardware_serial` — never guessed. Each channel of a multi-instrument payload goes to the device of that sensor
+whose `channels` include it; a device with no `channels` takes every channel (but only the first value of each
+variable: a second instrument for the same variable, like an airrohr's SDS011 beside a PMS, needs its own device);
+payload-wide values (channel "") go to the sensor's first device. What no device takes is left out and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sensors.mqtt.payloads import DecodedMessage
+from sensors.reading import RawReading
+from sensors.sensor import Device, Sensor
+
+__all__ = ["DeviceDirectory", "Resolved", "UnknownDeviceError", "topic_matches"]
+
+
+def topic_matches(filter_: str, topic: str) -> bool:
+    """MQTT topic filter matching with `+` and `#`; a `$share/<group>/` prefix is ignored."""
+    if filter_.startswith("$share/"):
+        filter_ = filter_.split("/", 2)[2] if filter_.count("/") >= 2 else ""
+    f_parts, t_parts = filter_.split("/"), topic.split("/")
+    for i, part in enumerate(f_parts):
+        if part == "#":
+            return True
+        if i >= len(t_parts) or (part != "+" and part != t_parts[i]):
+            return False
+    return len(f_parts) == len(t_parts)
+
+
+class UnknownDeviceError(LookupError):
+    """No registered device matches the message's identity (dead-letter it)."""
+
+    def __init__(self, reason: str, detail: str, sensor_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason  #: unknown_sensor (topic identity) or unknown_device (hardware id)
+        self.detail = detail
+        self.sensor_id = sensor_id
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A message's readings, attributed to devices, and how many channel values no device took."""
+
+    sensor_id: str
+    readings: tuple[RawReading, ...]
+    unmapped: tuple[str, ...]  #: channels left out
+
+
+class DeviceDirectory:
+    """Lookup tables over the registered network's message-sending devices."""
+
+    def __init__(self, sensors: Iterable[Sensor]) -> None:
+        self._by_topic: dict[str, list[Device]] = {}
+        self._by_serial: dict[str, list[Device]] = {}
+        for sensor in sensors:
+            for device in sensor.devices:
+                if device.protocol not in ("mqtt", "http"):
+                    continue
+                if device.hardware_serial:
+                    self._by_serial.setdefault(device.hardware_serial.lower(), []).append(device)
+                elif device.topic:
+                    self._by_topic.setdefault(device.topic, []).append(device)
+
+    def sensor_for_topic(self, topic: str) -> str | None:
+        """The sensor a topic names, when the topic identifies it (to name it in a rejection)."""
+        devices = self._by_topic.get(topic)
+        return devices[0].sensor_id if devices else None
+
+    def devices_for(self, topic: str, message: DecodedMessage) -> list[Device]:
+        """The devices the message belongs to; raises UnknownDeviceError."""
+        if message.hardware_id is not None:
+            devices = self._by_serial.get(message.hardware_id.lower())
+            if not devices:
+                raise UnknownDeviceError("unknown_device", f"no registered device has hardware serial "
+                                         f"{message.hardware_id!r} (topic {topic!r})")
+            return devices
+        devices = self._by_topic.get(topic)
+        if not devices:
+            parts = topic.split("/")
+            sid = parts[1] if len(parts) == 3 else None
+            raise UnknownDeviceError("unknown_sensor", f"no registered sensor publishes to topic {topic!r}", sid)
+        return devices
+
+    def resolve(self, topic: str, message: DecodedMessage, received_at: datetime) -> Resolved:
+        """RawReadings for every value some device of the message's sensor takes; raises UnknownDeviceError."""
+        devices = self.devices_for(topic, message)
+        readings: list[RawReading] = []
+        unmapped: list[str] = []
+        taken: set[tuple[str, str]] = set()
+        for value in message.values:
+            device = _device_for_channel(devices, value.channel)
+            # one value per (device, variable): a second instrument for the same variable needs its own device
+            if device is None or (device.id, value.variable) in taken:
+                unmapped.append(value.channel)
+                continue
+            taken.add((device.id, value.variable))
+            readings.append(RawReading(sensor_id=device.sensor_id, device_id=device.id, variable=value.variable,
+                                       value=value.value, unit=value.unit, time=value.time,
+                                       received_at=received_at, conditions=value.conditions,
+                                       time_source=value.time_source))
+        return Resolved(devices[0].sensor_id, tuple(readings), tuple(unmapped))
+
+
+def _device_for_channel(devices: list[Device], channel: str) -> Device | None:
+    for device in devices:
+        if not device.channels or channel in device.channels:
+            return device
+    return devices[0] if channel == "" else None
