@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sensors.mqtt.client import parse_mqtt_url
+
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
 
@@ -28,17 +30,25 @@ class DatabaseSettings(_Section):
 
 
 class MqttSettings(_Section):
-    url: str  #: mqtt://[user:password@]host:port
+    url: str  #: mqtt://[user:password@]host:port, or mqtts:// for TLS
     topics: list[str] = ["aqnet/+/readings", "airrohr/+/data", "purpleair/+/data"]
     client_id: str = "aqnet-ingest"
     receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 1000
     session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 24 * 3600
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"  #: auto: MQTT 5, falling back to 3.1.1 if refused
+    ca_file: str | None = None  #: mqtts: CA bundle to verify the broker
+    cert_file: str | None = None  #: mqtts: client certificate
+    key_file: str | None = None  #: mqtts: client key
+    reconnect_min_s: Annotated[float, Field(gt=0)] = 1.0  #: first reconnect delay (doubles, with jitter)
+    reconnect_max_s: Annotated[float, Field(gt=0)] = 30.0
 
     @field_validator("url")
     @classmethod
     def _mqtt_url(cls, v: str) -> str:
-        if not v.startswith(("mqtt://", "tcp://")):
-            raise ValueError(f"expected mqtt://host:port, got {v!r}")
+        try:
+            parse_mqtt_url(v)
+        except ValueError:
+            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {v!r}") from None
         return v
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -95,6 +96,7 @@ class Daemon:
         self.protocol_of = {d.id: d.protocol for s in self.network for d in s.devices}
         self.last_seen: dict[str, datetime] = {}
         self.readings_total = 0
+        self.mqtt_status: Callable[[], dict[str, Any]] = dict
         self.started_at = clock()
         self._stop = asyncio.Event()
         self.http_port: int | None = None
@@ -106,6 +108,7 @@ class Daemon:
             "sensors_configured": len(self.network),
             "sensors_reporting": len(self.last_seen),
             "readings_total": self.readings_total,
+            "mqtt": self.mqtt_status(),
             "last_seen": {s.id: (self.last_seen[s.id].isoformat() if s.id in self.last_seen else None)
                           for s in self.network},
         }
@@ -132,6 +135,7 @@ class Daemon:
         await pool.open(wait=True, timeout=30)
         tasks: list[asyncio.Task[Any]] = []
         links = LinkRegistry(timeout_s=s.modbus.timeout_s)  # one owner per TCP gateway or serial bus
+        subscriber: MqttSubscriber | None = None
         try:
             await upsert_registry(pool, self.network)
             writer = TimescaleWriter(pool)
@@ -161,13 +165,14 @@ class Daemon:
                 if getattr(message, "dup", False):
                     self.metrics.mqtt_redelivered.inc()
 
-            self.metrics.mqtt_silence.set_function(lambda: time.monotonic() - last_message[0])
 
             def client_factory(on_message: Callable[[Any], None]) -> MqttSubscriberClient:
                 return MqttSubscriberClient(
                     s.mqtt.url, client_id=s.mqtt.client_id, topics=list(s.mqtt.topics), loop=loop,
                     on_message=on_message, receive_maximum=s.mqtt.receive_maximum,
-                    session_expiry_s=s.mqtt.session_expiry_s, clock=self.clock,
+                    session_expiry_s=s.mqtt.session_expiry_s, clock=self.clock, protocol=s.mqtt.protocol,
+                    ca_file=s.mqtt.ca_file, cert_file=s.mqtt.cert_file, key_file=s.mqtt.key_file,
+                    reconnect_min_s=s.mqtt.reconnect_min_s, reconnect_max_s=s.mqtt.reconnect_max_s,
                     on_connection=lambda up: self.metrics.mqtt_connected.set(1 if up else 0))
 
             subscriber = MqttSubscriber(
@@ -195,6 +200,10 @@ class Daemon:
                 return 200, {"sensor_id": resolved.sensor_id, "readings": len(resolved.readings)}
 
             tasks.append(asyncio.create_task(subscriber.run(), name="mqtt"))
+            client = subscriber.client
+            self.metrics.mqtt_silence.set_function(lambda: time.monotonic() - last_message[0])
+            self.metrics.mqtt_attempts.set_function(lambda: client.connection_attempts)
+            self.mqtt_status = lambda: dataclasses.asdict(client.status())
 
             def on_gap(gap: Gap) -> None:
                 self.metrics.read_failures.labels(gap.sensor_id, gap.reason).inc()
@@ -261,10 +270,12 @@ class Daemon:
                     t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             pipeline.close()
-            await pipeline_task
+            await pipeline_task  # the last acks go out on the still-open MQTT connection
         finally:
             for t in tasks:
                 t.cancel()
+            if subscriber is not None:
+                await asyncio.to_thread(subscriber.client.stop)
             with contextlib.suppress(Exception):
                 await links.close()
             await pool.close()

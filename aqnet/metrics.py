@@ -29,6 +29,7 @@ class Metrics:
     last_reading: Gauge
     mqtt_connected: Gauge
     mqtt_redelivered: Counter
+    mqtt_attempts: Gauge
     mqtt_silence: Gauge
     unmapped_channels: Counter
     queue_length: Gauge
@@ -72,6 +73,9 @@ class Metrics:
             mqtt_redelivered=Counter("aqnet_mqtt_redelivered_total",
                                      "Messages the broker redelivered (DUP flag): not acknowledged before a "
                                      "restart or disconnect", registry=registry),
+            mqtt_attempts=Gauge("aqnet_mqtt_connection_attempts",
+                                 "Connection attempts to the broker since start (1 when all went well)",
+                                 registry=registry),
             mqtt_silence=Gauge("aqnet_mqtt_seconds_since_last_message",
                                "Seconds since the last MQTT message arrived (watchdog)", registry=registry),
             unmapped_channels=Counter("aqnet_ingest_unmapped_channels_total",

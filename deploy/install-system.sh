@@ -51,6 +51,8 @@ ensure_packages "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" postgre
 # For the Modbus tests: socat makes the pseudo-terminal pairs RTU runs over; mbpoll is a Modbus client that is
 # not ours, reading the simulated stations to cross-check aqnet's decoding.
 ensure_packages socat mbpoll
+# The MQTT TLS tests make their CA and certificates with the openssl CLI.
+ensure_packages openssl
 
 # The project's virtual environment needs venv and ensurepip (Debian splits them out of python3).
 python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_packages python3-venv python3-pip

@@ -95,14 +95,12 @@ class MqttSubscriber:
         return self._client
 
     async def run(self) -> None:
-        """Connect and process messages until cancelled."""
+        """Connect and process messages until cancelled. The connection stays open after cancellation, so the
+        acks of the last batches (sent when the pipeline flushes) still reach the broker: the owner calls
+        `client.stop()` after flushing."""
         self._client.start()
-        try:
-            while True:
-                message = await self._queue.get()
-                await self.handle(message)
-        finally:
-            self._client.stop()
+        while True:
+            await self.handle(await self._queue.get())
 
     async def handle(self, message: Message) -> None:
         """Decode one message and submit its readings, or reject it."""

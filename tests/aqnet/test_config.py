@@ -25,7 +25,7 @@ def test_every_problem_is_listed_with_file_and_key_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(path)
     lines = err.value.errors
-    assert f"{path}: mqtt.url: expected mqtt://host:port, got 'http://x'" in lines
+    assert f"{path}: mqtt.url: expected mqtt://host:port or mqtts://host:port, got 'http://x'" in lines
     assert f"{path}: network.timezone: unknown time zone 'Mars/Olympus'" in lines
     assert any(line.startswith(f"{path}: network.stations.USQ.port: ") for line in lines)
     assert f"{path}: bogus: unknown key" in lines
