@@ -61,6 +61,7 @@ class IngestSettings(_Section):
     batch_max: Annotated[int, Field(ge=1)] = 200  #: submissions (messages or station polls) per batch
     batch_max_age_s: Annotated[float, Field(gt=0)] = 1.0
     queue_max: Annotated[int, Field(ge=1)] = 10_000
+    clock_skew_tolerance_s: Annotated[float, Field(ge=0)] = 300.0  #: device time ahead of receipt → CLOCK_SKEW
 
 
 class HttpSettings(_Section):

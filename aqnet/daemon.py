@@ -147,7 +147,7 @@ class Daemon:
             conditions = ConditionsBook(self.network)
             pipeline = Pipeline(writer, conditions=conditions, observer=_Observer(self), clock=self.clock,
                                 ranges=ranges, max_batch=s.ingest.batch_max, max_age_s=s.ingest.batch_max_age_s,
-                                queue_max=s.ingest.queue_max)
+                                queue_max=s.ingest.queue_max, skew_tolerance_s=s.ingest.clock_skew_tolerance_s)
             pipeline_task = asyncio.create_task(pipeline.run(), name="pipeline")
 
             async def reject(rej: Rejection) -> None:

@@ -64,7 +64,7 @@ class Pipeline:
     def __init__(self, sink: Sink, *, conditions: ConditionsBook, observer: PipelineObserver,
                  clock: Callable[[], datetime], ranges: Mapping[tuple[str, str], tuple[float, float]] | None = None,
                  max_batch: int = 200, max_age_s: float = 1.0, queue_max: int = 10_000,
-                 retry_max_s: float = 30.0) -> None:
+                 retry_max_s: float = 30.0, skew_tolerance_s: float = 300.0) -> None:
         self._sink = sink
         self._conditions = conditions
         self._observer = observer
@@ -75,6 +75,7 @@ class Pipeline:
         self._qc: dict[tuple[str, str, str], QCState] = {}
         self._max_age_s = max_age_s
         self._retry_max_s = retry_max_s
+        self._skew_tolerance_s = skew_tolerance_s
 
     @property
     def queue_length(self) -> int:
@@ -94,7 +95,7 @@ class Pipeline:
                 self._observer.rejected(raw, getattr(exc, "reason", type(exc).__name__), str(exc))
                 continue
             key = (reading.sensor_id, reading.device_id, reading.variable)
-            reading, self._qc[key] = check(reading, self._qc.get(key), now)
+            reading, self._qc[key] = check(reading, self._qc.get(key), now, skew_tolerance_s=self._skew_tolerance_s)
             self._conditions.observe(reading)
             readings.append(reading)
         await self._queue.put(_Envelope(readings, ack))

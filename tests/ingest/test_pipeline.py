@@ -1,0 +1,83 @@
+"""The pipeline's contract with an in-memory sink: acks only after the batch is written, failed writes retried
+and never acked meanwhile, the configured clock-skew tolerance applied, met values normalised first."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from ingest.normalise import ConditionsBook
+from ingest.pipeline import Pipeline
+from ingest.reading import QC
+from sensors.network import bundled_network
+from sensors.reading import RawReading
+
+NOW = datetime(2026, 11, 23, 13, tzinfo=UTC)
+
+
+class Sink:
+    def __init__(self, fail_first: int = 0) -> None:
+        self.batches: list = []
+        self.fail_first = fail_first
+
+    async def write(self, batch):
+        if self.fail_first:
+            self.fail_first -= 1
+            raise ConnectionError("database down")
+        self.batches.append(list(batch))
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def written(self, batch, result, seconds) -> None: ...
+
+    def write_failed(self, error, attempt) -> None:
+        self.failures += 1
+
+    def rejected(self, raw, reason, detail) -> None: ...
+
+
+def _raw(variable: str, value: float, unit: str, t: datetime = NOW, conditions=None) -> RawReading:
+    return RawReading("MS01", "MS01", variable, value, unit, t, NOW, conditions=conditions)
+
+
+async def _run(sink: Sink, observer: Observer, submissions, **kw):
+    pipeline = Pipeline(sink, conditions=ConditionsBook(bundled_network()), observer=observer, clock=lambda: NOW,
+                        max_age_s=0.05, retry_max_s=0.01, **kw)
+    task = asyncio.create_task(pipeline.run())
+    acks: list[int] = []
+    for i, raws in enumerate(submissions):
+        await pipeline.submit(raws, lambda i=i: acks.append(i))
+    for _ in range(200):
+        if len(acks) == len(submissions):
+            break
+        await asyncio.sleep(0.01)
+    pipeline.close()
+    await task
+    return acks
+
+
+async def test_acks_follow_the_write_and_failed_writes_are_retried() -> None:
+    sink, observer = Sink(fail_first=2), Observer()
+    acks = await _run(sink, observer, [[_raw("temperature", 14.0, "°C")], [_raw("relativehumidity", 70, "%")]])
+    assert acks == [0, 1]
+    assert observer.failures == 2
+    assert [r.variable for batch in sink.batches for r in batch] == ["temperature", "relativehumidity"]
+
+
+async def test_clock_skew_tolerance_is_configurable() -> None:
+    ahead = NOW + timedelta(seconds=120)
+    for tolerance, flagged in ((300.0, False), (60.0, True)):
+        sink = Sink()
+        await _run(sink, Observer(), [[_raw("temperature", 14.0, "°C", ahead)]], skew_tolerance_s=tolerance)
+        assert bool(sink.batches[0][0].flags & QC.CLOCK_SKEW) is flagged
+
+
+async def test_met_values_of_a_message_correct_its_pm() -> None:
+    sink = Sink()
+    await _run(sink, Observer(), [[_raw("pm25", 30.0, "µg/m³", conditions="local"),
+                                   _raw("pressure", 752.0, "hPa"), _raw("temperature", 14.0, "°C")]])
+    pm = next(r for r in sink.batches[0] if r.variable == "pm25")
+    assert round(pm.value, 2) == 38.93  # CONVERSIONS.md worked example: 30.0 local at 752 hPa, 14 °C
