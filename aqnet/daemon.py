@@ -216,11 +216,16 @@ class Daemon:
                 up.set(0)
                 self.metrics.modbus_status.labels(event.sensor_id, event.device_id, event.reason).inc()
 
-            async def on_modbus_readings(readings: list[RawReading]) -> None:
+            def on_modbus_readings(readings: list[RawReading]) -> bool:
+                # a poller never waits on ingest: when it is full the readings are counted as dropped and the
+                # poller reads them back from the logger's history once ingest accepts again
+                if not pipeline.try_submit(readings):
+                    self.metrics.dropped.labels("modbus", readings[0].sensor_id).inc(len(readings))
+                    return False
                 backfilled = sum(1 for r in readings if r.time_source == "device")
                 if backfilled:
                     self.metrics.backfilled.labels(readings[0].sensor_id).inc(backfilled)
-                await pipeline.submit(readings)
+                return True
 
             for sensor in self.network:
                 modbus = [d for d in sensor.devices if d.protocol.startswith("modbus")]

@@ -23,6 +23,7 @@ class Metrics:
     modbus_status: Counter
     device_up: Gauge
     backfilled: Counter
+    dropped: Counter
     rows: Counter
     write_seconds: Histogram
     write_failures: Counter
@@ -56,6 +57,9 @@ class Metrics:
             backfilled=Counter("aqnet_sensors_backfilled_readings_total",
                                "Readings recovered from a logger's history buffer after an outage",
                                ["sensor_id"], registry=registry),
+            dropped=Counter("aqnet_ingest_dropped_readings_total",
+                            "Readings refused because ingest was full (Modbus: read back from the logger's "
+                            "history later)", ["protocol", "sensor_id"], registry=registry),
             rows=Counter("aqnet_storage_rows_total",
                          "Rows handled by the writer: inserted, duplicate (exact repeat, no-op) or conflict "
                          "(same key, different value: dead letter)", ["result"], registry=registry),

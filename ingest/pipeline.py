@@ -84,6 +84,9 @@ class Pipeline:
 
     async def submit(self, raws: Sequence[RawReading], ack: Callable[[], None] | None = None) -> None:
         """Normalise and queue one driver submission; `ack` runs once all its readings are durable."""
+        await self._queue.put(self._normalise(raws, ack))
+
+    def _normalise(self, raws: Sequence[RawReading], ack: Callable[[], None] | None = None) -> _Envelope:
         now = self._clock()
         readings: list[Reading] = []
         for raw in sorted(raws, key=_met_first):
@@ -98,7 +101,16 @@ class Pipeline:
             reading, self._qc[key] = check(reading, self._qc.get(key), now, skew_tolerance_s=self._skew_tolerance_s)
             self._conditions.observe(reading)
             readings.append(reading)
-        await self._queue.put(_Envelope(readings, ack))
+        return _Envelope(readings, ack)
+
+    def try_submit(self, raws: Sequence[RawReading]) -> bool:
+        """Like `submit` for drivers that must not wait (Modbus pollers): False, and nothing queued, when the
+        queue is full."""
+        if self._queue.full():
+            return False
+        envelope = self._normalise(raws)
+        self._queue.put_nowait(envelope)
+        return True
 
     async def run(self) -> None:
         """Batch and write until cancelled or `close()`d; flushes what it holds before returning."""

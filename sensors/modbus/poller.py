@@ -188,6 +188,7 @@ class _DeviceState:
     outage_after: datetime | None = None  # during an outage: readings newer than this are missing
     windows: list[tuple[datetime, datetime]] = field(default_factory=list)  # backfills pending: (after, before)
     retry_in_s: float | None = None  # after a failure: when to try again
+    dropped_after: datetime | None = None  # readings newer than this were refused downstream (ingest full)
 
 
 @dataclass(slots=True)
@@ -212,7 +213,8 @@ class StationPoller:
         interval_s: polling period of every device not in `intervals`; a read that overruns skips the
             missed ticks, keeping the phase.
         intervals: device id → its own polling period, in s.
-        on_readings: called with each device's readings (awaited if it returns an awaitable); backfilled
+        on_readings: called with each device's readings (awaited if it returns an awaitable); returning False
+            means ingest refused them (full): they are read back from the logger's history later; backfilled
             readings come in a call of their own, before the live ones of the read that found them.
         on_gap: called with each failed read's Gap (awaited likewise).
         on_status: called with a StatusEvent for every failed read and every recovery (awaited likewise).
@@ -368,11 +370,25 @@ class StationPoller:
             if self._on_status is not None:
                 await _call(self._on_status, self._event(entry, "recovered", f"{len(result)} value(s)", live_time,
                                                          None, None, 0, first=False, recovered=True))
+        can_backfill = entry.profile.history is not None and self._backfill
+        if state.dropped_after is not None and can_backfill:
+            # what ingest refused while it was full is read back from the logger's history, like an outage
+            state.windows.append((state.dropped_after, live_time))
+            del state.windows[:-_MAX_WINDOWS]
+        refused_after: datetime | None = None
         if state.windows:
+            first_after = min(after for after, _ in state.windows)
             backfilled = await self._fill_windows(entry)
-            if backfilled:
-                await _call(self._on_readings, backfilled)
-        await _call(self._on_readings, result)
+            if backfilled and await _call(self._on_readings, backfilled) is False:
+                refused_after = first_after  # refused again: the whole range stays to be read back
+        if refused_after is None and await _call(self._on_readings, result) is False:
+            refused_after = state.last_time or (live_time - timedelta(microseconds=1))
+            if state.dropped_after is not None and can_backfill:
+                refused_after = live_time - timedelta(microseconds=1)  # the older range was just read back
+        if refused_after is not None:
+            state.dropped_after = refused_after
+            return result
+        state.dropped_after = None
         state.last_time = live_time if state.last_time is None else max(state.last_time, live_time)
         return result
 
@@ -424,8 +440,9 @@ class StationPoller:
                  self._where(entry), gap.reason, gap.detail, retry)
 
 
-async def _call(callback: Callable[[Any], Any], value: Any) -> None:
+async def _call(callback: Callable[[Any], Any], value: Any) -> Any:
     outcome = callback(value)
     if inspect.isawaitable(outcome):
-        await outcome
+        return await outcome
+    return outcome
 

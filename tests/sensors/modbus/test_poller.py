@@ -608,6 +608,38 @@ async def test_backfill_emits_what_the_outage_missed_once(clock: Clock) -> None:
 
 
 @pytest.mark.integration
+async def test_readings_refused_by_a_full_ingest_are_backfilled_once_it_accepts(clock: Clock) -> None:
+    sensor = station()
+    nox = replace(sensor.devices[1])
+    srv = StationServer(replace(sensor, devices=(nox,)), value_source, clock, history_period_s=60)
+    await srv.start()
+    device = replace(nox, port=srv.port)
+    lnk = ModbusLink("127.0.0.1", srv.port, timeout_s=0.5, backoff_initial_s=0.0, backoff_max_s=0.0)
+    accepted: list[RawReading] = []
+    full = {3, 4, 5}  # ingest refuses the readings of minutes 3-5 (spool full)
+
+    def on_readings(readings: list[RawReading]) -> bool:
+        if clock.t in {T0 + timedelta(minutes=m) for m in full} and readings[0].time_source == "received":
+            return False
+        accepted.extend(readings)
+        return True
+
+    poller = StationPoller(replace(sensor, devices=(device,)), lnk, profiles(), clock, interval_s=60,
+                           on_readings=on_readings, on_gap=lambda g: None)
+    try:
+        for minute in range(8):
+            clock.t = T0 + timedelta(minutes=minute)
+            await poller.poll_once()
+    finally:
+        await lnk.close()
+        await srv.stop()
+    times = sorted(r.time for r in accepted if r.variable == "no2")
+    assert times == [T0 + timedelta(minutes=m) for m in range(8)]  # no gap, no duplicate
+    assert sorted(r.time for r in accepted if r.variable == "no2" and r.time_source == "device") == [
+        T0 + timedelta(minutes=m) for m in (3, 4, 5)]
+
+
+@pytest.mark.integration
 async def test_backfill_is_skipped_when_disabled_or_without_history(clock: Clock, tmp_path: Path) -> None:
     sensor = station()
     nox = sensor.devices[1]
