@@ -133,6 +133,11 @@ class SchedulerSettings(_Section):
     rules_file: str | None = None  #: alert rules YAML; the bundled defaults when absent
 
 
+class DeadLetterSettings(_Section):
+    max_rows: Annotated[int, Field(ge=1)] = 100_000  #: bound of dead_letters: the oldest beyond it are deleted
+    prune_every_s: Annotated[float, Field(gt=0)] = 60.0
+
+
 class Settings(_Section):
     database: DatabaseSettings
     mqtt: MqttSettings
@@ -141,6 +146,7 @@ class Settings(_Section):
     ingest: IngestSettings = IngestSettings()
     http: HttpSettings = HttpSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    dead_letters: DeadLetterSettings = DeadLetterSettings()
 
 
 class ConfigError(ValueError):

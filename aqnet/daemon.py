@@ -154,7 +154,8 @@ class Daemon:
                 self.metrics.rejected.labels(rej.source, rej.reason).inc()
                 async with pool.connection() as conn:
                     await deadletter.record(conn, rej.source, rej.reason, rej.detail, sensor_id=rej.sensor_id,
-                                            payload=rej.payload)
+                                            payload=rej.payload, topic=rej.topic,
+                                            fmt="airrohr" if rej.source == "http" else None)
 
             loop = asyncio.get_running_loop()
             intake = Intake(self.network, tz=self.tz)
@@ -256,6 +257,14 @@ class Daemon:
 
             scheduler.add_job(averages_job, "interval", seconds=s.scheduler.averages_every_s, id="averages",
                               max_instances=1, coalesce=True, next_run_time=self.clock())
+            async def prune_dead_letters_job() -> None:
+                async with pool.connection() as conn:
+                    deleted = await deadletter.prune(conn, s.dead_letters.max_rows)
+                if deleted:
+                    log.info("dead letters: pruned %d beyond the bound of %d", deleted, s.dead_letters.max_rows)
+
+            scheduler.add_job(prune_dead_letters_job, "interval", seconds=s.dead_letters.prune_every_s,
+                              id="dead-letters-prune", max_instances=1, coalesce=True, next_run_time=self.clock())
             scheduler.start()
 
             app = create_app(self.metrics.registry, self.status, airrohr=airrohr_post)
