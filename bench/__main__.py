@@ -1,7 +1,10 @@
-"""`python -m bench [all|ingest|modbus]`: run aqnet's benchmarks (all by default) and print their figures.
+"""`python -m bench [all|ingest|ingest-e2e|modbus]`: run aqnet's benchmarks (all by default) and print their figures.
 
 - ingest: the ingest hot path (decode an aqnet JSON message, normalise and QC its readings) against the bare
   `json.loads` of the same payloads, measured in the same run; prints messages/s and the ratio.
+- ingest-e2e: microsensors → Mosquitto → the aqnet daemon → TimescaleDB against a psql \\copy ceiling, a
+  hand-written batched-COPY subscriber and a naive INSERT-per-reading peer, measured in the same run
+  (`bench.ingest`); options `--readings`, `--publishers`, `--naive-readings`, `--latency-s`, `--pace`, `--profile`.
 - modbus: Modbus polling of N simulated stations against the raw pymodbus read rate (`bench.modbus`); its
   options (`--stations`, `--interval`, `--duration`, `--baseline`, `--clients`) follow the benchmark's name.
 """
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from bench import ingest as ingest_e2e
 from bench import modbus
 from ingest.normalise import ConditionsBook, normalise
 from ingest.qc import check
@@ -69,13 +73,17 @@ def run_ingest() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark named on the command line (default: all of them)."""
     cli = argparse.ArgumentParser(prog="python -m bench", description="aqnet's benchmarks (`make bench`)")
-    cli.add_argument("which", nargs="?", choices=("all", "ingest", "modbus"), default="all",
+    cli.add_argument("which", nargs="?", choices=("all", "ingest", "ingest-e2e", "modbus"), default="all",
                      help="the benchmark to run (default: all)")
+    ingest_e2e.add_options(cli.add_argument_group("ingest-e2e options"))
     modbus.add_options(cli.add_argument_group("modbus options"))
     opts = cli.parse_args(argv)
     if opts.which in ("all", "ingest"):
         print("ingest")
         run_ingest()
+    if opts.which in ("all", "ingest-e2e"):
+        print("ingest end to end (MQTT → aqnet → TimescaleDB)")
+        ingest_e2e.main(options=opts)
     if opts.which in ("all", "modbus"):
         print("modbus polling")
         modbus.main(options=opts)
