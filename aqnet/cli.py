@@ -140,12 +140,14 @@ def db_migrate(url: str | None, config_path: Path | None, var_dir: Path) -> None
 
 
 from aqnet.cli_deadletter import deadletter  # noqa: E402
-from aqnet.cli_profiles import profiles  # noqa: E402 - command groups defined in their own modules
+from aqnet.cli_profiles import profiles  # noqa: E402
+from aqnet.cli_reprocess import reprocess_command  # noqa: E402 - command groups defined in their own modules
 from aqnet.cli_sensors import sensors  # noqa: E402
 
 cli.add_command(profiles)
 cli.add_command(sensors)
 cli.add_command(deadletter)
+cli.add_command(reprocess_command)
 
 
 def main() -> None:

@@ -62,6 +62,7 @@ class IngestSettings(_Section):
     batch_max_age_s: Annotated[float, Field(gt=0)] = 1.0
     queue_max: Annotated[int, Field(ge=1)] = 10_000
     clock_skew_tolerance_s: Annotated[float, Field(ge=0)] = 300.0  #: device time ahead of receipt → CLOCK_SKEW
+    calibration_refresh_s: Annotated[float, Field(gt=0)] = 300.0  #: how often calibrations are reloaded
 
 
 class HttpSettings(_Section):

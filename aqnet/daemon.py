@@ -26,6 +26,7 @@ from alerts.rules import default_rules, parse_rules
 from aqnet.config import Settings
 from aqnet.http import create_app
 from aqnet.metrics import Metrics
+from ingest.calibration import CalibrationError
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
 from ingest.reading import Reading
@@ -40,6 +41,7 @@ from sensors.profile import load_profile
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Sensor
 from storage import deadletter
+from storage.calibrations import load_calibration_book
 from storage.migrate import migrate
 from storage.registry import upsert_registry
 from storage.writer import TimescaleWriter
@@ -144,10 +146,13 @@ class Daemon:
             # plausible ranges from the device profiles (in the reported unit): QC flags OUT_OF_RANGE
             ranges = {(d.id, v): profiles[d.profile].variable(v).range for sensor in self.network
                       for d in sensor.devices if d.protocol.startswith("modbus") for v in d.variables}
+            async with pool.connection() as conn:
+                calibrations = await load_calibration_book(conn)  # CalibrationError here: refuse to start
             conditions = ConditionsBook(self.network)
             pipeline = Pipeline(writer, conditions=conditions, observer=_Observer(self), clock=self.clock,
                                 ranges=ranges, max_batch=s.ingest.batch_max, max_age_s=s.ingest.batch_max_age_s,
-                                queue_max=s.ingest.queue_max, skew_tolerance_s=s.ingest.clock_skew_tolerance_s)
+                                queue_max=s.ingest.queue_max, skew_tolerance_s=s.ingest.clock_skew_tolerance_s,
+                                calibrations=calibrations)
             pipeline_task = asyncio.create_task(pipeline.run(), name="pipeline")
 
             async def reject(rej: Rejection) -> None:
@@ -257,6 +262,18 @@ class Daemon:
 
             scheduler.add_job(averages_job, "interval", seconds=s.scheduler.averages_every_s, id="averages",
                               max_instances=1, coalesce=True, next_run_time=self.clock())
+            async def calibrations_job() -> None:
+                try:
+                    async with pool.connection() as conn:
+                        book = await load_calibration_book(conn)
+                except (psycopg.OperationalError, CalibrationError) as exc:
+                    log.error("calibrations not refreshed (keeping the ones in force): %s", exc)
+                    return
+                pipeline.calibrations = book
+
+            scheduler.add_job(calibrations_job, "interval", seconds=s.ingest.calibration_refresh_s,
+                              id="calibrations", max_instances=1, coalesce=True)
+
             async def prune_dead_letters_job() -> None:
                 async with pool.connection() as conn:
                     deleted = await deadletter.prune(conn, s.dead_letters.max_rows)

@@ -1,42 +1,70 @@
-"""RawReading → Reading in the canonical unit, and the book of site T and P it uses (ingest stage). Pure.
+"""RawReading → calibrated Reading in the canonical unit with its provenance; the site-conditions book. Pure.
 
-Contract of `normalise(raw, site)`:
+Contract of `normalise(raw, site, *, range_, calibrations)`:
+- Calibration first: the calibration of `calibrations` (an `ingest.calibration.CalibrationBook`) valid for the
+  device and variable at the reading's time applies to the value in the device's reported unit, before any
+  conversion (see `ingest.calibration` for why); the reading gets CALIBRATED and `calibration_id`. The
+  humidity form uses `site.rh_pct` (the sensor's own recent relative humidity); without it the reading stays
+  uncalibrated (no CALIBRATED bit). A calibration in another unit than the reported one is an error.
 - Gases reported as mixing ratios (ppb, ppm) convert directly at the reference molar volume; T and P are never
   used for them (VARIABLES.md, CONVERSIONS.md).
 - Mass concentrations (PM, and a gas reported in µg/m³) declare their conditions: `local` values are corrected
   to the reference conditions of Res. 2254/2017 with `site` (°C, hPa); `reference` values are only rescaled,
-  never corrected twice; `None` is an error (every device must declare, VARIABLES.md).
+  never corrected twice; `None` is an error (every device must declare, VARIABLES.md). The T and P used and
+  their source are recorded in the Reading (`conditions_*`); a reading reported at reference conditions gets
+  `conditions_source = "reported-reference"` and no T/P, so `aqnet reprocess` knows never to correct it.
 - Met variables convert to their canonical unit. Flags: NEGATIVE (value < 0 for a quantity that cannot be
   negative), OUT_OF_RANGE (raw value outside the optional plausible range, in the reported unit), RECEIVE_TIME
   (the raw time is aqnet's receive time), plus the device's own status bits.
 - Errors are `ValueError`s (permanent: dead-letter the reading): `NormaliseError`, `units.UnitError`,
   `sensors.variables.UnknownVariableError`.
 
-`ConditionsBook` keeps the latest temperature and pressure per sensor (from normalised readings) and resolves
-which T and P apply to a sensor at a given time: its own if recent, else the nearest station's, else the site
-defaults of reference.json. Times are always passed in; the book never reads a clock.
+`renormalise(stored, calibrations, rh_pct=…)` re-derives a stored Reading from its raw value and unit with the
+T and P recorded with it (never correcting twice, never re-resolving conditions) and the calibrations given:
+`aqnet reprocess` after a calibration fix. It re-derives value, unit, CALIBRATED, NEGATIVE and the calibration
+provenance; every other flag (range, device status, spike, flatline, stale, skew, receive time) is kept.
+
+`ConditionsBook` keeps the latest temperature, pressure and relative humidity per sensor (from normalised
+readings) and resolves which T and P apply to a sensor at a given time: its own if recent, else the nearest
+station's, else the site defaults of reference.json. Relative humidity (for humidity-correction calibrations)
+is the sensor's own only: the correction is for the air the sensor sampled. Times are always passed in; the
+book never reads a clock.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ingest import units
+from ingest.calibration import CalibrationBook
 from ingest.reading import QC, Reading
 from sensors.domain import load
-from sensors.reading import RawReading
+from sensors.reading import Conditions, RawReading
 from sensors.sensor import Sensor
 from sensors.variables import Kind, variable
 
-__all__ = ["ConditionsBook", "NormaliseError", "SiteConditions", "normalise", "site_default_conditions"]
+__all__ = [
+    "REPORTED_REFERENCE",
+    "ConditionsBook",
+    "NormaliseError",
+    "SiteConditions",
+    "normalise",
+    "renormalise",
+    "site_default_conditions",
+]
 
 #: variables that may legitimately be negative (no NEGATIVE flag): temperatures in °C
 _SIGNED = frozenset({"temperature", "temperature_8m", "temperature_20m"})
-#: the variables the book tracks: ground temperature and station pressure
-_TEMPERATURE, _PRESSURE = "temperature", "pressure"
+#: the variables the book tracks: ground temperature, station pressure, relative humidity
+_TEMPERATURE, _PRESSURE, _HUMIDITY = "temperature", "pressure", "relativehumidity"
+#: `conditions_source` of a mass concentration the device reported at the reference conditions (not corrected)
+REPORTED_REFERENCE = "reported-reference"
+#: flags `renormalise` re-derives; every other bit of a stored reading is kept
+_REDERIVED = QC.CALIBRATED | QC.NEGATIVE
 #: mean Earth radius in km (IUGG mean radius R1), for the great-circle distance
 _EARTH_RADIUS_KM = 6371.0088
 
@@ -48,7 +76,9 @@ class NormaliseError(ValueError):
         super().__init__(f"sensor {raw.sensor_id} device {raw.device_id} {raw.variable}: {detail}")
         self.sensor_id = raw.sensor_id
         self.variable = raw.variable
-        self.reason = reason  #: "not_finite", "no_conditions", "no_site_conditions"
+        #: "not_finite", "no_conditions", "no_site_conditions", "calibration_unit", "calibration_not_finite",
+        #: "no_provenance" (renormalise: a stored mass concentration without recorded conditions)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +89,8 @@ class SiteConditions:
     pressure_hpa: float
     #: "own", "nearest:<sensor id>", "site-default", or "temperature:…;pressure:…" when they differ
     source: str
+    #: the sensor's own recent relative humidity, %, for humidity-correction calibrations (None: unknown)
+    rh_pct: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.temp_c) and self.temp_c > -units.ZERO_C_IN_K):
@@ -88,13 +120,37 @@ def _is_mass_concentration(raw: RawReading) -> bool:
     return kind in (Kind.MASS, Kind.GAS) and units.parse_unit(raw.unit) in _MASS_UNITS
 
 
-def normalise(raw: RawReading, site: SiteConditions | None, *,
-              range_: tuple[float, float] | None = None) -> Reading:
-    """`raw` in its canonical unit (local mass concentrations corrected to Res. 2254/2017), flagged."""
-    if not math.isfinite(raw.value):
+def _calibrate(raw: RawReading, calibrations: CalibrationBook | None, rh_pct: float | None
+               ) -> tuple[float, int | None, float | None]:
+    # → (value in the reported unit, calibration id or None, RH used or None)
+    cal = calibrations.find(raw.device_id, raw.variable, raw.time) if calibrations is not None else None
+    if cal is None:
+        return raw.value, None, None
+    if not cal.applies_to_unit(raw.unit):
+        raise NormaliseError(raw, "calibration_unit", f"{cal.where} is in {cal.unit}, the reading in {raw.unit}: "
+                             "fix the calibration's unit (no unit is guessed)")
+    value = cal.apply(raw.value, rh_pct=rh_pct)
+    if value is None:  # humidity form without a usable RH: stored uncalibrated, reprocess can apply it later
+        return raw.value, None, None
+    if not math.isfinite(value):
+        raise NormaliseError(raw, "calibration_not_finite", f"{cal.where} turned {raw.value} into {value}")
+    return value, cal.id, (rh_pct if cal.needs_humidity else None)
+
+
+def normalise(raw: RawReading, site: SiteConditions | None, *, range_: tuple[float, float] | None = None,
+              calibrations: CalibrationBook | None = None, rh_pct: float | None = None) -> Reading:
+    """`raw` calibrated, in its canonical unit (local mass concentrations corrected to Res. 2254/2017), flagged.
+
+    `rh_pct` (%) overrides `site.rh_pct` for a humidity calibration.
+    """
+    if not (isinstance(raw.value, int | float) and math.isfinite(raw.value)):
         raise NormaliseError(raw, "not_finite", f"value {raw.value!r} is not a finite number")
     canonical_unit = variable(raw.variable).unit
-    value = units.convert(raw.value, raw.unit, raw.variable)
+    if rh_pct is None and site is not None:
+        rh_pct = site.rh_pct
+    calibrated, calibration_id, rh_used = _calibrate(raw, calibrations, rh_pct)
+    value = units.convert(calibrated, raw.unit, raw.variable)
+    temp_c = pressure_hpa = source = None
     if _is_mass_concentration(raw):
         if raw.conditions is None:
             raise NormaliseError(raw, "no_conditions", f"mass concentration in {raw.unit} without declared "
@@ -104,7 +160,9 @@ def normalise(raw: RawReading, site: SiteConditions | None, *,
                 raise NormaliseError(raw, "no_site_conditions", "local mass concentration needs site T and P "
                                      "for the reference correction, none given")
             value = units.to_reference_conditions(value, site.temp_c, site.pressure_hpa)
-        # "reference": already at 25 °C, 760 mmHg: never corrected twice
+            temp_c, pressure_hpa, source = site.temp_c, site.pressure_hpa, site.source
+        else:  # "reference": already at 25 °C, 760 mmHg: never corrected twice
+            source = REPORTED_REFERENCE
     flags = QC(raw.device_status)
     if value < 0 and raw.variable not in _SIGNED:
         flags |= QC.NEGATIVE
@@ -112,7 +170,43 @@ def normalise(raw: RawReading, site: SiteConditions | None, *,
         flags |= QC.OUT_OF_RANGE
     if raw.time_source == "received":
         flags |= QC.RECEIVE_TIME
-    return Reading.from_raw(raw, value, canonical_unit, flags)
+    if calibration_id is not None:
+        flags |= QC.CALIBRATED
+    return Reading.from_raw(raw, value, canonical_unit, flags, conditions_temp_c=temp_c,
+                            conditions_pressure_hpa=pressure_hpa, conditions_source=source,
+                            calibration_id=calibration_id, calibration_rh_pct=rh_used)
+
+
+def renormalise(stored: Reading, calibrations: CalibrationBook | None, *, rh_pct: float | None = None) -> Reading:
+    """`stored` re-derived from its raw value and unit with its recorded T/P and `calibrations` (reprocess).
+
+    `rh_pct` is used by a humidity calibration when the stored reading has no recorded RH. Raises
+    NormaliseError "no_provenance" for a mass concentration stored without recorded conditions (before
+    provenance was recorded: re-deriving it could correct it twice or not at all), "not_finite" for a
+    reading without a raw value.
+    """
+    mass = variable(stored.variable).kind in (Kind.MASS, Kind.GAS) and \
+        units.parse_unit(stored.raw_unit) in _MASS_UNITS
+    site: SiteConditions | None = None
+    rh = stored.calibration_rh_pct if stored.calibration_rh_pct is not None else rh_pct
+    conditions: Conditions | None = None
+    if stored.conditions_temp_c is not None and stored.conditions_pressure_hpa is not None:
+        conditions = "local"
+        site = SiteConditions(stored.conditions_temp_c, stored.conditions_pressure_hpa,
+                              stored.conditions_source or "", rh)
+    elif stored.conditions_source == REPORTED_REFERENCE:
+        conditions = "reference"
+    raw = RawReading(stored.sensor_id, stored.device_id, stored.variable, stored.raw_value, stored.raw_unit,
+                     stored.time, stored.received_at, conditions)
+    if stored.raw_value is None or not math.isfinite(stored.raw_value):
+        raise NormaliseError(raw, "not_finite", "stored without a raw value: nothing to re-derive from")
+    if mass and conditions is None:
+        raise NormaliseError(raw, "no_provenance", "stored without the conditions it was normalised with "
+                             "(before provenance was recorded): not re-derived")
+    fresh = normalise(raw, site, calibrations=calibrations, rh_pct=rh)
+    flags = (stored.flags & ~_REDERIVED) | (fresh.flags & _REDERIVED)
+    return dataclasses.replace(stored, value=fresh.value, unit=fresh.unit, flags=flags,
+                               calibration_id=fresh.calibration_id, calibration_rh_pct=fresh.calibration_rh_pct)
 
 
 def _great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -124,7 +218,7 @@ def _great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> floa
 
 
 class ConditionsBook:
-    """Latest T and P per sensor, and the conditions that apply to a sensor at a given time.
+    """Latest T, P and RH per sensor, and the conditions that apply to a sensor at a given time.
 
     Args:
         sensors: the network; coordinates choose the nearest station. Only `kind == "station"` sensors
@@ -143,11 +237,12 @@ class ConditionsBook:
         self._stations = sorted(s.id for s in network if s.kind == "station")
         self._defaults = defaults or site_default_conditions()
         self._max_age = max_age
-        #: variable → sensor id → (time, value in °C or hPa)
-        self._latest: dict[str, dict[str, tuple[datetime, float]]] = {_TEMPERATURE: {}, _PRESSURE: {}}
+        #: variable → sensor id → (time, value in °C, hPa or %)
+        self._latest: dict[str, dict[str, tuple[datetime, float]]] = {_TEMPERATURE: {}, _PRESSURE: {},
+                                                                        _HUMIDITY: {}}
 
     def observe(self, reading: Reading) -> None:
-        """Record a valid ground temperature (°C) or pressure (hPa) unless a newer one is recorded."""
+        """Record a valid ground temperature (°C), pressure (hPa) or RH (%) unless a newer one is recorded."""
         series = self._latest.get(reading.variable)
         if series is None or not reading.valid or not math.isfinite(reading.value):
             return
@@ -179,8 +274,8 @@ class ConditionsBook:
         return default, "site-default"
 
     def for_sensor(self, sensor_id: str, now: datetime) -> SiteConditions:
-        """T and P for `sensor_id` at `now`: own if recent, else nearest station's, else site defaults."""
+        """T and P for `sensor_id` at `now`: own if recent, else nearest station's, else site defaults; own RH."""
         temp_c, t_source = self._resolve(_TEMPERATURE, sensor_id, now, self._defaults.temp_c)
         pressure_hpa, p_source = self._resolve(_PRESSURE, sensor_id, now, self._defaults.pressure_hpa)
         source = t_source if t_source == p_source else f"temperature:{t_source};pressure:{p_source}"
-        return SiteConditions(temp_c, pressure_hpa, source)
+        return SiteConditions(temp_c, pressure_hpa, source, self._fresh(_HUMIDITY, sensor_id, now))

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ingest.batcher import Batcher
+from ingest.calibration import CalibrationBook
 from ingest.normalise import ConditionsBook, normalise
 from ingest.qc import QCState, check
 from ingest.reading import Reading
@@ -64,7 +65,8 @@ class Pipeline:
     def __init__(self, sink: Sink, *, conditions: ConditionsBook, observer: PipelineObserver,
                  clock: Callable[[], datetime], ranges: Mapping[tuple[str, str], tuple[float, float]] | None = None,
                  max_batch: int = 200, max_age_s: float = 1.0, queue_max: int = 10_000,
-                 retry_max_s: float = 30.0, skew_tolerance_s: float = 300.0) -> None:
+                 retry_max_s: float = 30.0, skew_tolerance_s: float = 300.0,
+                 calibrations: CalibrationBook | None = None) -> None:
         self._sink = sink
         self._conditions = conditions
         self._observer = observer
@@ -76,6 +78,8 @@ class Pipeline:
         self._max_age_s = max_age_s
         self._retry_max_s = retry_max_s
         self._skew_tolerance_s = skew_tolerance_s
+        #: the calibrations in force; the daemon swaps in a fresh immutable book on each refresh
+        self.calibrations = calibrations
 
     @property
     def queue_length(self) -> int:
@@ -92,7 +96,8 @@ class Pipeline:
         for raw in sorted(raws, key=_met_first):
             try:
                 site = self._conditions.for_sensor(raw.sensor_id, now)
-                reading = normalise(raw, site, range_=self._ranges.get((raw.device_id, raw.variable)))
+                reading = normalise(raw, site, range_=self._ranges.get((raw.device_id, raw.variable)),
+                                    calibrations=self.calibrations)
             except ValueError as exc:  # UnitError, UnknownVariableError, undeclared conditions
                 log.warning("sensor %s device %s: %s rejected: %s", raw.sensor_id, raw.device_id, raw.variable, exc)
                 self._observer.rejected(raw, getattr(exc, "reason", type(exc).__name__), str(exc))

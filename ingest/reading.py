@@ -16,6 +16,13 @@ count"). `EXCLUDED` lists the bits that keep a reading out of averages, indices 
 | 7 | 128 | CLOCK_SKEW | device time ahead of receive time beyond the tolerance (excluded) |
 | 8 | 256 | CALIBRATED | a calibration was applied |
 | 9 | 512 | RECEIVE_TIME | no usable device time: receive time used |
+
+Provenance fields of a `Reading` (all optional, `None` when they do not apply; stored in `measurements`):
+`conditions_temp_c` / `conditions_pressure_hpa` are the temperature (°C) and pressure (hPa) a local mass
+concentration was corrected with, `conditions_source` where they came from ("own", "nearest:<sensor>",
+"site-default", …) or "reported-reference" for a mass concentration the device reported at the reference
+conditions (no correction); `calibration_id` is the `calibrations.id` applied (with the CALIBRATED bit) and
+`calibration_rh_pct` the relative humidity (%) a humidity-correction calibration used.
 """
 
 from __future__ import annotations
@@ -62,12 +69,22 @@ class Reading:
     raw_value: float
     raw_unit: str
     received_at: datetime
+    conditions_temp_c: float | None = None  #: °C used for the local → reference correction
+    conditions_pressure_hpa: float | None = None  #: hPa used for the local → reference correction
+    #: origin of the conditions ("own", "nearest:<sensor id>", "site-default", "reported-reference", …)
+    conditions_source: str | None = None
+    calibration_id: int | None = None  #: calibrations.id applied (flags has CALIBRATED)
+    calibration_rh_pct: float | None = None  #: relative humidity (%) used by a humidity-correction calibration
 
     @classmethod
-    def from_raw(cls, raw: RawReading, value: float, unit: str, flags: QC) -> Reading:
-        """Build a Reading from its RawReading, keeping the raw value and unit for provenance."""
+    def from_raw(cls, raw: RawReading, value: float, unit: str, flags: QC, *,
+                 conditions_temp_c: float | None = None, conditions_pressure_hpa: float | None = None,
+                 conditions_source: str | None = None, calibration_id: int | None = None,
+                 calibration_rh_pct: float | None = None) -> Reading:
+        """Build a Reading from its RawReading, keeping the raw value and unit (and the provenance given)."""
         return cls(raw.sensor_id, raw.device_id, raw.variable, raw.time, value, unit, flags, raw.value, raw.unit,
-                   raw.received_at)
+                   raw.received_at, conditions_temp_c, conditions_pressure_hpa, conditions_source,
+                   calibration_id, calibration_rh_pct)
 
     @property
     def valid(self) -> bool:

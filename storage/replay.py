@@ -36,6 +36,7 @@ from sensors.mqtt.subscriber import Intake
 from sensors.reading import RawReading
 from sensors.sensor import Sensor
 from storage import deadletter
+from storage.calibrations import load_calibration_book
 from storage.deadletter import DeadLetter
 from storage.writer import TimescaleWriter, WriteResult
 
@@ -144,8 +145,10 @@ class Replayer:
         now = [datetime.now(UTC)]
         sink, observer = _Sink(TimescaleWriter(self._pool)), _Observer()
         conditions = ConditionsBook(self._network)
+        async with self._pool.connection() as conn:
+            calibrations = await load_calibration_book(conn)  # replayed readings are calibrated like live ones
         pipeline = Pipeline(sink, conditions=conditions, observer=observer, clock=lambda: now[0], max_batch=1,
-                            max_age_s=0.2, skew_tolerance_s=self._skew_tolerance_s)
+                            max_age_s=0.2, skew_tolerance_s=self._skew_tolerance_s, calibrations=calibrations)
         task = asyncio.create_task(pipeline.run(), name="replay-pipeline")
         outcomes: list[Outcome] = []
         try:

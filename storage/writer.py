@@ -7,7 +7,9 @@ Implements `ingest.pipeline.Sink`. Per batch, inside one transaction:
    with the same key (sensor_id, device_id, variable, time) — first write wins:
    - *insert*: a new key (its first occurrence in the batch);
    - *duplicate*: the key exists (stored, or earlier in the batch) with the same value and flags — an exact
-     repeat, e.g. a redelivered MQTT message or a re-polled register: a no-op;
+     repeat, e.g. a redelivered MQTT message or a re-polled register: a no-op. The flags that depend on when and
+     in which order a reading arrived (SPIKE, FLATLINE, STALE) are left out of the comparison: a redelivery after
+     a restart may earn them differently;
    - *conflict*: the key exists with a different value or flags. The row is kept out of `measurements` and
      recorded in `dead_letters` (source 'writer', reason 'conflict') with both values in `reading`: never
      silently dropped, never overwriting what was stored;
@@ -28,7 +30,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
-from ingest.reading import Reading
+from ingest.reading import QC, Reading
 from storage.rows import MEASUREMENT_COLUMNS, MEASUREMENT_TYPES, reading_row
 
 __all__ = ["TimescaleWriter", "WriteResult"]
@@ -67,6 +69,9 @@ def _copy_staging() -> sql.Composed:
     return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(_STAGING), cols)
 
 
+#: flags earned from when and in which order a reading arrived, not from the reading: ignored when comparing
+ARRIVAL_FLAGS = QC.SPIKE | QC.FLATLINE | QC.STALE
+
 _MERGE = sql.SQL("""
 WITH staged AS (
     SELECT st.*,
@@ -81,11 +86,13 @@ WITH staged AS (
            CASE WHEN m.time IS NOT NULL THEN m.value ELSE s.batch_value END AS existing_value,
            CASE WHEN m.time IS NOT NULL THEN m.flags ELSE s.batch_flags END AS existing_flags,
            CASE
-               WHEN m.time IS NOT NULL AND (s.value, s.flags) IS NOT DISTINCT FROM (m.value, m.flags)
+               WHEN m.time IS NOT NULL AND (s.value, s.flags & ~{arrival}) IS NOT DISTINCT FROM
+                                               (m.value, m.flags & ~{arrival})
                    THEN 'duplicate'
                WHEN m.time IS NOT NULL THEN 'conflict'
                WHEN s.rn = 1 THEN 'insert'
-               WHEN (s.value, s.flags) IS NOT DISTINCT FROM (s.batch_value, s.batch_flags) THEN 'duplicate'
+               WHEN (s.value, s.flags & ~{arrival}) IS NOT DISTINCT FROM (s.batch_value, s.batch_flags & ~{arrival})
+                   THEN 'duplicate'
                ELSE 'conflict'
            END AS outcome
     FROM staged s
@@ -117,7 +124,8 @@ SELECT (SELECT count(*) FROM classified WHERE outcome = 'insert'),
        (SELECT count(*) FROM classified WHERE outcome = 'duplicate'),
        (SELECT count(*) FROM dead)
 """).format(staging=sql.Identifier(_STAGING),
-            columns=sql.SQL(", ").join(sql.Identifier(c) for c in MEASUREMENT_COLUMNS))
+            columns=sql.SQL(", ").join(sql.Identifier(c) for c in MEASUREMENT_COLUMNS),
+            arrival=sql.Literal(int(ARRIVAL_FLAGS)))
 
 
 class TimescaleWriter:

@@ -10,11 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ingest.calibration import Calibration, CalibrationBook
 from ingest.normalise import (
+    REPORTED_REFERENCE,
     ConditionsBook,
     NormaliseError,
     SiteConditions,
     normalise,
+    renormalise,
     site_default_conditions,
 )
 from ingest.reading import QC, Reading
@@ -282,3 +285,168 @@ def test_book_flows_into_normalise() -> None:
     assert site.source == "own"
     pm = normalise(raw("pm25", 30.0, "µg/m³", sensor_id="A", conditions="local"), site)
     assert pm.value == pytest.approx(38.93, abs=5e-3)
+
+
+# -- provenance and calibration ------------------------------------------------------------------------------
+
+def _cal(id_: int = 5, *, kind: str = "linear", coefficients: tuple[float, ...] = (1.1, -2.0), unit: str = "ppb",
+         device: str = "USQ-pm", variable: str = "no2", start: datetime = T0 - timedelta(days=1),
+         end: datetime | None = None) -> Calibration:
+    return Calibration(id_, device, variable, kind, coefficients, unit, start, end)  # type: ignore[arg-type]
+
+
+NO2_G_MOL = 46.0055  # conversions.json molecular weight of NO2 (CRC)
+
+
+def test_provenance_of_a_local_mass_concentration() -> None:
+    r = normalise(raw("pm25", 30.0, "ug/m3", conditions="local"), BOGOTA_752_14)
+    assert (r.conditions_temp_c, r.conditions_pressure_hpa, r.conditions_source) == (14.0, 752.0, "own")
+    assert (r.calibration_id, r.calibration_rh_pct) == (None, None)
+
+
+def test_provenance_of_reference_mass_gas_and_met() -> None:
+    ref = normalise(raw("pm10", 30.0, "µg/m³", conditions="reference"), BOGOTA_752_14)
+    assert (ref.conditions_temp_c, ref.conditions_pressure_hpa, ref.conditions_source) == \
+        (None, None, REPORTED_REFERENCE)
+    for r in (normalise(raw("no2", 40.0, "ppb", conditions="local"), BOGOTA_752_14),
+              normalise(raw("temperature", 14.0, "°C"), BOGOTA_752_14)):
+        assert (r.conditions_temp_c, r.conditions_pressure_hpa, r.conditions_source) == (None, None, None)
+
+
+def test_calibration_applies_in_reported_unit_before_conversion() -> None:
+    # 40 ppb · 1.1 − 2 = 42 ppb, then ppb → µg/m³ at 24.45 L/mol; the offset is in ppb, not µg/m³
+    book = CalibrationBook([_cal()])
+    r = normalise(raw("no2", 40.0, "ppb"), None, calibrations=book)
+    assert r.value == pytest.approx(42.0 * NO2_G_MOL / 24.45, rel=1e-12)
+    assert r.flags == QC.CALIBRATED and r.calibration_id == 5 and r.valid
+    assert (r.raw_value, r.raw_unit) == (40.0, "ppb")  # raw kept as reported
+
+
+def test_calibration_before_reference_correction_of_local_pm() -> None:
+    book = CalibrationBook([_cal(kind="linear", coefficients=(0.5, 0.0), unit="µg/m³", variable="pm25")])
+    r = normalise(raw("pm25", 60.0, "ug/m3", conditions="local"), BOGOTA_752_14, calibrations=book)
+    uncalibrated = normalise(raw("pm25", 30.0, "ug/m3", conditions="local"), BOGOTA_752_14)
+    assert r.value == pytest.approx(uncalibrated.value, rel=1e-12)  # 0.5 · 60 = 30, then corrected: 38.93
+    assert r.conditions_source == "own" and r.calibration_id == 5
+
+
+def test_calibration_outside_its_validity_or_of_another_device_not_applied() -> None:
+    book = CalibrationBook([_cal(end=T0), _cal(6, device="KEN-nox", start=T0)])
+    r = normalise(raw("no2", 40.0, "ppb"), None, calibrations=book)  # raw time T0: the first ended at T0
+    assert r.flags == QC(0) and r.calibration_id is None
+
+
+def test_calibration_in_another_unit_is_an_error() -> None:
+    book = CalibrationBook([_cal(unit="ppm")])
+    with pytest.raises(NormaliseError) as err:
+        normalise(raw("no2", 40.0, "ppb"), None, calibrations=book)
+    assert err.value.reason == "calibration_unit"
+    assert "calibration 5" in str(err.value) and "ppm" in str(err.value)
+
+
+def test_calibration_yielding_non_finite_is_an_error() -> None:
+    book = CalibrationBook([_cal(kind="polynomial", coefficients=(0.0, 1.0, 1e300))])
+    with pytest.raises(NormaliseError) as err:
+        normalise(raw("no2", 1e10, "ppb"), None, calibrations=book)
+    assert err.value.reason == "calibration_not_finite"
+
+
+def test_range_is_judged_on_the_reported_value_before_calibration() -> None:
+    book = CalibrationBook([_cal(coefficients=(10.0, 0.0))])
+    r = normalise(raw("no2", 400.0, "ppb"), None, range_=(0, 500), calibrations=book)
+    assert r.flags == QC.CALIBRATED
+
+
+def test_negative_after_calibration_is_flagged() -> None:
+    book = CalibrationBook([_cal(coefficients=(1.0, -5.0))])
+    assert normalise(raw("no2", 2.0, "ppb"), None, calibrations=book).flags == QC.CALIBRATED | QC.NEGATIVE
+
+
+def test_humidity_calibration_uses_the_sites_rh_and_records_it() -> None:
+    book = CalibrationBook([_cal(kind="humidity", coefficients=(0.165,), unit="ug/m3", variable="pm25")])
+    site = SiteConditions(14.0, 752.0, "own", rh_pct=50.0)
+    r = normalise(raw("pm25", 33.0, "µg/m³", conditions="local"), site, calibrations=book)
+    expected = normalise(raw("pm25", 30.0, "µg/m³", conditions="local"), site).value  # 33 / 1.1 = 30
+    assert r.value == pytest.approx(expected, rel=1e-12)
+    assert (r.calibration_id, r.calibration_rh_pct) == (5, 50.0) and QC.CALIBRATED in r.flags
+
+
+@pytest.mark.parametrize("rh", [None, 100.0])
+def test_humidity_calibration_without_usable_rh_leaves_the_reading_uncalibrated(rh: float | None) -> None:
+    book = CalibrationBook([_cal(kind="humidity", coefficients=(0.165,), unit="ug/m3", variable="pm25")])
+    site = SiteConditions(14.0, 752.0, "own", rh_pct=rh)
+    r = normalise(raw("pm25", 33.0, "µg/m³", conditions="local"), site, calibrations=book)
+    assert r.flags == QC(0) and r.calibration_id is None and r.calibration_rh_pct is None
+    assert r.value == normalise(raw("pm25", 33.0, "µg/m³", conditions="local"), site).value
+
+
+def test_book_tracks_own_relative_humidity_only() -> None:
+    book = ConditionsBook(NETWORK)
+    book.observe(dataclasses.replace(_reading("B", "relativehumidity", 80.0, T0), unit="%", raw_unit="%"))
+    assert book.for_sensor("A", T0).rh_pct is None  # never a neighbour's
+    book.observe(dataclasses.replace(_reading("A", "relativehumidity", 64.0, T0), unit="%", raw_unit="%"))
+    assert book.for_sensor("A", T0).rh_pct == 64.0
+    assert book.for_sensor("A", T0 + timedelta(hours=3)).rh_pct is None  # expired
+
+
+# -- renormalise (aqnet reprocess) ---------------------------------------------------------------------------
+
+def test_renormalise_applies_a_calibration_added_after_the_fact() -> None:
+    stored = normalise(raw("pm25", 60.0, "ug/m3", conditions="local"), BOGOTA_752_14)
+    book = CalibrationBook([_cal(kind="linear", coefficients=(0.5, 0.0), unit="µg/m³", variable="pm25")])
+    again = renormalise(stored, book)
+    assert again == normalise(raw("pm25", 60.0, "ug/m3", conditions="local"), BOGOTA_752_14, calibrations=book)
+    # with the same T/P as recorded, whatever the conditions are now: never re-resolved, never corrected twice
+    assert (again.conditions_temp_c, again.conditions_pressure_hpa, again.conditions_source) == (14.0, 752.0, "own")
+    assert renormalise(again, book) == again
+    # and removing the calibration (revoked) restores the uncalibrated value
+    assert renormalise(again, CalibrationBook()) == stored
+
+
+def test_renormalise_keeps_other_flags_and_rederives_negative() -> None:
+    stored = normalise(raw("no2", 3.0, "ppb", time_source="received"), None, range_=(0, 2))
+    stored = dataclasses.replace(stored, flags=stored.flags | QC.SPIKE | QC.STALE)
+    again = renormalise(stored, CalibrationBook([_cal(coefficients=(1.0, -5.0))]))
+    assert again.flags == QC.OUT_OF_RANGE | QC.RECEIVE_TIME | QC.SPIKE | QC.STALE | QC.CALIBRATED | QC.NEGATIVE
+
+
+def test_renormalise_reference_pm_stays_uncorrected() -> None:
+    stored = normalise(raw("pm10", 30.0, "µg/m³", conditions="reference"), BOGOTA_752_14)
+    assert renormalise(stored, None) == stored
+
+
+def test_renormalise_refuses_mass_without_recorded_conditions() -> None:
+    legacy = dataclasses.replace(normalise(raw("pm25", 30.0, "ug/m3", conditions="local"), BOGOTA_752_14),
+                                 conditions_temp_c=None, conditions_pressure_hpa=None, conditions_source=None)
+    with pytest.raises(NormaliseError) as err:
+        renormalise(legacy, None)
+    assert err.value.reason == "no_provenance"
+    nan_raw = dataclasses.replace(normalise(raw("no2", 3.0, "ppb"), None), raw_value=math.nan)
+    with pytest.raises(NormaliseError) as err:
+        renormalise(nan_raw, None)
+    assert err.value.reason == "not_finite"
+
+
+def test_renormalise_humidity_uses_recorded_rh_first() -> None:
+    book = CalibrationBook([_cal(kind="humidity", coefficients=(0.165,), unit="ug/m3", variable="pm25")])
+    site = SiteConditions(14.0, 752.0, "own", rh_pct=50.0)
+    stored = normalise(raw("pm25", 33.0, "µg/m³", conditions="local"), site, calibrations=book)
+    assert renormalise(stored, book, rh_pct=90.0) == stored
+    uncorrected = normalise(raw("pm25", 33.0, "µg/m³", conditions="local"), SiteConditions(14.0, 752.0, "own"))
+    assert renormalise(uncorrected, book, rh_pct=50.0) == stored
+
+
+@given(value=st.floats(min_value=-50, max_value=5000), a=st.floats(min_value=0.2, max_value=3.0),
+       b=st.floats(min_value=-20, max_value=20), temp_c=st.floats(min_value=-10, max_value=40),
+       pressure_hpa=st.floats(min_value=600, max_value=1050),
+       variable=st.sampled_from(["pm25", "no2"]), conditions=st.sampled_from(["local", "reference"]))
+def test_renormalise_equals_normalising_with_the_calibration(value: float, a: float, b: float, temp_c: float,
+                                                             pressure_hpa: float, variable: str,
+                                                             conditions: str) -> None:
+    unit = "ppb" if variable == "no2" else "ug/m3"
+    site = SiteConditions(temp_c, pressure_hpa, "nearest:USQ")
+    book = CalibrationBook([_cal(coefficients=(a, b), unit=unit, variable=variable)])
+    r = raw(variable, value, unit, conditions=conditions)
+    stored = normalise(r, site)
+    assert renormalise(stored, book) == normalise(r, site, calibrations=book)
+    assert renormalise(renormalise(stored, book), book) == renormalise(stored, book)

@@ -25,6 +25,12 @@ MEASUREMENT_COLUMNS = [
     ("raw_unit", "text", "YES"),
     ("device_id", "text", "NO"),
     ("received_at", "timestamp with time zone", "NO"),
+    # 0002_provenance_calibration
+    ("conditions_temp_c", "double precision", "YES"),
+    ("conditions_pressure_hpa", "double precision", "YES"),
+    ("conditions_source", "text", "YES"),
+    ("calibration_id", "bigint", "YES"),
+    ("calibration_rh_pct", "double precision", "YES"),
 ]
 
 

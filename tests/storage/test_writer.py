@@ -181,3 +181,12 @@ async def test_two_primaries_for_one_variable_is_refused(pool: AsyncConnectionPo
     bad = dataclasses.replace(STATION, devices=(*STATION.devices, twin))
     with pytest.raises(ValueError, match="two primary devices"):
         await upsert_registry(pool, [bad])
+
+
+async def test_a_redelivery_differing_only_in_arrival_flags_is_a_duplicate(pool: AsyncConnectionPool[Any],
+                                                                           database_url: str) -> None:
+    writer = TimescaleWriter(pool)
+    assert await writer.write([reading(10.0, flags=QC.SPIKE)]) == WriteResult(1, 0, 0)
+    # after a restart the QC state is new: the same reading arrives without SPIKE but late (STALE)
+    assert await writer.write([reading(10.0, flags=QC.STALE)]) == WriteResult(0, 1, 0)
+    assert await writer.write([reading(10.0, flags=QC.STALE | QC.DEVICE_INVALID)]) == WriteResult(0, 0, 1)
