@@ -65,6 +65,14 @@ class IngestSettings(_Section):
     calibration_refresh_s: Annotated[float, Field(gt=0)] = 300.0  #: how often calibrations are reloaded
 
 
+class StorageSettings(_Section):
+    spool_dir: str = "var/spool"  #: store-and-forward spool: batches kept on disk while the database is unreachable
+    spool_max_bytes: Annotated[int, Field(gt=0)] = 1 << 30  #: bound on the spool's files; full: intake stops acking
+    spool_near_full_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8  #: alarm (log + metric) from here on
+    replay_retry_s: Annotated[float, Field(gt=0)] = 2.0  #: pause between replay attempts while the database is down
+    unreachable_after_s: Annotated[float, Field(gt=0)] = 10.0  #: a write without an answer this long → spool it
+
+
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 9108
@@ -145,6 +153,7 @@ class Settings(_Section):
     network: NetworkSettings = NetworkSettings()
     modbus: ModbusSettings = ModbusSettings()
     ingest: IngestSettings = IngestSettings()
+    storage: StorageSettings = StorageSettings()
     http: HttpSettings = HttpSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()

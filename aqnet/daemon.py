@@ -42,8 +42,10 @@ from sensors.reading import Gap, RawReading
 from sensors.sensor import Sensor
 from storage import deadletter
 from storage.calibrations import load_calibration_book
+from storage.forwarding import ForwardingSink, Spooled
 from storage.migrate import migrate
 from storage.registry import upsert_registry
+from storage.spool import Spool
 from storage.writer import TimescaleWriter
 
 __all__ = ["Daemon", "run_daemon"]
@@ -59,6 +61,9 @@ class _Observer:
 
     def written(self, batch: Sequence[Reading], result: Any, seconds: float) -> None:
         m = self._d.metrics
+        if isinstance(result, Spooled):  # durable on local disk; counted as stored when replayed
+            m.spooled.inc(result.readings)
+            return
         m.write_seconds.observe(seconds)
         self._d.readings_total += getattr(result, "inserted", len(batch))
         for name in ("inserted", "duplicates", "conflicts"):
@@ -70,6 +75,10 @@ class _Observer:
             if last is None or r.time > last:
                 self._d.last_seen[r.sensor_id] = r.time
                 m.last_reading.labels(r.sensor_id).set(r.time.timestamp())
+
+    def replayed(self, batch: Sequence[Reading], result: Any, seconds: float) -> None:
+        self._d.metrics.replayed.inc(len(batch))
+        self.written(batch, result, seconds)
 
     def write_failed(self, error: Exception, attempt: int) -> None:
         self._d.metrics.write_failures.inc()
@@ -133,14 +142,26 @@ class Daemon:
                     log.info("database migrations applied: %s", ", ".join(applied))
         pool = AsyncConnectionPool(s.database.url, min_size=s.database.pool_min_size,
                                    max_size=s.database.pool_max_size, open=False,
-                                   kwargs={"application_name": "aqnet"})
+                                   kwargs={"application_name": "aqnet"},
+                                   # give up a reconnect series soon: the next request starts a fresh one at
+                                   # once, so the database is found again within ~retry_s of its return
+                                   reconnect_timeout=s.storage.unreachable_after_s)
         await pool.open(wait=True, timeout=30)
         tasks: list[asyncio.Task[Any]] = []
         links = LinkRegistry(timeout_s=s.modbus.timeout_s)  # one owner per TCP gateway or serial bus
         subscriber: MqttSubscriber | None = None
+        spool: Spool | None = None
+        sink: ForwardingSink | None = None
         try:
+            spool = Spool(Path(s.storage.spool_dir), max_bytes=s.storage.spool_max_bytes,
+                          near_full_fraction=s.storage.spool_near_full_fraction)
             await upsert_registry(pool, self.network)
             writer = TimescaleWriter(pool)
+            observer = _Observer(self)
+            sink = ForwardingSink(writer, spool, clock=self.clock, retry_s=s.storage.replay_retry_s,
+                                  unreachable_after_s=s.storage.unreachable_after_s, on_replayed=observer.replayed)
+            self._spool_metrics(sink)
+            tasks.append(asyncio.create_task(sink.replay(), name="spool-replay"))
             profiles = {d.profile: load_profile(d.profile) for sensor in self.network for d in sensor.devices
                         if d.protocol.startswith("modbus")}
             # plausible ranges from the device profiles (in the reported unit): QC flags OUT_OF_RANGE
@@ -149,7 +170,7 @@ class Daemon:
             async with pool.connection() as conn:
                 calibrations = await load_calibration_book(conn)  # CalibrationError here: refuse to start
             conditions = ConditionsBook(self.network)
-            pipeline = Pipeline(writer, conditions=conditions, observer=_Observer(self), clock=self.clock,
+            pipeline = Pipeline(sink, conditions=conditions, observer=observer, clock=self.clock,
                                 ranges=ranges, max_batch=s.ingest.batch_max, max_age_s=s.ingest.batch_max_age_s,
                                 queue_max=s.ingest.queue_max, skew_tolerance_s=s.ingest.clock_skew_tolerance_s,
                                 calibrations=calibrations)
@@ -302,6 +323,7 @@ class Daemon:
             await asyncio.gather(*tasks, return_exceptions=True)
             pipeline.close()
             await pipeline_task  # the last acks go out on the still-open MQTT connection
+            await sink.close()  # everything accepted is now in the database or in the spool
         finally:
             for t in tasks:
                 t.cancel()
@@ -309,8 +331,22 @@ class Daemon:
                 await asyncio.to_thread(subscriber.client.stop)
             with contextlib.suppress(Exception):
                 await links.close()
+            if sink is not None:
+                await sink.close()
+            if spool is not None:
+                spool.close()
             await pool.close()
         log.info("aqnet daemon stopped")
+
+    def _spool_metrics(self, sink: ForwardingSink) -> None:
+        m = self.metrics
+        m.spool_bytes.set_function(lambda: sink.stats().spool.pending_bytes)
+        m.spool_batches.set_function(lambda: sink.stats().spool.pending_batches)
+        m.spool_readings.set_function(lambda: sink.stats().spool.pending_readings)
+        m.spool_near_full.set_function(lambda: float(sink.stats().spool.near_full))
+        m.spool_full.set_function(lambda: float(sink.stats().spool.full))
+        for state in ("direct", "spooling", "replaying"):
+            m.forwarding_state.labels(state).set_function(lambda state=state: float(sink.state == state))
 
 
 def run_daemon(settings: Settings) -> int:

@@ -34,6 +34,14 @@ class Metrics:
     mqtt_silence: Gauge
     unmapped_channels: Counter
     queue_length: Gauge
+    spool_bytes: Gauge
+    spool_batches: Gauge
+    spool_readings: Gauge
+    spool_near_full: Gauge
+    spool_full: Gauge
+    spooled: Counter
+    replayed: Counter
+    forwarding_state: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -87,4 +95,23 @@ class Metrics:
                                       ["sensor_id"], registry=registry),
             queue_length=Gauge("aqnet_ingest_queue_length", "Submissions waiting in the ingest queue",
                                registry=registry),
+            spool_bytes=Gauge("aqnet_storage_spool_bytes",
+                              "Bytes of batches waiting in the store-and-forward spool (database unreachable)",
+                              registry=registry),
+            spool_batches=Gauge("aqnet_storage_spool_batches", "Batches waiting in the spool", registry=registry),
+            spool_readings=Gauge("aqnet_storage_spool_readings", "Readings waiting in the spool", registry=registry),
+            spool_near_full=Gauge("aqnet_storage_spool_near_full",
+                                  "1 when the spool's files reach storage.spool_near_full_fraction of "
+                                  "storage.spool_max_bytes (alarm)", registry=registry),
+            spool_full=Gauge("aqnet_storage_spool_full",
+                             "1 while the spool refuses batches: intake stops acknowledging", registry=registry),
+            spooled=Counter("aqnet_storage_spooled_readings_total",
+                            "Readings written to the spool because the database was unreachable",
+                            registry=registry),
+            replayed=Counter("aqnet_storage_replayed_readings_total",
+                             "Spooled readings replayed into the database", registry=registry),
+            forwarding_state=Gauge("aqnet_storage_forwarding_state",
+                                   "1 for the current store-and-forward state: direct (to the database), "
+                                   "spooling (database unreachable) or replaying (draining the spool)",
+                                   ["state"], registry=registry),
         )

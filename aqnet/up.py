@@ -29,6 +29,7 @@ from aqnet.config import (
     NetworkSettings,
     SchedulerSettings,
     Settings,
+    StorageSettings,
     settings_to_yaml,
 )
 from aqnet.localstack import MosquittoBroker, PortBook, TimescaleCluster
@@ -108,6 +109,7 @@ def run_up(opts: UpOptions) -> int:
                                               for code, p in station_ports.items()},
                                     microsensor_cadence_s=opts.publish_interval_s),
             modbus=ModbusSettings(poll_interval_s=opts.poll_interval_s),
+            storage=StorageSettings(spool_dir=str(var / "spool")),
             http=HttpSettings(host="127.0.0.1", port=http_port),
             scheduler=SchedulerSettings(),
         )

@@ -191,7 +191,8 @@ class _Daemon:
         dead = free_port()  # nothing listens there: every station poll fails fast, as with a cut link
         config = {"database": {"url": url}, "mqtt": {"url": broker.url, "client_id": "aqnet-bench"},
                   "network": {"stations": {c: {"host": "127.0.0.1", "port": dead} for c in STATIONS}},
-                  "http": {"port": self.http_port}, "scheduler": {"averages_every_s": 86_400}}
+                  "http": {"port": self.http_port}, "scheduler": {"averages_every_s": 86_400},
+                  "storage": {"spool_dir": str(tmp / "spool")}}
         self.settings = settings_from_dict(config, "bench")
         (tmp / "aqnet.yaml").write_text(yaml.safe_dump(config))
         self.out = tmp / f"profile-{profiler}.out"

@@ -53,7 +53,7 @@ def running(tmp_path: Path, database_url: str, mosquitto: MosquittoBroker):
             "mqtt": {"url": mosquitto.url, "client_id": f"aqnet-{tmp_path.name}"},
             "modbus": {"poll_interval_s": 1.0, "timeout_s": 0.5},
             "ingest": {"batch_max_age_s": 0.2},
-            "http": {"port": http_port}}
+            "http": {"port": http_port}, "storage": {"spool_dir": str(tmp_path / "spool")}}
     sim_cfg = {**base, "network": {"stations": {c: {"host": "127.0.0.1", "port": p} for c, p in ports.items()}}}
     dead = dict(ports, **{DEAD_STATION: free_port()})  # nothing listens there
     run_cfg = {**base, "network": {"stations": {c: {"host": "127.0.0.1", "port": p} for c, p in dead.items()}}}

@@ -121,6 +121,7 @@ class DaemonRunner:
             "modbus": {"poll_interval_s": 60.0, "timeout_s": 0.5},
             # a batch waits up to batch_max_age_s between receipt and commit: the window the kills aim at
             "ingest": {"batch_max_age_s": batch_max_age_s, "batch_max": 5000},
+            "storage": {"spool_dir": str(tmp_path / "spool")},
             "http": {"port": self.http_port},
             "scheduler": {"averages_every_s": 3600},
         }

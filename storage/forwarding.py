@@ -1,0 +1,209 @@
+"""Store-and-forward: a `Sink` that writes to TimescaleDB, or to the local spool while the database is unreachable,
+and replays the spool in order when it answers again. I/O glue over `storage.writer` and `storage.spool`.
+
+Contract (implements `ingest.pipeline.Sink`: `write` returns once the batch is durable, or raises):
+- spool empty: `write` writes the batch to the database. When that fails because the database is unreachable
+  (`psycopg.OperationalError`, which includes the pool's `PoolTimeout`, or no answer within `unreachable_after_s`)
+  the batch is appended to the spool instead (fsync'ed: durable, so the pipeline acknowledges it). A write that
+  timed out may still have committed; replaying it is then a no-op (the writer ignores exact repeats).
+- spool not empty: every new batch is appended to the spool too, behind the older ones, so batches reach the
+  database in the order they were accepted.
+- spool full: `write` raises `SpoolFullError`; the pipeline then retries and acknowledges nothing meanwhile (MQTT
+  messages stay with the broker).
+- `replay()` runs as a background task for the daemon's lifetime: it writes the oldest spooled batches to the
+  database (consecutive ones joined up to `replay_max_readings`, in order, in one transaction), moves the spool's
+  resume point past them once committed, and goes on until the spool is empty; while the database stays
+  unreachable it retries every `retry_s`.
+- `close()` stops the replay between batches (a batch interrupted mid-write is replayed at the next start) and
+  closes the spool. Everything `write` accepted is already in the database or in the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+import psycopg
+
+from ingest.reading import Reading
+from storage.spool import Spool, SpoolStats
+
+__all__ = ["ForwardingSink", "ForwardingState", "ForwardingStats", "Spooled"]
+
+log = logging.getLogger(__name__)
+
+#: direct: batches go to the database; spooling: the database is unreachable, batches go to the spool;
+#: replaying: the database answers again and the spool is being drained (new batches still queue behind it)
+ForwardingState = Literal["direct", "spooling", "replaying"]
+
+
+class _Writer(Protocol):
+    async def write(self, batch: Sequence[Reading]) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Spooled:
+    """`write`'s result when the batch went to the spool (durable on local disk, not yet in the database)."""
+
+    readings: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingStats:
+    """State and spool depth, for metrics and `/status`."""
+
+    state: ForwardingState
+    state_since: datetime
+    spool: SpoolStats
+    spooled_batches: int  #: batches appended to the spool since start
+    replayed_batches: int  #: spooled batches committed to the database since start
+    replayed_readings: int
+
+
+class ForwardingSink:
+    """Database writes with a disk spool while the database is unreachable (see the module docstring)."""
+
+    def __init__(self, writer: _Writer, spool: Spool, *, clock: Callable[[], datetime], retry_s: float = 2.0,
+                 unreachable_after_s: float = 10.0, replay_max_readings: int = 5000,
+                 on_replayed: Callable[[Sequence[Reading], object, float], None] | None = None) -> None:
+        """Args:
+            writer: the database writer (`storage.writer.TimescaleWriter`).
+            spool: the disk spool, opened (its pending batches are replayed first).
+            clock: the wall clock, for `state_since`.
+            retry_s: pause between replay attempts while the database stays unreachable.
+            unreachable_after_s: a database write without an answer for this long counts as unreachable.
+            replay_max_readings: consecutive spooled batches are replayed together, in one transaction, up to
+                this many readings (a single larger batch goes alone).
+            on_replayed: called with (readings, writer result, seconds) after each replayed batch commits.
+        """
+        if retry_s <= 0 or unreachable_after_s <= 0:
+            raise ValueError(f"ForwardingSink: retry_s and unreachable_after_s must be > 0, got {retry_s}, "
+                             f"{unreachable_after_s}")
+        self._writer = writer
+        self._spool = spool
+        self._clock = clock
+        self._retry_s = retry_s
+        self._timeout_s = unreachable_after_s
+        self._replay_max = replay_max_readings
+        self._on_replayed = on_replayed
+        self._lock = asyncio.Lock()  # one routing decision (database or spool) at a time
+        self._wakeup = asyncio.Event()
+        self._state: ForwardingState = "direct" if spool.is_empty else "replaying"
+        self._since = clock()
+        self._spooled = self._replayed = self._replayed_readings = 0
+        self._near_full_logged = False
+        self._replay_task: asyncio.Task[None] | None = None
+        self._closed = False
+        if not spool.is_empty:
+            self._wakeup.set()
+
+    @property
+    def state(self) -> ForwardingState:
+        return self._state
+
+    async def write(self, batch: Sequence[Reading]) -> object:
+        """Store a batch durably: in the database (the writer's result) or in the spool (`Spooled`)."""
+        async with self._lock:
+            if self._spool.is_empty:
+                try:
+                    return await asyncio.wait_for(self._writer.write(batch), self._timeout_s)
+                except (psycopg.OperationalError, TimeoutError) as exc:
+                    self._set_state("spooling", f"database unreachable ({_describe(exc)}); spooling batches to "
+                                                f"{self._spool.directory}")
+            size = await asyncio.to_thread(self._spool.append, batch)
+            self._spooled += 1
+            self._wakeup.set()
+            self._check_near_full()
+            return Spooled(len(batch), size)
+
+    async def replay(self) -> None:
+        """Drain the spool into the database, in order, whenever it holds batches; runs until cancelled."""
+        self._replay_task = asyncio.current_task()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()  # before peeking: an append from now on sets it again
+            while (head := await asyncio.to_thread(self._spool.peek, self._replay_max)) is not None:
+                started = time.perf_counter()
+                try:
+                    result = await asyncio.wait_for(self._writer.write(head.readings), self._timeout_s)
+                except (psycopg.OperationalError, TimeoutError) as exc:
+                    self._set_state("spooling", f"database unreachable ({_describe(exc)}); {self._depth()}")
+                    await asyncio.sleep(self._retry_s)
+                    continue
+                except Exception as exc:  # not a connectivity problem: keep the batch, say why, retry
+                    log.error("spool %s: replaying a batch of %d readings failed: %s; retry in %.1f s",
+                              self._spool.directory, len(head.readings), exc, self._retry_s)
+                    await asyncio.sleep(self._retry_s)
+                    continue
+                await asyncio.to_thread(self._spool.commit, head)
+                self._replayed += head.records
+                self._replayed_readings += len(head.readings)
+                self._set_state("replaying", f"database reachable; replaying the spool ({self._depth()})")
+                if self._on_replayed is not None:
+                    self._on_replayed(head.readings, result, time.perf_counter() - started)
+                self._check_near_full()
+            if self._state != "direct":
+                async with self._lock:  # no batch is being routed while the state flips back
+                    if self._spool.is_empty:
+                        self._set_state("direct", f"spool replayed ({self._replayed_readings} readings since "
+                                                  "start); writing to the database directly")
+
+    def stats(self) -> ForwardingStats:
+        """State and spool depth (bytes, batches, readings), for metrics."""
+        return ForwardingStats(self._state, self._since, self._spool.stats(), self._spooled, self._replayed,
+                               self._replayed_readings)
+
+    async def close(self) -> None:
+        """Stop replaying (between batches or mid-write: that batch is replayed at the next start), close the
+        spool. Call after the pipeline has flushed its last batch through `write`. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        task = self._replay_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        async with self._lock:
+            stats = self._spool.stats()
+            if stats.pending_batches:
+                log.info("spool %s: %d batches (%d readings) kept on disk for the next start",
+                         self._spool.directory, stats.pending_batches, stats.pending_readings)
+            await asyncio.to_thread(self._spool.close)
+
+    # ----------------------------------------------------------------------------------- internals
+
+    def _set_state(self, state: ForwardingState, why: str) -> None:
+        if state == self._state:
+            return
+        log.log(logging.ERROR if state == "spooling" else logging.INFO, "store-and-forward: %s → %s: %s",
+                self._state, state, why)
+        self._state = state
+        self._since = self._clock()
+
+    def _depth(self) -> str:
+        s = self._spool.stats()
+        return f"{s.pending_batches} batches, {s.pending_readings} readings, {s.pending_bytes} bytes waiting"
+
+    def _check_near_full(self) -> None:
+        s = self._spool.stats()
+        if s.near_full and not self._near_full_logged:
+            log.warning("spool %s near full: %d of %d bytes (%.0f %%); when full, intake stops acknowledging",
+                        self._spool.directory, s.disk_bytes, s.max_bytes, 100 * s.disk_bytes / s.max_bytes)
+        elif not s.near_full and self._near_full_logged:
+            log.info("spool %s below the near-full mark again: %d of %d bytes", self._spool.directory,
+                     s.disk_bytes, s.max_bytes)
+        self._near_full_logged = s.near_full
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+

@@ -1,0 +1,543 @@
+"""The store-and-forward spool: batches of Readings kept on local disk while TimescaleDB is unreachable. I/O.
+
+Contract:
+- `append(batch)` returns only after the batch is in a segment file and `fdatasync`'ed: a spooled batch is
+  durable, so the pipeline may acknowledge its messages. Batches are replayed in append order.
+- Layout under `directory`: segment files `<index>.seg` (appended to until they reach `segment_bytes`, then a
+  new one starts), the resume point `cursor` (JSON `{"segment", "offset"}`, replaced atomically: written to
+  `cursor.tmp`, fsync'ed, renamed, directory fsync'ed) and `lock` (an exclusive `flock`: one spool, one process).
+- A record is `length u32 | readings u32 | crc32 u32 | payload` (big-endian); the CRC32 covers length, count and
+  payload. At open every pending record is checked: a torn tail (a crash mid-append) or a corrupt record is
+  truncated with a log line, never replayed as garbage.
+- `peek()` returns the oldest pending batch; `commit(batch)` moves the resume point past it (after the batch
+  is committed to the database). A crash between the two replays that batch once more, which the writer's
+  idempotent insert turns into a no-op; otherwise the resume point is exact. Consumed segments are deleted.
+- `max_bytes` bounds the segment files on disk: an append that would exceed it raises `SpoolFullError`.
+- The payload is JSON `{"v": 1, "fields": [...], "rows": [[...], ...]}` built from the dataclass fields of
+  `Reading` (datetimes as ISO 8601, enums such as the QC flags as their int value, nested dataclasses as
+  objects) and rebuilt with `Reading(**fields)` from its type hints, so a field added to `Reading` is spooled
+  without a change here.
+
+Thread-safe (one lock): the forwarding sink calls it through `asyncio.to_thread` so fsync never blocks the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import errno
+import fcntl
+import json
+import logging
+import os
+import struct
+import threading
+import types
+import typing
+import zlib
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ingest.reading import Reading
+
+__all__ = ["BatchCodec", "Spool", "SpoolError", "SpoolFullError", "SpoolStats", "SpooledBatch", "frame_record",
+           "scan_records"]
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct(">III")  # payload length, readings in the batch, crc32(length, count, payload)
+_SEGMENT_SUFFIX = ".seg"
+_FORMAT_VERSION = 1
+
+
+class SpoolError(RuntimeError):
+    """The spool directory cannot be used (locked by another process, unreadable)."""
+
+
+class SpoolFullError(SpoolError):
+    """An append would take the spool above its byte limit (or the disk is full); the batch was not spooled."""
+
+    def __init__(self, directory: Path, disk_bytes: int, record_bytes: int, max_bytes: int,
+                 detail: str | None = None) -> None:
+        self.directory, self.disk_bytes, self.record_bytes, self.max_bytes = (directory, disk_bytes, record_bytes,
+                                                                              max_bytes)
+        if detail is not None:
+            what = f"a batch of {record_bytes} bytes could not be written ({detail})"
+            hint = "free disk space; it empties as the database comes back"
+        else:
+            what = f"full ({disk_bytes} of {max_bytes} bytes used, a batch of {record_bytes} bytes does not fit)"
+            hint = ("this batch alone is larger than the limit: raise storage.spool_max_bytes"
+                    if record_bytes > max_bytes else "it empties as the database comes back")
+        super().__init__(f"spool {directory}: {what}; batch not spooled, {hint}")
+
+
+# ------------------------------------------------------------------------------------ record framing (pure)
+
+
+def frame_record(payload: bytes, readings: int) -> bytes:
+    """One spool record: header (length, reading count, CRC32 of both and the payload) + payload."""
+    head = struct.pack(">II", len(payload), readings)
+    return head + struct.pack(">I", zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSpan:
+    """Where a valid record sits in a segment: its start, total size (header included) and reading count."""
+
+    offset: int
+    size: int
+    readings: int
+
+
+def scan_records(data: bytes | memoryview) -> tuple[list[RecordSpan], int, str | None]:
+    """Valid records of a segment from its start: (records, end of the last valid one, why the scan stopped
+    early — None when the data ends exactly after a record)."""
+    spans: list[RecordSpan] = []
+    offset, total = 0, len(data)
+    while offset < total:
+        if total - offset < _HEADER.size:
+            return spans, offset, f"incomplete header ({total - offset} of {_HEADER.size} bytes)"
+        length, count, crc = _HEADER.unpack_from(data, offset)
+        end = offset + _HEADER.size + length
+        if length == 0:
+            return spans, offset, "zero-length record"
+        if end > total:
+            return spans, offset, f"incomplete payload ({total - offset - _HEADER.size} of {length} bytes)"
+        head = bytes(data[offset:offset + 8])
+        if zlib.crc32(data[offset + _HEADER.size:end], zlib.crc32(head)) != crc:
+            return spans, offset, "checksum mismatch"
+        spans.append(RecordSpan(offset, end - offset, count))
+        offset = end
+    return spans, offset, None
+
+
+# ---------------------------------------------------------------------------------- batch codec (pure)
+
+
+_JSON_SCALARS = (str, float, int, bool, type(None))
+
+
+def _plain(value: Any) -> Any:
+    if type(value) in _JSON_SCALARS:  # the common case first: most fields are plain
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return int(value) if isinstance(value, int) else value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class _Mismatch(ValueError):
+    """A JSON value does not have the shape of the type tried (a union then tries its next member)."""
+
+
+def _revive(value: Any, hint: Any) -> Any:
+    """Rebuild a JSON value as the type `hint` describes (datetimes, enums, dataclasses, unions, tuples);
+    raises _Mismatch when the value cannot be that type."""
+    if hint is Any or isinstance(hint, (str, typing.TypeVar)):
+        return value
+    origin = typing.get_origin(hint)
+    if value is None:
+        if hint is type(None) or (origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)):
+            return None
+        raise _Mismatch
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            try:
+                return _revive(value, arg)
+            except (_Mismatch, ValueError, TypeError):
+                continue
+        raise _Mismatch
+    if origin is typing.Literal:
+        if value in typing.get_args(hint):
+            return value
+        raise _Mismatch
+    if origin in (tuple, list):
+        if not isinstance(value, list):
+            raise _Mismatch
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis] or [Any]
+        items = [_revive(v, args[min(i, len(args) - 1)]) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is not None:  # dict[...] and other generics: kept as JSON gave them
+        return value
+    if hint is datetime:
+        if not isinstance(value, str):
+            raise _Mismatch
+        return datetime.fromisoformat(value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(value)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise _Mismatch
+        hints = typing.get_type_hints(hint)
+        return hint(**{k: _revive(v, hints.get(k, Any)) for k, v in value.items()})
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise _Mismatch
+    return value
+
+
+class BatchCodec:
+    """Batch of Readings ↔ JSON bytes, driven by `Reading`'s dataclass fields and type hints (see module doc)."""
+
+    def __init__(self) -> None:
+        self._names = tuple(f.name for f in dataclasses.fields(Reading))
+        self._hints = typing.get_type_hints(Reading)
+
+    def encode(self, batch: Sequence[Reading]) -> bytes:
+        """JSON bytes of a batch (NaN kept as NaN)."""
+        rows = [[_plain(getattr(r, n)) for n in self._names] for r in batch]
+        return json.dumps({"v": _FORMAT_VERSION, "fields": self._names, "rows": rows},
+                          separators=(",", ":"), ensure_ascii=False).encode()
+
+    def decode(self, payload: bytes, where: str) -> list[Reading]:
+        """Readings of a payload written by `encode` (possibly by an older Reading: missing fields take their
+        defaults; fields Reading no longer has are dropped with a log line)."""
+        doc = json.loads(payload)
+        if doc.get("v") != _FORMAT_VERSION:
+            raise ValueError(f"{where}: spool format version {doc.get('v')!r}, expected {_FORMAT_VERSION}")
+        names: list[str] = doc["fields"]
+        unknown = [n for n in names if n not in self._hints]
+        if unknown:
+            log.warning("%s: dropping spooled fields Reading no longer has: %s", where, ", ".join(unknown))
+        out = []
+        for row in doc["rows"]:
+            fields = {}
+            for name, value in zip(names, row, strict=True):
+                if name in self._hints:
+                    try:
+                        fields[name] = _revive(value, self._hints[name])
+                    except _Mismatch:
+                        raise ValueError(f"{where}: field {name}: {value!r} is not a {self._hints[name]}") from None
+            out.append(Reading(**fields))
+        return out
+
+
+# ------------------------------------------------------------------------------------------------ spool
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledBatch:
+    """The oldest pending batch, and where it sits (what `Spool.commit` needs to move past it)."""
+
+    readings: tuple[Reading, ...]
+    segment: int  #: where the first of its records sits
+    offset: int
+    size: int  #: bytes of its records
+    records: int = 1  #: spooled batches joined in it
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolStats:
+    """Depth of the spool (pending = not yet replayed) and its disk use against the limit."""
+
+    pending_bytes: int
+    pending_batches: int
+    pending_readings: int
+    disk_bytes: int  #: segment files on disk (consumed records count until their segment is deleted)
+    max_bytes: int
+    near_full: bool
+    full: bool
+
+
+@dataclass(slots=True)
+class _Pending:
+    segment: int
+    offset: int
+    size: int
+    readings: int
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """An append-only, fsync'ed, bounded spool of Reading batches in `directory` (see the module docstring)."""
+
+    def __init__(self, directory: Path, *, max_bytes: int, segment_bytes: int | None = None,
+                 near_full_fraction: float = 0.8) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"spool {directory}: max_bytes must be > 0, got {max_bytes}")
+        if not 0 < near_full_fraction <= 1:
+            raise ValueError(f"spool {directory}: near_full_fraction must be in (0, 1], got {near_full_fraction}")
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        #: a segment is closed once it holds this many bytes; consumed segments are deleted whole
+        self.segment_bytes = segment_bytes or max(4096, min(16 << 20, max_bytes // 16))
+        self.near_full_fraction = near_full_fraction
+        self._codec = BatchCodec()
+        self._lock = threading.Lock()
+        self._pending: deque[_Pending] = deque()
+        self._pending_bytes = 0
+        self._pending_readings = 0
+        self._sizes: dict[int, int] = {}  # segment index → bytes on disk
+        self._disk = 0  # sum of _sizes
+        self._cursor = (0, 0)
+        self._refused = False  # the last append was refused for lack of space, nothing freed since
+        self._tail_fd: int | None = None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise SpoolError(f"spool {self.directory}: locked by another process (another aqnet daemon on "
+                             "the same storage.spool_dir?)") from None
+        try:
+            with self._lock:
+                self._recover()
+        except BaseException:
+            self.close()
+            raise
+
+    # -------------------------------------------------------------------------------- public surface
+
+    def append(self, batch: Sequence[Reading]) -> int:
+        """Spool a batch durably (fdatasync'ed before returning); returns the record's size in bytes.
+        Raises SpoolFullError when it would take the segment files above `max_bytes`."""
+        record = frame_record(self._codec.encode(batch), len(batch))
+        with self._lock:
+            if self._lock_fd < 0:
+                raise SpoolError(f"spool {self.directory}: closed")
+            if self._disk + len(record) > self.max_bytes:
+                self._refused = True
+                raise SpoolFullError(self.directory, self._disk, len(record), self.max_bytes)
+            segment = self._tail_for_append()
+            fd = self._tail_fd
+            assert fd is not None
+            start = self._sizes[segment]
+            try:
+                view = memoryview(record)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fdatasync(fd)
+            except OSError as exc:
+                os.ftruncate(fd, start)  # never leave half a record in front of a later append
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    self._refused = True
+                    raise SpoolFullError(self.directory, self._disk, len(record), self.max_bytes,
+                                         detail=os.strerror(exc.errno)) from exc
+                raise
+            self._refused = False
+            self._sizes[segment] = start + len(record)
+            self._disk += len(record)
+            self._pending.append(_Pending(segment, start, len(record), len(batch)))
+            self._pending_bytes += len(record)
+            self._pending_readings += len(batch)
+            return len(record)
+
+    def peek(self, max_readings: int = 0) -> SpooledBatch | None:
+        """The oldest pending batch, or None when the spool is empty; with `max_readings`, the oldest consecutive
+        batches joined while they hold at most that many readings (always at least one batch). A record that fails
+        its checksum or cannot be decoded now is copied aside to `rejected-<segment>-<offset>.rec` and skipped,
+        with a log line."""
+        with self._lock:
+            readings: list[Reading] = []
+            taken: list[_Pending] = []
+            for entry in list(self._pending):
+                if taken and len(readings) + entry.readings > max_readings:
+                    break
+                decoded = self._read(entry)
+                if decoded is None:
+                    if taken:
+                        break  # hand over what was read; this record is set aside when it becomes the head
+                    self._advance(1)
+                    continue
+                readings += decoded
+                taken.append(entry)
+            if not taken:
+                return None
+            return SpooledBatch(tuple(readings), taken[0].segment, taken[0].offset, sum(e.size for e in taken),
+                                len(taken))
+
+    def commit(self, batch: SpooledBatch) -> None:
+        """Move the resume point past `batch` (as `peek` returned it: the head) and persist it (fsync'ed)."""
+        with self._lock:
+            head = self._pending[0] if self._pending else None
+            if head is None or (head.segment, head.offset) != (batch.segment, batch.offset):
+                raise ValueError(f"spool {self.directory}: commit of segment {batch.segment} offset "
+                                 f"{batch.offset}, but the head is {head}: commit only what peek returned")
+            self._advance(batch.records)
+
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing waits to be replayed."""
+        return not self._pending
+
+    @property
+    def is_near_full(self) -> bool:
+        """Disk use at or above `near_full_fraction` of the limit (the alarm threshold)."""
+        return self._disk >= self.near_full_fraction * self.max_bytes
+
+    @property
+    def is_full(self) -> bool:
+        """The limit is reached, or the last append was refused (no room, or disk full)."""
+        return self._refused or self._disk >= self.max_bytes
+
+    def stats(self) -> SpoolStats:
+        """Depth (pending bytes/batches/readings) and disk use, for metrics and `/status`."""
+        with self._lock:
+            return SpoolStats(pending_bytes=self._pending_bytes, pending_batches=len(self._pending),
+                              pending_readings=self._pending_readings, disk_bytes=self._disk,
+                              max_bytes=self.max_bytes, near_full=self.is_near_full, full=self.is_full)
+
+    def close(self) -> None:
+        """Close the files and release the directory lock (everything appended is already durable)."""
+        with self._lock:
+            if self._tail_fd is not None:
+                os.close(self._tail_fd)
+                self._tail_fd = None
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = -1
+
+    # ----------------------------------------------------------------------------------- internals
+
+    def _segment_path(self, index: int) -> Path:
+        return self.directory / f"{index:016d}{_SEGMENT_SUFFIX}"
+
+    def _tail_for_append(self) -> int:
+        tail = max(self._sizes) if self._sizes else None
+        if tail is None or self._sizes[tail] >= self.segment_bytes:
+            new = max(self._cursor[0], tail + 1 if tail is not None else 0)
+            if self._tail_fd is not None:
+                os.close(self._tail_fd)
+                self._tail_fd = None
+            self._tail_fd = os.open(self._segment_path(new), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            _fsync_dir(self.directory)  # the new file's directory entry is durable before its first record
+            self._sizes[new] = 0
+            return new
+        if self._tail_fd is None:
+            self._tail_fd = os.open(self._segment_path(tail), os.O_WRONLY | os.O_APPEND)
+        return tail
+
+    def _read(self, entry: _Pending) -> list[Reading] | None:
+        """The readings of a pending record, or None (copied aside, logged) when it is damaged or undecodable."""
+        path = self._segment_path(entry.segment)
+        with open(path, "rb") as f:
+            f.seek(entry.offset)
+            data = f.read(entry.size)
+        spans, _, why = scan_records(data)
+        where = f"spool {path} offset {entry.offset}"
+        if spans and why is None:
+            try:
+                return self._codec.decode(data[_HEADER.size:], where)
+            except (ValueError, TypeError, KeyError) as exc:
+                why = f"undecodable: {exc}"
+        aside = self.directory / f"rejected-{entry.segment}-{entry.offset}.rec"
+        aside.write_bytes(data)
+        log.error("%s: batch of %d readings unreadable (%s); copied to %s and skipped", where, entry.readings, why,
+                  aside)
+        return None
+
+    def _advance(self, records: int) -> None:
+        """Drop the first `records` pending records: persist the new resume point, then delete the segments it
+        left behind."""
+        for _ in range(records):
+            head = self._pending.popleft()
+            self._pending_bytes -= head.size
+            self._pending_readings -= head.readings
+        self._refused = False
+        nxt = self._pending[0] if self._pending else None
+        if nxt is None:  # empty: the next append starts a new segment, and every file can go
+            new = max(self._sizes, default=head.segment) + 1
+            self._write_cursor((new, 0))
+            self._drop_segments_below(new)
+        else:
+            self._write_cursor((nxt.segment, nxt.offset))
+            self._drop_segments_below(nxt.segment)
+
+    def _drop_segments_below(self, index: int) -> None:
+        tail = max(self._sizes, default=None)
+        for seg in sorted(s for s in self._sizes if s < index):
+            if seg == tail and self._tail_fd is not None:
+                os.close(self._tail_fd)
+                self._tail_fd = None
+            self._segment_path(seg).unlink(missing_ok=True)
+            self._disk -= self._sizes.pop(seg)
+
+    def _write_cursor(self, cursor: tuple[int, int]) -> None:
+        tmp = self.directory / "cursor.tmp"
+        with open(tmp, "w", encoding="ascii") as f:
+            json.dump({"segment": cursor[0], "offset": cursor[1]}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.directory / "cursor")
+        _fsync_dir(self.directory)
+        self._cursor = cursor
+
+    def _read_cursor(self, segments: list[int]) -> tuple[int, int]:
+        path = self.directory / "cursor"
+        first = (segments[0], 0) if segments else (0, 0)
+        if not path.exists():
+            return first
+        try:
+            doc = json.loads(path.read_text(encoding="ascii"))
+            return int(doc["segment"]), int(doc["offset"])
+        except (ValueError, KeyError, TypeError) as exc:
+            # replaying from the start is safe (the writer ignores exact repeats); skipping would lose data
+            log.error("spool %s: unreadable resume point (%s); replaying from the oldest segment", path, exc)
+            return first
+
+    def _recover(self) -> None:
+        """Rebuild the pending list from the files: drop consumed segments, check every pending record from the
+        resume point on, truncate a torn or corrupt tail."""
+        (self.directory / "cursor.tmp").unlink(missing_ok=True)
+        segments = sorted(int(p.stem) for p in self.directory.glob(f"*{_SEGMENT_SUFFIX}") if p.stem.isdigit())
+        cur_seg, cur_off = self._read_cursor(segments)
+        self._cursor = (cur_seg, cur_off)
+        for seg in segments:
+            path = self._segment_path(seg)
+            if seg < cur_seg:  # consumed: the crash came between persisting the cursor and deleting the file
+                path.unlink()
+                continue
+            data = path.read_bytes()
+            start = cur_off if seg == cur_seg else 0
+            if start > len(data):
+                log.error("spool %s: resume offset %d is beyond the file's %d bytes; nothing to replay in it",
+                          path, start, len(data))
+                start = len(data)
+            spans, end, why = scan_records(memoryview(data)[start:])
+            end += start
+            if why is not None:
+                tail = seg == segments[-1]
+                log.log(logging.WARNING if tail else logging.ERROR,
+                        "spool %s: %s at offset %d; truncating %d bytes (%s)", path, why, end, len(data) - end,
+                        "a crash during an append: that batch was never acknowledged" if tail
+                        else "the records after it in this segment cannot be framed and are lost")
+                with open(path, "r+b") as f:
+                    f.truncate(end)
+                    f.flush()
+                    os.fsync(f.fileno())
+            self._sizes[seg] = end
+            self._disk += end
+            for span in spans:
+                self._pending.append(_Pending(seg, start + span.offset, span.size, span.readings))
+                self._pending_bytes += span.size
+                self._pending_readings += span.readings
+        if self._pending:
+            head = self._pending[0]
+            if (head.segment, head.offset) != self._cursor:
+                self._write_cursor((head.segment, head.offset))
+            log.info("spool %s: %d batches (%d readings) waiting to be replayed", self.directory,
+                     len(self._pending), self._pending_readings)
+        elif self._sizes:
+            new = max(self._sizes) + 1
+            self._write_cursor((new, 0))
+            self._drop_segments_below(new)
