@@ -86,6 +86,11 @@ class _Observer:
     def rejected(self, raw: RawReading, reason: str, detail: str) -> None:
         protocol = self._d.protocol_of.get(raw.device_id, "unknown")
         self._d.metrics.rejected.labels(protocol, reason).inc()
+        # a reading that cannot be normalised (unknown unit, impossible value, ...) is kept as a dead letter
+        reading = {"sensor_id": raw.sensor_id, "device_id": raw.device_id, "variable": raw.variable,
+                   "value": raw.value, "unit": raw.unit, "time": raw.time.isoformat()}
+        self._d.letter("pipeline", reason, f"{raw.sensor_id}/{raw.device_id} {raw.variable}: {detail}",
+                       sensor_id=raw.sensor_id, reading=reading)
 
 
 class Daemon:
@@ -107,6 +112,8 @@ class Daemon:
         self.protocol_of = {d.id: d.protocol for s in self.network for d in s.devices}
         self.last_seen: dict[str, datetime] = {}
         self.readings_total = 0
+        self._letters: AsyncConnectionPool | None = None
+        self._letter_tasks: set[asyncio.Task[None]] = set()
         self.mqtt_status: Callable[[], dict[str, Any]] = dict
         self.started_at = clock()
         self._stop = asyncio.Event()
@@ -123,6 +130,22 @@ class Daemon:
             "last_seen": {s.id: (self.last_seen[s.id].isoformat() if s.id in self.last_seen else None)
                           for s in self.network},
         }
+
+    def letter(self, source: str, reason: str, detail: str, **fields: Any) -> None:
+        """Record a dead letter in the background (never blocks ingest; a failure to record is logged)."""
+        if self._letters is None:
+            return
+
+        async def record() -> None:
+            try:
+                async with self._letters.connection() as conn:
+                    await deadletter.record(conn, source, reason, detail, **fields)
+            except Exception as exc:  # the database may be down: the log line keeps it
+                log.error("dead letter not recorded (%s, %s): %s; %s", source, reason, detail, exc)
+
+        task = asyncio.get_running_loop().create_task(record())
+        self._letter_tasks.add(task)
+        task.add_done_callback(self._letter_tasks.discard)
 
     def _poll_interval(self, sensor_id: str) -> float:
         station = self.settings.network.stations.get(sensor_id)
@@ -147,6 +170,7 @@ class Daemon:
                                    # once, so the database is found again within ~retry_s of its return
                                    reconnect_timeout=s.storage.unreachable_after_s)
         await pool.open(wait=True, timeout=30)
+        self._letters = pool
         tasks: list[asyncio.Task[Any]] = []
         links = LinkRegistry(timeout_s=s.modbus.timeout_s)  # one owner per TCP gateway or serial bus
         subscriber: MqttSubscriber | None = None
@@ -242,6 +266,12 @@ class Daemon:
                     return
                 up.set(0)
                 self.metrics.modbus_status.labels(event.sensor_id, event.device_id, event.reason).inc()
+                if event.first_failure:  # one dead letter per outage, not one per poll
+                    where = f"{event.endpoint} unit {event.unit_id}"
+                    if event.table is not None:
+                        where += f" {event.table} {event.address}×{event.count}"
+                    self.letter("modbus", event.reason, f"{event.device_id} ({where}): {event.detail}",
+                                sensor_id=event.sensor_id, endpoint=where)
 
             def on_modbus_readings(readings: list[RawReading]) -> bool:
                 # a poller never waits on ingest: when it is full the readings are counted as dropped and the
@@ -335,6 +365,9 @@ class Daemon:
                 await sink.close()
             if spool is not None:
                 spool.close()
+            if self._letter_tasks:
+                await asyncio.wait(self._letter_tasks, timeout=5)
+            self._letters = None
             await pool.close()
         log.info("aqnet daemon stopped")
 

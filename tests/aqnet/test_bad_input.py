@@ -115,4 +115,12 @@ def test_bad_payloads_are_counted_logged_and_do_not_stop_other_sensors(running: 
     assert DEAD_STATION not in counts_after
     with psycopg.connect(running["db"]) as conn:
         reasons = {r[0] for r in conn.execute("SELECT reason FROM dead_letters WHERE source = 'mqtt'")}
+        modbus = conn.execute("SELECT sensor_id, reason, endpoint FROM dead_letters WHERE source = 'modbus'"
+                              ).fetchall()
     assert {"not_json", "unknown_sensor"} <= reasons
+    # the unreachable station: one dead letter per device for the outage, not one per poll (other stations may
+    # have one from the start, polled before the simulators listened)
+    dead_devices = [d for s in bundled_network() if s.id == DEAD_STATION for d in s.devices]
+    dead_letters = [r for r in modbus if r[0] == DEAD_STATION]
+    assert len(dead_letters) == len(dead_devices)
+    assert all(r[1] == "connection" and "127.0.0.1:" in r[2] for r in dead_letters)
