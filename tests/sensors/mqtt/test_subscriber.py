@@ -61,6 +61,7 @@ class Running:
     async def stop(self) -> None:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
+        await asyncio.to_thread(self.sub.client.stop)  # the owner disconnects (run() leaves it to us)
 
 
 async def _until(cond, timeout_s: float = 10) -> None:
