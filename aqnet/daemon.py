@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,13 +69,18 @@ class _Observer:
         self._d.readings_total += getattr(result, "inserted", len(batch))
         for name in ("inserted", "duplicates", "conflicts"):
             m.rows.labels(name.rstrip("s")).inc(getattr(result, name, 0))
+        per_protocol: Counter[str] = Counter(self._d.protocol_of.get(r.device_id, "unknown") for r in batch)
+        for protocol, n in per_protocol.items():  # one metric update per protocol, not per reading
+            m.readings.labels(protocol).inc(n)
+        newest: dict[str, datetime] = {}
         for r in batch:
-            protocol = self._d.protocol_of.get(r.device_id, "unknown")
-            m.readings.labels(protocol).inc()
-            last = self._d.last_seen.get(r.sensor_id)
-            if last is None or r.time > last:
-                self._d.last_seen[r.sensor_id] = r.time
-                m.last_reading.labels(r.sensor_id).set(r.time.timestamp())
+            if r.sensor_id not in newest or r.time > newest[r.sensor_id]:
+                newest[r.sensor_id] = r.time
+        for sensor_id, t in newest.items():
+            last = self._d.last_seen.get(sensor_id)
+            if last is None or t > last:
+                self._d.last_seen[sensor_id] = t
+                m.last_reading.labels(sensor_id).set(t.timestamp())
 
     def replayed(self, batch: Sequence[Reading], result: Any, seconds: float) -> None:
         self._d.metrics.replayed.inc(len(batch))

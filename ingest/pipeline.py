@@ -18,7 +18,7 @@ from typing import Protocol
 
 from ingest.batcher import Batcher
 from ingest.calibration import CalibrationBook
-from ingest.normalise import ConditionsBook, normalise
+from ingest.normalise import ConditionsBook, SiteConditions, normalise
 from ingest.qc import QCState, check
 from ingest.reading import Reading
 from sensors.reading import RawReading
@@ -93,9 +93,16 @@ class Pipeline:
     def _normalise(self, raws: Sequence[RawReading], ack: Callable[[], None] | None = None) -> _Envelope:
         now = self._clock()
         readings: list[Reading] = []
+        # only meteorological readings change the conditions book, and they come first: after them, a sensor's
+        # site conditions are the same for the rest of the submission, so they are looked up once
+        sites: dict[str, SiteConditions] = {}
         for raw in sorted(raws, key=_met_first):
             try:
-                site = self._conditions.for_sensor(raw.sensor_id, now)
+                if _met_first(raw) == 0:
+                    site = self._conditions.for_sensor(raw.sensor_id, now)
+                else:
+                    site = sites.get(raw.sensor_id) or sites.setdefault(
+                        raw.sensor_id, self._conditions.for_sensor(raw.sensor_id, now))
                 reading = normalise(raw, site, range_=self._ranges.get((raw.device_id, raw.variable)),
                                     calibrations=self.calibrations)
             except ValueError as exc:  # UnitError, UnknownVariableError, undeclared conditions

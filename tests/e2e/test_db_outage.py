@@ -17,22 +17,17 @@ The test stops and starts a TimescaleDB cluster of its own (the session cluster 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 import pytest
-import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from aqnet.localstack import MosquittoBroker, TimescaleCluster, free_port
-from tests.e2e.test_mqtt_durability import SENSORS, STATIONS, LedgerPublisher
+from tests.e2e.test_mqtt_durability import SENSORS, DaemonRunner, LedgerPublisher, _wait
 
 OUTAGE_S = float(os.environ.get("AQNET_DB_OUTAGE_S", "60"))  #: issue 6: "Database stopped for 60 s under load"
 RATE_PER_S = 100  #: messages per second (two readings each) during the whole test
@@ -66,86 +61,16 @@ class Phases:
 
 pytestmark = pytest.mark.integration
 
+class SpoolingDaemon(DaemonRunner):
+    """The durability test's daemon runner, failing over to its spool quickly."""
 
-class SpoolingDaemon:
-    """`python -m aqnet run` with a spool directory, as a restartable subprocess (same config, same client id)."""
+    client_prefix = "aqnet-outage"
+    stop_timeout_s = 60.0
 
     def __init__(self, tmp_path: Path, database_url: str, broker: MosquittoBroker) -> None:
-        self.broker = broker
-        self.http_port = free_port()
-        self.spool_dir = tmp_path / "spool"
-        config = {
-            "database": {"url": database_url},
-            "mqtt": {"url": broker.url, "client_id": f"aqnet-outage-{tmp_path.name}"[:60]},
-            # every station points at a port where nothing listens: only the microsensors deliver
-            "network": {"stations": {code: {"host": "127.0.0.1", "port": free_port()} for code in STATIONS}},
-            "modbus": {"poll_interval_s": 60.0, "timeout_s": 0.5},
-            "ingest": {"batch_max_age_s": 0.5, "batch_max": 200},
-            # fail over to the spool 3 s after the database stops answering, and probe for its return often
-            "storage": {"spool_dir": str(self.spool_dir), "spool_max_bytes": 512 << 20,
-                        "unreachable_after_s": 3.0, "replay_retry_s": 0.5},
-            "http": {"port": self.http_port},
-            "scheduler": {"averages_every_s": 3600},
-        }
-        self.config_path = tmp_path / "aqnet.yaml"
-        self.config_path.write_text(yaml.safe_dump(config))
-        self.log_path = tmp_path / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None
-        with self.log_path.open("ab") as log:
-            log.write(f"----- start at {datetime.now(UTC).isoformat()}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen([sys.executable, "-m", "aqnet", "run", "--config", str(self.config_path)],
-                                         stdout=log, stderr=log)
-
-    def metrics(self) -> dict[str, float]:
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=2).read().decode()
-        except OSError:
-            return {}
-        return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
-                if not s.labels}
-
-    def metric(self, name: str) -> float | None:
-        return self.metrics().get(name)
-
-    def alive(self) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-    def terminate(self) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                assert self.proc.wait(timeout=60) == 0, self.log_tail()
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float, what: str, check: Callable[[], None] | None = None,
-          every_s: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check:
-            check()
-        if predicate():
-            return
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        # fail over to the spool 3 s after the database stops answering, and probe for its return often
+        super().__init__(tmp_path, database_url, broker, batch_max_age_s=0.5, batch_max=200,
+                         storage={"spool_max_bytes": 512 << 20, "unreachable_after_s": 3.0, "replay_retry_s": 0.5})
 
 
 def _stored(url: str) -> list[tuple[str, str, datetime, float]]:

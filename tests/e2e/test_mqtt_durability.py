@@ -110,9 +110,15 @@ class LedgerPublisher:
 class DaemonRunner:
     """`python -m aqnet run` as a subprocess, restartable with the same config (and so the same MQTT client id)."""
 
-    def __init__(self, tmp_path: Path, database_url: str, broker: MosquittoBroker, *, batch_max_age_s: float) -> None:
+    client_prefix = "aqnet-durability"
+    stop_timeout_s = 30.0
+
+    def __init__(self, tmp_path: Path, database_url: str, broker: MosquittoBroker, *, batch_max_age_s: float,
+                 batch_max: int = 5000, storage: dict[str, object] | None = None) -> None:
+        self.broker = broker
         self.http_port = free_port()
-        self.client_id = f"aqnet-durability-{tmp_path.name}"[:60]
+        self.client_id = f"{self.client_prefix}-{tmp_path.name}"[:60]
+        self.spool_dir = tmp_path / "spool"
         config = {
             "database": {"url": database_url},
             "mqtt": {"url": broker.url, "client_id": self.client_id},
@@ -120,8 +126,8 @@ class DaemonRunner:
             "network": {"stations": {code: {"host": "127.0.0.1", "port": free_port()} for code in STATIONS}},
             "modbus": {"poll_interval_s": 60.0, "timeout_s": 0.5},
             # a batch waits up to batch_max_age_s between receipt and commit: the window the kills aim at
-            "ingest": {"batch_max_age_s": batch_max_age_s, "batch_max": 5000},
-            "storage": {"spool_dir": str(tmp_path / "spool")},
+            "ingest": {"batch_max_age_s": batch_max_age_s, "batch_max": batch_max},
+            "storage": {"spool_dir": str(self.spool_dir), **(storage or {})},
             "http": {"port": self.http_port},
             "scheduler": {"averages_every_s": 3600},
         }
@@ -140,22 +146,23 @@ class DaemonRunner:
             self.proc = subprocess.Popen([sys.executable, "-m", "aqnet", "run", "--config", str(self.config_path)],
                                          stdout=log, stderr=log)
 
-    def metric(self, name: str) -> float | None:
+    def metrics(self) -> dict[str, float]:
+        """The daemon's unlabelled samples on /metrics (empty while it does not answer)."""
         try:
             text = urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=2).read().decode()
         except OSError:
-            return None
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name:
-                    return sample.value
-        return None
+            return {}
+        return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
+                if not s.labels}
+
+    def metric(self, name: str) -> float | None:
+        return self.metrics().get(name)
 
     def wait_connected(self, timeout_s: float = 60) -> None:
         _wait(lambda: self.metric("aqnet_mqtt_connected") == 1.0, timeout_s, "the daemon to connect to MQTT",
-              self._alive)
+              self.alive)
 
-    def _alive(self) -> None:
+    def alive(self) -> None:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log_tail()}")
@@ -180,24 +187,25 @@ class DaemonRunner:
             self._note_redelivered()
             self.proc.terminate()
             try:
-                assert self.proc.wait(timeout=30) == 0, self.log_tail()
+                assert self.proc.wait(timeout=self.stop_timeout_s) == 0, self.log_tail()
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
                 raise
 
     def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return self.log_path.read_text(errors="replace")[-6000:]
 
 
-def _wait(predicate: Callable[[], bool], timeout_s: float, what: str, check: Callable[[], None] | None = None) -> None:
+def _wait(predicate: Callable[[], bool], timeout_s: float, what: str, check: Callable[[], None] | None = None,
+          every_s: float = 0.1) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check:
             check()
         if predicate():
             return
-        time.sleep(0.1)
+        time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
@@ -227,14 +235,14 @@ def _assert_database_equals_ledger(database_url: str, ledger: dict[Key, float]) 
 
 def _wait_for_ledger(database_url: str, ledger: dict[Key, float], runner: DaemonRunner, timeout_s: float) -> None:
     _wait(lambda: _count(database_url) >= len(ledger), timeout_s,
-          f"{len(ledger)} readings in the database (have {_count(database_url)})", runner._alive)
+          f"{len(ledger)} readings in the database (have {_count(database_url)})", runner.alive)
     time.sleep(2)  # anything beyond the ledger (a duplicate, a stray) would have landed by now
 
 
 def _wait_for_commit(database_url: str, runner: DaemonRunner, timeout_s: float = 60) -> None:
     """Return right after the daemon committed a batch (the row count grew)."""
     before = _count(database_url)
-    _wait(lambda: _count(database_url) > before, timeout_s, "a commit", runner._alive)
+    _wait(lambda: _count(database_url) > before, timeout_s, "a commit", runner.alive)
 
 
 @pytest.fixture
