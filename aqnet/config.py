@@ -6,6 +6,7 @@ documented in README's "Configuration" section (a test checks it).
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sensors.clock import Clock, SimClock, realtime
 from sensors.mqtt.client import parse_mqtt_url
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
@@ -142,6 +144,29 @@ class SchedulerSettings(_Section):
     rules_file: str | None = None  #: alert rules YAML; the bundled defaults when absent
 
 
+class ClockSettings(_Section):
+    """Simulated time shared by `aqnet up --speed X`'s simulators and daemon (sensors.clock.SimClock)."""
+
+    speed: Annotated[float, Field(ge=1)] = 1.0  #: 1: the wall clock; X > 1: simulated time runs X× faster
+    sim_origin: datetime | None = None  #: simulated time at wall_origin (required when speed > 1)
+    wall_origin: float | None = None  #: Unix time at which simulated time was sim_origin
+
+    @model_validator(mode="after")
+    def _origin(self) -> ClockSettings:
+        if self.speed > 1 and (self.sim_origin is None or self.wall_origin is None):
+            raise ValueError("speed > 1 needs sim_origin and wall_origin")
+        if self.sim_origin is not None and self.sim_origin.tzinfo is None:
+            raise ValueError("sim_origin: expected a time with its UTC offset")
+        return self
+
+    def clock(self) -> Clock:
+        """The clock these settings describe."""
+        if self.speed == 1 and self.sim_origin is None:
+            return realtime
+        assert self.sim_origin is not None and self.wall_origin is not None
+        return SimClock(self.sim_origin, self.wall_origin, self.speed)
+
+
 class DeadLetterSettings(_Section):
     max_rows: Annotated[int, Field(ge=1)] = 100_000  #: bound of dead_letters: the oldest beyond it are deleted
     prune_every_s: Annotated[float, Field(gt=0)] = 60.0
@@ -157,6 +182,7 @@ class Settings(_Section):
     http: HttpSettings = HttpSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()
+    clock: ClockSettings = ClockSettings()
 
 
 class ConfigError(ValueError):

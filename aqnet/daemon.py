@@ -11,7 +11,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,15 +22,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.jobs import compute_averages, evaluate_alerts
-from alerts.rules import default_rules, parse_rules
 from aqnet.config import Settings
 from aqnet.http import create_app
 from aqnet.metrics import Metrics
+from aqnet.schedule import add_stage_jobs
 from ingest.calibration import CalibrationError
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
 from ingest.reading import Reading
+from sensors.clock import Clock
 from sensors.modbus.link import LinkRegistry
 from sensors.modbus.poller import StationPoller, StatusEvent
 from sensors.mqtt.client import MqttSubscriberClient
@@ -102,10 +102,10 @@ class _Observer:
 class Daemon:
     """aqnet's running daemon; `run()` until `stop()`."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
-        self.clock = clock
+        self.clock: Clock = clock or settings.clock.clock()
         self.metrics = Metrics.create(registry or CollectorRegistry())
         self.tz = ZoneInfo(settings.network.timezone)
         endpoints = {code: StationLink(**e.model_dump(exclude={"poll_interval_s"}))
@@ -121,7 +121,7 @@ class Daemon:
         self._letters: AsyncConnectionPool | None = None
         self._letter_tasks: set[asyncio.Task[None]] = set()
         self.mqtt_status: Callable[[], dict[str, Any]] = dict
-        self.started_at = clock()
+        self.started_at = self.clock()
         self._stop = asyncio.Event()
         self.http_port: int | None = None
 
@@ -296,7 +296,8 @@ class Daemon:
                     continue
                 poller = StationPoller(sensor, links.link_for, profiles, on_readings=on_modbus_readings,
                                        on_gap=on_gap, on_status=on_status, clock=self.clock,
-                                       interval_s=self._poll_interval(sensor.id))
+                                       interval_s=self._poll_interval(sensor.id),
+                                       real_seconds=getattr(self.clock, "real_seconds", None))
                 tasks.append(asyncio.create_task(poller.run(), name=f"poll-{sensor.id}"))
 
             # expected sample cadence per device, for the hourly completeness rule
@@ -304,21 +305,8 @@ class Daemon:
                                else s.network.microsensor_cadence_s)
                         for sensor in self.network for d in sensor.devices}
             scheduler = AsyncIOScheduler(timezone=self.tz)
-            rules = (parse_rules(Path(s.scheduler.rules_file).read_text(encoding="utf-8"),
-                                 source=s.scheduler.rules_file) if s.scheduler.rules_file else default_rules())
+            add_stage_jobs(scheduler, s, clock=self.clock, tz=self.tz, cadences=cadences)
 
-            async def averages_job() -> None:
-                now = self.clock()
-                def work() -> None:
-                    with psycopg.connect(s.database.url, autocommit=True) as conn:
-                        compute_averages(conn, now, cadence_s=cadences, tz=self.tz)
-                        events = evaluate_alerts(conn, now, rules, tz=self.tz)
-                    for event in events:
-                        log.warning("alert: %s", event)
-                await asyncio.to_thread(work)
-
-            scheduler.add_job(averages_job, "interval", seconds=s.scheduler.averages_every_s, id="averages",
-                              max_instances=1, coalesce=True, next_run_time=self.clock())
             async def calibrations_job() -> None:
                 try:
                     async with pool.connection() as conn:

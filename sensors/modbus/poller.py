@@ -225,6 +225,8 @@ class StationPoller:
             that failed together (a gateway reboot) do not retry in lockstep.
         rng: the randomness for the jitter (inject a seeded `random.Random` in tests).
         backfill: read the logger history after an outage, for profiles that have one.
+        real_seconds: simulated seconds → real seconds to wait (`sensors.clock.SimClock.real_seconds`), when
+            the clock runs faster than the wall clock; intervals are then in simulated seconds.
     """
 
     def __init__(self, sensor: Sensor, links: Link | Mapping[tuple[str, int], Link] | Callable[[Device], Link],
@@ -232,7 +234,7 @@ class StationPoller:
                  on_readings: ReadingsCallback, on_gap: GapCallback, on_status: StatusCallback | None = None,
                  intervals: Mapping[str, float] | None = None, conditions: Mapping[str, Conditions] | None = None,
                  retry_initial_s: float = 1.0, jitter: float = 0.2, rng: random.Random | None = None,
-                 backfill: bool = True) -> None:
+                 backfill: bool = True, real_seconds: Callable[[float], float] | None = None) -> None:
         errors: list[str] = []
         if not interval_s > 0:
             errors.append(f"interval_s: expected > 0, got {interval_s}")
@@ -251,6 +253,7 @@ class StationPoller:
         self._jitter = jitter
         self._rng = rng or random.Random()
         self._backfill = backfill
+        self._real_seconds = real_seconds or (lambda simulated_s: simulated_s)
         own = dict(intervals or {})
         self._devices: list[_Entry] = []
         modbus = [d for d in sensor.devices if d.protocol.startswith("modbus")]
@@ -323,10 +326,10 @@ class StationPoller:
 
     async def _device_loop(self, entry: _Entry) -> None:
         loop = asyncio.get_running_loop()
-        interval = entry.interval_s
         next_tick = loop.time()
         while not self._stop.is_set():
             await self._poll(entry)
+            interval = self._real_seconds(entry.interval_s)
             now = loop.time()
             if next_tick <= now:
                 missed = math.floor((now - next_tick) / interval) + 1
