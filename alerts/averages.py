@@ -6,8 +6,14 @@ the RMCAB portal convention; VARIABLES.md "Time"). The hour ending at H holds th
 ``H - 1 h <= t < H`` (half-open, like TimescaleDB's ``time_bucket``, whose bucket start + 1 h is the label).
 A rolling 8 h value ending at H is the mean of the hourly values ending at H-7 h … H; a rolling 24 h value
 ending at H uses H-23 h … H (norms.json `averaging_conventions.8h_rolling` / `.24h`: aqnet evaluates alert
-levels on the 24-h mean ending at the current hour). Hours are aligned to the network's time zone;
-calendar-day periods (compliance) would be too, but only 1 h / 8 h / 24 h rolling are implemented now.
+levels on the 24-h mean ending at the current hour). Hours are aligned to the network's time zone.
+
+Calendar periods (compliance), in the network's time zone (America/Bogota for the bundled network), never UTC:
+- day ('day' period): the local calendar day 00:00–24:00, i.e. the hours ending 01:00 … 24:00 local
+  (norms.json `averaging_conventions.24h`, compliance). `local_day_bounds` gives its aware start and end; in a
+  zone with daylight saving time the day lasts 23 or 25 hours, and `daily_average` expects that many hours.
+- year ('year' period): the local calendar year, the mean of the valid daily means (norms.json
+  `averaging_conventions.annual`); `local_year_bounds` gives its start and end.
 
 Completeness:
 - 1 h from sub-hourly samples: valid when the number of valid samples is at least 75 % of the samples
@@ -16,6 +22,12 @@ Completeness:
   (norms.json `data_completeness`).
 - 8 h rolling: valid with ≥ 6 of 8 valid hours; 24 h: ≥ 18 of 24 (norms.json `data_completeness.thresholds`,
   NORMS.md "Completeness (75 %) and averaging"), i.e. ceil(0.75 · hours).
+- day: ≥ 18 of 24 valid hours (same source). A 23- or 25-hour DST day applies the same 75 % rule to the hours
+  it really has: ceil(0.75 · 23) = 18, ceil(0.75 · 25) = 19 (aqnet's reading of the 75 % rule; Bogotá has no
+  DST, so the bundled network always has 24-hour days).
+- year: ≥ 274 of 365 valid days, 275 of 366 in a leap year (norms.json `data_completeness.thresholds.annual`:
+  "75 % of days with a valid daily mean: 274 of 365, 275 of 366"; NORMS.md; examples.json EX073), i.e.
+  ceil(0.75 · days in the year): the leap year scales by the same 75 %, not by a fixed 274.
 - Samples flagged with any `ingest.reading.EXCLUDED` bit, and non-finite values, are not valid (VARIABLES.md
   "Which readings count"); suspect flags (spike, flatline, small negative) still count.
 
@@ -28,8 +40,9 @@ there. Consumers that need a reportable value (alerts, indices, the norm's examp
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import numpy as np
 
@@ -40,7 +53,12 @@ __all__ = [
     "ROLLING_PERIODS",
     "SUBHOURLY_COMPLETENESS",
     "Average",
+    "annual_average",
+    "daily_average",
     "hourly_average",
+    "local_day_bounds",
+    "local_year_bounds",
+    "min_valid_days",
     "min_valid_hours",
     "rolling_average",
     "sample_validity",
@@ -171,3 +189,87 @@ def rolling_average(
     n = int(use.sum())
     value = float(v[use].mean()) if n else None
     return Average(value=value, coverage=n / hours, samples=n, valid=n >= need)
+
+
+def local_day_bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
+    """Start and end (aware, in `tz`) of the local calendar day `day`: 00:00 to the next day's 00:00.
+
+    The span is 24 h, or 23 / 25 h across a DST change; a day is stamped with its end (module docstring).
+    """
+    return _local_midnight(day, tz), _local_midnight(day + timedelta(days=1), tz)
+
+
+def local_year_bounds(year: int, tz: tzinfo) -> tuple[datetime, datetime]:
+    """Start and end (aware, in `tz`) of the local calendar year: 1 January 00:00 to the next 1 January 00:00."""
+    return _local_midnight(date(year, 1, 1), tz), _local_midnight(date(year + 1, 1, 1), tz)
+
+
+def _local_midnight(day: date, tz: tzinfo) -> datetime:
+    # fold=0 and a round trip through UTC: a midnight that does not exist (DST starting at 00:00) becomes the
+    # first real instant of the day
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC).astimezone(tz)
+
+
+def _whole_hours(start: datetime, end: datetime, what: str) -> int:
+    start, end = _aware(start, f"{what}_start"), _aware(end, f"{what}_end")
+    seconds = (end - start).total_seconds()
+    hours = round(seconds / HOUR.total_seconds())
+    if seconds <= 0 or hours * HOUR.total_seconds() != seconds:
+        raise ValueError(f"{what}_start {start.isoformat()} .. {what}_end {end.isoformat()}: "
+                         "expected a positive whole number of hours")
+    return hours
+
+
+def _mean_of_valid(inputs: Sequence[Average]) -> tuple[float | None, int]:
+    values = [a.valid_value for a in inputs]
+    valid = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    n = int(valid.size)
+    return (float(valid.mean()) if n else None), n
+
+
+def daily_average(hourly: Sequence[Average], day_start: datetime, day_end: datetime) -> Average:
+    """The 'day' average: mean of the VALID hourly averages of one local calendar day.
+
+    `hourly` holds the day's '1h' averages that exist (any order; absent hours are simply missing; an invalid
+    hour does not count even if it has a value). `day_start`/`day_end` are the day's bounds
+    (`local_day_bounds`): the expected number of hours is their span, 24, or 23 / 25 across a DST change.
+    Valid with ≥ ceil(0.75 · hours) valid hours: 18 of 24 (norms.json `data_completeness.thresholds` "24h":
+    "18 of 24 hours"; NORMS.md), 18 of 23, 19 of 25. `coverage` = valid hours / expected hours. An invalid
+    day keeps the mean of the valid hours it had as `value` (like `rolling_average`).
+    """
+    hours = _whole_hours(day_start, day_end, "day")
+    if not 23 <= hours <= 25:
+        raise ValueError(f"daily_average: day_start {day_start.isoformat()} .. day_end {day_end.isoformat()} "
+                         f"spans {hours} h: expected a calendar day of 23, 24 or 25 h")
+    if len(hourly) > hours:
+        raise ValueError(f"daily_average: {len(hourly)} hourly averages for a day of {hours} h: expected at most "
+                         f"{hours}")
+    value, n = _mean_of_valid(hourly)
+    return Average(value=value, coverage=n / hours, samples=n, valid=n >= min_valid_hours(hours))
+
+
+def min_valid_days(days: int) -> int:
+    """Valid days a year of `days` days needs: ceil(75 %): 274 of 365, 275 of 366 (norms.json
+    `data_completeness.thresholds.annual`)."""
+    return math.ceil(SUBHOURLY_COMPLETENESS * days - 1e-9)
+
+
+def annual_average(daily: Sequence[Average], year_start: datetime, year_end: datetime) -> Average:
+    """The 'year' average: mean of the VALID daily means of one local calendar year.
+
+    `daily` holds the year's 'day' averages that exist (absent days are missing; invalid days do not count).
+    `year_start`/`year_end` are the year's bounds (`local_year_bounds`); the year has 365 or 366 days (counted
+    from the span, which a DST zone leaves a whole number of days). Valid with ≥ ceil(0.75 · days) valid days:
+    274 of 365, 275 of 366 (norms.json `data_completeness.thresholds.annual`; NORMS.md; examples.json EX073).
+    `coverage` = valid days / days in the year.
+    """
+    start, end = _aware(year_start, "year_start"), _aware(year_end, "year_end")
+    days = round((end - start).total_seconds() / 86400)
+    if days not in (365, 366) or abs((end - start).total_seconds() - days * 86400) > 2 * HOUR.total_seconds():
+        raise ValueError(f"annual_average: year_start {year_start.isoformat()} .. year_end {year_end.isoformat()}: "
+                         "expected a calendar year of 365 or 366 days")
+    if len(daily) > days:
+        raise ValueError(f"annual_average: {len(daily)} daily averages for a year of {days} days: expected at "
+                         f"most {days}")
+    value, n = _mean_of_valid(daily)
+    return Average(value=value, coverage=n / days, samples=n, valid=n >= min_valid_days(days))

@@ -52,32 +52,72 @@ def run(config_path: Path) -> None:
     sys.exit(run_daemon(_settings(config_path)))
 
 
+def _scenario_options(f):  # type: ignore[no-untyped-def]
+    """The options `aqnet up` and `aqnet simulate` share."""
+    for option in reversed([
+        click.option("--scenario", default="normal", show_default=True,
+                     help="scenario name (simulators/scenarios: normal, pm25-episode, faults) or a YAML file"),
+        click.option("--speed", type=click.FloatRange(min=1), default=None,
+                     help="simulated seconds per real second (default: the scenario's; > 1 accelerates)"),
+        click.option("--seed", type=int, default=None, help="simulators' random seed (default: the scenario's)"),
+        click.option("--stations", type=click.IntRange(min=0), default=None,
+                     help="scale mode: N synthetic stations SYN-S0001… (default: the scenario's)"),
+        click.option("--microsensors", type=click.IntRange(min=0), default=None,
+                     help="scale mode: N synthetic microsensors SYN-M0001… (default: the scenario's)"),
+    ]):
+        f = option(f)
+    return f
+
+
 @cli.command()
-@click.option("--duration", type=float, default=None, help="stop by itself after SECONDS")
+@click.option("--duration", type=float, default=None,
+              help="stop by itself after SECONDS (real); accelerated, simulated time then ends at now")
 @click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
               help=VAR_HELP)
-@click.option("--poll-interval", type=float, default=5.0, show_default=True, help="Modbus poll interval, s")
-@click.option("--publish-interval", type=float, default=5.0, show_default=True,
-              help="simulated microsensors' publish interval, s")
-@click.option("--seed", type=int, default=1, show_default=True, help="simulators' random seed")
+@click.option("--poll-interval", type=float, default=None,
+              help="Modbus poll interval, simulated s (default 5; accelerated: the scenario's)")
+@click.option("--publish-interval", type=float, default=None,
+              help="simulated microsensors' publish interval, simulated s (default 5; accelerated: the scenario's)")
+@_scenario_options
 @click.option("--no-simulators", is_flag=True, help="start the stack and the daemon without the simulators")
-def up(duration: float | None, var_dir: Path, poll_interval: float, publish_interval: float, seed: int,
-       no_simulators: bool) -> None:
+@click.option("--secure", is_flag=True,
+              help="broker with authentication and per-sensor ACLs (see `aqnet sensors credentials`)")
+def up(duration: float | None, var_dir: Path, poll_interval: float | None, publish_interval: float | None,
+       scenario: str, speed: float | None, seed: int | None, stations: int | None, microsensors: int | None,
+       no_simulators: bool, secure: bool) -> None:
     """Run the local stack: TimescaleDB, Mosquitto, the simulated network and the daemon."""
     from aqnet.up import UpOptions, run_up
+    from simulators.scenario import ScenarioError
 
-    sys.exit(run_up(UpOptions(var_dir, duration, poll_interval, publish_interval, seed, not no_simulators)))
+    try:
+        code = run_up(UpOptions(var_dir, duration_s=duration, poll_interval_s=poll_interval,
+                                publish_interval_s=publish_interval, seed=seed, simulate=not no_simulators,
+                                speed=speed, scenario=scenario, stations=stations, microsensors=microsensors,
+                                secure=secure))
+    except ScenarioError as exc:
+        raise click.ClickException(f"invalid scenario:\n{exc}") from None
+    sys.exit(code)
 
 
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), required=True)
-@click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--publish-interval", type=float, default=5.0, show_default=True)
-def simulate(config_path: Path, seed: int, publish_interval: float) -> None:
-    """Run the simulated network (Modbus stations and MQTT microsensors) of a configuration."""
-    from aqnet.simulate import run_simulators
+@_scenario_options
+@click.option("--publish-interval", type=float, default=None,
+              help="microsensors' publish interval, simulated s (default: the scenario's)")
+@click.option("--rtu-link-file", type=click.Path(path_type=Path, dir_okay=False), default=None, hidden=True)
+def simulate(config_path: Path, scenario: str, speed: float | None, seed: int | None, stations: int | None,
+             microsensors: int | None, publish_interval: float | None, rtu_link_file: Path | None) -> None:
+    """Run the simulated network (Modbus stations and MQTT microsensors) of a configuration and a scenario."""
+    from aqnet.simulate import SimulateOptions, run_simulators
+    from simulators.scenario import ScenarioError
 
-    sys.exit(run_simulators(_settings(config_path), seed=seed, publish_interval_s=publish_interval))
+    opts = SimulateOptions(scenario=scenario, speed=speed, seed=seed, stations=stations, microsensors=microsensors,
+                           publish_interval_s=publish_interval, rtu_link_file=rtu_link_file)
+    try:
+        code = run_simulators(_settings(config_path), opts)
+    except ScenarioError as exc:
+        raise click.ClickException(f"invalid scenario:\n{exc}") from None
+    sys.exit(code)
 
 
 @cli.command()
@@ -140,14 +180,18 @@ def db_migrate(url: str | None, config_path: Path | None, var_dir: Path) -> None
 
 
 from aqnet.cli_deadletter import deadletter  # noqa: E402
+from aqnet.cli_field import credentials_command as _field  # noqa: E402, F401 - attaches to `sensors`
 from aqnet.cli_profiles import profiles  # noqa: E402
+from aqnet.cli_registry import render_table as _registry  # noqa: E402, F401 - attaches to `sensors`
 from aqnet.cli_reprocess import reprocess_command  # noqa: E402 - command groups defined in their own modules
 from aqnet.cli_sensors import sensors  # noqa: E402
+from aqnet.cli_tokens import tokens  # noqa: E402
 
 cli.add_command(profiles)
 cli.add_command(sensors)
 cli.add_command(deadletter)
 cli.add_command(reprocess_command)
+cli.add_command(tokens)
 
 
 def main() -> None:

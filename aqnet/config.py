@@ -140,8 +140,11 @@ class NetworkSettings(_Section):
 
 
 class SchedulerSettings(_Section):
-    averages_every_s: Annotated[float, Field(gt=0)] = 60.0
+    averages_every_s: Annotated[float, Field(gt=0)] = 60.0  #: how often the averages/indices/alerts job runs
     rules_file: str | None = None  #: alert rules YAML; the bundled defaults when absent
+    settle_s: Annotated[float, Field(ge=0)] = 120.0  #: wait this long after a window ends (data in flight)
+    lookback_h: Annotated[int, Field(ge=1)] = 72  #: catch-up after downtime computes at most this many past hours
+    leader_check_s: Annotated[float, Field(gt=0)] = 5.0  #: how often a standby tries to take the jobs' leader lock
 
 
 class ClockSettings(_Section):
@@ -172,6 +175,13 @@ class DeadLetterSettings(_Section):
     prune_every_s: Annotated[float, Field(gt=0)] = 60.0
 
 
+class RegistrySettings(_Section):
+    """How the running daemon follows the sensor registry (aqnet.supervisor)."""
+
+    refresh_s: Annotated[float, Field(gt=0)] = 2.0  #: how often registry_version is checked (wall-clock seconds)
+    maintenance_lookback_s: Annotated[float, Field(ge=0)] = 7 * 24 * 3600.0  #: windows ended longer ago: not loaded
+
+
 class Settings(_Section):
     database: DatabaseSettings
     mqtt: MqttSettings
@@ -183,6 +193,7 @@ class Settings(_Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()
     clock: ClockSettings = ClockSettings()
+    registry: RegistrySettings = RegistrySettings()
 
 
 class ConfigError(ValueError):

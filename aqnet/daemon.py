@@ -1,5 +1,10 @@
 """The composition root: builds every stage from the settings, starts them in dependency order and stops them in
-reverse order on SIGTERM/SIGINT after flushing. The only module that wires stages together."""
+reverse order on SIGTERM/SIGINT after flushing. The only module that wires stages together.
+
+The network comes from the registry: the configured sensors are seeded into it (`upsert_registry`), then what
+the drivers poll and decode is what `load_network` says, followed live (`aqnet.supervisor`): a registry change
+(new or retired device, move, swap, calibration, maintenance window) reaches the running stages within
+`registry.refresh_s`, without a restart."""
 
 from __future__ import annotations
 
@@ -22,10 +27,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
+from aqnet.api import api_router
 from aqnet.config import Settings
 from aqnet.http import create_app
+from aqnet.live_network import LiveNetwork, RegistryFollower, RegistrySnapshot, load_snapshot
 from aqnet.metrics import Metrics
 from aqnet.schedule import add_stage_jobs
+from aqnet.supervisor import PollerSupervisor, PollTarget
 from ingest.calibration import CalibrationError
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
@@ -38,7 +46,6 @@ from sensors.mqtt.directory import UnknownDeviceError
 from sensors.mqtt.payloads import PayloadError
 from sensors.mqtt.subscriber import Intake, MqttSubscriber, Rejection
 from sensors.network import MicrosensorLink, StationLink, bundled_network
-from sensors.profile import load_profile
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Sensor
 from storage import deadletter
@@ -124,6 +131,7 @@ class Daemon:
         self.started_at = self.clock()
         self._stop = asyncio.Event()
         self.http_port: int | None = None
+        self.follower: RegistryFollower | None = None
 
     def status(self) -> dict[str, Any]:
         """The `/status` document: per-sensor last-seen times and counts."""
@@ -133,6 +141,9 @@ class Daemon:
             "sensors_reporting": len(self.last_seen),
             "readings_total": self.readings_total,
             "mqtt": self.mqtt_status(),
+            "registry": {"version": self.follower.version if self.follower else None,
+                         "loaded_at": (self.follower.loaded_at.isoformat()
+                                       if self.follower and self.follower.loaded_at else None)},
             "last_seen": {s.id: (self.last_seen[s.id].isoformat() if s.id in self.last_seen else None)
                           for s in self.network},
         }
@@ -180,6 +191,7 @@ class Daemon:
         tasks: list[asyncio.Task[Any]] = []
         links = LinkRegistry(timeout_s=s.modbus.timeout_s)  # one owner per TCP gateway or serial bus
         subscriber: MqttSubscriber | None = None
+        pollers: PollerSupervisor | None = None
         spool: Spool | None = None
         sink: ForwardingSink | None = None
         try:
@@ -192,18 +204,12 @@ class Daemon:
                                   unreachable_after_s=s.storage.unreachable_after_s, on_replayed=observer.replayed)
             self._spool_metrics(sink)
             tasks.append(asyncio.create_task(sink.replay(), name="spool-replay"))
-            profiles = {d.profile: load_profile(d.profile) for sensor in self.network for d in sensor.devices
-                        if d.protocol.startswith("modbus")}
-            # plausible ranges from the device profiles (in the reported unit): QC flags OUT_OF_RANGE
-            ranges = {(d.id, v): profiles[d.profile].variable(v).range for sensor in self.network
-                      for d in sensor.devices if d.protocol.startswith("modbus") for v in d.variables}
-            async with pool.connection() as conn:
-                calibrations = await load_calibration_book(conn)  # CalibrationError here: refuse to start
-            conditions = ConditionsBook(self.network)
-            pipeline = Pipeline(sink, conditions=conditions, observer=observer, clock=self.clock,
-                                ranges=ranges, max_batch=s.ingest.batch_max, max_age_s=s.ingest.batch_max_age_s,
-                                queue_max=s.ingest.queue_max, skew_tolerance_s=s.ingest.clock_skew_tolerance_s,
-                                calibrations=calibrations)
+            async with pool.connection() as conn:  # CalibrationError here: refuse to start
+                snapshot = await load_snapshot(conn, now=self.clock(), lookback_s=s.registry.maintenance_lookback_s)
+            # the registry's books, ranges and conditions are put in by `live.apply(snapshot)` below
+            pipeline = Pipeline(sink, conditions=ConditionsBook(()), observer=observer, clock=self.clock,
+                                max_batch=s.ingest.batch_max, max_age_s=s.ingest.batch_max_age_s,
+                                queue_max=s.ingest.queue_max, skew_tolerance_s=s.ingest.clock_skew_tolerance_s)
             pipeline_task = asyncio.create_task(pipeline.run(), name="pipeline")
 
             async def reject(rej: Rejection) -> None:
@@ -214,7 +220,7 @@ class Daemon:
                                             fmt="airrohr" if rej.source == "http" else None)
 
             loop = asyncio.get_running_loop()
-            intake = Intake(self.network, tz=self.tz)
+            intake = Intake((), tz=self.tz)
             last_message = [time.monotonic()]
 
             def message_seen(message: Any) -> None:
@@ -290,22 +296,33 @@ class Daemon:
                     self.metrics.backfilled.labels(readings[0].sensor_id).inc(backfilled)
                 return True
 
-            for sensor in self.network:
-                modbus = [d for d in sensor.devices if d.protocol.startswith("modbus")]
-                if not modbus:
-                    continue
-                poller = StationPoller(sensor, links.link_for, profiles, on_readings=on_modbus_readings,
-                                       on_gap=on_gap, on_status=on_status, clock=self.clock,
-                                       interval_s=self._poll_interval(sensor.id),
-                                       real_seconds=getattr(self.clock, "real_seconds", None))
-                tasks.append(asyncio.create_task(poller.run(), name=f"poll-{sensor.id}"))
+            def make_poller(target: PollTarget) -> StationPoller:
+                # ValueError (a profile that did not load, a link conflict): the supervisor logs it and skips
+                return StationPoller(target.sensor, links.link_for, live.profiles, on_readings=on_modbus_readings,
+                                     on_gap=on_gap, on_status=on_status, clock=self.clock,
+                                     interval_s=target.interval_s,
+                                     real_seconds=getattr(self.clock, "real_seconds", None))
 
-            # expected sample cadence per device, for the hourly completeness rule
-            cadences = {d.id: (self._poll_interval(sensor.id) if d.protocol.startswith("modbus")
-                               else s.network.microsensor_cadence_s)
-                        for sensor in self.network for d in sensor.devices}
+            pollers = PollerSupervisor(make_poller)
+            live = LiveNetwork(pipeline=pipeline, intake=intake, pollers=pollers, links=links,
+                               interval_of=self._poll_interval, microsensor_cadence_s=s.network.microsensor_cadence_s,
+                               mqtt_topics=s.mqtt.topics)
+
+            async def apply(snapshot: RegistrySnapshot) -> None:
+                # the daemon's own view first, so the metrics of a new device's first readings name its protocol
+                self.network = list(snapshot.network)
+                self.protocol_of = {d.id: d.protocol for x in self.network for d in x.devices}
+                await live.apply(snapshot)
+
+            await apply(snapshot)
+            self.follower = RegistryFollower(pool, apply, refresh_s=s.registry.refresh_s,
+                                             lookback_s=s.registry.maintenance_lookback_s, clock=self.clock,
+                                             version=snapshot.version)
+            tasks.append(asyncio.create_task(self.follower.run(), name="registry"))
             scheduler = AsyncIOScheduler(timezone=self.tz)
-            add_stage_jobs(scheduler, s, clock=self.clock, tz=self.tz, cadences=cadences)
+            # expected sample cadence per device, for the hourly completeness rule: `live` updates this mapping in
+            # place on each registry change, and the averages job reads it each time it runs
+            add_stage_jobs(scheduler, s, clock=self.clock, tz=self.tz, cadences=live.cadences)
 
             async def calibrations_job() -> None:
                 try:
@@ -329,7 +346,8 @@ class Daemon:
                               id="dead-letters-prune", max_instances=1, coalesce=True, next_run_time=self.clock())
             scheduler.start()
 
-            app = create_app(self.metrics.registry, self.status, airrohr=airrohr_post)
+            app = create_app(self.metrics.registry, self.status, airrohr=airrohr_post,
+                             api=api_router(pool, clock=self.clock))
             server = uvicorn.Server(uvicorn.Config(app, host=s.http.host, port=s.http.port, log_level="warning",
                                                    lifespan="off"))
             tasks.append(asyncio.create_task(server.serve(), name="http"))
@@ -344,13 +362,16 @@ class Daemon:
             for t in tasks:
                 if t.get_name() != "http":
                     t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            pollers.cancel()
+            await asyncio.gather(*tasks, *pollers.tasks, return_exceptions=True)
             pipeline.close()
             await pipeline_task  # the last acks go out on the still-open MQTT connection
             await sink.close()  # everything accepted is now in the database or in the spool
         finally:
             for t in tasks:
                 t.cancel()
+            if pollers is not None:
+                pollers.cancel()
             if subscriber is not None:
                 await asyncio.to_thread(subscriber.client.stop)
             with contextlib.suppress(Exception):

@@ -1,12 +1,12 @@
-"""The daemon's one HTTP server app: Prometheus metrics, health, status, and the airrohr HTTP intake (later
-issues mount the API here)."""
+"""The daemon's one HTTP server app: Prometheus metrics, health, status, the airrohr HTTP intake and the HTTP API
+(`aqnet.api`, mounted when the daemon passes its router)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Header, Request
+from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, make_asgi_app
 
@@ -17,8 +17,9 @@ AirrohrHandler = Callable[[bytes, str | None], Awaitable[tuple[int, dict[str, An
 
 
 def create_app(registry: CollectorRegistry, status: Callable[[], dict[str, Any]],
-               airrohr: AirrohrHandler | None = None) -> FastAPI:
-    """The ASGI app: `/metrics` (Prometheus text format), `/healthz`, `/status` (JSON), `/intake/airrohr`."""
+               airrohr: AirrohrHandler | None = None, api: APIRouter | None = None) -> FastAPI:
+    """The ASGI app: `/metrics` (Prometheus text format), `/healthz`, `/status` (JSON), `/intake/airrohr`, and
+    `api` (aqnet.api.api_router: `/api/v1/…`, described at `/openapi.json`, browsable at `/docs`)."""
     app = FastAPI(title="aqnet", summary="Air quality network ingestion and alerting daemon")
     app.mount("/metrics", make_asgi_app(registry=registry))
 
@@ -37,4 +38,6 @@ def create_app(registry: CollectorRegistry, status: Callable[[], dict[str, Any]]
             code, body = await airrohr(await request.body(), x_sensor)
             return JSONResponse(body, status_code=code)
 
+    if api is not None:
+        app.include_router(api)
     return app

@@ -37,6 +37,8 @@ from typing import IO, Self
 import psycopg
 from psycopg import sql
 
+from aqnet import credentials
+
 __all__ = [
     "LocalStackError",
     "MosquittoBroker",
@@ -389,6 +391,20 @@ class TimescaleCluster(_LocalService):
         """The URL of another database in this cluster."""
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
 
+    def recreate_database(self, database: str) -> str:
+        """Drop `database` (ending its sessions) and create it afresh with the timescaledb extension; its URL.
+
+        For runs that must never mix with the cluster's main database (`aqnet up --speed`'s simulated time).
+        """
+        if database == self.database:
+            raise LocalStackError(f"recreate_database: refusing to drop the main database {database!r}")
+        with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        with psycopg.connect(self.url_for(database), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        return self.url_for(database)
+
     def start(self) -> Self:
         """initdb if new, write config, start postgres, wait, create the database and the extension."""
         if self._child.running:
@@ -495,11 +511,19 @@ class MosquittoTls:
 
 
 class MosquittoBroker(_LocalService):
-    """A Mosquitto 2 broker configured in `conf_dir`, listening on 127.0.0.1:`port` only (and `tls.port`)."""
+    """A Mosquitto 2 broker configured in `conf_dir`, listening on 127.0.0.1:`port` only (and `tls.port`).
+
+    `secure=True` refuses anonymous clients and applies the password and pattern ACL files of
+    `aqnet.credentials` (in `conf_dir`, kept between runs): microsensors get their credentials from `aqnet sensors
+    credentials`, and each of `service_users` (the daemon's, and the simulators' if given) a password generated at
+    the first start and kept in `conf_dir/<user>.secret` (0600, never readable by the broker); `url_for(user)` is
+    the URL to connect with. A pid file lets `aqnet sensors credentials` reload the running broker (SIGHUP).
+    """
 
     def __init__(self, conf_dir: Path, port: int, *, max_inflight: int = 1000, max_queued: int = 200_000,
                  persistent: bool = True, start_timeout_s: float = 15.0, tls: MosquittoTls | None = None,
-                 log_debug: bool = False) -> None:
+                 log_debug: bool = False, secure: bool = False,
+                 service_users: tuple[str, ...] = (credentials.DAEMON_USER,)) -> None:
         super().__init__(conf_dir, port, service="mosquitto", persistent=persistent,
                          start_timeout_s=start_timeout_s)
         self.conf_dir = self.directory
@@ -507,6 +531,54 @@ class MosquittoBroker(_LocalService):
         self.max_queued = max_queued
         self.tls = tls
         self.log_debug = log_debug  #: log every packet (tests read redeliveries, "d1", from the log)
+        self.secure = secure
+        unknown = set(service_users) - credentials.RESERVED_USERS
+        if unknown:
+            raise ValueError(f"mosquitto {conf_dir}: service_users: expected some of "
+                             f"{sorted(credentials.RESERVED_USERS)}, got {sorted(unknown)}")
+        self.service_users = tuple(service_users)
+        self._secrets: dict[str, str] = {}
+
+    @property
+    def files(self) -> credentials.BrokerFiles:
+        """Its password, ACL and pid files (in the real directory once started)."""
+        return credentials.BrokerFiles.in_dir(self.real_dir or self.conf_dir)
+
+    def url_for(self, user: str) -> str:
+        """`mqtt://<user>:<password>@127.0.0.1:<port>` for a service user of a secure broker (after start)."""
+        if user not in self._secrets:
+            raise ValueError(f"mosquitto (port {self.port}): no credentials for {user!r} (secure={self.secure}, "
+                             f"service users {list(self.service_users)}; start the broker first)")
+        return f"mqtt://{user}:{self._secrets[user]}@127.0.0.1:{self.port}"
+
+    def reload(self) -> None:
+        """SIGHUP the broker: it re-reads its password and ACL files (no restart, sessions kept)."""
+        pid = self.pid
+        if pid is None or not self.running:
+            raise LocalStackError(f"mosquitto (port {self.port}) is not running: nothing to reload")
+        os.kill(pid, signal.SIGHUP)
+
+    def _service_credentials(self, real: Path) -> list[Path]:
+        """Make the password file's service users exactly `service_users`, each with its kept secret."""
+        files = credentials.BrokerFiles.in_dir(real)
+        known = credentials.parse_password_file(files.password_file.read_text(encoding="utf-8"),
+                                                where=str(files.password_file)) \
+            if files.password_file.exists() else {}
+        for user in credentials.RESERVED_USERS - set(self.service_users):
+            credentials.remove_user(files, user)
+        self._secrets = {}
+        for user in self.service_users:
+            secret_file = real / f"{user}.secret"
+            secret = secret_file.read_text(encoding="utf-8").strip() if secret_file.exists() else ""
+            if not secret or user not in known:
+                secret = credentials.new_password()
+                credentials.set_password(files, user, secret)
+                fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(secret + "\n")
+            self._secrets[user] = secret
+        credentials.write_acl(files)
+        return [files.password_file, files.acl_file]
 
     @property
     def tls_url(self) -> str:
@@ -538,6 +610,8 @@ class MosquittoBroker(_LocalService):
         conf = real / "mosquitto.conf"
         conf.write_text(self._config(real))
         files = [conf]
+        if self.secure:
+            files += self._service_credentials(real)
         if self.tls is not None:
             for name, src in (("ca.pem", self.tls.ca_file), ("cert.pem", self.tls.cert_file),
                               ("key.pem", self.tls.key_file)):
@@ -564,11 +638,19 @@ class MosquittoBroker(_LocalService):
                    f"certfile {real}/tls-cert.pem\n"
                    f"keyfile {real}/tls-key.pem\n"
                    f"require_certificate {'true' if self.tls.require_certificate else 'false'}\n")
+        access = "allow_anonymous true\n"
+        if self.secure:
+            files = credentials.BrokerFiles.in_dir(real)
+            access = ("# secure: clients log in (aqnet sensors credentials); the pattern ACL confines each sensor\n"
+                      "allow_anonymous false\n"
+                      f"password_file {files.password_file}\n"
+                      f"acl_file {files.acl_file}\n"
+                      f"pid_file {files.pid_file}\n")
         return (
             "# written by aqnet/localstack.py on every start; edits are overwritten\n"
             f"{user}"
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            f"{access}"
             "persistence true\n"
             f"persistence_location {real}/\n"
             "autosave_interval 30\n"

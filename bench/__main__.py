@@ -1,4 +1,5 @@
-"""`python -m bench [all|ingest|ingest-e2e|modbus]`: run aqnet's benchmarks (all by default) and print their figures.
+"""`python -m bench [all|ingest|ingest-e2e|modbus|averages|sim-speed]`: run aqnet's benchmarks (all by default)
+and print their figures.
 
 - ingest: the ingest hot path (decode an aqnet JSON message, normalise and QC its readings) against the bare
   `json.loads` of the same payloads, measured in the same run; prints messages/s and the ratio.
@@ -7,6 +8,10 @@
   (`bench.ingest`); options `--readings`, `--publishers`, `--naive-readings`, `--latency-s`, `--pace`, `--profile`.
 - modbus: Modbus polling of N simulated stations against the raw pymodbus read rate (`bench.modbus`); its
   options (`--stations`, `--interval`, `--duration`, `--baseline`, `--clients`) follow the benchmark's name.
+- sim-speed: the fastest `aqnet up --speed X` this machine sustains (`bench.sim_speed`; `--speeds`,
+  `--sim-duration`, `--threshold`); not part of `all`.
+- averages: one tick of the averages + indices job for N sensors (`--sensors`, default 100,1000,10000) against
+  one SQL `GROUP BY time_bucket` computing the same windows, measured in the same run (`bench.averages`).
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from bench import averages, modbus, sim_speed
 from bench import ingest as ingest_e2e
-from bench import modbus
 from ingest.normalise import ConditionsBook, normalise
 from ingest.qc import check
 from sensors.mqtt.payloads.aqnet_json import decode_readings as decode
@@ -73,10 +78,13 @@ def run_ingest() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark named on the command line (default: all of them)."""
     cli = argparse.ArgumentParser(prog="python -m bench", description="aqnet's benchmarks (`make bench`)")
-    cli.add_argument("which", nargs="?", choices=("all", "ingest", "ingest-e2e", "modbus"), default="all",
+    cli.add_argument("which", nargs="?", default="all",
+                     choices=("all", "ingest", "ingest-e2e", "modbus", "averages", "sim-speed"),
                      help="the benchmark to run (default: all)")
     ingest_e2e.add_options(cli.add_argument_group("ingest-e2e options"))
     modbus.add_options(cli.add_argument_group("modbus options"))
+    averages.add_options(cli.add_argument_group("averages options"))
+    sim_speed.add_options(cli.add_argument_group("sim-speed options"))
     opts = cli.parse_args(argv)
     if opts.which in ("all", "ingest"):
         print("ingest")
@@ -87,6 +95,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if opts.which in ("all", "modbus"):
         print("modbus polling")
         modbus.main(options=opts)
+    if opts.which in ("all", "averages"):
+        print("averages and indices (one scheduler tick)")
+        averages.main(options=opts)
+    if opts.which == "sim-speed":  # minutes of whole-stack runs: only when asked for by name
+        print("simulated-time speed (aqnet up --speed X)")
+        sim_speed.main(options=opts)
 
 
 if __name__ == "__main__":

@@ -190,7 +190,9 @@ class _Daemon:
         self.http_port, self.profiler = free_port(), profiler
         dead = free_port()  # nothing listens there: every station poll fails fast, as with a cut link
         config = {"database": {"url": url}, "mqtt": {"url": broker.url, "client_id": "aqnet-bench"},
-                  "network": {"stations": {c: {"host": "127.0.0.1", "port": dead} for c in STATIONS}},
+                  "network": {"stations": {c: {"host": "127.0.0.1", "port": dead} for c in STATIONS},
+                              # every microsensor an aqnet JSON board (the bundled mix has airrohr and PurpleAir)
+                              "microsensors": {sid: {} for sid in SENSORS}},
                   "http": {"port": self.http_port}, "scheduler": {"averages_every_s": 86_400},
                   "storage": {"spool_dir": str(tmp / "spool")}}
         self.settings = settings_from_dict(config, "bench")

@@ -241,6 +241,13 @@ class ConditionsBook:
         self._latest: dict[str, dict[str, tuple[datetime, float]]] = {_TEMPERATURE: {}, _PRESSURE: {},
                                                                         _HUMIDITY: {}}
 
+    def with_network(self, sensors: Iterable[Sensor]) -> ConditionsBook:
+        """A book for a changed network (sensors added, moved, retired) that keeps the observations recorded so
+        far, so readings without their own T and P go on using the nearest station's instead of site defaults."""
+        book = ConditionsBook(sensors, defaults=self._defaults, max_age=self._max_age)
+        book._latest = {var: dict(series) for var, series in self._latest.items()}
+        return book
+
     def observe(self, reading: Reading) -> None:
         """Record a valid ground temperature (°C), pressure (hPa) or RH (%) unless a newer one is recorded."""
         series = self._latest.get(reading.variable)

@@ -3,7 +3,9 @@
 Drivers call `submit(raw_readings, ack)`; it waits while the bounded queue is full, which is the backpressure
 that reaches the drivers (the MQTT broker then keeps the unacknowledged messages). A batch is written when it
 holds `max_batch` submissions or its oldest is `max_age_s` old; the acks of a batch run only after the sink has
-committed it. A write that fails is retried with backoff and never acknowledged meanwhile.
+committed it. A write that fails is retried with backoff and never acknowledged meanwhile. Readings inside a
+maintenance window get QC.MAINTENANCE (`ingest.maintenance`); the books the pipeline reads (calibrations,
+maintenance, site conditions, ranges) are immutable and swapped whole by the daemon when the registry changes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Protocol
 
 from ingest.batcher import Batcher
 from ingest.calibration import CalibrationBook
+from ingest.maintenance import MaintenanceBook, flag_maintenance
 from ingest.normalise import ConditionsBook, SiteConditions, normalise
 from ingest.qc import QCState, check
 from ingest.reading import Reading
@@ -66,12 +69,14 @@ class Pipeline:
                  clock: Callable[[], datetime], ranges: Mapping[tuple[str, str], tuple[float, float]] | None = None,
                  max_batch: int = 200, max_age_s: float = 1.0, queue_max: int = 10_000,
                  retry_max_s: float = 30.0, skew_tolerance_s: float = 300.0,
-                 calibrations: CalibrationBook | None = None) -> None:
+                 calibrations: CalibrationBook | None = None, maintenance: MaintenanceBook | None = None) -> None:
         self._sink = sink
-        self._conditions = conditions
+        #: site conditions (T, P, RH) per sensor; the daemon swaps in a new book when the network changes
+        self.conditions = conditions
         self._observer = observer
         self._clock = clock
-        self._ranges = dict(ranges or {})
+        #: (device id, variable) → plausible range in the reported unit; the daemon swaps in a new mapping
+        self.ranges: Mapping[tuple[str, str], tuple[float, float]] = dict(ranges or {})
         self._batcher: Batcher[_Envelope] = Batcher(max_size=max_batch, max_age_s=max_age_s)
         self._queue: asyncio.Queue[_Envelope | None] = asyncio.Queue(maxsize=queue_max)
         self._qc: dict[tuple[str, str, str], QCState] = {}
@@ -80,6 +85,8 @@ class Pipeline:
         self._skew_tolerance_s = skew_tolerance_s
         #: the calibrations in force; the daemon swaps in a fresh immutable book on each refresh
         self.calibrations = calibrations
+        #: the maintenance windows in force (QC.MAINTENANCE); swapped in like the calibrations
+        self.maintenance = maintenance
 
     @property
     def queue_length(self) -> int:
@@ -96,14 +103,15 @@ class Pipeline:
         # only meteorological readings change the conditions book, and they come first: after them, a sensor's
         # site conditions are the same for the rest of the submission, so they are looked up once
         sites: dict[str, SiteConditions] = {}
+        conditions, ranges, maintenance = self.conditions, self.ranges, self.maintenance
         for raw in sorted(raws, key=_met_first):
             try:
                 if _met_first(raw) == 0:
-                    site = self._conditions.for_sensor(raw.sensor_id, now)
+                    site = conditions.for_sensor(raw.sensor_id, now)
                 else:
                     site = sites.get(raw.sensor_id) or sites.setdefault(
-                        raw.sensor_id, self._conditions.for_sensor(raw.sensor_id, now))
-                reading = normalise(raw, site, range_=self._ranges.get((raw.device_id, raw.variable)),
+                        raw.sensor_id, conditions.for_sensor(raw.sensor_id, now))
+                reading = normalise(raw, site, range_=ranges.get((raw.device_id, raw.variable)),
                                     calibrations=self.calibrations)
             except ValueError as exc:  # UnitError, UnknownVariableError, undeclared conditions
                 log.warning("sensor %s device %s: %s rejected: %s", raw.sensor_id, raw.device_id, raw.variable, exc)
@@ -111,7 +119,9 @@ class Pipeline:
                 continue
             key = (reading.sensor_id, reading.device_id, reading.variable)
             reading, self._qc[key] = check(reading, self._qc.get(key), now, skew_tolerance_s=self._skew_tolerance_s)
-            self._conditions.observe(reading)
+            # flagged before it may become a site condition: a reading in maintenance is not valid
+            reading = flag_maintenance(reading, maintenance)
+            conditions.observe(reading)
             readings.append(reading)
         return _Envelope(readings, ack)
 

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
@@ -103,6 +103,27 @@ class RtuStationServer:
             raise ValueError(f"set_status {device_id}: expected device_invalid|maintenance, "
                              f"got {sorted(wanted - _FLAGS)}")
         self._map(device_id).flags = wanted
+
+    @property
+    def device_ids(self) -> tuple[str, ...]:
+        """The ids of the devices on the bus."""
+        return tuple(self._maps)
+
+    def set_fault(self, device_id: str, fault: Literal["exception"] | None, *, code: int = 4) -> None:
+        """Make `device_id` answer Modbus exception `code` (default 4, server device failure), or recover."""
+        if fault not in ("exception", None):
+            raise ValueError(f"set_fault {device_id}: expected exception|None (a hang is set_silent), got {fault!r}")
+        try:
+            exception_code = ExcCodes(code)
+        except ValueError:
+            raise ValueError(f"set_fault {device_id}: code: expected a Modbus exception code, got {code}") from None
+        device = self._map(device_id)
+        device.fault = fault
+        device.exception_code = exception_code
+
+    def set_word_order(self, device_id: str, swapped: bool = True) -> None:
+        """Serve `device_id`'s multi-register values with their 16-bit words reversed (a word_order fault)."""
+        self._map(device_id).swapped = swapped
 
     def set_silent(self, device_id: str, silent: bool = True) -> None:
         """Make `device_id` stop (or resume) answering: it hears its requests but sends nothing back."""

@@ -13,6 +13,10 @@ The shape, for a city at ~2,600 m in America/Bogota (no DST):
 - solar radiation: 0 while the sun is below the horizon.
 - noise: smooth value noise (hashed per-minute, per-20-minute and per-6-hour knots, interpolated), so
   consecutive samples do not jump; a per-sensor bias makes sites differ; weather is shared city-wide.
+- episodes (`Episode`): a variable multiplied by `factor` inside a time window and an area (a circle around a
+  centre, or a set of localities), ramping up and down inside the window; outside the window or the area the
+  value is exactly the one without the episode. An episode of pm25 raises pm10 by the same added mass (PM10
+  contains PM2.5); one of no or no2 raises nox (NOx = NO + NO2).
 
 The amplitudes are illustrative simulator choices, not measurements; constants taken from a source say so.
 """
@@ -21,13 +25,16 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sensors.domain import load
+from sensors.sensor import Sensor
 
-__all__ = ["REPORTED_UNITS", "CitySignals", "SiteClimate"]
+__all__ = ["REPORTED_UNITS", "CitySignals", "Episode", "Position", "SiteClimate", "bundled_positions",
+           "distance_km"]
 
 #: the unit each simulated device reports, per variable code. Station analysers report like RMCAB
 #: (reference.json units_as_reported_by_rmcab_portal: gases in ppb, CO in ppm, pressure in mmHg). PM is per
@@ -81,19 +88,117 @@ class SiteClimate:
             raise ValueError(f"SiteClimate: pressure_hpa must be positive, got {self.pressure_hpa}")
 
 
+#: where a sensor is, for episodes: (latitude °, longitude °, locality name)
+Position = tuple[float, float, str]
+#: mean Earth radius, km (IUGG mean radius R1 = 6371.0088 km, Moritz 2000, Geodetic Reference System 1980)
+_EARTH_RADIUS_KM = 6371.0088
+
+
+def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle (haversine) distance between two (lat, lon) points in degrees, in km."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (a[0], a[1], b[0], b[1]))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * _EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+def bundled_positions() -> dict[str, Position]:
+    """Position of every station and microsensor of reference.json, by id."""
+    ref = load("reference")
+    return {item.get("code") or item["id"]: (float(item["lat"]), float(item["lon"]), item["locality"])
+            for item in (*ref["stations"], *ref["microsensors"])}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Episode:
+    """A spatially correlated episode: `variable` × `factor` over [start, end) inside an area.
+
+    The area is a circle (`centre` (lat, lon) and `radius_km`), or a set of `localities` (reference.json names,
+    e.g. {"Kennedy", "Bosa"}), or the whole city when neither is given. The factor ramps in and out over
+    `ramp_s` at each end of the window (at most a quarter of it each), so the episode builds up and clears like a
+    real one; outside the window or the area nothing changes. Example, a PM2.5 episode over the south-west::
+
+        Episode(variable="pm25", start=t0, end=t0 + timedelta(hours=12), centre=(4.61, -74.16), radius_km=6,
+                factor=3.0)
+    """
+
+    variable: str  #: a code of REPORTED_UNITS
+    start: datetime
+    end: datetime
+    factor: float  #: multiplier at full strength (> 0; below 1 for a clean-air episode)
+    centre: tuple[float, float] | None = None  #: (lat, lon) in degrees
+    radius_km: float | None = None
+    localities: frozenset[str] = frozenset()
+    ramp_s: float = 3600.0  #: build-up and clearing time at each end of the window
+
+    def __post_init__(self) -> None:
+        where = f"episode {self.variable} {self.start.isoformat()}..{self.end.isoformat()}"
+        if self.variable not in REPORTED_UNITS:
+            raise ValueError(f"{where}: variable: expected one of {', '.join(REPORTED_UNITS)}, got {self.variable!r}")
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError(f"{where}: start and end need a UTC offset")
+        if not self.start < self.end:
+            raise ValueError(f"{where}: start must be before end")
+        if not (math.isfinite(self.factor) and self.factor > 0):
+            raise ValueError(f"{where}: factor: expected a number > 0, got {self.factor}")
+        if (self.centre is None) != (self.radius_km is None):
+            raise ValueError(f"{where}: centre and radius_km go together")
+        if self.radius_km is not None and not self.radius_km > 0:
+            raise ValueError(f"{where}: radius_km: expected > 0, got {self.radius_km}")
+        if self.centre is not None and self.localities:
+            raise ValueError(f"{where}: give either centre and radius_km or localities, not both")
+        if self.ramp_s < 0:
+            raise ValueError(f"{where}: ramp_s: expected >= 0, got {self.ramp_s}")
+        object.__setattr__(self, "localities", frozenset(self.localities))
+
+    def weight(self, t: datetime) -> float:
+        """How much of the episode is in force at `t`: 0 outside [start, end), 1 at full strength."""
+        if not self.start <= t < self.end:
+            return 0.0
+        ramp = min(self.ramp_s, (self.end - self.start).total_seconds() / 4)
+        if ramp <= 0:
+            return 1.0
+        edge = min((t - self.start).total_seconds(), (self.end - t).total_seconds()) / ramp
+        if edge >= 1:
+            return 1.0
+        return edge * edge * (3 - 2 * edge)  # smoothstep: no jump at the window's edges
+
+    def covers(self, position: Position | None) -> bool:
+        """Whether a sensor at `position` is inside the episode's area (unknown position: city-wide only)."""
+        if self.centre is None and not self.localities:
+            return True
+        if position is None:
+            return False
+        if self.localities:
+            return position[2] in self.localities
+        assert self.centre is not None and self.radius_km is not None
+        return distance_km(self.centre, position[:2]) <= self.radius_km
+
+
 def _gauss(x: float, centre: float, width: float) -> float:
     return math.exp(-(((x - centre) / width) ** 2))
 
 
 class CitySignals:
-    """Deterministic city signals from a seed: `value(sensor_id, variable, t)` in the reported unit."""
+    """Deterministic city signals from a seed: `value(sensor_id, variable, t)` in the reported unit.
 
-    def __init__(self, seed: int, *, site: SiteClimate | None = None) -> None:
+    `episodes` are applied at the sensors' positions: the bundled network's (reference.json), overridden or
+    extended by `sensors` (e.g. synthetic ones) or `positions`.
+    """
+
+    def __init__(self, seed: int, *, site: SiteClimate | None = None, episodes: Iterable[Episode] = (),
+                 sensors: Iterable[Sensor] = (), positions: Mapping[str, Position] | None = None) -> None:
         self.seed = seed
         self.site = site or SiteClimate()
+        self.episodes = tuple(episodes)
+        self._positions: dict[str, Position] = bundled_positions() if self.episodes else {}
+        self._positions.update({s.id: (s.lat, s.lon, s.locality) for s in sensors})
+        self._positions.update(positions or {})
+        self._episodes_of: dict[str, tuple[Episode, ...]] = {}
+        for episode in self.episodes:
+            self._episodes_of[episode.variable] = (*self._episodes_of.get(episode.variable, ()), episode)
         self._tz = ZoneInfo(self.site.timezone)
-        # 1 mmHg = 1.33322387415 hPa (conversions.json constants.mmHg_to_hPa)
-        self._mmhg_to_hpa = float(load("conversions")["constants"]["mmHg_to_hPa"])
+        #: 1 mmHg = 1.33322387415 hPa (conversions.json constants.mmHg_to_hPa)
+        self.mmhg_to_hpa = float(load("conversions")["constants"]["mmHg_to_hPa"])
 
     # -- noise -------------------------------------------------------------------------------------------
     def _hash(self, *parts: object) -> float:
@@ -129,7 +234,7 @@ class CitySignals:
     def _traffic(hour: float, weekday: int) -> float:
         """Traffic activity: ~0.1 at night, 1.0 at the 07 h peak, ~0.85 at 18 h; weekends lower."""
         shape = 0.12 + _gauss(hour, 7.0, 1.4) + 0.85 * _gauss(hour, 18.0, 1.8) + 0.3 * _gauss(hour, 12.5, 2.5)
-        week = 1.0 if weekday < 5 else (0.8 if weekday == 5 else 0.6)
+        week = 1.0 if weekday < 5 else (0.75 if weekday == 5 else 0.45)  # Sunday: Ciclovía, little freight
         return shape * week
 
     def _diurnal_temperature_shape(self, hour: float) -> float:
@@ -148,6 +253,15 @@ class CitySignals:
         hour_angle = math.radians(15 * (solar_hours - 12))
         lat = math.radians(self.site.latitude)
         return math.sin(lat) * math.sin(decl) + math.cos(lat) * math.cos(decl) * math.cos(hour_angle)
+
+    def episode_factor(self, sensor_id: str, variable: str, t: datetime) -> float:
+        """The product of the factors of `variable`'s episodes in force at `sensor_id` and `t` (1: none)."""
+        factor = 1.0
+        for episode in self._episodes_of.get(variable, ()):
+            w = episode.weight(t)
+            if w > 0 and episode.covers(self._positions.get(sensor_id)):
+                factor *= 1 + (episode.factor - 1) * w
+        return factor
 
     # -- variables ---------------------------------------------------------------------------------------
     def _temperature_c(self, sensor_id: str, t_s: float, hour: float) -> float:
@@ -188,15 +302,26 @@ class CitySignals:
         if variable not in REPORTED_UNITS:
             raise ValueError(f"CitySignals.value: unknown variable {variable!r}; "
                              f"expected one of {', '.join(REPORTED_UNITS)}")
+        value = self._value(sensor_id, variable, t, humidity_growth)
+        if self._episodes_of and variable not in ("pm10", "nox"):  # those two apply their parts' episodes
+            value *= self.episode_factor(sensor_id, variable, t)
+        return value
+
+    def _value(self, sensor_id: str, variable: str, t: datetime, humidity_growth: bool) -> float:
         t_s = t.timestamp()
         hour, weekday = self._local_time(t)
         traffic = self._traffic(hour, weekday)
         bias, slow, fast = self._local(sensor_id, variable, t_s)
+        episodes = bool(self._episodes_of)
         match variable:
             case "pm25" | "pm10":
                 pm = self._pm25(sensor_id, t_s, traffic)
                 if variable == "pm10":
-                    pm = pm * (1.8 + 0.2 * slow) + 1.5 * fast
+                    # the coarse fraction plus the fine one (with the pm25 episodes: PM10 contains PM2.5)
+                    fine = pm * self.episode_factor(sensor_id, "pm25", t) if episodes else pm
+                    pm = pm * (0.8 + 0.2 * slow) + 1.5 * fast + fine
+                    if episodes:
+                        pm *= self.episode_factor(sensor_id, "pm10", t)
                 if humidity_growth:
                     pm *= self._growth_factor(self._rh_percent(sensor_id, t_s, hour))
                 return pm
@@ -205,7 +330,12 @@ class CitySignals:
             case "no2":
                 return self._no2(sensor_id, t_s, traffic)
             case "nox":
-                return self._no(sensor_id, t_s, traffic) + self._no2(sensor_id, t_s, traffic)
+                no, no2 = self._no(sensor_id, t_s, traffic), self._no2(sensor_id, t_s, traffic)
+                if episodes:
+                    no *= self.episode_factor(sensor_id, "no", t)
+                    no2 *= self.episode_factor(sensor_id, "no2", t)
+                    return (no + no2) * self.episode_factor(sensor_id, "nox", t)
+                return no + no2
             case "co":
                 return max(0.1, self._traffic_pollutant(sensor_id, "co", t_s, traffic, 0.35, 1.0, 0.08))
             case "so2":
@@ -229,7 +359,7 @@ class CitySignals:
                 # (Dai & Wang 1999, J. Atmos. Sci. 56, 3874); bias stands for station elevation differences
                 hpa = (self.site.pressure_hpa + 1.2 * math.cos(2 * math.pi * (hour - 10) / 12)
                        + 1.0 * self._city("pressure", t_s) + 2.0 * bias + 0.05 * fast)
-                return hpa / self._mmhg_to_hpa
+                return hpa / self.mmhg_to_hpa
             case "wind_speed":
                 level = 1.0 + 2.2 * _gauss(hour, 15.0, 3.5) + 0.8 * self._city("wind", t_s)
                 return max(0.0, level + 0.5 * slow + 0.2 * fast)

@@ -14,8 +14,10 @@ epoch, from the server's creation on), built from the same value source and the 
 was logged. The ring is filled lazily, on each request and before each status change, so a stepped test clock
 and a station that was offline both end with every period logged.
 
-Faults for tests and scenarios: `set_fault(device_id, "hang")` (the request is accepted and never answered: the
-action hook waits until the fault is cleared or the server stops, then the pending answer is dropped),
+Faults for tests and scenarios: `set_word_order(device_id)` (multi-register values served with their words
+reversed, as a gateway configured with the wrong word order serves them), `set_fault(device_id, "hang")` (the
+request is accepted and never answered: the action hook waits until the fault is cleared or the server stops,
+then the pending answer is dropped),
 `set_fault(device_id, "exception", code=…)` (a Modbus exception response) and `await set_offline(True)` (the
 whole station stops listening and drops its connections; its loggers keep logging). Every request PDU received
 is counted per unit id in `requests` (pymodbus' trace_pdu hook), so tests can check the driver's coalescing.
@@ -31,7 +33,7 @@ import asyncio
 import logging
 import math
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +93,7 @@ class _DeviceMap:
         self.tables: frozenset[str] = frozenset()  # tables with mapped addresses (set by sim_device)
         self.variables = [profile.variable(v) for v in device.variables]
         self.fault: Fault | None = None
+        self.swapped = False  # word_order fault: multi-register values served with their words reversed
         self.exception_code = ExcCodes.DEVICE_FAILURE
         self.hung: set[asyncio.Task[object]] = set()
         self.history_period_s = history_period_s
@@ -147,6 +150,8 @@ class _DeviceMap:
                 continue
             value = self.value_source(self.sensor_id, spec.name, now)
             encoded = encode_value(value, spec)
+            if self.swapped and len(encoded) > 1:
+                encoded = encoded[::-1]
             for i, word in enumerate(encoded):
                 out[spec.pdu_address + i] = bool(word) if table in BIT_TABLES else word
         st = self.profile.status
@@ -261,11 +266,12 @@ class StationServer:
         host, port: where to listen; port 0 picks a free port (read `.port` after `start()`).
         profiles_dir: where the profiles are (default: the shipped sensors/profiles).
         history_period_s: the simulated loggers' logging period (one history record per period), in s.
+        profiles: profile name → Profile already loaded (many stations share a few profiles); others are loaded.
     """
 
     def __init__(self, sensor: Sensor, value_source: ValueSource, clock: Callable[[], datetime],
                  host: str = "127.0.0.1", port: int = 0, *, profiles_dir: Path | None = None,
-                 history_period_s: float = 60.0) -> None:
+                 history_period_s: float = 60.0, profiles: Mapping[str, Profile] | None = None) -> None:
         self.sensor = sensor
         self.host = host
         self.port = port
@@ -279,7 +285,7 @@ class StationServer:
                 raise ValueError(f"station {sensor.id}: unit id {device.unit_id} used by "
                                  f"{units[device.unit_id]} and {device.id}")
             units[device.unit_id] = device.id
-            profile = load_profile(device.profile, profiles_dir)
+            profile = (profiles or {}).get(device.profile) or load_profile(device.profile, profiles_dir)
             self._maps[device.id] = _DeviceMap(sensor.id, device, profile, value_source, clock,
                                                history_period_s=history_period_s)
         if not self._maps:
@@ -295,6 +301,11 @@ class StationServer:
     def endpoint(self) -> tuple[str, int]:
         """(host, port) to connect to (the bound port once started)."""
         return self.host, self.port
+
+    @property
+    def device_ids(self) -> tuple[str, ...]:
+        """The ids of the devices served."""
+        return tuple(self._maps)
 
     @property
     def offline(self) -> bool:
@@ -332,6 +343,11 @@ class StationServer:
         device.exception_code = exception_code
         if fault != "hang":
             device.release_hung()
+
+    def set_word_order(self, device_id: str, swapped: bool = True) -> None:
+        """Serve `device_id`'s 32- and 64-bit values with their 16-bit words reversed (a word_order fault:
+        ABCD read as CDAB), or (False) as its profile says."""
+        self._map(device_id).swapped = swapped
 
     def clear_requests(self) -> None:
         """Reset the request counters."""

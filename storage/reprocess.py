@@ -12,7 +12,9 @@ Contract of `reprocess(conn, sensor_id, time_from, time_to, run_by=…)`, in ONE
 3. updates, with one explicit UPDATE, the rows whose value, unit, flags (CALIBRATED, NEGATIVE), calibration id
    or RH used changed — raw values, times, conditions and every other flag are never touched;
 4. records the run in `reprocess_runs` (who, when, sensor, range, counts, calibrations used) and every changed
-   row, before and after, in `reprocess_changes`.
+   row, before and after, in `reprocess_changes`;
+5. marks the (sensor, variable, 15-minute slot) of every changed row in `dirty_slots` (storage.writer's late-data
+   marks), so the averaging job recomputes the averages and indices they touch.
 
 Rows that cannot be re-derived are skipped and counted by reason (`no_provenance`: a mass concentration stored
 before migration 0002 recorded its conditions; `not_finite`: no raw value; `calibration_unit`: …). A second
@@ -36,6 +38,7 @@ from ingest.normalise import renormalise
 from ingest.reading import EXCLUDED, Reading
 from storage.calibrations import load_calibration_book
 from storage.rows import MEASUREMENT_COLUMNS, MEASUREMENT_KEY, row_reading
+from storage.writer import MARK_LATE, SLOT_OF
 
 __all__ = ["Change", "ReprocessError", "ReprocessResult", "reprocess"]
 
@@ -151,6 +154,10 @@ FROM {staging}
 """).format(staging=sql.Identifier(_STAGING))
 
 
+_MARK_CHANGED = sql.SQL(MARK_LATE.format(
+    select=f"SELECT DISTINCT sensor_id, variable, {SLOT_OF.format(time='time')} FROM {_STAGING}"))
+
+
 def _nan_to_null(x: float | None) -> float | None:
     return None if x is None or math.isnan(x) else x
 
@@ -217,5 +224,6 @@ async def reprocess(conn: AsyncConnection[Any], sensor_id: str, time_from: datet
                 raise RuntimeError(f"reprocess {sensor_id}: updated {cur.rowcount} rows, expected {len(changes)}; "
                                    "rolled back")
             await cur.execute(_RECORD_CHANGES, (run_id,))
+            await cur.execute(_MARK_CHANGED)
     return ReprocessResult(sensor_id, time_from, time_to, False, result.examined, result.changes, result.skipped,
                            result.calibration_ids, run_id)

@@ -13,7 +13,12 @@ Implements `ingest.pipeline.Sink`. Per batch, inside one transaction:
    - *conflict*: the key exists with a different value or flags. The row is kept out of `measurements` and
      recorded in `dead_letters` (source 'writer', reason 'conflict') with both values in `reading`: never
      silently dropped, never overwriting what was stored;
-   then inserts (`ON CONFLICT DO NOTHING`) and dead-letters accordingly.
+   then inserts (`ON CONFLICT DO NOTHING`) and dead-letters accordingly;
+3. late data: every inserted row whose time is before the averaging job's claim (`job_watermarks.claimed_through`)
+   marks its (sensor, variable, 15-minute slot) in `dirty_slots`, in the same statement, so the job recomputes the
+   windows it touches (alerts.averaging_job). The transaction first takes the shared advisory lock
+   `LATE_MARK_LOCK`; the job advances its claim under the exclusive one, so a write either commits before the job
+   reads the measurements or sees the new claim and marks (never both missed).
 
 When a concurrent writer commits one of our new keys between our snapshot and our insert, the insert count
 falls short: the transaction is rolled back and the batch retried, so the row is classified against the
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from psycopg import AsyncConnection, sql
@@ -33,10 +39,25 @@ from psycopg_pool import AsyncConnectionPool
 from ingest.reading import QC, Reading
 from storage.rows import MEASUREMENT_COLUMNS, MEASUREMENT_TYPES, reading_row
 
-__all__ = ["TimescaleWriter", "WriteResult"]
+__all__ = ["LATE_MARK_LOCK", "LATE_SLOT", "MARK_LATE", "SLOT_OF", "TimescaleWriter", "WriteResult"]
 
 _STAGING = "_aqnet_staging"
 _RACE_RETRIES = 3
+
+#: pg_advisory_xact_lock key: shared by measurement writers, exclusive while the averaging job claims windows
+#: ("aqnetlat" in ASCII, as a bigint)
+LATE_MARK_LOCK = 0x6171_6E65_746C_6174
+#: width of a late-data mark (dirty_slots.slot_start, binned from 2000-01-01 UTC): every UTC offset in use is a
+#: multiple of 15 minutes, so a slot lies inside one local hour of any network time zone
+LATE_SLOT = timedelta(minutes=15)
+#: SQL expression of a time's slot start, shared by the writer, reprocess and the job
+SLOT_OF = "date_bin('15 minutes', {time}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+#: upsert of late marks; a re-mark takes a new `mark` number so the job never deletes a mark it did not read
+MARK_LATE = """
+    INSERT INTO dirty_slots (sensor_id, variable, slot_start)
+    {select}
+    ON CONFLICT (sensor_id, variable, slot_start) DO UPDATE SET mark = EXCLUDED.mark
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +139,8 @@ WITH staged AS (
                'existing_in', CASE WHEN stored THEN 'measurements' ELSE 'batch' END)
     FROM classified WHERE outcome = 'conflict' ORDER BY ord
     RETURNING 1
+), marked AS ({mark}
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM classified WHERE outcome = 'insert'),
        (SELECT count(*) FROM inserted),
@@ -125,7 +148,11 @@ SELECT (SELECT count(*) FROM classified WHERE outcome = 'insert'),
        (SELECT count(*) FROM dead)
 """).format(staging=sql.Identifier(_STAGING),
             columns=sql.SQL(", ").join(sql.Identifier(c) for c in MEASUREMENT_COLUMNS),
-            arrival=sql.Literal(int(ARRIVAL_FLAGS)))
+            arrival=sql.Literal(int(ARRIVAL_FLAGS)),
+            mark=sql.SQL(MARK_LATE.format(select=f"""
+    SELECT DISTINCT sensor_id, variable, {SLOT_OF.format(time="time")} FROM classified
+    WHERE outcome = 'insert'
+      AND time < (SELECT claimed_through FROM job_watermarks WHERE job = 'averages')""")))
 
 
 class TimescaleWriter:
@@ -152,6 +179,8 @@ class TimescaleWriter:
 
     async def _write(self, conn: AsyncConnection[Any], rows: list[tuple[object, ...]]) -> WriteResult:
         async with conn.transaction(), conn.cursor() as cur:
+            # released at commit; taken before the MERGE's snapshot (module docstring, point 3)
+            await cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (LATE_MARK_LOCK,))
             await cur.execute(_create_staging())
             async with cur.copy(_copy_staging()) as copy:
                 copy.set_types(["int4", *MEASUREMENT_TYPES])

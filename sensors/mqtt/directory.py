@@ -93,14 +93,16 @@ class DeviceDirectory:
         devices = self.devices_for(topic, message)
         readings: list[RawReading] = []
         unmapped: list[str] = []
-        taken: set[tuple[str, str]] = set()
+        taken: set[tuple[str, str, object]] = set()
         for value in message.values:
             device = _device_for_channel(devices, value.channel)
-            # one value per (device, variable): a second instrument for the same variable needs its own device
-            if device is None or (device.id, value.variable) in taken:
+            # one value per (device, variable, time): a second instrument for the same variable needs its own
+            # device; a batch (a board's buffer after a disconnect) carries one value per time
+            key = (device.id, value.variable, value.time) if device is not None else None
+            if key is None or key in taken:
                 unmapped.append(value.channel)
                 continue
-            taken.add((device.id, value.variable))
+            taken.add(key)
             readings.append(RawReading(sensor_id=device.sensor_id, device_id=device.id, variable=value.variable,
                                        value=value.value, unit=value.unit, time=value.time,
                                        received_at=received_at, conditions=value.conditions,

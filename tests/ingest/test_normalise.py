@@ -450,3 +450,22 @@ def test_renormalise_equals_normalising_with_the_calibration(value: float, a: fl
     stored = normalise(r, site)
     assert renormalise(stored, book) == normalise(r, site, calibrations=book)
     assert renormalise(renormalise(stored, book), book) == renormalise(stored, book)
+
+
+def test_a_changed_network_keeps_the_observed_conditions() -> None:
+    from datetime import UTC, datetime
+
+    from ingest.normalise import ConditionsBook
+    from ingest.reading import QC, Reading
+    from sensors.sensor import Sensor
+
+    t = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    station = Sensor("ST1", "Station", "station", 4.60, -74.10)
+    micro = Sensor("MS1", "Micro", "microsensor", 4.61, -74.10)
+    book = ConditionsBook([station, micro])
+    for variable, value, unit in (("temperature", 14.0, "°C"), ("pressure", 750.0, "hPa")):
+        book.observe(Reading("ST1", "ST1-met", variable, t, value, unit, QC(0), value, unit, t))
+    newcomer = Sensor("MS2", "New micro", "microsensor", 4.62, -74.10)
+    moved = book.with_network([station, micro, newcomer])
+    got = moved.for_sensor("MS2", t)
+    assert (got.temp_c, got.pressure_hpa, got.source) == (14.0, 750.0, "nearest:ST1")

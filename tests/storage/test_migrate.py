@@ -98,14 +98,14 @@ def test_hypertables_exist_with_expected_dimensions(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         dims = dict(conn.execute(
             "SELECT hypertable_name, column_name FROM timescaledb_information.dimensions").fetchall())
-        assert dims == {"measurements": "time", "averages": "period_end"}
+        assert dims == {"measurements": "time", "averages": "period_end", "indices": "period_end"}
         interval = conn.execute(
             "SELECT time_interval FROM timescaledb_information.dimensions "
             "WHERE hypertable_name = 'measurements'").fetchone()
         assert interval is not None and interval[0].days == 1
         hyper = {r[0] for r in conn.execute(
             "SELECT hypertable_name FROM timescaledb_information.hypertables")}
-        assert hyper == {"measurements", "averages"}
+        assert hyper == {"measurements", "averages", "indices"}
 
 
 def test_measurements_has_exactly_the_documented_columns(database_url: str) -> None:

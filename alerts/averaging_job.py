@@ -1,0 +1,545 @@
+"""The averaging job: every 1 h, 8 h / 24 h rolling, calendar-day and calendar-year average due up to `now`, plus
+the windows late data touched, then their indices (`alerts.index_job`). I/O glue (psycopg 3, sync) over the
+pure `alerts.averages`, `alerts.windows`.
+
+`compute_windows(conn, now, ...)` is pure over the injected clock: it never reads the wall clock, computes only
+windows that have ended by ``now - settle``, and is idempotent (a second call with the same `now` computes
+nothing). The same call catches up after downtime (bounded by `lookback_h`) and drives accelerated simulations.
+
+How it knows what is due (bookkeeping in migration 0006):
+- `job_watermarks['averages'].computed_through`: every hour ending at or before it has been computed. A run
+  computes the hour ends in (computed_through, last_end], at most `lookback_h` of them, where last_end is the
+  latest local hour end at or before ``now - settle``; the days and years ending in that range too. It sets
+  computed_through = last_end in the same transaction as the windows, so a crash leaves nothing half-done
+  and a window is computed as due exactly once (`window_computations` has one 'due' row per window, under a
+  unique index; two leaders racing serialise on the watermark row, `FOR UPDATE`).
+- Late data: before computing, the run advances `claimed_through` to last_end in its own short transaction
+  under the exclusive advisory lock `storage.writer.LATE_MARK_LOCK`; from then on every measurement written
+  before the claim marks its (sensor, variable, 15-minute slot) in `dirty_slots` (writer, reprocess). The run
+  recomputes the 1 h averages of the marked hours that are not due anyway, and everything holding them: the
+  8 h / 24 h windows ending in the 7 / 23 hours after, the day, the year if it has ended, the NowCasts of the
+  11 hours after and the daily AQI. It deletes only the marks it read (same `mark` number), so a write racing
+  the run is recomputed by the next one.
+
+Which series get rows: a (sensor, variable) with readings in the due hours, from its first hour with data on,
+and one that had readings in the 24 hours before them (so a silent sensor's hours are stored as invalid with
+coverage 0 for a day, and its rolling windows age out). Only the primary device's readings count
+(`primary_devices`); a series without a primary pools every device, the expected sample count summed over them.
+A series whose device has no configured cadence is skipped with an error in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from alerts.averages import HOUR, ROLLING_PERIODS, Average, annual_average, min_valid_hours, sample_validity
+from alerts.bookkeeping import log_windows
+from alerts.index_job import write_indices
+from alerts.nowcast import NOWCAST_POLLUTANTS
+from alerts.vectorised import Averages, HourTable, hourly_averages, packed, window_averages
+from alerts.windows import (
+    day_bounds,
+    day_of_hour_end,
+    days_ending_in,
+    hour_end_at_or_before,
+    hour_end_containing,
+    hour_ends_in,
+    year_bounds,
+    years_ending_in,
+)
+from sensors.domain import load
+from sensors.variables import VARIABLES
+from storage.writer import LATE_MARK_LOCK
+
+__all__ = ["JOB", "WindowRun", "compute_windows", "network_timezone"]
+
+log = logging.getLogger(__name__)
+
+JOB = "averages"  #: job_watermarks.job of this job (storage.writer reads its claim)
+HISTORY = 24 * HOUR  #: a series with readings this long before the due hours still gets (invalid) hours
+
+Pair = tuple[str, str]  # (sensor_id, variable)
+
+
+def network_timezone() -> tzinfo:
+    """The bundled network's time zone (reference.json `site.timezone`, America/Bogota)."""
+    from zoneinfo import ZoneInfo
+    return ZoneInfo(load("reference")["site"]["timezone"])
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRun:
+    """What one run computed: the due window ends, the series recomputed for late data, rows written."""
+
+    last_end: datetime  #: the latest hour end considered (UTC)
+    due_hours: tuple[datetime, ...] = ()  #: hour ends computed as due
+    due_days: tuple[date, ...] = ()
+    due_years: tuple[int, ...] = ()
+    late: Mapping[Pair, tuple[datetime, ...]] = field(default_factory=dict)  #: late hour ends per series
+    rows: Mapping[str, int] = field(default_factory=dict)  #: period (1h, 8h, 24h, day, year, nowcast, daily_aqi)
+
+    @property
+    def written(self) -> int:
+        """Average rows written (the indices not counted)."""
+        return sum(n for p, n in self.rows.items() if p in ("1h", "8h", "24h", "day", "year"))
+
+
+# ------------------------------------------------------------------------------------------------ SQL
+
+_CLAIM = """
+INSERT INTO job_watermarks (job, claimed_through, updated_at) VALUES (%(job)s, %(end)s, now())
+ON CONFLICT (job) DO UPDATE SET claimed_through = greatest(job_watermarks.claimed_through, EXCLUDED.claimed_through),
+                                updated_at = now()
+"""
+
+# the samples of a series and device as three packed big-endian arrays (time, value, flags): one bytea each,
+# read with numpy at once, not one Python object per sample; a NULL value is NaN (not valid)
+_SAMPLE_COLUMNS = """
+    m.sensor_id, m.variable, m.device_id, min(m.unit), count(*),
+    string_agg(float8send(date_part('epoch', m.time)), ''::bytea),
+    string_agg(float8send(coalesce(m.value, 'NaN'::float8)), ''::bytea), string_agg(int4send(m.flags), ''::bytea)
+"""
+_PRIMARY = "LEFT JOIN primary_devices p ON p.sensor_id = m.sensor_id AND p.variable = m.variable"
+_IS_PRIMARY = "(p.device_id IS NULL OR p.device_id = m.device_id)"
+
+_DUE_SAMPLES = f"""
+SELECT {_SAMPLE_COLUMNS}
+FROM measurements m {_PRIMARY}
+WHERE m.time >= %(start)s AND m.time < %(end)s AND {_IS_PRIMARY}
+GROUP BY 1, 2, 3
+"""
+
+_WINDOW_SAMPLES = f"""
+SELECT {_SAMPLE_COLUMNS}
+FROM unnest(%(sensors)s::text[], %(variables)s::text[], %(t0)s::timestamptz[], %(t1)s::timestamptz[])
+     AS w(sensor_id, variable, t0, t1)
+JOIN measurements m ON m.sensor_id = w.sensor_id AND m.variable = w.variable AND m.time >= w.t0 AND m.time < w.t1
+{_PRIMARY}
+WHERE {_IS_PRIMARY}
+GROUP BY 1, 2, 3
+"""
+
+_ACTIVE = """
+SELECT DISTINCT sensor_id, variable, unit FROM averages
+WHERE period = '1h' AND period_end > %(since)s AND period_end <= %(until)s AND samples > 0
+"""
+
+# stored averages of one period per series, packed like the samples: (sensor, variable, n, ends, values, valid)
+_PACKED_AVERAGES = """
+    a.sensor_id, a.variable, count(*), string_agg(float8send(date_part('epoch', a.period_end)), ''::bytea),
+    string_agg(float8send(coalesce(a.value, 'NaN'::float8)), ''::bytea), string_agg(boolsend(a.valid), ''::bytea)
+"""
+
+_STORED = f"""
+SELECT {_PACKED_AVERAGES}
+FROM unnest(%(sensors)s::text[], %(variables)s::text[], %(lo)s::timestamptz[], %(hi)s::timestamptz[])
+     AS w(sensor_id, variable, lo, hi)
+JOIN averages a ON a.sensor_id = w.sensor_id AND a.variable = w.variable AND a.period = %(period)s
+               AND a.period_end > w.lo AND a.period_end <= w.hi
+GROUP BY 1, 2
+"""
+
+_STORED_RANGE = f"""
+SELECT {_PACKED_AVERAGES}
+FROM averages a WHERE a.period = %(period)s AND a.period_end > %(lo)s AND a.period_end <= %(hi)s
+GROUP BY 1, 2
+"""
+
+#: series sharing one window above which one range scan beats per-series index lookups
+_RANGE_SCAN_MIN = 50
+
+_AVERAGE_COLUMNS = ("sensor_id", "variable", "period", "period_start", "period_end", "value", "unit", "coverage",
+                    "samples", "valid", "computed_at")
+_AVERAGE_TYPES = ("text", "text", "text", "timestamptz", "timestamptz", "float8", "text", "float8", "int4", "bool",
+                  "timestamptz")
+
+
+def _upsert_averages(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """COPY into a staging table, then one idempotent upsert keyed by averages_key."""
+    if not rows:
+        return
+    cols = sql.SQL(", ").join(map(sql.Identifier, _AVERAGE_COLUMNS))
+    with conn.cursor() as cur:
+        cur.execute("CREATE TEMPORARY TABLE IF NOT EXISTS _aqnet_averages "
+                    "(LIKE averages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        with cur.copy(sql.SQL("COPY _aqnet_averages ({}) FROM STDIN (FORMAT BINARY)").format(cols)) as copy:
+            copy.set_types(list(_AVERAGE_TYPES))
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(sql.SQL("""
+            INSERT INTO averages ({cols}) SELECT {cols} FROM _aqnet_averages
+            ON CONFLICT (sensor_id, variable, period, period_end) DO UPDATE SET
+                period_start = EXCLUDED.period_start, value = EXCLUDED.value, unit = EXCLUDED.unit,
+                coverage = EXCLUDED.coverage, samples = EXCLUDED.samples, valid = EXCLUDED.valid,
+                computed_at = EXCLUDED.computed_at""").format(cols=cols))
+        cur.execute("TRUNCATE _aqnet_averages")
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+def _cadence_for(devices: Iterable[str], cadence_s: float | Mapping[str, float],
+                 default_cadence_s: float | None) -> float | None:
+    """Effective cadence of the devices pooled for a series: 1 / Σ 1/cadence; None if one is unknown."""
+    rate = 0.0
+    for device in devices:
+        c = cadence_s if isinstance(cadence_s, int | float) else cadence_s.get(device, default_cadence_s)
+        if c is None or not c > 0:
+            return None
+        rate += 1.0 / c
+    return 1.0 / rate if rate else None
+
+
+def _unit(variable: str, seen: str | None) -> str:
+    known = VARIABLES.get(variable)
+    return known.unit if known is not None else (seen or "")
+
+
+class _Series:
+    """The (sensor, variable) series of one run, numbered: the ids of the vectorised arrays."""
+
+    def __init__(self, pairs: Iterable[Pair]) -> None:
+        self.pairs: list[Pair] = list(pairs)
+        self.index: dict[Pair, int] = {p: i for i, p in enumerate(self.pairs)}
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def add(self, pair: Pair) -> int:
+        if pair not in self.index:
+            self.index[pair] = len(self.pairs)
+            self.pairs.append(pair)
+        return self.index[pair]
+
+
+class _SampleSet:
+    """Samples fetched packed per (sensor, variable, device) (`_SAMPLE_COLUMNS`), joined into arrays at once."""
+
+    def __init__(self) -> None:
+        self.devices: dict[Pair, set[str]] = defaultdict(set)
+        self.units: dict[Pair, str] = {}
+        self._chunks: list[tuple[Pair, int, bool]] = []
+        self._packed: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def add(self, rows: Iterable[tuple[Any, ...]], *, due: bool) -> None:
+        for sensor, variable, device, unit, n, times, values, flags in rows:
+            pair = (sensor, variable)
+            self.devices[pair].add(device)
+            self.units.setdefault(pair, unit)
+            self._chunks.append((pair, n, due))
+            self._arrays = None
+            for out, chunk in zip(self._packed, (times, values, flags), strict=True):
+                out.append(chunk)
+
+    def arrays(self, series: _Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Times (epoch s), values (NULL → NaN), validity (`sample_validity`) and series id of every sample."""
+        if self._arrays is not None:
+            return self._arrays
+        times, values = packed(self._packed[0], ">f8"), packed(self._packed[1], ">f8")
+        valid = sample_validity(values, packed(self._packed[2], ">i4"))
+        sid = np.repeat([series.index[p] for p, _, _ in self._chunks], [n for _, n, _ in self._chunks])
+        self._arrays = times, values, valid, sid.astype(np.int64)
+        return self._arrays
+
+    def first_due(self, series: _Series) -> np.ndarray:
+        """Per series id: the earliest time of its due samples (+inf without any)."""
+        times, _, _, sid = self.arrays(series)
+        due = np.repeat([d for _, _, d in self._chunks], [n for _, n, _ in self._chunks]).astype(bool)
+        first = np.full(len(series), np.inf)
+        np.minimum.at(first, sid[due], times[due])
+        return first
+
+
+def _hour_windows(series: _Series, got: _SampleSet, active: Mapping[Pair, str],
+                  late: Mapping[Pair, set[datetime]], due: list[datetime]) -> tuple[np.ndarray, np.ndarray]:
+    """The hours to compute, as (series id, end) arrays sorted by series then end: every due hour of an active
+    series, the due hours of a new series from its first hour with data on (an hour end e is at or after the
+    end of the hour holding the first sample t iff e > t), and the late hours."""
+    due_s = np.array([e.timestamp() for e in due])
+    after = got.first_due(series) if due else np.full(len(series), np.inf)
+    after[[series.index[p] for p in active]] = -np.inf
+    wp, wd = np.nonzero(due_s[None, :] > after[:, None]) if due else (np.empty(0, int), np.empty(0, int))
+    late_p = [series.index[p] for p, ends in late.items() if p in series.index for _ in ends]
+    late_e = [e.timestamp() for p, ends in late.items() if p in series.index for e in ends]
+    wp = np.concatenate((wp, late_p)).astype(np.int64)
+    we = np.concatenate((due_s[wd], late_e)).astype(float)
+    order = np.lexsort((we, wp))
+    return wp[order], we[order]
+
+
+def _unique_windows(p: np.ndarray, e: np.ndarray, last: float) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (series id, end) with end <= last, sorted by series then end."""
+    keep = e <= last
+    p, e = p[keep], e[keep]
+    order = np.lexsort((e, p))
+    p, e = p[order], e[order]
+    first = np.ones(p.shape, dtype=bool)
+    first[1:] = (p[1:] != p[:-1]) | (e[1:] != e[:-1])
+    return p[first], e[first]
+
+
+def _day_windows(series: _Series, wp: np.ndarray, we: np.ndarray, last_end: datetime, tz: tzinfo
+                 ) -> tuple[dict[Pair, set[date]], np.ndarray, np.ndarray, np.ndarray]:
+    """The ended local days holding a written hour: per series, and as (series id, day end, hours) arrays."""
+    ends = np.unique(we)
+    day_of = [day_of_hour_end(datetime.fromtimestamp(e, UTC), tz) for e in ends.tolist()]
+    bounds = {d: day_bounds(d, tz) for d in set(day_of)}
+    ordinal = np.array([d.toordinal() for d in day_of], dtype=np.int64)
+    ended = np.array([bounds[d][1] <= last_end for d in day_of], dtype=bool)
+    at = np.searchsorted(ends, we)
+    keep = ended[at] if ends.size else np.zeros(0, dtype=bool)
+    dp, dord = _unique_windows(wp[keep], ordinal[at[keep]].astype(float), math.inf)
+    days: dict[Pair, set[date]] = defaultdict(set)
+    de, dh = np.empty(dp.shape), np.empty(dp.shape, dtype=np.int64)
+    for i, (p, o) in enumerate(zip(dp.tolist(), dord.tolist(), strict=True)):
+        day = date.fromordinal(int(o))
+        days[series.pairs[p]].add(day)
+        start, end = bounds[day]
+        de[i], dh[i] = end.timestamp(), round((end - start) / HOUR)
+    return days, dp.astype(np.int64), de, dh
+
+
+def _fetch_packed(conn: psycopg.Connection, period: str, windows: Mapping[Pair, tuple[datetime, datetime]]
+                  ) -> list[tuple[Pair, int, bytes, bytes, bytes]]:
+    """Stored averages of `period` ending in each series' (lo, hi], packed (`_PACKED_AVERAGES`): one range scan
+    per window many series share (the due hours), one indexed lookup per series for the others (late data)."""
+    groups: dict[tuple[datetime, datetime], list[Pair]] = defaultdict(list)
+    for pair, window in windows.items():
+        groups[window].append(pair)
+    scattered = sorted(p for ps in groups.values() if len(ps) < _RANGE_SCAN_MIN for p in ps)
+    results = [conn.cursor(binary=True).execute(_STORED_RANGE, {"lo": lo, "hi": hi, "period": period})
+               for (lo, hi), ps in groups.items() if len(ps) >= _RANGE_SCAN_MIN]
+    if scattered:
+        results.append(conn.cursor(binary=True).execute(_STORED, {
+            "sensors": [p[0] for p in scattered], "variables": [p[1] for p in scattered],
+            "lo": [windows[p][0] for p in scattered], "hi": [windows[p][1] for p in scattered], "period": period}))
+    return [((sensor, variable), n, ends, values, valid) for result in results
+            for sensor, variable, n, ends, values, valid in result if (sensor, variable) in windows]
+
+
+def _load_hours(conn: psycopg.Connection, series: _Series, wp: np.ndarray, we: np.ndarray,
+                last_end: datetime) -> HourTable:
+    """The stored '1h' averages around the written hours: the 24 h before them (rolling windows, their days) to
+    the 25 h after (the windows and days holding them), for the written series and, for a NowCast pollutant, the
+    sensor's other NowCast pollutants (its indices are recomputed together)."""
+    windows: dict[Pair, tuple[datetime, datetime]] = {}
+    ids = np.unique(wp)
+    lo = np.full(len(series), np.inf)
+    hi = np.full(len(series), -np.inf)
+    np.minimum.at(lo, wp, we)
+    np.maximum.at(hi, wp, we)
+    for i, a, b in zip(ids.tolist(), lo[ids].tolist(), hi[ids].tolist(), strict=True):
+        span = (datetime.fromtimestamp(a, UTC) - 26 * HOUR, min(last_end, datetime.fromtimestamp(b, UTC) + 25 * HOUR))
+        sensor, variable = series.pairs[i]
+        windows[(sensor, variable)] = span
+        if variable in NOWCAST_POLLUTANTS:
+            for other in NOWCAST_POLLUTANTS:
+                windows.setdefault((sensor, other), span)
+    rows = _fetch_packed(conn, "1h", windows)
+    sid = np.repeat([series.add(pair) for pair, *_ in rows], [n for _, n, *_ in rows]).astype(np.int64)
+    return HourTable(sid, packed([r[2] for r in rows], ">f8"), packed([r[3] for r in rows], ">f8"),
+                     packed([r[4] for r in rows], "?"))
+
+
+def _year_rows(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, units_of: Mapping[Pair, str],
+               tz: tzinfo, last_end: datetime, now: datetime) -> list[tuple[Any, ...]]:
+    """The ended local years holding a written day (`annual_average` of the stored days; once a year)."""
+    years = {p: ys for p, ds in days.items()
+             if (ys := {d.year for d in ds if year_bounds(d.year, tz)[1] <= last_end})}
+    if not years:
+        return []
+    stored = {pair: (packed([e], ">f8"), packed([v], ">f8"), packed([ok], "?"))
+              for pair, _, e, v, ok in _fetch_packed(conn, "day", {
+                  p: (year_bounds(min(ys), tz)[0], year_bounds(max(ys), tz)[1]) for p, ys in years.items()})}
+    rows = []
+    for pair, ys in sorted(years.items()):
+        ends, values, valid = stored.get(pair, (np.empty(0), np.empty(0), np.empty(0, dtype=bool)))
+        for year in sorted(ys):
+            start, end = year_bounds(year, tz)
+            daily = [Average(value=None if math.isnan(v) else v, coverage=0.0, samples=0 if math.isnan(v) else 1,
+                             valid=ok and not math.isnan(v))
+                     for e, v, ok in zip(ends.tolist(), values.tolist(), valid.tolist(), strict=True)
+                     if start.timestamp() < e <= end.timestamp()]
+            avg = annual_average(daily, start, end)
+            rows.append((pair[0], pair[1], "year", start, end, avg.value, units_of[pair], avg.coverage, avg.samples,
+                         avg.valid, now))
+    return rows
+
+
+class _Stamps:
+    """Average rows for the COPY, with one datetime per distinct end."""
+
+    def __init__(self) -> None:
+        self._at: dict[float, datetime] = {}
+
+    def at(self, epoch: float) -> datetime:
+        got = self._at.get(epoch)
+        if got is None:
+            got = self._at[epoch] = datetime.fromtimestamp(epoch, UTC)
+        return got
+
+    def rows(self, pairs: list[Pair], units: list[str], period: str, p: np.ndarray, e: np.ndarray, hours: int,
+             avg: Averages, now: datetime) -> list[tuple[Any, ...]]:
+        values, coverage, samples, valid = (avg.value.tolist(), avg.coverage.tolist(), avg.samples.tolist(),
+                                            avg.valid.tolist())
+        out = []
+        for i, (pi, end) in enumerate(zip(p.tolist(), e.tolist(), strict=True)):
+            n = samples[i]
+            out.append((*pairs[pi], period, self.at(end - hours * 3600.0), self.at(end), values[i] if n else None,
+                        units[pi], coverage[i], n, valid[i], now))
+        return out
+
+
+# ------------------------------------------------------------------------------------------- the job
+
+def compute_windows(conn: psycopg.Connection, now: datetime, *, cadence_s: float | Mapping[str, float],
+                    default_cadence_s: float | None = None, tz: tzinfo | None = None, lookback_h: int = 72,
+                    settle_s: float = 0.0, indices: bool = True) -> WindowRun:
+    """Compute every window due up to ``now - settle_s`` and every window late data touched (module docstring).
+
+    `cadence_s`: seconds between samples, one number for every device or device_id → seconds (falling back to
+    `default_cadence_s`). `tz` defaults to the network's. `indices`: also write the NowCast and daily AQI
+    indices of the windows written (`alerts.index_job`). `conn` must be idle; each step commits on its own.
+    """
+    if lookback_h < 1:
+        raise ValueError(f"compute_windows: lookback_h: expected >= 1, got {lookback_h}")
+    if settle_s < 0:
+        raise ValueError(f"compute_windows: settle_s: expected >= 0, got {settle_s}")
+    tz = tz or network_timezone()
+    last_end = hour_end_at_or_before(now - timedelta(seconds=settle_s), tz)
+    with conn.transaction():  # the claim: writers from now on mark what they write before last_end
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LATE_MARK_LOCK,))
+        conn.execute(_CLAIM, {"job": JOB, "end": last_end})
+    with conn.transaction():
+        return _run(conn, now, last_end, tz=tz, cadence_s=cadence_s, default_cadence_s=default_cadence_s,
+                    lookback_h=lookback_h, indices=indices)
+
+
+def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzinfo,
+         cadence_s: float | Mapping[str, float], default_cadence_s: float | None, lookback_h: int,
+         indices: bool) -> WindowRun:
+    row = conn.execute("SELECT computed_through FROM job_watermarks WHERE job = %s FOR UPDATE", (JOB,)).fetchone()
+    through: datetime | None = row[0] if row else None
+    floor = last_end - lookback_h * HOUR
+    after = max(through, floor) if through is not None else floor
+    due = hour_ends_in(after, last_end)
+    due_set = set(due)
+
+    # 1. late marks: hours already computed (or never due) that got readings after their computation
+    marks = conn.execute("SELECT sensor_id, variable, slot_start, mark FROM dirty_slots WHERE slot_start < %s",
+                         (last_end,)).fetchall()
+    late: dict[Pair, set[datetime]] = defaultdict(set)
+    for sensor, variable, slot, _ in marks:
+        end = hour_end_containing(slot, tz)
+        if end not in due_set and end <= last_end:
+            late[(sensor, variable)].add(end)
+
+    # 2. the samples: due hours for every series, late hours for the marked ones
+    got = _SampleSet()
+    if due:
+        got.add(conn.cursor(binary=True).execute(_DUE_SAMPLES, {"start": due[0] - HOUR, "end": due[-1]}), due=True)
+    if late:
+        keys = [(p, e) for p, ends in sorted(late.items()) for e in sorted(ends)]
+        got.add(conn.cursor(binary=True).execute(_WINDOW_SAMPLES, {
+            "sensors": [p[0] for p, _ in keys], "variables": [p[1] for p, _ in keys],
+            "t0": [e - HOUR for _, e in keys], "t1": [e for _, e in keys]}), due=False)
+    active: dict[Pair, str] = {}
+    if due:
+        for sensor, variable, unit in conn.execute(_ACTIVE, {"since": due[0] - HOUR - HISTORY,
+                                                             "until": due[0] - HOUR}):
+            active[(sensor, variable)] = unit
+
+    # 3. the hourly averages, every series at once (alerts.vectorised)
+    series = _Series(sorted(set(got.devices) | set(active)))
+    wp, we = _hour_windows(series, got, active, late, due)
+    cadence = np.empty(len(series))
+    for i, pair in enumerate(series.pairs):
+        devices = got.devices.get(pair)
+        c = 3600.0 if not devices else _cadence_for(sorted(devices), cadence_s, default_cadence_s)
+        if c is None:  # no sample at all: coverage 0 whatever the cadence (3600 above)
+            log.error("averages of sensor %s %s not computed: no cadence_s configured for device(s) %s",
+                      pair[0], pair[1], sorted(devices or ()))
+        cadence[i] = math.nan if c is None else c
+    keep = ~np.isnan(cadence[wp])
+    wp, we = wp[keep], we[keep]
+    units = [_unit(p[1], got.units.get(p) or active.get(p)) for p in series.pairs]
+    t, v, ok, sid = got.arrays(series)
+    hourly = hourly_averages(sid, t, v, ok, wp, we, cadence[wp])
+    stamps = _Stamps()
+    _upsert_averages(conn, stamps.rows(series.pairs, units, "1h", wp, we, 1, hourly, now))
+    counts: dict[str, int] = {"1h": len(hourly)}
+    logged: dict[str, np.ndarray] = {"1h": we}
+
+    # 4. rolling windows and days holding a written hour, from the stored hours (just written ones included)
+    table = _load_hours(conn, series, wp, we, last_end)
+    last = last_end.timestamp()
+    for period, (n, need) in ROLLING_PERIODS.items():
+        rp, re_ = _unique_windows(np.repeat(wp, n), (we[:, None] + np.arange(n) * 3600.0).ravel(), last)
+        values, valid = table.get(rp[:, None], re_[:, None] - np.arange(n - 1, -1, -1) * 3600.0)
+        rows = stamps.rows(series.pairs, units, period, rp, re_, n, window_averages(values, valid, need), now)
+        _upsert_averages(conn, rows)
+        counts[period], logged[period] = len(rows), re_
+    days, dp, de, dh = _day_windows(series, wp, we, last_end, tz)
+    day_rows: list[tuple[Any, ...]] = []
+    for hours in np.unique(dh).tolist():  # 24 h, or 23 / 25 across a DST change
+        mine = dh == hours
+        values, valid = table.get(dp[mine, None], de[mine, None] - np.arange(hours - 1, -1, -1) * 3600.0)
+        day_rows += stamps.rows(series.pairs, units, "day", dp[mine], de[mine], hours,
+                                window_averages(values, valid, min_valid_hours(hours)), now)
+    _upsert_averages(conn, day_rows)
+    counts["day"], logged["day"] = len(day_rows), np.array([r[4].timestamp() for r in day_rows])
+    units_of = dict(zip(series.pairs, units, strict=False))  # the NowCast siblings added after have no rows
+    year_rows = _year_rows(conn, days, units_of=units_of, tz=tz, last_end=last_end, now=now)
+    _upsert_averages(conn, year_rows)
+    counts["year"], logged["year"] = len(year_rows), np.array([r[4].timestamp() for r in year_rows])
+
+    # 5. indices of the windows written (same transaction: never averages without their indices)
+    due_days = days_ending_in(after, last_end, tz) if due else []
+    due_years = years_ending_in(after, last_end, tz) if due else []
+    due_ends = {"1h": due_set, "8h": due_set, "24h": due_set,
+                "day": {day_bounds(d, tz)[1] for d in due_days}, "year": {year_bounds(y, tz)[1] for y in due_years}}
+    if indices:
+        counts.update(write_indices(conn, now, tz=tz, pairs=series.pairs, hour_pairs=wp, hour_ends=we, hours=table,
+                                    days=days, last_end=last_end, due_hours=due_ends["1h"],
+                                    due_day_ends=due_ends["day"]))
+
+    # 6. bookkeeping: the log, the consumed marks, the watermark
+    _log_averages(conn, now, due_ends, logged)
+    if marks:
+        conn.execute("DELETE FROM dirty_slots d USING unnest(%s::text[], %s::text[], %s::timestamptz[], "
+                     "%s::bigint[]) AS c(sensor_id, variable, slot_start, mark) WHERE d.sensor_id = c.sensor_id "
+                     "AND d.variable = c.variable AND d.slot_start = c.slot_start AND d.mark = c.mark",
+                     [list(col) for col in zip(*marks, strict=True)])
+    if due:
+        conn.execute("UPDATE job_watermarks SET computed_through = %s, updated_at = now() WHERE job = %s",
+                     (last_end, JOB))
+    written = {series.pairs[i] for i in np.unique(wp).tolist()}
+    late_done = {p: tuple(sorted(e)) for p, e in late.items() if p in written}
+    result = WindowRun(last_end, tuple(due), tuple(due_days), tuple(due_years), late_done, counts)
+    if due or late_done:
+        log.info("averages up to %s: %d due hour(s), %d series with late data, rows %s", last_end, len(due),
+                 len(late_done), counts)
+    return result
+
+
+def _log_averages(conn: psycopg.Connection, now: datetime, due_ends: Mapping[str, set[datetime]],
+                  logged: Mapping[str, np.ndarray]) -> None:
+    """One `window_computations` row per (period, end, reason): 'due' for the due windows, 'late' for others."""
+    for period, due in due_ends.items():
+        ends, n = np.unique(logged.get(period, np.empty(0)), return_counts=True)
+        tallies: dict[str, dict[datetime, int]] = {"due": dict.fromkeys(due, 0), "late": {}}
+        for e, k in zip(ends.tolist(), n.tolist(), strict=True):
+            end = datetime.fromtimestamp(e, UTC)
+            tallies["due" if end in due else "late"][end] = k  # a due window with no series is still logged
+        for reason, by_end in tallies.items():
+            log_windows(conn, period, reason, by_end, now)

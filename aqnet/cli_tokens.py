@@ -1,0 +1,131 @@
+"""`aqnet tokens create | list | revoke`: the HTTP API's bearer tokens. Parses, calls `storage.tokens`, renders a
+table or `--json`, sets the exit code (1 on a refused operation or an unreachable database).
+
+The database is `--url`, else the `--config` file's `database.url`, else the running local stack's
+(`var/state.json`), as for `aqnet db migrate`. `create` prints the secret once: only its hash is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import psycopg
+from psycopg import AsyncConnection
+
+from storage.tokens import ROLES, ApiToken, TokenError, create_token, list_tokens, revoke_token
+
+__all__ = ["tokens"]
+
+VAR_HELP = "directory of the local stack (data, ports, logs); default ./var"
+T = TypeVar("T")
+
+
+def _url(url: str | None, config_path: Path | None, var_dir: Path) -> str:
+    from aqnet.cli import _settings, _state  # imported late: aqnet.cli imports this module at its end
+
+    if url is not None:
+        return url
+    if config_path is not None:
+        return _settings(config_path).database.url
+    return str(_state(var_dir)["database_url"])
+
+
+def _run(url: str, work: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+    async def go() -> T:
+        async with await AsyncConnection.connect(url, autocommit=True) as conn:
+            return await work(conn)
+
+    try:
+        return asyncio.run(go())
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot connect to {url}: {exc}") from None
+    except psycopg.errors.UndefinedTable:
+        raise click.ClickException(f"{url}: no api_tokens table; run `aqnet db migrate` first") from None
+    except TokenError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _as_dict(token: ApiToken) -> dict[str, Any]:
+    return {"id": token.id, "name": token.name, "role": token.role, "created_at": token.created_at.isoformat(),
+            "created_by": token.created_by,
+            "last_used_at": token.last_used_at.isoformat() if token.last_used_at else None,
+            "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None}
+
+
+def _table(rows: list[ApiToken]) -> str:
+    header = ("ID", "NAME", "ROLE", "CREATED", "BY", "LAST USED", "REVOKED")
+    cells = [header] + [(str(t.id), t.name, t.role, t.created_at.strftime("%Y-%m-%d %H:%M"), t.created_by,
+                         t.last_used_at.strftime("%Y-%m-%d %H:%M") if t.last_used_at else "never",
+                         t.revoked_at.strftime("%Y-%m-%d %H:%M") if t.revoked_at else "")
+                        for t in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+
+
+def _db_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
+                     help=VAR_HELP)(f)
+    f = click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                     help="YAML settings file whose database.url to use")(f)
+    return click.option("--url", default=None, help="database URL (default: the configuration's, or the local "
+                                                     "stack's)")(f)
+
+
+@click.group()
+def tokens() -> None:
+    """Bearer tokens of the HTTP API (roles: technician, officer, reader)."""
+
+
+@tokens.command("create")
+@click.option("--role", type=click.Choice(ROLES), required=True,
+              help="technician: registry and maintenance; officer: alerts; reader: read only")
+@click.option("--name", required=True, help="who or what uses the token (shown as the actor in the audit log)")
+@click.option("--actor", default=None, help="who issues it (default: the OS user name)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@_db_options
+def create_command(role: str, name: str, actor: str | None, as_json: bool, url: str | None,
+                   config_path: Path | None, var_dir: Path) -> None:
+    """Issue a token and print its secret ONCE (only its hash is stored)."""
+    db = _url(url, config_path, var_dir)
+    issued = _run(db, lambda conn: create_token(conn, name=name, role=role, created_by=actor or getpass.getuser()))
+    if as_json:
+        click.echo(json.dumps({**_as_dict(issued.token), "token": issued.secret}, indent=2))
+        return
+    click.echo(f"token {issued.token.id} ({issued.token.role}, {issued.token.name}):")
+    click.echo(issued.secret)
+    click.echo("store it now: it is not shown again. Send it as `Authorization: Bearer <token>`.", err=True)
+
+
+@tokens.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="include revoked tokens")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@_db_options
+def list_command(include_revoked: bool, as_json: bool, url: str | None, config_path: Path | None,
+                 var_dir: Path) -> None:
+    """The tokens issued (never their secrets)."""
+    rows = _run(_url(url, config_path, var_dir), lambda conn: list_tokens(conn, include_revoked=include_revoked))
+    if as_json:
+        click.echo(json.dumps([_as_dict(t) for t in rows], indent=2))
+    elif rows:
+        click.echo(_table(rows))
+    else:
+        click.echo("no tokens; issue one with `aqnet tokens create --role reader --name NAME`")
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=click.IntRange(min=1), metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@_db_options
+def revoke_command(token_id: int, as_json: bool, url: str | None, config_path: Path | None, var_dir: Path) -> None:
+    """Revoke a token at once (it is kept, listed with --all)."""
+    token = _run(_url(url, config_path, var_dir), lambda conn: revoke_token(conn, token_id))
+    if as_json:
+        click.echo(json.dumps(_as_dict(token), indent=2))
+    else:
+        click.echo(f"token {token.id} ({token.role}, {token.name}) revoked")

@@ -1,0 +1,394 @@
+"""The commissioning check behind `aqnet sensors test ID`: read every device of one sensor now, through the
+daemon's own driver and ingest code, and judge the result. I/O shell around a pure verdict.
+
+Contract of `check_sensor(sensor, ...)`:
+- Modbus devices are read once with `sensors.modbus.poller.read_device` (the poller's own read) on links with
+  no reconnect backoff; a failed read is a `Gap`, reported as "unreachable" with its reason, never raised.
+- MQTT devices: one subscriber (the daemon's `MqttSubscriberClient`, a fresh client id, no lasting session)
+  waits up to `wait_s` for a live (not retained) message per device on its topics and attributes it with the
+  daemon's `Intake` (topic or hardware serial). On a shared topic (airrohr/+/data) other sensors' messages are
+  skipped. A message of this sensor that cannot be decoded is reported as "rejected".
+- HTTP devices push and cannot be pulled: the last stored readings (`last_stored`) are shown instead.
+- Everything read goes through one `ingest.pipeline.Pipeline` (normalise, calibrations in force, QC), so the
+  values and flags are the ones the daemon would store; nothing is written anywhere.
+- `judge` (pure): FAIL when a device cannot be read, sends nothing, is rejected, or a reading carries a flag
+  that excludes it (OUT_OF_RANGE, DEVICE_INVALID, CLOCK_SKEW) or no device is registered; WARN for suspect
+  flags (NEGATIVE, SPIKE, FLATLINE, STALE, MAINTENANCE reported by the device), a registered variable that did
+  not report, and HTTP devices (shown from storage); PASS otherwise. CALIBRATED and RECEIVE_TIME are information.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any, Literal
+
+from psycopg import AsyncConnection, sql
+
+from ingest.calibration import CalibrationBook
+from ingest.normalise import ConditionsBook
+from ingest.pipeline import Pipeline
+from ingest.reading import EXCLUDED, QC, Reading
+from sensors.modbus.link import LinkRegistry
+from sensors.modbus.poller import read_device
+from sensors.mqtt.client import Message, MqttSubscriberClient, parse_mqtt_url
+from sensors.mqtt.directory import UnknownDeviceError
+from sensors.mqtt.payloads import PayloadError
+from sensors.mqtt.subscriber import Intake
+from sensors.profile import Profile, load_profile
+from sensors.reading import Gap, RawReading
+from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
+from storage.registry_models import SensorRecord
+from storage.rows import MEASUREMENT_COLUMNS, row_reading
+
+__all__ = ["FAIL_FLAGS", "WARN_FLAGS", "CommissionReport", "DeviceCheck", "Finding", "MqttAccess", "Rejected",
+           "Verdict", "check_sensor", "endpoint_of", "flag_names", "judge", "last_stored_readings", "sensor_of"]
+
+Verdict = Literal["PASS", "WARN", "FAIL"]
+#: ok: read now; unreachable: no connection to its link or broker, or no answer in time; failed: it answered
+#: without a usable value (Modbus exception, malformed frame, every value NaN); no_message: nothing on its topic
+#: in time; rejected: the message it sent cannot be used; not_pullable: HTTP push (stored readings shown);
+#: error: the registry entry cannot be used as it is (unknown profile, conditions missing, no broker URL)
+DeviceStatus = Literal["ok", "unreachable", "failed", "no_message", "rejected", "not_pullable", "error"]
+#: Gap reasons (sensors.modbus.poller) meaning the device was not reached
+_UNREACHED = frozenset({"timeout", "connection"})
+Clock = Callable[[], datetime]
+
+#: flags that keep a reading out of averages and alerts (ingest.reading.EXCLUDED) except MAINTENANCE, which a
+#: device may report about itself while a technician works on it (a warning then)
+FAIL_FLAGS = QC(EXCLUDED & ~QC.MAINTENANCE)
+#: suspect but kept (VARIABLES.md, "Which readings count"), and the device's own maintenance status
+WARN_FLAGS = QC.NEGATIVE | QC.SPIKE | QC.FLATLINE | QC.STALE | QC.MAINTENANCE
+
+
+def flag_names(flags: QC) -> tuple[str, ...]:
+    """The names of the QC bits set in `flags`, in bit order."""
+    return tuple(str(f.name) for f in QC if f & flags)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A value (or a whole message) the daemon would dead-letter instead of storing."""
+
+    variable: str  #: "" for a whole message
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCheck:
+    """What reading one device now gave."""
+
+    device_id: str
+    protocol: str
+    endpoint: str  #: where it was read: "host:port unit N", "<broker> topic T", "HTTP push"
+    status: DeviceStatus
+    detail: str = ""
+    readings: tuple[Reading, ...] = ()  #: normalised and checked, as the daemon would store them
+    rejected: tuple[Rejected, ...] = ()
+    missing: tuple[str, ...] = ()  #: registered variables that did not report
+    stored: bool = False  #: the readings come from storage (HTTP push devices), not from a read now
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One reason the verdict is not PASS."""
+
+    level: Literal["WARN", "FAIL"]
+    device_id: str | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommissionReport:
+    """The result of `aqnet sensors test ID`."""
+
+    sensor_id: str
+    name: str
+    kind: str
+    lifecycle: str
+    checked_at: datetime
+    devices: tuple[DeviceCheck, ...]
+    verdict: Verdict
+    findings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MqttAccess:
+    """How to reach the broker the microsensors publish to (the daemon's mqtt settings)."""
+
+    url: str  #: mqtt[s]://[user:password@]host:port; the daemon's user under `aqnet up --secure`
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+
+
+# ------------------------------------------------------------------------------------------------- verdict
+
+
+def judge(devices: Sequence[DeviceCheck]) -> tuple[Verdict, tuple[Finding, ...]]:
+    """The verdict and its reasons (see the module docstring). Pure."""
+    findings: list[Finding] = []
+    if not devices:
+        findings.append(Finding("FAIL", None, "no active device is registered: add one with `aqnet sensors "
+                                              "swap` or `aqnet sensors update`"))
+    for d in devices:
+        if d.status == "not_pullable":
+            if d.readings:
+                newest = max(r.received_at for r in d.readings)
+                findings.append(Finding("WARN", d.device_id, f"{d.detail}; last stored reading received "
+                                                             f"{newest.isoformat()}"))
+            else:
+                findings.append(Finding("FAIL", d.device_id, f"{d.detail}; nothing received from it yet"))
+            continue
+        if d.status != "ok":
+            findings.append(Finding("FAIL", d.device_id, f"{d.status}: {d.detail}"))
+        for rej in d.rejected:
+            what = f"{rej.variable} " if rej.variable else ""
+            findings.append(Finding("FAIL", d.device_id, f"{what}rejected ({rej.reason}): {rej.detail}"))
+        for r in d.readings:
+            bad = r.flags & FAIL_FLAGS
+            suspect = r.flags & WARN_FLAGS
+            if bad:
+                findings.append(Finding("FAIL", d.device_id, f"{r.variable} = {r.raw_value:g} {r.raw_unit}: "
+                                                             f"{', '.join(flag_names(bad))}"))
+            elif suspect:
+                findings.append(Finding("WARN", d.device_id, f"{r.variable} = {r.raw_value:g} {r.raw_unit}: "
+                                                             f"{', '.join(flag_names(suspect))}"))
+        if d.status == "ok" and d.missing:
+            findings.append(Finding("WARN", d.device_id, f"registered but not reported: {', '.join(d.missing)}"))
+    verdict: Verdict = ("FAIL" if any(f.level == "FAIL" for f in findings)
+                        else "WARN" if findings else "PASS")
+    return verdict, tuple(findings)
+
+
+# ---------------------------------------------------------------------------------------------- the check
+
+
+def endpoint_of(device: Device, mqtt: MqttAccess | None = None) -> str:
+    """Where a device is read, as a technician would write it (never a password)."""
+    if device.protocol == "modbus-rtu":
+        return f"{device.serial_port} unit {device.unit_id}"
+    if device.protocol == "modbus-rtu-tcp":
+        return f"{device.host}:{device.port} (RTU over TCP) unit {device.unit_id}"
+    if device.protocol == "modbus-tcp":
+        return f"{device.host}:{device.port} unit {device.unit_id}"
+    if device.protocol == "mqtt":
+        broker = str(parse_mqtt_url(mqtt.url)) if mqtt is not None else "(no broker)"
+        return f"{broker} topic {device.topic}"
+    return "HTTP push (POST /intake/airrohr)"
+
+
+@dataclass(slots=True)
+class _Capture:
+    """The pipeline's sink and observer: keeps what it would write and what it would dead-letter."""
+
+    readings: list[Reading] = field(default_factory=list)
+    rejected: list[tuple[RawReading, str, str]] = field(default_factory=list)
+
+    async def write(self, batch: Sequence[Reading]) -> object:
+        self.readings.extend(batch)
+        return None
+
+    def rejected_reading(self, raw: RawReading, reason: str, detail: str) -> None:
+        self.rejected.append((raw, reason, detail))
+
+
+class _Observer:
+    def __init__(self, capture: _Capture) -> None:
+        self._capture = capture
+
+    def written(self, batch: Sequence[Reading], result: object, seconds: float) -> None:
+        return None
+
+    def write_failed(self, error: Exception, attempt: int) -> None:
+        return None
+
+    def rejected(self, raw: RawReading, reason: str, detail: str) -> None:
+        self._capture.rejected_reading(raw, reason, detail)
+
+
+async def _ingest(sensor: Sensor, raws: list[RawReading], *, clock: Clock, calibrations: CalibrationBook | None,
+                  ranges: dict[tuple[str, str], tuple[float, float]], skew_tolerance_s: float) -> _Capture:
+    """Run the readings once through the daemon's pipeline into a capturing sink."""
+    capture = _Capture()
+    pipeline = Pipeline(capture, conditions=ConditionsBook([sensor]), observer=_Observer(capture), clock=clock,
+                        ranges=ranges, max_batch=1, max_age_s=0.05, skew_tolerance_s=skew_tolerance_s,
+                        calibrations=calibrations)
+    if raws:
+        await pipeline.submit(raws)  # one submission: met readings first, as the daemon's drivers submit
+    pipeline.close()
+    await pipeline.run()
+    return capture
+
+
+async def _read_modbus(devices: list[Device], profiles: dict[str, Profile], clock: Clock, timeout_s: float
+                       ) -> dict[str, list[RawReading] | Gap | ValueError]:
+    """One read of each device, in order (devices behind one gateway share its link, as in the daemon)."""
+    links = LinkRegistry(timeout_s=timeout_s, backoff_initial_s=0.0, backoff_max_s=0.0)
+    results: dict[str, list[RawReading] | Gap | ValueError] = {}
+    try:
+        for d in devices:
+            try:
+                results[d.id] = await read_device(links.link_for(d), d, profiles[d.profile], clock)
+            except ValueError as exc:  # conditions the profile requires and the registry does not state, …
+                results[d.id] = exc
+    finally:
+        await links.close()
+    return results
+
+
+@dataclass(slots=True)
+class _Heard:
+    raws: list[RawReading] | None = None
+    rejected: Rejected | None = None
+
+
+async def _listen_mqtt(sensor: Sensor, devices: list[Device], access: MqttAccess, *, wait_s: float, tz: tzinfo,
+                       clock: Clock) -> tuple[dict[str, _Heard], str | None]:
+    """Wait up to wait_s for one usable message per device; (what each device sent, broker error if never up)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Message] = asyncio.Queue()
+    intake = Intake([sensor], tz=tz)
+    client = MqttSubscriberClient(
+        access.url, client_id=f"aqnet-test-{sensor.id}-{secrets.token_hex(4)}",
+        topics=sorted({d.topic for d in devices if d.topic}), loop=loop, on_message=queue.put_nowait,
+        session_expiry_s=0, protocol=access.protocol, ca_file=access.ca_file, cert_file=access.cert_file,
+        key_file=access.key_file, reconnect_min_s=0.5, reconnect_max_s=2.0, clock=clock)
+    heard: dict[str, _Heard] = {d.id: _Heard() for d in devices}
+    deadline = loop.time() + wait_s
+    client.start()
+    try:
+        while any(h.raws is None for h in heard.values()):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                message = await asyncio.wait_for(queue.get(), remaining)
+            except TimeoutError:
+                break
+            client.ack(message)
+            if message.retain:  # an old message kept by the broker: not a live reading
+                continue
+            _attribute(intake, message, devices, heard)
+    finally:
+        await asyncio.to_thread(client.stop)
+    status = client.status()
+    broker_error = None if status.connections else (status.last_error or "no connection within the wait")
+    return heard, broker_error
+
+
+def _attribute(intake: Intake, message: Message, devices: list[Device], heard: dict[str, _Heard]) -> None:
+    try:
+        resolved = intake.resolve(message.topic, message.payload, message)
+    except UnknownDeviceError:
+        return  # another sensor's hardware on a shared topic
+    except PayloadError as exc:
+        if intake.directory.sensor_for_topic(message.topic) is None:
+            return  # a shared topic: the message names no identity we could check
+        for d in devices:
+            if d.topic == message.topic and heard[d.id].raws is None:
+                heard[d.id].rejected = Rejected("", exc.reason, f"message on {message.topic}: {exc.detail}")
+        return
+    for r in resolved.readings:
+        h = heard.get(r.device_id)
+        if h is not None:
+            h.raws = [*(h.raws or []), r]
+            h.rejected = None
+
+
+async def check_sensor(sensor: Sensor, *, lifecycle: str, clock: Clock, calibrations: CalibrationBook | None = None,
+                       mqtt: MqttAccess | None = None, wait_s: float = 30.0, timeout_s: float = 2.0,
+                       tz: tzinfo = UTC, skew_tolerance_s: float = 300.0, profiles_dir: Path | None = None,
+                       last_stored: Callable[[Device], Awaitable[list[Reading]]] | None = None) -> CommissionReport:
+    """Read every device of `sensor` now and judge it (see the module docstring); never raises for a device
+    that cannot be read."""
+    checked_at = clock()
+    problems: dict[str, tuple[DeviceStatus, str]] = {}
+    profiles: dict[str, Profile] = {}
+    modbus: list[Device] = []
+    for d in sensor.devices:
+        if d.protocol not in MODBUS_PROTOCOLS:
+            continue
+        try:
+            profiles[d.profile] = profiles.get(d.profile) or load_profile(d.profile, profiles_dir)
+            modbus.append(d)
+        except (ValueError, OSError) as exc:
+            problems[d.id] = ("error", f"profile {d.profile}: {exc}")
+    raws: dict[str, list[RawReading]] = {}
+    for device_id, got in (await _read_modbus(modbus, profiles, clock, timeout_s)).items():
+        if isinstance(got, Gap):
+            problems[device_id] = ("unreachable" if got.reason in _UNREACHED else "failed",
+                                   f"{got.reason}: {got.detail}")
+        elif isinstance(got, ValueError):
+            problems[device_id] = ("error", str(got))
+        else:
+            raws[device_id] = got
+    heard_rejections: dict[str, Rejected] = {}
+    mqtt_devices = [d for d in sensor.devices if d.protocol == "mqtt"]
+    if mqtt_devices and mqtt is None:
+        for d in mqtt_devices:
+            problems[d.id] = ("error", "no MQTT broker to listen to: give --mqtt-url or --config")
+    elif mqtt_devices and mqtt is not None:
+        heard, broker_error = await _listen_mqtt(sensor, mqtt_devices, mqtt, wait_s=wait_s, tz=tz, clock=clock)
+        for d in mqtt_devices:
+            h = heard[d.id]
+            if h.raws is not None:
+                raws[d.id] = h.raws
+            elif broker_error is not None:
+                problems[d.id] = ("unreachable", f"MQTT broker {parse_mqtt_url(mqtt.url)}: {broker_error}")
+            elif h.rejected is not None:
+                problems[d.id] = ("rejected", h.rejected.detail)
+                heard_rejections[d.id] = h.rejected
+            else:
+                problems[d.id] = ("no_message", f"no message on {d.topic} within {wait_s:g} s: is it powered, "
+                                                "online, and publishing there with its credentials?")
+    ranges = {(d.id, v): profiles[d.profile].variable(v).range for d in modbus if d.id in raws for v in d.variables}
+    capture = await _ingest(sensor, [r for rs in raws.values() for r in rs], clock=clock, calibrations=calibrations,
+                            ranges=ranges, skew_tolerance_s=skew_tolerance_s)
+    checks: list[DeviceCheck] = []
+    for d in sensor.devices:
+        endpoint = endpoint_of(d, mqtt)
+        if d.protocol == "http":
+            stored = await last_stored(d) if last_stored is not None else []
+            checks.append(DeviceCheck(d.id, d.protocol, endpoint, "not_pullable",
+                                      "pushes over HTTP and cannot be read on demand", tuple(stored), stored=True))
+            continue
+        readings = tuple(r for r in capture.readings if r.device_id == d.id)
+        rejected = tuple(Rejected(raw.variable, reason, detail) for raw, reason, detail in capture.rejected
+                         if raw.device_id == d.id)
+        if d.id in heard_rejections:
+            rejected = (*rejected, heard_rejections[d.id])
+        status, detail = problems.get(d.id, ("ok", ""))
+        reported = {r.variable for r in readings} | {r.variable for r in rejected}
+        missing = tuple(v for v in d.variables if v not in reported) if status == "ok" else ()
+        checks.append(DeviceCheck(d.id, d.protocol, endpoint, status, detail, readings, rejected, missing))
+    verdict, findings = judge(checks)
+    return CommissionReport(sensor.id, sensor.name, sensor.kind, lifecycle, checked_at, tuple(checks), verdict,
+                            findings)
+
+
+async def last_stored_readings(conn: AsyncConnection[Any], device: Device) -> list[Reading]:
+    """The newest stored reading of each variable of `device` (what an HTTP push device last sent)."""
+    query = sql.SQL("SELECT DISTINCT ON (variable) {} FROM measurements WHERE sensor_id = %s AND device_id = %s "
+                    "ORDER BY variable, time DESC").format(sql.SQL(", ").join(map(sql.Identifier, MEASUREMENT_COLUMNS)))
+    async with conn.cursor() as cur:
+        await cur.execute(query, (device.sensor_id, device.id))
+        return [row_reading(row) for row in await cur.fetchall()]
+
+
+def sensor_of(record: SensorRecord) -> Sensor:
+    """The driver-shaped `Sensor` of a registry record (its active devices; primary as the record says)."""
+    devices = tuple(Device(
+        id=d.id, sensor_id=record.id, protocol=d.protocol, profile=d.profile, variables=tuple(d.variables),
+        host=d.host, port=d.port, unit_id=d.unit_id, topic=d.topic,
+        primary=tuple(d.variables) if d.primary else (), serial_port=d.serial_port, baudrate=d.baudrate,
+        parity=d.parity, stopbits=d.stopbits, bytesize=d.bytesize, hardware_serial=d.hardware_serial,
+        channels=tuple(d.channels)) for d in record.devices)
+    return Sensor(id=record.id, name=record.name, kind=record.kind, lat=record.location.lat,
+                  lon=record.location.lon, locality=record.location.locality, devices=devices)

@@ -1,0 +1,287 @@
+"""MQTT credentials for microsensors: Mosquitto's password file, its pattern ACL file and the broker's reload. I/O.
+
+Contract:
+- A microsensor logs in with its sensor id as username and a random password (`new_password`, 192 bits from
+  `secrets`). Only the password's hash is kept: `mosquitto_passwd` hashes it (PBKDF2-SHA512, Mosquitto's own
+  format) and the hash is merged into the password file; the password itself is returned once, to be printed
+  once. It is handed to `mosquitto_passwd -U` in a 0600 file inside a private temporary directory, never on a
+  command line, where every local user could read it in the process list (`-b` would put it there).
+- The ACL file is a function of who is in the password file (`render_acl`): the daemon's user reads and writes
+  every topic; the simulators' user may publish every microsensor's topic; every other user is a sensor, allowed
+  by the pattern lines alone to publish its own readings topic (`aqnet/%u/readings`, and `airrohr/%u/data` /
+  `purpleair/%u/data` for the self-identifying formats) and to read nothing.
+- Both files are written atomically (temporary file + rename) and owned by the broker's user when aqnet runs as
+  root (Mosquitto re-reads them after dropping privileges, on SIGHUP).
+- `reload_broker` sends SIGHUP to the broker only after checking that the pid is a running mosquitto (a stale
+  pid file must never make aqnet signal, and so kill, an unrelated process). Mosquitto re-reads both files on
+  SIGHUP and disconnects clients whose credentials no longer hold, without a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import secrets
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "DAEMON_USER",
+    "RESERVED_USERS",
+    "SENSOR_TOPIC_PATTERNS",
+    "SIMULATOR_USER",
+    "BrokerFiles",
+    "CredentialsError",
+    "Issued",
+    "allowed_topics",
+    "broker_pid",
+    "issue_credentials",
+    "new_password",
+    "parse_password_file",
+    "reload_broker",
+    "remove_user",
+    "render_acl",
+    "render_password_file",
+    "set_password",
+    "write_acl",
+]
+
+MOSQUITTO_PASSWD = Path("/usr/bin/mosquitto_passwd")
+#: the daemon's MQTT user: reads every sensor's readings (and publishes, for the alert channel)
+DAEMON_USER = "aqnet"
+#: the simulated network's MQTT user (`aqnet simulate` under `aqnet up --secure`): publishes for every microsensor
+SIMULATOR_USER = "aqnet-simulators"
+RESERVED_USERS: frozenset[str] = frozenset({DAEMON_USER, SIMULATOR_USER})
+#: topics a sensor may publish to, `%u` being its username (= sensor id); the templates of
+#: sensors.mqtt.payloads.TOPICS with the sensor id in the place of `{sensor_id}` or of the wildcard
+SENSOR_TOPIC_PATTERNS: tuple[str, ...] = ("aqnet/%u/readings", "airrohr/%u/data", "purpleair/%u/data")
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class CredentialsError(RuntimeError):
+    """Credentials could not be issued or the broker not reloaded; the message says what, where and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerFiles:
+    """Where a broker keeps its password file, ACL file and pid file (all in its configuration directory)."""
+
+    directory: Path
+    password_file: Path
+    acl_file: Path
+    pid_file: Path
+
+    @classmethod
+    def in_dir(cls, directory: Path) -> BrokerFiles:
+        """The files of a broker configured in `directory` (MosquittoBroker's conf_dir)."""
+        d = Path(directory)
+        return cls(d, d / "passwd", d / "acl", d / "mosquitto.pid")
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """Credentials just issued: the password exists only here (the broker keeps its hash)."""
+
+    username: str
+    password: str
+    topics: tuple[str, ...]  #: the topics this user may publish to
+
+    def __repr__(self) -> str:  # never the password in a log line or a traceback
+        return f"Issued(username={self.username!r}, topics={self.topics!r})"
+
+
+# ----------------------------------------------------------------------------------------------- pure
+
+
+def new_password() -> str:
+    """A random password: 32 URL-safe characters (192 bits), safe in an mqtt://user:password@ URL."""
+    return secrets.token_urlsafe(24)
+
+
+def _check_username(username: str) -> str:
+    if not _USERNAME.match(username):
+        raise CredentialsError(f"MQTT username {username!r}: expected 1–64 letters, digits, '.', '_' or '-' "
+                               "starting with a letter or digit (a sensor id)")
+    return username
+
+
+def allowed_topics(username: str) -> tuple[str, ...]:
+    """The topics a sensor user may publish to under the pattern ACL (`%u` replaced by its username)."""
+    return tuple(p.replace("%u", username) for p in SENSOR_TOPIC_PATTERNS)
+
+
+def parse_password_file(text: str, *, where: str = "password file") -> dict[str, str]:
+    """username → hash of a Mosquitto password file (`user:hash` lines; blank lines and `#` comments skipped)."""
+    entries: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        user, sep, hashed = line.partition(":")
+        if not sep or not user or not hashed:
+            raise CredentialsError(f"{where}: line {n}: expected username:hash, got {line[:40]!r}")
+        entries[user] = hashed
+    return entries
+
+
+def render_password_file(entries: Mapping[str, str]) -> str:
+    """A Mosquitto password file from username → hash, sorted by username."""
+    return "".join(f"{user}:{entries[user]}\n" for user in sorted(entries))
+
+
+def render_acl(users: Iterable[str]) -> str:
+    """The ACL file for the users of the password file (see the module docstring)."""
+    present = set(users)
+    lines = ["# written by aqnet (aqnet/credentials.py) from the password file's users; edits are overwritten",
+             "# by `aqnet sensors credentials`. A user may do only what a line here grants it.", ""]
+    if DAEMON_USER in present:
+        lines += ["# the aqnet daemon reads every sensor's readings (and publishes alerts)",
+                  f"user {DAEMON_USER}", "topic readwrite #", ""]
+    if SIMULATOR_USER in present:
+        lines += ["# the simulated network publishes for every simulated microsensor",
+                  f"user {SIMULATOR_USER}",
+                  *(f"topic write {p.replace('%u', '+')}" for p in SENSOR_TOPIC_PATTERNS), ""]
+    lines += ["# every other user is a microsensor (username = sensor id): it may publish its own readings only",
+              *(f"pattern write {p}" for p in SENSOR_TOPIC_PATTERNS), ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- files
+
+
+def _owner(directory: Path) -> tuple[int, int] | None:
+    """(uid, gid) the broker's files must belong to: the directory's owner when we are root, else None."""
+    if os.geteuid() != 0:
+        return None
+    st = Path(os.path.realpath(directory)).stat()
+    return st.st_uid, st.st_gid
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    real_dir = Path(os.path.realpath(path.parent))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=real_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        owner = _owner(real_dir)
+        if owner is not None:
+            os.chown(tmp, *owner)
+        os.replace(tmp, real_dir / path.name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_entries(files: BrokerFiles) -> dict[str, str]:
+    try:
+        text = files.password_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    return parse_password_file(text, where=str(files.password_file))
+
+
+def _hash(username: str, password: str, mosquitto_passwd: Path) -> str:
+    """Mosquitto's hash of `password`, made by `mosquitto_passwd -U` on a private 0600 file."""
+    with tempfile.TemporaryDirectory(prefix="aqnet-passwd-") as tmp:
+        plain = Path(tmp) / "passwd"
+        fd = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"{username}:{password}\n")
+        try:
+            res = subprocess.run([str(mosquitto_passwd), "-U", str(plain)], capture_output=True, text=True,
+                                 check=False, timeout=30)
+        except FileNotFoundError:
+            raise CredentialsError(f"{mosquitto_passwd} not found: install the mosquitto package "
+                                   "(deploy/install-system.sh)") from None
+        if res.returncode != 0:
+            raise CredentialsError(f"{mosquitto_passwd} -U failed (exit {res.returncode}): "
+                                   f"{(res.stderr or res.stdout).strip()}")
+        entries = parse_password_file(plain.read_text(encoding="utf-8"), where="mosquitto_passwd output")
+    hashed = entries.get(username)
+    if hashed is None or hashed == password:
+        raise CredentialsError(f"{mosquitto_passwd} -U did not hash the password of {username}")
+    return hashed
+
+
+def write_acl(files: BrokerFiles) -> None:
+    """Regenerate the ACL file from the password file's users."""
+    _write_atomically(files.acl_file, render_acl(_read_entries(files)))
+
+
+def set_password(files: BrokerFiles, username: str, password: str, *,
+                 mosquitto_passwd: Path = MOSQUITTO_PASSWD) -> None:
+    """Add or replace `username`'s hash in the password file, then regenerate the ACL file."""
+    _check_username(username)
+    hashed = _hash(username, password, mosquitto_passwd)
+    files.directory.mkdir(parents=True, exist_ok=True)
+    entries = _read_entries(files)
+    entries[username] = hashed
+    _write_atomically(files.password_file, render_password_file(entries))
+    write_acl(files)
+
+
+def remove_user(files: BrokerFiles, username: str) -> bool:
+    """Remove `username` from the password file (regenerating the ACL file); False if it was not there."""
+    entries = _read_entries(files)
+    if entries.pop(username, None) is None:
+        return False
+    _write_atomically(files.password_file, render_password_file(entries))
+    write_acl(files)
+    return True
+
+
+def issue_credentials(files: BrokerFiles, sensor_id: str, *, password: str | None = None,
+                      mosquitto_passwd: Path = MOSQUITTO_PASSWD) -> Issued:
+    """New credentials for microsensor `sensor_id` (username = sensor id), replacing any it had."""
+    if sensor_id in RESERVED_USERS:
+        raise CredentialsError(f"sensor {sensor_id}: the MQTT username {sensor_id!r} is reserved for aqnet's own "
+                               "clients; rename the sensor")
+    secret = password or new_password()
+    set_password(files, sensor_id, secret, mosquitto_passwd=mosquitto_passwd)
+    return Issued(sensor_id, secret, allowed_topics(sensor_id))
+
+
+# ----------------------------------------------------------------------------------------------- reload
+
+
+def broker_pid(pid_file: Path) -> int | None:
+    """The pid in a Mosquitto pid file, or None when there is no such file."""
+    try:
+        text = pid_file.read_text().strip()
+    except FileNotFoundError:
+        return None
+    if not text.isdigit():
+        raise CredentialsError(f"{pid_file}: expected a process id, got {text[:20]!r}")
+    return int(text)
+
+
+def _is_mosquitto(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z" and bool(argv) and os.path.basename(argv[0]) == b"mosquitto"
+
+
+def reload_broker(pid: int) -> None:
+    """SIGHUP the Mosquitto process `pid` (it re-reads its password and ACL files); CredentialsError if `pid`
+    is not a running mosquitto (stale pid file) or may not be signalled."""
+    if not _is_mosquitto(pid):
+        raise CredentialsError(f"process {pid} is not a running mosquitto (stale pid file?): the broker was not "
+                               "reloaded; the new credentials take effect when it next starts")
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except PermissionError:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        raise CredentialsError(f"mosquitto (pid {pid}) may not be signalled by {user}: run as the user that "
+                               "started `aqnet up`, or as root") from None
+    except ProcessLookupError:
+        raise CredentialsError(f"mosquitto (pid {pid}) exited before it could be reloaded") from None
