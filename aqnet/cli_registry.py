@@ -102,7 +102,7 @@ def parse_time(text: str, tz: tzinfo, now: datetime) -> datetime:
 def _validate(cls: type[BaseModel], where: str, **values: Any) -> Any:
     """The model, or a RegistryError naming `where` and the field (out_of_range for coordinates)."""
     try:
-        return cls.model_validate(values)
+        return cls.model_validate(values, strict=False)
     except ValidationError as exc:
         raise error_from_validation(exc, where) from None
 

@@ -91,7 +91,7 @@ def _parse_yaml(text: str, source: str) -> list[SensorSpec]:
         if not isinstance(item, dict):
             raise NetworkFileError(source, node.start_mark.line + 1, f"sensors[{i}]", "expected a mapping")
         try:
-            specs.append(SensorSpec.model_validate(item))
+            specs.append(SensorSpec.model_validate(item, strict=False))
         except ValidationError as exc:
             loc = exc.errors()[0]["loc"]
             err = error_from_validation(exc, f"sensor {item.get('id', f'#{i + 1}')}")
@@ -176,7 +176,7 @@ def _parse_csv(text: str, source: str) -> list[SensorSpec]:
     specs = []
     for doc, lines, _ in _csv_group(_csv_rows(text, source), source):
         try:
-            specs.append(SensorSpec.model_validate(doc))
+            specs.append(SensorSpec.model_validate(doc, strict=False))
         except ValidationError as exc:
             err = error_from_validation(exc, f"sensor {doc['id']}")
             line, column = _csv_locate(doc, lines, err.field or "")

@@ -102,7 +102,10 @@ def _aware(value: datetime | None, name: str) -> None:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # strict: a JSON client sending 0 for a boolean or "502" for a port is told so (the API's contract, checked
+    # by schemathesis); files and the command line, where every value arrives as text, validate with
+    # strict=False. Times stay lax: they arrive as ISO 8601 strings from every source.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class Location(_Model):
@@ -227,8 +230,8 @@ class CalibrationSpec(_Model):
     kind: Literal["linear", "polynomial", "humidity"]
     coefficients: list[float] = Field(description="linear: [a, b]; polynomial: [c0, c1, …]; humidity: [κ]")
     unit: str = Field(description="the reported unit the coefficients apply in, e.g. ppb, ug/m3")
-    valid_from: datetime
-    valid_to: datetime | None = None
+    valid_from: datetime = Field(strict=False)
+    valid_to: datetime | None = Field(default=None, strict=False)
     source: str = ""
     note: str = ""
 
@@ -236,8 +239,8 @@ class CalibrationSpec(_Model):
 class MaintenanceSpec(_Model):
     """A maintenance period [starts_at, ends_at) for a whole sensor, or one device or variable of it."""
 
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: datetime = Field(strict=False)
+    ends_at: datetime = Field(strict=False)
     reason: str = Field(min_length=1)
     device_id: str | None = None
     variable: str | None = None
@@ -265,15 +268,15 @@ class MaintenanceWindow(MaintenanceSpec):
     id: int
     sensor_id: str
     created_by: str
-    created_at: datetime
+    created_at: datetime = Field(strict=False)
 
 
 class SensorRecord(SensorSpec):
     """A sensor as stored: its spec (active devices only), timestamps and its maintenance windows."""
 
-    created_at: datetime
-    updated_at: datetime
-    retired_at: datetime | None = None
+    created_at: datetime = Field(strict=False)
+    updated_at: datetime = Field(strict=False)
+    retired_at: datetime | None = Field(default=None, strict=False)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
 
     def spec(self) -> SensorSpec:
@@ -285,7 +288,7 @@ class AuditEntry(_Model):
     """One audit-log row: who changed what, when, and the changed fields before and after."""
 
     id: int
-    at: datetime
+    at: datetime = Field(strict=False)
     actor: str
     action: str
     sensor_id: str | None = None
