@@ -47,12 +47,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from functools import cache
 from typing import Any, Literal
 
-from alerts.nowcast import NOISE_DECIMALS
+from alerts.nowcast import denoise, truncated_quanta
 from ingest.units import from_canonical
 from sensors.domain import load
 from sensors.variables import VARIABLES
@@ -106,8 +105,6 @@ _NO_EXTRAPOLATION = frozenset({"O3_8h_ppm", "SO2_1h_ppb"})
 #: IBOCA's input is truncated to 0.1 µg/m³ (indices.json `iboca.concentration_input`: "truncation to 0.1 ug/m3 is
 #: an assumption (the resolution reportedly does not state rounding)")
 IBOCA_DECIMALS = 1
-#: the noise-removal quantum, 1e-9 (VARIABLES.md "The US AQI from stored values": round to 9 decimal places)
-_NOISE = Decimal(1).scaleb(-NOISE_DECIMALS)
 
 #: the daily averaging names (module docstring; indices.json `us_epa_aqi.rules[0]`)
 DAILY_AVERAGING = {"24h": "day_24h", "8h": "day_max_8h", "1h": "day_max_1h"}
@@ -182,14 +179,14 @@ def to_table_units(variable: str, ugm3: float) -> float:
     if unit == "µg/m³":
         return ugm3
     converted = from_canonical(ugm3, unit, variable)
-    return float(Decimal(repr(converted)).quantize(_NOISE, rounding=ROUND_HALF_UP))
+    return float(denoise(converted))
 
 
 def truncate_to_table(variable: str, ugm3: float) -> float:
     """The concentration the US AQI looks up: `to_table_units`, negative → 0 (indices.json
     `negative_concentrations`), truncated to the pollutant's precision (indices.json `us_epa_aqi.truncation`)."""
     decimals = _POLLUTANTS[variable][2] if variable in _POLLUTANTS else 0
-    return _quanta(max(to_table_units(variable, ugm3), 0.0), decimals) / 10**decimals
+    return truncated_quanta(max(to_table_units(variable, ugm3), 0.0), decimals) / 10**decimals
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,13 +233,6 @@ def _iboca_table() -> tuple[_Segment, ...]:
                  for n, cat in enumerate(_indices()["iboca"]["categories"]) for seg in cat["pm25_segments"])
 
 
-def _quanta(value: float, decimals: int) -> int:
-    """`value` ≥ 0 rounded half-up to 9 decimals (noise removal, VARIABLES.md), truncated to `decimals`, as an
-    integer number of 10^-decimals (examples.json `conventions.truncation`, on the decimal string)."""
-    clean = Decimal(repr(value)).quantize(_NOISE, rounding=ROUND_HALF_UP)
-    return int(clean.scaleb(decimals).to_integral_value(rounding=ROUND_FLOOR))
-
-
 def _segment(q: int, segments: tuple[_Segment, ...]) -> _Segment | None:
     for seg in segments:
         if seg.q_lo <= q <= seg.q_hi:
@@ -274,7 +264,7 @@ def us_aqi(variable: str, concentration_ugm3: float, averaging: str, *, indicati
         raise ValueError(f"us_aqi: {variable} averaging {averaging!r}: expected one of {accepted}")
     _, unit, _ = spec
     decimals = spec[2]
-    q = _quanta(max(to_table_units(variable, concentration_ugm3), 0.0), decimals)
+    q = truncated_quanta(max(to_table_units(variable, concentration_ugm3), 0.0), decimals)
     segments = _us_table(variable, table_key)
     seg = _segment(q, segments)
     beyond = False
@@ -306,7 +296,7 @@ def iboca(variable: str, concentration_ugm3: float, averaging: str = "nowcast", 
                          "Res. Conjunta 2840/2023 art. 5)")
     if not math.isfinite(concentration_ugm3):
         raise ValueError(f"iboca: pm25: expected a finite concentration, got {concentration_ugm3}")
-    q = _quanta(max(concentration_ugm3, 0.0), IBOCA_DECIMALS)
+    q = truncated_quanta(max(concentration_ugm3, 0.0), IBOCA_DECIMALS)
     segments = _iboca_table()
     beyond = q > segments[-1].q_hi
     seg = segments[-1] if beyond else _segment(q, segments)

@@ -31,8 +31,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
-__all__ = ["MIN_RECENT_VALID", "NOWCAST_POLLUTANTS", "WINDOW_HOURS", "NowCast", "nowcast", "nowcast_detail",
-           "truncate_decimal"]
+__all__ = [
+    "MIN_RECENT_VALID",
+    "NOWCAST_POLLUTANTS",
+    "WINDOW_HOURS",
+    "NowCast",
+    "denoise",
+    "nowcast",
+    "nowcast_detail",
+    "truncate_decimal",
+    "truncated_quanta",
+]
 
 #: hours in the NowCast window (indices.json `nowcast.window_hours`)
 WINDOW_HOURS = 12
@@ -45,6 +54,7 @@ MIN_WEIGHT = 0.5
 NOWCAST_POLLUTANTS: dict[str, int] = {"pm25": 1, "pm10": 0}
 #: decimals kept to remove floating-point noise before a truncation (VARIABLES.md "The US AQI from stored values")
 NOISE_DECIMALS = 9
+_NOISE = Decimal(1).scaleb(-NOISE_DECIMALS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +67,24 @@ class NowCast:
     hours: int  #: valid hours that entered the sum (2 … 12)
 
 
+def denoise(value: float) -> Decimal:
+    """`value` rounded half-up to 9 decimals, as a Decimal: removes floating-point noise before a truncation
+    (VARIABLES.md "The US AQI from stored values")."""
+    return Decimal(repr(value)).quantize(_NOISE, rounding=ROUND_HALF_UP)
+
+
+def truncated_quanta(value: float, decimals: int) -> int:
+    """`value` denoised, then truncated to `decimals` places on its decimal string, as an integer number of
+    10^-decimals (examples.json `conventions.truncation`: Decimal(str(x)).quantize(q, ROUND_FLOOR); a binary
+    floor(x·10)/10 fails on 0.29·100 = 28.999999999999996). Floors toward −∞ (callers clamp negatives first)."""
+    return int(denoise(value).scaleb(decimals).to_integral_value(rounding=ROUND_FLOOR))
+
+
 def truncate_decimal(value: float, decimals: int) -> float:
-    """`value` rounded half-up to 9 decimals (noise removal, VARIABLES.md) then truncated to `decimals` places on
-    its decimal string (examples.json `conventions.truncation`: Decimal(str(x)).quantize(q, ROUND_FLOOR); a
-    binary floor(x·10)/10 fails on 0.29·100 = 28.999999999999996). Floors toward −∞ (callers clamp negatives
-    to 0 first)."""
+    """`value` denoised, then truncated to `decimals` places (`truncated_quanta`), as a float."""
     if not math.isfinite(value):
         raise ValueError(f"truncate_decimal: expected a finite number, got {value}")
-    quantum = Decimal(1).scaleb(-decimals)
-    clean = Decimal(repr(value)).quantize(Decimal(1).scaleb(-NOISE_DECIMALS), rounding=ROUND_HALF_UP)
-    return float(clean.quantize(quantum, rounding=ROUND_FLOOR))
+    return truncated_quanta(value, decimals) / 10**decimals
 
 
 def _decimals(pollutant: str) -> int:

@@ -55,9 +55,7 @@ class _Target:
     def network(self) -> list[Sensor]:
         if self.settings is None:
             return bundled_network()
-        from aqnet.daemon import Daemon  # the daemon's own construction of the configured network
-
-        return Daemon(self.settings).network
+        return self.settings.network.configured_sensors()
 
 
 def _load(path: Path) -> Settings:

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from psycopg import AsyncConnection, sql
 
+from aqnet.live_network import network_ranges
 from ingest.calibration import CalibrationBook
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
@@ -348,7 +349,7 @@ async def check_sensor(sensor: Sensor, *, lifecycle: str, clock: Clock, calibrat
             else:
                 problems[d.id] = ("no_message", f"no message on {d.topic} within {wait_s:g} s: is it powered, "
                                                 "online, and publishing there with its credentials?")
-    ranges = {(d.id, v): profiles[d.profile].variable(v).range for d in modbus if d.id in raws for v in d.variables}
+    ranges = network_ranges([sensor], profiles)
     capture = await _ingest(sensor, [r for rs in raws.values() for r in rs], clock=clock, calibrations=calibrations,
                             ranges=ranges, skew_tolerance_s=skew_tolerance_s)
     checks: list[DeviceCheck] = []

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sensors.clock import Clock, SimClock, realtime
 from sensors.mqtt.client import parse_mqtt_url
+from sensors.network import MicrosensorLink, StationLink, bundled_network
+from sensors.sensor import Sensor
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -137,6 +139,24 @@ class NetworkSettings(_Section):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {v!r}") from None
         return v
+
+
+    def station_links(self) -> dict[str, StationLink]:
+        """Station code → how its analysers are reached, as `sensors.network` takes it."""
+        return {code: StationLink(**e.model_dump(exclude={"poll_interval_s"})) for code, e in self.stations.items()}
+
+    def microsensor_links(self) -> dict[str, MicrosensorLink]:
+        """Microsensor id → its payload format, transport, identity and channel split."""
+        return {sid: MicrosensorLink(m.format, m.transport, m.hardware_serial,
+                                     tuple((k, tuple(v)) for k, v in m.devices.items()))
+                for sid, m in self.microsensors.items()}
+
+    def configured_sensors(self) -> list[Sensor]:
+        """The network this configuration describes (the bundled one at its endpoints, or none): what the daemon
+        seeds the registry with and what the simulators serve."""
+        if not self.bundled:
+            return []
+        return bundled_network(self.station_links(), microsensor_links=self.microsensor_links())
 
 
 class SchedulerSettings(_Section):

@@ -45,7 +45,6 @@ from sensors.mqtt.client import MqttSubscriberClient
 from sensors.mqtt.directory import UnknownDeviceError
 from sensors.mqtt.payloads import PayloadError
 from sensors.mqtt.subscriber import Intake, MqttSubscriber, Rejection
-from sensors.network import MicrosensorLink, StationLink, bundled_network
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Sensor
 from storage import deadletter
@@ -115,13 +114,7 @@ class Daemon:
         self.clock: Clock = clock or settings.clock.clock()
         self.metrics = Metrics.create(registry or CollectorRegistry())
         self.tz = ZoneInfo(settings.network.timezone)
-        endpoints = {code: StationLink(**e.model_dump(exclude={"poll_interval_s"}))
-                     for code, e in settings.network.stations.items()}
-        microsensors = {sid: MicrosensorLink(m.format, m.transport, m.hardware_serial,
-                                             tuple((k, tuple(v)) for k, v in m.devices.items()))
-                        for sid, m in settings.network.microsensors.items()}
-        self.network: list[Sensor] = (bundled_network(endpoints, microsensor_links=microsensors)
-                                      if settings.network.bundled else [])
+        self.network: list[Sensor] = settings.network.configured_sensors()  # the registry's seed
         self.protocol_of = {d.id: d.protocol for s in self.network for d in s.devices}
         self.last_seen: dict[str, datetime] = {}
         self.readings_total = 0

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from aqnet.config import Settings
 from sensors.clock import Clock, SimClock, realtime
-from sensors.network import MicrosensorLink, StationLink, bundled_network
 from sensors.sensor import Sensor
 from simulators.microsensor import MicrosensorFleet
 from simulators.network_sim import SimulatedNetwork, synthetic_network
@@ -59,12 +58,7 @@ def scenario_for(opts: SimulateOptions) -> Scenario:
 def simulated_network(settings: Settings, scenario: Scenario) -> list[Sensor]:
     """The sensors to simulate: the configured (bundled) network plus the scenario's synthetic ones, at the
     endpoints of the configuration (as the daemon builds it); stations without an endpoint there are left out."""
-    links = {code: StationLink(**e.model_dump(exclude={"poll_interval_s"}))
-             for code, e in settings.network.stations.items()}
-    microsensors = {sid: MicrosensorLink(m.format, m.transport, m.hardware_serial,
-                                         tuple((k, tuple(v)) for k, v in m.devices.items()))
-                    for sid, m in settings.network.microsensors.items()}
-    network = bundled_network(links, microsensor_links=microsensors) if settings.network.bundled else []
+    network = settings.network.configured_sensors()
     n_stations, n_microsensors = scenario.scale
     ports = {code: e.port for code, e in settings.network.stations.items() if e.port}
     network += synthetic_network(n_stations, n_microsensors, ports=ports, seed=scenario.seed)
@@ -94,9 +88,7 @@ async def _simulate(settings: Settings, opts: SimulateOptions, network: Sequence
     signals = CitySignals(scenario.seed, episodes=scenario.episodes(start), sensors=network)
     publish_s = opts.publish_interval_s or scenario.publish_interval_s
     http_url = f"http://{settings.http.host}:{settings.http.port}"
-    links = {sid: MicrosensorLink(m.format, m.transport, m.hardware_serial,
-                                  tuple((k, tuple(v)) for k, v in m.devices.items()))
-             for sid, m in settings.network.microsensors.items()}
+    links = settings.network.microsensor_links()
 
     def fleet(microsensors: Sequence[Sensor]) -> MicrosensorFleet:
         return MicrosensorFleet(settings.mqtt.url, microsensors, signals, interval_s=publish_s, clock=clock,
