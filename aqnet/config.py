@@ -161,7 +161,6 @@ class NetworkSettings(_Section):
 
 class SchedulerSettings(_Section):
     averages_every_s: Annotated[float, Field(gt=0)] = 60.0  #: how often the averages/indices/alerts job runs
-    rules_file: str | None = None  #: alert rules YAML; the bundled defaults when absent
     settle_s: Annotated[float, Field(ge=0)] = 120.0  #: wait this long after a window ends (data in flight)
     lookback_h: Annotated[int, Field(ge=1)] = 72  #: catch-up after downtime computes at most this many past hours
     leader_check_s: Annotated[float, Field(gt=0)] = 5.0  #: how often a standby tries to take the jobs' leader lock
@@ -202,6 +201,97 @@ class RegistrySettings(_Section):
     maintenance_lookback_s: Annotated[float, Field(ge=0)] = 7 * 24 * 3600.0  #: windows ended longer ago: not loaded
 
 
+class ChannelFilter(_Section):
+    """Which alert transitions a channel receives (every condition must hold)."""
+
+    audience: list[Literal["officers", "technicians"]] = ["officers"]  #: officers: air quality; technicians: equipment
+    indicative: Literal["include", "exclude", "only"] = "include"  #: microsensor (indicative) alerts
+    min_severity: Literal["info", "warning", "critical"] = "info"
+    transitions: list[Literal["raised", "escalated", "unacknowledged", "acknowledged", "resolved"]] = [
+        "raised", "escalated", "unacknowledged", "acknowledged", "resolved"]
+    localities: list[str] = []  #: only alerts in these localities (empty: all)
+    language: Literal["es", "en"] | None = None  #: message language; default alerts.language
+
+
+class WebhookChannel(ChannelFilter):
+    type: Literal["webhook"]
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    url: str  #: http(s) URL the JSON is POSTed to
+    secret_file: str | None = None  #: HMAC-SHA256 key for the X-Aqnet-Signature header; default alerts.signing_key_file
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    headers: dict[str, str] = {}
+
+
+class EmailChannel(ChannelFilter):
+    type: Literal["email"]
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    host: str  #: SMTP server
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    starttls: bool = True  #: upgrade with STARTTLS before authenticating (refuse to send if the server cannot)
+    ca_file: str | None = None  #: CA bundle that signs the server's certificate (default: the system's)
+    username: str | None = None
+    password_file: str | None = None
+    sender: str  #: From address
+    to: list[str] = Field(min_length=1)
+    timeout_s: Annotated[float, Field(gt=0)] = 20.0
+
+
+class MqttChannel(ChannelFilter):
+    type: Literal["mqtt"]
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    url: str | None = None  #: broker; default mqtt.url
+    topic_prefix: str = "aqnet/alerts"  #: retained state per alert at <prefix>/<alert id>
+    qos: Literal[0, 1, 2] = 1
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+
+class AlertmanagerChannel(ChannelFilter):
+    type: Literal["alertmanager"]
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    url: str  #: Alertmanager base URL, e.g. http://127.0.0.1:9093 (alerts are POSTed to /api/v2/alerts)
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+
+AlertChannel = Annotated[WebhookChannel | EmailChannel | MqttChannel | AlertmanagerChannel,
+                         Field(discriminator="type")]
+
+
+class AlertsSettings(_Section):
+    """Alert rules and their delivery (alerts.evaluate, alerts.dispatch)."""
+
+    rules_file: str | None = None  #: alert rules YAML; the bundled defaults (alerts/default_rules.yaml) when absent
+    language: Literal["es", "en"] = "es"  #: default message language
+    dashboard_url: str | None = None  #: Grafana base URL for evidence links, e.g. http://grafana:3000
+    public_url: str | None = None  #: aqnet's HTTP API as officers reach it, for signed acknowledgement links
+    signing_key_file: str = "var/alert-signing.key"  #: HMAC key (webhook signatures, ack links); created if missing
+    ack_link_ttl_h: Annotated[float, Field(gt=0)] = 72.0  #: how long a signed acknowledgement link stays valid
+    escalate_unacknowledged_after_min: Annotated[float, Field(ge=0)] = 60.0  #: 0: never; rules may override
+    dispatch_every_s: Annotated[float, Field(gt=0)] = 5.0  #: how often the outbox is delivered
+    max_attempts: Annotated[int, Field(ge=1)] = 8  #: failed deliveries before the dead letter
+    retry_min_s: Annotated[float, Field(gt=0)] = 5.0  #: first retry delay (doubles, with jitter)
+    retry_max_s: Annotated[float, Field(gt=0)] = 900.0
+    alertmanager_repost_s: Annotated[float, Field(gt=0)] = 60.0  #: active alerts are re-posted this often
+    channels: list[AlertChannel] = []
+
+    @model_validator(mode="after")
+    def _names(self) -> AlertsSettings:
+        names = [c.name for c in self.channels]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"channels: duplicate names {dup}")
+        return self
+
+
+class RetentionSettings(_Section):
+    """TimescaleDB housekeeping (storage.retention): whole chunks older than these are dropped. 0: keep forever."""
+
+    measurements_days: Annotated[int, Field(ge=0)] = 0  #: raw readings
+    averages_days: Annotated[int, Field(ge=0)] = 0  #: 1h/8h/24h/day/year averages
+    indices_days: Annotated[int, Field(ge=0)] = 0
+    compress_after_days: Annotated[int, Field(ge=0)] = 7  #: Timescale-licensed edition only: compress older chunks
+    every_s: Annotated[float, Field(gt=0)] = 3600.0  #: how often the housekeeping job runs
+
+
 class Settings(_Section):
     database: DatabaseSettings
     mqtt: MqttSettings
@@ -214,6 +304,8 @@ class Settings(_Section):
     dead_letters: DeadLetterSettings = DeadLetterSettings()
     clock: ClockSettings = ClockSettings()
     registry: RegistrySettings = RegistrySettings()
+    alerts: AlertsSettings = AlertsSettings()
+    retention: RetentionSettings = RetentionSettings()
 
 
 class ConfigError(ValueError):

@@ -41,8 +41,8 @@ def add_stage_jobs(scheduler: AsyncIOScheduler, settings: Settings, *, clock: Cl
     `cadences`: device id → expected seconds between its samples (simulated seconds), for completeness.
     """
     s = settings
-    rules = (parse_rules(Path(s.scheduler.rules_file).read_text(encoding="utf-8"), source=s.scheduler.rules_file)
-             if s.scheduler.rules_file else default_rules())
+    rules = (parse_rules(Path(s.alerts.rules_file).read_text(encoding="utf-8"), source=s.alerts.rules_file)
+             if s.alerts.rules_file else default_rules())
     leadership = Leadership(s.database.url)
 
     async def leader_job() -> None:

@@ -53,6 +53,9 @@ ensure_packages "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" postgre
 ensure_packages socat mbpoll
 # The MQTT TLS tests make their CA and certificates with the openssl CLI.
 ensure_packages openssl
+# Alert delivery tests post to a real Alertmanager; the deployment tests check Prometheus' and Alertmanager's
+# configuration with promtool and amtool. Installing them starts nothing: the tests run their own instances.
+ensure_packages prometheus-alertmanager prometheus
 
 # The project's virtual environment needs venv and ensurepip (Debian splits them out of python3).
 python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_packages python3-venv python3-pip
