@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 #: fixture modules; each may list the fixtures that make a test `integration` in INTEGRATION_FIXTURES
-FIXTURE_PLUGINS = ["tests.fixtures.timescale", "tests.fixtures.mosquitto"]
+FIXTURE_PLUGINS = ["tests.fixtures.timescale", "tests.fixtures.mosquitto", "tests.fixtures.receivers",
+                   "tests.fixtures.alertmanager"]
 pytest_plugins = [*FIXTURE_PLUGINS, "pytester"]
 
 

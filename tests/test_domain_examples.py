@@ -27,7 +27,7 @@ from alerts.averages import (
 )
 from alerts.indices import dominant, iboca, truncate_to_table, us_aqi
 from alerts.nowcast import nowcast, nowcast_detail
-from alerts.rules import Level, Rule, default_rules
+from alerts.rules import Rule, default_rules
 from ingest.units import (
     convert,
     molar_mass,
@@ -238,34 +238,33 @@ def check_reference_correction(inp: dict[str, Any], exp: Expected) -> None:
 # ---------------------------------------------------------------- norm_check, prevention_alert_emergency
 # (Res. 2254/2017 via norms.json; alerts.rules)
 
-def _rule_for(pollutant: str) -> Rule:
-    """The bundled rule for PM, or a rule built from norms.json's prevention/alert/emergency row otherwise."""
+_NORM_PERIOD = {"24h": "day", "8h": "8h", "1h": "1h"}  # the norm's 24 h limit is evaluated on the calendar day
+
+
+def _limit_rule(pollutant: str, averaging: str) -> Rule:
+    """The bundled limit rule (Res. 2254/2017 Tabla 1) of `pollutant` over the norm's `averaging`."""
     code = CODE[pollutant]
-    bundled = [r for r in default_rules() if r.variable == code]
-    if bundled:
-        return bundled[0]
-    (row,) = [r for r in load("norms")["prevention_alert_emergency"]["levels"] if r["pollutant"] == pollutant]
-    src = "norms.json prevention_alert_emergency"
-    levels = (Level(name="prevention", threshold=row["prevention"][0], unit="µg/m³", source=src),
-              Level(name="alert", threshold=row["alert"][0], unit="µg/m³", source=src),
-              Level(name="emergency", threshold=row["emergency_min"], unit="µg/m³", source=src))
-    return Rule(id=f"{code}-test", variable=code, period=row["averaging"],
-                levels=levels, clear_fraction=0.9)
+    (rule,) = [r for r in default_rules() if r.id == f"{code}-{_NORM_PERIOD[averaging]}-limit"]
+    return rule
+
+
+def _levels_rule(pollutant: str) -> Rule:
+    """The bundled prevention/alert/emergency rule of `pollutant` (Res. 2254/2017, norms.json)."""
+    code = CODE[pollutant]
+    (rule,) = [r for r in default_rules() if r.id.startswith(f"{code}-") and r.id.endswith("-levels")]
+    return rule
 
 
 def check_norm_check(inp: dict[str, Any], exp: Expected) -> None:
-    rule = _rule_for(inp["pollutant"])
-    assert rule.period == inp["averaging"]
-    limit = rule.levels[0]
+    (limit,) = _limit_rule(inp["pollutant"], inp["averaging"]).levels
     assert limit.name == "limit" and limit.comparison == ">"
     assert limit.met_by(inp["c_ref_ugm3"]) is exp["exceeds"]
 
 
 def check_prevention_alert_emergency(inp: dict[str, Any], exp: Expected) -> None:
-    rule = _rule_for(inp["pollutant"])
+    rule = _levels_rule(inp["pollutant"])
     idx = rule.level_index(inp["c_ref_ugm3"])
-    name = None if idx is None else rule.levels[idx].name
-    assert (None if name == "limit" else name) == exp["level"]
+    assert (None if idx is None else rule.levels[idx].name) == exp["level"]
 
 
 CHECKERS: dict[str, Callable[[dict[str, Any], Expected], None]] = {
