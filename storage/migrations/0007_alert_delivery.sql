@@ -101,6 +101,14 @@ COMMENT ON TABLE alert_outbox IS
     'accepted it (delivered) or it failed alerts.max_attempts times or permanently (dead: the delivery dead '
     'letter). Times are wall-clock.';
 
+CREATE TABLE alert_channels (
+    name       text PRIMARY KEY,
+    first_seen timestamptz NOT NULL
+);
+COMMENT ON TABLE alert_channels IS
+    'Delivery channels (alert_outbox.channel) and when each was first configured: a channel added later is only '
+    'given events from a short backlog before first_seen onwards, never older history (alerts/dispatch.py).';
+
 -- ----------------------------------------------------------------------------------- limits, exceedances
 
 CREATE TABLE norm_limits (
@@ -151,5 +159,5 @@ CREATE VIEW exceedances_yearly AS SELECT * FROM exceedances('America/Bogota');
 COMMENT ON VIEW exceedances_yearly IS
     'exceedances() in America/Bogota (the bundled network''s time zone); call exceedances(tz) for another.';
 
-GRANT SELECT ON alert_suppressions, alert_outbox, norm_limits, exceedances_yearly TO aqnet_readonly;
+GRANT SELECT ON alert_suppressions, alert_outbox, alert_channels, norm_limits, exceedances_yearly TO aqnet_readonly;
 GRANT EXECUTE ON FUNCTION exceedances(text) TO aqnet_readonly;

@@ -1,0 +1,518 @@
+"""The stored alerts as officers and the dispatcher see them: read, acknowledge, resolve and annotate alerts, count
+exceedances, and the delivery outbox's queries. I/O (psycopg 3 async, on the caller's `AsyncConnection`).
+
+Contract:
+- Every write (`acknowledge`, `resolve`, `add_note`) runs in ONE transaction (a savepoint when the caller already
+  has one) together with its `alert_events` row (kind acknowledged | resolved | note, actor, via), so a change and
+  its history commit or vanish together. The alert row is locked (FOR UPDATE) first, so an officer and the rule
+  engine never interleave on one alert. Legal transitions (the same as `alerts.state`, which storage may not
+  import): firing → acknowledged; firing | acknowledged → resolved (manual: `details.manual = true`,
+  `resolved_by`); a note on any alert. Anything else raises `AlertError(code, message)`, code not_found |
+  illegal_transition | invalid, and leaves nothing behind.
+- The outbox (`alert_outbox`, migration 0007): one row per alert transition (event) and channel. The dispatcher
+  (`alerts.dispatch`) finds events without a row for a channel (`unplanned_events`), inserts rows for those the
+  channel's filter accepts (`insert_deliveries`, ON CONFLICT DO NOTHING), claims due rows one transaction at a
+  time (`claim_due`, FOR UPDATE SKIP LOCKED: two dispatchers never send one row twice) and marks them
+  delivered, failed (attempts, next_attempt_at, last_error) or dead. Times given to these are the dispatcher's
+  clock. A later event of an alert waits while an earlier one is pending on the same channel, so a channel sees
+  an alert's transitions in order.
+- `alert_channels(name, first_seen)` records when each channel was first seen, so that a channel configured
+  later is not given old history. Created here on first use (`CREATE TABLE IF NOT EXISTS`) until a migration
+  carries it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any, Literal
+
+from psycopg import AsyncConnection, AsyncCursor, sql
+from psycopg.rows import dict_row
+
+__all__ = ["OUTBOX_KINDS", "AlertDetail", "AlertError", "AlertEventRecord", "AlertRecord", "ClaimedDelivery",
+           "DeliveryRecord", "Exceedance", "NoticeRow", "OutboxCount", "acknowledge", "active_alert_counts",
+           "active_notice_rows", "add_note", "claim_due", "ensure_channels", "exceedances", "get_alert",
+           "insert_deliveries", "list_alerts", "mark_dead", "mark_delivered", "mark_failed", "notice_rows",
+           "outbox_counts", "resolve", "unplanned_events"]
+
+AlertStateName = Literal["firing", "acknowledged", "resolved"]
+#: the event kinds that are delivered (a note is history, not a transition)
+OUTBOX_KINDS: tuple[str, ...] = ("raised", "escalated", "unacknowledged", "acknowledged", "resolved")
+
+
+class AlertError(Exception):
+    """An alert operation was refused; `code` is not_found | illegal_transition | invalid, `message` says which
+    alert, what it is and what was asked."""
+
+    def __init__(self, code: Literal["not_found", "illegal_transition", "invalid"], message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One alert (one episode of one rule on one scope) as stored. Values in `unit`; times aware."""
+
+    id: int
+    rule: str
+    kind: str  #: threshold, index, no_data, flatline, device_fault
+    audience: str  #: officers or technicians
+    scope: str  #: sensor, locality or network
+    scope_key: str
+    sensor_id: str | None
+    sensor_name: str | None
+    locality: str | None  #: the alert's locality, else its sensor's
+    variable: str | None
+    indicative: bool
+    severity: str
+    level: str
+    state: AlertStateName
+    value: float | None
+    threshold: float | None
+    unit: str | None
+    source: str | None
+    period: str | None
+    period_start: datetime | None
+    period_end: datetime | None
+    coverage: float | None
+    started_at: datetime
+    updated_at: datetime
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    escalated_at: datetime | None
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEventRecord:
+    """One entry of an alert's history: a transition (raised … resolved) or an officer's note."""
+
+    id: int
+    alert_id: int
+    time: datetime
+    kind: str
+    from_state: str | None
+    to_state: str
+    level: str | None
+    from_level: str | None
+    severity: str | None
+    value: float | None
+    note: str | None
+    actor: str | None  #: who (officers); None for the rule engine
+    via: str | None  #: cli, api or link; None for the rule engine
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One outbox row: the delivery of one event to one channel."""
+
+    id: int
+    event_id: int
+    alert_id: int
+    channel: str
+    state: Literal["pending", "delivered", "dead"]
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDetail:
+    """An alert with its history (oldest first) and its deliveries."""
+
+    alert: AlertRecord
+    events: tuple[AlertEventRecord, ...]
+    deliveries: tuple[DeliveryRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Exceedance:
+    """Exceedances of one norm limit by one sensor in one calendar year (`exceedances(tz)`, migration 0007)."""
+
+    sensor_id: str
+    variable: str
+    period: str  #: day (valid calendar-day averages), 1h, 8h (rolling)
+    year: int
+    exceedances: int  #: valid periods with value > limit
+    valid_periods: int
+    limit_ugm3: float
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeRow:
+    """What a `Notice` is built from: one event joined with its alert and sensor."""
+
+    event_id: int
+    alert_id: int
+    transition: str  #: the event's kind
+    time: datetime
+    to_state: str
+    level: str | None
+    from_level: str | None
+    severity: str  #: the event's severity, else the alert's
+    value: float | None  #: the event's value, else the alert's
+    note: str | None
+    actor: str | None
+    via: str | None
+    rule: str
+    kind: str
+    audience: str
+    indicative: bool
+    scope: str
+    scope_key: str
+    sensor_id: str | None
+    sensor_name: str | None
+    locality: str | None
+    variable: str | None
+    alert_state: str
+    alert_level: str
+    threshold: float | None
+    unit: str | None
+    source: str | None
+    period: str | None
+    period_start: datetime | None
+    period_end: datetime | None
+    coverage: float | None
+    started_at: datetime
+    resolved_at: datetime | None
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """A due outbox row locked by this transaction (`claim_due`)."""
+
+    id: int
+    event_id: int
+    alert_id: int
+    channel: str
+    attempts: int  #: failed attempts so far
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxCount:
+    channel: str
+    state: str
+    count: int
+
+
+_ALERT = """
+SELECT a.id, a.rule, a.kind, a.audience, a.scope, a.scope_key, a.sensor_id, s.name AS sensor_name,
+       coalesce(a.locality, nullif(s.locality, '')) AS locality, a.variable, a.indicative, a.severity, a.level,
+       a.state, a.value, a.threshold, a.unit, a.source, a.period, a.period_start, a.period_end, a.coverage,
+       a.started_at, a.updated_at, a.acknowledged_by, a.acknowledged_at, a.resolved_at, a.resolved_by,
+       a.escalated_at, a.details
+FROM alerts a LEFT JOIN sensors s ON s.id = a.sensor_id
+"""
+_EVENT_COLUMNS = "id, alert_id, time, kind, from_state, to_state, level, from_level, severity, value, note, actor, via"
+_DELIVERY_COLUMNS = ("id, event_id, alert_id, channel, state, attempts, created_at, next_attempt_at, last_error, "
+                     "delivered_at")
+_NOTICE = """
+SELECT e.id AS event_id, e.alert_id, e.kind AS transition, e.time, e.to_state, coalesce(e.level, a.level) AS level,
+       e.from_level, coalesce(e.severity, a.severity) AS severity, coalesce(e.value, a.value) AS value, e.note,
+       e.actor, e.via, a.rule, a.kind, a.audience, a.indicative, a.scope, a.scope_key, a.sensor_id,
+       s.name AS sensor_name, coalesce(a.locality, nullif(s.locality, '')) AS locality, a.variable,
+       a.state AS alert_state, a.level AS alert_level, a.threshold, a.unit, a.source, a.period, a.period_start,
+       a.period_end, a.coverage, a.started_at, a.resolved_at, a.details
+FROM alert_events e JOIN alerts a ON a.id = e.alert_id LEFT JOIN sensors s ON s.id = a.sensor_id
+"""
+
+
+# ------------------------------------------------------------------------------------------------- reads
+
+
+async def list_alerts(conn: AsyncConnection[Any], *, state: str | None = None, audience: str | None = None,
+                      sensor_id: str | None = None, locality: str | None = None, rule: str | None = None,
+                      limit: int = 200) -> list[AlertRecord]:
+    """Alerts matching every given filter, newest first (at most `limit`, 1..10000)."""
+    if not 1 <= limit <= 10000:
+        raise AlertError("invalid", f"list alerts: limit expected 1..10000, got {limit}")
+    where: list[sql.Composable] = []
+    params: dict[str, Any] = {"limit": limit}
+    for column, value in (("a.state", state), ("a.audience", audience), ("a.sensor_id", sensor_id),
+                          ("a.rule", rule)):
+        if value is not None:
+            key = column.removeprefix("a.")
+            where.append(sql.SQL("{} = {}").format(sql.SQL(column), sql.Placeholder(key)))
+            params[key] = value
+    if locality is not None:
+        where.append(sql.SQL("coalesce(a.locality, nullif(s.locality, '')) = %(locality)s"))
+        params["locality"] = locality
+    query = sql.SQL(_ALERT)
+    if where:
+        query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
+    query += sql.SQL(" ORDER BY a.started_at DESC, a.id DESC LIMIT %(limit)s")
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return [AlertRecord(**r) for r in await cur.fetchall()]
+
+
+async def get_alert(conn: AsyncConnection[Any], alert_id: int) -> AlertDetail:
+    """One alert with its events (oldest first) and deliveries; AlertError(not_found) if there is none."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        alert = await _alert(cur, alert_id)
+        await cur.execute(f"SELECT {_EVENT_COLUMNS} FROM alert_events WHERE alert_id = %s ORDER BY time, id",
+                          (alert_id,))
+        events = tuple(AlertEventRecord(**r) for r in await cur.fetchall())
+        await cur.execute(f"SELECT {_DELIVERY_COLUMNS} FROM alert_outbox WHERE alert_id = %s ORDER BY event_id, "
+                          "channel", (alert_id,))
+        deliveries = tuple(DeliveryRecord(**r) for r in await cur.fetchall())
+    return AlertDetail(alert, events, deliveries)
+
+
+async def _alert(cur: AsyncCursor[Any], alert_id: int, *, lock: bool = False) -> AlertRecord:
+    await cur.execute(_ALERT + " WHERE a.id = %s" + (" FOR UPDATE OF a" if lock else ""), (alert_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise AlertError("not_found", f"alert {alert_id}: no such alert (see `aqnet alerts list`)")
+    return AlertRecord(**row)
+
+
+async def exceedances(conn: AsyncConnection[Any], *, tz: str | tzinfo, year: int | None = None,
+                      sensor_id: str | None = None, variable: str | None = None) -> list[Exceedance]:
+    """Exceedance counts per sensor, variable, period and calendar year in `tz` (an IANA name or a ZoneInfo):
+    days whose valid calendar-day average is above the 24-hour limit, hours whose valid 1-h (or rolling 8-h)
+    average is above that limit (`exceedances(tz)`, migration 0007, Res. 2254/2017 Tabla 1)."""
+    zone = tz if isinstance(tz, str) else getattr(tz, "key", None)
+    if not zone:
+        raise AlertError("invalid", f"exceedances: time zone {tz!r} has no IANA name")
+    where: list[sql.Composable] = []
+    params: dict[str, Any] = {"tz": zone}
+    for column, value in (("year", year), ("sensor_id", sensor_id), ("variable", variable)):
+        if value is not None:
+            where.append(sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column)))
+            params[column] = value
+    query = sql.SQL("SELECT sensor_id, variable, period, year, exceedances, valid_periods, limit_ugm3, source "
+                    "FROM exceedances(%(tz)s)")
+    if where:
+        query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
+    query += sql.SQL(" ORDER BY year, sensor_id, variable, period")
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return [Exceedance(**r) for r in await cur.fetchall()]
+
+
+# ------------------------------------------------------------------------------------------------ writes
+
+
+def _who(actor: str, via: str, what: str) -> tuple[str, str]:
+    if not actor.strip() or not via.strip():
+        raise AlertError("invalid", f"{what}: actor and via must name who acted and where, got {actor!r}, {via!r}")
+    return actor.strip(), via.strip()
+
+
+def _state_text(alert: AlertRecord) -> str:
+    if alert.state == "acknowledged":
+        return f"acknowledged by {alert.acknowledged_by} at {_iso(alert.acknowledged_at)}"
+    if alert.state == "resolved":
+        return f"resolved by {alert.resolved_by or 'the rule'} at {_iso(alert.resolved_at)}"
+    return alert.state
+
+
+def _iso(t: datetime | None) -> str:
+    return t.isoformat() if t is not None else "?"
+
+
+_INSERT_EVENT = f"""
+INSERT INTO alert_events (alert_id, time, from_state, to_state, level, value, note, kind, actor, via, severity)
+VALUES (%(id)s, %(at)s, %(from_state)s, %(to_state)s, %(level)s, %(value)s, %(note)s, %(kind)s, %(actor)s, %(via)s,
+        %(severity)s)
+RETURNING {_EVENT_COLUMNS}
+"""
+
+
+async def _event(cur: AsyncCursor[Any], alert: AlertRecord, *, kind: str, to_state: str, at: datetime,
+                 actor: str, via: str, note: str | None) -> AlertEventRecord:
+    await cur.execute(_INSERT_EVENT, {"id": alert.id, "at": at, "from_state": alert.state, "to_state": to_state,
+                                      "level": alert.level, "value": alert.value, "note": note, "kind": kind,
+                                      "actor": actor, "via": via, "severity": alert.severity})
+    row = await cur.fetchone()
+    assert row is not None
+    return AlertEventRecord(**row)
+
+
+async def _now(cur: AsyncCursor[Any], at: datetime | None) -> datetime:
+    if at is not None:
+        return at
+    await cur.execute("SELECT now() AS now")
+    row = await cur.fetchone()
+    assert row is not None
+    return row["now"]  # type: ignore[no-any-return]
+
+
+async def acknowledge(conn: AsyncConnection[Any], alert_id: int, *, actor: str, via: str, note: str | None = None,
+                      at: datetime | None = None) -> AlertRecord:
+    """Acknowledge a firing alert (who, where, an optional note); the alert after it. Only firing → acknowledged."""
+    actor, via = _who(actor, via, f"acknowledge alert {alert_id}")
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        alert = await _alert(cur, alert_id, lock=True)
+        if alert.state != "firing":
+            raise AlertError("illegal_transition", f"alert {alert_id} ({alert.rule}, {alert.scope_key}): cannot "
+                                                   f"acknowledge, it is already {_state_text(alert)}")
+        when = await _now(cur, at)
+        await cur.execute("UPDATE alerts SET state = 'acknowledged', acknowledged_by = %s, acknowledged_at = %s, "
+                          "updated_at = %s WHERE id = %s", (actor, when, when, alert_id))
+        await _event(cur, alert, kind="acknowledged", to_state="acknowledged", at=when, actor=actor, via=via,
+                     note=note)
+        return await _alert(cur, alert_id)
+
+
+async def resolve(conn: AsyncConnection[Any], alert_id: int, *, actor: str, via: str, note: str | None = None,
+                  at: datetime | None = None) -> AlertRecord:
+    """Resolve a firing or acknowledged alert by hand (details.manual = true, resolved_by); the alert after it.
+    The rule engine keeps a manually resolved episode closed until the value falls below its clear level."""
+    actor, via = _who(actor, via, f"resolve alert {alert_id}")
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        alert = await _alert(cur, alert_id, lock=True)
+        if alert.state == "resolved":
+            raise AlertError("illegal_transition", f"alert {alert_id} ({alert.rule}, {alert.scope_key}): cannot "
+                                                   f"resolve, it is already {_state_text(alert)}")
+        when = await _now(cur, at)
+        await cur.execute("UPDATE alerts SET state = 'resolved', resolved_by = %s, resolved_at = %s, updated_at = %s,"
+                          " details = details || '{\"manual\": true}'::jsonb WHERE id = %s",
+                          (actor, when, when, alert_id))
+        await _event(cur, alert, kind="resolved", to_state="resolved", at=when, actor=actor, via=via, note=note)
+        return await _alert(cur, alert_id)
+
+
+async def add_note(conn: AsyncConnection[Any], alert_id: int, *, actor: str, via: str, text: str,
+                   at: datetime | None = None) -> AlertEventRecord:
+    """Add an officer's note to an alert's history (any state); the note event. Notes are not delivered."""
+    actor, via = _who(actor, via, f"note on alert {alert_id}")
+    if not text.strip():
+        raise AlertError("invalid", f"note on alert {alert_id}: expected some text, got {text!r}")
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        alert = await _alert(cur, alert_id, lock=True)
+        when = await _now(cur, at)
+        return await _event(cur, alert, kind="note", to_state=alert.state, at=when, actor=actor, via=via,
+                            note=text.strip())
+
+
+# ------------------------------------------------------------------------------------------------ outbox
+
+#: the channels the dispatcher has seen and since when (to move into migration 0007)
+_CREATE_CHANNELS = """
+CREATE TABLE IF NOT EXISTS alert_channels (
+    name       text PRIMARY KEY,
+    first_seen timestamptz NOT NULL
+)
+"""
+
+
+async def ensure_channels(conn: AsyncConnection[Any], names: Collection[str], now: datetime) -> dict[str, datetime]:
+    """Record channels not seen before as first seen `now`; every named channel's first_seen."""
+    async with conn.transaction(), conn.cursor() as cur:
+        # two dispatchers starting at once must not race on CREATE TABLE (pg_type unique violation)
+        await cur.execute("SELECT pg_advisory_xact_lock(hashtext('aqnet.alert_channels'))")
+        await cur.execute(_CREATE_CHANNELS)
+        await cur.execute("INSERT INTO alert_channels (name, first_seen) SELECT unnest(%s::text[]), %s "
+                          "ON CONFLICT (name) DO NOTHING", (list(names), now))
+        await cur.execute("SELECT name, first_seen FROM alert_channels WHERE name = ANY(%s::text[])", (list(names),))
+        return {name: first for name, first in await cur.fetchall()}
+
+
+async def unplanned_events(conn: AsyncConnection[Any], channel: str, *, since: datetime,
+                           exclude: Collection[int] = (), limit: int = 1000) -> list[NoticeRow]:
+    """Deliverable events at or after `since` with no outbox row for `channel` (oldest first), except `exclude`."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            _NOTICE + " WHERE e.kind = ANY(%(kinds)s) AND e.time >= %(since)s "
+            "AND NOT e.id = ANY(%(exclude)s::bigint[]) "
+            "AND NOT EXISTS (SELECT 1 FROM alert_outbox o WHERE o.event_id = e.id AND o.channel = %(channel)s) "
+            "ORDER BY e.id LIMIT %(limit)s",
+            {"kinds": list(OUTBOX_KINDS), "since": since, "exclude": list(exclude), "channel": channel,
+             "limit": limit})
+        return [NoticeRow(**r) for r in await cur.fetchall()]
+
+
+async def insert_deliveries(conn: AsyncConnection[Any], channel: str, events: Sequence[tuple[int, int]],
+                            now: datetime) -> int:
+    """Queue (event_id, alert_id) pairs for `channel`, due at `now`; how many rows were new."""
+    if not events:
+        return 0
+    async with conn.transaction(), conn.cursor() as cur:
+        await cur.execute(
+            "INSERT INTO alert_outbox (event_id, alert_id, channel, created_at, next_attempt_at) "
+            "SELECT e, a, %s, %s, %s FROM unnest(%s::bigint[], %s::bigint[]) AS t (e, a) "
+            "ON CONFLICT (event_id, channel) DO NOTHING",
+            (channel, now, now, [e for e, _ in events], [a for _, a in events]))
+        return cur.rowcount
+
+
+_CLAIM = """
+SELECT o.id, o.event_id, o.alert_id, o.channel, o.attempts FROM alert_outbox o
+WHERE o.channel = %(channel)s AND o.state = 'pending' AND o.next_attempt_at <= %(now)s
+  AND NOT EXISTS (SELECT 1 FROM alert_outbox p WHERE p.channel = o.channel AND p.alert_id = o.alert_id
+                  AND p.state = 'pending' AND p.event_id < o.event_id)
+ORDER BY o.event_id LIMIT %(limit)s
+FOR UPDATE OF o SKIP LOCKED
+"""
+
+
+@asynccontextmanager
+async def claim_due(conn: AsyncConnection[Any], channel: str, *, now: datetime, limit: int = 1
+                    ) -> AsyncIterator[list[ClaimedDelivery]]:
+    """Open a transaction and lock up to `limit` due pending rows of `channel` that no one else holds, oldest
+    event first, none of an alert with an earlier pending row; mark them inside the block, commit at its end."""
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_CLAIM, {"channel": channel, "now": now, "limit": limit})
+        yield [ClaimedDelivery(**r) for r in await cur.fetchall()]
+
+
+async def mark_delivered(conn: AsyncConnection[Any], delivery_id: int, *, at: datetime) -> None:
+    """The channel accepted the delivery."""
+    await conn.execute("UPDATE alert_outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = %s, "
+                       "last_error = NULL WHERE id = %s", (at, delivery_id))
+
+
+async def mark_failed(conn: AsyncConnection[Any], delivery_id: int, *, error: str, next_attempt_at: datetime
+                      ) -> None:
+    """A transient failure: count it and retry at `next_attempt_at`."""
+    await conn.execute("UPDATE alert_outbox SET attempts = attempts + 1, next_attempt_at = %s, last_error = %s "
+                       "WHERE id = %s", (next_attempt_at, error, delivery_id))
+
+
+async def mark_dead(conn: AsyncConnection[Any], delivery_id: int, *, error: str) -> None:
+    """A permanent failure, or the last attempt failed: the delivery goes to the dead letter."""
+    await conn.execute("UPDATE alert_outbox SET state = 'dead', attempts = attempts + 1, last_error = %s "
+                       "WHERE id = %s", (error, delivery_id))
+
+
+async def notice_rows(conn: AsyncConnection[Any], event_ids: Collection[int]) -> dict[int, NoticeRow]:
+    """The rows to build notices from, by event id."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_NOTICE + " WHERE e.id = ANY(%s::bigint[])", (list(event_ids),))
+        return {r["event_id"]: NoticeRow(**r) for r in await cur.fetchall()}
+
+
+async def active_notice_rows(conn: AsyncConnection[Any]) -> list[NoticeRow]:
+    """Every firing or acknowledged alert with its latest transition (for Alertmanager's periodic re-post)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT DISTINCT ON (alert_id) * FROM (" + _NOTICE + " WHERE a.state <> 'resolved' "
+            "AND e.kind = ANY(%s)) n ORDER BY alert_id, event_id DESC", (list(OUTBOX_KINDS),))
+        return [NoticeRow(**r) for r in await cur.fetchall()]
+
+
+async def outbox_counts(conn: AsyncConnection[Any]) -> list[OutboxCount]:
+    """Outbox rows per channel and state (pending, delivered, dead), for the metrics."""
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT channel, state, count(*) FROM alert_outbox GROUP BY 1, 2 ORDER BY 1, 2")
+        return [OutboxCount(c, s, int(n)) for c, s, n in await cur.fetchall()]
+
+
+async def active_alert_counts(conn: AsyncConnection[Any]) -> dict[tuple[str, str], int]:
+    """Firing or acknowledged alerts per (audience, severity), for the metrics."""
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT audience, severity, count(*) FROM alerts WHERE state <> 'resolved' "
+                          "GROUP BY 1, 2")
+        return {(a, s): int(n) for a, s, n in await cur.fetchall()}
