@@ -130,20 +130,27 @@ def test_without_a_primary_every_device_counts_with_summed_expectation(conn):
     assert value == pytest.approx((30 * 10 + 15 * 20) / 45)
 
 
+def levels_rule():
+    """The shipped PM2.5 prevention/alert/emergency rule (24 h mean ending at the hour, reference stations)."""
+    (rule,) = [r for r in default_rules() if r.id == "pm25-24h-levels"]
+    return rule
+
+
 def test_alert_raised_once_escalated_then_resolved_with_history(database_url):
-    rules = default_rules()
+    rules = [levels_rule()]
     cadence = {"USQ-pm": 300.0}
     with psycopg.connect(database_url, autocommit=True) as conn:
+        register_primary(conn, "USQ", "USQ-pm", "pm25")
         # no 24 h mean can be valid with 4 hours: very high values but no alert from invalid data
         for h in range(1, 5):
             insert(conn, "USQ", "USQ-pm", "pm25", at(h), [60.0] * 12, step_s=300)
         compute_averages(conn, at(4), cadence_s=cadence)
-        assert evaluate_alerts(conn, at(4), rules) == []
+        assert evaluate_alerts(conn, at(4), rules, escalate_after_min=0) == []
         # 20 hours at 60 µg/m³: the 24 h mean ending 20:00 has 20 valid hours, 60 ≥ 56 → 'alert' level
         for h in range(5, 21):
             insert(conn, "USQ", "USQ-pm", "pm25", at(h), [60.0] * 12, step_s=300)
         compute_averages(conn, at(20), cadence_s=cadence)
-        events = evaluate_alerts(conn, at(20) + timedelta(minutes=2), rules)
+        events = evaluate_alerts(conn, at(20) + timedelta(minutes=2), rules, escalate_after_min=0)
     (raised,) = events
     assert isinstance(raised, AlertRaised)
     assert (raised.sensor_id, raised.variable, raised.level, raised.value, raised.threshold, raised.unit) == (
@@ -152,15 +159,15 @@ def test_alert_raised_once_escalated_then_resolved_with_history(database_url):
 
     # a restart: a new connection, the same hour evaluated again → still one alert, no new event
     with psycopg.connect(database_url, autocommit=True) as conn:
-        assert evaluate_alerts(conn, at(20) + timedelta(minutes=10), rules) == []
+        assert evaluate_alerts(conn, at(20) + timedelta(minutes=10), rules, escalate_after_min=0) == []
         # next hour: still above, unchanged level → no event, value updated
         insert(conn, "USQ", "USQ-pm", "pm25", at(21), [60.0] * 12, step_s=300)
         compute_averages(conn, at(21), cadence_s=cadence)
-        assert evaluate_alerts(conn, at(21), rules) == []
+        assert evaluate_alerts(conn, at(21), rules, escalate_after_min=0) == []
         # a very high hour: 24 h mean (21·60 + 3000) / 22 ≈ 194 ≥ 151 → emergency, the same alert
         insert(conn, "USQ", "USQ-pm", "pm25", at(22), [3000.0] * 12, step_s=300)
         compute_averages(conn, at(22), cadence_s=cadence)
-        (escalated,) = evaluate_alerts(conn, at(22), rules)
+        (escalated,) = evaluate_alerts(conn, at(22), rules, escalate_after_min=0)
         assert isinstance(escalated, AlertEscalated)
         assert (escalated.from_level, escalated.level) == ("alert", "emergency")
         rows = conn.execute("SELECT id, state, level, started_at, resolved_at FROM alerts").fetchall()
@@ -171,35 +178,39 @@ def test_alert_raised_once_escalated_then_resolved_with_history(database_url):
         for h in range(23, 47):
             insert(conn, "USQ", "USQ-pm", "pm25", at(h), [5.0] * 12, step_s=300)
         compute_averages(conn, at(46), cadence_s=cadence)
-        (resolved,) = evaluate_alerts(conn, at(46), rules)
+        (resolved,) = evaluate_alerts(conn, at(46), rules, escalate_after_min=0)
         assert isinstance(resolved, AlertResolved) and resolved.value == pytest.approx(5.0)
-        assert evaluate_alerts(conn, at(46), rules) == []
+        assert evaluate_alerts(conn, at(46), rules, escalate_after_min=0) == []
         ((alert_id, state, level, resolved_at),) = conn.execute(
             "SELECT id, state, level, resolved_at FROM alerts").fetchall()
         assert (state, level, resolved_at) == ("resolved", "emergency", at(46))
-        history = conn.execute("SELECT time, from_state, to_state, level FROM alert_events "
+        history = conn.execute("SELECT time, kind, from_state, to_state, level FROM alert_events "
                                "WHERE alert_id = %s ORDER BY time, id", (alert_id,)).fetchall()
-        assert history == [(at(20), None, "firing", "alert"), (at(22), "firing", "firing", "emergency"),
-                           (at(46), "firing", "resolved", "emergency")]
+        assert history == [(at(20), "raised", None, "firing", "alert"),
+                           (at(22), "escalated", "firing", "firing", "emergency"),
+                           (at(46), "resolved", "firing", "resolved", "emergency")]
         notes = [n for (n,) in conn.execute("SELECT note FROM alert_events ORDER BY id")]
-        assert "raised at alert" in notes[0] and "escalated from alert to emergency" in notes[1]
+        assert "raised at alert (critical)" in notes[0] and "escalated from alert to emergency" in notes[1]
+        assert "pm25 24h mean ending 2026-03-01 20:00 -05 at sensor USQ = 60 µg/m³ >= 56 µg/m³" in notes[0]
+        assert "verified_secondary]; coverage 83 %" in notes[0]
         assert "resolved" in notes[2]
 
         # a new episode after resolution is a new alert
         for h in range(47, 71):
             insert(conn, "USQ", "USQ-pm", "pm25", at(h), [40.0] * 12, step_s=300)
         compute_averages(conn, at(70), cadence_s=cadence)
-        (again,) = evaluate_alerts(conn, at(70), rules)
+        (again,) = evaluate_alerts(conn, at(70), rules, escalate_after_min=0)
         assert isinstance(again, AlertRaised) and again.level == "prevention"
         assert conn.execute("SELECT state, count(*) FROM alerts GROUP BY 1 ORDER BY 1").fetchall() == [
             ("firing", 1), ("resolved", 1)]
 
 
 def test_stale_averages_are_not_evaluated(conn):
+    register_primary(conn, "USQ", "USQ-pm", "pm25")
     for h in range(1, 21):
         insert(conn, "USQ", "USQ-pm", "pm25", at(h), [60.0] * 12, step_s=300)
     compute_averages(conn, at(20), cadence_s=300.0)
-    assert evaluate_alerts(conn, at(23), default_rules(), max_age_h=2) == []
+    assert evaluate_alerts(conn, at(23), [levels_rule()], max_age_h=2) == []
     assert conn.execute("SELECT count(*) FROM alerts").fetchone() == (0,)
 
 
@@ -213,6 +224,7 @@ rules:
     clear_fraction: 0.5
     levels: [{name: high, threshold: 50, unit: µg/m³, source: test rule}]
 """, source="test")
+    register_primary(conn, "KEN", "KEN-pm", "pm25")
     insert(conn, "KEN", "KEN-pm", "pm25", at(1), [60.0] * 12, step_s=300)
     compute_averages(conn, at(1), cadence_s=300.0)
     assert evaluate_alerts(conn, at(1), [rule]) == []  # pending: nothing stored
@@ -226,5 +238,5 @@ rules:
     # an invalid hour (3 samples of 12) neither clears nor raises
     insert(conn, "KEN", "KEN-pm", "pm25", at(3), [1.0] * 3, step_s=300)
     compute_averages(conn, at(3), cadence_s=300.0)
-    assert evaluate_alerts(conn, at(3), [rule]) == []
+    assert evaluate_alerts(conn, at(3), [rule], escalate_after_min=0) == []
     assert conn.execute("SELECT state, value FROM alerts").fetchall() == [("firing", 70.0)]

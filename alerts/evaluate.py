@@ -1,0 +1,501 @@
+"""Alert evaluation: every rule on the stored data at `now`, through the pure state machine (`alerts.state`), the
+alerts and their transitions persisted. I/O glue (psycopg 3, sync), ONE transaction (`conn.transaction()`: a
+savepoint when the caller already opened one, so `aqnet alerts test-rule` can roll everything back).
+
+Data per rule kind (sensors of the rule's selection: `sensors.kind` 'station' = reference / 'microsensor', and
+`sensors.lifecycle` 'active' only):
+- threshold: each sensor's latest `averages` row of the rule's variable and period ending at most `max_age_h`
+  before the last hour end at or before `now` (period 'day' ends at local midnight: the latest day that ended
+  within max(`max_age_h`, 24) h);
+- index: each sensor's latest `indices` row (averaging 'nowcast', the rule's pollutant, or the dominant row when
+  the rule names none), same age limit;
+- equipment (no_data, flatline, device_fault): `alerts.equipment` at `now` itself (value in minutes).
+Scope 'sensor' keeps one alert per sensor, 'locality' per `sensors.locality` (sensors without one are left out),
+'network' one; the scope's value is the MAX over its sensors' usable values (the reported sensor is that one),
+stepped at the latest period end among them (equipment: at `now`).
+
+Suppression (no air-quality alert from invalid or maintenance data): a sensor's value is NOT usable when its
+average is invalid (reason 'invalid', or 'device_invalid' when the period holds readings flagged
+QC.DEVICE_INVALID) or a `maintenance_windows` row overlaps the evaluated period for the sensor and variable
+(reason 'maintenance'; index rules: the NowCast's last hour; equipment: a window covering `now`, and no_data
+counts silence from the end of the latest window). When such a value would raise or escalate the scope's alert,
+one `alert_suppressions` row per rule, scope and period end records it (equipment: per hour end).
+
+Persistence: `alerts` holds each episode (columns + `details.state`: updated_at, streak, candidate,
+level_since; `details.manual` written by `storage.alerts_store` on a manual resolution, `details.manual_cleared`
+here once a value below the clear threshold forgets it); `alert_events` one row per transition with `kind`,
+`from_level`, `severity` and a `note` (`note_for`). Active alerts are locked FOR UPDATE while evaluated, so an
+officer's acknowledgement is never overwritten. A raise or escalation stores `level_since` = `now` (the wall
+time it was announced): the acknowledgement deadline runs from then, not from the period's end. A pending
+streak (before `min_duration`) is not stored: it is re-derived by replaying the scope's last `min_duration`
+values since its last resolution (equipment rules are stepped with min_duration 1: their thresholds are
+durations already). After stepping, every firing alert of
+the rule is checked with `alerts.state.overdue` (per-rule `escalate_unacknowledged_after_min`, else the
+argument): an 'unacknowledged' event and `alerts.escalated_at`. Re-running for the same `now` changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from alerts.averages import HOUR
+from alerts.averaging_job import network_timezone
+from alerts.equipment import db_kinds, equipment_values, window_start
+from alerts.rules import Rule
+from alerts.state import AlertEvent, AlertState, AlertUnacknowledged, mark_unacknowledged, overdue, step
+from alerts.windows import hour_end_at_or_before
+from ingest.reading import QC
+
+__all__ = ["Observation", "evaluate_alerts", "note_for"]
+
+log = logging.getLogger(__name__)
+
+NOWCAST_HOURS = 12  #: the NowCast's window (alerts.nowcast.WINDOW_HOURS)
+_COLUMNS = ("rule_id", "sensor_id", "variable", "status", "level", "threshold", "unit", "source", "value",
+            "started_at", "resolved_at", "severity", "acknowledged_at", "acknowledged_by", "escalated_at",
+            "resolved_by", "manual")
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One sensor's value for one rule at one evaluation, with its evidence."""
+
+    sensor_id: str
+    locality: str
+    variable: str | None
+    value: float | None
+    period_end: datetime  #: the evaluated period's end (equipment: `now`)
+    period_start: datetime | None = None
+    coverage: float | None = None
+    suppressed: str | None = None  #: None (usable) | maintenance | invalid | device_invalid
+    detail: str = ""  #: extra evidence (equipment: the last reading; index: the category)
+    action: str | None = None  #: IBOCA action level of the category (information)
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    sensor_id: str
+    variable: str | None
+    device_variables: tuple[str, ...] | None  #: None: the whole sensor
+    starts_at: datetime
+    ends_at: datetime
+
+    def covers(self, sensor: str, variable: str | None, start: datetime, end: datetime) -> bool:
+        if sensor != self.sensor_id or not (self.starts_at < end and self.ends_at > start):
+            return False
+        if variable is None:  # a rule on any variable: only a whole-sensor window
+            return self.variable is None and self.device_variables is None
+        return (self.variable in (None, variable)
+                and (not self.device_variables or variable in self.device_variables))
+
+
+# ------------------------------------------------------------------------------------------------- reads
+
+_AVERAGES = """
+SELECT l.sensor_id, l.locality, l.period_start, l.period_end, l.value, l.valid, l.coverage,
+       CASE WHEN l.valid THEN false ELSE EXISTS (
+           SELECT 1 FROM measurements m WHERE m.sensor_id = l.sensor_id AND m.variable = %(variable)s
+             AND m.time >= l.period_start AND m.time < l.period_end AND m.flags & %(invalid)s <> 0) END
+FROM (SELECT DISTINCT ON (a.sensor_id) a.sensor_id, s.locality, a.period_start, a.period_end, a.value, a.valid,
+             a.coverage
+      FROM averages a JOIN sensors s ON s.id = a.sensor_id
+      WHERE a.variable = %(variable)s AND a.period = %(period)s AND a.period_end > %(since)s
+        AND a.period_end <= %(until)s AND s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
+      ORDER BY a.sensor_id, a.period_end DESC) l
+"""
+
+_INDICES = """
+SELECT DISTINCT ON (i.sensor_id) i.sensor_id, s.locality, i.pollutant, i.period_end, i.value, i.category, i.action
+FROM indices i JOIN sensors s ON s.id = i.sensor_id
+WHERE i.index = %(index)s AND i.averaging = 'nowcast'
+  AND (i.pollutant = %(variable)s::text OR (%(variable)s::text IS NULL AND i.dominant))
+  AND i.period_end > %(since)s AND i.period_end <= %(until)s AND s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
+ORDER BY i.sensor_id, i.period_end DESC
+"""
+
+_WINDOWS = """
+SELECT mw.sensor_id, mw.variable, CASE WHEN mw.device_id IS NULL THEN NULL ELSE d.variables END,
+       mw.starts_at, mw.ends_at
+FROM maintenance_windows mw LEFT JOIN devices d ON d.id = mw.device_id
+WHERE mw.ends_at > %s AND mw.starts_at <= %s
+"""
+
+
+def _age(rule: Rule, max_age_h: float) -> timedelta:
+    return max(max_age_h, 24) * HOUR if rule.period == "day" else max_age_h * HOUR
+
+
+def _threshold_obs(conn: psycopg.Connection, rule: Rule, until: datetime, max_age_h: float,
+                   windows: Sequence[_Window]) -> list[Observation]:
+    rows = conn.execute(_AVERAGES, {"variable": rule.variable, "period": rule.period, "kinds": db_kinds(rule),
+                                    "since": until - _age(rule, max_age_h), "until": until,
+                                    "invalid": int(QC.DEVICE_INVALID)}).fetchall()
+    out = []
+    for sensor, locality, start, end, value, valid, coverage, device_invalid in rows:
+        reason = None
+        if not valid:
+            reason = "device_invalid" if device_invalid else "invalid"
+        elif any(w.covers(sensor, rule.variable, start, end) for w in windows):
+            reason = "maintenance"
+        out.append(Observation(sensor, locality, rule.variable, value, end, start, coverage, reason))
+    return out
+
+
+def _index_obs(conn: psycopg.Connection, rule: Rule, until: datetime, max_age_h: float,
+               windows: Sequence[_Window]) -> list[Observation]:
+    rows = conn.execute(_INDICES, {"index": rule.index, "variable": rule.variable, "kinds": db_kinds(rule),
+                                   "since": until - max_age_h * HOUR, "until": until}).fetchall()
+    out = []
+    for sensor, locality, pollutant, end, value, category, action in rows:
+        # the NowCast weighs its last hour most: maintenance in that hour suppresses
+        reason = "maintenance" if any(w.covers(sensor, pollutant, end - HOUR, end) for w in windows) else None
+        out.append(Observation(sensor, locality, pollutant, float(value), end, end - NOWCAST_HOURS * HOUR, None,
+                               reason, f"category {category}", action))
+    return out
+
+
+def _equipment_obs(conn: psycopg.Connection, rule: Rule, now: datetime, windows: Sequence[_Window],
+                   tz: tzinfo) -> list[Observation]:
+    out = []
+    for v in equipment_values(conn, rule, now):
+        minutes, detail = v.minutes, ""
+        if rule.kind == "no_data":
+            ends = [w.ends_at for w in windows if w.ends_at <= now and (v.last_reading is None or
+                    w.ends_at > v.last_reading) and w.covers(v.sensor_id, rule.variable, w.starts_at, w.ends_at)]
+            if ends:  # silent in maintenance is expected: count from the window's end
+                minutes = min(minutes or 0.0, (now - max(ends)).total_seconds() / 60.0)
+            detail = (f"last reading {_local(v.last_reading, tz)}" if v.last_reading is not None
+                      else f"no reading since {_local(window_start(rule, now), tz)}")
+        elif v.since is not None:
+            detail = f"since {_local(v.since, tz)}, last reading {_local(v.last_reading, tz)}"
+        reason = "maintenance" if any(w.covers(v.sensor_id, v.variable, now, now + timedelta(microseconds=1))
+                                      for w in windows) else None
+        out.append(Observation(v.sensor_id, v.locality, v.variable, minutes, now, None, None, reason, detail))
+    return out
+
+
+def _scope_key(rule: Rule, obs: Observation) -> str | None:
+    if rule.scope == "sensor":
+        return obs.sensor_id
+    if rule.scope == "locality":
+        return obs.locality or None
+    return "network"
+
+
+# ------------------------------------------------------------------------------------------- persistence
+
+_LOAD = """
+SELECT id, scope_key, variable, state, level, value, threshold, unit, source, started_at, updated_at,
+       resolved_at, severity, acknowledged_at, acknowledged_by, escalated_at, resolved_by, details
+FROM alerts WHERE rule = %s AND scope = %s
+  AND (state <> 'resolved' OR (details->>'manual' = 'true' AND details->>'manual_cleared' IS NULL))
+ORDER BY scope_key, started_at, id FOR UPDATE
+"""
+
+
+def _from_row(rule: Rule, row: tuple[Any, ...]) -> tuple[int, AlertState]:
+    (alert_id, key, variable, status, level, value, threshold, unit, source, started_at, updated_at, resolved_at,
+     severity, acknowledged_at, acknowledged_by, escalated_at, resolved_by, details) = row
+    saved = details.get("state", {})
+    names = {f.name: f for f in dataclasses.fields(AlertState)}
+
+    def parse(name: str, raw: Any) -> Any:
+        return datetime.fromisoformat(raw) if raw is not None and "datetime" in str(names[name].type) else raw
+
+    extra = {k: parse(k, v) for k, v in saved.items() if k in names and k not in _COLUMNS}
+    extra.setdefault("updated_at", updated_at)
+    manual = status == "resolved" and bool(details.get("manual"))
+    state = AlertState(rule_id=rule.id, sensor_id=key, variable=variable, status=status, level=level,
+                       threshold=threshold, unit=unit or rule.unit, source=source or "", value=value,
+                       started_at=started_at, resolved_at=resolved_at, severity=severity,
+                       acknowledged_at=(acknowledged_at or updated_at) if status == "acknowledged" else None,
+                       acknowledged_by=acknowledged_by if status == "acknowledged" else None,
+                       escalated_at=escalated_at, resolved_by=resolved_by, manual=manual, **extra)
+    return alert_id, state
+
+
+def _details(rule: Rule, state: AlertState, obs: Observation | None) -> dict[str, Any]:
+    saved = {f.name: getattr(state, f.name) for f in dataclasses.fields(AlertState) if f.name not in _COLUMNS}
+    level = rule.levels[rule.level_named(state.level)]
+    out: dict[str, Any] = {
+        "state": {k: v.isoformat() if isinstance(v, datetime) else v for k, v in saved.items()},
+        "rule_description": rule.description, "comparison": level.comparison, "action": level.action,
+        "clear_threshold": rule.clear_threshold, "level_status": level.status}
+    if obs is not None:
+        out |= {"evidence": obs.detail, "action": obs.action or level.action}
+    return out
+
+
+def _insert(conn: psycopg.Connection, rule: Rule, state: AlertState, obs: Observation, now: datetime) -> int:
+    row = conn.execute(
+        "INSERT INTO alerts (rule, scope, scope_key, sensor_id, locality, variable, kind, audience, indicative, "
+        "level, severity, state, value, threshold, unit, source, period, period_start, period_end, coverage, "
+        "started_at, updated_at, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+        "%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (rule.id, rule.scope, state.sensor_id, obs.sensor_id, obs.locality or None, obs.variable, rule.kind,
+         rule.audience, rule.indicative, state.level, state.severity, state.status, state.value, state.threshold,
+         state.unit, state.source, rule.period, obs.period_start, obs.period_end, obs.coverage, state.started_at,
+         now, Jsonb(_details(rule, state, obs)))).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _update(conn: psycopg.Connection, alert_id: int, rule: Rule, state: AlertState, obs: Observation | None,
+            now: datetime, *, cleared: bool = False) -> None:
+    details = _details(rule, state, obs) | ({"manual_cleared": now.isoformat()} if cleared else {})
+    conn.execute(
+        "UPDATE alerts SET level = %s, severity = %s, state = %s, value = %s, threshold = %s, source = %s, "
+        "resolved_at = %s, escalated_at = %s, updated_at = %s, details = details || %s WHERE id = %s",
+        (state.level, state.severity, state.status, state.value, state.threshold, state.source, state.resolved_at,
+         state.escalated_at, now, Jsonb(details), alert_id))
+    if obs is not None:
+        conn.execute("UPDATE alerts SET sensor_id = %s, locality = %s, variable = %s, period_start = %s, "
+                     "period_end = %s, coverage = %s WHERE id = %s",
+                     (obs.sensor_id, obs.locality or None, obs.variable, obs.period_start, obs.period_end,
+                      obs.coverage, alert_id))
+
+
+def _record(conn: psycopg.Connection, alert_id: int, before: str | None, events: Sequence[AlertEvent],
+            rule: Rule, obs: Observation | None, tz: tzinfo) -> None:
+    state = before
+    for event in events:
+        after = "resolved" if event.kind == "resolved" else "firing"
+        conn.execute("INSERT INTO alert_events (alert_id, time, kind, from_state, to_state, level, from_level, "
+                     "severity, value, note) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                     (alert_id, event.time, event.kind, state, after, event.level,
+                      getattr(event, "from_level", None), event.severity, event.value,
+                      note_for(event, rule, obs, tz)))
+        state = after
+
+
+def _suppress(conn: psycopg.Connection, rule: Rule, key: str, obs: Observation, level: str, period_end: datetime
+              ) -> None:
+    what = {"maintenance": "a maintenance window covers the period",
+            "invalid": f"the average is invalid (coverage {_pct(obs.coverage)})",
+            "device_invalid": "the period holds readings the analyser flagged invalid (QC.DEVICE_INVALID), "
+                              f"coverage {_pct(obs.coverage)}"}[obs.suppressed or "invalid"]
+    detail = f"{obs.value:g} {rule.unit} at {obs.sensor_id} would reach {level}, but {what}"
+    conn.execute("INSERT INTO alert_suppressions (rule, scope, scope_key, sensor_id, variable, period_end, value, "
+                 "level, reason, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                 "ON CONFLICT ON CONSTRAINT alert_suppressions_key DO NOTHING",
+                 (rule.id, rule.scope, key, obs.sensor_id, obs.variable, period_end, obs.value, level,
+                  obs.suppressed, detail))
+
+
+# ------------------------------------------------------------------------------------------------- notes
+
+def _pct(coverage: float | None) -> str:
+    return "n/a" if coverage is None else f"{coverage * 100:.0f} %"
+
+
+def _local(t: datetime | None, tz: tzinfo) -> str:
+    return "-" if t is None else t.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _what(rule: Rule, obs: Observation | None, tz: tzinfo) -> str:
+    """The evaluated quantity, with its period and source sensor."""
+    at = "" if obs is None else f" at sensor {obs.sensor_id}" + (f" ({obs.locality})" if obs.locality else "")
+    if rule.scope != "sensor" and obs is not None:
+        at += f", the worst of {rule.scope} {obs.locality if rule.scope == 'locality' else 'network'}"
+    variable = obs.variable if obs is not None and obs.variable else rule.variable or "any variable"
+    end = obs.period_end if obs is not None else None
+    if rule.kind == "threshold":
+        if rule.period == "day" and obs is not None and obs.period_start is not None:
+            period = f"day average of {obs.period_start.astimezone(tz).date().isoformat()} (local)"
+        else:
+            period = f"{rule.period} mean ending {_local(end, tz)}"
+        return f"{variable} {period}{at}"
+    if rule.kind == "index":
+        detail = f", {obs.detail}" if obs is not None and obs.detail else ""
+        return f"{rule.index} of {variable} (NowCast ending {_local(end, tz)}{detail}){at}"
+    verb = {"no_data": "minutes without data", "flatline": "minutes flat "
+            f"(max - min <= {rule.flatline_tolerance or 0:g})", "device_fault": "minutes flagged invalid by "
+            "the analyser (QC.DEVICE_INVALID)"}[rule.kind]
+    return f"{variable} {verb}{at}"
+
+
+def note_for(event: AlertEvent, rule: Rule, obs: Observation | None, tz: tzinfo) -> str:
+    """The evidence sentence stored with a transition (alert_events.note)."""
+    value = f"{event.value:g} {event.unit}"
+    if event.kind == "resolved":
+        comparison = f"< clear threshold {event.threshold:g} {event.unit}"
+    else:
+        level = rule.levels[rule.level_named(event.level)]
+        comparison = f"{level.comparison} {event.threshold:g} {event.unit}"
+    src = event.source
+    level_status = rule.levels[rule.level_named(event.level)].status
+    if level_status and event.kind != "resolved":
+        src += f", {level_status}"
+    evidence = f"{_what(rule, obs, tz)} = {value} {comparison} [{src}]"
+    if obs is not None and rule.kind == "threshold":
+        evidence += f"; coverage {_pct(obs.coverage)}"
+    if obs is not None and rule.kind not in ("threshold", "index") and obs.detail:
+        evidence += f"; {obs.detail}"
+    if rule.indicative:
+        evidence += "; indicative (microsensor)"
+    head = {"raised": f"raised at {event.level} ({event.severity})",
+            "escalated": f"escalated from {getattr(event, 'from_level', '?')} to {event.level} ({event.severity})",
+            "resolved": f"resolved at {event.level}",
+            "unacknowledged": f"not acknowledged {getattr(event, 'after_min', 0):g} min after reaching "
+                              f"{event.level} ({event.severity})"}.get(event.kind, event.kind)
+    return f"{head}: {evidence}"
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+def _replay(conn: psycopg.Connection, rule: Rule, key: str, sensors: list[str], until: datetime,
+            lookback_h: float) -> tuple[AlertState | None, tuple[AlertEvent, ...]]:
+    """Run the state machine from no alert over the scope's last `min_duration` values ending at `until`."""
+    row = conn.execute("SELECT greatest(%s::timestamptz, max(resolved_at)) FROM alerts WHERE rule = %s AND "
+                       "scope = %s AND scope_key = %s",
+                       (until - lookback_h * HOUR, rule.id, rule.scope, key)).fetchone()
+    assert row is not None
+    bound = row[0]
+    if rule.kind == "index":
+        query = ("SELECT period_end, max(value)::float8 FROM indices WHERE sensor_id = ANY(%(s)s) AND index = "
+                 "%(i)s AND averaging = 'nowcast' AND (pollutant = %(v)s::text OR (%(v)s::text IS NULL AND "
+                 "dominant)) AND period_end > %(since)s AND period_end <= %(until)s GROUP BY 1 "
+                 "ORDER BY 1 DESC LIMIT %(n)s")
+    else:
+        query = ("SELECT period_end, max(value) FROM averages WHERE sensor_id = ANY(%(s)s) AND variable = %(v)s "
+                 "AND period = %(p)s AND valid AND period_end > %(since)s AND period_end <= %(until)s "
+                 "GROUP BY 1 ORDER BY 1 DESC LIMIT %(n)s")
+    rows = conn.execute(query, {"s": sensors, "i": rule.index, "v": rule.variable, "p": rule.period,
+                                "since": bound, "until": until, "n": rule.min_duration}).fetchall()
+    state: AlertState | None = None
+    events: tuple[AlertEvent, ...] = ()
+    for period_end, value in reversed(rows):
+        state, events = step(state, value, True, period_end, rule, sensor_id=key)
+    if state is None or state.updated_at != until:
+        return None, ()
+    return state, events
+
+
+def _would_raise(rule: Rule, state: AlertState | None, value: float | None) -> str | None:
+    """The level a suppressed value would have raised or escalated to, if any."""
+    if value is None or not math.isfinite(value):
+        return None
+    reached = rule.level_index(value)
+    if reached is None or (state is not None and state.status == "resolved" and state.manual):
+        return None
+    if state is not None and state.status in ("firing", "acknowledged") and reached <= rule.level_named(state.level):
+        return None
+    return rule.levels[reached].name
+
+
+def _evaluate_rule(conn: psycopg.Connection, rule: Rule, now: datetime, *, tz: tzinfo, last_end: datetime,
+                   max_age_h: float, lookback_h: float, after_min: float, windows: Sequence[_Window]
+                   ) -> list[AlertEvent]:
+    if rule.equipment:
+        observations = _equipment_obs(conn, rule, now, windows, tz)
+        rule = rule.model_copy(update={"min_duration": 1})  # equipment thresholds are durations already
+    elif rule.kind == "index":
+        observations = _index_obs(conn, rule, last_end, max_age_h, windows)
+    else:
+        observations = _threshold_obs(conn, rule, last_end, max_age_h, windows)
+    groups: dict[str, list[Observation]] = defaultdict(list)
+    for obs in observations:
+        key = _scope_key(rule, obs)
+        if key is not None:
+            groups[key].append(obs)
+    ids: dict[str, int] = {}
+    states: dict[str, AlertState] = {}
+    for row in conn.execute(_LOAD, (rule.id, rule.scope)).fetchall():
+        alert_id, state = _from_row(rule, row)
+        if state.sensor_id not in states or states[state.sensor_id].status == "resolved":
+            ids[state.sensor_id], states[state.sensor_id] = alert_id, state
+    events: list[AlertEvent] = []
+    for key in sorted(groups):
+        obs_list = groups[key]
+        usable = [o for o in obs_list if o.suppressed is None and o.value is not None and math.isfinite(o.value)]
+        best = max(usable, key=lambda o: (o.value, o.sensor_id)) if usable else None
+        before = states.get(key)
+        blocked = [o for o in obs_list if o.suppressed is not None and o.value is not None
+                   and (best is None or o.value > (best.value or 0.0))]
+        if blocked:
+            worst = max(blocked, key=lambda o: (o.value, o.sensor_id))
+            level = _would_raise(rule, before, worst.value)
+            if level is not None:
+                period_end = hour_end_at_or_before(now, tz) if rule.equipment else worst.period_end
+                _suppress(conn, rule, key, worst, level, period_end)
+        if best is None:
+            continue  # nothing usable: no alert from invalid data; the state is unchanged
+        when = now if rule.equipment else max(o.period_end for o in usable)
+        if before is not None:
+            after, new = step(before, best.value, True, when, rule, sensor_id=key)
+        elif rule.min_duration > 1:
+            after, new = _replay(conn, rule, key, [o.sensor_id for o in obs_list], when, lookback_h)
+        else:
+            after, new = step(None, best.value, True, when, rule, sensor_id=key)
+        if before is not None and before.manual and (after is None or not after.manual):
+            _update(conn, ids[key], rule, before, None, now, cleared=True)  # forgotten: next episode is new
+            states.pop(key)
+            before = None
+            if after is None:
+                continue
+        if after is None or after.status == "pending" or after == before:
+            continue
+        if any(e.kind in ("raised", "escalated") for e in new):
+            # the acknowledgement deadline runs from when the level was announced, not from the period's end
+            after = replace(after, level_since=now)
+        if before is None:
+            ids[key] = _insert(conn, rule, after, best, now)
+        else:
+            _update(conn, ids[key], rule, after, best, now)
+        _record(conn, ids[key], None if before is None else before.status, new, rule, best, tz)
+        states[key] = after
+        events.extend(new)
+    for key, state in sorted(states.items()):
+        late = overdue(state, now, after_min)
+        if late is None:
+            continue
+        marked = mark_unacknowledged(state, late)
+        conn.execute("UPDATE alerts SET escalated_at = %s, updated_at = %s WHERE id = %s", (late.time, now, ids[key]))
+        conn.execute("INSERT INTO alert_events (alert_id, time, kind, from_state, to_state, level, severity, value, "
+                     "note) VALUES (%s, %s, 'unacknowledged', 'firing', 'firing', %s, %s, %s, %s)",
+                     (ids[key], late.time, late.level, late.severity, late.value, note_for(late, rule, None, tz)))
+        states[key] = marked
+        events.append(late)
+    return events
+
+
+def evaluate_alerts(conn: psycopg.Connection, now: datetime, rules: Sequence[Rule], *, tz: tzinfo | None = None,
+                    max_age_h: float = 2, lookback_h: float = 48, escalate_after_min: float = 60.0
+                    ) -> list[AlertEvent]:
+    """Evaluate every rule at `now` (module docstring), persist alerts, events and suppressions in one
+    transaction (a savepoint inside the caller's), and return the events in order."""
+    if now.tzinfo is None:
+        raise ValueError(f"evaluate_alerts: now: expected an aware datetime, got {now.isoformat()}")
+    tz = tz or network_timezone()
+    last_end = hour_end_at_or_before(now, tz)
+    events: list[AlertEvent] = []
+    with conn.transaction():
+        horizon = now - max(lookback_h, 48, max_age_h + 24) * HOUR
+        windows = [_Window(s, v, tuple(d) if d is not None else None, a, b)
+                   for s, v, d, a, b in conn.execute(_WINDOWS, (horizon, now)).fetchall()]
+        for rule in rules:
+            after_min = rule.escalate_unacknowledged_after_min
+            try:
+                with conn.transaction():  # a savepoint: one broken rule does not stop the others
+                    events.extend(_evaluate_rule(
+                        conn, rule, now, tz=tz, last_end=last_end, max_age_h=max_age_h, lookback_h=lookback_h,
+                        windows=windows, after_min=escalate_after_min if after_min is None else after_min))
+            except ValueError as exc:  # e.g. a stored alert at a level the edited rules file no longer has
+                log.error("alert rule %s not evaluated at %s: %s; its alerts are left as they are, fix the rules "
+                          "file or resolve them", rule.id, now.isoformat(), exc)
+    for event in events:
+        level = logging.INFO if not isinstance(event, AlertUnacknowledged) else logging.WARNING
+        log.log(level, "alert %s %s at %s: %s %s %s", event.rule_id, event.kind, event.sensor_id, event.level,
+                event.value, event.unit)
+    return events
+
