@@ -43,8 +43,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-__all__ = ["Backoff", "ClientStatus", "Message", "MqttPublisherClient", "MqttSubscriberClient", "MqttUrl",
-           "parse_mqtt_url"]
+__all__ = [
+    "Backoff",
+    "ClientStatus",
+    "Message",
+    "MqttPublisherClient",
+    "MqttSubscriberClient",
+    "MqttUrl",
+    "parse_mqtt_url",
+    "tls_context",
+]
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +140,7 @@ class ClientStatus:
     session_present: bool | None  #: the broker still had our session at the last connect
 
 
-def _tls_context(url: MqttUrl, ca_file: str | None, cert_file: str | None, key_file: str | None,
+def tls_context(url: MqttUrl, ca_file: str | None, cert_file: str | None, key_file: str | None,
                  ) -> ssl.SSLContext | None:
     """The TLS context for an mqtts:// URL (None for mqtt://); file options on a plain URL are an error."""
     if not url.tls:
@@ -188,7 +196,7 @@ class MqttSubscriberClient:
         if protocol not in ("auto", "5", "3.1.1"):
             raise ValueError(f"MQTT {url}: protocol: expected auto, 5 or 3.1.1, got {protocol!r}")
         self._url = parse_mqtt_url(url)
-        self._tls = _tls_context(self._url, ca_file, cert_file, key_file)
+        self._tls = tls_context(self._url, ca_file, cert_file, key_file)
         self._client_id = client_id
         self._topics = list(topics)
         self._loop = loop
@@ -452,7 +460,7 @@ class MqttPublisherClient:
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
         if self._url.username:
             self._client.username_pw_set(self._url.username, self._url.password)
-        tls = _tls_context(self._url, ca_file, cert_file, key_file)
+        tls = tls_context(self._url, ca_file, cert_file, key_file)
         if tls is not None:
             self._client.tls_set_context(tls)
         self._client.reconnect_delay_set(1, 10)
