@@ -1,11 +1,13 @@
-"""The HTTP API (`/api/v1`, OpenAPI at /openapi.json): the registry, maintenance windows, the audit log and a read
-of alerts, for field apps and other city systems. Shell (FastAPI over `storage.registry`, `storage.tokens`).
+"""The HTTP API (`/api/v1`, OpenAPI at /openapi.json): the registry, maintenance windows, the audit log, and the
+alerts (`aqnet.api_alerts`), for field apps, officers and other city systems. Shell (FastAPI over
+`storage.registry`, `storage.alerts_store`, `storage.tokens`).
 
-Contract: every operation needs `Authorization: Bearer <token>` (`aqnet tokens create`): 401 without one or with
-an unknown or revoked token, 403 when the token's role may not do it. Every role reads; technicians write the
-registry and maintenance windows; officers get the alert operations (issue 10). Each request runs its registry
-call on one pooled connection, committed before the response is sent. Errors are `{"detail": ApiError}`;
-`storage.registry.RegistryError` maps to 404 (not_found), 409 (duplicate, conflict, illegal_transition) or 422
+Contract: every operation needs `Authorization: Bearer <token>` (`aqnet tokens create`), except the signed
+acknowledgement link (`aqnet.api_alerts`): 401 without one or with an unknown or revoked token, 403 when the
+token's role may not do it. Every role reads; technicians write the registry and maintenance windows; officers
+acknowledge, resolve and annotate alerts. Each request runs its storage calls on one pooled connection, committed
+before the response is sent. Errors are `{"detail": ApiError}`; `storage.registry.RegistryError` and
+`storage.alerts_store.AlertError` map to 404 (not_found), 409 (duplicate, conflict, illegal_transition) or 422
 (the rest); a value the database refuses (SQLSTATE class 22: out of range, NUL character) is a 422 too.
 """
 
@@ -14,6 +16,7 @@ call on one pooled connection, committed before the response is sent. Errors are
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -23,8 +26,10 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 
+from aqnet.api_alerts import add_alert_routes
 from ingest.calibration import CalibrationError
 from storage import registry
+from storage.alerts_store import AlertError
 from storage.calibrations import load_calibrations
 from storage.registry_models import (
     AuditEntry,
@@ -50,6 +55,7 @@ OFFICER: frozenset[Role] = frozenset({"officer"})  #: alert operations (acknowle
 
 #: the registry's identifiers (storage.registry_models' Identifier), said in the schema so clients see it
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+TAGS: list[str | Enum] = ["registry"]  #: the registry's operations (aqnet.api_alerts tags its own "alerts")
 _STATUS = {"not_found": 404, "duplicate": 409, "conflict": 409, "illegal_transition": 409}
 
 
@@ -124,34 +130,6 @@ class CalibrationRecord(_Model):
     source: str
 
 
-class AlertRecord(_Model):
-    """An alert instance (read only here; its operations come with the alerts issue)."""
-
-    id: int
-    rule: str
-    scope: str
-    sensor_id: str | None
-    variable: str | None
-    level: str
-    state: str
-    value: float | None
-    threshold: float | None
-    unit: str | None
-    source: str | None
-    started_at: datetime
-    updated_at: datetime
-    resolved_at: datetime | None
-    acknowledged_by: str | None
-    acknowledged_at: datetime | None
-    details: dict[str, Any]
-
-
-# issue 10 moves this read into its alerts storage module; until then it is the API's only SQL
-_ALERTS = ("SELECT id, rule, scope, sensor_id, variable, level, state, value, threshold, unit, source, started_at, "
-           "updated_at, resolved_at, acknowledged_by, acknowledged_at, details FROM alerts "
-           "WHERE (%(state)s::text IS NULL OR state = %(state)s) AND (%(sensor)s::text IS NULL OR sensor_id = "
-           "%(sensor)s) ORDER BY started_at DESC, id DESC LIMIT %(limit)s")
-
 #: RFC 3339 with its offset; a str, not a datetime, because pydantic would also take "0.5" as a Unix time
 Instant = Annotated[str | None, Query(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$",
                                       json_schema_extra={"format": "date-time"}, examples=["2026-05-01T08:00:00Z"])]
@@ -216,9 +194,13 @@ _SENSOR_LINKS = _links(get_sensor=_FROM_BODY, update_sensor=_FROM_BODY, move_sen
 _DEVICE = {"sensor_id": "$request.path.sensor_id", "device_id": "$request.body#/id"}
 
 
-def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-               ) -> APIRouter:
-    """The `/api/v1` router on `pool`; `clock` stamps swaps that name no time. Mount with `create_app(api=…)`."""
+def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+               signing_key: bytes | None = None, tz_name: str = "America/Bogota",
+               language: Literal["es", "en"] = "es") -> APIRouter:
+    """The `/api/v1` router on `pool`; `clock` stamps swaps and alert operations that name no time and checks the
+    expiry of acknowledgement links, signed with `signing_key` (None: links refused; the daemon passes the
+    `alerts.signing_key_file` key); `tz_name` is the network's time zone (exceedance years); `language` that of
+    the link's pages. Mount with `create_app(api=…)`."""
     bearer = HTTPBearer(auto_error=False, bearerFormat="aqn_<43 characters>",
                         description="a token from `aqnet tokens create --role technician|officer|reader`")
 
@@ -230,6 +212,8 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
                 yield conn
         except registry.RegistryError as exc:
             raise _problem(_STATUS.get(exc.code, 422), exc.code, exc.message, exc.field) from None
+        except AlertError as exc:
+            raise _problem(_STATUS.get(exc.code, 422), exc.code, exc.message) from None
         except CalibrationError as exc:
             raise _problem(422, "invalid_calibration", str(exc)) from None
         except psycopg.errors.DataError as exc:  # SQLSTATE class 22: the database refused a value
@@ -260,53 +244,53 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
     def actor(token: ApiToken) -> str:
         return f"api:{token.name}"
 
-    r = APIRouter(prefix=PREFIX, tags=["registry"])
+    r = APIRouter(prefix=PREFIX)  # tags per operation: the alert routes added below are tagged alerts only
 
-    @r.get("/me", operation_id="whoami", responses=_responses())
+    @r.get("/me", tags=TAGS, operation_id="whoami", responses=_responses())
     async def whoami(token: Reader) -> TokenInfo:
         """The calling token's name and role."""
         return TokenInfo(id=token.id, name=token.name, role=token.role)
 
-    @r.get("/sensors", operation_id="list_sensors", responses=_responses())
+    @r.get("/sensors", tags=TAGS, operation_id="list_sensors", responses=_responses())
     async def list_sensors(_: Reader, kind: Literal["station", "microsensor"] | None = None,
                            lifecycle: Lifecycle | None = None) -> list[SensorRecord]:
         """Every sensor, optionally of one kind or lifecycle state."""
         async with db() as conn:
             return await registry.list_sensors(conn, kind=kind, lifecycle=lifecycle)
 
-    @r.post("/sensors", operation_id="add_sensor", status_code=201,
+    @r.post("/sensors", tags=TAGS, operation_id="add_sensor", status_code=201,
             responses={**_responses(409), 201: {"links": _SENSOR_LINKS}})
     async def add_sensor(spec: SensorSpec, token: Technician) -> SensorRecord:
         """Register a sensor with its devices (lifecycle planned unless the body says otherwise)."""
         async with db() as conn:
             return await registry.add_sensor(conn, spec, actor=actor(token))
 
-    @r.get("/sensors/{sensor_id}", operation_id="get_sensor", responses=_responses(404))
+    @r.get("/sensors/{sensor_id}", tags=TAGS, operation_id="get_sensor", responses=_responses(404))
     async def get_sensor(sensor_id: SensorId, _: Reader) -> SensorRecord:
         """One sensor with its active devices and maintenance windows."""
         async with db() as conn:
             return await registry.get_sensor(conn, sensor_id)
 
-    @r.patch("/sensors/{sensor_id}", operation_id="update_sensor", responses=_responses(404, 409))
+    @r.patch("/sensors/{sensor_id}", tags=TAGS, operation_id="update_sensor", responses=_responses(404, 409))
     async def update_sensor(sensor_id: SensorId, patch: SensorPatch, token: Technician) -> SensorRecord:
         """Change name, notes, mobile, address or locality (fields left out stay as they are)."""
         async with db() as conn:
             return await registry.update_sensor(conn, sensor_id, patch, actor=actor(token))
 
-    @r.put("/sensors/{sensor_id}/location", operation_id="move_sensor", responses=_responses(404, 409))
+    @r.put("/sensors/{sensor_id}/location", tags=TAGS, operation_id="move_sensor", responses=_responses(404, 409))
     async def move_sensor(sensor_id: SensorId, location: Location, token: Technician) -> SensorRecord:
         """Move a sensor (its series stays one series: measurements are keyed by sensor id)."""
         async with db() as conn:
             return await registry.move_sensor(conn, sensor_id, location, actor=actor(token))
 
-    @r.post("/sensors/{sensor_id}/lifecycle", operation_id="set_lifecycle", responses=_responses(404, 409))
+    @r.post("/sensors/{sensor_id}/lifecycle", tags=TAGS, operation_id="set_lifecycle", responses=_responses(404, 409))
     async def set_lifecycle(sensor_id: SensorId, change: LifecycleChange, token: Technician) -> SensorRecord:
         """Commission, activate, put in or take out of maintenance, or retire (final) a sensor."""
         async with db() as conn:
             return await registry.set_lifecycle(conn, sensor_id, change.to, actor=actor(token),
                                                 reason=change.reason)
 
-    @r.post("/sensors/{sensor_id}/devices", operation_id="add_device", status_code=201,
+    @r.post("/sensors/{sensor_id}/devices", tags=TAGS, operation_id="add_device", status_code=201,
             responses={**_responses(404, 409), 201: {"links": _links(
                 swap_device=_DEVICE, add_calibration=_DEVICE, get_sensor=_FROM_PATH)}})
     async def add_device(sensor_id: SensorId, device: DeviceSpec, token: Technician) -> SensorRecord:
@@ -314,7 +298,7 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
         async with db() as conn:
             return await registry.add_device(conn, sensor_id, device, actor=actor(token))
 
-    @r.post("/sensors/{sensor_id}/devices/{device_id}/swap", operation_id="swap_device",
+    @r.post("/sensors/{sensor_id}/devices/{device_id}/swap", tags=TAGS, operation_id="swap_device",
             responses=_responses(404, 409))
     async def swap_device(sensor_id: SensorId, device_id: DeviceId, swap: SwapRequest,
                           token: Technician) -> SensorRecord:
@@ -323,7 +307,7 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
             return await registry.swap_device(conn, sensor_id, device_id, swap.new, actor=actor(token),
                                               at=swap.at or clock())
 
-    @r.get("/sensors/{sensor_id}/calibrations", operation_id="list_calibrations", responses=_responses(404))
+    @r.get("/sensors/{sensor_id}/calibrations", tags=TAGS, operation_id="list_calibrations", responses=_responses(404))
     async def list_calibrations(sensor_id: SensorId, _: Reader) -> list[CalibrationRecord]:
         """The calibrations in force of the sensor's active devices."""
         async with db() as conn:
@@ -333,7 +317,7 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
                                   coefficients=list(c.coefficients), unit=c.unit, valid_from=c.valid_from,
                                   valid_to=c.valid_to, source=c.source) for c in found]
 
-    @r.post("/sensors/{sensor_id}/devices/{device_id}/calibrations", operation_id="add_calibration",
+    @r.post("/sensors/{sensor_id}/devices/{device_id}/calibrations", tags=TAGS, operation_id="add_calibration",
             status_code=201, responses={**_responses(404, 409), 201: {"links": _links(list_calibrations=_FROM_PATH)}})
     async def add_calibration(sensor_id: SensorId, device_id: DeviceId, spec: CalibrationSpec,
                               token: Technician) -> CalibrationRecord:
@@ -347,21 +331,22 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
                                  coefficients=spec.coefficients, unit=spec.unit, valid_from=spec.valid_from,
                                  valid_to=spec.valid_to, source=spec.source)
 
-    @r.post("/sensors/{sensor_id}/maintenance", operation_id="add_maintenance", status_code=201,
+    @r.post("/sensors/{sensor_id}/maintenance", tags=TAGS, operation_id="add_maintenance", status_code=201,
             responses={**_responses(404, 409), 201: {"links": _links(list_sensor_maintenance=_FROM_PATH)}})
     async def add_maintenance(sensor_id: SensorId, spec: MaintenanceSpec, token: Technician) -> MaintenanceWindow:
         """Put the sensor, or one device or variable of it, in maintenance for a period."""
         async with db() as conn:
             return await registry.add_maintenance(conn, sensor_id, spec, actor=actor(token))
 
-    @r.get("/sensors/{sensor_id}/maintenance", operation_id="list_sensor_maintenance", responses=_responses(404))
+    @r.get("/sensors/{sensor_id}/maintenance", tags=TAGS, operation_id="list_sensor_maintenance",
+           responses=_responses(404))
     async def list_sensor_maintenance(sensor_id: SensorId, _: Reader) -> list[MaintenanceWindow]:
         """The sensor's maintenance windows."""
         async with db() as conn:
             await registry.get_sensor(conn, sensor_id)  # 404 for an unknown sensor, not an empty list
             return await registry.list_maintenance(conn, sensor_id=sensor_id)
 
-    @r.get("/maintenance", operation_id="list_maintenance", responses=_responses())
+    @r.get("/maintenance", tags=TAGS, operation_id="list_maintenance", responses=_responses())
     async def list_maintenance(_: Reader, since: Instant = None, until: Instant = None) -> list[MaintenanceWindow]:
         """Every maintenance window, or those overlapping [since, until) (either bound may be left open)."""
         overlapping = None
@@ -371,7 +356,7 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
         async with db() as conn:
             return await registry.list_maintenance(conn, overlapping=overlapping)
 
-    @r.get("/sensors/{sensor_id}/audit", operation_id="sensor_audit", responses=_responses(404))
+    @r.get("/sensors/{sensor_id}/audit", tags=TAGS, operation_id="sensor_audit", responses=_responses(404))
     async def sensor_audit(sensor_id: SensorId, _: Reader,
                            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[AuditEntry]:
         """The sensor's audit trail, newest first: who changed what, when, before and after."""
@@ -379,13 +364,13 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
             await registry.get_sensor(conn, sensor_id)
             return await registry.audit_log(conn, sensor_id=sensor_id, limit=limit)
 
-    @r.get("/audit", operation_id="audit_log", responses=_responses())
+    @r.get("/audit", tags=TAGS, operation_id="audit_log", responses=_responses())
     async def audit_log(_: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[AuditEntry]:
         """The whole audit log, newest first."""
         async with db() as conn:
             return await registry.audit_log(conn, limit=limit)
 
-    @r.get("/network", operation_id="export_network", responses={**_responses(), 200: {"content": {
+    @r.get("/network", tags=TAGS, operation_id="export_network", responses={**_responses(), 200: {"content": {
         "application/yaml": {}, "text/csv": {}}}},
            response_model=list[SensorSpec])
     async def export_network(_: Reader, format: Literal["json", "yaml", "csv"] = "json") -> Any:
@@ -399,21 +384,13 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
         media = "application/yaml" if format == "yaml" else "text/csv"
         return Response(dump_network(specs, fmt=format), media_type=f"{media}; charset=utf-8")
 
-    @r.post("/network", operation_id="import_network", responses=_responses(409))
+    @r.post("/network", tags=TAGS, operation_id="import_network", responses=_responses(409))
     async def import_network(specs: list[SensorSpec], token: Technician) -> ImportResult:
         """Import a whole network (adds and updates sensors), all or nothing."""
         async with db() as conn:
             return await registry.import_network(conn, specs, actor=actor(token), source=f"api:{token.name}")
 
-    @r.get("/alerts", operation_id="list_alerts", tags=["alerts"], responses=_responses())
-    async def list_alerts(_: Reader, state: Literal["firing", "acknowledged", "resolved"] | None = None,
-                          sensor_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-                          limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[AlertRecord]:
-        """Alerts, newest first (acknowledge, resolve and annotate come with the alerts issue)."""
-        async with db() as conn, conn.cursor() as cur:
-            await cur.execute(_ALERTS, {"state": state, "sensor": sensor_id, "limit": limit})
-            cols = [c.name for c in cur.description or ()]
-            return [AlertRecord(**dict(zip(cols, row, strict=True))) for row in await cur.fetchall()]
-
+    add_alert_routes(r, db, reader=role(READERS), officer=role(OFFICER), clock=clock, signing_key=signing_key,
+                     tz_name=tz_name, language=language)
     _allow_headers(r)
     return r

@@ -179,6 +179,7 @@ def db_migrate(url: str | None, config_path: Path | None, var_dir: Path) -> None
     click.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
 
 
+from aqnet.cli_alerts import alerts  # noqa: E402
 from aqnet.cli_deadletter import deadletter  # noqa: E402
 from aqnet.cli_field import credentials_command as _field  # noqa: E402, F401 - attaches to `sensors`
 from aqnet.cli_profiles import profiles  # noqa: E402
@@ -192,6 +193,7 @@ cli.add_command(sensors)
 cli.add_command(deadletter)
 cli.add_command(reprocess_command)
 cli.add_command(tokens)
+cli.add_command(alerts)
 
 
 def main() -> None:

@@ -27,12 +27,20 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
+from alerts.dispatch import Dispatcher
+from aqnet.alert_channels import (
+    ChannelConfigError,
+    build_channels,
+    build_dispatcher,
+    close_channels,
+    load_or_create_key,
+)
 from aqnet.api import api_router
 from aqnet.config import Settings
 from aqnet.http import create_app
 from aqnet.live_network import LiveNetwork, RegistryFollower, RegistrySnapshot, load_snapshot
 from aqnet.metrics import Metrics
-from aqnet.schedule import add_stage_jobs
+from aqnet.schedule import add_stage_jobs, load_rules
 from aqnet.supervisor import PollerSupervisor, PollTarget
 from ingest.calibration import CalibrationError
 from ingest.normalise import ConditionsBook
@@ -168,6 +176,11 @@ class Daemon:
     async def run(self) -> None:
         """Start every stage, run until `stop()`, then stop them in reverse order."""
         s = self.settings
+        # alert delivery settings are checked before anything starts (ChannelConfigError names channel and file)
+        signing_key = load_or_create_key(Path(s.alerts.signing_key_file))
+        channels = build_channels(s, signing_key)
+        rules = load_rules(s)
+        dispatcher: Dispatcher | None = None
         if s.database.migrate_on_start:
             with psycopg.connect(s.database.url, autocommit=False) as conn:
                 applied = migrate(conn)
@@ -181,6 +194,9 @@ class Daemon:
                                    reconnect_timeout=s.storage.unreachable_after_s)
         await pool.open(wait=True, timeout=30)
         self._letters = pool
+        # the dispatcher owns the channels from here on (it closes them); with no channel it still keeps the
+        # alert gauges current
+        dispatcher = build_dispatcher(pool, s, channels, signing_key, rules=rules, clock=self.clock)
         tasks: list[asyncio.Task[Any]] = []
         links = LinkRegistry(timeout_s=s.modbus.timeout_s)  # one owner per TCP gateway or serial bus
         subscriber: MqttSubscriber | None = None
@@ -315,7 +331,8 @@ class Daemon:
             scheduler = AsyncIOScheduler(timezone=self.tz)
             # expected sample cadence per device, for the hourly completeness rule: `live` updates this mapping in
             # place on each registry change, and the averages job reads it each time it runs
-            add_stage_jobs(scheduler, s, clock=self.clock, tz=self.tz, cadences=live.cadences)
+            add_stage_jobs(scheduler, s, clock=self.clock, tz=self.tz, cadences=live.cadences, rules=rules,
+                           dispatcher=dispatcher, metrics=self.metrics, pool=pool)
 
             async def calibrations_job() -> None:
                 try:
@@ -340,7 +357,8 @@ class Daemon:
             scheduler.start()
 
             app = create_app(self.metrics.registry, self.status, airrohr=airrohr_post,
-                             api=api_router(pool, clock=self.clock))
+                             api=api_router(pool, clock=self.clock, signing_key=signing_key,
+                                            tz_name=s.network.timezone, language=s.alerts.language))
             server = uvicorn.Server(uvicorn.Config(app, host=s.http.host, port=s.http.port, log_level="warning",
                                                    lifespan="off"))
             tasks.append(asyncio.create_task(server.serve(), name="http"))
@@ -373,6 +391,11 @@ class Daemon:
                 await sink.close()
             if spool is not None:
                 spool.close()
+            if dispatcher is not None:  # after the scheduler: no delivery round is using the channels
+                await dispatcher.close()
+            else:
+                for failure in await close_channels(channels):
+                    log.warning("%s", failure)
             if self._letter_tasks:
                 await asyncio.wait(self._letter_tasks, timeout=5)
             self._letters = None
@@ -399,5 +422,10 @@ def run_daemon(settings: Settings) -> int:
             loop.add_signal_handler(sig, daemon.stop)
         await daemon.run()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ChannelConfigError as exc:  # nothing was started
+        for line in exc.errors:
+            log.error("invalid alert delivery settings: %s", line)
+        return 2
     return 0

@@ -42,6 +42,9 @@ class Metrics:
     spooled: Counter
     replayed: Counter
     forwarding_state: Gauge
+    alert_deliveries: Counter
+    alert_outbox_pending: Gauge
+    alerts_active: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -114,4 +117,15 @@ class Metrics:
                                    "1 for the current store-and-forward state: direct (to the database), "
                                    "spooling (database unreachable) or replaying (draining the spool)",
                                    ["state"], registry=registry),
+            # the three alert metrics' names and labels are a contract with deploy/prometheus' rules (issue 11)
+            alert_deliveries=Counter("aqnet_alert_deliveries_total",
+                                     "Alert deliveries attempted, by channel and result: delivered, failed (to be "
+                                     "retried) or dead (gave up: the delivery dead letter)",
+                                     ["channel", "result"], registry=registry),
+            alert_outbox_pending=Gauge("aqnet_alert_outbox_pending",
+                                       "Alert deliveries waiting in the outbox (not yet accepted by the channel)",
+                                       ["channel"], registry=registry),
+            alerts_active=Gauge("aqnet_alerts_active",
+                                "Open alerts (firing or acknowledged), by audience and severity",
+                                ["audience", "severity"], registry=registry),
         )
