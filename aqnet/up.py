@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from aqnet.config import (
     ClockSettings,
@@ -55,11 +57,16 @@ from simulators.network_sim import synthetic_network
 from simulators.scenario import load_scenario
 from storage.migrate import migrate
 
-__all__ = ["UpOptions", "averages_every_s", "read_state", "run_up", "sim_clock_origin"]
+__all__ = ["GRAFANA_ROLE", "UpOptions", "averages_every_s", "grafana_login", "read_state", "run_up",
+           "sim_clock_origin"]
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+#: the read-only login Grafana uses (member of aqnet_readonly, created by migration 0001); its password is kept in
+#: var/GRAFANA_PASSWORD_FILE, generated on the first `aqnet up`
+GRAFANA_ROLE = "aqnet_grafana"
+GRAFANA_PASSWORD_FILE = "grafana-password"
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,32 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
+
+
+def grafana_login(admin_url: str, var: Path) -> str:
+    """Create (or re-password) the read-only login role Grafana uses; return its password, generated once and kept
+    in var/grafana-password (mode 600). Roles are cluster-wide: one login serves `aqnet` and `aqnet_sim`.
+
+    The local cluster authenticates 127.0.0.1 with trust today, so the password only takes effect once pg_hba.conf
+    asks aqnet_grafana for scram-sha-256 (the password is stored as a SCRAM verifier, PostgreSQL 15's default)."""
+    path = var / GRAFANA_PASSWORD_FILE
+    if path.exists():
+        password = path.read_text(encoding="utf-8").strip()
+    else:
+        password = secrets.token_urlsafe(24)
+        _write_private(path, password + "\n")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        # the group role of migration 0001, created here when the daemon has not migrated yet (0001 then keeps it)
+        conn.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'aqnet_readonly') THEN "
+                     "CREATE ROLE aqnet_readonly NOLOGIN; END IF; END $$")
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (GRAFANA_ROLE,)).fetchone()
+        conn.execute(sql.SQL("{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD {}").format(
+            sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(GRAFANA_ROLE), sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT aqnet_readonly TO {}").format(sql.Identifier(GRAFANA_ROLE)))
+        # belt and braces: even a grant added by mistake later cannot make Grafana write
+        conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
+            sql.Identifier(GRAFANA_ROLE)))
+    return password
 
 
 def read_state(var_dir: Path) -> dict[str, Any]:
@@ -202,6 +235,7 @@ def run_up(opts: UpOptions) -> int:
             with psycopg.connect(database_url, autocommit=False) as conn:
                 migrate(conn)
             _register_synthetic(database_url, synthetic)
+        grafana_password = grafana_login(cluster.url_for("postgres"), var)
         clock = ClockSettings()
         wall_origin = time.time() + opts.startup_s
         if accelerated:
@@ -258,8 +292,10 @@ def run_up(opts: UpOptions) -> int:
         if accelerated:
             speed_line = (f"  speed     {scenario.speed:g}× (scenario {scenario.name}, seed {scenario.seed}), "
                           f"simulated time from {clock.sim_origin:%Y-%m-%d %H:%M} UTC\n")
+        grafana_line = (f"  grafana   host 127.0.0.1:{cluster.port}  database {database_url.rsplit('/', 1)[-1]}  "
+                        f"user {GRAFANA_ROLE}  password {grafana_password}  (read-only; README \"Grafana\")\n")
         print(f"  database  {database_url}\n  mqtt      {broker.url}\n  metrics   {metrics_url}\n"
-              f"  config    {config_path}\n  logs      {var / 'logs'}\n{speed_line}"
+              f"  config    {config_path}\n  logs      {var / 'logs'}\n{grafana_line}{speed_line}"
               "Ctrl-C stops everything.", flush=True)
         deadline = None if opts.duration_s is None else (wall_origin if accelerated else time.time()) + opts.duration_s
         _watch(deadline, stop, state, daemon, sim, clock.clock())

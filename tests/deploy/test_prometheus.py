@@ -6,6 +6,7 @@ deploy/install-system.sh)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -57,7 +58,8 @@ def test_a_broken_rule_is_caught_by_the_same_check(tmp_path: Path) -> None:
     broken.write_text((PROM / "rules" / "aqnet-alerts.yml").read_text().replace(
         "rate(aqnet_ingest_readings_total[10m])", "rate(aqnet_ingest_readings_total[10m]"))
     out = _promtool("check", "rules", str(broken))
-    assert out.returncode != 0 and "AqnetIngestStalled" in out.stdout + out.stderr and "parse error" in out.stdout + out.stderr
+    said = out.stdout + out.stderr
+    assert out.returncode != 0 and "AqnetIngestStalled" in said and "parse error" in said
 
 
 def _wait(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -70,7 +72,7 @@ def _wait(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-un
 
 
 def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 (a local test server)
+    with urllib.request.urlopen(url, timeout=5) as r:
         return r.read()
 
 
@@ -99,7 +101,7 @@ def test_live_metrics_of_a_running_daemon_pass_promtool(tmp_path: Path, database
             request = urllib.request.Request(f"{base}/intake/airrohr", data=AIRROHR_POST.read_bytes(), method="POST",
                                              headers={"Content-Type": "application/json",
                                                       "X-Sensor": "esp8266-12331981"})
-            with urllib.request.urlopen(request, timeout=30) as r:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=30) as r:
                 assert r.status == 200
             metrics = _get(f"{base}/metrics")
         finally:
@@ -111,7 +113,6 @@ def test_live_metrics_of_a_running_daemon_pass_promtool(tmp_path: Path, database
     assert out.returncode == 0, out.stdout + out.stderr
     # every metric the alert and recording rules use is one the daemon serves (a renamed metric breaks a rule)
     rules = (PROM / "rules" / "aqnet-recording.yml").read_text() + (PROM / "rules" / "aqnet-alerts.yml").read_text()
-    import re
     used = {m.removesuffix("_bucket") for m in re.findall(r"\b(aqnet_[a-z_]+)\b", rules)}
     served = set(re.findall(r"^# TYPE (aqnet_[a-z_]+) ", text, flags=re.M))
     served |= {s.removesuffix("_total") for s in served}
