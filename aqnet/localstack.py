@@ -54,6 +54,8 @@ __all__ = [
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 PERSISTENT_ROOT = Path("/var/lib/aqnet")
+#: the read-only login role Grafana uses (aqnet.up.grafana_login creates it); pg_hba checks its password
+GRAFANA_LOGIN = "aqnet_grafana"
 
 
 class LocalStackError(RuntimeError):
@@ -371,7 +373,8 @@ class _LocalService:
 
 
 class TimescaleCluster(_LocalService):
-    """A PostgreSQL 15 + TimescaleDB cluster in `data_dir`, on 127.0.0.1:`port` only (trust auth)."""
+    """A PostgreSQL 15 + TimescaleDB cluster in `data_dir`, on 127.0.0.1:`port` only (trust auth, except Grafana's
+    read-only login, which needs its password)."""
 
     _stop_signal = signal.SIGINT  # fast shutdown: disconnect clients, checkpoint
 
@@ -415,9 +418,6 @@ class TimescaleCluster(_LocalService):
             _run([str(PG_BIN / "initdb"), "-D", str(real), "-U", self.user, "--auth=trust", "--encoding=UTF8",
                   f"--locale={_utf8_locale()}", "--no-instructions"], self._service_user, real.parent,
                  f"initdb {real}")
-            (real / "pg_hba.conf").write_text(
-                "# aqnet local cluster: TCP on 127.0.0.1 only, no Unix socket, trust (never expose it)\n"
-                "host all all 127.0.0.1/32 trust\n")
             with open(real / "postgresql.conf", "a") as f:
                 f.write("\ninclude_if_exists = 'aqnet.conf'\n")
         self._write_config(real)
@@ -462,6 +462,12 @@ class TimescaleCluster(_LocalService):
             "log_line_prefix = '%m [%p] %q%u@%d '\n"
             "log_timezone = 'UTC'\n"
             "timezone = 'UTC'\n")
+        (real / "pg_hba.conf").write_text(
+            "# written by aqnet/localstack.py on every start; edits are overwritten\n"
+            "# aqnet local cluster: TCP on 127.0.0.1 only, no Unix socket. Grafana's read-only login (`aqnet up`\n"
+            "# prints its password) is checked with SCRAM; every other role is trusted (never expose this cluster)\n"
+            f"host all {GRAFANA_LOGIN} 127.0.0.1/32 scram-sha-256\n"
+            "host all all 127.0.0.1/32 trust\n")
         if self._service_user is not None:
             for p in (conf, real / "pg_hba.conf", real / "postgresql.conf"):
                 os.chown(p, self._service_user.uid, self._service_user.gid)

@@ -36,11 +36,13 @@ import psycopg
 from psycopg import sql
 
 from aqnet.config import (
+    AlertsSettings,
     ClockSettings,
     DatabaseSettings,
     Endpoint,
     HttpSettings,
     ModbusSettings,
+    MqttChannel,
     MqttSettings,
     NetworkSettings,
     SchedulerSettings,
@@ -49,7 +51,7 @@ from aqnet.config import (
     settings_to_yaml,
 )
 from aqnet.credentials import DAEMON_USER, SIMULATOR_USER
-from aqnet.localstack import MosquittoBroker, PortBook, TimescaleCluster
+from aqnet.localstack import GRAFANA_LOGIN, MosquittoBroker, PortBook, TimescaleCluster
 from sensors.clock import Clock
 from sensors.network import bundled_network
 from sensors.sensor import Sensor
@@ -65,7 +67,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 #: the read-only login Grafana uses (member of aqnet_readonly, created by migration 0001); its password is kept in
 #: var/GRAFANA_PASSWORD_FILE, generated on the first `aqnet up`
-GRAFANA_ROLE = "aqnet_grafana"
+GRAFANA_ROLE = GRAFANA_LOGIN
 GRAFANA_PASSWORD_FILE = "grafana-password"
 
 
@@ -122,8 +124,7 @@ def grafana_login(admin_url: str, var: Path) -> str:
     """Create (or re-password) the read-only login role Grafana uses; return its password, generated once and kept
     in var/grafana-password (mode 600). Roles are cluster-wide: one login serves `aqnet` and `aqnet_sim`.
 
-    The local cluster authenticates 127.0.0.1 with trust today, so the password only takes effect once pg_hba.conf
-    asks aqnet_grafana for scram-sha-256 (the password is stored as a SCRAM verifier, PostgreSQL 15's default)."""
+    The local cluster's pg_hba.conf asks this role (only) for its password, checked with SCRAM-SHA-256."""
     path = var / GRAFANA_PASSWORD_FILE
     if path.exists():
         password = path.read_text(encoding="utf-8").strip()
@@ -253,6 +254,12 @@ def run_up(opts: UpOptions) -> int:
             http=HttpSettings(host="127.0.0.1", port=http_port),
             scheduler=SchedulerSettings(averages_every_s=averages_every_s(scenario.speed)),
             clock=clock,
+            # alerts are evaluated and kept in the database; their state is published, retained, on the local
+            # broker (aqnet/alerts/<id>); acknowledgement links point at this daemon
+            alerts=AlertsSettings(signing_key_file=str(var / "alert-signing.key"),
+                                  public_url=f"http://127.0.0.1:{http_port}",
+                                  channels=[MqttChannel(type="mqtt", name="local-state",
+                                                        audience=["officers", "technicians"])]),
         )
         config_path = var / "aqnet.yaml"
         _write_private(config_path, settings_to_yaml(settings))  # secure: it holds the daemon's broker password
@@ -294,7 +301,9 @@ def run_up(opts: UpOptions) -> int:
                           f"simulated time from {clock.sim_origin:%Y-%m-%d %H:%M} UTC\n")
         grafana_line = (f"  grafana   host 127.0.0.1:{cluster.port}  database {database_url.rsplit('/', 1)[-1]}  "
                         f"user {GRAFANA_ROLE}  password {grafana_password}  (read-only; README \"Grafana\")\n")
-        print(f"  database  {database_url}\n  mqtt      {broker.url}\n  metrics   {metrics_url}\n"
+        alerts_line = ("  alerts    `aqnet alerts list`; each alert's state is retained on the mqtt topic "
+                       "aqnet/alerts/<id>\n")
+        print(f"  database  {database_url}\n  mqtt      {broker.url}\n  metrics   {metrics_url}\n{alerts_line}"
               f"  config    {config_path}\n  logs      {var / 'logs'}\n{grafana_line}{speed_line}"
               "Ctrl-C stops everything.", flush=True)
         deadline = None if opts.duration_s is None else (wall_origin if accelerated else time.time()) + opts.duration_s

@@ -17,7 +17,7 @@ import pytest
 
 #: fixture modules; each may list the fixtures that make a test `integration` in INTEGRATION_FIXTURES
 FIXTURE_PLUGINS = ["tests.fixtures.timescale", "tests.fixtures.mosquitto", "tests.fixtures.receivers",
-                   "tests.fixtures.alertmanager"]
+                   "tests.fixtures.alertmanager", "tests.fixtures.pki"]
 pytest_plugins = [*FIXTURE_PLUGINS, "pytester"]
 
 
