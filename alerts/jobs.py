@@ -9,6 +9,8 @@ transactions, so a crash leaves nothing half-written and a re-run for the same `
   touched; see `alerts.averaging_job`) then `evaluate_alerts` (`alerts.evaluate`: thresholds, indices and
   equipment checks, suppressions, escalation for want of an acknowledgement). Only the leader runs it
   (`alerts.leader`). Delivery is not done here: `alerts.dispatch` plans it from the `alert_events` written.
+- `dry_run_rule` = `evaluate_alerts` for one rule inside a transaction that is rolled back: what would be raised,
+  escalated, resolved or suppressed, with nothing written (`aqnet alerts test-rule`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from typing import Any
 
 import psycopg
 
@@ -25,8 +28,8 @@ from alerts.rules import Rule
 from alerts.state import AlertEvent
 from alerts.windows import hour_end_at_or_before
 
-__all__ = ["StageRun", "compute_windows", "evaluate_alerts", "hour_end_at_or_before", "network_timezone",
-           "run_stage_jobs"]
+__all__ = ["DryRun", "StageRun", "compute_windows", "dry_run_rule", "evaluate_alerts", "hour_end_at_or_before",
+           "network_timezone", "run_stage_jobs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +52,29 @@ def run_stage_jobs(conn: psycopg.Connection, now: datetime, rules: Sequence[Rule
                               lookback_h=lookback_h, settle_s=settle_s)
     events = evaluate_alerts(conn, now, rules, tz=tz, lookback_h=lookback_h, escalate_after_min=escalate_after_min)
     return StageRun(windows, tuple(events))
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """What evaluating a rule would do: its events, and the suppressions it would record (column → value)."""
+
+    events: tuple[AlertEvent, ...]
+    suppressed: tuple[dict[str, Any], ...]
+
+
+_SUPPRESSIONS_BEFORE = "SELECT coalesce(max(id), 0) FROM alert_suppressions"
+_SUPPRESSED = ("SELECT scope_key, sensor_id, period_end, value, level, reason, detail FROM alert_suppressions "
+               "WHERE id > %s ORDER BY id")
+
+
+def dry_run_rule(conn: psycopg.Connection, rule: Rule, at: datetime, *, tz: tzinfo,
+                 escalate_after_min: float = 60.0) -> DryRun:
+    """Evaluate `rule` at `at` against the stored data in a transaction that is rolled back: nothing is written,
+    so nothing is delivered. Events are relative to the stored state (an alert already firing gives none)."""
+    with conn.transaction(force_rollback=True):  # evaluate_alerts' own transaction nests as a savepoint
+        row = conn.execute(_SUPPRESSIONS_BEFORE).fetchone()
+        events = evaluate_alerts(conn, at, [rule], tz=tz, escalate_after_min=escalate_after_min)
+        cur = conn.execute(_SUPPRESSED, (row[0] if row else 0,))
+        cols = [c.name for c in cur.description or ()]
+        suppressed = tuple(dict(zip(cols, r, strict=True)) for r in cur.fetchall())
+    return DryRun(tuple(events), suppressed)

@@ -364,25 +364,14 @@ def _rules(path: Path | None, settings: Settings | None) -> tuple[Any, ...]:
         raise click.ClickException(f"invalid rules:\n{exc}") from None
 
 
-# only these two reads of the dry run are SQL here: what the rolled-back evaluation recorded as suppressed
-_SUPPRESSIONS_BEFORE = "SELECT coalesce(max(id), 0) FROM alert_suppressions"
-_SUPPRESSED = ("SELECT scope_key, sensor_id, period_end, value, level, reason, detail FROM alert_suppressions "
-               "WHERE id > %s ORDER BY id")
-
-
 def _dry_run(url: str, rule: Any, at: datetime, tz: tzinfo, escalate_after_min: float
              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """`alerts.evaluate.evaluate_alerts` for one rule at `at`, in a transaction that is rolled back."""
-    from alerts.evaluate import evaluate_alerts
+    """`alerts.jobs.dry_run_rule` for one rule at `at`: nothing is written."""
+    from alerts.jobs import dry_run_rule
 
-    with psycopg.connect(url, application_name="aqnet-test-rule") as conn, \
-            conn.transaction(force_rollback=True):  # evaluate_alerts' own transaction nests as a savepoint
-        row = conn.execute(_SUPPRESSIONS_BEFORE).fetchone()
-        events = evaluate_alerts(conn, at, [rule], tz=tz, escalate_after_min=escalate_after_min)
-        cur = conn.execute(_SUPPRESSED, (row[0] if row else 0,))
-        cols = [c.name for c in cur.description or ()]
-        suppressed = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-    return [_event_doc(e) for e in events], suppressed
+    with psycopg.connect(url, application_name="aqnet-test-rule") as conn:
+        run = dry_run_rule(conn, rule, at, tz=tz, escalate_after_min=escalate_after_min)
+    return [_event_doc(e) for e in run.events], list(run.suppressed)
 
 
 def _event_doc(event: Any) -> dict[str, Any]:
