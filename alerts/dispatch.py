@@ -1,5 +1,5 @@
 """Delivery of alert transitions: plans outbox rows from `alert_events` and sends them through every configured
-channel, once. I/O (asyncio, psycopg 3 async through `storage.alerts_store`).
+channel, once. I/O (asyncio, psycopg 3 async through `storage.alert_outbox`).
 
 Contract of `Dispatcher.run_once(now)`, one task per channel (a failing or slow channel never blocks another):
 1. plan: events of kind raised | escalated | unacknowledged | acknowledged | resolved with no outbox row for the
@@ -37,8 +37,8 @@ from alerts.notice import Channel, DeliveryError, Notice
 from alerts.routing import ChannelFilterLike, accepts, accepts_alert
 from alerts.rules import Rule
 from alerts.signing import ack_token, ack_url
-from storage import alerts_store as store
-from storage.alerts_store import NoticeRow
+from storage import alert_outbox as outbox
+from storage.alert_outbox import NoticeRow
 
 __all__ = ["ChannelRun", "DispatchRun", "Dispatcher", "build_notice", "retry_delay_s"]
 
@@ -205,7 +205,7 @@ class Dispatcher:
         """Record the channels' first appearance (idempotent); called by run_once, or early at start-up."""
         if set(self._first_seen) != set(self._channels):
             async with self._connection() as conn:
-                self._first_seen = await store.ensure_channels(conn, list(self._channels), now or self._clock())
+                self._first_seen = await outbox.ensure_channels(conn, list(self._channels), now or self._clock())
         return dict(self._first_seen)
 
     async def run_once(self, now: datetime | None = None) -> DispatchRun:
@@ -244,26 +244,26 @@ class Dispatcher:
         since = max(now - self._history, self._first_seen[name] - self._backlog)
         skipped = self._skipped[name]
         async with conn.transaction():  # a pooled connection is not in autocommit: end the read here
-            rows = await store.unplanned_events(conn, name, since=since, exclude=skipped)
+            rows = await outbox.unplanned_events(conn, name, since=since, exclude=skipped)
         wanted: list[tuple[int, int]] = []
         for row in rows:
             if accepts(f, self._notice(row, now)):
                 wanted.append((row.event_id, row.alert_id))
             else:
                 skipped.add(row.event_id)
-        return await store.insert_deliveries(conn, name, wanted, now)
+        return await outbox.insert_deliveries(conn, name, wanted, now)
 
     async def _send_next(self, conn: AsyncConnection[Any], name: str, now: datetime) -> str | None:
         """Claim, send and mark one due delivery; its result (delivered | failed | dead) or None if none due."""
         channel, _ = self._channels[name]
-        async with store.claim_due(conn, name, now=now) as claimed:
+        async with outbox.claim_due(conn, name, now=now) as claimed:
             if not claimed:
                 return None
             row = claimed[0]
-            found = (await store.notice_rows(conn, [row.event_id])).get(row.event_id)
+            found = (await outbox.notice_rows(conn, [row.event_id])).get(row.event_id)
             where = f"alert channel {name} ({channel.type}): alert {row.alert_id} event {row.event_id}"
             if found is None:  # cannot happen with the foreign keys; never loop on it
-                await store.mark_dead(conn, row.id, error="event not found")
+                await outbox.mark_dead(conn, row.id, error="event not found")
                 return "dead"
             try:
                 notice = self._notice(found, now)
@@ -276,17 +276,17 @@ class Dispatcher:
                 log.exception("%s: unexpected error", where)
                 error, permanent = f"{type(exc).__name__}: {exc}", False
             else:
-                await store.mark_delivered(conn, row.id, at=now)
+                await outbox.mark_delivered(conn, row.id, at=now)
                 log.info("%s: %s delivered", where, notice.transition)
                 return "delivered"
             attempts = row.attempts + 1
             if permanent or attempts >= self._max_attempts:
-                await store.mark_dead(conn, row.id, error=error)
+                await outbox.mark_dead(conn, row.id, error=error)
                 why = "permanent error" if permanent else f"{attempts} failed attempts"
                 log.error("%s: %s; dead letter after %s", where, error, why)
                 return "dead"
             delay = retry_delay_s(attempts, *self._retry, self._rng)
-            await store.mark_failed(conn, row.id, error=error, next_attempt_at=now + timedelta(seconds=delay))
+            await outbox.mark_failed(conn, row.id, error=error, next_attempt_at=now + timedelta(seconds=delay))
             log.warning("%s: %s; attempt %d of %d, retry in %.0f s", where, error, attempts, self._max_attempts,
                         delay)
             return "failed"
@@ -299,7 +299,7 @@ class Dispatcher:
         if not targets:
             return {}
         async with self._connection() as conn, conn.transaction():
-            rows = await store.active_notice_rows(conn)
+            rows = await outbox.active_notice_rows(conn)
         notices = [self._notice(r, now) for r in rows]
 
         async def one(name: str, channel: Any, f: ChannelFilterLike) -> tuple[str, int]:

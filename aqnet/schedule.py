@@ -41,7 +41,7 @@ from alerts.rules import Rule, default_rules, parse_rules
 from aqnet.config import Settings
 from aqnet.metrics import Metrics
 from sensors.clock import Clock
-from storage import alerts_store
+from storage import alert_outbox, alerts_store
 from storage.retention import Policy, run_housekeeping
 
 __all__ = ["add_stage_jobs", "load_rules"]
@@ -178,7 +178,7 @@ async def _gauges(metrics: Metrics, pool: AsyncConnectionPool[Any], channels: Se
     """The outbox's pending rows per channel and the open alerts per audience and severity (0 when none)."""
     try:
         async with pool.connection() as conn:
-            outbox = await alerts_store.outbox_counts(conn)
+            outbox = await alert_outbox.outbox_counts(conn)
             active = await alerts_store.active_alert_counts(conn)
     except (psycopg.Error, PoolTimeout) as exc:  # the gauges keep their last values; the next round retries
         log.warning("alert metrics not refreshed: %s", exc)

@@ -20,6 +20,7 @@ from alerts.notice import DeliveryError, Notice
 from alerts.rules import parse_rules
 from alerts.signing import verify_ack_token
 from aqnet.config import ChannelFilter
+from storage import alert_outbox as outbox
 from storage import alerts_store as store
 from tests.storage.test_alerts_store import T0, add_alert, add_event, connect
 
@@ -119,7 +120,7 @@ async def test_once_per_event_and_channel_across_runs_concurrent_dispatchers_and
     restarted = await dispatcher(database_url, c_hook, c_mail).run_once(now + timedelta(minutes=5))
     assert (restarted.planned, restarted.delivered, c_hook.sent, c_mail.sent) == (0, 0, [], [])
     async with await connect(database_url) as conn:
-        counts = {(c.channel, c.state): c.count for c in await store.outbox_counts(conn)}
+        counts = {(c.channel, c.state): c.count for c in await outbox.outbox_counts(conn)}
     assert counts == {("hook", "delivered"): 4, ("mail", "delivered"): 4}
 
 
@@ -257,7 +258,7 @@ async def test_a_channel_added_later_gets_only_new_events(database_url: str) -> 
     await dispatcher(database_url, first, added).run_once(later + timedelta(minutes=1))
     assert sent(first) == [(e2, "resolved")] and sent(added) == [(e2, "resolved")]
     async with await connect(database_url) as conn:
-        seen = await store.ensure_channels(conn, ["first", "added"], later + timedelta(days=5))
+        seen = await outbox.ensure_channels(conn, ["first", "added"], later + timedelta(days=5))
     assert seen == {"first": T0 + timedelta(minutes=1), "added": later + timedelta(minutes=1)}
 
 
@@ -308,7 +309,7 @@ async def test_notices_carry_the_evidence_and_a_signed_link(database_url: str) -
 
 
 def test_without_the_rule_the_alert_row_and_details_are_used() -> None:
-    row = store.NoticeRow(
+    row = outbox.NoticeRow(
         event_id=5, alert_id=4, transition="resolved", time=T0, to_state="resolved", level="offline",
         from_level=None, severity="warning", value=3.0, note="x", actor=None, via=None, rule="station-no-data",
         kind="no_data", audience="technicians", indicative=False, scope="sensor", scope_key="KEN", sensor_id="KEN",
@@ -319,7 +320,7 @@ def test_without_the_rule_the_alert_row_and_details_are_used() -> None:
     n = build_notice(row, now=T0)
     assert (n.comparison, n.threshold, n.rule_description, n.dashboard_url, n.ack_url) == (
         "<", 10.0, "no data", None, None)
-    firing = build_notice(store.NoticeRow(**{**{f: getattr(row, f) for f in row.__dataclass_fields__},
+    firing = build_notice(outbox.NoticeRow(**{**{f: getattr(row, f) for f in row.__dataclass_fields__},
                                               "transition": "raised", "to_state": "firing"}), now=T0)
     assert (firing.comparison, firing.threshold, firing.source) == (">=", 30.0, "aqnet operational default")
 
@@ -352,4 +353,4 @@ async def test_a_pooled_dispatcher_and_a_url_one_share_the_outbox(database_url: 
         assert sorted(sent(pooled) + sent(plain)) == [(events[0], "raised"), (events[1], "escalated")]
         async with pool.connection() as conn:
             assert pool.get_stats().get("connections_errors", 0) == 0
-            assert [(c.state, c.count) for c in await store.outbox_counts(conn)] == [("delivered", 2)]
+            assert [(c.state, c.count) for c in await outbox.outbox_counts(conn)] == [("delivered", 2)]

@@ -11,6 +11,7 @@ import pytest
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from storage import alert_outbox as outbox
 from storage import alerts_store as store
 from storage.alerts_store import AlertError
 
@@ -132,7 +133,7 @@ async def test_notes_on_any_state_are_history_not_transitions(database_url: str)
             "note", "resolved", "resolved", "filter changed at 14:00", "ana", "api")
         assert (await store.get_alert(conn, alert_id)).alert.state == "resolved"
         # notes are never delivered
-        assert await store.unplanned_events(conn, "hook", since=T0 - timedelta(days=30)) == []
+        assert await outbox.unplanned_events(conn, "hook", since=T0 - timedelta(days=30)) == []
 
 
 async def test_list_alerts_filters_newest_first(database_url: str) -> None:
@@ -199,40 +200,40 @@ async def test_exceedances_count_valid_days_strictly_above_the_limit(database_ur
 
 async def test_outbox_plans_once_and_claims_are_exclusive(database_url: str) -> None:
     async with await connect(database_url) as conn, await connect(database_url) as other:
-        seen = await store.ensure_channels(conn, ["hook", "mail"], T0)
+        seen = await outbox.ensure_channels(conn, ["hook", "mail"], T0)
         assert seen == {"hook": T0, "mail": T0}
-        assert await store.ensure_channels(other, ["hook", "mq"], T0 + timedelta(days=1)) == {
+        assert await outbox.ensure_channels(other, ["hook", "mq"], T0 + timedelta(days=1)) == {
             "hook": T0, "mq": T0 + timedelta(days=1)}
 
         a1, a2 = await add_alert(conn, sensor_id="KEN"), await add_alert(conn, sensor_id="USM")
         e1 = await add_event(conn, a1)
         e2 = await add_event(conn, a1, kind="resolved", to_state="resolved", time=T0 + timedelta(hours=3))
         e3 = await add_event(conn, a2)
-        rows = await store.unplanned_events(conn, "hook", since=T0 - timedelta(days=7))
+        rows = await outbox.unplanned_events(conn, "hook", since=T0 - timedelta(days=7))
         assert [r.event_id for r in rows] == [e1, e2, e3]
         assert rows[0].sensor_name == "Station KEN" and rows[0].transition == "raised"
-        assert [r.event_id for r in await store.unplanned_events(conn, "hook", since=T0 + timedelta(hours=1))] == [e2]
-        assert [r.event_id for r in await store.unplanned_events(conn, "hook", since=T0, exclude=[e1])] == [e2, e3]
+        assert [r.event_id for r in await outbox.unplanned_events(conn, "hook", since=T0 + timedelta(hours=1))] == [e2]
+        assert [r.event_id for r in await outbox.unplanned_events(conn, "hook", since=T0, exclude=[e1])] == [e2, e3]
 
         pairs = [(r.event_id, r.alert_id) for r in rows]
-        assert await store.insert_deliveries(conn, "hook", pairs, T0) == 3
-        assert await store.insert_deliveries(other, "hook", pairs, T0) == 0  # ON CONFLICT DO NOTHING
-        assert await store.unplanned_events(conn, "hook", since=T0 - timedelta(days=7)) == []
+        assert await outbox.insert_deliveries(conn, "hook", pairs, T0) == 3
+        assert await outbox.insert_deliveries(other, "hook", pairs, T0) == 0  # ON CONFLICT DO NOTHING
+        assert await outbox.unplanned_events(conn, "hook", since=T0 - timedelta(days=7)) == []
 
-        async with store.claim_due(conn, "hook", now=T0, limit=10) as mine:
+        async with outbox.claim_due(conn, "hook", now=T0, limit=10) as mine:
             # e2 waits for e1 (same alert, earlier pending); the other claimer skips what is locked
             assert [c.event_id for c in mine] == [e1, e3]
-            async with store.claim_due(other, "hook", now=T0, limit=10) as theirs:
+            async with outbox.claim_due(other, "hook", now=T0, limit=10) as theirs:
                 assert theirs == []
-            await store.mark_delivered(conn, mine[0].id, at=T0)
-            await store.mark_failed(conn, mine[1].id, error="503", next_attempt_at=T0 + timedelta(seconds=5))
-        async with store.claim_due(other, "hook", now=T0, limit=10) as theirs:
+            await outbox.mark_delivered(conn, mine[0].id, at=T0)
+            await outbox.mark_failed(conn, mine[1].id, error="503", next_attempt_at=T0 + timedelta(seconds=5))
+        async with outbox.claim_due(other, "hook", now=T0, limit=10) as theirs:
             assert [c.event_id for c in theirs] == [e2]  # e3 is not due yet
-            await store.mark_dead(other, theirs[0].id, error="400 bad request")
-        async with store.claim_due(other, "hook", now=T0 + timedelta(seconds=5), limit=10) as theirs:
+            await outbox.mark_dead(other, theirs[0].id, error="400 bad request")
+        async with outbox.claim_due(other, "hook", now=T0 + timedelta(seconds=5), limit=10) as theirs:
             assert [(c.event_id, c.attempts) for c in theirs] == [(e3, 1)]
 
-        counts = {(c.channel, c.state): c.count for c in await store.outbox_counts(conn)}
+        counts = {(c.channel, c.state): c.count for c in await outbox.outbox_counts(conn)}
         assert counts == {("hook", "delivered"): 1, ("hook", "pending"): 1, ("hook", "dead"): 1}
         detail = await store.get_alert(conn, a1)
         assert [(d.event_id, d.state, d.attempts, d.last_error) for d in detail.deliveries] == [
@@ -248,6 +249,6 @@ async def test_active_notice_rows_take_each_open_alerts_latest_transition(databa
         await store.add_note(conn, a1, actor="ana", via="cli", text="looking")
         a2 = await add_alert(conn, sensor_id="USM", state="resolved")
         await add_event(conn, a2)
-        rows = await store.active_notice_rows(conn)
+        rows = await outbox.active_notice_rows(conn)
         assert [(r.alert_id, r.event_id, r.transition, r.from_level) for r in rows] == [
             (a1, e, "escalated", "prevention")]
