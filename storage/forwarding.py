@@ -14,8 +14,9 @@ Contract (implements `ingest.pipeline.Sink`: `write` returns once the batch is d
   database (consecutive ones joined up to `replay_max_readings`, in order, in one transaction), moves the spool's
   resume point past them once committed, and goes on until the spool is empty; while the database stays
   unreachable it retries every `retry_s`.
-- `close()` stops the replay between batches (a batch interrupted mid-write is replayed at the next start) and
-  closes the spool. Everything `write` accepted is already in the database or in the spool.
+- `close()` stops the replay between batches (a batch interrupted mid-write, or written as the stop came, is
+  replayed at the next start, a no-op then) and closes the spool; a cancelled replay never runs on. Everything
+  `write` accepted is already in the database or in the spool.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class ForwardingSink:
         async with self._lock:
             if self._spool.is_empty:
                 try:
-                    return await asyncio.wait_for(self._writer.write(batch), self._timeout_s)
+                    return await self._write_db(batch)
                 except (psycopg.OperationalError, TimeoutError) as exc:
                     self._set_state("spooling", f"database unreachable ({_describe(exc)}); spooling batches to "
                                                 f"{self._spool.directory}")
@@ -126,13 +127,16 @@ class ForwardingSink:
     async def replay(self) -> None:
         """Drain the spool into the database, in order, whenever it holds batches; runs until cancelled."""
         self._replay_task = asyncio.current_task()
+        if self._closed:  # closed before this task first ran
+            return
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()  # before peeking: an append from now on sets it again
             while (head := await asyncio.to_thread(self._spool.peek, self._replay_max)) is not None:
+                _honour_lost_cancel()
                 started = time.perf_counter()
                 try:
-                    result = await asyncio.wait_for(self._writer.write(head.readings), self._timeout_s)
+                    result = await self._write_db(head.readings)
                 except (psycopg.OperationalError, TimeoutError) as exc:
                     self._set_state("spooling", f"database unreachable ({_describe(exc)}); {self._depth()}")
                     await asyncio.sleep(self._retry_s)
@@ -142,6 +146,7 @@ class ForwardingSink:
                               self._spool.directory, len(head.readings), exc, self._retry_s)
                     await asyncio.sleep(self._retry_s)
                     continue
+                _honour_lost_cancel()  # a cancelled replay never moves the spool past what it wrote
                 await asyncio.to_thread(self._spool.commit, head)
                 self._replayed += head.records
                 self._replayed_readings += len(head.readings)
@@ -166,6 +171,7 @@ class ForwardingSink:
         if self._closed:
             return
         self._closed = True
+        await asyncio.sleep(0)  # a replay task created but not started yet runs its first step: it sees _closed
         task = self._replay_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
@@ -179,6 +185,16 @@ class ForwardingSink:
             await asyncio.to_thread(self._spool.close)
 
     # ----------------------------------------------------------------------------------- internals
+
+    async def _write_db(self, batch: Sequence[Reading]) -> object:
+        """The writer's write, bounded by `unreachable_after_s` (TimeoutError).
+
+        `asyncio.timeout`, not `asyncio.wait_for`: on Python 3.11 `wait_for` returns the result of an operation
+        that completes as a cancel arrives and drops the cancel, so `close()` (which cancels the replay and
+        awaits it) could wait forever. `timeout` runs the write in this task, where the cancel lands.
+        """
+        async with asyncio.timeout(self._timeout_s):
+            return await self._writer.write(batch)
 
     def _set_state(self, state: ForwardingState, why: str) -> None:
         if state == self._state:
@@ -201,6 +217,15 @@ class ForwardingSink:
             log.info("spool %s below the near-full mark again: %d of %d bytes", self._spool.directory,
                      s.disk_bytes, s.max_bytes)
         self._near_full_logged = s.near_full
+
+
+def _honour_lost_cancel() -> None:
+    """Raise CancelledError when this task was cancelled but the cancel never reached it: a library under the
+    writer may still drop one that lands as its wait completes (psycopg_pool waits for a connection with
+    `asyncio.wait_for`). Such a cancel stays counted in `Task.cancelling()`; `asyncio.timeout` uncounts its own."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError(f"{task.get_name()}: cancelled while a database write completed")
 
 
 def _describe(exc: BaseException) -> str:
