@@ -267,7 +267,8 @@ class Dispatcher:
                 return "dead"
             try:
                 notice = self._notice(found, now)
-                await asyncio.wait_for(channel.send(notice), self.timeout_for(name))
+                async with asyncio.timeout(self.timeout_for(name)):  # not wait_for: 3.11's can drop a cancel
+                    await channel.send(notice)
             except DeliveryError as exc:
                 error, permanent = str(exc), exc.permanent
             except TimeoutError:
@@ -305,7 +306,8 @@ class Dispatcher:
         async def one(name: str, channel: Any, f: ChannelFilterLike) -> tuple[str, int]:
             mine = [n for n in notices if accepts_alert(f, n)]
             try:
-                await asyncio.wait_for(channel.repost(mine), self.timeout_for(name))
+                async with asyncio.timeout(self.timeout_for(name)):
+                    await channel.repost(mine)
             except Exception as exc:  # any failure: the next re-post tries again
                 log.warning("alert channel %s: re-posting %d active alerts failed: %s", name, len(mine), exc)
                 return name, -1

@@ -138,8 +138,9 @@ class Pipeline:
         """Batch and write until cancelled or `close()`d; flushes what it holds before returning."""
         try:
             while True:
-                try:
-                    env = await asyncio.wait_for(self._queue.get(), timeout=self._max_age_s / 2)
+                try:  # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancel (a stop) as get returns
+                    async with asyncio.timeout(self._max_age_s / 2):
+                        env = await self._queue.get()
                 except TimeoutError:
                     env = None
                     if self._queue.empty() and self._closing:

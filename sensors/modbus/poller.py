@@ -340,8 +340,9 @@ class StationPoller:
             wake = next_tick
             if entry.state.retry_in_s is not None:
                 wake = min(wake, now + entry.state.retry_in_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, wake - now))
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: a cancel is never dropped (3.11's wait_for)
+                async with asyncio.timeout(max(0.0, wake - now)):
+                    await self._stop.wait()
 
     async def _poll(self, entry: _Entry) -> list[RawReading] | Gap:
         device, state = entry.device, entry.state
