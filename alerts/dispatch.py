@@ -33,7 +33,7 @@ from urllib.parse import quote
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.notice import Channel, DeliveryError, Notice
+from alerts.notice import TRANSITIONS, Channel, DeliveryError, Notice
 from alerts.routing import ChannelFilterLike, accepts, accepts_alert
 from alerts.rules import Rule
 from alerts.signing import ack_token, ack_url
@@ -150,7 +150,7 @@ class _AcceptAll:
     audience = ("officers", "technicians")
     indicative = "include"
     min_severity = "info"
-    transitions = ("raised", "escalated", "unacknowledged", "acknowledged", "resolved")
+    transitions = TRANSITIONS
     localities: tuple[str, ...] = ()
 
 

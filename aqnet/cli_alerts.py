@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
-from zoneinfo import ZoneInfo
 
 import click
 import psycopg
 from psycopg import AsyncConnection
 
-from aqnet.cli_registry import parse_time, render_table
-from aqnet.config import ConfigError, NetworkSettings, Settings, load_settings
+from aqnet.cli_registry import database_target, parse_time, render_table
+from aqnet.config import Settings
 from storage.tokens import ApiToken, authenticate
 
 __all__ = ["alerts"]
@@ -72,24 +71,7 @@ class _Ctx:
 
 
 def _ctx(url: str | None, config_path: Path | None, var_dir: Path, as_json: bool) -> _Ctx:
-    settings = None
-    if config_path is not None:
-        try:
-            settings = load_settings(config_path)
-        except ConfigError as exc:
-            raise click.ClickException(f"invalid configuration:\n{exc}") from None
-    tz = ZoneInfo((settings.network if settings else NetworkSettings()).timezone)
-    if url is None and settings is not None:
-        url = settings.database.url
-    if url is None:
-        from aqnet.up import read_state
-
-        try:
-            url = str(read_state(var_dir)["database_url"])
-        except FileNotFoundError:
-            raise click.ClickException(f"no database given: pass --url or --config, or start the local stack "
-                                       f"(`make up`); {var_dir / 'state.json'} not found") from None
-    return _Ctx(url, tz, settings, as_json)
+    return _Ctx(*database_target(url, config_path, var_dir), as_json)
 
 
 def _common(f: Any) -> Any:

@@ -62,21 +62,28 @@ def _settings(path: Path) -> Settings:
         raise click.ClickException(f"invalid configuration:\n{exc}") from None
 
 
-def _target(url: str | None, config_path: Path | None, var_dir: Path) -> tuple[str, tzinfo]:
-    """The database URL and the network's time zone."""
-    if config_path is not None:
-        settings = _settings(config_path)
-        return url or settings.database.url, ZoneInfo(settings.network.timezone)
-    tz = ZoneInfo(NetworkSettings().timezone)
+def database_target(url: str | None, config_path: Path | None, var_dir: Path
+                    ) -> tuple[str, tzinfo, Settings | None]:
+    """The database URL (`--url`, else the configuration's, else the running local stack's), the network's time
+    zone, and the settings when `--config` is given."""
+    settings = _settings(config_path) if config_path is not None else None
+    tz = ZoneInfo((settings.network if settings else NetworkSettings()).timezone)
+    url = url or (settings.database.url if settings else None)
     if url is not None:
-        return url, tz
+        return url, tz, settings
     from aqnet.up import read_state
 
     try:
-        return read_state(var_dir)["database_url"], tz
+        return read_state(var_dir)["database_url"], tz, settings
     except FileNotFoundError:
         raise click.ClickException(f"no database given: pass --url or --config, or start the local stack "
                                    f"(`make up`); {var_dir / 'state.json'} not found") from None
+
+
+def _target(url: str | None, config_path: Path | None, var_dir: Path) -> tuple[str, tzinfo]:
+    """The database URL and the network's time zone."""
+    db_url, tz, _ = database_target(url, config_path, var_dir)
+    return db_url, tz
 
 
 def parse_time(text: str, tz: tzinfo, now: datetime) -> datetime:

@@ -59,7 +59,7 @@ from simulators.network_sim import synthetic_network
 from simulators.scenario import load_scenario
 from storage.migrate import migrate
 
-__all__ = ["GRAFANA_ROLE", "UpOptions", "averages_every_s", "grafana_login", "read_state", "run_up",
+__all__ = ["UpOptions", "averages_every_s", "grafana_login", "read_state", "run_up",
            "sim_clock_origin"]
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,6 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 #: the read-only login Grafana uses (member of aqnet_readonly, created by migration 0001); its password is kept in
 #: var/GRAFANA_PASSWORD_FILE, generated on the first `aqnet up`
-GRAFANA_ROLE = GRAFANA_LOGIN
 GRAFANA_PASSWORD_FILE = "grafana-password"
 
 
@@ -135,13 +134,13 @@ def grafana_login(admin_url: str, var: Path) -> str:
         # the group role of migration 0001, created here when the daemon has not migrated yet (0001 then keeps it)
         conn.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'aqnet_readonly') THEN "
                      "CREATE ROLE aqnet_readonly NOLOGIN; END IF; END $$")
-        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (GRAFANA_ROLE,)).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (GRAFANA_LOGIN,)).fetchone()
         conn.execute(sql.SQL("{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD {}").format(
-            sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(GRAFANA_ROLE), sql.Literal(password)))
-        conn.execute(sql.SQL("GRANT aqnet_readonly TO {}").format(sql.Identifier(GRAFANA_ROLE)))
+            sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(GRAFANA_LOGIN), sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT aqnet_readonly TO {}").format(sql.Identifier(GRAFANA_LOGIN)))
         # belt and braces: even a grant added by mistake later cannot make Grafana write
         conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
-            sql.Identifier(GRAFANA_ROLE)))
+            sql.Identifier(GRAFANA_LOGIN)))
     return password
 
 
@@ -300,7 +299,7 @@ def run_up(opts: UpOptions) -> int:
             speed_line = (f"  speed     {scenario.speed:g}× (scenario {scenario.name}, seed {scenario.seed}), "
                           f"simulated time from {clock.sim_origin:%Y-%m-%d %H:%M} UTC\n")
         grafana_line = (f"  grafana   host 127.0.0.1:{cluster.port}  database {database_url.rsplit('/', 1)[-1]}  "
-                        f"user {GRAFANA_ROLE}  password {grafana_password}  (read-only; README \"Grafana\")\n")
+                        f"user {GRAFANA_LOGIN}  password {grafana_password}  (read-only; README \"Grafana\")\n")
         alerts_line = ("  alerts    `aqnet alerts list`; each alert's state is retained on the mqtt topic "
                        "aqnet/alerts/<id>\n")
         print(f"  database  {database_url}\n  mqtt      {broker.url}\n  metrics   {metrics_url}\n{alerts_line}"

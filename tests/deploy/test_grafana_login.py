@@ -10,7 +10,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from aqnet.up import GRAFANA_ROLE, grafana_login
+from aqnet.localstack import GRAFANA_LOGIN
+from aqnet.up import grafana_login
 
 
 def test_grafana_login_is_read_only_and_keeps_its_password(database_url: str, timescale, tmp_path: Path) -> None:
@@ -22,9 +23,9 @@ def test_grafana_login_is_read_only_and_keeps_its_password(database_url: str, ti
     with psycopg.connect(timescale.url_for("postgres")) as conn:
         row = conn.execute("SELECT r.rolcanlogin, r.rolsuper, pg_has_role(r.oid, 'aqnet_readonly', 'member'), "
                            "r.rolpassword LIKE 'SCRAM-SHA-256$%%' FROM pg_authid r WHERE r.rolname = %s",
-                           (GRAFANA_ROLE,)).fetchone()
+                           (GRAFANA_LOGIN,)).fetchone()
     assert row == (True, False, True, True)
-    grafana_url = make_conninfo(**{**conninfo_to_dict(database_url), "user": GRAFANA_ROLE, "password": password})
+    grafana_url = make_conninfo(**{**conninfo_to_dict(database_url), "user": GRAFANA_LOGIN, "password": password})
     with psycopg.connect(grafana_url) as conn:
         assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
         assert conn.execute("SELECT count(*) FROM grafana_qc_flags").fetchone() == (10,)
@@ -34,7 +35,7 @@ def test_grafana_login_is_read_only_and_keeps_its_password(database_url: str, ti
 
 def test_grafana_login_needs_its_password(database_url: str, timescale, tmp_path: Path) -> None:
     password = grafana_login(timescale.url_for("postgres"), tmp_path)
-    base = {**conninfo_to_dict(database_url), "user": GRAFANA_ROLE}
+    base = {**conninfo_to_dict(database_url), "user": GRAFANA_LOGIN}
     for wrong in ("", "not-the-password"):
         with pytest.raises(psycopg.OperationalError, match="password authentication failed|no password supplied"):
             psycopg.connect(make_conninfo(**{**base, "password": wrong})).close()
