@@ -80,6 +80,11 @@ class StorageSettings(_Section):
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 9108
+    #: a device POST answers 503 ("send again") when its readings are not durable within this many seconds
+    durable_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    #: a POST whose body equals one the same device sent at most this long before is that POST again (a retry);
+    #: keep it below the devices' send interval (airrohr: 145 s by default). sensors/delivery.py
+    redelivery_window_s: Annotated[float, Field(ge=0)] = 60.0
 
 
 class Endpoint(_Section):

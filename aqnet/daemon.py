@@ -15,7 +15,7 @@ import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,16 +43,18 @@ from aqnet.metrics import Metrics
 from aqnet.schedule import add_stage_jobs, load_rules
 from aqnet.supervisor import PollerSupervisor, PollTarget
 from ingest.calibration import CalibrationError
+from ingest.letter import Letter
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
 from ingest.reading import Reading
 from sensors.clock import Clock
+from sensors.delivery import http_delivery
 from sensors.modbus.link import LinkRegistry
 from sensors.modbus.poller import StationPoller, StatusEvent
 from sensors.mqtt.client import MqttSubscriberClient
 from sensors.mqtt.directory import UnknownDeviceError
 from sensors.mqtt.payloads import PayloadError
-from sensors.mqtt.subscriber import Intake, MqttSubscriber, Rejection
+from sensors.mqtt.subscriber import Intake, MqttSubscriber, Rejection, with_delivery
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Sensor
 from storage import deadletter
@@ -69,7 +71,7 @@ log = logging.getLogger(__name__)
 
 
 class _Observer:
-    """Pipeline observer: metrics, per-sensor last-seen and dead letters for rejected readings."""
+    """Pipeline observer: metrics and per-sensor last-seen (refused readings travel as letters in the batch)."""
 
     def __init__(self, daemon: Daemon) -> None:
         self._d = daemon
@@ -104,13 +106,9 @@ class _Observer:
         self._d.metrics.write_failures.inc()
 
     def rejected(self, raw: RawReading, reason: str, detail: str) -> None:
+        # the pipeline keeps a reading that cannot be normalised as a dead letter, durably with its batch
         protocol = self._d.protocol_of.get(raw.device_id, "unknown")
         self._d.metrics.rejected.labels(protocol, reason).inc()
-        # a reading that cannot be normalised (unknown unit, impossible value, ...) is kept as a dead letter
-        reading = {"sensor_id": raw.sensor_id, "device_id": raw.device_id, "variable": raw.variable,
-                   "value": raw.value, "unit": raw.unit, "time": raw.time.isoformat()}
-        self._d.letter("pipeline", reason, f"{raw.sensor_id}/{raw.device_id} {raw.variable}: {detail}",
-                       sensor_id=raw.sensor_id, reading=reading)
 
 
 class Daemon:
@@ -126,8 +124,6 @@ class Daemon:
         self.protocol_of = {d.id: d.protocol for s in self.network for d in s.devices}
         self.last_seen: dict[str, datetime] = {}
         self.readings_total = 0
-        self._letters: AsyncConnectionPool | None = None
-        self._letter_tasks: set[asyncio.Task[None]] = set()
         self.mqtt_status: Callable[[], dict[str, Any]] = dict
         self.started_at = self.clock()
         self._stop = asyncio.Event()
@@ -148,22 +144,6 @@ class Daemon:
             "last_seen": {s.id: (self.last_seen[s.id].isoformat() if s.id in self.last_seen else None)
                           for s in self.network},
         }
-
-    def letter(self, source: str, reason: str, detail: str, **fields: Any) -> None:
-        """Record a dead letter in the background (never blocks ingest; a failure to record is logged)."""
-        if self._letters is None:
-            return
-
-        async def record() -> None:
-            try:
-                async with self._letters.connection() as conn:
-                    await deadletter.record(conn, source, reason, detail, **fields)
-            except Exception as exc:  # the database may be down: the log line keeps it
-                log.error("dead letter not recorded (%s, %s): %s; %s", source, reason, detail, exc)
-
-        task = asyncio.get_running_loop().create_task(record())
-        self._letter_tasks.add(task)
-        task.add_done_callback(self._letter_tasks.discard)
 
     def _poll_interval(self, sensor_id: str) -> float:
         station = self.settings.network.stations.get(sensor_id)
@@ -193,7 +173,6 @@ class Daemon:
                                    # once, so the database is found again within ~retry_s of its return
                                    reconnect_timeout=s.storage.unreachable_after_s)
         await pool.open(wait=True, timeout=30)
-        self._letters = pool
         # the dispatcher owns the channels from here on (it closes them); with no channel it still keeps the
         # alert gauges current
         dispatcher = build_dispatcher(pool, s, channels, signing_key, rules=rules, clock=self.clock)
@@ -221,12 +200,23 @@ class Daemon:
                                 queue_max=s.ingest.queue_max, skew_tolerance_s=s.ingest.clock_skew_tolerance_s)
             pipeline_task = asyncio.create_task(pipeline.run(), name="pipeline")
 
-            async def reject(rej: Rejection) -> None:
+            async def reject(rej: Rejection, ack: Callable[[], None]) -> None:
+                # the refused message is a dead letter in the next batch, durable (database or spool) before `ack`
                 self.metrics.rejected.labels(rej.source, rej.reason).inc()
-                async with pool.connection() as conn:
-                    await deadletter.record(conn, rej.source, rej.reason, rej.detail, sensor_id=rej.sensor_id,
-                                            payload=rej.payload, topic=rej.topic,
-                                            fmt="airrohr" if rej.source == "http" else None)
+                letter = Letter(rej.source, rej.reason, rej.detail, self.clock(), sensor_id=rej.sensor_id,
+                                payload=rej.payload, topic=rej.topic, fmt="airrohr" if rej.source == "http" else None)
+                await pipeline.submit([], ack, letters=[letter])
+
+            async def until_durable(submit: Callable[[Callable[[], None]], Awaitable[None]]) -> bool:
+                """Submit with an ack that resolves a future; True once durable, False after the HTTP deadline."""
+                durable: asyncio.Future[None] = loop.create_future()
+                await submit(lambda: durable.done() or durable.set_result(None))
+                try:
+                    async with asyncio.timeout(s.http.durable_timeout_s):
+                        await asyncio.shield(durable)
+                except TimeoutError:
+                    return False
+                return True
 
             loop = asyncio.get_running_loop()
             intake = Intake((), tz=self.tz)
@@ -259,17 +249,19 @@ class Daemon:
                     sensor_id = getattr(exc, "sensor_id", None)
                     log.warning("sensor %s: airrohr HTTP intake rejected (%s): %s", sensor_id or x_sensor or "?",
                                 exc.reason, exc.detail)
-                    await reject(Rejection("http", where, sensor_id, exc.reason, exc.detail, body))
+                    rejection = Rejection("http", where, sensor_id, exc.reason, exc.detail, body)
+                    if not await until_durable(lambda ack: reject(rejection, ack)):
+                        return 503, not_durable
                     return (404 if exc.reason == "unknown_device" else 400), {"error": exc.reason,
                                                                              "detail": exc.detail}
-                durable: asyncio.Future[None] = loop.create_future()
-                await pipeline.submit(list(resolved.readings),
-                                      lambda: durable.done() or durable.set_result(None))
-                try:
-                    await asyncio.wait_for(asyncio.shield(durable), timeout=30)
-                except TimeoutError:
-                    return 503, {"error": "not_durable_yet", "detail": "the database is slow; send again"}
+                # a retried POST (after a 503, or by a proxy) is recognised by its body within the window
+                resolved = with_delivery(resolved, http_delivery(resolved.sensor_id, "/intake/airrohr", body,
+                                                                 window_s=s.http.redelivery_window_s))
+                if not await until_durable(lambda ack: pipeline.submit(list(resolved.readings), ack)):
+                    return 503, not_durable
                 return 200, {"sensor_id": resolved.sensor_id, "readings": len(resolved.readings)}
+
+            not_durable = {"error": "not_durable_yet", "detail": "the database is slow; send again"}
 
             tasks.append(asyncio.create_task(subscriber.run(), name="mqtt"))
             client = subscriber.client
@@ -291,8 +283,11 @@ class Daemon:
                     where = f"{event.endpoint} unit {event.unit_id}"
                     if event.table is not None:
                         where += f" {event.table} {event.address}×{event.count}"
-                    self.letter("modbus", event.reason, f"{event.device_id} ({where}): {event.detail}",
-                                sensor_id=event.sensor_id, endpoint=where)
+                    detail = f"{event.device_id} ({where}): {event.detail}"
+                    letter = Letter("modbus", event.reason, detail, self.clock(), sensor_id=event.sensor_id,
+                                    endpoint=where)
+                    if not pipeline.try_submit([], letters=[letter]):  # ingest full: the log line keeps it
+                        log.error("dead letter not queued (ingest full): modbus %s %s", event.reason, detail)
 
             def on_modbus_readings(readings: list[RawReading]) -> bool:
                 # a poller never waits on ingest: when it is full the readings are counted as dropped and the
@@ -396,9 +391,6 @@ class Daemon:
             else:
                 for failure in await close_channels(channels):
                     log.warning("%s", failure)
-            if self._letter_tasks:
-                await asyncio.wait(self._letter_tasks, timeout=5)
-            self._letters = None
             await pool.close()
         log.info("aqnet daemon stopped")
 

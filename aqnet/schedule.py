@@ -117,7 +117,9 @@ def add_stage_jobs(scheduler: AsyncIOScheduler, settings: Settings, *, clock: Cl
     if dispatcher is not None:
         _add_delivery_jobs(scheduler, settings, dispatcher, leadership, metrics, pool)
     policy = Policy(measurements_days=s.retention.measurements_days, averages_days=s.retention.averages_days,
-                    indices_days=s.retention.indices_days, compress_after_days=s.retention.compress_after_days)
+                    indices_days=s.retention.indices_days, compress_after_days=s.retention.compress_after_days,
+                    # a redelivery must still find its receipt: cover the broker's session expiry, plus a day
+                    delivery_receipts_s=max(s.mqtt.session_expiry_s, 7 * 24 * 3600) + 24 * 3600)
 
     async def housekeeping_job() -> None:
         if not leadership.is_leader:

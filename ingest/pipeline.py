@@ -1,9 +1,12 @@
 """The ingest pipeline: drivers' RawReadings → normalise → QC → batch → `Sink`, acks after durability. I/O glue.
 
-Drivers call `submit(raw_readings, ack)`; it waits while the bounded queue is full, which is the backpressure
-that reaches the drivers (the MQTT broker then keeps the unacknowledged messages). A batch is written when it
-holds `max_batch` submissions or its oldest is `max_age_s` old; the acks of a batch run only after the sink has
-committed it. A write that fails is retried with backoff and never acknowledged meanwhile. Readings inside a
+Drivers call `submit(raw_readings, ack, letters=())`; it waits while the bounded queue is full, which is the
+backpressure that reaches the drivers (the MQTT broker then keeps the unacknowledged messages). A batch is written
+when it holds `max_batch` submissions or its oldest is `max_age_s` old; the acks of a batch run only after the sink
+has committed it. A write that fails is retried with backoff and never acknowledged meanwhile. Refused input travels
+with the batch as `ingest.letter.Letter`s — messages the driver could not decode (`letters=`) and readings that
+cannot be normalised — and the sink makes them durable with the readings, so nothing is acknowledged on a log line
+alone. Readings inside a
 maintenance window get QC.MAINTENANCE (`ingest.maintenance`); the books the pipeline reads (calibrations,
 maintenance, site conditions, ranges) are immutable and swapped whole by the daemon when the registry changes.
 """
@@ -20,6 +23,7 @@ from typing import Protocol
 
 from ingest.batcher import Batcher
 from ingest.calibration import CalibrationBook
+from ingest.letter import Letter
 from ingest.maintenance import MaintenanceBook, flag_maintenance
 from ingest.normalise import ConditionsBook, SiteConditions, normalise
 from ingest.qc import QCState, check
@@ -33,9 +37,9 @@ log = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
-    """Where batches go; `write` returns once the batch is durable (committed) or raises."""
+    """Where batches go; `write` returns once the batch and its letters are durable (committed) or raises."""
 
-    async def write(self, batch: Sequence[Reading]) -> object: ...
+    async def write(self, batch: Sequence[Reading], letters: Sequence[Letter] = ()) -> object: ...
 
 
 class PipelineObserver(Protocol):
@@ -52,6 +56,14 @@ class PipelineObserver(Protocol):
 class _Envelope:
     readings: list[Reading]
     ack: Callable[[], None] | None = field(default=None)
+    letters: list[Letter] = field(default_factory=list)
+
+
+def _letter_of(raw: RawReading, reason: str, detail: str) -> Letter:
+    reading = {"sensor_id": raw.sensor_id, "device_id": raw.device_id, "variable": raw.variable,
+               "value": raw.value, "unit": raw.unit, "time": raw.time.isoformat()}
+    return Letter("pipeline", reason, f"{raw.sensor_id}/{raw.device_id} {raw.variable}: {detail}",
+                  raw.received_at, sensor_id=raw.sensor_id, reading=reading)
 
 
 def _met_first(raw: RawReading) -> int:
@@ -93,13 +105,17 @@ class Pipeline:
         """Submissions waiting to be normalised."""
         return self._queue.qsize()
 
-    async def submit(self, raws: Sequence[RawReading], ack: Callable[[], None] | None = None) -> None:
-        """Normalise and queue one driver submission; `ack` runs once all its readings are durable."""
-        await self._queue.put(self._normalise(raws, ack))
+    async def submit(self, raws: Sequence[RawReading], ack: Callable[[], None] | None = None,
+                     letters: Sequence[Letter] = ()) -> None:
+        """Normalise and queue one driver submission; `ack` runs once all its readings and letters (refused input
+        to keep as dead letters) are durable."""
+        await self._queue.put(self._normalise(raws, ack, letters))
 
-    def _normalise(self, raws: Sequence[RawReading], ack: Callable[[], None] | None = None) -> _Envelope:
+    def _normalise(self, raws: Sequence[RawReading], ack: Callable[[], None] | None = None,
+                   letters: Sequence[Letter] = ()) -> _Envelope:
         now = self._clock()
         readings: list[Reading] = []
+        refused = list(letters)
         # only meteorological readings change the conditions book, and they come first: after them, a sensor's
         # site conditions are the same for the rest of the submission, so they are looked up once
         sites: dict[str, SiteConditions] = {}
@@ -115,7 +131,9 @@ class Pipeline:
                                     calibrations=self.calibrations)
             except ValueError as exc:  # UnitError, UnknownVariableError, undeclared conditions
                 log.warning("sensor %s device %s: %s rejected: %s", raw.sensor_id, raw.device_id, raw.variable, exc)
-                self._observer.rejected(raw, getattr(exc, "reason", type(exc).__name__), str(exc))
+                reason = getattr(exc, "reason", type(exc).__name__)
+                self._observer.rejected(raw, reason, str(exc))
+                refused.append(_letter_of(raw, reason, str(exc)))
                 continue
             key = (reading.sensor_id, reading.device_id, reading.variable)
             reading, self._qc[key] = check(reading, self._qc.get(key), now, skew_tolerance_s=self._skew_tolerance_s)
@@ -123,14 +141,14 @@ class Pipeline:
             reading = flag_maintenance(reading, maintenance)
             conditions.observe(reading)
             readings.append(reading)
-        return _Envelope(readings, ack)
+        return _Envelope(readings, ack, refused)
 
-    def try_submit(self, raws: Sequence[RawReading]) -> bool:
+    def try_submit(self, raws: Sequence[RawReading], letters: Sequence[Letter] = ()) -> bool:
         """Like `submit` for drivers that must not wait (Modbus pollers): False, and nothing queued, when the
         queue is full."""
         if self._queue.full():
             return False
-        envelope = self._normalise(raws)
+        envelope = self._normalise(raws, None, letters)
         self._queue.put_nowait(envelope)
         return True
 
@@ -167,17 +185,18 @@ class Pipeline:
 
     async def _write(self, envelopes: list[_Envelope]) -> None:
         batch = [r for env in envelopes for r in env.readings]
+        letters = [x for env in envelopes for x in env.letters]
         attempt = 0
-        while batch:
+        while batch or letters:
             attempt += 1
             started = time.perf_counter()
             try:
-                result = await self._sink.write(batch)
+                result = await self._sink.write(batch, letters) if letters else await self._sink.write(batch)
             except Exception as exc:
                 self._observer.write_failed(exc, attempt)
                 delay = min(self._retry_max_s, 0.5 * 2 ** min(attempt, 8))
-                log.error("writing a batch of %d readings failed (attempt %d): %s; retry in %.1f s",
-                          len(batch), attempt, exc, delay)
+                log.error("writing a batch of %d readings and %d dead letters failed (attempt %d): %s; retry in "
+                          "%.1f s", len(batch), len(letters), attempt, exc, delay)
                 await asyncio.sleep(delay)
                 continue
             self._observer.written(batch, result, time.perf_counter() - started)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import IntFlag
 
+from sensors.delivery import Delivery
 from sensors.reading import RawReading
 
 __all__ = ["EXCLUDED", "QC", "Reading"]
@@ -75,6 +76,8 @@ class Reading:
     conditions_source: str | None = None
     calibration_id: int | None = None  #: calibrations.id applied (flags has CALIBRATED)
     calibration_rh_pct: float | None = None  #: relative humidity (%) used by a humidity-correction calibration
+    #: receive-time readings: the identity of the message (sensors.delivery); the writer keeps a redelivery's time
+    delivery: Delivery | None = None
 
     @classmethod
     def from_raw(cls, raw: RawReading, value: float, unit: str, flags: QC, *,
@@ -84,7 +87,7 @@ class Reading:
         """Build a Reading from its RawReading, keeping the raw value and unit (and the provenance given)."""
         return cls(raw.sensor_id, raw.device_id, raw.variable, raw.time, value, unit, flags, raw.value, raw.unit,
                    raw.received_at, conditions_temp_c, conditions_pressure_hpa, conditions_source,
-                   calibration_id, calibration_rh_pct)
+                   calibration_id, calibration_rh_pct, raw.delivery)
 
     @property
     def valid(self) -> bool:

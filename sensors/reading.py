@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from sensors.delivery import Delivery
+
 __all__ = ["Conditions", "Gap", "RawReading", "TimeSource"]
 
 #: For mass concentrations: measured per actual m³ (local) or already at the norm's reference conditions.
@@ -32,6 +34,8 @@ class RawReading:
     conditions: Conditions | None = None  #: for mass concentrations (device profile field)
     device_status: int = 0  #: ingest.reading.QC bits the device itself reported (invalid, maintenance)
     time_source: TimeSource = "device"
+    #: for a receive-time reading: the identity of its message, so a redelivery is not a new reading
+    delivery: Delivery | None = None
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None or self.received_at.tzinfo is None:

@@ -25,8 +25,10 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
+from ingest.letter import Letter
+
 __all__ = ["DEFAULT_MAX_ROWS", "STATES", "DeadLetter", "count_by_source", "fetch", "mark_failed", "mark_replayed",
-           "prune", "record"]
+           "prune", "record", "record_letters"]
 
 #: aqnet convention (no norm sets it): 100,000 letters keep days of a misbehaving network's garbage for triage
 #: while the table stays a few hundred MB at most (payloads are at most 64 KiB, usually < 1 KiB)
@@ -96,6 +98,21 @@ async def record(conn: AsyncConnection[Any], source: str, reason: str, detail: s
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
+
+
+async def record_letters(conn: AsyncConnection[Any], letters: Sequence[Letter]) -> int:
+    """Insert the refused input a batch carried (`ingest.letter.Letter`), keeping each one's receive time; returns
+    how many. Runs in the caller's transaction: the writer stores a batch's letters with its readings."""
+    if not letters:
+        return 0
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO dead_letters (received_at, source, sensor_id, reason, detail, payload, reading, topic, "
+            "endpoint, format) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(x.received_at, x.source, x.sensor_id, x.reason, x.detail, x.payload,
+              Jsonb(x.reading, _dumps) if x.reading is not None else None, x.topic, x.endpoint, x.fmt)
+             for x in letters])
+    return len(letters)
 
 
 async def fetch(conn: AsyncConnection[Any], *, ids: Sequence[int] | None = None, reason: str | None = None,

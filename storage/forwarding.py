@@ -32,6 +32,7 @@ from typing import Literal, Protocol
 
 import psycopg
 
+from ingest.letter import Letter
 from ingest.reading import Reading
 from storage.spool import Spool, SpoolStats
 
@@ -45,7 +46,7 @@ ForwardingState = Literal["direct", "spooling", "replaying"]
 
 
 class _Writer(Protocol):
-    async def write(self, batch: Sequence[Reading]) -> object: ...
+    async def write(self, batch: Sequence[Reading], letters: Sequence[Letter] = ()) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,16 +110,17 @@ class ForwardingSink:
     def state(self) -> ForwardingState:
         return self._state
 
-    async def write(self, batch: Sequence[Reading]) -> object:
-        """Store a batch durably: in the database (the writer's result) or in the spool (`Spooled`)."""
+    async def write(self, batch: Sequence[Reading], letters: Sequence[Letter] = ()) -> object:
+        """Store a batch and its letters durably: in the database (the writer's result) or in the spool
+        (`Spooled`)."""
         async with self._lock:
             if self._spool.is_empty:
                 try:
-                    return await self._write_db(batch)
+                    return await self._write_db(batch, letters)
                 except (psycopg.OperationalError, TimeoutError) as exc:
                     self._set_state("spooling", f"database unreachable ({_describe(exc)}); spooling batches to "
                                                 f"{self._spool.directory}")
-            size = await asyncio.to_thread(self._spool.append, batch)
+            size = await asyncio.to_thread(self._spool.append, batch, letters)
             self._spooled += 1
             self._wakeup.set()
             self._check_near_full()
@@ -136,7 +138,7 @@ class ForwardingSink:
                 _honour_lost_cancel()
                 started = time.perf_counter()
                 try:
-                    result = await self._write_db(head.readings)
+                    result = await self._write_db(head.readings, head.letters)
                 except (psycopg.OperationalError, TimeoutError) as exc:
                     self._set_state("spooling", f"database unreachable ({_describe(exc)}); {self._depth()}")
                     await asyncio.sleep(self._retry_s)
@@ -186,7 +188,7 @@ class ForwardingSink:
 
     # ----------------------------------------------------------------------------------- internals
 
-    async def _write_db(self, batch: Sequence[Reading]) -> object:
+    async def _write_db(self, batch: Sequence[Reading], letters: Sequence[Letter] = ()) -> object:
         """The writer's write, bounded by `unreachable_after_s` (TimeoutError).
 
         `asyncio.timeout`, not `asyncio.wait_for`: on Python 3.11 `wait_for` returns the result of an operation
@@ -194,7 +196,7 @@ class ForwardingSink:
         awaits it) could wait forever. `timeout` runs the write in this task, where the cancel lands.
         """
         async with asyncio.timeout(self._timeout_s):
-            return await self._writer.write(batch)
+            return await self._writer.write(batch, letters) if letters else await self._writer.write(batch)
 
     def _set_state(self, state: ForwardingState, why: str) -> None:
         if state == self._state:

@@ -95,7 +95,10 @@ class _Sink:
         self.result: WriteResult | None = None
         self.error: Exception | None = None
 
-    async def write(self, batch: Sequence[Reading]) -> WriteResult | None:
+    async def write(self, batch: Sequence[Reading], letters: Sequence[object] = ()) -> WriteResult | None:
+        # a replay's refusals are that letter's outcome (Outcome), not new dead letters: `letters` is not stored
+        if not batch:
+            return self.result
         try:
             self.result = await self._writer.write(batch)
         except Exception as exc:  # any write error is reported on the letter, never raised

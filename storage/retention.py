@@ -8,13 +8,15 @@ Retention drops only whole chunks (`drop_chunks(older_than => …)`): a chunk is
 than the bound, so some rows up to one chunk interval older than the bound remain until the next run after their
 chunk ages out (measurements: 1-day chunks; averages, indices: 30-day chunks; see migrations 0001 and 0006).
 Compression (`compress_chunk`, Timescale-licensed edition only) segments by sensor and variable, the columns every
-Grafana query filters on; the Apache edition has no compression and the switch stays off.
+Grafana query filters on; the Apache edition has no compression and the switch stays off. Receipts of receive-time
+messages (`delivery_receipts`, storage.deliveries) are deleted `delivery_receipts_s` after they were recorded: the
+daemon sets it to cover the broker's session expiry, so a redelivered message still finds its receipt.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
@@ -43,9 +45,11 @@ class Policy:
     averages_days: int = 0
     indices_days: int = 0
     compress_after_days: int = 7
+    delivery_receipts_s: int = 0  #: receipts of receive-time messages (0 = forever; the daemon sets it)
 
     def __post_init__(self) -> None:
-        for name in ("measurements_days", "averages_days", "indices_days", "compress_after_days"):
+        for name in ("measurements_days", "averages_days", "indices_days", "compress_after_days",
+                     "delivery_receipts_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"retention policy: {name}: expected >= 0 days, got {getattr(self, name)}")
 
@@ -54,7 +58,7 @@ class Policy:
 class Action:
     """One housekeeping step: drop the chunks of `table` older than `older_than`, or compress them."""
 
-    kind: Literal["drop", "enable_compression", "compress"]
+    kind: Literal["drop", "enable_compression", "compress", "expire"]
     table: str
     older_than: timedelta | None = None
 
@@ -67,6 +71,8 @@ def plan_housekeeping(policy: Policy, edition: Edition) -> tuple[Action, ...]:
     keep = {"measurements": policy.measurements_days, "averages": policy.averages_days,
             "indices": policy.indices_days}
     actions = [Action("drop", table, timedelta(days=days)) for table, days in keep.items() if days > 0]
+    if policy.delivery_receipts_s > 0:
+        actions.append(Action("expire", "delivery_receipts", timedelta(seconds=policy.delivery_receipts_s)))
     if edition == "timescale" and policy.compress_after_days > 0:
         for table in SEGMENT_BY:
             if keep[table] and keep[table] <= policy.compress_after_days:
@@ -83,6 +89,7 @@ class HousekeepingRun:
     edition: Edition
     dropped: dict[str, int]
     compressed: dict[str, int]
+    expired: dict[str, int] = field(default_factory=dict)  #: rows deleted per (plain) table
 
 
 def edition(conn: psycopg.Connection) -> Edition:
@@ -105,6 +112,7 @@ def run_housekeeping(conn: psycopg.Connection, policy: Policy) -> HousekeepingRu
     ed = edition(conn)
     dropped: dict[str, int] = {}
     compressed: dict[str, int] = {}
+    expired: dict[str, int] = {}
     for action in plan_housekeeping(policy, ed):
         table = sql.Identifier(action.table)
         with conn.transaction():
@@ -112,6 +120,10 @@ def run_housekeeping(conn: psycopg.Connection, policy: Policy) -> HousekeepingRu
                 rows = conn.execute(sql.SQL("SELECT drop_chunks({}, older_than => %s)").format(
                     sql.Literal(action.table)), (action.older_than,)).fetchall()
                 dropped[action.table] = len(rows)
+            elif action.kind == "expire":
+                cur = conn.execute(sql.SQL("DELETE FROM {} WHERE recorded_at < now() - %s").format(table),
+                                   (action.older_than,))
+                expired[action.table] = cur.rowcount
             elif action.kind == "enable_compression":
                 if not _compression_enabled(conn, action.table):
                     conn.execute(sql.SQL("ALTER TABLE {} SET (timescaledb.compress, "
@@ -125,4 +137,4 @@ def run_housekeeping(conn: psycopg.Connection, policy: Policy) -> HousekeepingRu
                 compressed[action.table] = len(rows)
     if dropped or compressed:
         log.info("housekeeping (%s edition): dropped chunks %s, compressed chunks %s", ed, dropped, compressed)
-    return HousekeepingRun(ed, dropped, compressed)
+    return HousekeepingRun(ed, dropped, compressed, expired)

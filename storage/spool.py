@@ -16,13 +16,16 @@ Contract:
 - The payload is JSON `{"v": 1, "fields": [...], "rows": [[...], ...]}` built from the dataclass fields of
   `Reading` (datetimes as ISO 8601, enums such as the QC flags as their int value, nested dataclasses as
   objects) and rebuilt with `Reading(**fields)` from its type hints, so a field added to `Reading` is spooled
-  without a change here.
+  without a change here. A batch's letters (`ingest.letter.Letter`: refused input kept as dead letters) ride in the
+  same record under `"letters"` (payload bytes as base64), so they are as durable as the readings; a record
+  without the key (written before letters existed) has none.
 
 Thread-safe (one lock): the forwarding sink calls it through `asyncio.to_thread` so fsync never blocks the loop.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import errno
@@ -42,6 +45,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ingest.letter import Letter
 from ingest.reading import Reading
 
 __all__ = ["BatchCodec", "Spool", "SpoolError", "SpoolFullError", "SpoolStats", "SpooledBatch", "frame_record",
@@ -195,16 +199,26 @@ class BatchCodec:
         self._names = tuple(f.name for f in dataclasses.fields(Reading))
         self._hints = typing.get_type_hints(Reading)
 
-    def encode(self, batch: Sequence[Reading]) -> bytes:
-        """JSON bytes of a batch (NaN kept as NaN)."""
+    def encode(self, batch: Sequence[Reading], letters: Sequence[Letter] = ()) -> bytes:
+        """JSON bytes of a batch and its letters (NaN kept as NaN)."""
         rows = [[_plain(getattr(r, n)) for n in self._names] for r in batch]
-        return json.dumps({"v": _FORMAT_VERSION, "fields": self._names, "rows": rows},
-                          separators=(",", ":"), ensure_ascii=False).encode()
+        doc: dict[str, Any] = {"v": _FORMAT_VERSION, "fields": self._names, "rows": rows}
+        if letters:
+            doc["letters"] = [_letter_plain(x) for x in letters]
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
     def decode(self, payload: bytes, where: str) -> list[Reading]:
         """Readings of a payload written by `encode` (possibly by an older Reading: missing fields take their
         defaults; fields Reading no longer has are dropped with a log line)."""
+        return self.decode_record(payload, where)[0]
+
+    def decode_record(self, payload: bytes, where: str) -> tuple[list[Reading], list[Letter]]:
+        """Readings and letters of a payload written by `encode`."""
         doc = json.loads(payload)
+        letters = [_letter_revived(x, f"{where}: letters[{i}]") for i, x in enumerate(doc.get("letters", ()))]
+        return self._readings(doc, where), letters
+
+    def _readings(self, doc: dict[str, Any], where: str) -> list[Reading]:
         if doc.get("v") != _FORMAT_VERSION:
             raise ValueError(f"{where}: spool format version {doc.get('v')!r}, expected {_FORMAT_VERSION}")
         names: list[str] = doc["fields"]
@@ -224,6 +238,26 @@ class BatchCodec:
         return out
 
 
+def _letter_plain(letter: Letter) -> dict[str, Any]:
+    out = {f.name: _plain(getattr(letter, f.name)) for f in dataclasses.fields(Letter)}
+    if letter.payload is not None:
+        out["payload"] = base64.b64encode(letter.payload).decode("ascii")
+    return out
+
+
+def _letter_revived(value: Any, where: str) -> Letter:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: expected an object, got {value!r}")
+    fields = dict(value)
+    try:
+        fields["received_at"] = datetime.fromisoformat(fields["received_at"])
+        if fields.get("payload") is not None:
+            fields["payload"] = base64.b64decode(fields["payload"], validate=True)
+        return Letter(**fields)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: not a dead letter: {exc}") from None
+
+
 # ------------------------------------------------------------------------------------------------ spool
 
 
@@ -236,6 +270,7 @@ class SpooledBatch:
     offset: int
     size: int  #: bytes of its records
     records: int = 1  #: spooled batches joined in it
+    letters: tuple[Letter, ...] = ()  #: the dead letters spooled with them
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,10 +343,10 @@ class Spool:
 
     # -------------------------------------------------------------------------------- public surface
 
-    def append(self, batch: Sequence[Reading]) -> int:
-        """Spool a batch durably (fdatasync'ed before returning); returns the record's size in bytes.
-        Raises SpoolFullError when it would take the segment files above `max_bytes`."""
-        record = frame_record(self._codec.encode(batch), len(batch))
+    def append(self, batch: Sequence[Reading], letters: Sequence[Letter] = ()) -> int:
+        """Spool a batch and its letters durably (fdatasync'ed before returning); returns the record's size in
+        bytes. Raises SpoolFullError when it would take the segment files above `max_bytes`."""
+        record = frame_record(self._codec.encode(batch, letters), len(batch))
         with self._lock:
             if self._lock_fd < 0:
                 raise SpoolError(f"spool {self.directory}: closed")
@@ -349,6 +384,7 @@ class Spool:
         with a log line."""
         with self._lock:
             readings: list[Reading] = []
+            letters: list[Letter] = []
             taken: list[_Pending] = []
             for entry in list(self._pending):
                 if taken and len(readings) + entry.readings > max_readings:
@@ -359,12 +395,13 @@ class Spool:
                         break  # hand over what was read; this record is set aside when it becomes the head
                     self._advance(1)
                     continue
-                readings += decoded
+                readings += decoded[0]
+                letters += decoded[1]
                 taken.append(entry)
             if not taken:
                 return None
             return SpooledBatch(tuple(readings), taken[0].segment, taken[0].offset, sum(e.size for e in taken),
-                                len(taken))
+                                len(taken), tuple(letters))
 
     def commit(self, batch: SpooledBatch) -> None:
         """Move the resume point past `batch` (as `peek` returned it: the head) and persist it (fsync'ed)."""
@@ -427,8 +464,9 @@ class Spool:
             self._tail_fd = os.open(self._segment_path(tail), os.O_WRONLY | os.O_APPEND)
         return tail
 
-    def _read(self, entry: _Pending) -> list[Reading] | None:
-        """The readings of a pending record, or None (copied aside, logged) when it is damaged or undecodable."""
+    def _read(self, entry: _Pending) -> tuple[list[Reading], list[Letter]] | None:
+        """The readings and letters of a pending record, or None (copied aside, logged) when it is damaged or
+        undecodable."""
         path = self._segment_path(entry.segment)
         with open(path, "rb") as f:
             f.seek(entry.offset)
@@ -437,7 +475,7 @@ class Spool:
         where = f"spool {path} offset {entry.offset}"
         if spans and why is None:
             try:
-                return self._codec.decode(data[_HEADER.size:], where)
+                return self._codec.decode_record(data[_HEADER.size:], where)
             except (ValueError, TypeError, KeyError) as exc:
                 why = f"undecodable: {exc}"
         aside = self.directory / f"rejected-{entry.segment}-{entry.offset}.rec"

@@ -20,6 +20,12 @@ Implements `ingest.pipeline.Sink`. Per batch, inside one transaction:
    `LATE_MARK_LOCK`; the job advances its claim under the exclusive one, so a write either commits before the job
    reads the measurements or sees the new claim and marks (never both missed).
 
+4. receive-time readings (no device clock) carry the identity of their message: before staging, a redelivered
+   message takes the time its first delivery was stored with, and the batch's receipts are saved
+   (`storage.deliveries`), so a message committed but not acknowledged is a duplicate when it comes again;
+5. the batch's letters (`ingest.letter.Letter`: refused messages and readings) are inserted into `dead_letters`:
+   a refusal is acknowledged only once it is durable, like a reading.
+
 When a concurrent writer commits one of our new keys between our snapshot and our insert, the insert count
 falls short: the transaction is rolled back and the batch retried, so the row is classified against the
 committed value. `write` returns when the batch is committed (durable); connection errors propagate
@@ -36,7 +42,9 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
+from ingest.letter import Letter
 from ingest.reading import QC, Reading
+from storage import deadletter, deliveries
 from storage.rows import MEASUREMENT_COLUMNS, MEASUREMENT_TYPES, reading_row
 
 __all__ = ["LATE_MARK_LOCK", "LATE_SLOT", "MARK_LATE", "SLOT_OF", "TimescaleWriter", "WriteResult"]
@@ -62,14 +70,16 @@ MARK_LATE = """
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """What happened to a batch's rows: inserted, exact repeats (no-op) and conflicts (dead-lettered)."""
+    """What happened to a batch's rows: inserted, exact repeats (no-op) and conflicts (dead-lettered), and how many
+    letters (refused input) it stored."""
 
     inserted: int
     duplicates: int
     conflicts: int
+    letters: int = 0
 
     def __post_init__(self) -> None:
-        if min(self.inserted, self.duplicates, self.conflicts) < 0:
+        if min(self.inserted, self.duplicates, self.conflicts, self.letters) < 0:
             raise ValueError(f"WriteResult counts must be >= 0, got {self}")
 
 
@@ -161,26 +171,35 @@ class TimescaleWriter:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self.pool = pool
 
-    async def write(self, batch: Sequence[Reading]) -> WriteResult:
-        """Store a batch in one transaction; returns once committed. Exact repeats are no-ops, conflicts
-        are dead-lettered (see the module docstring)."""
-        if not batch:
+    async def write(self, batch: Sequence[Reading], letters: Sequence[Letter] = ()) -> WriteResult:
+        """Store a batch and its letters in one transaction; returns once committed. Exact repeats are no-ops,
+        conflicts are dead-lettered (see the module docstring)."""
+        if not batch and not letters:
             return WriteResult(0, 0, 0)
-        rows = [(i, *reading_row(r)) for i, r in enumerate(batch)]  # pure part first: bad rows fail early
+        for r in batch:  # pure part first: bad rows fail early
+            reading_row(r)
         for attempt in range(1, _RACE_RETRIES + 1):
             try:
                 async with self.pool.connection() as conn:
-                    return await self._write(conn, rows)
+                    return await self._write(conn, batch, letters)
             except _RacedError:
                 if attempt == _RACE_RETRIES:
                     raise RuntimeError(f"measurements: a concurrent writer kept inserting this batch's keys; "
                                        f"gave up after {attempt} attempts") from None
         raise AssertionError("unreachable")
 
-    async def _write(self, conn: AsyncConnection[Any], rows: list[tuple[object, ...]]) -> WriteResult:
+    async def _write(self, conn: AsyncConnection[Any], batch: Sequence[Reading],
+                     letters: Sequence[Letter]) -> WriteResult:
         async with conn.transaction(), conn.cursor() as cur:
+            stored = await deadletter.record_letters(conn, letters)
+            if not batch:
+                return WriteResult(0, 0, 0, stored)
             # released at commit; taken before the MERGE's snapshot (module docstring, point 3)
             await cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (LATE_MARK_LOCK,))
+            if any(r.delivery is not None for r in batch):  # point 4, under the lock like the rows it settles
+                batch, receipts = deliveries.settle(batch, await deliveries.load(cur, batch))
+                await deliveries.save(cur, receipts)
+            rows = [(i, *reading_row(r)) for i, r in enumerate(batch)]
             await cur.execute(_create_staging())
             async with cur.copy(_copy_staging()) as copy:
                 copy.set_types(["int4", *MEASUREMENT_TYPES])
@@ -192,4 +211,4 @@ class TimescaleWriter:
             expected, inserted, duplicates, conflicts = (int(c) for c in counts)
             if inserted != expected:
                 raise _RacedError
-        return WriteResult(inserted, duplicates, conflicts)
+        return WriteResult(inserted, duplicates, conflicts, stored)

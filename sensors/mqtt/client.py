@@ -235,6 +235,11 @@ class MqttSubscriberClient:
         return self._url
 
     @property
+    def client_id(self) -> str:
+        """The session's client id (a redelivered message comes back on it, with its packet id)."""
+        return self._client_id
+
+    @property
     def protocol(self) -> str:
         """The MQTT version in use: "5", or "3.1.1" (configured, or after the broker refused 5)."""
         return self._protocol

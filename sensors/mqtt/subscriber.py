@@ -3,9 +3,10 @@
 The format of a message is the one whose topic template (`sensors.mqtt.payloads.TOPICS`) its topic matches;
 identity comes from the topic or the payload (`sensors.mqtt.directory`). The readings go to
 `submit(readings, ack)`; the ack runs only once they are durable (the pipeline calls it after the commit). A
-message that cannot be decoded or attributed goes to `reject(...)` (counted by reason and kept as a dead letter
-by the daemon) and is acknowledged after that: a poison message is never redelivered forever, and never
-silently dropped.
+message that cannot be decoded or attributed goes to `reject(rejection, ack)`, which keeps it as a dead letter and
+runs the ack once that letter is durable: a poison message is never redelivered forever, and never silently
+dropped. Receive-time readings carry their message's identity (`sensors.delivery`: session, packet id, digest,
+DUP flag), so a message committed but not acknowledged is a duplicate when the broker sends it again.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import tzinfo
 
+from sensors.delivery import Delivery, mqtt_delivery
 from sensors.mqtt.client import Message, MqttSubscriberClient
 from sensors.mqtt.directory import DeviceDirectory, Resolved, UnknownDeviceError, topic_matches
 from sensors.mqtt.payloads import FORMATS, TOPICS, Decoder, PayloadError
 from sensors.reading import RawReading
 from sensors.sensor import Sensor
 
-__all__ = ["Intake", "MqttSubscriber", "Rejection", "format_filters"]
+__all__ = ["Intake", "MqttSubscriber", "Rejection", "format_filters", "with_delivery"]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,16 @@ class Rejection:
 
 
 Submit = Callable[[list[RawReading], Callable[[], None]], Awaitable[None]]
-Reject = Callable[[Rejection], Awaitable[None]]
+#: records a rejected message durably and then runs the ack it is given (never before)
+Reject = Callable[[Rejection, Callable[[], None]], Awaitable[None]]
+
+
+def with_delivery(resolved: Resolved, delivery: Delivery | None) -> Resolved:
+    """`resolved` with `delivery` on its receive-time readings (device-timestamped ones need none). Pure."""
+    if delivery is None or all(r.time_source != "received" for r in resolved.readings):
+        return resolved
+    readings = tuple(replace(r, delivery=delivery) if r.time_source == "received" else r for r in resolved.readings)
+    return replace(resolved, readings=readings)
 
 
 def format_filters(formats: Iterable[str]) -> list[tuple[str, str]]:
@@ -120,9 +131,13 @@ class MqttSubscriber:
         if not resolved.readings:
             self._client.ack(message)
             return
+        if message.qos > 0:  # a QoS 0 message is never redelivered (and has no packet id)
+            resolved = with_delivery(resolved, mqtt_delivery(self._client.client_id, message.mid, message.topic,
+                                                             message.payload, dup=message.dup))
         await self._submit(list(resolved.readings), lambda: self._client.ack(message))
 
     async def _rejected(self, message: Message, sensor_id: str | None, reason: str, detail: str) -> None:
         log.warning("sensor %s: MQTT message on %s rejected (%s): %s", sensor_id or "?", message.topic, reason, detail)
-        await self._reject(Rejection("mqtt", message.topic, sensor_id, reason, detail, message.payload))
-        self._client.ack(message)
+        # acknowledged only once the dead letter is durable (in the database or the spool)
+        await self._reject(Rejection("mqtt", message.topic, sensor_id, reason, detail, message.payload),
+                           lambda: self._client.ack(message))

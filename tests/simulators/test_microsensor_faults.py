@@ -46,6 +46,8 @@ LATENCY = timedelta(seconds=2)  #: broker delivery time
 
 
 class _Client:
+    client_id = "aqnet-test"
+
     def __init__(self) -> None:
         self.acked: list[Message] = []
 
@@ -79,8 +81,9 @@ async def drive(sensor_id: str, faults: list[FaultSpec], *, steps: int = 30, ste
         run.submitted.append(readings)
         ack()
 
-    async def reject(rejection: Rejection) -> None:
+    async def reject(rejection: Rejection, ack: Callable[[], None]) -> None:
         run.rejected.append(rejection)
+        ack()
 
     subscriber = MqttSubscriber(lambda _on_message: client, Intake(NETWORK, tz=BOGOTA),  # type: ignore[arg-type]
                                 submit=submit, reject=reject)

@@ -64,3 +64,21 @@ def test_old_chunks_are_dropped_whole_and_recent_data_kept(database_url: str) ->
         left = [r[0] for r in conn.execute("SELECT time FROM measurements ORDER BY time").fetchall()]
         assert left == [now - timedelta(days=2), now]
         assert run_housekeeping(conn, Policy(measurements_days=30)).dropped == {"measurements": 0}
+
+
+def test_delivery_receipts_expire_after_their_period() -> None:
+    plan = plan_housekeeping(Policy(delivery_receipts_s=8 * 86400), "apache")
+    assert plan == (Action("expire", "delivery_receipts", timedelta(days=8)),)
+    with pytest.raises(ValueError, match="delivery_receipts_s: expected >= 0"):
+        Policy(delivery_receipts_s=-1)
+
+
+@pytest.mark.integration
+def test_old_delivery_receipts_are_deleted_and_recent_ones_kept(database_url: str) -> None:
+    now = datetime.now(UTC)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO delivery_receipts (key, time, recorded_at) VALUES "
+                     "('old', %s, %s), ('new', %s, %s)", (now, now - timedelta(days=9), now, now - timedelta(days=1)))
+        run = run_housekeeping(conn, Policy(delivery_receipts_s=8 * 86400))
+        assert run.expired == {"delivery_receipts": 1}
+        assert conn.execute("SELECT key FROM delivery_receipts").fetchall() == [("new",)]

@@ -44,8 +44,10 @@ class Running:
             if self.ack:
                 ack_fn()
 
-        async def reject(rej: Rejection) -> None:
+        async def reject(rej: Rejection, ack_fn) -> None:
             self.rejections.append(rej)
+            if self.ack:  # the dead letter is durable
+                ack_fn()
 
         self.sub = MqttSubscriber(factory, intake_mod.Intake(MS.values(), tz=TZ), submit=submit, reject=reject)
         self.task = asyncio.create_task(self.sub.run())
@@ -97,10 +99,10 @@ async def test_unacknowledged_messages_are_redelivered_after_reconnect(mosquitto
     assert third.readings == []
 
 
-async def test_poison_and_unknown_sensor_messages_are_rejected_and_not_redelivered(
+async def test_poison_and_unknown_sensor_messages_are_acknowledged_only_once_their_dead_letter_is_durable(
         mosquitto: MosquittoBroker) -> None:
     client_id = "aqnet-test-poison"
-    first = Running(mosquitto, client_id, ack=False)
+    first = Running(mosquitto, client_id, ack=False)  # a crash before the dead letters were durable
     await first.connected()
     port = _port(mosquitto)
     publish.single("aqnet/MS02/readings", b"\xff not json", qos=1, hostname="127.0.0.1", port=port)
@@ -112,8 +114,14 @@ async def test_poison_and_unknown_sensor_messages_are_rejected_and_not_redeliver
     assert by_reason["unknown_sensor"].sensor_id == "NOPE"
     assert by_reason["not_json"].payload == b"\xff not json"
 
-    second = Running(mosquitto, client_id, ack=True)
+    second = Running(mosquitto, client_id, ack=True)  # not acknowledged: both come back, and are kept this time
     await second.connected()
-    await asyncio.sleep(1.0)
+    await _until(lambda: len(second.rejections) == 2)
     await second.stop()
-    assert second.rejections == [] and second.readings == []
+    assert sorted(r.reason for r in second.rejections) == ["not_json", "unknown_sensor"]
+
+    third = Running(mosquitto, client_id, ack=True)  # acknowledged once durable: never redelivered
+    await third.connected()
+    await asyncio.sleep(1.0)
+    await third.stop()
+    assert third.rejections == [] and third.readings == []
