@@ -16,6 +16,12 @@ an aqnet `Message`, so paho types never reach callers. Its contract:
   any failure or loss waits `Backoff.delay_s(n)` (exponential, jittered by an injected `random.Random`) before
   the next attempt; the first failure is logged at ERROR, repeats at DEBUG, recovery at INFO. Every connect
   subscribes again. `status()` shows the state and the attempt counters; `stop()` returns promptly.
+- **Subscriptions are checked.** The SUBACK's reason codes are read (MQTT 5: ≥ 0x80, e.g. 0x87 "not
+  authorized"; MQTT 3.1.1: 0x80): `subscribed` (an asyncio future in the client's loop) resolves once the first
+  connection's subscriptions are all granted, or fails with `SubscriptionRefused` naming the topic, the username
+  and the broker's reason, so the daemon can refuse to start. A refusal on a later reconnect is logged at ERROR
+  and kept in `status()` (`state` "refused", `refused` and `last_error` name the topic and the user); the client
+  stays connected for the subscriptions the broker granted.
 - **Security.** Username/password from the URL; `mqtts://` URLs use TLS (system CAs or `ca_file`, client
   certificate with `cert_file`/`key_file`).
 
@@ -50,6 +56,7 @@ __all__ = [
     "MqttPublisherClient",
     "MqttSubscriberClient",
     "MqttUrl",
+    "SubscriptionRefused",
     "parse_mqtt_url",
     "tls_context",
 ]
@@ -126,6 +133,18 @@ class Message:
     connection: int = 0  #: which connection of the client delivered it (0: unknown, acked on the current one)
 
 
+class SubscriptionRefused(RuntimeError):
+    """The broker refused a subscription (SUBACK failure): `topic`, `username` and the broker's `reason`."""
+
+    def __init__(self, url: MqttUrl, topic: str, username: str | None, reason: str) -> None:
+        super().__init__(f"MQTT {url}: the broker refused the subscription to {topic!r} for user "
+                         f"{username or '(anonymous)'}: {reason}; grant that user read access to the topic in the "
+                         "broker's ACL (aqnet broker daemon-user) or fix mqtt.topics / the username in mqtt.url")
+        self.topic = topic
+        self.username = username
+        self.reason = reason
+
+
 @dataclass(frozen=True, slots=True)
 class ClientStatus:
     """A snapshot of a subscriber connection, for /status and metrics."""
@@ -138,6 +157,7 @@ class ClientStatus:
     last_error: str | None
     last_message_at: float | None  #: time.monotonic() of the last message, None before the first
     session_present: bool | None  #: the broker still had our session at the last connect
+    refused: tuple[str, ...] = ()  #: topics whose subscription the broker refused at the last connect
 
 
 def tls_context(url: MqttUrl, ca_file: str | None, cert_file: str | None, key_file: str | None,
@@ -226,6 +246,10 @@ class MqttSubscriberClient:
         self._last_message_at: float | None = None
         self._session_present: bool | None = None
         self._fallback_pending = False
+        self._pending_subs: dict[int, str] = {}  #: SUBSCRIBE mid → topic, until its SUBACK
+        self._refused: tuple[str, ...] = ()
+        #: the first connection's subscription outcome: None when all granted, SubscriptionRefused otherwise
+        self.subscribed: asyncio.Future[None] = loop.create_future()
         self._client = self._new_paho("3.1.1" if protocol == "3.1.1" else "5")
 
     # public surface -----------------------------------------------------------------------------------
@@ -257,7 +281,7 @@ class MqttSubscriberClient:
     def status(self) -> ClientStatus:
         """A snapshot of the connection state and counters."""
         return ClientStatus(self._state, self._protocol, self._attempts, self._connections, self._failures,
-                            self._last_error, self._last_message_at, self._session_present)
+                            self._last_error, self._last_message_at, self._session_present, self._refused)
 
     def start(self) -> None:
         """Start the connection thread: it connects, and reconnects with backoff until `stop()`."""
@@ -315,6 +339,7 @@ class MqttSubscriberClient:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         # paho writes from the calling thread when no loop thread of its own runs; this no-op makes every
         # write (acks from the event loop included) wake our select() instead, so one thread owns the socket
         client.on_socket_register_write = lambda c, u, s: None
@@ -407,17 +432,20 @@ class MqttSubscriberClient:
             return
         self._connections += 1
         self._session_present = bool(flags.session_present)
+        self._pending_subs.clear()
         for topic in self._topics:  # subscribe again on every connect: the broker may have lost the session
             if self._protocol == "5":  # retained messages only for a new subscription, not on every reconnect
-                client.subscribe((topic, SubscribeOptions(qos=self._qos,
-                                                          retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)))
+                _, mid = client.subscribe((topic, SubscribeOptions(
+                    qos=self._qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)))
             else:
-                client.subscribe(topic, qos=self._qos)
+                _, mid = client.subscribe(topic, qos=self._qos)
+            if mid is not None:
+                self._pending_subs[mid] = topic
         if self._connections > 1 and not self._session_present:
             log.warning("MQTT %s: the broker had no session for client %s (expired, or the broker restarted "
                         "without persistence): messages published while aqnet was away are lost",
                         self._url, self._client_id)
-        log.info("MQTT %s to %s as %s (MQTT %s, session %s, attempt %d), subscribed to %s",
+        log.info("MQTT %s to %s as %s (MQTT %s, session %s, attempt %d), subscribing to %s",
                  "connected" if self._connections == 1 else "reconnected", self._url, self._client_id,
                  self._protocol, "resumed" if self._session_present else "new", self._attempts, self._topics)
         self._failures = 0
@@ -426,6 +454,38 @@ class MqttSubscriberClient:
         self.connected.set()
         if self._on_connection:
             _post(self._loop, self._on_connection, True)
+
+    def _handle_subscribe(self, client: paho.Client, userdata: object, mid: int, reason_codes: list[Any],
+                          properties: object) -> None:
+        topic = self._pending_subs.pop(mid, None)
+        if topic is None:
+            return
+        failure = next((rc for rc in reason_codes if rc.is_failure), None)
+        first = self._connections == 1
+        if failure is None:
+            log.info("MQTT %s: subscribed to %s (user %s)", self._url, topic, self._url.username or "anonymous")
+            self._refused = tuple(t for t in self._refused if t != topic)
+            if first and not self._pending_subs and not self._refused:
+                _post(self._loop, self._resolve_subscribed, None)
+            if not self._refused and self._state == "refused":
+                self._state = "connected"
+            return
+        error = SubscriptionRefused(self._url, topic, self._url.username, str(failure))
+        self._refused = (*(t for t in self._refused if t != topic), topic)
+        self._last_error = str(error)
+        self._state = "refused"
+        log.error("%s", error)
+        if first:
+            _post(self._loop, self._resolve_subscribed, error)
+
+    def _resolve_subscribed(self, error: SubscriptionRefused | None) -> None:
+        """In the event loop: settle `subscribed` once (the first refusal or the first complete grant wins)."""
+        if self.subscribed.done():
+            return
+        if error is None:
+            self.subscribed.set_result(None)
+        else:
+            self.subscribed.set_exception(error)
 
     def _handle_disconnect(self, client: paho.Client, userdata: object, flags: object, reason_code: Any,
                            properties: object) -> None:
