@@ -88,3 +88,12 @@ def test_daemon_user_command_writes_password_roles_and_acl(tmp_path: Path) -> No
     assert gone.exit_code == 0 and "revoked" in gone.output
     assert set(parse_password_file(files.password_file.read_text())) == {"MS01"}
     assert "aqnet-daemon" not in files.acl_file.read_text() and read_roles(files) == {}
+
+
+def test_probe_topics_replace_wildcards_with_the_username() -> None:
+    from sensors.mqtt.client import probe_topic
+
+    assert probe_topic("aqnet/+/readings", "aqnet-daemon") == "aqnet/aqnet-daemon/readings"
+    assert probe_topic("airrohr/+/data", "aqnet-daemon") == "airrohr/aqnet-daemon/data"
+    assert probe_topic("$share/aqnet/aqnet/+/readings", "aqnet-daemon") is None  # another member may get it
+    assert probe_topic("a/#", None) == "a/aqnet-probe"
