@@ -10,7 +10,8 @@ Contract:
   A **service user** is one of aqnet's own clients; its name starts with `aqnet` (`SERVICE_PREFIX`, so a sensor id
   can never be, or later become, a service login) and its role is a line of the roles file (`ServiceRole`,
   written by `aqnet broker daemon-user`): a `daemon` reads every sensor's topics (`topic read aqnet/+/readings`,
-  …) and publishes under its alert state prefix only (`topic write <prefix>/#`), and nothing else. The local
+  …) and publishes (and reads back) under its alert state prefix only (`topic readwrite <prefix>/#`), and
+  nothing else. The local
   stack's built-in users keep their built-in grants when the roles file does not name them: `aqnet` (DAEMON_USER)
   reads and writes every topic, `aqnet-simulators` publishes every microsensor's topic. A user whose name starts
   with `aqnet` but has no role gets no `user` section at all. Every other user is a sensor, allowed by the pattern
@@ -138,7 +139,7 @@ class ServiceRole:
     def grants(self) -> tuple[str, ...]:
         """The ACL `topic` lines of this user (what it needs and nothing more)."""
         reads = tuple(f"topic read {p.replace('%u', '+')}" for p in SENSOR_TOPIC_PATTERNS)
-        writes = (f"topic write {self.alert_prefix}/#",) if self.alert_prefix else ()
+        writes = (f"topic readwrite {self.alert_prefix}/#",) if self.alert_prefix else ()
         return reads + writes
 
 

@@ -35,10 +35,11 @@ def test_a_daemon_role_reads_sensor_topics_and_publishes_its_alert_prefix_only()
     acl = render_acl(["aqnet-daemon", "MS01"], roles)
     assert _section(acl, "aqnet-daemon") == [
         "topic read aqnet/+/readings", "topic read airrohr/+/data", "topic read purpleair/+/data",
-        "topic write city/alerts/#"]
+        "topic readwrite city/alerts/#"]
     assert "topic readwrite #" not in acl  # nothing more than needed
     no_alerts = render_acl(["aqnet-ingest-2"], {"aqnet-ingest-2": ServiceRole("aqnet-ingest-2", "daemon", None)})
-    assert not any(line.startswith("topic write") for line in _section(no_alerts, "aqnet-ingest-2"))
+    section = _section(no_alerts, "aqnet-ingest-2")
+    assert not any(line.startswith(("topic write", "topic readwrite")) for line in section)
 
 
 def test_a_service_name_without_a_role_gets_no_section() -> None:
@@ -72,7 +73,7 @@ def test_daemon_user_command_writes_password_roles_and_acl(tmp_path: Path) -> No
                               "--broker-dir", str(tmp_path / "b"), "--no-reload", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
-    assert "password" not in out and out["grants"][-1] == "topic write aqnet/alerts/#"
+    assert "password" not in out and out["grants"][-1] == "topic readwrite aqnet/alerts/#"
     files = BrokerFiles.in_dir(tmp_path / "b")
     entries = parse_password_file(files.password_file.read_text())
     assert set(entries) == {"aqnet-daemon"} and "s3cret" not in entries["aqnet-daemon"]
