@@ -28,6 +28,8 @@ __all__ = ["READONLY_ROLE", "DbInitError", "InitReport", "init_database"]
 
 READONLY_ROLE = "aqnet_readonly"
 _FORBIDDEN = ("rolsuper", "rolcreatedb", "rolcreaterole", "rolreplication", "rolbypassrls")
+_ATTRIBUTE = {"rolsuper": "SUPERUSER", "rolcreatedb": "CREATEDB", "rolcreaterole": "CREATEROLE",
+              "rolreplication": "REPLICATION", "rolbypassrls": "BYPASSRLS"}
 EXTENSIONS = ("timescaledb", "btree_gist")
 
 
@@ -52,10 +54,11 @@ def _ensure_role(conn: psycopg.Connection, role: str, password: str | None, repo
                      .format(sql.Identifier(role)))
         report.created.append(f"role {role}")
     else:
-        extra = [name.removeprefix("rol").upper() for name, on in zip(_FORBIDDEN, row[:-1], strict=True) if on]
+        extra = [_ATTRIBUTE[name] for name, on in zip(_FORBIDDEN, row[:-1], strict=True) if on]
         if extra:
+            fix = " ".join("NO" + a for a in extra)
             raise DbInitError(f"role {role} exists with {', '.join(extra)}: the daemon's role must not have them; "
-                              f"pick another role name, or ALTER ROLE {role} NO{' NO'.join(extra)} yourself")
+                              f"pick another role name, or ALTER ROLE {role} {fix} yourself")
         if not row[-1]:
             conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(role)))
             report.updated.append(f"role {role}: LOGIN")
