@@ -180,6 +180,8 @@ def db_migrate(url: str | None, config_path: Path | None, var_dir: Path) -> None
 
 
 from aqnet.cli_alerts import alerts  # noqa: E402
+from aqnet.cli_broker import broker  # noqa: E402
+from aqnet.cli_db import db_init as _db_init  # noqa: E402, F401 - attaches to `db`
 from aqnet.cli_deadletter import deadletter  # noqa: E402
 from aqnet.cli_field import credentials_command as _field  # noqa: E402, F401 - attaches to `sensors`
 from aqnet.cli_profiles import profiles  # noqa: E402
@@ -194,6 +196,7 @@ cli.add_command(deadletter)
 cli.add_command(reprocess_command)
 cli.add_command(tokens)
 cli.add_command(alerts)
+cli.add_command(broker)
 
 
 def main() -> None:

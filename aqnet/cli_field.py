@@ -40,6 +40,7 @@ from aqnet.credentials import (
     CredentialsError,
     allowed_topics,
     broker_pid,
+    check_sensor_username,
     issue_credentials,
     reload_broker,
     remove_user,
@@ -289,6 +290,7 @@ def credentials_command(sensor_id: str, url: str | None, config_path: Path | Non
             async with conn.transaction(), conn.cursor() as cur:
                 # the audit row first, the files second: a failed write rolls the audit row back with it
                 if revoke:
+                    check_sensor_username(sensor_id)  # never a service login (aqnet broker daemon-user --revoke)
                     await insert_audit(cur, actor=who, action="credentials.revoke", sensor_id=sensor_id,
                                        before={"mqtt_username": sensor_id})
                     removed = remove_user(files, sensor_id)

@@ -6,10 +6,19 @@ Contract:
   format) and the hash is merged into the password file; the password itself is returned once, to be printed
   once. It is handed to `mosquitto_passwd -U` in a 0600 file inside a private temporary directory, never on a
   command line, where every local user could read it in the process list (`-b` would put it there).
-- The ACL file is a function of who is in the password file (`render_acl`): the daemon's user reads and writes
-  every topic; the simulators' user may publish every microsensor's topic; every other user is a sensor, allowed
-  by the pattern lines alone to publish its own readings topic (`aqnet/%u/readings`, and `airrohr/%u/data` /
-  `purpleair/%u/data` for the self-identifying formats) and to read nothing.
+- The ACL file is a function of who is in the password file and of the roles file beside it (`render_acl`).
+  A **service user** is one of aqnet's own clients; its name starts with `aqnet` (`SERVICE_PREFIX`, so a sensor id
+  can never be, or later become, a service login) and its role is a line of the roles file (`ServiceRole`,
+  written by `aqnet broker daemon-user`): a `daemon` reads every sensor's topics (`topic read aqnet/+/readings`,
+  …) and publishes (and reads back) under its alert state prefix only (`topic readwrite <prefix>/#`), and
+  nothing else. The local
+  stack's built-in users keep their built-in grants when the roles file does not name them: `aqnet` (DAEMON_USER)
+  reads and writes every topic, `aqnet-simulators` publishes every microsensor's topic. A user whose name starts
+  with `aqnet` but has no role gets no `user` section at all. Every other user is a sensor, allowed by the pattern
+  lines alone to publish its own readings topic (`aqnet/%u/readings`, and `airrohr/%u/data` / `purpleair/%u/data`
+  for the self-identifying formats) and to read nothing. (Mosquitto applies pattern lines to every user, so a
+  service user may also publish to `aqnet/<its name>/readings`: no sensor has that id, so the daemon dead-letters
+  such a message as an unknown sensor.)
 - Both files are written atomically (temporary file + rename) and owned by the broker's user when aqnet runs as
   root (Mosquitto re-reads them after dropping privileges, on SIGHUP).
 - `reload_broker` sends SIGHUP to the broker only after checking that the pid is a running mosquitto (a stale
@@ -33,22 +42,33 @@ from pathlib import Path
 __all__ = [
     "DAEMON_USER",
     "RESERVED_USERS",
+    "ROLES",
     "SENSOR_TOPIC_PATTERNS",
+    "SERVICE_PREFIX",
     "SIMULATOR_USER",
     "BrokerFiles",
     "CredentialsError",
     "Issued",
+    "ServiceRole",
     "allowed_topics",
     "broker_pid",
+    "check_sensor_username",
+    "is_service_name",
     "issue_credentials",
     "new_password",
     "parse_password_file",
+    "parse_roles",
+    "read_roles",
     "reload_broker",
+    "remove_service_user",
     "remove_user",
     "render_acl",
     "render_password_file",
+    "render_roles",
     "set_password",
+    "set_service_user",
     "write_acl",
+    "write_roles",
 ]
 
 MOSQUITTO_PASSWD = Path("/usr/bin/mosquitto_passwd")
@@ -57,6 +77,12 @@ DAEMON_USER = "aqnet"
 #: the simulated network's MQTT user (`aqnet simulate` under `aqnet up --secure`): publishes for every microsensor
 SIMULATOR_USER = "aqnet-simulators"
 RESERVED_USERS: frozenset[str] = frozenset({DAEMON_USER, SIMULATOR_USER})
+#: every MQTT username starting with this (any case) is reserved for aqnet's own clients, never a sensor's
+SERVICE_PREFIX = "aqnet"
+#: the roles a service user may have in the roles file
+ROLES: tuple[str, ...] = ("daemon",)
+#: the alert channel's default state topic prefix (alerts.delivery.mqtt)
+DEFAULT_ALERT_PREFIX = "aqnet/alerts"
 #: topics a sensor may publish to, `%u` being its username (= sensor id); the templates of
 #: sensors.mqtt.payloads.TOPICS with the sensor id in the place of `{sensor_id}` or of the wildcard
 SENSOR_TOPIC_PATTERNS: tuple[str, ...] = ("aqnet/%u/readings", "airrohr/%u/data", "purpleair/%u/data")
@@ -69,7 +95,8 @@ class CredentialsError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class BrokerFiles:
-    """Where a broker keeps its password file, ACL file and pid file (all in its configuration directory)."""
+    """Where a broker keeps its password file, ACL file, aqnet's roles file and its pid file (all in its
+    configuration directory; the roles file is aqnet's, Mosquitto never reads it)."""
 
     directory: Path
     password_file: Path
@@ -81,6 +108,39 @@ class BrokerFiles:
         """The files of a broker configured in `directory` (MosquittoBroker's conf_dir)."""
         d = Path(directory)
         return cls(d, d / "passwd", d / "acl", d / "mosquitto.pid")
+
+    @property
+    def roles_file(self) -> Path:
+        """`<directory>/roles`: which service user has which role (`render_roles`)."""
+        return self.directory / "roles"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRole:
+    """One line of the roles file: service user `username` has `role`; a daemon publishes alert state topics
+    under `alert_prefix` (None: it publishes nothing)."""
+
+    username: str
+    role: str = "daemon"
+    alert_prefix: str | None = DEFAULT_ALERT_PREFIX
+
+    def __post_init__(self) -> None:
+        where = f"service user {self.username!r}"
+        if not is_service_name(self.username) or not _USERNAME.match(self.username):
+            raise CredentialsError(f"{where}: expected a name starting with {SERVICE_PREFIX!r} (1–64 letters, "
+                                   "digits, '.', '_' or '-'): aqnet's own logins are told from sensors by name")
+        if self.role not in ROLES:
+            raise CredentialsError(f"{where}: role: expected one of {', '.join(ROLES)}, got {self.role!r}")
+        prefix = self.alert_prefix
+        if prefix is not None and (not prefix or prefix != prefix.strip("/") or any(c in prefix for c in "+# \0")):
+            raise CredentialsError(f"{where}: alert prefix: expected a topic without wildcards, spaces or "
+                                   f"leading/trailing '/', got {prefix!r}")
+
+    def grants(self) -> tuple[str, ...]:
+        """The ACL `topic` lines of this user (what it needs and nothing more)."""
+        reads = tuple(f"topic read {p.replace('%u', '+')}" for p in SENSOR_TOPIC_PATTERNS)
+        writes = (f"topic readwrite {self.alert_prefix}/#",) if self.alert_prefix else ()
+        return reads + writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +170,48 @@ def _check_username(username: str) -> str:
     return username
 
 
+def is_service_name(username: str) -> bool:
+    """True when `username` is reserved for aqnet's own clients (starts with `aqnet`, any case)."""
+    return username.lower().startswith(SERVICE_PREFIX)
+
+
+def check_sensor_username(sensor_id: str, roles: Iterable[str] = ()) -> str:
+    """`sensor_id` if a sensor may log in with it; CredentialsError when it is malformed, or a service name
+    (reserved: it starts with `aqnet`, or the roles file names it)."""
+    _check_username(sensor_id)
+    if sensor_id in RESERVED_USERS or is_service_name(sensor_id) or sensor_id in set(roles):
+        raise CredentialsError(f"sensor {sensor_id}: the MQTT username {sensor_id!r} is reserved for aqnet's own "
+                               f"clients (names starting with {SERVICE_PREFIX!r}); rename the sensor")
+    return sensor_id
+
+
+def parse_roles(text: str, *, where: str = "roles file") -> dict[str, ServiceRole]:
+    """username → ServiceRole of a roles file: `username role [alerts=PREFIX|alerts=-]` lines; blank lines and
+    `#` comments skipped. A malformed line is an error naming it."""
+    roles: dict[str, ServiceRole] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split()
+        options = dict(f.partition("=")[::2] for f in fields[2:])
+        if len(fields) < 2 or set(options) - {"alerts"} or any("=" not in f for f in fields[2:]):
+            raise CredentialsError(f"{where}: line {n}: expected `username role [alerts=PREFIX]`, got {line[:60]!r}")
+        prefix = options.get("alerts", DEFAULT_ALERT_PREFIX)
+        try:
+            roles[fields[0]] = ServiceRole(fields[0], fields[1], None if prefix == "-" else prefix)
+        except CredentialsError as exc:
+            raise CredentialsError(f"{where}: line {n}: {exc}") from None
+    return roles
+
+
+def render_roles(roles: Mapping[str, ServiceRole]) -> str:
+    """The roles file for `roles`, sorted by username (`parse_roles` reads it back)."""
+    head = ["# aqnet service users of this broker and their roles, written by `aqnet broker daemon-user`",
+            "# (aqnet/credentials.py); the ACL file is regenerated from it. username role [alerts=PREFIX|-]"]
+    return "\n".join([*head, *(f"{r.username} {r.role} alerts={r.alert_prefix or '-'}"
+                                for r in (roles[u] for u in sorted(roles)))]) + "\n"
+
+
 def allowed_topics(username: str) -> tuple[str, ...]:
     """The topics a sensor user may publish to under the pattern ACL (`%u` replaced by its username)."""
     return tuple(p.replace("%u", username) for p in SENSOR_TOPIC_PATTERNS)
@@ -133,11 +235,19 @@ def render_password_file(entries: Mapping[str, str]) -> str:
     return "".join(f"{user}:{entries[user]}\n" for user in sorted(entries))
 
 
-def render_acl(users: Iterable[str]) -> str:
-    """The ACL file for the users of the password file (see the module docstring)."""
+def render_acl(users: Iterable[str], roles: Mapping[str, ServiceRole] | None = None) -> str:
+    """The ACL file for the users of the password file and their roles (see the module docstring)."""
     present = set(users)
-    lines = ["# written by aqnet (aqnet/credentials.py) from the password file's users; edits are overwritten",
-             "# by `aqnet sensors credentials`. A user may do only what a line here grants it.", ""]
+    roles = roles or {}
+    lines = ["# written by aqnet (aqnet/credentials.py) from the password file's users and the roles file; edits",
+             "# are overwritten by `aqnet sensors credentials` and `aqnet broker daemon-user`. A user may do only",
+             "# what a line here grants it.", ""]
+    for user in sorted(present & set(roles)):
+        role = roles[user]
+        lines += [f"# aqnet service user ({role.role}): reads every sensor's topics"
+                  + (f", publishes alert states under {role.alert_prefix}/" if role.alert_prefix else ""),
+                  f"user {user}", *role.grants(), ""]
+    present -= set(roles)
     if DAEMON_USER in present:
         lines += ["# the aqnet daemon reads every sensor's readings (and publishes alerts)",
                   f"user {DAEMON_USER}", "topic readwrite #", ""]
@@ -210,9 +320,24 @@ def _hash(username: str, password: str, mosquitto_passwd: Path) -> str:
     return hashed
 
 
+def read_roles(files: BrokerFiles) -> dict[str, ServiceRole]:
+    """The roles file's service users ({} when there is no roles file)."""
+    try:
+        text = files.roles_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    return parse_roles(text, where=str(files.roles_file))
+
+
+def write_roles(files: BrokerFiles, roles: Mapping[str, ServiceRole]) -> None:
+    """Replace the roles file (then `write_acl` to apply it)."""
+    files.directory.mkdir(parents=True, exist_ok=True)
+    _write_atomically(files.roles_file, render_roles(roles))
+
+
 def write_acl(files: BrokerFiles) -> None:
-    """Regenerate the ACL file from the password file's users."""
-    _write_atomically(files.acl_file, render_acl(_read_entries(files)))
+    """Regenerate the ACL file from the password file's users and the roles file."""
+    _write_atomically(files.acl_file, render_acl(_read_entries(files), read_roles(files)))
 
 
 def set_password(files: BrokerFiles, username: str, password: str, *,
@@ -240,12 +365,37 @@ def remove_user(files: BrokerFiles, username: str) -> bool:
 def issue_credentials(files: BrokerFiles, sensor_id: str, *, password: str | None = None,
                       mosquitto_passwd: Path = MOSQUITTO_PASSWD) -> Issued:
     """New credentials for microsensor `sensor_id` (username = sensor id), replacing any it had."""
-    if sensor_id in RESERVED_USERS:
-        raise CredentialsError(f"sensor {sensor_id}: the MQTT username {sensor_id!r} is reserved for aqnet's own "
-                               "clients; rename the sensor")
+    check_sensor_username(sensor_id, read_roles(files))
     secret = password or new_password()
     set_password(files, sensor_id, secret, mosquitto_passwd=mosquitto_passwd)
     return Issued(sensor_id, secret, allowed_topics(sensor_id))
+
+
+def set_service_user(files: BrokerFiles, role: ServiceRole, password: str, *,
+                     mosquitto_passwd: Path = MOSQUITTO_PASSWD) -> tuple[str, ...]:
+    """Add or replace service user `role.username` (password hash and roles line), regenerate the ACL file;
+    returns its ACL grants."""
+    roles = read_roles(files)
+    roles[role.username] = role
+    hashed = _hash(role.username, password, mosquitto_passwd)
+    files.directory.mkdir(parents=True, exist_ok=True)
+    entries = _read_entries(files)
+    entries[role.username] = hashed
+    write_roles(files, roles)
+    _write_atomically(files.password_file, render_password_file(entries))
+    write_acl(files)
+    return role.grants()
+
+
+def remove_service_user(files: BrokerFiles, username: str) -> bool:
+    """Remove service user `username` (password and role); False if it had neither."""
+    roles = read_roles(files)
+    had_role = roles.pop(username, None) is not None
+    if had_role:
+        write_roles(files, roles)
+    removed = remove_user(files, username)
+    write_acl(files)
+    return removed or had_role
 
 
 # ----------------------------------------------------------------------------------------------- reload

@@ -40,6 +40,7 @@ from aqnet.config import Settings
 from aqnet.http import create_app
 from aqnet.live_network import LiveNetwork, RegistryFollower, RegistrySnapshot, load_snapshot
 from aqnet.metrics import Metrics
+from aqnet.preflight import EXIT_REFUSED, StartupRefused, check_alert_channels, watch_subscriptions
 from aqnet.schedule import add_stage_jobs, load_rules
 from aqnet.supervisor import PollerSupervisor, PollTarget
 from ingest.calibration import CalibrationError
@@ -129,6 +130,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self.http_port: int | None = None
         self.follower: RegistryFollower | None = None
+        self.refused: StartupRefused | None = None  #: the broker refused what the daemon needs (aqnet.preflight)
 
     def status(self) -> dict[str, Any]:
         """The `/status` document: per-sensor last-seen times and counts."""
@@ -159,6 +161,11 @@ class Daemon:
         # alert delivery settings are checked before anything starts (ChannelConfigError names channel and file)
         signing_key = load_or_create_key(Path(s.alerts.signing_key_file))
         channels = build_channels(s, signing_key)
+        try:
+            await check_alert_channels(channels)  # a refused alert topic: StartupRefused, before anything starts
+        except StartupRefused:
+            await close_channels(channels)
+            raise
         rules = load_rules(s)
         dispatcher: Dispatcher | None = None
         if s.database.migrate_on_start:
@@ -265,6 +272,7 @@ class Daemon:
 
             tasks.append(asyncio.create_task(subscriber.run(), name="mqtt"))
             client = subscriber.client
+            tasks.append(asyncio.create_task(watch_subscriptions(client, self._refuse), name="mqtt-subscribed"))
             self.metrics.mqtt_silence.set_function(lambda: time.monotonic() - last_message[0])
             self.metrics.mqtt_attempts.set_function(lambda: client.connection_attempts)
             self.mqtt_status = lambda: dataclasses.asdict(client.status())
@@ -393,6 +401,14 @@ class Daemon:
                     log.warning("%s", failure)
             await pool.close()
         log.info("aqnet daemon stopped")
+        if self.refused is not None:
+            raise self.refused
+
+    def _refuse(self, error: StartupRefused) -> None:
+        """The broker refused the daemon's subscription: stop, and make `run` raise `error`."""
+        log.error("%s", error)
+        self.refused = error
+        self.stop()
 
     def _spool_metrics(self, sink: ForwardingSink) -> None:
         m = self.metrics
@@ -420,4 +436,7 @@ def run_daemon(settings: Settings) -> int:
         for line in exc.errors:
             log.error("invalid alert delivery settings: %s", line)
         return 2
+    except StartupRefused as exc:  # the broker refused a subscription or the alert topic: never run deaf
+        log.error("aqnet daemon not started: %s", exc)
+        return EXIT_REFUSED
     return 0

@@ -17,6 +17,12 @@ Errors (`DeliveryError`): broker unreachable, connection lost, no acknowledgemen
 the broker refusing our credentials or authorisation (CONNACK "bad user name or password" / "not authorized", a
 PUBACK "not authorized" for an ACL-denied topic) → permanent: retrying cannot help until the configuration
 changes. `close()` disconnects and joins paho's network thread, so no thread outlives the channel.
+
+`probe()` checks, before any alert exists, that the broker lets this login publish under the prefix: it publishes
+an empty, non-retained QoS 1 message to `<topic_prefix>/probe` and waits for the PUBACK. Mosquitto 2 answers an
+ACL-denied QoS 1 publish of an MQTT 5 client with PUBACK "not authorized", which `probe` raises as a permanent
+DeliveryError naming the topic and the username (the daemon then refuses to start). Over MQTT 3.1.1 a broker
+drops a denied publish silently, so there a probe proves the login only.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from alerts.messages import DEFAULT_TZ, Language, notice_payload
 from alerts.notice import DeliveryError, Notice
 from sensors.mqtt.client import parse_mqtt_url, tls_context
 
-__all__ = ["MqttAlertChannel"]
+__all__ = ["PROBE_TOPIC", "MqttAlertChannel"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,8 @@ _UNSUPPORTED_PROTOCOL_VERSION = 132  # MQTT 5 CONNACK reason 0x84 (paho maps a 3
 # 135 not authorized (also an ACL-denied publish), 138 banned, 140 bad authentication method, 144 topic name
 # invalid, 153 payload format invalid. Others (e.g. 137 server busy, 151 quota exceeded) are transient.
 _PERMANENT_REASONS = frozenset({134, 135, 138, 140, 144, 153})
+#: the last level of the start-up probe's topic, `<topic_prefix>/probe` (alert ids are numbers: never this)
+PROBE_TOPIC = "probe"
 
 
 def _payload(notice: Notice, language: Language | None, tz: str | tzinfo) -> bytes:
@@ -133,6 +141,17 @@ class MqttAlertChannel:
         async with self._queue:
             await asyncio.to_thread(self._publish, self.topic_for(notice.alert_id), body, expiry)
 
+    async def probe(self) -> None:
+        """Publish an empty non-retained QoS 1 message to `<topic_prefix>/probe` and wait for the broker's ack;
+        DeliveryError (permanent when the broker refused the login or the topic) naming topic and username."""
+        topic = f"{self.topic_prefix}/{PROBE_TOPIC}"
+        try:
+            async with self._queue:
+                await asyncio.to_thread(self._publish, topic, b"", None, retain=False, qos=max(self.qos, 1))
+        except DeliveryError as exc:
+            raise DeliveryError(f"{exc} (start-up probe: publish to {topic} as user "
+                                f"{self._url.username or '(anonymous)'})", permanent=exc.permanent) from None
+
     async def close(self) -> None:
         """Disconnect and join the network thread (waits for a send in progress, at most its timeout)."""
         await asyncio.to_thread(self._close)
@@ -143,7 +162,9 @@ class MqttAlertChannel:
             self._closed = True
             self._drop()
 
-    def _publish(self, topic: str, payload: bytes, expiry_s: int | None) -> None:
+    def _publish(self, topic: str, payload: bytes, expiry_s: int | None, *, retain: bool = True,
+                 qos: int | None = None) -> None:
+        qos = self.qos if qos is None else qos
         with self._lock:
             if self._closed:
                 raise DeliveryError(f"{self._where}: channel closed")
@@ -156,7 +177,7 @@ class MqttAlertChannel:
                 if expiry_s is not None:
                     properties.MessageExpiryInterval = expiry_s
             try:
-                info = conn.client.publish(topic, payload, qos=self.qos, retain=True, properties=properties)
+                info = conn.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
             except ValueError as exc:  # invalid topic, payload too large
                 raise DeliveryError(f"{self._where}: cannot publish to {topic}: {exc}", permanent=True) from None
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -169,7 +190,7 @@ class MqttAlertChannel:
                     self._drop()
                     lost = conn.lost.is_set()
                     what = "connection lost" if lost else f"no acknowledgement within {self.timeout_s:g} s"
-                    raise DeliveryError(f"{self._where}: publish to {topic} (QoS {self.qos}): {what}; "
+                    raise DeliveryError(f"{self._where}: publish to {topic} (QoS {qos}): {what}; "
                                         "reconnecting on the next attempt")
                 info.wait_for_publish(min(remaining, 0.1))
             reason = conn.acks.pop(info.mid, None)

@@ -16,6 +16,21 @@ an aqnet `Message`, so paho types never reach callers. Its contract:
   any failure or loss waits `Backoff.delay_s(n)` (exponential, jittered by an injected `random.Random`) before
   the next attempt; the first failure is logged at ERROR, repeats at DEBUG, recovery at INFO. Every connect
   subscribes again. `status()` shows the state and the attempt counters; `stop()` returns promptly.
+- **Subscriptions are checked.** The SUBACK's reason codes are read (MQTT 5: ≥ 0x80, e.g. 0x87 "not
+  authorized"; MQTT 3.1.1: 0x80): `subscribed` (an asyncio future in the client's loop) resolves once the first
+  connection's subscriptions are all granted, or fails with `SubscriptionRefused` naming the topic, the username
+  and the broker's reason, so the daemon can refuse to start. A refusal on a later reconnect is logged at ERROR
+  and kept in `status()` (`state` "refused", `refused` and `last_error` name the topic and the user); the client
+  stays connected for the subscriptions the broker granted.
+- **Read access is proven, not assumed.** Mosquitto 2.0 grants every SUBACK and applies its ACL's `read` lines
+  only when delivering, so a login without read access is subscribed and hears nothing. On the first connection,
+  after every SUBACK is granted, the client therefore publishes one probe per filter (`probe_topic`: the filter
+  with its wildcards replaced by the username, e.g. `aqnet/aqnet-daemon/readings`, which aqnet's pattern ACL lets
+  any login publish; payload `aqnet-probe <nonce>`, QoS 1, not retained) and waits `verify_read_s` for it to come
+  back: not back in time → SubscriptionRefused ("delivers nothing"); the probe publish itself refused (PUBACK
+  failure) → a WARNING that read access could not be checked. Shared (`$share/…`) filters are not probed
+  (another member of the group may receive it). A message whose payload starts with `aqnet-probe ` is acked
+  and never handed to `on_message`.
 - **Security.** Username/password from the URL; `mqtts://` URLs use TLS (system CAs or `ca_file`, client
   certificate with `cert_file`/`key_file`).
 
@@ -28,6 +43,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import ssl
 import threading
 import time
@@ -50,7 +66,9 @@ __all__ = [
     "MqttPublisherClient",
     "MqttSubscriberClient",
     "MqttUrl",
+    "SubscriptionRefused",
     "parse_mqtt_url",
+    "probe_topic",
     "tls_context",
 ]
 
@@ -59,6 +77,16 @@ log = logging.getLogger(__name__)
 Protocol = Literal["auto", "5", "3.1.1"]
 _SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
 _UNSUPPORTED_PROTOCOL_VERSION = 132  # MQTT 5 CONNACK reason 0x84; paho maps a 3.1.1 CONNACK code 1 to it too
+PROBE_PREFIX = b"aqnet-probe "  #: payload prefix of the read-access probes (never a reading)
+
+
+def probe_topic(filter_: str, username: str | None) -> str | None:
+    """A concrete topic matching `filter_` to probe read access with (wildcards → the username); None for shared
+    (`$share/…`) and `$` filters, which cannot be probed. Pure."""
+    if filter_.startswith("$"):
+        return None
+    level = username or "aqnet-probe"
+    return "/".join(level if part in ("+", "#") else part for part in filter_.split("/"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +154,18 @@ class Message:
     connection: int = 0  #: which connection of the client delivered it (0: unknown, acked on the current one)
 
 
+class SubscriptionRefused(RuntimeError):
+    """The broker refused a subscription (SUBACK failure): `topic`, `username` and the broker's `reason`."""
+
+    def __init__(self, url: MqttUrl, topic: str, username: str | None, reason: str) -> None:
+        super().__init__(f"MQTT {url}: the broker refused the subscription to {topic!r} for user "
+                         f"{username or '(anonymous)'}: {reason}; grant that user read access to the topic in the "
+                         "broker's ACL (aqnet broker daemon-user) or fix mqtt.topics / the username in mqtt.url")
+        self.topic = topic
+        self.username = username
+        self.reason = reason
+
+
 @dataclass(frozen=True, slots=True)
 class ClientStatus:
     """A snapshot of a subscriber connection, for /status and metrics."""
@@ -138,6 +178,7 @@ class ClientStatus:
     last_error: str | None
     last_message_at: float | None  #: time.monotonic() of the last message, None before the first
     session_present: bool | None  #: the broker still had our session at the last connect
+    refused: tuple[str, ...] = ()  #: topics whose subscription the broker refused at the last connect
 
 
 def tls_context(url: MqttUrl, ca_file: str | None, cert_file: str | None, key_file: str | None,
@@ -188,7 +229,7 @@ class MqttSubscriberClient:
                  rng: random.Random | None = None, protocol: Protocol = "auto", ca_file: str | None = None,
                  cert_file: str | None = None, key_file: str | None = None, connect_timeout_s: float = 5.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, verify_read_s: float | None = 10.0) -> None:
         if not client_id:
             raise ValueError(f"MQTT {url}: a persistent session needs a client_id")
         if not 1 <= receive_maximum <= 65535:
@@ -226,6 +267,14 @@ class MqttSubscriberClient:
         self._last_message_at: float | None = None
         self._session_present: bool | None = None
         self._fallback_pending = False
+        self._pending_subs: dict[int, str] = {}  #: SUBSCRIBE mid → topic, until its SUBACK
+        self._refused: tuple[str, ...] = ()
+        self._verify_read_s = verify_read_s
+        self._probes: dict[str, tuple[str, bytes]] = {}  #: probe topic → (filter, payload), until it comes back
+        self._probe_mids: dict[int, str] = {}  #: PUBLISH mid → probe topic, until its PUBACK
+        self._probe_deadline: float | None = None
+        #: the first connection's subscription outcome: None when all granted, SubscriptionRefused otherwise
+        self.subscribed: asyncio.Future[None] = loop.create_future()
         self._client = self._new_paho("3.1.1" if protocol == "3.1.1" else "5")
 
     # public surface -----------------------------------------------------------------------------------
@@ -262,7 +311,7 @@ class MqttSubscriberClient:
     def status(self) -> ClientStatus:
         """A snapshot of the connection state and counters."""
         return ClientStatus(self._state, self._protocol, self._attempts, self._connections, self._failures,
-                            self._last_error, self._last_message_at, self._session_present)
+                            self._last_error, self._last_message_at, self._session_present, self._refused)
 
     def start(self) -> None:
         """Start the connection thread: it connects, and reconnects with backoff until `stop()`."""
@@ -320,6 +369,8 @@ class MqttSubscriberClient:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
+        client.on_publish = self._handle_publish
         # paho writes from the calling thread when no loop thread of its own runs; this no-op makes every
         # write (acks from the event loop included) wake our select() instead, so one thread owns the socket
         client.on_socket_register_write = lambda c, u, s: None
@@ -367,6 +418,7 @@ class MqttSubscriberClient:
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not self._stop.is_set():
             rc = client.loop(timeout=1.0)
+            self._check_probes()
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and self._attempt_error is None:
             self._attempt_error = paho.error_string(rc)
 
@@ -412,17 +464,20 @@ class MqttSubscriberClient:
             return
         self._connections += 1
         self._session_present = bool(flags.session_present)
+        self._pending_subs.clear()
         for topic in self._topics:  # subscribe again on every connect: the broker may have lost the session
             if self._protocol == "5":  # retained messages only for a new subscription, not on every reconnect
-                client.subscribe((topic, SubscribeOptions(qos=self._qos,
-                                                          retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)))
+                _, mid = client.subscribe((topic, SubscribeOptions(
+                    qos=self._qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)))
             else:
-                client.subscribe(topic, qos=self._qos)
+                _, mid = client.subscribe(topic, qos=self._qos)
+            if mid is not None:
+                self._pending_subs[mid] = topic
         if self._connections > 1 and not self._session_present:
             log.warning("MQTT %s: the broker had no session for client %s (expired, or the broker restarted "
                         "without persistence): messages published while aqnet was away are lost",
                         self._url, self._client_id)
-        log.info("MQTT %s to %s as %s (MQTT %s, session %s, attempt %d), subscribed to %s",
+        log.info("MQTT %s to %s as %s (MQTT %s, session %s, attempt %d), subscribing to %s",
                  "connected" if self._connections == 1 else "reconnected", self._url, self._client_id,
                  self._protocol, "resumed" if self._session_present else "new", self._attempts, self._topics)
         self._failures = 0
@@ -431,6 +486,78 @@ class MqttSubscriberClient:
         self.connected.set()
         if self._on_connection:
             _post(self._loop, self._on_connection, True)
+
+    def _handle_subscribe(self, client: paho.Client, userdata: object, mid: int, reason_codes: list[Any],
+                          properties: object) -> None:
+        topic = self._pending_subs.pop(mid, None)
+        if topic is None:
+            return
+        failure = next((rc for rc in reason_codes if rc.is_failure), None)
+        first = self._connections == 1
+        if failure is None:
+            log.info("MQTT %s: subscribed to %s (user %s)", self._url, topic, self._url.username or "anonymous")
+            self._refused = tuple(t for t in self._refused if t != topic)
+            if first and not self._pending_subs and not self._refused:
+                self._start_probes(client)
+            if not self._refused and self._state == "refused":
+                self._state = "connected"
+            return
+        self._refuse(topic, str(failure), first)
+
+    def _refuse(self, topic: str, reason: str, first: bool) -> None:
+        error = SubscriptionRefused(self._url, topic, self._url.username, reason)
+        self._refused = (*(t for t in self._refused if t != topic), topic)
+        self._last_error = str(error)
+        self._state = "refused"
+        log.error("%s", error)
+        if first:
+            _post(self._loop, self._resolve_subscribed, error)
+
+    def _start_probes(self, client: paho.Client) -> None:
+        """Publish one read-access probe per probe-able filter (first connection only)."""
+        if self._verify_read_s is not None:
+            for filter_ in self._topics:
+                topic = probe_topic(filter_, self._url.username)
+                if topic is None or topic in self._probes:
+                    continue
+                payload = PROBE_PREFIX + secrets.token_hex(8).encode()
+                self._probes[topic] = (filter_, payload)
+                info = client.publish(topic, payload, qos=1)
+                self._probe_mids[info.mid] = topic
+            self._probe_deadline = self._monotonic() + self._verify_read_s
+        self._probes_settled()
+
+    def _probes_settled(self) -> None:
+        if not self._probes and not self._refused and self._connections == 1:
+            _post(self._loop, self._resolve_subscribed, None)
+
+    def _check_probes(self) -> None:
+        """Probes not back by the deadline: the broker accepted the subscription but delivers nothing."""
+        if not self._probes or self._probe_deadline is None or self._monotonic() < self._probe_deadline:
+            return
+        pending, self._probes = self._probes, {}
+        for topic, (filter_, _) in pending.items():
+            self._refuse(filter_, f"it accepted the subscription but delivered nothing published to {topic} "
+                         f"within {self._verify_read_s:g} s (no read access in its ACL)", True)
+
+    def _handle_publish(self, client: paho.Client, userdata: object, mid: int, reason_code: Any,
+                        properties: object) -> None:
+        topic = self._probe_mids.pop(mid, None)
+        if topic is None or not reason_code.is_failure or topic not in self._probes:
+            return
+        filter_, _ = self._probes.pop(topic)
+        log.warning("MQTT %s: read access to %s for user %s not checked: the broker refused the probe publish to "
+                    "%s (%s)", self._url, filter_, self._url.username or "anonymous", topic, reason_code)
+        self._probes_settled()
+
+    def _resolve_subscribed(self, error: SubscriptionRefused | None) -> None:
+        """In the event loop: settle `subscribed` once (the first refusal or the first complete grant wins)."""
+        if self.subscribed.done():
+            return
+        if error is None:
+            self.subscribed.set_result(None)
+        else:
+            self.subscribed.set_exception(error)
 
     def _handle_disconnect(self, client: paho.Client, userdata: object, flags: object, reason_code: Any,
                            properties: object) -> None:
@@ -447,6 +574,16 @@ class MqttSubscriberClient:
             _post(self._loop, self._on_connection, False)
 
     def _handle_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        if bytes(msg.payload).startswith(PROBE_PREFIX):  # our read-access probe (or another aqnet process's)
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)
+            probe = self._probes.get(msg.topic)
+            if probe is not None and probe[1] == bytes(msg.payload):
+                del self._probes[msg.topic]
+                log.info("MQTT %s: read access to %s verified (user %s)", self._url, probe[0],
+                         self._url.username or "anonymous")
+                self._probes_settled()
+            return
         self._last_message_at = self._monotonic()
         message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, bool(msg.retain), self._clock(),
                           dup=bool(msg.dup), connection=self._connection)

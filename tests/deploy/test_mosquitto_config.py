@@ -11,11 +11,19 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
-from aqnet.credentials import DAEMON_USER, BrokerFiles, set_password, write_acl
+from aqnet.cli import cli
+from aqnet.credentials import BrokerFiles, set_password, write_acl
 from aqnet.localstack import free_port
+from sensors.mqtt.client import parse_mqtt_url
 
-CONF = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "aqnet.conf"
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "deploy" / "mosquitto" / "aqnet.conf"
+#: the daemon's broker login in the shipped production configuration, provisioned below as an operator would
+DAEMON_USER = parse_mqtt_url(yaml.safe_load((ROOT / "deploy" / "aqnet.production.yaml").read_text())["mqtt"]["url"]
+                             ).username
 pytestmark = pytest.mark.integration
 
 
@@ -23,7 +31,11 @@ pytestmark = pytest.mark.integration
 def broker(tmp_path: Path, pki: Path):  # type: ignore[no-untyped-def]
     files = BrokerFiles.in_dir(tmp_path / "aqnet")
     files.directory.mkdir()
-    set_password(files, DAEMON_USER, "daemon-secret")
+    (tmp_path / "daemon.password").write_text("daemon-secret\n")
+    res = CliRunner().invoke(cli, ["broker", "daemon-user", DAEMON_USER, "--password-file",
+                                   str(tmp_path / "daemon.password"), "--broker-dir", str(files.directory),
+                                   "--no-reload"])
+    assert res.exit_code == 0, res.output
     set_password(files, "MS01", "ms01-secret")
     write_acl(files)
     port = free_port()
@@ -35,7 +47,8 @@ def broker(tmp_path: Path, pki: Path):  # type: ignore[no-untyped-def]
             .replace("/var/lib/mosquitto/", f"{tmp_path / 'data'}/")
             .replace("listener 8883", f"listener {port} 127.0.0.1")
             .replace("log_dest syslog", f"log_dest file {tmp_path / 'mosquitto.log'}"))
-    assert "/etc/" not in text and "/var/lib" not in text  # every path of the production file was substituted
+    settings = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "/etc/" not in settings and "/var/lib" not in settings  # every path of the production file's settings
     if os.geteuid() == 0:  # as root Mosquitto drops to its own user, which cannot enter pytest's 0700 tmp_path
         text += "user root\n"
     conf = tmp_path / "mosquitto.conf"
@@ -91,3 +104,14 @@ def test_a_microsensor_publishes_its_own_topic_only(broker: dict) -> None:
     _pub(broker, "-t", "aqnet/MS02/readings", "-u", "MS01", "-P", "ms01-secret")  # the ACL drops it silently
     out, _ = other.communicate(timeout=10)
     assert out.strip() == "" and other.returncode != 0  # -W 5: timed out with nothing received
+
+
+def test_the_production_daemon_login_reads_sensors_and_publishes_alerts_only(broker: dict) -> None:
+    assert DAEMON_USER == "aqnet-daemon"
+    alert = _sub_one(broker, "aqnet/alerts/#")  # the daemon's own login may read its alert states back
+    time.sleep(0.5)
+    assert _pub(broker, "-t", "aqnet/alerts/7", "-u", DAEMON_USER, "-P", "daemon-secret", "-V", "5").returncode == 0
+    out, _ = alert.communicate(timeout=10)
+    assert out.strip() == "x"
+    denied = _pub(broker, "-t", "city/other", "-u", DAEMON_USER, "-P", "daemon-secret", "-V", "5")
+    assert denied.returncode != 0 or "not authori" in (denied.stderr + denied.stdout).lower()
