@@ -30,6 +30,8 @@ class DatabaseSettings(_Section):
     url: str  #: libpq URL of the TimescaleDB database
     pool_min_size: Annotated[int, Field(ge=1)] = 1
     pool_max_size: Annotated[int, Field(ge=1)] = 4
+    #: how long a request waits for a pooled connection before it fails (psycopg_pool's `timeout`)
+    pool_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     migrate_on_start: bool = True
 
 

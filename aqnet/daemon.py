@@ -174,7 +174,8 @@ class Daemon:
                 if applied:
                     log.info("database migrations applied: %s", ", ".join(applied))
         pool = AsyncConnectionPool(s.database.url, min_size=s.database.pool_min_size,
-                                   max_size=s.database.pool_max_size, open=False,
+                                   max_size=s.database.pool_max_size, timeout=s.database.pool_timeout_s,
+                                   open=False,
                                    kwargs={"application_name": "aqnet"},
                                    # give up a reconnect series soon: the next request starts a fresh one at
                                    # once, so the database is found again within ~retry_s of its return
