@@ -92,6 +92,27 @@ def test_airrohr_post_with_curl_becomes_rows(daemon: dict) -> None:
     assert rows[("MS05", "pm10")][0] == pytest.approx(0.40 * factor)
 
 
+def test_a_retried_post_is_stored_once_and_a_new_one_is_stored(daemon: dict, tmp_path: Path) -> None:
+    # airrohr sends no time: each POST is stamped on receipt, so a retry (after a 503, or by a proxy) would be a
+    # second set of rows without its identity (sensors/delivery.py)
+    url = f"{daemon['base']}/intake/airrohr"
+    for _ in range(3):
+        code, body = _curl_post(url, AIRROHR_POST, "esp8266-12331981")
+        assert code == 200, body
+    with psycopg.connect(daemon["db"], autocommit=True) as conn:
+        def count() -> int:
+            return conn.execute("SELECT count(*) FROM measurements WHERE sensor_id = 'MS05'").fetchone()[0]
+
+        once = count()
+        assert once == body["readings"] == len(_rows(daemon["db"], "MS05"))
+        assert conn.execute("SELECT count(*) FROM delivery_receipts WHERE key LIKE 'http:MS05:%'").fetchone()[0] == 1
+        changed = tmp_path / "next.json"
+        changed.write_text(AIRROHR_POST.read_text().replace('"20.47"', '"20.52"'))
+        time.sleep(0.01)  # a later receive time
+        code, body = _curl_post(url, changed, "esp8266-12331981")
+        assert code == 200 and count() == 2 * once  # the next message is new readings
+
+
 def test_unknown_hardware_is_a_dead_letter_not_a_guess(daemon: dict, tmp_path: Path) -> None:
     other = tmp_path / "other.json"
     other.write_text(AIRROHR_POST.read_text().replace("12331981", "99999999"))
