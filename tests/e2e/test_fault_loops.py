@@ -12,9 +12,11 @@ C: malformed and unknown-sensor messages published during a database outage long
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -25,6 +27,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import psycopg
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from aqnet.localstack import MosquittoBroker, TimescaleCluster, free_port
@@ -221,27 +224,84 @@ def test_20_sigkills_at_random_moments_lose_and_double_nothing_with_and_without_
     assert runner.redelivered_seen > 0, "no message was redelivered: the kills caught nothing in flight"
 
 
+class AckSwallowingProxy:
+    """A TCP relay between the daemon and the broker that can swallow what the daemon sends (its PUBACKs) while
+    passing on what the broker sends: freeze it, let the daemon commit a batch, kill the daemon, and that batch is
+    committed but never acknowledged — the moment between a commit and its PUBACKs, made certain."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self._upstream = upstream_port
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.frozen = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._upstream))
+            self._conns += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_daemon: bool) -> None:
+        swallowing = False
+        try:
+            while data := src.recv(65536):
+                swallowing = swallowing or (from_daemon and self.frozen.is_set())
+                if not swallowing:  # once swallowing, this connection's stream is cut for good
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._server.close()
+        for sock in self._conns:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
 def test_kills_right_after_commits_lose_and_double_nothing(
         mosquitto_factory: Callable[..., MosquittoBroker], runner_factory: Callable[..., DaemonRunner],
         database_url: str) -> None:
     seed = _seed("kills after commits")
+    rng = random.Random(seed)
     broker = mosquitto_factory()
-    # large batches, committed every 0.8 s: a kill right after a commit catches its PUBACKs unsent
-    runner = runner_factory(database_url, broker, batch_max_age_s=0.8)
+    proxy = AckSwallowingProxy(broker.port)
+    runner = runner_factory(database_url, broker, batch_max_age_s=0.5)
+    config = yaml.safe_load(runner.config_path.read_text())
+    config["mqtt"]["url"] = f"mqtt://127.0.0.1:{proxy.port}"
+    runner.config_path.write_text(yaml.safe_dump(config))
     publisher = MixedLedgerPublisher(broker.port, rate_per_s=150, seed=seed)
 
     def after_a_commit() -> None:
+        time.sleep(rng.uniform(0.0, 1.0))
+        proxy.frozen.set()  # from now on the daemon's PUBACKs go nowhere
         before = _count(database_url)
-        _wait(lambda: _count(database_url) > before, 60, "a commit", runner.alive, every_s=0.005)
+        _wait(lambda: _count(database_url) > before, 60, "a commit", runner.alive)
 
     try:
         runner.start()
         runner.wait_connected()
         publisher.start()
-        _kill_loop(runner, 12, after_a_commit)
+        for _ in range(12):
+            _kill_loop(runner, 1, after_a_commit)  # killed with a committed, unacknowledged batch
+            proxy.frozen.clear()  # the restarted daemon's connection relays both ways again
         _finish(publisher, runner, database_url, seed)
     finally:
         publisher.close()
+        proxy.close()
     assert runner.redelivered_seen > 0, "no message was redelivered: the kills caught no commit unacknowledged"
 
 
