@@ -122,13 +122,16 @@ class TaskSupervisor:
         on_fatal: `(name, reason)` once, when a task is down for good; the owner stops the daemon.
         rng: randomness for the jitter.
         monotonic: the clock of the restart window.
+        sleep: waits out a restart delay (tests hold a task down with it).
     """
 
     def __init__(self, policy: RestartPolicy, *, on_state: Callable[[str, bool], None] | None = None,
                  on_restart: Callable[[str], None] | None = None,
                  on_fatal: Callable[[str, str], None] | None = None, rng: random.Random | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._policy = policy
+        self._sleep = sleep
         self._on_state = on_state or (lambda name, up: None)
         self._on_restart = on_restart or (lambda name: None)
         self._on_fatal = on_fatal or (lambda name, reason: None)
@@ -211,7 +214,7 @@ class TaskSupervisor:
                 return
             log.warning("task %s: restart %d within %g s, in %.1f s", entry.name, decision.attempt,
                         entry.policy.window_s, decision.delay_s)
-            await asyncio.sleep(decision.delay_s)
+            await self._sleep(decision.delay_s)
             if self._stopping:
                 return
             entry.restarts += 1
