@@ -299,6 +299,27 @@ class RetentionSettings(_Section):
     every_s: Annotated[float, Field(gt=0)] = 3600.0  #: how often the housekeeping job runs
 
 
+class SupervisionSettings(_Section):
+    """How the daemon's long-running tasks are supervised and its health is judged (aqnet.tasks, aqnet.health)."""
+
+    restart_min_s: Annotated[float, Field(gt=0)] = 1.0  #: first delay before restarting a task that died
+    restart_max_s: Annotated[float, Field(gt=0)] = 60.0  #: the delay doubles per failure, up to this
+    restart_jitter: Annotated[float, Field(ge=0, le=1)] = 0.5  #: delay drawn from [d·(1-jitter), d]
+    max_restarts: Annotated[int, Field(ge=0)] = 5  #: more failures of one task within restart_window_s: exit
+    restart_window_s: Annotated[float, Field(gt=0)] = 300.0
+    intake_stall_s: Annotated[float, Field(gt=0)] = 120.0  #: work pending with no progress this long: not live
+    job_stuck_s: Annotated[float, Field(gt=0)] = 1800.0  #: a scheduler job running this long: scheduler down
+    job_error_limit: Annotated[int, Field(ge=1)] = 5  #: a job failing this often in a row: scheduler down
+    readiness_timeout_s: Annotated[float, Field(gt=0)] = 2.0  #: /readyz: the database must answer within this
+
+    @model_validator(mode="after")
+    def _backoff(self) -> SupervisionSettings:
+        if self.restart_min_s > self.restart_max_s:
+            raise ValueError(f"restart_min_s ({self.restart_min_s}) must not exceed restart_max_s "
+                             f"({self.restart_max_s})")
+        return self
+
+
 class Settings(_Section):
     database: DatabaseSettings
     mqtt: MqttSettings
@@ -313,6 +334,7 @@ class Settings(_Section):
     registry: RegistrySettings = RegistrySettings()
     alerts: AlertsSettings = AlertsSettings()
     retention: RetentionSettings = RetentionSettings()
+    supervision: SupervisionSettings = SupervisionSettings()
 
 
 class ConfigError(ValueError):

@@ -4,7 +4,13 @@ reverse order on SIGTERM/SIGINT after flushing. The only module that wires stage
 The network comes from the registry: the configured sensors are seeded into it (`upsert_registry`), then what
 the drivers poll and decode is what `load_network` says, followed live (`aqnet.supervisor`): a registry change
 (new or retired device, move, swap, calibration, maintenance window) reaches the running stages within
-`registry.refresh_s`, without a restart."""
+`registry.refresh_s`, without a restart.
+
+Every long-running task runs under `aqnet.tasks.TaskSupervisor`: one that dies is logged with its traceback and
+restarted with backoff (MQTT intake, HTTP server, spool replay, registry follower; station pollers in
+`aqnet.supervisor`), or, when it cannot be restarted (the pipeline, the scheduler: `aqnet.scheduler_watch`) or
+died too often, the daemon stops, flushes, and `run()` raises `TaskFailedError` (`aqnet run` exits 1 so that
+systemd or the container starts it again). `/healthz` is liveness and `/readyz` readiness (`aqnet.health`)."""
 
 from __future__ import annotations
 
@@ -37,12 +43,15 @@ from aqnet.alert_channels import (
 )
 from aqnet.api import api_router
 from aqnet.config import Settings
+from aqnet.health import CountedSink, HealthMonitor
 from aqnet.http import create_app
 from aqnet.live_network import LiveNetwork, RegistryFollower, RegistrySnapshot, load_snapshot
 from aqnet.metrics import Metrics
 from aqnet.preflight import EXIT_REFUSED, StartupRefused, check_alert_channels, watch_subscriptions
 from aqnet.schedule import add_stage_jobs, load_rules
+from aqnet.scheduler_watch import SchedulerWatch
 from aqnet.supervisor import PollerSupervisor, PollTarget
+from aqnet.tasks import RestartPolicy, TaskSupervisor
 from ingest.calibration import CalibrationError
 from ingest.letter import Letter
 from ingest.normalise import ConditionsBook
@@ -66,7 +75,7 @@ from storage.registry import upsert_registry
 from storage.spool import Spool
 from storage.writer import TimescaleWriter
 
-__all__ = ["Daemon", "run_daemon"]
+__all__ = ["Daemon", "TaskFailedError", "run_daemon"]
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +121,18 @@ class _Observer:
         self._d.metrics.rejected.labels(protocol, reason).inc()
 
 
+class TaskFailedError(RuntimeError):
+    """A supervised task died for good: the daemon stopped (after flushing) and must be started afresh."""
+
+    def __init__(self, task: str, reason: str) -> None:
+        super().__init__(f"task {task} is down for good: {reason}")
+        self.task = task
+        self.reason = reason
+
+
 class Daemon:
-    """aqnet's running daemon; `run()` until `stop()`."""
+    """aqnet's running daemon; `run()` until `stop()`, or until a supervised task dies for good
+    (`TaskFailedError`)."""
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  registry: CollectorRegistry | None = None) -> None:
@@ -131,6 +150,9 @@ class Daemon:
         self.http_port: int | None = None
         self.follower: RegistryFollower | None = None
         self.refused: StartupRefused | None = None  #: the broker refused what the daemon needs (aqnet.preflight)
+        self.http_server: uvicorn.Server | None = None  #: the HTTP server running now (a new one per restart)
+        self.health: Callable[[], dict[str, Any]] = dict
+        self.failure: tuple[str, str] | None = None  #: (task, reason) that stopped the daemon
 
     def status(self) -> dict[str, Any]:
         """The `/status` document: per-sensor last-seen times and counts."""
@@ -140,6 +162,7 @@ class Daemon:
             "sensors_reporting": len(self.last_seen),
             "readings_total": self.readings_total,
             "mqtt": self.mqtt_status(),
+            "health": self.health(),
             "registry": {"version": self.follower.version if self.follower else None,
                          "loaded_at": (self.follower.loaded_at.isoformat()
                                        if self.follower and self.follower.loaded_at else None)},
@@ -153,6 +176,17 @@ class Daemon:
 
     def stop(self) -> None:
         """Ask the daemon to stop (flushes, then returns from `run`)."""
+        self._stop.set()
+
+    def _task_state(self, name: str, up: bool) -> None:
+        self.metrics.task_up.labels(name).set(1 if up else 0)
+        self.metrics.task_restarts.labels(name)  # the series exists (0) from the task's start
+
+    def _task_failed(self, name: str, reason: str) -> None:
+        if self.failure is None:
+            self.failure = (name, reason)
+        log.critical("aqnet daemon stopping: task %s is down for good (%s); exiting non-zero after flushing",
+                     name, reason)
         self._stop.set()
 
     async def run(self) -> None:
@@ -184,9 +218,15 @@ class Daemon:
         # the dispatcher owns the channels from here on (it closes them); with no channel it still keeps the
         # alert gauges current
         dispatcher = build_dispatcher(pool, s, channels, signing_key, rules=rules, clock=self.clock)
-        tasks: list[asyncio.Task[Any]] = []
+        sv = s.supervision
+        policy = RestartPolicy(min_s=sv.restart_min_s, max_s=sv.restart_max_s, jitter=sv.restart_jitter,
+                               max_restarts=sv.max_restarts, window_s=sv.restart_window_s)
+        tasks = TaskSupervisor(policy, on_state=self._task_state,
+                               on_restart=lambda name: self.metrics.task_restarts.labels(name).inc(),
+                               on_fatal=self._task_failed)
         links = LinkRegistry(timeout_s=s.modbus.timeout_s)  # one owner per TCP gateway or serial bus
         subscriber: MqttSubscriber | None = None
+        subscribed: asyncio.Task[None] | None = None
         pollers: PollerSupervisor | None = None
         spool: Spool | None = None
         sink: ForwardingSink | None = None
@@ -199,14 +239,16 @@ class Daemon:
             sink = ForwardingSink(writer, spool, clock=self.clock, retry_s=s.storage.replay_retry_s,
                                   unreachable_after_s=s.storage.unreachable_after_s, on_replayed=observer.replayed)
             self._spool_metrics(sink)
-            tasks.append(asyncio.create_task(sink.replay(), name="spool-replay"))
+            tasks.start("spool-replay", lambda: sink.replay())
             async with pool.connection() as conn:  # CalibrationError here: refuse to start
                 snapshot = await load_snapshot(conn, now=self.clock(), lookback_s=s.registry.maintenance_lookback_s)
             # the registry's books, ranges and conditions are put in by `live.apply(snapshot)` below
-            pipeline = Pipeline(sink, conditions=ConditionsBook(()), observer=observer, clock=self.clock,
+            written = CountedSink(sink)  # liveness: each finished write attempt is progress
+            pipeline = Pipeline(written, conditions=ConditionsBook(()), observer=observer, clock=self.clock,
                                 max_batch=s.ingest.batch_max, max_age_s=s.ingest.batch_max_age_s,
                                 queue_max=s.ingest.queue_max, skew_tolerance_s=s.ingest.clock_skew_tolerance_s)
-            pipeline_task = asyncio.create_task(pipeline.run(), name="pipeline")
+            # the pipeline's batcher and unacknowledged envelopes cannot be rebuilt: if it dies, the daemon exits
+            tasks.start("pipeline", lambda: pipeline.run(), restart=False)
 
             async def reject(rej: Rejection, ack: Callable[[], None]) -> None:
                 # the refused message is a dead letter in the next batch, durable (database or spool) before `ack`
@@ -271,9 +313,10 @@ class Daemon:
 
             not_durable = {"error": "not_durable_yet", "detail": "the database is slow; send again"}
 
-            tasks.append(asyncio.create_task(subscriber.run(), name="mqtt"))
+            tasks.start("mqtt", lambda: subscriber.run())
             client = subscriber.client
-            tasks.append(asyncio.create_task(watch_subscriptions(client, self._refuse), name="mqtt-subscribed"))
+            # one-shot: the first subscription outcome (a refusal stops the daemon: aqnet.preflight)
+            subscribed = asyncio.create_task(watch_subscriptions(client, self._refuse), name="mqtt-subscribed")
             self.metrics.mqtt_silence.set_function(lambda: time.monotonic() - last_message[0])
             self.metrics.mqtt_attempts.set_function(lambda: client.connection_attempts)
             self.mqtt_status = lambda: dataclasses.asdict(client.status())
@@ -316,7 +359,11 @@ class Daemon:
                                      interval_s=target.interval_s,
                                      real_seconds=getattr(self.clock, "real_seconds", None))
 
-            pollers = PollerSupervisor(make_poller)
+            pollers = PollerSupervisor(make_poller,
+                                       policy=dataclasses.replace(policy, max_restarts=None),
+                                       on_state=self._task_state,
+                                       on_restart=lambda name: self.metrics.task_restarts.labels(name).inc(),
+                                       on_removed=self.metrics.task_up.remove)
             live = LiveNetwork(pipeline=pipeline, intake=intake, pollers=pollers, links=links,
                                interval_of=self._poll_interval, microsensor_cadence_s=s.network.microsensor_cadence_s,
                                mqtt_topics=s.mqtt.topics)
@@ -331,7 +378,8 @@ class Daemon:
             self.follower = RegistryFollower(pool, apply, refresh_s=s.registry.refresh_s,
                                              lookback_s=s.registry.maintenance_lookback_s, clock=self.clock,
                                              version=snapshot.version)
-            tasks.append(asyncio.create_task(self.follower.run(), name="registry"))
+            follower = self.follower
+            tasks.start("registry", lambda: follower.run())
             scheduler = AsyncIOScheduler(timezone=self.tz)
             # expected sample cadence per device, for the hourly completeness rule: `live` updates this mapping in
             # place on each registry change, and the averages job reads it each time it runs
@@ -359,32 +407,56 @@ class Daemon:
             scheduler.add_job(prune_dead_letters_job, "interval", seconds=s.dead_letters.prune_every_s,
                               id="dead-letters-prune", max_instances=1, coalesce=True, next_run_time=self.clock())
             scheduler.start()
+            # the scheduler and its jobs (the alert dispatcher's `deliveries` among them) cannot be restarted
+            # from outside: down means the daemon exits (aqnet.scheduler_watch)
+            watch = SchedulerWatch(scheduler, stuck_s=sv.job_stuck_s, error_limit=sv.job_error_limit)
+            tasks.start("scheduler", lambda: watch.run(), restart=False)
+
+            async def probe_database() -> None:
+                async with pool.connection(timeout=sv.readiness_timeout_s) as conn:
+                    await conn.execute("SELECT 1")
+
+            # pollers are left out of liveness: one station's crash loop must not restart the whole daemon
+            # (they show in aqnet_task_up and /status)
+            monitor = HealthMonitor(tasks.down, probe_database, stall_s=sv.intake_stall_s,
+                                    probe_timeout_s=sv.readiness_timeout_s)
+            monitor.watch("mqtt-intake", pending=lambda: subscriber.pending, advanced=lambda: subscriber.handled,
+                          blocked=lambda: pipeline.queue_length >= s.ingest.queue_max)
+            monitor.watch("pipeline", pending=lambda: pipeline.queue_length, advanced=lambda: written.attempts)
+            self.health = lambda: {**monitor.liveness().body(), "pollers_down": pollers.down()}
 
             app = create_app(self.metrics.registry, self.status, airrohr=airrohr_post,
                              api=api_router(pool, clock=self.clock, signing_key=signing_key,
-                                            tz_name=s.network.timezone, language=s.alerts.language))
-            server = uvicorn.Server(uvicorn.Config(app, host=s.http.host, port=s.http.port, log_level="warning",
-                                                   lifespan="off"))
-            tasks.append(asyncio.create_task(server.serve(), name="http"))
+                                            tz_name=s.network.timezone, language=s.alerts.language),
+                             liveness=monitor.liveness, readiness=monitor.readiness)
+
+            async def serve_http() -> None:  # a fresh server per (re)start: a uvicorn.Server is not reusable
+                self.http_server = uvicorn.Server(uvicorn.Config(app, host=s.http.host, port=s.http.port,
+                                                                 log_level="warning", lifespan="off"))
+                await self.http_server.serve()
+
+            tasks.start("http", serve_http)
             log.info("aqnet daemon running: %d sensors, metrics on http://%s:%d/metrics", len(self.network),
                      s.http.host, s.http.port)
             self.metrics.queue_length.set_function(lambda: pipeline.queue_length)
 
             await self._stop.wait()
             log.info("aqnet daemon stopping")
+            tasks.stopping()
             scheduler.shutdown(wait=False)
-            server.should_exit = True
-            for t in tasks:
-                if t.get_name() != "http":
-                    t.cancel()
+            if self.http_server is not None:
+                self.http_server.should_exit = True
+            # the HTTP server ends by itself (should_exit), unless it is waiting for a restart
+            stopped = tasks.cancel(except_=("pipeline",) if "http" in tasks.down() else ("http", "pipeline"))
             pollers.cancel()
-            await asyncio.gather(*tasks, *pollers.tasks, return_exceptions=True)
+            await asyncio.gather(*stopped, *pollers.tasks, tasks.task("http"), return_exceptions=True)
             pipeline.close()
-            await pipeline_task  # the last acks go out on the still-open MQTT connection
+            await tasks.task("pipeline")  # the last acks go out on the still-open MQTT connection
             await sink.close()  # everything accepted is now in the database or in the spool
         finally:
-            for t in tasks:
-                t.cancel()
+            tasks.cancel()
+            if subscribed is not None:
+                subscribed.cancel()
             if pollers is not None:
                 pollers.cancel()
             if subscriber is not None:
@@ -401,6 +473,8 @@ class Daemon:
                 for failure in await close_channels(channels):
                     log.warning("%s", failure)
             await pool.close()
+        if self.failure is not None:
+            raise TaskFailedError(*self.failure)
         log.info("aqnet daemon stopped")
         if self.refused is not None:
             raise self.refused
@@ -440,4 +514,7 @@ def run_daemon(settings: Settings) -> int:
     except StartupRefused as exc:  # the broker refused a subscription or the alert topic: never run deaf
         log.error("aqnet daemon not started: %s", exc)
         return EXIT_REFUSED
+    except TaskFailedError as exc:  # stopped and flushed: systemd (Restart=on-failure) or the container restarts
+        log.critical("aqnet daemon exits with status 1: %s", exc)
+        return 1
     return 0

@@ -45,6 +45,8 @@ class Metrics:
     alert_deliveries: Counter
     alert_outbox_pending: Gauge
     alerts_active: Gauge
+    task_up: Gauge
+    task_restarts: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -128,4 +130,10 @@ class Metrics:
             alerts_active=Gauge("aqnet_alerts_active",
                                 "Open alerts (firing or acknowledged), by audience and severity",
                                 ["audience", "severity"], registry=registry),
+            task_up=Gauge("aqnet_task_up", "1 while a supervised long-running task of the daemon runs, 0 while it "
+                          "is down (waiting for its restart, or given up: the daemon then exits)", ["task"],
+                          registry=registry),
+            task_restarts=Counter("aqnet_task_restarts_total",
+                                  "Restarts of a supervised task after it died (the log has the cause)", ["task"],
+                                  registry=registry),
         )

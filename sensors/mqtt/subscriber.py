@@ -99,19 +99,41 @@ class MqttSubscriber:
         self._seen = on_message_seen
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._client = client_factory(self._queue.put_nowait)
+        self._started = False
+        self._handled = 0
 
     @property
     def client(self) -> MqttSubscriberClient:
         """The underlying connection (for acknowledgement and status)."""
         return self._client
 
+    @property
+    def pending(self) -> int:
+        """Messages received and not yet handled (liveness: pending work)."""
+        return self._queue.qsize()
+
+    @property
+    def handled(self) -> int:
+        """Messages taken through `handle` since start, whether or not it succeeded (liveness: progress)."""
+        return self._handled
+
     async def run(self) -> None:
-        """Connect and process messages until cancelled. The connection stays open after cancellation, so the
-        acks of the last batches (sent when the pipeline flushes) still reach the broker: the owner calls
-        `client.stop()` after flushing."""
-        self._client.start()
+        """Connect (on the first call) and process messages until cancelled. The connection stays open after
+        cancellation, so the acks of the last batches (sent when the pipeline flushes) still reach the broker:
+        the owner calls `client.stop()` after flushing.
+
+        When `handle` raises, the exception ends `run` (the owner logs it and calls `run` again: the connection
+        and the queue stay as they are); the message in hand is not acknowledged, so the broker delivers it
+        again at the next connection."""
+        if not self._started:
+            self._client.start()
+            self._started = True
         while True:
-            await self.handle(await self._queue.get())
+            message = await self._queue.get()
+            try:
+                await self.handle(message)
+            finally:
+                self._handled += 1
 
     async def handle(self, message: Message) -> None:
         """Decode one message and submit its readings, or reject it."""

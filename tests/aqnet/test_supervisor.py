@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import replace
 
 from aqnet.supervisor import PollerSupervisor, PollTarget, plan_pollers, poll_targets
+from aqnet.tasks import RestartPolicy
 from sensors.network import bundled_network
 from sensors.sensor import Device
 
@@ -98,3 +99,62 @@ async def test_a_station_that_cannot_be_polled_is_skipped_and_retried_only_when_
     await supervisor.apply(fixed)
     assert made == ["KEN", "KEN"] and supervisor.running == fixed
     await supervisor.close()
+
+
+class CrashingPoller(FakePoller):
+    """Dies on its first `crashes` runs (counted across the pollers of one station), then polls."""
+
+    def __init__(self, target: PollTarget, log: list[str], runs: list[int], crashes: int) -> None:
+        super().__init__(target, log)
+        self._runs = runs
+        self._crashes = crashes
+
+    async def run(self) -> None:
+        self._runs.append(1)
+        if len(self._runs) <= self._crashes:
+            raise ConnectionResetError("gateway reset the connection mid-frame")
+        await super().run()
+
+
+async def _until(predicate, what: str) -> None:
+    for _ in range(5000):
+        if predicate():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_a_poller_that_dies_is_logged_and_restarted_with_a_fresh_poller(caplog) -> None:
+    log: list[str] = []
+    runs: list[int] = []
+    states: list[tuple[str, bool]] = []
+    restarts: list[str] = []
+    made: list[CrashingPoller] = []
+
+    def make(target: PollTarget) -> CrashingPoller:
+        made.append(CrashingPoller(target, log, runs, crashes=2))
+        return made[-1]
+
+    supervisor = PollerSupervisor(make, policy=RestartPolicy(min_s=0.001, max_s=0.002, max_restarts=None),
+                                  on_state=lambda n, up: states.append((n, up)), on_restart=restarts.append)
+    await supervisor.apply(poll_targets([KEN], lambda sid: 10.0))
+    await _until(lambda: log == ["run KEN"], "the third poller running")
+    assert len(made) == 3 and restarts == ["poll-KEN", "poll-KEN"]
+    assert states == [("poll-KEN", True), ("poll-KEN", False), ("poll-KEN", True), ("poll-KEN", False),
+                      ("poll-KEN", True)]
+    assert "sensor KEN: poller died: ConnectionResetError: gateway reset the connection mid-frame" in caplog.text
+    assert supervisor.down() == {}
+    await supervisor.close()
+    assert log == ["run KEN", "stop KEN"] and supervisor.tasks == []
+
+
+async def test_a_poller_waiting_for_its_restart_is_stopped_at_once_when_retired() -> None:
+    removed: list[str] = []
+    supervisor = PollerSupervisor(lambda t: CrashingPoller(t, [], [], crashes=99),
+                                  policy=RestartPolicy(min_s=3600.0, max_s=3600.0, max_restarts=None),
+                                  on_removed=removed.append)
+    await supervisor.apply(poll_targets([KEN], lambda sid: 10.0))
+    await _until(lambda: supervisor.down(), "the poller down")
+    assert "ConnectionResetError" in supervisor.down()["poll-KEN"]
+    await asyncio.wait_for(supervisor.apply({}), 10)  # never waits an hour for the restart
+    assert supervisor.running == {} and supervisor.down() == {} and removed == ["poll-KEN"]
