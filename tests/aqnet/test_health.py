@@ -99,7 +99,7 @@ async def test_counted_sink_counts_every_finished_attempt_stored_or_failed() -> 
     class Sink:
         fail = False
 
-        async def write(self, batch: object) -> object:
+        async def write(self, batch: object, letters: object = ()) -> object:
             if self.fail:
                 raise OSError("spool full")
             return "ok"
