@@ -6,52 +6,40 @@ Contract:
 - Layout under `directory`: segment files `<index>.seg` (appended to until they reach `segment_bytes`, then a
   new one starts), the resume point `cursor` (JSON `{"segment", "offset"}`, replaced atomically: written to
   `cursor.tmp`, fsync'ed, renamed, directory fsync'ed) and `lock` (an exclusive `flock`: one spool, one process).
-- A record is `length u32 | readings u32 | crc32 u32 | payload` (big-endian); the CRC32 covers length, count and
-  payload. At open every pending record is checked: a torn tail (a crash mid-append) or a corrupt record is
+- Records and their payload are framed and encoded by `storage.spool_format` (pure; its names are re-exported
+  here). At open every pending record is checked: a torn tail (a crash mid-append) or a corrupt record is
   truncated with a log line, never replayed as garbage.
 - `peek()` returns the oldest pending batch; `commit(batch)` moves the resume point past it (after the batch
   is committed to the database). A crash between the two replays that batch once more, which the writer's
   idempotent insert turns into a no-op; otherwise the resume point is exact. Consumed segments are deleted.
 - `max_bytes` bounds the segment files on disk: an append that would exceed it raises `SpoolFullError`.
-- The payload is JSON `{"v": 1, "fields": [...], "rows": [[...], ...]}` built from the dataclass fields of
-  `Reading` (datetimes as ISO 8601, enums such as the QC flags as their int value, nested dataclasses as
-  objects) and rebuilt with `Reading(**fields)` from its type hints, so a field added to `Reading` is spooled
-  without a change here.
 
 Thread-safe (one lock): the forwarding sink calls it through `asyncio.to_thread` so fsync never blocks the loop.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import errno
 import fcntl
 import json
 import logging
 import os
-import struct
 import threading
-import types
-import typing
-import zlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from ingest.reading import Reading
+from storage.spool_format import HEADER as _HEADER
+from storage.spool_format import BatchCodec, frame_record, scan_records
 
 __all__ = ["BatchCodec", "Spool", "SpoolError", "SpoolFullError", "SpoolStats", "SpooledBatch", "frame_record",
            "scan_records"]
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct(">III")  # payload length, readings in the batch, crc32(length, count, payload)
 _SEGMENT_SUFFIX = ".seg"
-_FORMAT_VERSION = 1
 
 
 class SpoolError(RuntimeError):
@@ -73,155 +61,6 @@ class SpoolFullError(SpoolError):
             hint = ("this batch alone is larger than the limit: raise storage.spool_max_bytes"
                     if record_bytes > max_bytes else "it empties as the database comes back")
         super().__init__(f"spool {directory}: {what}; batch not spooled, {hint}")
-
-
-# ------------------------------------------------------------------------------------ record framing (pure)
-
-
-def frame_record(payload: bytes, readings: int) -> bytes:
-    """One spool record: header (length, reading count, CRC32 of both and the payload) + payload."""
-    head = struct.pack(">II", len(payload), readings)
-    return head + struct.pack(">I", zlib.crc32(payload, zlib.crc32(head))) + payload
-
-
-@dataclass(frozen=True, slots=True)
-class RecordSpan:
-    """Where a valid record sits in a segment: its start, total size (header included) and reading count."""
-
-    offset: int
-    size: int
-    readings: int
-
-
-def scan_records(data: bytes | memoryview) -> tuple[list[RecordSpan], int, str | None]:
-    """Valid records of a segment from its start: (records, end of the last valid one, why the scan stopped
-    early — None when the data ends exactly after a record)."""
-    spans: list[RecordSpan] = []
-    offset, total = 0, len(data)
-    while offset < total:
-        if total - offset < _HEADER.size:
-            return spans, offset, f"incomplete header ({total - offset} of {_HEADER.size} bytes)"
-        length, count, crc = _HEADER.unpack_from(data, offset)
-        end = offset + _HEADER.size + length
-        if length == 0:
-            return spans, offset, "zero-length record"
-        if end > total:
-            return spans, offset, f"incomplete payload ({total - offset - _HEADER.size} of {length} bytes)"
-        head = bytes(data[offset:offset + 8])
-        if zlib.crc32(data[offset + _HEADER.size:end], zlib.crc32(head)) != crc:
-            return spans, offset, "checksum mismatch"
-        spans.append(RecordSpan(offset, end - offset, count))
-        offset = end
-    return spans, offset, None
-
-
-# ---------------------------------------------------------------------------------- batch codec (pure)
-
-
-_JSON_SCALARS = (str, float, int, bool, type(None))
-
-
-def _plain(value: Any) -> Any:
-    if type(value) in _JSON_SCALARS:  # the common case first: most fields are plain
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return int(value) if isinstance(value, int) else value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-class _Mismatch(ValueError):
-    """A JSON value does not have the shape of the type tried (a union then tries its next member)."""
-
-
-def _revive(value: Any, hint: Any) -> Any:
-    """Rebuild a JSON value as the type `hint` describes (datetimes, enums, dataclasses, unions, tuples);
-    raises _Mismatch when the value cannot be that type."""
-    if hint is Any or isinstance(hint, (str, typing.TypeVar)):
-        return value
-    origin = typing.get_origin(hint)
-    if value is None:
-        if hint is type(None) or (origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)):
-            return None
-        raise _Mismatch
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(hint):
-            try:
-                return _revive(value, arg)
-            except (_Mismatch, ValueError, TypeError):
-                continue
-        raise _Mismatch
-    if origin is typing.Literal:
-        if value in typing.get_args(hint):
-            return value
-        raise _Mismatch
-    if origin in (tuple, list):
-        if not isinstance(value, list):
-            raise _Mismatch
-        args = [a for a in typing.get_args(hint) if a is not Ellipsis] or [Any]
-        items = [_revive(v, args[min(i, len(args) - 1)]) for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is not None:  # dict[...] and other generics: kept as JSON gave them
-        return value
-    if hint is datetime:
-        if not isinstance(value, str):
-            raise _Mismatch
-        return datetime.fromisoformat(value)
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return hint(value)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise _Mismatch
-        hints = typing.get_type_hints(hint)
-        return hint(**{k: _revive(v, hints.get(k, Any)) for k, v in value.items()})
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(hint, type) and not isinstance(value, hint):
-        raise _Mismatch
-    return value
-
-
-class BatchCodec:
-    """Batch of Readings ↔ JSON bytes, driven by `Reading`'s dataclass fields and type hints (see module doc)."""
-
-    def __init__(self) -> None:
-        self._names = tuple(f.name for f in dataclasses.fields(Reading))
-        self._hints = typing.get_type_hints(Reading)
-
-    def encode(self, batch: Sequence[Reading]) -> bytes:
-        """JSON bytes of a batch (NaN kept as NaN)."""
-        rows = [[_plain(getattr(r, n)) for n in self._names] for r in batch]
-        return json.dumps({"v": _FORMAT_VERSION, "fields": self._names, "rows": rows},
-                          separators=(",", ":"), ensure_ascii=False).encode()
-
-    def decode(self, payload: bytes, where: str) -> list[Reading]:
-        """Readings of a payload written by `encode` (possibly by an older Reading: missing fields take their
-        defaults; fields Reading no longer has are dropped with a log line)."""
-        doc = json.loads(payload)
-        if doc.get("v") != _FORMAT_VERSION:
-            raise ValueError(f"{where}: spool format version {doc.get('v')!r}, expected {_FORMAT_VERSION}")
-        names: list[str] = doc["fields"]
-        unknown = [n for n in names if n not in self._hints]
-        if unknown:
-            log.warning("%s: dropping spooled fields Reading no longer has: %s", where, ", ".join(unknown))
-        out = []
-        for row in doc["rows"]:
-            fields = {}
-            for name, value in zip(names, row, strict=True):
-                if name in self._hints:
-                    try:
-                        fields[name] = _revive(value, self._hints[name])
-                    except _Mismatch:
-                        raise ValueError(f"{where}: field {name}: {value!r} is not a {self._hints[name]}") from None
-            out.append(Reading(**fields))
-        return out
 
 
 # ------------------------------------------------------------------------------------------------ spool
