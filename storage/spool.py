@@ -13,12 +13,19 @@ Contract:
   is committed to the database). A crash between the two replays that batch once more, which the writer's
   idempotent insert turns into a no-op; otherwise the resume point is exact. Consumed segments are deleted.
 - `max_bytes` bounds the segment files on disk: an append that would exceed it raises `SpoolFullError`.
+- A full disk (ENOSPC, EDQUOT) at any write is survived. A failed append raises `SpoolFullError` and leaves no
+  byte behind (the segment is truncated back; should that fail too, it is truncated before the next append or
+  roll-over, and never written past); memory only counts what is fdatasync'ed. A failed cursor write raises
+  `SpoolError` and changes nothing: the batch stays pending, in memory and on disk, and is replayed again.
+  `reserve` (`RESERVE_BYTES`, allocated when there is room) is released to write the cursor on a full disk, so
+  the replay can always move on and delete consumed segments, even when the spool itself filled the disk.
 
 Thread-safe (one lock): the forwarding sink calls it through `asyncio.to_thread` so fsync never blocks the loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -34,12 +41,15 @@ from ingest.reading import Reading
 from storage.spool_format import HEADER as _HEADER
 from storage.spool_format import BatchCodec, frame_record, scan_records
 
-__all__ = ["BatchCodec", "Spool", "SpoolError", "SpoolFullError", "SpoolStats", "SpooledBatch", "frame_record",
-           "scan_records"]
+__all__ = ["RESERVE_BYTES", "BatchCodec", "Spool", "SpoolError", "SpoolFullError", "SpoolStats", "SpooledBatch",
+           "frame_record", "scan_records"]
 
 log = logging.getLogger(__name__)
 
 _SEGMENT_SUFFIX = ".seg"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+#: room kept in the file `reserve` for writing the cursor on a full disk (a few cursor files' blocks)
+RESERVE_BYTES = 16 << 10
 
 
 class SpoolError(RuntimeError):
@@ -88,6 +98,7 @@ class SpoolStats:
     max_bytes: int
     near_full: bool
     full: bool
+    disk_full: bool = False  #: the last append failed for lack of disk space (not the byte limit)
 
 
 @dataclass(slots=True)
@@ -96,6 +107,28 @@ class _Pending:
     offset: int
     size: int
     readings: int
+
+
+def _write_record(fd: int, start: int, record: bytes) -> None:
+    """Append `record` to the segment open on `fd` (O_APPEND) whose valid data ends at `start`, and fdatasync it.
+    On an error the segment is cut back to `start` (and the error raised): no partial record stays in front of a
+    later append."""
+    _truncate_to(fd, start)  # a failed append whose own cut failed too left bytes behind
+    try:
+        view = memoryview(record)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fdatasync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):  # if this fails too, the next append (or roll-over) cuts first
+            os.ftruncate(fd, start)
+        raise
+
+
+def _truncate_to(fd: int, size: int) -> None:
+    if os.fstat(fd).st_size != size:
+        os.ftruncate(fd, size)
+        os.fdatasync(fd)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -129,6 +162,7 @@ class Spool:
         self._disk = 0  # sum of _sizes
         self._cursor = (0, 0)
         self._refused = False  # the last append was refused for lack of space, nothing freed since
+        self._disk_full = False  # the last append failed with ENOSPC/EDQUOT, no append succeeded nor segment freed
         self._tail_fd: int | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -141,6 +175,7 @@ class Spool:
         try:
             with self._lock:
                 self._recover()
+                self._ensure_reserve()
         except BaseException:
             self.close()
             raise
@@ -157,23 +192,17 @@ class Spool:
             if self._disk + len(record) > self.max_bytes:
                 self._refused = True
                 raise SpoolFullError(self.directory, self._disk, len(record), self.max_bytes)
-            segment = self._tail_for_append()
-            fd = self._tail_fd
-            assert fd is not None
-            start = self._sizes[segment]
             try:
-                view = memoryview(record)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fdatasync(fd)
+                segment, fd = self._tail_for_append()
+                start = self._sizes[segment]
+                _write_record(fd, start, record)
             except OSError as exc:
-                os.ftruncate(fd, start)  # never leave half a record in front of a later append
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    self._refused = True
+                if exc.errno in _DISK_FULL:
+                    self._refused = self._disk_full = True
                     raise SpoolFullError(self.directory, self._disk, len(record), self.max_bytes,
                                          detail=os.strerror(exc.errno)) from exc
                 raise
-            self._refused = False
+            self._refused = self._disk_full = False
             self._sizes[segment] = start + len(record)
             self._disk += len(record)
             self._pending.append(_Pending(segment, start, len(record), len(batch)))
@@ -227,14 +256,20 @@ class Spool:
     @property
     def is_full(self) -> bool:
         """The limit is reached, or the last append was refused (no room, or disk full)."""
-        return self._refused or self._disk >= self.max_bytes
+        return self._refused or self._disk_full or self._disk >= self.max_bytes
+
+    @property
+    def is_disk_full(self) -> bool:
+        """The last append failed for lack of disk space (ENOSPC/EDQUOT), and no segment was freed since."""
+        return self._disk_full
 
     def stats(self) -> SpoolStats:
         """Depth (pending bytes/batches/readings) and disk use, for metrics and `/status`."""
         with self._lock:
             return SpoolStats(pending_bytes=self._pending_bytes, pending_batches=len(self._pending),
                               pending_readings=self._pending_readings, disk_bytes=self._disk,
-                              max_bytes=self.max_bytes, near_full=self.is_near_full, full=self.is_full)
+                              max_bytes=self.max_bytes, near_full=self.is_near_full, full=self.is_full,
+                              disk_full=self._disk_full)
 
     def close(self) -> None:
         """Close the files and release the directory lock (everything appended is already durable)."""
@@ -251,20 +286,31 @@ class Spool:
     def _segment_path(self, index: int) -> Path:
         return self.directory / f"{index:016d}{_SEGMENT_SUFFIX}"
 
-    def _tail_for_append(self) -> int:
+    def _tail_for_append(self) -> tuple[int, int]:
+        """The segment the next record goes to and its open descriptor; starts a new segment when the tail is
+        full. Raises OSError with nothing changed (a new segment that could not be made durable is removed)."""
         tail = max(self._sizes) if self._sizes else None
         if tail is None or self._sizes[tail] >= self.segment_bytes:
+            if tail is not None and self._tail_fd is not None:  # what a failed append left behind goes first
+                _truncate_to(self._tail_fd, self._sizes[tail])
             new = max(self._cursor[0], tail + 1 if tail is not None else 0)
+            path = self._segment_path(new)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                _fsync_dir(self.directory)  # the new file's directory entry is durable before its first record
+            except OSError:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                raise
             if self._tail_fd is not None:
                 os.close(self._tail_fd)
-                self._tail_fd = None
-            self._tail_fd = os.open(self._segment_path(new), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            _fsync_dir(self.directory)  # the new file's directory entry is durable before its first record
+            self._tail_fd = fd
             self._sizes[new] = 0
-            return new
+            return new, fd
         if self._tail_fd is None:
             self._tail_fd = os.open(self._segment_path(tail), os.O_WRONLY | os.O_APPEND)
-        return tail
+        return tail, self._tail_fd
 
     def _read(self, entry: _Pending) -> list[Reading] | None:
         """The readings of a pending record, or None (copied aside, logged) when it is damaged or undecodable."""
@@ -280,46 +326,108 @@ class Spool:
             except (ValueError, TypeError, KeyError) as exc:
                 why = f"undecodable: {exc}"
         aside = self.directory / f"rejected-{entry.segment}-{entry.offset}.rec"
-        aside.write_bytes(data)
+        try:
+            aside.write_bytes(data)
+        except OSError as exc:  # a full disk must not stop the replay behind a record nobody can read
+            with contextlib.suppress(OSError):
+                aside.unlink()
+            log.error("%s: batch of %d readings unreadable (%s); skipped, not copied aside (%s: %s)", where,
+                      entry.readings, why, aside, exc.strerror or exc)
+            return None
         log.error("%s: batch of %d readings unreadable (%s); copied to %s and skipped", where, entry.readings, why,
                   aside)
         return None
 
     def _advance(self, records: int) -> None:
         """Drop the first `records` pending records: persist the new resume point, then delete the segments it
-        left behind."""
+        left behind. Raises SpoolError, with nothing changed, when the resume point cannot be written."""
+        last = self._pending[records - 1]
+        nxt = self._pending[records] if len(self._pending) > records else None
+        # empty afterwards: the next append starts a new segment, and every file can go
+        cursor = (max(self._sizes, default=last.segment) + 1, 0) if nxt is None else (nxt.segment, nxt.offset)
+        self._write_cursor(cursor)  # first: memory never runs ahead of the disk
         for _ in range(records):
             head = self._pending.popleft()
             self._pending_bytes -= head.size
             self._pending_readings -= head.readings
         self._refused = False
-        nxt = self._pending[0] if self._pending else None
-        if nxt is None:  # empty: the next append starts a new segment, and every file can go
-            new = max(self._sizes, default=head.segment) + 1
-            self._write_cursor((new, 0))
-            self._drop_segments_below(new)
-        else:
-            self._write_cursor((nxt.segment, nxt.offset))
-            self._drop_segments_below(nxt.segment)
+        self._drop_segments_below(cursor[0])
 
     def _drop_segments_below(self, index: int) -> None:
         tail = max(self._sizes, default=None)
+        freed = False
         for seg in sorted(s for s in self._sizes if s < index):
             if seg == tail and self._tail_fd is not None:
                 os.close(self._tail_fd)
                 self._tail_fd = None
-            self._segment_path(seg).unlink(missing_ok=True)
+            try:
+                self._segment_path(seg).unlink(missing_ok=True)
+            except OSError as exc:  # consumed all the same (the cursor is past it): the next open removes it
+                log.error("spool %s: cannot delete consumed segment %d (%s); retried later", self.directory, seg,
+                          exc.strerror or exc)
+                continue
             self._disk -= self._sizes.pop(seg)
+            freed = True
+        if freed:
+            self._disk_full = False  # room again, perhaps: the next append finds out
+            self._ensure_reserve()
 
     def _write_cursor(self, cursor: tuple[int, int]) -> None:
-        tmp = self.directory / "cursor.tmp"
-        with open(tmp, "w", encoding="ascii") as f:
-            json.dump({"segment": cursor[0], "offset": cursor[1]}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.directory / "cursor")
-        _fsync_dir(self.directory)
+        """Persist the resume point atomically; on a full disk the reserve is released for it. Raises SpoolError
+        (the old resume point stays in force, nothing else changed) when it cannot be written."""
+        try:
+            try:
+                self._put_cursor(cursor)
+            except OSError as exc:
+                if exc.errno not in _DISK_FULL or not self._release_reserve():
+                    raise
+                log.warning("spool %s: disk full; released the %d-byte reserve to write the resume point",
+                            self.directory, RESERVE_BYTES)
+                self._put_cursor(cursor)
+        except OSError as exc:
+            raise SpoolError(f"spool {self.directory}: the resume point could not be written "
+                             f"({exc.strerror or exc}); the batch stays pending and is replayed again") from exc
         self._cursor = cursor
+
+    def _put_cursor(self, cursor: tuple[int, int]) -> None:
+        tmp = self.directory / "cursor.tmp"
+        try:
+            with open(tmp, "w", encoding="ascii") as f:
+                json.dump({"segment": cursor[0], "offset": cursor[1]}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.directory / "cursor")
+            _fsync_dir(self.directory)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
+
+    def _ensure_reserve(self) -> None:
+        """Allocate the reserve when it is missing and there is room (best effort: a full disk leaves it out)."""
+        path = self.directory / "reserve"
+        try:
+            if path.exists() and path.stat().st_size >= RESERVE_BYTES:
+                return
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+            log.debug("spool %s: no room for the %d-byte reserve yet (%s)", self.directory, RESERVE_BYTES,
+                      exc.strerror or exc)
+
+    def _release_reserve(self) -> bool:
+        path = self.directory / "reserve"
+        try:
+            path.unlink()
+        except OSError:
+            return False
+        return True
 
     def _read_cursor(self, segments: list[int]) -> tuple[int, int]:
         path = self.directory / "cursor"
@@ -373,10 +481,18 @@ class Spool:
         if self._pending:
             head = self._pending[0]
             if (head.segment, head.offset) != self._cursor:
-                self._write_cursor((head.segment, head.offset))
+                self._try_write_cursor((head.segment, head.offset))
             log.info("spool %s: %d batches (%d readings) waiting to be replayed", self.directory,
                      len(self._pending), self._pending_readings)
-        elif self._sizes:
-            new = max(self._sizes) + 1
-            self._write_cursor((new, 0))
-            self._drop_segments_below(new)
+        elif self._sizes and self._try_write_cursor((max(self._sizes) + 1, 0)):
+            self._drop_segments_below(self._cursor[0])
+
+    def _try_write_cursor(self, cursor: tuple[int, int]) -> bool:
+        """At open: move the resume point past what the scan dropped, when the disk lets us (the old one only
+        makes the next open scan the same bytes again)."""
+        try:
+            self._write_cursor(cursor)
+        except SpoolError as exc:
+            log.warning("%s; kept the old one at open", exc)
+            return False
+        return True
