@@ -13,13 +13,17 @@ from typing import Any
 
 import pytest
 
+from ingest.reading import Reading
 from storage.forwarding import ForwardingSink, Spooled
 from storage.spool import Spool, SpooledBatch, SpoolFullError
 from tests.storage.test_forwarding import ScriptedWriter, batch, clock, until
 
 
-def make(tmp_path: Path, writer: Any) -> tuple[ForwardingSink, Spool]:
+def make(tmp_path: Path, writer: Any, *spooled: list[Reading]) -> tuple[ForwardingSink, Spool]:
+    """A sink over a spool that holds `spooled` batches from an earlier run."""
     spool = Spool(tmp_path / "spool", max_bytes=1 << 20)
+    for b in spooled:
+        spool.append(b)
     return ForwardingSink(writer, spool, clock=clock, retry_s=0.01), spool
 
 
@@ -31,9 +35,7 @@ def enospc(*_: object, **__: object) -> Any:
 async def test_replay_survives_errors_around_peek_and_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                              caplog: pytest.LogCaptureFixture, where: str) -> None:
     writer = ScriptedWriter()
-    sink, spool = make(tmp_path, writer)
-    spool.append(batch(0))
-    spool.append(batch(1))
+    sink, spool = make(tmp_path, writer, batch(0), batch(1))
     failures = [3]
     real = getattr(spool, where)
 
@@ -62,8 +64,7 @@ async def test_replay_survives_errors_around_peek_and_commit(tmp_path: Path, mon
 async def test_cursor_write_on_a_full_disk_keeps_replaying_until_space_returns(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     writer = ScriptedWriter()
-    sink, spool = make(tmp_path, writer)
-    spool.append(batch(0))
+    sink, spool = make(tmp_path, writer, batch(0))
     (tmp_path / "spool" / "reserve").unlink()  # nothing in reserve: the cursor write itself meets the full disk
     with monkeypatch.context() as m:
         m.setattr(os, "replace", enospc)
