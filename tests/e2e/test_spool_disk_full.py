@@ -9,8 +9,10 @@ with `nsenter -t <daemon pid> -m`. Under a steady MQTT load:
    The daemon stops acknowledging: `aqnet_storage_spool_full` and `aqnet_storage_spool_disk_full` are 1, one
    log line says so (not one per retry), and the broker keeps the messages (more of them than the daemon may hold
    unacknowledged: MQTT Receive Maximum).
-3. After DISK_FULL_S the filler is removed: the daemon stores batches again by itself (no restart); then the
-   database returns and the spool drains.
+3. After DISK_FULL_S, either the filler is removed (the daemon stores batches again by itself, no restart) and
+   then the database returns; or only the database returns, the filler stays: the spool, which filled the disk
+   itself, still moves its resume point (its `reserve` file gives the room), deletes replayed segments and takes
+   batches again, with the disk as small as it was.
 At the end `measurements` equals the ledger exactly: nothing lost, nothing doubled.
 """
 
@@ -110,8 +112,9 @@ def daemon(tmp_path: Path, cluster: TimescaleCluster,
         runner.proc.wait()
 
 
+@pytest.mark.parametrize("space_returns", [True, False], ids=["space-freed-then-database", "database-only"])
 def test_full_spool_filesystem_stops_acks_then_resumes_by_itself_losing_and_doubling_nothing(
-        daemon: TmpfsSpoolDaemon, cluster: TimescaleCluster) -> None:
+        daemon: TmpfsSpoolDaemon, cluster: TimescaleCluster, space_returns: bool) -> None:
     seed = int(os.environ.get("AQNET_TEST_SEED", random.randrange(1 << 16)))
     print(f"seed {seed} (AQNET_TEST_SEED={seed} reruns these readings)", flush=True)
     publisher = ThreadSafeLedgerPublisher(daemon.broker.port, rate_per_s=RATE_PER_S)
@@ -163,15 +166,20 @@ def test_full_spool_filesystem_stops_acks_then_resumes_by_itself_losing_and_doub
         assert stops <= len(re.findall(r"stores batches again", log)) + 1, "one log line per episode"
         assert stops < m["aqnet_storage_write_failures_total"] - failures_at_full, "a log line per retry"
 
-        # 3: space returns: the daemon stores batches again by itself, then the database returns
-        daemon.in_namespace("rm", "-f", filler)
-        _wait(lambda: daemon.metric("aqnet_storage_spool_disk_full") == 0.0, 120,
-              "the spool to store batches again", daemon.alive)
-        _wait(lambda: (daemon.metric("aqnet_storage_spool_readings") or 0) > readings_at_full + 2 * RECEIVE_MAXIMUM,
-              120, "the broker's backlog to reach the spool", daemon.alive)
-        assert "stores batches again" in daemon.log_text()
-        phase(f"filler removed: spooling again ({daemon.metric('aqnet_storage_spool_readings'):.0f} readings)")
+        if space_returns:  # 3: the daemon stores batches again by itself, then the database returns
+            daemon.in_namespace("rm", "-f", filler)
+            _wait(lambda: daemon.metric("aqnet_storage_spool_disk_full") == 0.0, 120,
+                  "the spool to store batches again", daemon.alive)
+            _wait(lambda: (daemon.metric("aqnet_storage_spool_readings") or 0) > readings_at_full + 2 * RECEIVE_MAXIMUM,
+                  120, "the broker's backlog to reach the spool", daemon.alive)
+            assert "stores batches again" in daemon.log_text()
+            phase(f"filler removed: spooling again ({daemon.metric('aqnet_storage_spool_readings'):.0f} readings)")
         cluster.start()
+        if not space_returns:  # the replay frees what the spool took; the disk stays as small as it was
+            _wait(lambda: daemon.metric("aqnet_storage_spool_disk_full") == 0.0, 120,
+                  "the spool to store batches again", daemon.alive)
+            assert "stores batches again" in daemon.log_text()
+            phase(f"database back, filler kept: the spool takes batches again ({daemon.free_bytes()} bytes free)")
         _wait(lambda: daemon.metric("aqnet_storage_spool_bytes") == 0.0, 180, "the spool to drain", daemon.alive)
         phase("database back, spool drained")
         time.sleep(2)
@@ -182,6 +190,8 @@ def test_full_spool_filesystem_stops_acks_then_resumes_by_itself_losing_and_doub
               f"{len(ledger)} readings in the database (have {_count(cluster.url)})", daemon.alive)
         time.sleep(2)  # anything beyond the ledger (a duplicate, a stray) would have landed by now
         _assert_database_equals_ledger(cluster.url, ledger)
+        if not space_returns:
+            assert daemon.in_namespace("ls", str(daemon.spool_dir)).split().count("filler") == 1
         phase(f"database equals the ledger: {len(ledger)} readings ({publisher.published} messages), seed {seed}")
         daemon.terminate()
     finally:
