@@ -5,10 +5,12 @@ Contract:
   durable, so the pipeline may acknowledge its messages. Batches are replayed in append order.
 - Layout under `directory`: segment files `<index>.seg` (appended to until they reach `segment_bytes`, then a
   new one starts), the resume point `cursor` (JSON `{"segment", "offset"}`, replaced atomically: written to
-  `cursor.tmp`, fsync'ed, renamed, directory fsync'ed) and `lock` (an exclusive `flock`: one spool, one process).
+  `cursor.tmp`, fsync'ed, renamed, directory fsync'ed), `reserve` (see below) and `lock` (an exclusive `flock`:
+  one spool, one process).
 - Records and their payload are framed and encoded by `storage.spool_format` (pure; its names are re-exported
-  here). At open every pending record is checked: a torn tail (a crash mid-append) or a corrupt record is
-  truncated with a log line, never replayed as garbage.
+  here); the file primitives (appends, the cursor file, the reserve) are `storage.spool_files`. At open every
+  pending record is checked: a torn tail (a crash mid-append) or a corrupt record is truncated with a log line,
+  never replayed as garbage.
 - `peek()` returns the oldest pending batch; `commit(batch)` moves the resume point past it (after the batch
   is committed to the database). A crash between the two replays that batch once more, which the writer's
   idempotent insert turns into a no-op; otherwise the resume point is exact. Consumed segments are deleted.
@@ -26,7 +28,6 @@ Thread-safe (one lock): the forwarding sink calls it through `asyncio.to_thread`
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import logging
@@ -38,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.reading import Reading
+from storage import spool_files as files
+from storage.spool_files import RESERVE_BYTES
 from storage.spool_format import HEADER as _HEADER
 from storage.spool_format import BatchCodec, frame_record, scan_records
 
@@ -46,10 +49,6 @@ __all__ = ["RESERVE_BYTES", "BatchCodec", "Spool", "SpoolError", "SpoolFullError
 
 log = logging.getLogger(__name__)
 
-_SEGMENT_SUFFIX = ".seg"
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-#: room kept in the file `reserve` for writing the cursor on a full disk (a few cursor files' blocks)
-RESERVE_BYTES = 16 << 10
 
 
 class SpoolError(RuntimeError):
@@ -109,36 +108,6 @@ class _Pending:
     readings: int
 
 
-def _write_record(fd: int, start: int, record: bytes) -> None:
-    """Append `record` to the segment open on `fd` (O_APPEND) whose valid data ends at `start`, and fdatasync it.
-    On an error the segment is cut back to `start` (and the error raised): no partial record stays in front of a
-    later append."""
-    _truncate_to(fd, start)  # a failed append whose own cut failed too left bytes behind
-    try:
-        view = memoryview(record)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fdatasync(fd)
-    except OSError:
-        with contextlib.suppress(OSError):  # if this fails too, the next append (or roll-over) cuts first
-            os.ftruncate(fd, start)
-        raise
-
-
-def _truncate_to(fd: int, size: int) -> None:
-    if os.fstat(fd).st_size != size:
-        os.ftruncate(fd, size)
-        os.fdatasync(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Spool:
     """An append-only, fsync'ed, bounded spool of Reading batches in `directory` (see the module docstring)."""
 
@@ -195,9 +164,9 @@ class Spool:
             try:
                 segment, fd = self._tail_for_append()
                 start = self._sizes[segment]
-                _write_record(fd, start, record)
+                files.write_record(fd, start, record)
             except OSError as exc:
-                if exc.errno in _DISK_FULL:
+                if exc.errno in files.DISK_FULL:
                     self._refused = self._disk_full = True
                     raise SpoolFullError(self.directory, self._disk, len(record), self.max_bytes,
                                          detail=os.strerror(exc.errno)) from exc
@@ -284,7 +253,7 @@ class Spool:
     # ----------------------------------------------------------------------------------- internals
 
     def _segment_path(self, index: int) -> Path:
-        return self.directory / f"{index:016d}{_SEGMENT_SUFFIX}"
+        return files.segment_path(self.directory, index)
 
     def _tail_for_append(self) -> tuple[int, int]:
         """The segment the next record goes to and its open descriptor; starts a new segment when the tail is
@@ -292,12 +261,12 @@ class Spool:
         tail = max(self._sizes) if self._sizes else None
         if tail is None or self._sizes[tail] >= self.segment_bytes:
             if tail is not None and self._tail_fd is not None:  # what a failed append left behind goes first
-                _truncate_to(self._tail_fd, self._sizes[tail])
+                files.truncate_to(self._tail_fd, self._sizes[tail])
             new = max(self._cursor[0], tail + 1 if tail is not None else 0)
             path = self._segment_path(new)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             try:
-                _fsync_dir(self.directory)  # the new file's directory entry is durable before its first record
+                files.fsync_dir(self.directory)  # the new file's directory entry is durable before its first record
             except OSError:
                 os.close(fd)
                 with contextlib.suppress(OSError):
@@ -377,57 +346,22 @@ class Spool:
         (the old resume point stays in force, nothing else changed) when it cannot be written."""
         try:
             try:
-                self._put_cursor(cursor)
+                files.put_cursor(self.directory, cursor)
             except OSError as exc:
-                if exc.errno not in _DISK_FULL or not self._release_reserve():
+                if exc.errno not in files.DISK_FULL or not files.release_reserve(self.directory):
                     raise
                 log.warning("spool %s: disk full; released the %d-byte reserve to write the resume point",
-                            self.directory, RESERVE_BYTES)
-                self._put_cursor(cursor)
+                            self.directory, files.RESERVE_BYTES)
+                files.put_cursor(self.directory, cursor)
         except OSError as exc:
             raise SpoolError(f"spool {self.directory}: the resume point could not be written "
                              f"({exc.strerror or exc}); the batch stays pending and is replayed again") from exc
         self._cursor = cursor
 
-    def _put_cursor(self, cursor: tuple[int, int]) -> None:
-        tmp = self.directory / "cursor.tmp"
-        try:
-            with open(tmp, "w", encoding="ascii") as f:
-                json.dump({"segment": cursor[0], "offset": cursor[1]}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.directory / "cursor")
-            _fsync_dir(self.directory)
-        except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            raise
-
     def _ensure_reserve(self) -> None:
-        """Allocate the reserve when it is missing and there is room (best effort: a full disk leaves it out)."""
-        path = self.directory / "reserve"
-        try:
-            if path.exists() and path.stat().st_size >= RESERVE_BYTES:
-                return
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-            try:
-                os.posix_fallocate(fd, 0, RESERVE_BYTES)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
-            log.debug("spool %s: no room for the %d-byte reserve yet (%s)", self.directory, RESERVE_BYTES,
-                      exc.strerror or exc)
-
-    def _release_reserve(self) -> bool:
-        path = self.directory / "reserve"
-        try:
-            path.unlink()
-        except OSError:
-            return False
-        return True
+        why = files.ensure_reserve(self.directory)
+        if why is not None:  # a full disk: the next freed segment tries again
+            log.debug("spool %s: no room for the %d-byte reserve yet (%s)", self.directory, files.RESERVE_BYTES, why)
 
     def _read_cursor(self, segments: list[int]) -> tuple[int, int]:
         path = self.directory / "cursor"
@@ -446,7 +380,7 @@ class Spool:
         """Rebuild the pending list from the files: drop consumed segments, check every pending record from the
         resume point on, truncate a torn or corrupt tail."""
         (self.directory / "cursor.tmp").unlink(missing_ok=True)
-        segments = sorted(int(p.stem) for p in self.directory.glob(f"*{_SEGMENT_SUFFIX}") if p.stem.isdigit())
+        segments = sorted(int(p.stem) for p in self.directory.glob(f"*{files.SEGMENT_SUFFIX}") if p.stem.isdigit())
         cur_seg, cur_off = self._read_cursor(segments)
         self._cursor = (cur_seg, cur_off)
         for seg in segments:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-import storage.spool
+import storage.spool_files
 from ingest.reading import Reading
 from storage.spool import RESERVE_BYTES, Spool, SpoolError, SpoolFullError
 from tests.storage.test_spool import batch, drain, segments
@@ -57,7 +57,7 @@ def failing(monkeypatch: pytest.MonkeyPatch, site: str) -> Iterator[None]:
             m.setattr(os, "open", lambda path, flags, *a, **kw: enospc() if str(path).endswith(".seg") and
                       flags & os.O_CREAT else real_os_open(path, flags, *a, **kw))
         elif site in ("segment-create-dirsync", "cursor-dirsync"):  # the directory entry of a new file
-            m.setattr(storage.spool, "_fsync_dir", enospc)
+            m.setattr(storage.spool_files, "fsync_dir", enospc)
         elif site == "cursor-open":
             m.setattr(builtins, "open", lambda path, *a, **kw: enospc() if str(path).endswith("cursor.tmp")
                       else real_open(path, *a, **kw))
