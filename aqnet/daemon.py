@@ -492,6 +492,7 @@ class Daemon:
         m.spool_readings.set_function(lambda: sink.stats().spool.pending_readings)
         m.spool_near_full.set_function(lambda: float(sink.stats().spool.near_full))
         m.spool_full.set_function(lambda: float(sink.stats().spool.full))
+        m.spool_disk_full.set_function(lambda: float(sink.stats().spool.disk_full))
         for state in ("direct", "spooling", "replaying"):
             m.forwarding_state.labels(state).set_function(lambda state=state: float(sink.state == state))
 

@@ -39,6 +39,7 @@ class Metrics:
     spool_readings: Gauge
     spool_near_full: Gauge
     spool_full: Gauge
+    spool_disk_full: Gauge
     spooled: Counter
     replayed: Counter
     forwarding_state: Gauge
@@ -110,6 +111,9 @@ class Metrics:
                                   "storage.spool_max_bytes (alarm)", registry=registry),
             spool_full=Gauge("aqnet_storage_spool_full",
                              "1 while the spool refuses batches: intake stops acknowledging", registry=registry),
+            spool_disk_full=Gauge("aqnet_storage_spool_disk_full",
+                                  "1 while the spool refuses batches because its filesystem is full (ENOSPC), not "
+                                  "its byte limit", registry=registry),
             spooled=Counter("aqnet_storage_spooled_readings_total",
                             "Readings written to the spool because the database was unreachable",
                             registry=registry),

@@ -3,10 +3,11 @@
 Drivers call `submit(raw_readings, ack, letters=())`; it waits while the bounded queue is full, which is the
 backpressure that reaches the drivers (the MQTT broker then keeps the unacknowledged messages). A batch is written
 when it holds `max_batch` submissions or its oldest is `max_age_s` old; the acks of a batch run only after the sink
-has committed it. A write that fails is retried with backoff and never acknowledged meanwhile. Refused input travels
-with the batch as `ingest.letter.Letter`s — messages the driver could not decode (`letters=`) and readings that
-cannot be normalised — and the sink makes them durable with the readings, so nothing is acknowledged on a log line
-alone. Readings inside a
+has committed it. A write that fails is retried with backoff and never acknowledged meanwhile (one ERROR line per
+episode, DEBUG while it repeats, INFO when writes succeed again). Refused input travels with the batch as
+`ingest.letter.Letter`s — messages the driver could not decode (`letters=`) and readings that cannot be
+normalised — and the sink makes them durable with the readings, so nothing is acknowledged on a log line alone.
+Readings inside a
 maintenance window get QC.MAINTENANCE (`ingest.maintenance`); the books the pipeline reads (calibrations,
 maintenance, site conditions, ranges) are immutable and swapped whole by the daemon when the registry changes.
 """
@@ -178,6 +179,7 @@ class Pipeline:
                 await self._write(rest)
 
     _closing = False
+    _failing: type[Exception] | None = None  #: the kind of the last write failure, until a write succeeds
 
     def close(self) -> None:
         """Ask `run()` to flush and return once the queue is empty."""
@@ -195,11 +197,19 @@ class Pipeline:
             except Exception as exc:
                 self._observer.write_failed(exc, attempt)
                 delay = min(self._retry_max_s, 0.5 * 2 ** min(attempt, 8))
-                log.error("writing a batch of %d readings and %d dead letters failed (attempt %d): %s; retry in "
-                          "%.1f s", len(batch), len(letters), attempt, exc, delay)
+                # first failure of an episode (or a new kind of failure) at ERROR, repeats at DEBUG: a spool
+                # full for an hour is one line, not one per retry
+                level = logging.DEBUG if type(exc) is self._failing else logging.ERROR
+                log.log(level, "writing a batch of %d readings and %d dead letters failed (attempt %d): %s; retry "
+                        "in %.1f s, nothing acknowledged meanwhile", len(batch), len(letters), attempt, exc, delay)
+                self._failing = type(exc)
                 await asyncio.sleep(delay)
                 continue
             self._observer.written(batch, result, time.perf_counter() - started)
+            if self._failing is not None:
+                log.info("batches are written again (after %d attempts for this one); acknowledging again",
+                         attempt)
+                self._failing = None
             break
         for env in envelopes:
             if env.ack is not None:

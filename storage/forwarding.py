@@ -8,12 +8,16 @@ Contract (implements `ingest.pipeline.Sink`: `write` returns once the batch is d
   timed out may still have committed; replaying it is then a no-op (the writer ignores exact repeats).
 - spool not empty: every new batch is appended to the spool too, behind the older ones, so batches reach the
   database in the order they were accepted.
-- spool full: `write` raises `SpoolFullError`; the pipeline then retries and acknowledges nothing meanwhile (MQTT
-  messages stay with the broker).
+- spool full (its byte limit, or the disk: ENOSPC): `write` raises `SpoolFullError`; the pipeline then retries
+  and acknowledges nothing meanwhile (MQTT messages stay with the broker). One ERROR line when that starts, one
+  INFO line when a batch is stored again (not one per retry); `stats().spool.full`/`disk_full` meanwhile.
 - `replay()` runs as a background task for the daemon's lifetime: it writes the oldest spooled batches to the
   database (consecutive ones joined up to `replay_max_readings`, in order, in one transaction), moves the spool's
   resume point past them once committed, and goes on until the spool is empty; while the database stays
-  unreachable it retries every `retry_s`.
+  unreachable it retries every `retry_s`. Any other error (reading the spool, the write, moving the resume point
+  on a full disk) is logged with its cause (ERROR once, DEBUG while it repeats, INFO on recovery) and retried
+  after `retry_s`: the task never dies of it. A batch whose resume point could not be written stays first and is
+  written again, which the writer's idempotent insert makes a no-op.
 - `close()` stops the replay between batches (a batch interrupted mid-write, or written as the stop came, is
   replayed at the next start, a no-op then) and closes the spool; a cancelled replay never runs on. Everything
   `write` accepted is already in the database or in the spool.
@@ -34,7 +38,7 @@ import psycopg
 
 from ingest.letter import Letter
 from ingest.reading import Reading
-from storage.spool import Spool, SpoolStats
+from storage.spool import Spool, SpoolFullError, SpoolStats
 
 __all__ = ["ForwardingSink", "ForwardingState", "ForwardingStats", "Spooled"]
 
@@ -101,6 +105,8 @@ class ForwardingSink:
         self._since = clock()
         self._spooled = self._replayed = self._replayed_readings = 0
         self._near_full_logged = False
+        self._refused = 0  # batches refused since the spool last stored one (a spool-full episode)
+        self._replay_error: str | None = None  # the last replay error logged at ERROR, until a batch goes through
         self._replay_task: asyncio.Task[None] | None = None
         self._closed = False
         if not spool.is_empty:
@@ -116,11 +122,22 @@ class ForwardingSink:
         async with self._lock:
             if self._spool.is_empty:
                 try:
-                    return await self._write_db(batch, letters)
+                    result = await self._write_db(batch, letters)
                 except (psycopg.OperationalError, TimeoutError) as exc:
                     self._set_state("spooling", f"database unreachable ({_describe(exc)}); spooling batches to "
                                                 f"{self._spool.directory}")
-            size = await asyncio.to_thread(self._spool.append, batch, letters)
+                else:
+                    self._stored_again()
+                    return result
+            try:
+                size = await asyncio.to_thread(self._spool.append, batch, letters)
+            except SpoolFullError as exc:
+                self._refused += 1
+                if self._refused == 1:
+                    log.error("%s; intake stops acknowledging (MQTT messages stay with the broker) until the spool "
+                              "stores batches again", exc)
+                raise
+            self._stored_again()
             self._spooled += 1
             self._wakeup.set()
             self._check_near_full()
@@ -131,36 +148,65 @@ class ForwardingSink:
         self._replay_task = asyncio.current_task()
         if self._closed:  # closed before this task first ran
             return
+        if not self._spool.is_empty:  # a replay restarted by the daemon's supervisor starts with what is pending
+            self._wakeup.set()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()  # before peeking: an append from now on sets it again
-            while (head := await asyncio.to_thread(self._spool.peek, self._replay_max)) is not None:
-                _honour_lost_cancel()
-                started = time.perf_counter()
+            while True:
                 try:
-                    result = await self._write_db(head.readings, head.letters)
-                except (psycopg.OperationalError, TimeoutError) as exc:
-                    self._set_state("spooling", f"database unreachable ({_describe(exc)}); {self._depth()}")
+                    if not await self._replay_head():
+                        break
+                except Exception as exc:  # peek, the write or commit: keep the batch, say why, retry
+                    self._replay_failed(exc)
                     await asyncio.sleep(self._retry_s)
-                    continue
-                except Exception as exc:  # not a connectivity problem: keep the batch, say why, retry
-                    log.error("spool %s: replaying a batch of %d readings failed: %s; retry in %.1f s",
-                              self._spool.directory, len(head.readings), exc, self._retry_s)
-                    await asyncio.sleep(self._retry_s)
-                    continue
-                _honour_lost_cancel()  # a cancelled replay never moves the spool past what it wrote
-                await asyncio.to_thread(self._spool.commit, head)
-                self._replayed += head.records
-                self._replayed_readings += len(head.readings)
-                self._set_state("replaying", f"database reachable; replaying the spool ({self._depth()})")
-                if self._on_replayed is not None:
-                    self._on_replayed(head.readings, result, time.perf_counter() - started)
-                self._check_near_full()
             if self._state != "direct":
                 async with self._lock:  # no batch is being routed while the state flips back
                     if self._spool.is_empty:
                         self._set_state("direct", f"spool replayed ({self._replayed_readings} readings since "
                                                   "start); writing to the database directly")
+
+    async def _replay_head(self) -> bool:
+        """Replay the oldest spooled batches once; False when the spool is empty. Errors other than the database
+        being unreachable propagate (the caller logs and retries)."""
+        head = await asyncio.to_thread(self._spool.peek, self._replay_max)
+        if head is None:
+            return False
+        _honour_lost_cancel()
+        started = time.perf_counter()
+        try:
+            result = await self._write_db(head.readings, head.letters)
+        except (psycopg.OperationalError, TimeoutError) as exc:
+            self._set_state("spooling", f"database unreachable ({_describe(exc)}); {self._depth()}")
+            await asyncio.sleep(self._retry_s)
+            return True
+        _honour_lost_cancel()  # a cancelled replay never moves the spool past what it wrote
+        await asyncio.to_thread(self._spool.commit, head)
+        if self._replay_error is not None:
+            log.info("spool %s: replay goes on again after: %s", self._spool.directory, self._replay_error)
+            self._replay_error = None
+        self._replayed += head.records
+        self._replayed_readings += len(head.readings)
+        self._set_state("replaying", f"database reachable; replaying the spool ({self._depth()})")
+        if self._on_replayed is not None:
+            self._on_replayed(head.readings, result, time.perf_counter() - started)
+        self._check_near_full()
+        return True
+
+    def _replay_failed(self, exc: Exception) -> None:
+        why = _describe(exc)
+        if exc.__cause__ is not None and str(exc.__cause__) not in why:
+            why += f" (cause: {_describe(exc.__cause__)})"
+        level = logging.DEBUG if why == self._replay_error else logging.ERROR
+        log.log(level, "spool %s: replaying the oldest batch failed: %s; %s kept, retry in %.1f s",
+                self._spool.directory, why, self._depth(), self._retry_s, exc_info=level == logging.ERROR)
+        self._replay_error = why
+
+    def _stored_again(self) -> None:
+        if self._refused:
+            log.info("spool %s stores batches again (%d batches refused meanwhile); intake acknowledging again",
+                     self._spool.directory, self._refused)
+            self._refused = 0
 
     def stats(self) -> ForwardingStats:
         """State and spool depth (bytes, batches, readings), for metrics."""

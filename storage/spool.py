@@ -5,57 +5,51 @@ Contract:
   durable, so the pipeline may acknowledge its messages. Batches are replayed in append order.
 - Layout under `directory`: segment files `<index>.seg` (appended to until they reach `segment_bytes`, then a
   new one starts), the resume point `cursor` (JSON `{"segment", "offset"}`, replaced atomically: written to
-  `cursor.tmp`, fsync'ed, renamed, directory fsync'ed) and `lock` (an exclusive `flock`: one spool, one process).
-- A record is `length u32 | readings u32 | crc32 u32 | payload` (big-endian); the CRC32 covers length, count and
-  payload. At open every pending record is checked: a torn tail (a crash mid-append) or a corrupt record is
-  truncated with a log line, never replayed as garbage.
+  `cursor.tmp`, fsync'ed, renamed, directory fsync'ed), `reserve` (see below) and `lock` (an exclusive `flock`:
+  one spool, one process).
+- Records and their payload are framed and encoded by `storage.spool_format` (pure; its names are re-exported
+  here); the file primitives (appends, the cursor file, the reserve) are `storage.spool_files`. At open every
+  pending record is checked: a torn tail (a crash mid-append) or a corrupt record is truncated with a log line,
+  never replayed as garbage.
 - `peek()` returns the oldest pending batch; `commit(batch)` moves the resume point past it (after the batch
   is committed to the database). A crash between the two replays that batch once more, which the writer's
   idempotent insert turns into a no-op; otherwise the resume point is exact. Consumed segments are deleted.
 - `max_bytes` bounds the segment files on disk: an append that would exceed it raises `SpoolFullError`.
-- The payload is JSON `{"v": 1, "fields": [...], "rows": [[...], ...]}` built from the dataclass fields of
-  `Reading` (datetimes as ISO 8601, enums such as the QC flags as their int value, nested dataclasses as
-  objects) and rebuilt with `Reading(**fields)` from its type hints, so a field added to `Reading` is spooled
-  without a change here. A batch's letters (`ingest.letter.Letter`: refused input kept as dead letters) ride in the
-  same record under `"letters"` (payload bytes as base64), so they are as durable as the readings; a record
-  without the key (written before letters existed) has none.
+- A full disk (ENOSPC, EDQUOT) at any write is survived. A failed append raises `SpoolFullError` and leaves no
+  byte behind (the segment is truncated back; should that fail too, it is truncated before the next append or
+  roll-over, and never written past); memory only counts what is fdatasync'ed. A failed cursor write raises
+  `SpoolError` and changes nothing: the batch stays pending, in memory and on disk, and is replayed again.
+  `reserve` (`RESERVE_BYTES`, allocated when there is room) is released to write the cursor on a full disk, so
+  the replay can always move on and delete consumed segments, even when the spool itself filled the disk.
 
 Thread-safe (one lock): the forwarding sink calls it through `asyncio.to_thread` so fsync never blocks the loop.
 """
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import enum
-import errno
+import contextlib
 import fcntl
 import json
 import logging
 import os
-import struct
 import threading
-import types
-import typing
-import zlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from ingest.letter import Letter
 from ingest.reading import Reading
+from storage import spool_files as files
+from storage.spool_files import RESERVE_BYTES
+from storage.spool_format import HEADER as _HEADER
+from storage.spool_format import BatchCodec, frame_record, scan_records
 
-__all__ = ["BatchCodec", "Spool", "SpoolError", "SpoolFullError", "SpoolStats", "SpooledBatch", "frame_record",
-           "scan_records"]
+__all__ = ["RESERVE_BYTES", "BatchCodec", "Spool", "SpoolError", "SpoolFullError", "SpoolStats", "SpooledBatch",
+           "frame_record", "scan_records"]
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct(">III")  # payload length, readings in the batch, crc32(length, count, payload)
-_SEGMENT_SUFFIX = ".seg"
-_FORMAT_VERSION = 1
 
 
 class SpoolError(RuntimeError):
@@ -77,185 +71,6 @@ class SpoolFullError(SpoolError):
             hint = ("this batch alone is larger than the limit: raise storage.spool_max_bytes"
                     if record_bytes > max_bytes else "it empties as the database comes back")
         super().__init__(f"spool {directory}: {what}; batch not spooled, {hint}")
-
-
-# ------------------------------------------------------------------------------------ record framing (pure)
-
-
-def frame_record(payload: bytes, readings: int) -> bytes:
-    """One spool record: header (length, reading count, CRC32 of both and the payload) + payload."""
-    head = struct.pack(">II", len(payload), readings)
-    return head + struct.pack(">I", zlib.crc32(payload, zlib.crc32(head))) + payload
-
-
-@dataclass(frozen=True, slots=True)
-class RecordSpan:
-    """Where a valid record sits in a segment: its start, total size (header included) and reading count."""
-
-    offset: int
-    size: int
-    readings: int
-
-
-def scan_records(data: bytes | memoryview) -> tuple[list[RecordSpan], int, str | None]:
-    """Valid records of a segment from its start: (records, end of the last valid one, why the scan stopped
-    early — None when the data ends exactly after a record)."""
-    spans: list[RecordSpan] = []
-    offset, total = 0, len(data)
-    while offset < total:
-        if total - offset < _HEADER.size:
-            return spans, offset, f"incomplete header ({total - offset} of {_HEADER.size} bytes)"
-        length, count, crc = _HEADER.unpack_from(data, offset)
-        end = offset + _HEADER.size + length
-        if length == 0:
-            return spans, offset, "zero-length record"
-        if end > total:
-            return spans, offset, f"incomplete payload ({total - offset - _HEADER.size} of {length} bytes)"
-        head = bytes(data[offset:offset + 8])
-        if zlib.crc32(data[offset + _HEADER.size:end], zlib.crc32(head)) != crc:
-            return spans, offset, "checksum mismatch"
-        spans.append(RecordSpan(offset, end - offset, count))
-        offset = end
-    return spans, offset, None
-
-
-# ---------------------------------------------------------------------------------- batch codec (pure)
-
-
-_JSON_SCALARS = (str, float, int, bool, type(None))
-
-
-def _plain(value: Any) -> Any:
-    if type(value) in _JSON_SCALARS:  # the common case first: most fields are plain
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return int(value) if isinstance(value, int) else value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-class _Mismatch(ValueError):
-    """A JSON value does not have the shape of the type tried (a union then tries its next member)."""
-
-
-def _revive(value: Any, hint: Any) -> Any:
-    """Rebuild a JSON value as the type `hint` describes (datetimes, enums, dataclasses, unions, tuples);
-    raises _Mismatch when the value cannot be that type."""
-    if hint is Any or isinstance(hint, (str, typing.TypeVar)):
-        return value
-    origin = typing.get_origin(hint)
-    if value is None:
-        if hint is type(None) or (origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)):
-            return None
-        raise _Mismatch
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(hint):
-            try:
-                return _revive(value, arg)
-            except (_Mismatch, ValueError, TypeError):
-                continue
-        raise _Mismatch
-    if origin is typing.Literal:
-        if value in typing.get_args(hint):
-            return value
-        raise _Mismatch
-    if origin in (tuple, list):
-        if not isinstance(value, list):
-            raise _Mismatch
-        args = [a for a in typing.get_args(hint) if a is not Ellipsis] or [Any]
-        items = [_revive(v, args[min(i, len(args) - 1)]) for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is not None:  # dict[...] and other generics: kept as JSON gave them
-        return value
-    if hint is datetime:
-        if not isinstance(value, str):
-            raise _Mismatch
-        return datetime.fromisoformat(value)
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return hint(value)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise _Mismatch
-        hints = typing.get_type_hints(hint)
-        return hint(**{k: _revive(v, hints.get(k, Any)) for k, v in value.items()})
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(hint, type) and not isinstance(value, hint):
-        raise _Mismatch
-    return value
-
-
-class BatchCodec:
-    """Batch of Readings ↔ JSON bytes, driven by `Reading`'s dataclass fields and type hints (see module doc)."""
-
-    def __init__(self) -> None:
-        self._names = tuple(f.name for f in dataclasses.fields(Reading))
-        self._hints = typing.get_type_hints(Reading)
-
-    def encode(self, batch: Sequence[Reading], letters: Sequence[Letter] = ()) -> bytes:
-        """JSON bytes of a batch and its letters (NaN kept as NaN)."""
-        rows = [[_plain(getattr(r, n)) for n in self._names] for r in batch]
-        doc: dict[str, Any] = {"v": _FORMAT_VERSION, "fields": self._names, "rows": rows}
-        if letters:
-            doc["letters"] = [_letter_plain(x) for x in letters]
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-
-    def decode(self, payload: bytes, where: str) -> list[Reading]:
-        """Readings of a payload written by `encode` (possibly by an older Reading: missing fields take their
-        defaults; fields Reading no longer has are dropped with a log line)."""
-        return self.decode_record(payload, where)[0]
-
-    def decode_record(self, payload: bytes, where: str) -> tuple[list[Reading], list[Letter]]:
-        """Readings and letters of a payload written by `encode`."""
-        doc = json.loads(payload)
-        letters = [_letter_revived(x, f"{where}: letters[{i}]") for i, x in enumerate(doc.get("letters", ()))]
-        return self._readings(doc, where), letters
-
-    def _readings(self, doc: dict[str, Any], where: str) -> list[Reading]:
-        if doc.get("v") != _FORMAT_VERSION:
-            raise ValueError(f"{where}: spool format version {doc.get('v')!r}, expected {_FORMAT_VERSION}")
-        names: list[str] = doc["fields"]
-        unknown = [n for n in names if n not in self._hints]
-        if unknown:
-            log.warning("%s: dropping spooled fields Reading no longer has: %s", where, ", ".join(unknown))
-        out = []
-        for row in doc["rows"]:
-            fields = {}
-            for name, value in zip(names, row, strict=True):
-                if name in self._hints:
-                    try:
-                        fields[name] = _revive(value, self._hints[name])
-                    except _Mismatch:
-                        raise ValueError(f"{where}: field {name}: {value!r} is not a {self._hints[name]}") from None
-            out.append(Reading(**fields))
-        return out
-
-
-def _letter_plain(letter: Letter) -> dict[str, Any]:
-    out = {f.name: _plain(getattr(letter, f.name)) for f in dataclasses.fields(Letter)}
-    if letter.payload is not None:
-        out["payload"] = base64.b64encode(letter.payload).decode("ascii")
-    return out
-
-
-def _letter_revived(value: Any, where: str) -> Letter:
-    if not isinstance(value, dict):
-        raise ValueError(f"{where}: expected an object, got {value!r}")
-    fields = dict(value)
-    try:
-        fields["received_at"] = datetime.fromisoformat(fields["received_at"])
-        if fields.get("payload") is not None:
-            fields["payload"] = base64.b64decode(fields["payload"], validate=True)
-        return Letter(**fields)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: not a dead letter: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------------ spool
@@ -284,6 +99,7 @@ class SpoolStats:
     max_bytes: int
     near_full: bool
     full: bool
+    disk_full: bool = False  #: the last append failed for lack of disk space (not the byte limit)
 
 
 @dataclass(slots=True)
@@ -292,14 +108,6 @@ class _Pending:
     offset: int
     size: int
     readings: int
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Spool:
@@ -325,6 +133,7 @@ class Spool:
         self._disk = 0  # sum of _sizes
         self._cursor = (0, 0)
         self._refused = False  # the last append was refused for lack of space, nothing freed since
+        self._disk_full = False  # the last append failed with ENOSPC/EDQUOT, no append succeeded nor segment freed
         self._tail_fd: int | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -337,6 +146,7 @@ class Spool:
         try:
             with self._lock:
                 self._recover()
+                self._ensure_reserve()
         except BaseException:
             self.close()
             raise
@@ -344,8 +154,8 @@ class Spool:
     # -------------------------------------------------------------------------------- public surface
 
     def append(self, batch: Sequence[Reading], letters: Sequence[Letter] = ()) -> int:
-        """Spool a batch and its letters durably (fdatasync'ed before returning); returns the record's size in
-        bytes. Raises SpoolFullError when it would take the segment files above `max_bytes`."""
+        """Spool a batch and its letters durably (fdatasync'ed before returning); returns the record's size in bytes.
+        Raises SpoolFullError when it would take the segment files above `max_bytes`."""
         record = frame_record(self._codec.encode(batch, letters), len(batch))
         with self._lock:
             if self._lock_fd < 0:
@@ -353,23 +163,17 @@ class Spool:
             if self._disk + len(record) > self.max_bytes:
                 self._refused = True
                 raise SpoolFullError(self.directory, self._disk, len(record), self.max_bytes)
-            segment = self._tail_for_append()
-            fd = self._tail_fd
-            assert fd is not None
-            start = self._sizes[segment]
             try:
-                view = memoryview(record)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fdatasync(fd)
+                segment, fd = self._tail_for_append()
+                start = self._sizes[segment]
+                files.write_record(fd, start, record)
             except OSError as exc:
-                os.ftruncate(fd, start)  # never leave half a record in front of a later append
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    self._refused = True
+                if exc.errno in files.DISK_FULL:
+                    self._refused = self._disk_full = True
                     raise SpoolFullError(self.directory, self._disk, len(record), self.max_bytes,
                                          detail=os.strerror(exc.errno)) from exc
                 raise
-            self._refused = False
+            self._refused = self._disk_full = False
             self._sizes[segment] = start + len(record)
             self._disk += len(record)
             self._pending.append(_Pending(segment, start, len(record), len(batch)))
@@ -425,14 +229,20 @@ class Spool:
     @property
     def is_full(self) -> bool:
         """The limit is reached, or the last append was refused (no room, or disk full)."""
-        return self._refused or self._disk >= self.max_bytes
+        return self._refused or self._disk_full or self._disk >= self.max_bytes
+
+    @property
+    def is_disk_full(self) -> bool:
+        """The last append failed for lack of disk space (ENOSPC/EDQUOT), and no segment was freed since."""
+        return self._disk_full
 
     def stats(self) -> SpoolStats:
         """Depth (pending bytes/batches/readings) and disk use, for metrics and `/status`."""
         with self._lock:
             return SpoolStats(pending_bytes=self._pending_bytes, pending_batches=len(self._pending),
                               pending_readings=self._pending_readings, disk_bytes=self._disk,
-                              max_bytes=self.max_bytes, near_full=self.is_near_full, full=self.is_full)
+                              max_bytes=self.max_bytes, near_full=self.is_near_full, full=self.is_full,
+                              disk_full=self._disk_full)
 
     def close(self) -> None:
         """Close the files and release the directory lock (everything appended is already durable)."""
@@ -447,26 +257,36 @@ class Spool:
     # ----------------------------------------------------------------------------------- internals
 
     def _segment_path(self, index: int) -> Path:
-        return self.directory / f"{index:016d}{_SEGMENT_SUFFIX}"
+        return files.segment_path(self.directory, index)
 
-    def _tail_for_append(self) -> int:
+    def _tail_for_append(self) -> tuple[int, int]:
+        """The segment the next record goes to and its open descriptor; starts a new segment when the tail is
+        full. Raises OSError with nothing changed (a new segment that could not be made durable is removed)."""
         tail = max(self._sizes) if self._sizes else None
         if tail is None or self._sizes[tail] >= self.segment_bytes:
+            if tail is not None and self._tail_fd is not None:  # what a failed append left behind goes first
+                files.truncate_to(self._tail_fd, self._sizes[tail])
             new = max(self._cursor[0], tail + 1 if tail is not None else 0)
+            path = self._segment_path(new)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                files.fsync_dir(self.directory)  # the new file's directory entry is durable before its first record
+            except OSError:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                raise
             if self._tail_fd is not None:
                 os.close(self._tail_fd)
-                self._tail_fd = None
-            self._tail_fd = os.open(self._segment_path(new), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            _fsync_dir(self.directory)  # the new file's directory entry is durable before its first record
+            self._tail_fd = fd
             self._sizes[new] = 0
-            return new
+            return new, fd
         if self._tail_fd is None:
             self._tail_fd = os.open(self._segment_path(tail), os.O_WRONLY | os.O_APPEND)
-        return tail
+        return tail, self._tail_fd
 
     def _read(self, entry: _Pending) -> tuple[list[Reading], list[Letter]] | None:
-        """The readings and letters of a pending record, or None (copied aside, logged) when it is damaged or
-        undecodable."""
+        """The readings of a pending record, or None (copied aside, logged) when it is damaged or undecodable."""
         path = self._segment_path(entry.segment)
         with open(path, "rb") as f:
             f.seek(entry.offset)
@@ -479,46 +299,73 @@ class Spool:
             except (ValueError, TypeError, KeyError) as exc:
                 why = f"undecodable: {exc}"
         aside = self.directory / f"rejected-{entry.segment}-{entry.offset}.rec"
-        aside.write_bytes(data)
+        try:
+            aside.write_bytes(data)
+        except OSError as exc:  # a full disk must not stop the replay behind a record nobody can read
+            with contextlib.suppress(OSError):
+                aside.unlink()
+            log.error("%s: batch of %d readings unreadable (%s); skipped, not copied aside (%s: %s)", where,
+                      entry.readings, why, aside, exc.strerror or exc)
+            return None
         log.error("%s: batch of %d readings unreadable (%s); copied to %s and skipped", where, entry.readings, why,
                   aside)
         return None
 
     def _advance(self, records: int) -> None:
         """Drop the first `records` pending records: persist the new resume point, then delete the segments it
-        left behind."""
+        left behind. Raises SpoolError, with nothing changed, when the resume point cannot be written."""
+        last = self._pending[records - 1]
+        nxt = self._pending[records] if len(self._pending) > records else None
+        # empty afterwards: the next append starts a new segment, and every file can go
+        cursor = (max(self._sizes, default=last.segment) + 1, 0) if nxt is None else (nxt.segment, nxt.offset)
+        self._write_cursor(cursor)  # first: memory never runs ahead of the disk
         for _ in range(records):
             head = self._pending.popleft()
             self._pending_bytes -= head.size
             self._pending_readings -= head.readings
         self._refused = False
-        nxt = self._pending[0] if self._pending else None
-        if nxt is None:  # empty: the next append starts a new segment, and every file can go
-            new = max(self._sizes, default=head.segment) + 1
-            self._write_cursor((new, 0))
-            self._drop_segments_below(new)
-        else:
-            self._write_cursor((nxt.segment, nxt.offset))
-            self._drop_segments_below(nxt.segment)
+        self._drop_segments_below(cursor[0])
 
     def _drop_segments_below(self, index: int) -> None:
         tail = max(self._sizes, default=None)
+        freed = False
         for seg in sorted(s for s in self._sizes if s < index):
             if seg == tail and self._tail_fd is not None:
                 os.close(self._tail_fd)
                 self._tail_fd = None
-            self._segment_path(seg).unlink(missing_ok=True)
+            try:
+                self._segment_path(seg).unlink(missing_ok=True)
+            except OSError as exc:  # consumed all the same (the cursor is past it): the next open removes it
+                log.error("spool %s: cannot delete consumed segment %d (%s); retried later", self.directory, seg,
+                          exc.strerror or exc)
+                continue
             self._disk -= self._sizes.pop(seg)
+            freed = True
+        if freed:
+            self._disk_full = False  # room again, perhaps: the next append finds out
+            self._ensure_reserve()
 
     def _write_cursor(self, cursor: tuple[int, int]) -> None:
-        tmp = self.directory / "cursor.tmp"
-        with open(tmp, "w", encoding="ascii") as f:
-            json.dump({"segment": cursor[0], "offset": cursor[1]}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.directory / "cursor")
-        _fsync_dir(self.directory)
+        """Persist the resume point atomically; on a full disk the reserve is released for it. Raises SpoolError
+        (the old resume point stays in force, nothing else changed) when it cannot be written."""
+        try:
+            try:
+                files.put_cursor(self.directory, cursor)
+            except OSError as exc:
+                if exc.errno not in files.DISK_FULL or not files.release_reserve(self.directory):
+                    raise
+                log.warning("spool %s: disk full; released the %d-byte reserve to write the resume point",
+                            self.directory, files.RESERVE_BYTES)
+                files.put_cursor(self.directory, cursor)
+        except OSError as exc:
+            raise SpoolError(f"spool {self.directory}: the resume point could not be written "
+                             f"({exc.strerror or exc}); the batch stays pending and is replayed again") from exc
         self._cursor = cursor
+
+    def _ensure_reserve(self) -> None:
+        why = files.ensure_reserve(self.directory)
+        if why is not None:  # a full disk: the next freed segment tries again
+            log.debug("spool %s: no room for the %d-byte reserve yet (%s)", self.directory, files.RESERVE_BYTES, why)
 
     def _read_cursor(self, segments: list[int]) -> tuple[int, int]:
         path = self.directory / "cursor"
@@ -537,7 +384,7 @@ class Spool:
         """Rebuild the pending list from the files: drop consumed segments, check every pending record from the
         resume point on, truncate a torn or corrupt tail."""
         (self.directory / "cursor.tmp").unlink(missing_ok=True)
-        segments = sorted(int(p.stem) for p in self.directory.glob(f"*{_SEGMENT_SUFFIX}") if p.stem.isdigit())
+        segments = sorted(int(p.stem) for p in self.directory.glob(f"*{files.SEGMENT_SUFFIX}") if p.stem.isdigit())
         cur_seg, cur_off = self._read_cursor(segments)
         self._cursor = (cur_seg, cur_off)
         for seg in segments:
@@ -572,10 +419,18 @@ class Spool:
         if self._pending:
             head = self._pending[0]
             if (head.segment, head.offset) != self._cursor:
-                self._write_cursor((head.segment, head.offset))
+                self._try_write_cursor((head.segment, head.offset))
             log.info("spool %s: %d batches (%d readings) waiting to be replayed", self.directory,
                      len(self._pending), self._pending_readings)
-        elif self._sizes:
-            new = max(self._sizes) + 1
-            self._write_cursor((new, 0))
-            self._drop_segments_below(new)
+        elif self._sizes and self._try_write_cursor((max(self._sizes) + 1, 0)):
+            self._drop_segments_below(self._cursor[0])
+
+    def _try_write_cursor(self, cursor: tuple[int, int]) -> bool:
+        """At open: move the resume point past what the scan dropped, when the disk lets us (the old one only
+        makes the next open scan the same bytes again)."""
+        try:
+            self._write_cursor(cursor)
+        except SpoolError as exc:
+            log.warning("%s; kept the old one at open", exc)
+            return False
+        return True

@@ -4,6 +4,7 @@ and never acked meanwhile, the configured clock-skew tolerance applied, met valu
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 
 from ingest.normalise import ConditionsBook
@@ -81,3 +82,44 @@ async def test_met_values_of_a_message_correct_its_pm() -> None:
                                    _raw("pressure", 752.0, "hPa"), _raw("temperature", 14.0, "°C")]])
     pm = next(r for r in sink.batches[0] if r.variable == "pm25")
     assert round(pm.value, 2) == 38.93  # CONVERSIONS.md worked example: 30.0 local at 752 hPa, 14 °C
+
+
+class RefusingSink:
+    """Refuses every batch (the spool is full: disk or limit) until `refusing` is cleared."""
+
+    def __init__(self) -> None:
+        self.refusing = True
+        self.batches: list = []
+
+    async def write(self, batch):
+        if self.refusing:
+            raise OSError(28, "spool /var/spool/aqnet: a batch could not be written (No space left on device)")
+        self.batches.append(list(batch))
+
+
+async def test_a_refusing_sink_stops_acks_and_fills_the_bounded_queue_then_resumes(caplog) -> None:
+    sink, observer = RefusingSink(), Observer()
+    pipeline = Pipeline(sink, conditions=ConditionsBook(bundled_network()), observer=observer, clock=lambda: NOW,
+                        max_age_s=0.05, retry_max_s=0.01, max_batch=2, queue_max=3)
+    task = asyncio.create_task(pipeline.run())
+    acks: list[int] = []
+    submits = [asyncio.create_task(pipeline.submit([_raw("temperature", 14.0 + i, "°C")],
+                                                   lambda i=i: acks.append(i))) for i in range(8)]
+    try:
+        with caplog.at_level(logging.DEBUG, logger="ingest.pipeline"):
+            while observer.failures < 5 or pipeline.queue_length < 3:
+                await asyncio.sleep(0.01)
+            assert acks == []  # nothing acknowledged while nothing is stored
+            # the batch being retried holds 2, the queue 3: the rest wait in `submit` (the broker keeps those messages)
+            assert pipeline.queue_length == 3 and sum(not s.done() for s in submits) == 3
+            errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+            assert len(errors) == 1 and "No space left on device" in errors[0].getMessage()
+            sink.refusing = False
+            await asyncio.gather(*submits)
+            pipeline.close()  # flushes the last batch (the test's clock stands still: no batch ever comes of age)
+            await task
+    finally:  # a failed assertion must not leave the pipeline flushing into a refusing sink forever
+        sink.refusing = False
+    assert sorted(acks) == list(range(8))
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+    assert any("written again" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
