@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from aqnet.localstack import MosquittoBroker, TimescaleCluster, free_port
+from aqnet.localstack import MosquittoBroker, TimescaleCluster
 from tests.e2e.test_mqtt_durability import SENSORS, DaemonRunner, LedgerPublisher, _wait
 
 OUTAGE_S = float(os.environ.get("AQNET_DB_OUTAGE_S", "60"))  #: issue 6: "Database stopped for 60 s under load"
@@ -86,17 +86,6 @@ def _count(url: str) -> int:
     except psycopg.OperationalError:
         return -1
     return int(row[0]) if row else 0
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[TimescaleCluster]:
-    """A TimescaleDB cluster of this test's own, to stop and start (the daemon migrates it on start)."""
-    own = TimescaleCluster(tmp_path / "pgdata", free_port(), persistent=False)
-    own.start()
-    try:
-        yield own
-    finally:
-        own.discard()
 
 
 @pytest.fixture

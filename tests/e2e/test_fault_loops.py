@@ -30,7 +30,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from aqnet.localstack import MosquittoBroker, TimescaleCluster, free_port
+from aqnet.localstack import MosquittoBroker, TimescaleCluster
 from tests.e2e.test_mqtt_durability import BOGOTA, SENSORS, DaemonRunner, _wait
 
 pytestmark = pytest.mark.integration
@@ -306,17 +306,6 @@ def test_kills_right_after_commits_lose_and_double_nothing(
 
 
 POOL_TIMEOUT_S = 3.0  #: database.pool_timeout_s of the outage test: the outage lasts several times longer
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[TimescaleCluster]:
-    """A TimescaleDB cluster of this test's own, to stop and start (the daemon migrates it on start)."""
-    own = TimescaleCluster(tmp_path / "pgdata", free_port(), persistent=False)
-    own.start()
-    try:
-        yield own
-    finally:
-        own.discard()
 
 
 def test_bad_messages_during_an_outage_longer_than_the_pool_timeout_never_stall_intake(

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from aqnet.localstack import MosquittoBroker, TimescaleCluster, free_port
+from aqnet.localstack import MosquittoBroker, TimescaleCluster
 from tests.e2e.test_db_outage import Phases, ThreadSafeLedgerPublisher, _assert_database_equals_ledger, _count
 from tests.e2e.test_mqtt_durability import DaemonRunner, _wait
 
@@ -86,17 +86,6 @@ class TmpfsSpoolDaemon(DaemonRunner):
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[TimescaleCluster]:
-    """A TimescaleDB cluster of this test's own, to stop and start."""
-    own = TimescaleCluster(tmp_path / "pgdata", free_port(), persistent=False)
-    own.start()
-    try:
-        yield own
-    finally:
-        own.discard()
 
 
 @pytest.fixture

@@ -267,16 +267,6 @@ async def test_an_exception_while_handling_a_message_does_not_leave_intake_dead(
 # ------------------------------------------------------------------------------------------------ C
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[TimescaleCluster]:
-    own = TimescaleCluster(tmp_path / "pgdata", free_port(), persistent=False)
-    own.start()
-    try:
-        yield own
-    finally:
-        own.discard()
-
-
-@pytest.fixture
 def outage_daemon(tmp_path: Path, cluster: TimescaleCluster,
                   mosquitto_factory: Callable[..., MosquittoBroker]) -> Iterator[SpoolingDaemon]:
     runner = SpoolingDaemon(tmp_path, cluster.url, mosquitto_factory())
