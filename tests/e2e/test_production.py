@@ -254,7 +254,8 @@ def cluster(tmp_path: Path, pki: Path) -> Iterator[TimescaleCluster]:
 
 def test_the_shipped_production_files_ingest_every_kind_of_sensor_and_deliver_an_alert(
         tmp_path: Path, pki: Path, cluster: TimescaleCluster, smtp_receiver_factory: Any,  # noqa: F811
-        alertmanager_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        alertmanager_factory: Any, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        request: pytest.FixtureRequest) -> None:
     started = time.monotonic()
     shipped = shipped_settings()
     db_url = urlsplit(shipped["database"]["url"])
@@ -265,13 +266,16 @@ def test_the_shipped_production_files_ingest_every_kind_of_sensor_and_deliver_an
     # -- the receivers of the alert channels
     smtp: SmtpReceiver = smtp_receiver_factory(starttls=True, auth=("aqnet", SMTP_PASSWORD))
     hook = WebhookReceiver(tls=pki)
+    request.addfinalizer(hook.stop)  # every service is stopped after the test (finalizers run in reverse order)
     am_hook = WebhookReceiver()  # where Alertmanager sends its own notifications
+    request.addfinalizer(am_hook.stop)
     am = alertmanager_factory(am_hook.url)
 
     # -- the production configuration, rewritten where the test machine differs
     broker_dir = tmp_path / "broker"
     broker_dir.mkdir()
     mosquitto = ShippedMosquitto(tmp_path, pki, broker_dir)
+    request.addfinalizer(mosquitto.stop)
     (tmp_path / "smtp.password").write_text(SMTP_PASSWORD + "\n")
     http_port = free_port()
     ch = shipped["alerts"]["channels"]
@@ -384,7 +388,9 @@ def test_the_shipped_production_files_ingest_every_kind_of_sensor_and_deliver_an
     daemon_start = datetime.now(UTC).replace(microsecond=0)  # every live reading is timed from here on
     station_server = StationThread(station)
     station_server.start()
+    request.addfinalizer(station_server.stop)
     state = StateTopics(mosquitto.port, pki / "ca.pem", mqtt_url.username, mqtt_url.password)  # type: ignore[arg-type]
+    request.addfinalizer(state.close)
     log_path = tmp_path / "daemon.log"
     daemon: subprocess.Popen[bytes] | None = None
     try:
@@ -480,7 +486,6 @@ def test_the_shipped_production_files_ingest_every_kind_of_sensor_and_deliver_an
         assert topic.get("level") == "prevention"
         assert not (tmp_path / "spool").exists() or not any((tmp_path / "spool").glob("*.seg"))
     finally:
-        state.close()
         if daemon is not None and daemon.poll() is None:
             daemon.terminate()
             try:
@@ -488,9 +493,5 @@ def test_the_shipped_production_files_ingest_every_kind_of_sensor_and_deliver_an
             except subprocess.TimeoutExpired:
                 daemon.kill()
                 daemon.wait()
-        station_server.stop()
-        mosquitto.stop()
-        hook.stop()
-        am_hook.stop()
     assert daemon.returncode == 0, log_path.read_text(errors="replace")[-4000:]
     print(f"production acceptance: {time.monotonic() - started:.1f} s")
