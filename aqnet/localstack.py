@@ -44,6 +44,7 @@ __all__ = [
     "MosquittoBroker",
     "MosquittoTls",
     "PortBook",
+    "PostgresTls",
     "ServiceUser",
     "TimescaleCluster",
     "free_port",
@@ -372,18 +373,30 @@ class _LocalService:
 # ---------------------------------------------------------------------------------------- TimescaleDB
 
 
+@dataclass(frozen=True, slots=True)
+class PostgresTls:
+    """TLS for the cluster (`ssl = on`): its certificate and key (copied into the data directory, so the `postgres`
+    user can read them wherever they were made), and the login roles that must come over TLS with a password
+    (SCRAM), as a production server asks of the daemon's role; every other role keeps trust auth."""
+
+    cert_file: Path  #: the server's certificate (its SAN names 127.0.0.1 for sslmode=verify-full)
+    key_file: Path  #: its private key
+    password_roles: tuple[str, ...] = ()  #: hostssl + scram-sha-256 for these roles; plain TCP refused for them
+
+
 class TimescaleCluster(_LocalService):
     """A PostgreSQL 15 + TimescaleDB cluster in `data_dir`, on 127.0.0.1:`port` only (trust auth, except Grafana's
-    read-only login, which needs its password)."""
+    read-only login, which needs its password, and the `tls.password_roles`, which need TLS and their password)."""
 
     _stop_signal = signal.SIGINT  # fast shutdown: disconnect clients, checkpoint
 
     def __init__(self, data_dir: Path, port: int, *, database: str = "aqnet", user: str = "aqnet",
-                 persistent: bool = True, start_timeout_s: float = 60.0) -> None:
+                 persistent: bool = True, start_timeout_s: float = 60.0, tls: PostgresTls | None = None) -> None:
         super().__init__(data_dir, port, service="postgres", persistent=persistent, start_timeout_s=start_timeout_s)
         self.data_dir = self.directory
         self.database = database
         self.user = user
+        self.tls = tls
 
     @property
     def url(self) -> str:
@@ -443,6 +456,16 @@ class TimescaleCluster(_LocalService):
 
     def _write_config(self, real: Path) -> None:
         conf = real / "aqnet.conf"
+        owned = [conf, real / "pg_hba.conf", real / "postgresql.conf"]
+        ssl_conf, ssl_hba = "", ""
+        if self.tls is not None:
+            for name, src in (("server.crt", self.tls.cert_file), ("server.key", self.tls.key_file)):
+                shutil.copyfile(src, real / name)
+                (real / name).chmod(0o600)  # postgres refuses a key readable by others
+                owned.append(real / name)
+            ssl_conf = "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+            ssl_hba = "".join(f"hostssl all {role} 127.0.0.1/32 scram-sha-256\nhost all {role} 127.0.0.1/32 reject\n"
+                              for role in self.tls.password_roles)
         conf.write_text(
             "# written by aqnet/localstack.py on every start; edits are overwritten\n"
             "listen_addresses = '127.0.0.1'\n"
@@ -461,15 +484,17 @@ class TimescaleCluster(_LocalService):
             "log_statement = 'ddl'\n"
             "log_line_prefix = '%m [%p] %q%u@%d '\n"
             "log_timezone = 'UTC'\n"
-            "timezone = 'UTC'\n")
+            "timezone = 'UTC'\n"
+            f"{ssl_conf}")
         (real / "pg_hba.conf").write_text(
             "# written by aqnet/localstack.py on every start; edits are overwritten\n"
             "# aqnet local cluster: TCP on 127.0.0.1 only, no Unix socket. Grafana's read-only login (`aqnet up`\n"
             "# prints its password) is checked with SCRAM; every other role is trusted (never expose this cluster)\n"
             f"host all {GRAFANA_LOGIN} 127.0.0.1/32 scram-sha-256\n"
+            f"{ssl_hba}"
             "host all all 127.0.0.1/32 trust\n")
         if self._service_user is not None:
-            for p in (conf, real / "pg_hba.conf", real / "postgresql.conf"):
+            for p in owned:
                 os.chown(p, self._service_user.uid, self._service_user.gid)
 
     def _wait_ready(self) -> None:
