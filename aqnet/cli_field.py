@@ -255,8 +255,9 @@ def _reload(files: BrokerFiles, pid_file: Path | None, no_reload: bool) -> tuple
         return None, warning
     pid = broker_pid(pid_file or files.pid_file)
     if pid is None:
-        return None, warning or (f"no running broker ({pid_file or files.pid_file} not found): the credentials "
-                                 "apply when it starts")
+        return None, warning or (f"no running broker found ({pid_file or files.pid_file} not found): the "
+                                 "credentials are written and apply when the broker starts or re-reads its files "
+                                 "(a broker started by systemd: `systemctl reload mosquitto`; or pass --pid-file)")
     reload_broker(pid)
     return pid, warning
 
