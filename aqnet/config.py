@@ -68,6 +68,10 @@ class IngestSettings(_Section):
     batch_max_age_s: Annotated[float, Field(gt=0)] = 1.0
     queue_max: Annotated[int, Field(ge=1)] = 10_000
     clock_skew_tolerance_s: Annotated[float, Field(ge=0)] = 300.0  #: device time ahead of receipt → CLOCK_SKEW
+    #: a device time further back than this is refused (dead letter `device_time`): ingest/plausibility.py
+    device_time_past_days: Annotated[float, Field(gt=0)] = 30.0
+    #: a device time further ahead than this is refused (dead letter `device_time`); within it: CLOCK_SKEW
+    device_time_future_s: Annotated[float, Field(ge=0)] = 86_400.0
     calibration_refresh_s: Annotated[float, Field(gt=0)] = 300.0  #: how often calibrations are reloaded
 
 

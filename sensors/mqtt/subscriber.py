@@ -37,7 +37,7 @@ class Rejection:
     topic: str  #: MQTT topic, or the HTTP path and sensor header
     sensor_id: str | None
     reason: str  #: metrics label: not_json, schema, bad_time, unknown_variable, bad_value, too_large,
-    #: no_identity, unknown_sensor, unknown_device, unknown_format
+    #: no_identity, unknown_sensor, unknown_device, identity_mismatch, unknown_format, device_time
     detail: str
     payload: bytes
 
