@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sensors.clock import Clock, SimClock, realtime
-from sensors.mqtt.client import parse_mqtt_url
+from sensors.mqtt.client import parse_mqtt_url, redact_url
 from sensors.network import MicrosensorLink, StationLink, bundled_network
 from sensors.sensor import Sensor
 
@@ -54,7 +54,7 @@ class MqttSettings(_Section):
         try:
             parse_mqtt_url(v)
         except ValueError:
-            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {v!r}") from None
+            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {redact_url(v)!r}") from None
         return v
 
 
