@@ -15,7 +15,7 @@ SECRET = "s3cret-Pa55"
 def test_a_malformed_url_is_named_without_its_password(url: str) -> None:
     with pytest.raises(ValueError) as exc:
         parse_mqtt_url(url)
-    assert SECRET not in str(exc.value) and "aqnet:***@broker" in str(exc.value) or "***" in str(exc.value)
+    assert (SECRET not in str(exc.value) and "aqnet:***@broker" in str(exc.value)) or "***" in str(exc.value)
 
 
 def test_config_errors_never_echo_the_password() -> None:
