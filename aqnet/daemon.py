@@ -291,6 +291,7 @@ class Daemon:
 
             subscriber = MqttSubscriber(
                 client_factory, intake, submit=pipeline.submit, reject=reject, on_message_seen=message_seen,
+                max_pending=s.mqtt.receive_maximum,
                 on_unmapped=lambda sid, n: self.metrics.unmapped_channels.labels(sid).inc(n))
 
             async def airrohr_post(body: bytes, x_sensor: str | None) -> tuple[int, dict[str, Any]]:
