@@ -223,10 +223,18 @@ def _broker_dir(broker_dir: Path | None, where: _Where) -> Path:
     return Path(state_dir) if state_dir else where.var_dir / "mosquitto"
 
 
+def _formats(record: SensorRecord) -> tuple[str, ...]:
+    """The payload formats of the sensor's MQTT devices (their `profile`): what its login may publish."""
+    return tuple(dict.fromkeys(d.profile for d in record.devices if d.protocol == "mqtt"))
+
+
 def _publish_topics(record: SensorRecord) -> tuple[str, ...]:
-    """The topics the sensor's MQTT devices publish to under the pattern ACL; RegistryError-like message if a
-    registered topic is one the ACL would refuse."""
-    allowed = allowed_topics(record.id)
+    """The topics the sensor's MQTT devices publish to under the ACL (its own topic of each of its formats);
+    a ClickException naming the device if a registered topic is one the ACL would refuse."""
+    try:
+        allowed = allowed_topics(record.id, _formats(record))
+    except CredentialsError as exc:
+        raise click.ClickException(str(exc)) from None
     topics: list[str] = []
     for d in record.devices:
         if d.protocol != "mqtt" or not d.topic:
@@ -304,7 +312,7 @@ def credentials_command(sensor_id: str, url: str | None, config_path: Path | Non
                 topics = _publish_topics(record)
                 await insert_audit(cur, actor=who, action="credentials.issue", sensor_id=sensor_id,
                                    after={"mqtt_username": sensor_id, "topics": list(topics)})
-                issued = issue_credentials(files, sensor_id)
+                issued = issue_credentials(files, sensor_id, formats=_formats(record))
                 return {"sensor_id": sensor_id, "username": issued.username, "password": issued.password,
                         "topics": list(topics)}
 

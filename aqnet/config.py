@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sensors.clock import Clock, SimClock, realtime
-from sensors.mqtt.client import parse_mqtt_url
+from sensors.mqtt.client import parse_mqtt_url, redact_url
 from sensors.network import MicrosensorLink, StationLink, bundled_network
 from sensors.sensor import Sensor
 
@@ -54,7 +54,7 @@ class MqttSettings(_Section):
         try:
             parse_mqtt_url(v)
         except ValueError:
-            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {v!r}") from None
+            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {redact_url(v)!r}") from None
         return v
 
 
@@ -68,6 +68,10 @@ class IngestSettings(_Section):
     batch_max_age_s: Annotated[float, Field(gt=0)] = 1.0
     queue_max: Annotated[int, Field(ge=1)] = 10_000
     clock_skew_tolerance_s: Annotated[float, Field(ge=0)] = 300.0  #: device time ahead of receipt → CLOCK_SKEW
+    #: a device time further back than this is refused (dead letter `device_time`): ingest/plausibility.py
+    device_time_past_days: Annotated[float, Field(gt=0)] = 30.0
+    #: a device time further ahead than this is refused (dead letter `device_time`); within it: CLOCK_SKEW
+    device_time_future_s: Annotated[float, Field(ge=0)] = 86_400.0
     calibration_refresh_s: Annotated[float, Field(gt=0)] = 300.0  #: how often calibrations are reloaded
 
 

@@ -1,4 +1,4 @@
-"""MQTT credentials for microsensors: Mosquitto's password file, its pattern ACL file and the broker's reload. I/O.
+"""MQTT credentials for microsensors: Mosquitto's password file, its ACL file and the broker's reload. I/O.
 
 Contract:
 - A microsensor logs in with its sensor id as username and a random password (`new_password`, 192 bits from
@@ -6,7 +6,9 @@ Contract:
   format) and the hash is merged into the password file; the password itself is returned once, to be printed
   once. It is handed to `mosquitto_passwd -U` in a 0600 file inside a private temporary directory, never on a
   command line, where every local user could read it in the process list (`-b` would put it there).
-- The ACL file is a function of who is in the password file and of the roles file beside it (`render_acl`).
+- The ACL file is a function of who is in the password file, of the roles file and of the sensor-formats file
+  beside it (`aqnet.broker_acl.render_acl`, which holds the pure rules and whose docstring states them; this
+  module re-exports its names).
   A **service user** is one of aqnet's own clients; its name starts with `aqnet` (`SERVICE_PREFIX`, so a sensor id
   can never be, or later become, a service login) and its role is a line of the roles file (`ServiceRole`,
   written by `aqnet broker daemon-user`): a `daemon` reads every sensor's topics (`topic read aqnet/+/readings`,
@@ -15,11 +17,14 @@ Contract:
   stack's built-in users keep their built-in grants when the roles file does not name them: `aqnet` (DAEMON_USER)
   reads and writes every topic, `aqnet-simulators` publishes every microsensor's topic. A user whose name starts
   with `aqnet` but has no role gets no `user` section at all. Every other user is a sensor, allowed by the pattern
-  lines alone to publish its own readings topic (`aqnet/%u/readings`, and `airrohr/%u/data` / `purpleair/%u/data`
-  for the self-identifying formats) and to read nothing. (Mosquitto applies pattern lines to every user, so a
-  service user may also publish to `aqnet/<its name>/readings`: no sensor has that id, so the daemon dead-letters
-  such a message as an unknown sensor.)
-- Both files are written atomically (temporary file + rename) and owned by the broker's user when aqnet runs as
+  only to publish its own topic of its own payload format (`aqnet/<id>/readings`, `airrohr/<id>/data` or
+  `purpleair/<id>/data`, recorded by `issue_credentials(..., formats=)`) and to read nothing.
+- Two password files: `passwd` (every user: the sensors' listener) and `passwd-services` (aqnet's service users
+  only: the services' listener of deploy/mosquitto/aqnet.conf, where client ids are free). On the sensors'
+  listener the broker replaces every client id by the username (`use_username_as_clientid`), so a sensor login
+  can neither take the daemon's session (its client id starts with `aqnet`, a sensor id never does) nor another
+  sensor's; a sensor login is refused on the services' listener.
+- The files are written atomically (temporary file + rename) and owned by the broker's user when aqnet runs as
   root (Mosquitto re-reads them after dropping privileges, on SIGHUP).
 - `reload_broker` sends SIGHUP to the broker only after checking that the pid is a running mosquitto (a stale
   pid file must never make aqnet signal, and so kill, an unrelated process). Mosquitto re-reads both files on
@@ -30,7 +35,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import secrets
 import signal
 import subprocess
@@ -39,10 +43,36 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from aqnet.broker_acl import (
+    DAEMON_USER,
+    DEFAULT_ALERT_PREFIX,
+    RESERVED_USERS,
+    ROLES,
+    SENSOR_FORMATS,
+    SENSOR_TOPIC_PATTERNS,
+    SENSOR_TOPICS,
+    SERVICE_PREFIX,
+    SIMULATOR_USER,
+    CredentialsError,
+    ServiceRole,
+    allowed_topics,
+    check_sensor_username,
+    check_username,
+    is_service_name,
+    parse_roles,
+    parse_sensor_formats,
+    render_acl,
+    render_roles,
+    render_sensor_formats,
+)
+
 __all__ = [
     "DAEMON_USER",
+    "DEFAULT_ALERT_PREFIX",
     "RESERVED_USERS",
     "ROLES",
+    "SENSOR_FORMATS",
+    "SENSOR_TOPICS",
     "SENSOR_TOPIC_PATTERNS",
     "SERVICE_PREFIX",
     "SIMULATOR_USER",
@@ -58,13 +88,16 @@ __all__ = [
     "new_password",
     "parse_password_file",
     "parse_roles",
+    "parse_sensor_formats",
     "read_roles",
+    "read_sensor_formats",
     "reload_broker",
     "remove_service_user",
     "remove_user",
     "render_acl",
     "render_password_file",
     "render_roles",
+    "render_sensor_formats",
     "set_password",
     "set_service_user",
     "write_acl",
@@ -72,25 +105,6 @@ __all__ = [
 ]
 
 MOSQUITTO_PASSWD = Path("/usr/bin/mosquitto_passwd")
-#: the daemon's MQTT user: reads every sensor's readings (and publishes, for the alert channel)
-DAEMON_USER = "aqnet"
-#: the simulated network's MQTT user (`aqnet simulate` under `aqnet up --secure`): publishes for every microsensor
-SIMULATOR_USER = "aqnet-simulators"
-RESERVED_USERS: frozenset[str] = frozenset({DAEMON_USER, SIMULATOR_USER})
-#: every MQTT username starting with this (any case) is reserved for aqnet's own clients, never a sensor's
-SERVICE_PREFIX = "aqnet"
-#: the roles a service user may have in the roles file
-ROLES: tuple[str, ...] = ("daemon",)
-#: the alert channel's default state topic prefix (alerts.delivery.mqtt)
-DEFAULT_ALERT_PREFIX = "aqnet/alerts"
-#: topics a sensor may publish to, `%u` being its username (= sensor id); the templates of
-#: sensors.mqtt.payloads.TOPICS with the sensor id in the place of `{sensor_id}` or of the wildcard
-SENSOR_TOPIC_PATTERNS: tuple[str, ...] = ("aqnet/%u/readings", "airrohr/%u/data", "purpleair/%u/data")
-_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class CredentialsError(RuntimeError):
-    """Credentials could not be issued or the broker not reloaded; the message says what, where and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,33 +128,15 @@ class BrokerFiles:
         """`<directory>/roles`: which service user has which role (`render_roles`)."""
         return self.directory / "roles"
 
+    @property
+    def services_password_file(self) -> Path:
+        """`<directory>/passwd-services`: the service users' hashes only (the services' listener reads it)."""
+        return self.directory / "passwd-services"
 
-@dataclass(frozen=True, slots=True)
-class ServiceRole:
-    """One line of the roles file: service user `username` has `role`; a daemon publishes alert state topics
-    under `alert_prefix` (None: it publishes nothing)."""
-
-    username: str
-    role: str = "daemon"
-    alert_prefix: str | None = DEFAULT_ALERT_PREFIX
-
-    def __post_init__(self) -> None:
-        where = f"service user {self.username!r}"
-        if not is_service_name(self.username) or not _USERNAME.match(self.username):
-            raise CredentialsError(f"{where}: expected a name starting with {SERVICE_PREFIX!r} (1–64 letters, "
-                                   "digits, '.', '_' or '-'): aqnet's own logins are told from sensors by name")
-        if self.role not in ROLES:
-            raise CredentialsError(f"{where}: role: expected one of {', '.join(ROLES)}, got {self.role!r}")
-        prefix = self.alert_prefix
-        if prefix is not None and (not prefix or prefix != prefix.strip("/") or any(c in prefix for c in "+# \0")):
-            raise CredentialsError(f"{where}: alert prefix: expected a topic without wildcards, spaces or "
-                                   f"leading/trailing '/', got {prefix!r}")
-
-    def grants(self) -> tuple[str, ...]:
-        """The ACL `topic` lines of this user (what it needs and nothing more)."""
-        reads = tuple(f"topic read {p.replace('%u', '+')}" for p in SENSOR_TOPIC_PATTERNS)
-        writes = (f"topic readwrite {self.alert_prefix}/#",) if self.alert_prefix else ()
-        return reads + writes
+    @property
+    def sensor_formats_file(self) -> Path:
+        """`<directory>/sensor-formats`: the payload formats each sensor may publish (`render_sensor_formats`)."""
+        return self.directory / "sensor-formats"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,60 +159,6 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _check_username(username: str) -> str:
-    if not _USERNAME.match(username):
-        raise CredentialsError(f"MQTT username {username!r}: expected 1–64 letters, digits, '.', '_' or '-' "
-                               "starting with a letter or digit (a sensor id)")
-    return username
-
-
-def is_service_name(username: str) -> bool:
-    """True when `username` is reserved for aqnet's own clients (starts with `aqnet`, any case)."""
-    return username.lower().startswith(SERVICE_PREFIX)
-
-
-def check_sensor_username(sensor_id: str, roles: Iterable[str] = ()) -> str:
-    """`sensor_id` if a sensor may log in with it; CredentialsError when it is malformed, or a service name
-    (reserved: it starts with `aqnet`, or the roles file names it)."""
-    _check_username(sensor_id)
-    if sensor_id in RESERVED_USERS or is_service_name(sensor_id) or sensor_id in set(roles):
-        raise CredentialsError(f"sensor {sensor_id}: the MQTT username {sensor_id!r} is reserved for aqnet's own "
-                               f"clients (names starting with {SERVICE_PREFIX!r}); rename the sensor")
-    return sensor_id
-
-
-def parse_roles(text: str, *, where: str = "roles file") -> dict[str, ServiceRole]:
-    """username → ServiceRole of a roles file: `username role [alerts=PREFIX|alerts=-]` lines; blank lines and
-    `#` comments skipped. A malformed line is an error naming it."""
-    roles: dict[str, ServiceRole] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields = line.split()
-        options = dict(f.partition("=")[::2] for f in fields[2:])
-        if len(fields) < 2 or set(options) - {"alerts"} or any("=" not in f for f in fields[2:]):
-            raise CredentialsError(f"{where}: line {n}: expected `username role [alerts=PREFIX]`, got {line[:60]!r}")
-        prefix = options.get("alerts", DEFAULT_ALERT_PREFIX)
-        try:
-            roles[fields[0]] = ServiceRole(fields[0], fields[1], None if prefix == "-" else prefix)
-        except CredentialsError as exc:
-            raise CredentialsError(f"{where}: line {n}: {exc}") from None
-    return roles
-
-
-def render_roles(roles: Mapping[str, ServiceRole]) -> str:
-    """The roles file for `roles`, sorted by username (`parse_roles` reads it back)."""
-    head = ["# aqnet service users of this broker and their roles, written by `aqnet broker daemon-user`",
-            "# (aqnet/credentials.py); the ACL file is regenerated from it. username role [alerts=PREFIX|-]"]
-    return "\n".join([*head, *(f"{r.username} {r.role} alerts={r.alert_prefix or '-'}"
-                                for r in (roles[u] for u in sorted(roles)))]) + "\n"
-
-
-def allowed_topics(username: str) -> tuple[str, ...]:
-    """The topics a sensor user may publish to under the pattern ACL (`%u` replaced by its username)."""
-    return tuple(p.replace("%u", username) for p in SENSOR_TOPIC_PATTERNS)
-
-
 def parse_password_file(text: str, *, where: str = "password file") -> dict[str, str]:
     """username → hash of a Mosquitto password file (`user:hash` lines; blank lines and `#` comments skipped)."""
     entries: dict[str, str] = {}
@@ -233,31 +175,6 @@ def parse_password_file(text: str, *, where: str = "password file") -> dict[str,
 def render_password_file(entries: Mapping[str, str]) -> str:
     """A Mosquitto password file from username → hash, sorted by username."""
     return "".join(f"{user}:{entries[user]}\n" for user in sorted(entries))
-
-
-def render_acl(users: Iterable[str], roles: Mapping[str, ServiceRole] | None = None) -> str:
-    """The ACL file for the users of the password file and their roles (see the module docstring)."""
-    present = set(users)
-    roles = roles or {}
-    lines = ["# written by aqnet (aqnet/credentials.py) from the password file's users and the roles file; edits",
-             "# are overwritten by `aqnet sensors credentials` and `aqnet broker daemon-user`. A user may do only",
-             "# what a line here grants it.", ""]
-    for user in sorted(present & set(roles)):
-        role = roles[user]
-        lines += [f"# aqnet service user ({role.role}): reads every sensor's topics"
-                  + (f", publishes alert states under {role.alert_prefix}/" if role.alert_prefix else ""),
-                  f"user {user}", *role.grants(), ""]
-    present -= set(roles)
-    if DAEMON_USER in present:
-        lines += ["# the aqnet daemon reads every sensor's readings (and publishes alerts)",
-                  f"user {DAEMON_USER}", "topic readwrite #", ""]
-    if SIMULATOR_USER in present:
-        lines += ["# the simulated network publishes for every simulated microsensor",
-                  f"user {SIMULATOR_USER}",
-                  *(f"topic write {p.replace('%u', '+')}" for p in SENSOR_TOPIC_PATTERNS), ""]
-    lines += ["# every other user is a microsensor (username = sensor id): it may publish its own readings only",
-              *(f"pattern write {p}" for p in SENSOR_TOPIC_PATTERNS), ""]
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -320,6 +237,22 @@ def _hash(username: str, password: str, mosquitto_passwd: Path) -> str:
     return hashed
 
 
+def _write_entries(files: BrokerFiles, entries: Mapping[str, str]) -> None:
+    """Replace both password files: every user's hash, and the service users' hashes only."""
+    _write_atomically(files.password_file, render_password_file(entries))
+    services = {u: h for u, h in entries.items() if is_service_name(u)}
+    _write_atomically(files.services_password_file, render_password_file(services))
+
+
+def read_sensor_formats(files: BrokerFiles) -> dict[str, tuple[str, ...]]:
+    """The sensor-formats file's records ({} when there is none)."""
+    try:
+        text = files.sensor_formats_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    return parse_sensor_formats(text, where=str(files.sensor_formats_file))
+
+
 def read_roles(files: BrokerFiles) -> dict[str, ServiceRole]:
     """The roles file's service users ({} when there is no roles file)."""
     try:
@@ -337,38 +270,51 @@ def write_roles(files: BrokerFiles, roles: Mapping[str, ServiceRole]) -> None:
 
 def write_acl(files: BrokerFiles) -> None:
     """Regenerate the ACL file from the password file's users and the roles file."""
-    _write_atomically(files.acl_file, render_acl(_read_entries(files), read_roles(files)))
+    _write_atomically(files.acl_file, render_acl(_read_entries(files), read_roles(files), read_sensor_formats(files)))
 
 
 def set_password(files: BrokerFiles, username: str, password: str, *,
                  mosquitto_passwd: Path = MOSQUITTO_PASSWD) -> None:
     """Add or replace `username`'s hash in the password file, then regenerate the ACL file."""
-    _check_username(username)
+    check_username(username)
     hashed = _hash(username, password, mosquitto_passwd)
     files.directory.mkdir(parents=True, exist_ok=True)
     entries = _read_entries(files)
     entries[username] = hashed
-    _write_atomically(files.password_file, render_password_file(entries))
+    _write_entries(files, entries)
     write_acl(files)
 
 
 def remove_user(files: BrokerFiles, username: str) -> bool:
     """Remove `username` from the password file (regenerating the ACL file); False if it was not there."""
     entries = _read_entries(files)
+    recorded = read_sensor_formats(files)
+    if recorded.pop(username, None) is not None:
+        _write_atomically(files.sensor_formats_file, render_sensor_formats(recorded))
     if entries.pop(username, None) is None:
         return False
-    _write_atomically(files.password_file, render_password_file(entries))
+    _write_entries(files, entries)
     write_acl(files)
     return True
 
 
-def issue_credentials(files: BrokerFiles, sensor_id: str, *, password: str | None = None,
-                      mosquitto_passwd: Path = MOSQUITTO_PASSWD) -> Issued:
-    """New credentials for microsensor `sensor_id` (username = sensor id), replacing any it had."""
+def issue_credentials(files: BrokerFiles, sensor_id: str, *, formats: Iterable[str] | None = None,
+                      password: str | None = None, mosquitto_passwd: Path = MOSQUITTO_PASSWD) -> Issued:
+    """New credentials for microsensor `sensor_id` (username = sensor id), replacing any it had; it may publish
+    to the topics of its payload `formats` only (recorded in the sensor-formats file; None: every format, for
+    callers that do not know them: prefer giving them)."""
     check_sensor_username(sensor_id, read_roles(files))
+    topics = allowed_topics(sensor_id, formats)
+    recorded = read_sensor_formats(files)
+    if formats is None:
+        recorded.pop(sensor_id, None)
+    else:
+        recorded[sensor_id] = tuple(dict.fromkeys(formats))
+    files.directory.mkdir(parents=True, exist_ok=True)
+    _write_atomically(files.sensor_formats_file, render_sensor_formats(recorded))
     secret = password or new_password()
     set_password(files, sensor_id, secret, mosquitto_passwd=mosquitto_passwd)
-    return Issued(sensor_id, secret, allowed_topics(sensor_id))
+    return Issued(sensor_id, secret, topics)
 
 
 def set_service_user(files: BrokerFiles, role: ServiceRole, password: str, *,
@@ -382,7 +328,7 @@ def set_service_user(files: BrokerFiles, role: ServiceRole, password: str, *,
     entries = _read_entries(files)
     entries[role.username] = hashed
     write_roles(files, roles)
-    _write_atomically(files.password_file, render_password_file(entries))
+    _write_entries(files, entries)
     write_acl(files)
     return role.grants()
 

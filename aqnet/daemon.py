@@ -56,6 +56,7 @@ from ingest.calibration import CalibrationError
 from ingest.letter import Letter
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
+from ingest.plausibility import TimeWindow
 from ingest.reading import Reading
 from sensors.clock import Clock
 from sensors.delivery import http_delivery
@@ -246,7 +247,8 @@ class Daemon:
             written = CountedSink(sink)  # liveness: each finished write attempt is progress
             pipeline = Pipeline(written, conditions=ConditionsBook(()), observer=observer, clock=self.clock,
                                 max_batch=s.ingest.batch_max, max_age_s=s.ingest.batch_max_age_s,
-                                queue_max=s.ingest.queue_max, skew_tolerance_s=s.ingest.clock_skew_tolerance_s)
+                                queue_max=s.ingest.queue_max, skew_tolerance_s=s.ingest.clock_skew_tolerance_s,
+                                time_window=TimeWindow(s.ingest.device_time_past_days, s.ingest.device_time_future_s))
             # the pipeline's batcher and unacknowledged envelopes cannot be rebuilt: if it dies, the daemon exits
             tasks.start("pipeline", lambda: pipeline.run(), restart=False)
 
@@ -289,6 +291,7 @@ class Daemon:
 
             subscriber = MqttSubscriber(
                 client_factory, intake, submit=pipeline.submit, reject=reject, on_message_seen=message_seen,
+                max_pending=s.mqtt.receive_maximum,
                 on_unmapped=lambda sid, n: self.metrics.unmapped_channels.labels(sid).inc(n))
 
             async def airrohr_post(body: bytes, x_sensor: str | None) -> tuple[int, dict[str, Any]]:

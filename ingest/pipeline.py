@@ -27,6 +27,7 @@ from ingest.calibration import CalibrationBook
 from ingest.letter import Letter
 from ingest.maintenance import MaintenanceBook, flag_maintenance
 from ingest.normalise import ConditionsBook, SiteConditions, normalise
+from ingest.plausibility import TimeWindow
 from ingest.qc import QCState, check
 from ingest.reading import Reading
 from sensors.reading import RawReading
@@ -82,8 +83,11 @@ class Pipeline:
                  clock: Callable[[], datetime], ranges: Mapping[tuple[str, str], tuple[float, float]] | None = None,
                  max_batch: int = 200, max_age_s: float = 1.0, queue_max: int = 10_000,
                  retry_max_s: float = 30.0, skew_tolerance_s: float = 300.0,
-                 calibrations: CalibrationBook | None = None, maintenance: MaintenanceBook | None = None) -> None:
+                 calibrations: CalibrationBook | None = None, maintenance: MaintenanceBook | None = None,
+                 time_window: TimeWindow | None = None) -> None:
         self._sink = sink
+        #: device times outside it are refused as dead letters (ingest.plausibility)
+        self._time_window = time_window or TimeWindow()
         #: site conditions (T, P, RH) per sensor; the daemon swaps in a new book when the network changes
         self.conditions = conditions
         self._observer = observer
@@ -123,6 +127,7 @@ class Pipeline:
         conditions, ranges, maintenance = self.conditions, self.ranges, self.maintenance
         for raw in sorted(raws, key=_met_first):
             try:
+                self._time_window.check(raw, now)
                 if _met_first(raw) == 0:
                     site = conditions.for_sensor(raw.sensor_id, now)
                 else:

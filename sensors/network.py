@@ -9,10 +9,10 @@ caller's `microsensor_links` say otherwise. The mix is fixed (not random), so ev
 same network (reference.json's microsensors are illustrative placements; so is this assignment):
 - MS01–MS10, MS20, MS23: aqnet's own board (model "aqnet-board"), aqnet JSON on `aqnet/<id>/readings`;
 - MS11, MS14, MS17, MS21: airrohr kits (SDS011 with a BME280 or a DHT22) publishing over MQTT through a bridge
-  on `airrohr/<chip id>/data`; MS13, MS19, MS24: airrohr kits POSTing to aqnet's `/intake/airrohr` ("send to own
+  on `airrohr/<sensor id>/data`; MS13, MS19, MS24: airrohr kits POSTing to aqnet's `/intake/airrohr` ("send to own
   API"); identity: the ESP8266 chip id (decimal, `esp8266id`);
 - MS12, MS15, MS16, MS18, MS22, MS25: PurpleAir PA-II (two laser counters A and B and a BME280) on
-  `purpleair/<mac>/data`; identity: the MAC (`SensorId`). Laser A with the BME280 is the primary device
+  `purpleair/<sensor id>/data`; identity: the MAC (`SensorId`). Laser A with the BME280 is the primary device
   `<id>`, laser B the secondary device `<id>-b` (the A/B agreement is PurpleAir's own quality check).
 Hardware serials are derived from the sensor id (a hash), so they are stable and unique.
 """

@@ -11,9 +11,9 @@ Two layers, like the drivers they exercise:
 
 Formats (the sensor's device `profile`) and what each device sends (simulators.payloads):
 - aqnet-json: `{"time", "values"}` on `aqnet/<id>/readings`; values in the canonical unit, PM per actual m³;
-- airrohr: the firmware's `sensordatavalues` with `esp8266id`, on `airrohr/<chip id>/data` (MQTT bridge) or as a
+- airrohr: the firmware's `sensordatavalues` with `esp8266id`, on `airrohr/<sensor id>/data` (MQTT bridge) or as a
   POST with `X-Sensor: esp8266-<chip id>`; PM from an SDS011, T/RH(/P in Pa) from a BME280 or a DHT22;
-- purpleair: a PA-II local `/json` with lasers A and B on `purpleair/<mac without colons>/data`; its
+- purpleair: a PA-II local `/json` with lasers A and B on `purpleair/<sensor id>/data`; its
   temperature and humidity are read inside the housing (warmer and drier than the air, as PurpleAir documents).
 Low-cost PM reads high in humid air (`CitySignals.value(humidity_growth=True)`).
 
@@ -124,7 +124,7 @@ class SimulatedMicrosensor:
             self.topic = AIRROHR_PATH
         else:
             assert self.serial is not None
-            self.topic = f"{self.format}/{self.serial.replace(':', '')}/data"
+            self.topic = f"{self.format}/{sensor.id}/data"  # the login's topic (aqnet.broker_acl)
         self._signals = signals
         self._faults = faults or FaultPlan()
         self._seed = seed

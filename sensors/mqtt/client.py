@@ -69,6 +69,7 @@ __all__ = [
     "SubscriptionRefused",
     "parse_mqtt_url",
     "probe_topic",
+    "redact_url",
     "tls_context",
 ]
 
@@ -103,15 +104,28 @@ class MqttUrl:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"  # never the password
 
 
+def redact_url(url: str) -> str:
+    """`url` with the password of its user-info replaced by `***` (for error messages and logs). Pure."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}{slash}{tail}"
+
+
 def parse_mqtt_url(url: str) -> MqttUrl:
-    """Parse `mqtt://host:port` or `mqtts://host:port` (default ports 1883 / 8883); ValueError names the URL."""
+    """Parse `mqtt://host:port` or `mqtts://host:port` (default ports 1883 / 8883); ValueError names the URL
+    without its password."""
     parts = urlsplit(url)
     if parts.scheme not in _SCHEMES or not parts.hostname:
-        raise ValueError(f"MQTT URL {url!r}: expected mqtt://host:port or mqtts://host:port")
+        raise ValueError(f"MQTT URL {redact_url(url)!r}: expected mqtt://host:port or mqtts://host:port")
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"MQTT URL {url!r}: port: expected 1..65535") from None
+        raise ValueError(f"MQTT URL {redact_url(url)!r}: port: expected 1..65535") from None
     tls = _SCHEMES[parts.scheme]
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
@@ -231,11 +245,11 @@ class MqttSubscriberClient:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  monotonic: Callable[[], float] = time.monotonic, verify_read_s: float | None = 10.0) -> None:
         if not client_id:
-            raise ValueError(f"MQTT {url}: a persistent session needs a client_id")
+            raise ValueError(f"MQTT {redact_url(url)}: a persistent session needs a client_id")
         if not 1 <= receive_maximum <= 65535:
-            raise ValueError(f"MQTT {url}: receive_maximum: expected 1..65535, got {receive_maximum}")
+            raise ValueError(f"MQTT {redact_url(url)}: receive_maximum: expected 1..65535, got {receive_maximum}")
         if protocol not in ("auto", "5", "3.1.1"):
-            raise ValueError(f"MQTT {url}: protocol: expected auto, 5 or 3.1.1, got {protocol!r}")
+            raise ValueError(f"MQTT {redact_url(url)}: protocol: expected auto, 5 or 3.1.1, got {protocol!r}")
         self._url = parse_mqtt_url(url)
         self._tls = tls_context(self._url, ca_file, cert_file, key_file)
         self._client_id = client_id

@@ -2,7 +2,14 @@
 
 Identity comes from the topic for aqnet JSON (`aqnet/<sensor_id>/readings`) and from the payload for devices
 that identify themselves (airrohr `esp8266id`, PurpleAir `SensorId`), looked up through the devices'
-`hardware_serial` — never guessed. Each channel of a multi-instrument payload goes to the device of that sensor
+`hardware_serial` — never guessed. **The two must agree**: the broker lets a sensor's login publish only under its
+own id (`airrohr/<sensor id>/data`, `purpleair/<sensor id>/data`: aqnet.broker_acl), so the topic's identity level
+is the login; a payload naming a device of any other sensor is refused (`identity_mismatch`, naming the sending
+topic's sensor), so no login can write readings as another sensor. (A chip id or MAC as the topic level is such a
+mismatch too: it is no login.) Topics that are not a self-identifying format's MQTT topic (the HTTP intake's
+"POST /intake/airrohr …") carry no topic identity and are not compared here.
+
+Each channel of a multi-instrument payload goes to the device of that sensor
 whose `channels` include it; a device with no `channels` takes every channel (but only the first value of each
 variable: a second instrument for the same variable, like an airrohr's SDS011 beside a PMS, needs its own device);
 payload-wide values (channel "") go to the sensor's first device. What no device takes is left out and counted.
@@ -18,7 +25,20 @@ from sensors.mqtt.payloads import DecodedMessage
 from sensors.reading import RawReading
 from sensors.sensor import Device, Sensor
 
-__all__ = ["DeviceDirectory", "Resolved", "UnknownDeviceError", "topic_matches"]
+__all__ = ["SELF_IDENTIFYING_PREFIXES", "DeviceDirectory", "Resolved", "UnknownDeviceError", "topic_identity",
+           "topic_matches"]
+
+#: first topic levels of the self-identifying formats' MQTT topics `<prefix>/<sensor id>/data`
+SELF_IDENTIFYING_PREFIXES: tuple[str, ...] = ("airrohr", "purpleair")
+
+
+def topic_identity(topic: str) -> str | None:
+    """The sensor id a self-identifying format's MQTT topic names (`airrohr/MS11/data` → "MS11"), the login the
+    broker's ACL ties it to; None for any other topic."""
+    parts = topic.split("/")
+    if len(parts) == 3 and parts[0] in SELF_IDENTIFYING_PREFIXES and parts[2] == "data" and parts[1]:
+        return parts[1]
+    return None
 
 
 def topic_matches(filter_: str, topic: str) -> bool:
@@ -39,7 +59,8 @@ class UnknownDeviceError(LookupError):
 
     def __init__(self, reason: str, detail: str, sensor_id: str | None = None) -> None:
         super().__init__(detail)
-        self.reason = reason  #: unknown_sensor (topic identity) or unknown_device (hardware id)
+        self.reason = reason  #: unknown_sensor (topic identity), unknown_device (hardware id), identity_mismatch
+        #: (the payload names another sensor's device than the topic's), unknown_format
         self.detail = detail
         self.sensor_id = sensor_id
 
@@ -79,7 +100,13 @@ class DeviceDirectory:
             devices = self._by_serial.get(message.hardware_id.lower())
             if not devices:
                 raise UnknownDeviceError("unknown_device", f"no registered device has hardware serial "
-                                         f"{message.hardware_id!r} (topic {topic!r})")
+                                         f"{message.hardware_id!r} (topic {topic!r})", topic_identity(topic))
+            owner = topic_identity(topic)
+            if owner is not None and devices[0].sensor_id != owner:
+                raise UnknownDeviceError(
+                    "identity_mismatch", f"the payload's hardware id {message.hardware_id!r} is a device of sensor "
+                    f"{devices[0].sensor_id}, but topic {topic!r} belongs to sensor {owner} (a sensor publishes "
+                    f"only as itself: <format>/<its sensor id>/data)", owner)
             return devices
         devices = self._by_topic.get(topic)
         if not devices:

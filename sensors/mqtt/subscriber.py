@@ -7,6 +7,14 @@ message that cannot be decoded or attributed goes to `reject(rejection, ack)`, w
 runs the ack once that letter is durable: a poison message is never redelivered forever, and never silently
 dropped. Receive-time readings carry their message's identity (`sensors.delivery`: session, packet id, digest,
 DUP flag), so a message committed but not acknowledged is a duplicate when the broker sends it again.
+
+Bounded: at most `max_pending` messages wait in memory. The bound that holds them back is the broker's in-flight
+window: acks go out only after the commit, and the broker sends no more unacknowledged QoS 1 messages than the
+session's MQTT 5 Receive Maximum (`mqtt.receive_maximum`; the daemon sets `max_pending` to it) or, over MQTT
+3.1.1, its own `max_inflight_messages` (deploy/mosquitto/aqnet.conf: 1000, the same). A message arriving while the
+queue is full is not kept: it is counted (`overflowed`) and logged, and never acknowledged, so a QoS 1 message
+comes back from the broker's session at the next connection; a QoS 0 message (at most once, by MQTT's definition,
+and outside the in-flight window) is lost, which is what QoS 0 means.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ class Rejection:
     topic: str  #: MQTT topic, or the HTTP path and sensor header
     sensor_id: str | None
     reason: str  #: metrics label: not_json, schema, bad_time, unknown_variable, bad_value, too_large,
-    #: no_identity, unknown_sensor, unknown_device, unknown_format
+    #: no_identity, unknown_sensor, unknown_device, identity_mismatch, unknown_format, device_time
     detail: str
     payload: bytes
 
@@ -91,14 +99,17 @@ class MqttSubscriber:
     def __init__(self, client_factory: Callable[[Callable[[Message], None]], MqttSubscriberClient],
                  intake: Intake, *, submit: Submit, reject: Reject,
                  on_unmapped: Callable[[str, int], None] | None = None,
-                 on_message_seen: Callable[[Message], None] | None = None) -> None:
+                 on_message_seen: Callable[[Message], None] | None = None, max_pending: int = 1000) -> None:
+        if max_pending < 1:
+            raise ValueError(f"MQTT subscriber: max_pending must be >= 1, got {max_pending}")
         self._intake = intake
         self._submit = submit
         self._reject = reject
         self._unmapped = on_unmapped
         self._seen = on_message_seen
-        self._queue: asyncio.Queue[Message] = asyncio.Queue()
-        self._client = client_factory(self._queue.put_nowait)
+        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=max_pending)
+        self._overflowed = 0
+        self._client = client_factory(self._offer)
         self._started = False
         self._handled = 0
 
@@ -111,6 +122,24 @@ class MqttSubscriber:
     def pending(self) -> int:
         """Messages received and not yet handled (liveness: pending work)."""
         return self._queue.qsize()
+
+    @property
+    def overflowed(self) -> int:
+        """Messages not kept because `max_pending` were already waiting (never acknowledged by aqnet)."""
+        return self._overflowed
+
+    def _offer(self, message: Message) -> None:
+        """Queue one message from the client, or count and drop it when the queue is full (see the docstring)."""
+        if self._queue.full():
+            self._overflowed += 1
+            log.log(logging.WARNING if self._overflowed == 1 else logging.DEBUG,
+                    "MQTT: %d messages already wait (the bound, max_pending); message %d on %s (QoS %d) not kept "
+                    "nor acknowledged%s (%d so far): the broker's in-flight window should prevent this: set "
+                    "mqtt.receive_maximum / max_inflight_messages to at most the bound", self._queue.maxsize,
+                    message.mid, message.topic, message.qos,
+                    ", the broker sends it again" if message.qos else ", QoS 0: lost", self._overflowed)
+            return
+        self._queue.put_nowait(message)
 
     @property
     def handled(self) -> int:

@@ -35,11 +35,16 @@ def test_a_daemon_role_reads_sensor_topics_and_publishes_its_alert_prefix_only()
     acl = render_acl(["aqnet-daemon", "MS01"], roles)
     assert _section(acl, "aqnet-daemon") == [
         "topic read aqnet/+/readings", "topic read airrohr/+/data", "topic read purpleair/+/data",
-        "topic readwrite city/alerts/#"]
+        # its read-access probes (sensors.mqtt.client.probe_topic): the sensor topics named after itself
+        "topic write aqnet/aqnet-daemon/readings", "topic write airrohr/aqnet-daemon/data",
+        "topic write purpleair/aqnet-daemon/data", "topic readwrite city/alerts/#"]
     assert "topic readwrite #" not in acl  # nothing more than needed
     no_alerts = render_acl(["aqnet-ingest-2"], {"aqnet-ingest-2": ServiceRole("aqnet-ingest-2", "daemon", None)})
     section = _section(no_alerts, "aqnet-ingest-2")
-    assert not any(line.startswith(("topic write", "topic readwrite")) for line in section)
+    assert not any(line.startswith("topic readwrite") for line in section)
+    assert [line for line in section if line.startswith("topic write")] == [
+        "topic write aqnet/aqnet-ingest-2/readings", "topic write airrohr/aqnet-ingest-2/data",
+        "topic write purpleair/aqnet-ingest-2/data"]
 
 
 def test_a_service_name_without_a_role_gets_no_section() -> None:

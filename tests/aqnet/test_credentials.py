@@ -20,22 +20,48 @@ from aqnet.credentials import (
     issue_credentials,
     new_password,
     parse_password_file,
+    parse_sensor_formats,
     reload_broker,
     remove_user,
     render_acl,
     render_password_file,
+    render_sensor_formats,
     set_password,
 )
 from sensors.mqtt.directory import topic_matches
 from sensors.mqtt.payloads import TOPICS
 
 
-def test_each_sensor_may_publish_only_its_own_topics() -> None:
-    acl = render_acl(["MS01", "MS02"])
-    assert "pattern write aqnet/%u/readings" in acl.splitlines()
-    assert not any(line.startswith(("topic", "user")) for line in acl.splitlines()), acl  # no grants but patterns
-    assert {line.split()[1] for line in acl.splitlines() if line.startswith("pattern")} == {"write"}
+def _section(acl: str, user: str) -> list[str]:
+    lines = acl.splitlines()
+    start = lines.index(f"user {user}") + 1
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start:end]
+
+
+def test_each_sensor_may_publish_only_its_own_topic_of_its_own_format() -> None:
+    acl = render_acl(["MS01", "MS02", "MS03"], formats={"MS01": ("airrohr",), "MS02": ("aqnet-json",)})
+    assert _section(acl, "MS01") == ["topic write airrohr/MS01/data"]
+    assert _section(acl, "MS02") == ["topic write aqnet/MS02/readings"]
+    # credentials issued before formats were recorded: every format's topic, and the ACL says why
+    assert _section(acl, "MS03") == ["topic write aqnet/MS03/readings", "topic write airrohr/MS03/data",
+                                     "topic write purpleair/MS03/data"]
+    assert "# sensor MS03: formats not recorded" in acl
+    assert not any(line.startswith("pattern") for line in acl.splitlines())  # a pattern applies to every user
+    assert {line.split()[1] for line in acl.splitlines() if line.startswith("topic")} == {"write"}
     assert allowed_topics("MS07") == ("aqnet/MS07/readings", "airrohr/MS07/data", "purpleair/MS07/data")
+    assert allowed_topics("MS07", ["purpleair"]) == ("purpleair/MS07/data",)
+    with pytest.raises(CredentialsError, match="payload format 'modbus'"):
+        allowed_topics("MS07", ["modbus"])
+
+
+def test_sensor_formats_file_round_trip_and_errors_name_the_line() -> None:
+    formats = {"MS02": ("airrohr",), "MS01": ("aqnet-json", "purpleair")}
+    assert parse_sensor_formats(render_sensor_formats(formats)) == formats
+    with pytest.raises(CredentialsError, match="line 2: sensor MS01: payload format 'x'"):
+        parse_sensor_formats("# c\nMS01 x\n")
+    with pytest.raises(CredentialsError, match="line 1: expected"):
+        parse_sensor_formats("MS01\n")
 
 
 def test_allowed_topics_are_what_the_daemon_subscribes_to() -> None:
@@ -84,15 +110,21 @@ def test_issue_keeps_only_the_hash_and_regenerates_the_acl(tmp_path: Path) -> No
     assert hashed.startswith("$7$")  # mosquitto_passwd's PBKDF2-SHA512
     assert issued.password not in repr(issued)
     assert stat.S_IMODE(files.password_file.stat().st_mode) == 0o600
-    assert "pattern write aqnet/%u/readings" in files.acl_file.read_text()
+    assert "topic write aqnet/MS01/readings" in files.acl_file.read_text()
     assert issued.topics == allowed_topics("MS01")
-    # regenerating replaces the hash, keeps the other users
+    # regenerating replaces the hash, keeps the other users; the formats given are recorded and narrow the ACL
     set_password(files, DAEMON_USER, "daemon-secret")
-    again = issue_credentials(files, "MS01")
+    again = issue_credentials(files, "MS01", formats=["airrohr"])
+    assert again.topics == ("airrohr/MS01/data",)
+    assert parse_sensor_formats(files.sensor_formats_file.read_text()) == {"MS01": ("airrohr",)}
+    acl = files.acl_file.read_text()
+    assert "topic write airrohr/MS01/data" in acl and "aqnet/MS01/readings" not in acl
     entries = parse_password_file(files.password_file.read_text())
     assert set(entries) == {"MS01", DAEMON_USER}
     assert entries["MS01"] != hashed and again.password != issued.password
     assert f"user {DAEMON_USER}" in files.acl_file.read_text()
+    # the services' listener reads a password file of aqnet's own logins only: a sensor login is refused there
+    assert set(parse_password_file(files.services_password_file.read_text())) == {DAEMON_USER}
 
 
 def test_revoking_removes_the_user(tmp_path: Path) -> None:

@@ -57,9 +57,9 @@ def test_unknown_topic_and_unknown_hardware_are_refused_with_their_reason() -> N
 
 def test_hardware_serial_is_case_insensitive_and_a_single_device_takes_every_channel() -> None:
     msg = DecodedMessage("1234567", (_value("SDS011", "pm10", 4.0), _value("DHT22", "temperature", 28.9, "°C")))
-    resolved = DIRECTORY.resolve("airrohr/1234567/data", msg, NOW)
+    resolved = DIRECTORY.resolve("airrohr/MS07/data", msg, NOW)
     assert {(r.device_id, r.variable) for r in resolved.readings} == {("MS07", "pm10"), ("MS07", "temperature")}
-    pa = DIRECTORY.resolve("purpleair/x/data", DecodedMessage("aa:bb:cc:00:00:02", ()), NOW)
+    pa = DIRECTORY.resolve("purpleair/MS06/data", DecodedMessage("aa:bb:cc:00:00:02", ()), NOW)
     assert pa.sensor_id == "MS06"
 
 
@@ -67,11 +67,11 @@ def test_each_channel_goes_to_its_device_payload_wide_values_to_the_first_and_th
     msg = DecodedMessage("aa:bb:cc:00:00:02", (
         _value("a", "pm25", 10.0), _value("b", "pm25", 11.0), _value("", "temperature", 80.0, "°F"),
         _value("a/cf_1", "pm25", 15.0)))
-    resolved = DIRECTORY.resolve("purpleair/x/data", msg, NOW)
+    resolved = DIRECTORY.resolve("purpleair/MS06/data", msg, NOW)
     assert [(r.device_id, r.variable, r.value) for r in resolved.readings] == [
         ("MS06-a", "pm25", 10.0), ("MS06-b", "pm25", 11.0), ("MS06-a", "temperature", 80.0)]
     assert resolved.unmapped == ("a/cf_1",)
-    split = DIRECTORY.resolve("airrohr/7654321/data", DecodedMessage("7654321", (
+    split = DIRECTORY.resolve("airrohr/MS08/data", DecodedMessage("7654321", (
         _value("SDS011", "pm10", 1.0), _value("PMS", "pm10", 2.0), _value("BME280", "pressure", 75000, "Pa"))), NOW)
     assert [(r.device_id, r.value) for r in split.readings] == [("MS08-sds", 1.0), ("MS08-pms", 2.0),
                                                                 ("MS08-sds", 75000)]
@@ -79,7 +79,7 @@ def test_each_channel_goes_to_its_device_payload_wide_values_to_the_first_and_th
 
 def test_a_device_taking_every_channel_keeps_one_value_per_variable() -> None:
     msg = DecodedMessage("1234567", (_value("SDS011", "pm10", 4.0), _value("PMS", "pm10", 5.0)))
-    resolved = DIRECTORY.resolve("airrohr/1234567/data", msg, NOW)
+    resolved = DIRECTORY.resolve("airrohr/MS07/data", msg, NOW)
     assert [(r.device_id, r.value) for r in resolved.readings] == [("MS07", 4.0)]
     assert resolved.unmapped == ("PMS",)
 
@@ -87,3 +87,28 @@ def test_a_device_taking_every_channel_keeps_one_value_per_variable() -> None:
 def test_self_identifying_format_without_a_serial_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="MS09: format airrohr identifies devices by hardware_serial"):
         bundled_network(microsensor_links={"MS09": MicrosensorLink("airrohr")})
+
+
+# ------------------------------------------------------------------------------ identity bound to the topic (16)
+
+
+@pytest.mark.parametrize(("topic", "hardware_id", "claimed"), [
+    ("airrohr/MS08/data", "1234567", "MS07"),  # MS08's login, MS07's chip id in the payload
+    ("purpleair/MS07/data", "aa:bb:cc:00:00:02", "MS06"),  # MS07's login, MS06's MAC
+    ("airrohr/1234567/data", "1234567", "MS07"),  # a chip id as the topic level: not a login, not MS07's topic
+])
+def test_a_payload_naming_another_sensor_than_its_topic_is_refused(topic: str, hardware_id: str,
+                                                                     claimed: str) -> None:
+    owner = topic.split("/")[1]
+    with pytest.raises(UnknownDeviceError) as exc:
+        DIRECTORY.resolve(topic, DecodedMessage(hardware_id, (_value("SDS011", "pm25", 1.0),)), NOW)
+    assert exc.value.reason == "identity_mismatch"
+    assert exc.value.sensor_id == owner  # the sender (the login the broker tied to the topic), not the victim
+    assert f"sensor {claimed}" in exc.value.detail and repr(topic) in exc.value.detail
+
+
+def test_the_topic_level_is_the_sensor_for_both_self_identifying_formats() -> None:
+    msg = DecodedMessage("1234567", (_value("SDS011", "pm25", 1.0),))
+    assert DIRECTORY.resolve("airrohr/MS07/data", msg, NOW).sensor_id == "MS07"
+    # not an MQTT format topic (the HTTP intake's "POST /intake/airrohr ..."): no topic identity to compare
+    assert DIRECTORY.resolve("POST /intake/airrohr X-Sensor esp8266-1234567", msg, NOW).sensor_id == "MS07"
