@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.publish as publish
@@ -128,8 +129,10 @@ def test_unknown_hardware_is_a_dead_letter_not_a_guess(daemon: dict, tmp_path: P
 
 def test_airrohr_and_purpleair_over_mqtt_are_attributed_by_hardware_serial(daemon: dict) -> None:
     port = daemon["mqtt_port"]
-    publish.single("purpleair/pa-0002/data", PURPLEAIR.read_bytes(), qos=1, hostname="127.0.0.1", port=port)
-    publish.single("airrohr/1234567/data", AIRROHR_DHT22.read_bytes(), qos=1, hostname="127.0.0.1", port=port)
+    live = json.loads(PURPLEAIR.read_bytes())  # a live device sends its current time (older ones are refused)
+    live["DateTime"] = datetime.now(UTC).strftime("%Y/%m/%dT%H:%M:%Sz")
+    publish.single("purpleair/MS06/data", json.dumps(live).encode(), qos=1, hostname="127.0.0.1", port=port)
+    publish.single("airrohr/MS07/data", AIRROHR_DHT22.read_bytes(), qos=1, hostname="127.0.0.1", port=port)
     _wait(lambda: _rows(daemon["db"], "MS06") and _rows(daemon["db"], "MS07"), 20, "rows for MS06 and MS07")
     pa = _rows(daemon["db"], "MS06")
     assert {d for d, _ in pa} == {"MS06-a", "MS06-b"}  # the two lasers are two devices

@@ -31,7 +31,7 @@ Key = tuple[str | int, ...]
 #: the keys of aqnet.production.yaml a test may rewrite, and why (channels by their index in the shipped file)
 YAML_KEYS: dict[Key, str] = {
     ("database", "url"): "host db.internal:5432 → the test cluster; sslrootcert /etc/aqnet/db-ca.pem → the test CA",
-    ("mqtt", "url"): "host mqtt.internal:8883 → the test broker's TLS listener (user and password kept)",
+    ("mqtt", "url"): "host mqtt.internal:8884 → the test broker's services TLS listener (user and password kept)",
     ("mqtt", "ca_file"): "path /etc/aqnet/mqtt-ca.pem → the test CA",
     ("storage", "spool_dir"): "path /var/lib/aqnet/spool → the test's directory",
     ("http", "host"): "0.0.0.0 → 127.0.0.1: tests listen on loopback only",
@@ -48,11 +48,12 @@ YAML_KEYS: dict[Key, str] = {
     ("alerts", "channels", 4, "password_file"): "path /etc/aqnet/smtp.password → the test's directory",
 }
 
-#: the directives of deploy/mosquitto/aqnet.conf a test may rewrite, and why
+#: the directives of deploy/mosquitto/aqnet.conf a test may rewrite, and why (a directive may stand in several
+#: places, e.g. one per listener: the test maps each shipped argument to its replacement)
 CONF_DIRECTIVES: dict[str, str] = {
-    "password_file": "path /etc/mosquitto/aqnet/passwd → the test's broker directory",
+    "password_file": "paths /etc/mosquitto/aqnet/passwd, passwd-services → the test's broker directory",
     "acl_file": "path /etc/mosquitto/aqnet/acl → the test's broker directory",
-    "listener": "port 8883 → a free port, bound to 127.0.0.1 (loopback only)",
+    "listener": "ports 8883 (sensors), 8884 (aqnet's services) → free ports, bound to 127.0.0.1 (loopback only)",
     "cafile": "path /etc/mosquitto/certs/ca.pem → the test CA",
     "certfile": "path /etc/mosquitto/certs/server.pem → the test PKI's server certificate",
     "keyfile": "path /etc/mosquitto/certs/server.key → its key",
@@ -146,35 +147,43 @@ def _directives(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def rewrite_mosquitto_conf(text: str, values: Mapping[str, str]) -> str:
-    """The shipped configuration with the arguments of the directives in `values` replaced (each must occur once,
-    or, for `user`, be absent: then it is appended). A directive outside `CONF_DIRECTIVES` is a KeyError."""
+def rewrite_mosquitto_conf(text: str, values: Mapping[str, Mapping[str, str] | str]) -> str:
+    """The shipped configuration with directives' arguments replaced: `values[name]` maps each shipped argument of
+    `name` to its replacement (every occurrence of `name` must be mapped, and every mapping used), or is one string
+    for a directive absent from the file (`user`: appended). A directive outside `CONF_DIRECTIVES` is a KeyError."""
     unknown = [k for k in values if k not in CONF_DIRECTIVES]
     if unknown:
         raise KeyError(f"not a host, port or path directive of the Mosquitto configuration: {unknown}")
-    seen: set[str] = set()
+    used: set[tuple[str, str]] = set()
     lines = []
     for line in text.splitlines():
         stripped = line.strip()
-        name = stripped.partition(" ")[0]
+        name, _, arg = stripped.partition(" ")
         if stripped and not stripped.startswith("#") and name in values:
-            if name in seen:
-                raise ValueError(f"{name} occurs more than once in the shipped file: rewrite which one?")
-            seen.add(name)
-            line = f"{name} {values[name]}"
+            mapping = values[name]
+            if isinstance(mapping, str) or arg.strip() not in mapping:
+                raise ValueError(f"{name} {arg.strip()}: no replacement given for this shipped argument")
+            used.add((name, arg.strip()))
+            line = f"{name} {mapping[arg.strip()]}"
         lines.append(line)
-    for name in values.keys() - seen:
-        if name != "user":
-            raise ValueError(f"{name} is not in the shipped file")
-        lines.append(f"user {values[name]}")
+    for name, mapping in values.items():
+        if isinstance(mapping, str):
+            if name != "user":
+                raise ValueError(f"{name} is not in the shipped file")
+            lines.append(f"user {mapping}")
+            continue
+        unused = [old for old in mapping if (name, old) not in used]
+        if unused:
+            raise ValueError(f"{name} {unused}: not in the shipped file")
     return "\n".join(lines) + "\n"
 
 
 def conf_changes(shipped: str, rewritten: str) -> set[str]:
-    """The directives whose arguments differ, or that one file has and the other lacks; the order of the setting
-    lines must be the same (an AssertionError otherwise)."""
+    """The directives whose arguments differ, or that one file has and the other lacks, comparing the setting lines
+    in order (the order of the directives must be the same: an AssertionError otherwise)."""
     a, b = _directives(shipped), _directives(rewritten)
-    changed = {name for name, _ in a if name not in dict(b)} | {name for name, _ in b if name not in dict(a)}
+    names_a, names_b = [n for n, _ in a], [n for n, _ in b]
+    changed = set(names_a).symmetric_difference(names_b)
     common_a = [d for d in a if d[0] not in changed]
     common_b = [d for d in b if d[0] not in changed]
     assert [n for n, _ in common_a] == [n for n, _ in common_b], "the settings' order differs"

@@ -115,14 +115,20 @@ class ShippedMosquitto:
     """Mosquitto with deploy/mosquitto/aqnet.conf, its paths and port rewritten (tests/e2e/production.py)."""
 
     def __init__(self, directory: Path, pki: Path, broker_dir: Path) -> None:
-        self.port = free_port()
+        self.port = free_port()  #: the sensors' listener (8883 in the shipped file)
+        self.services_port = free_port()  #: aqnet's own processes' listener (8884)
         self.log = directory / "mosquitto.log"
         (directory / "data").mkdir()
-        self.values = {
-            "password_file": str(broker_dir / "passwd"), "acl_file": str(broker_dir / "acl"),
-            "listener": f"{self.port} 127.0.0.1", "cafile": str(pki / "ca.pem"),
-            "certfile": str(pki / "server.pem"), "keyfile": str(pki / "server.key"),
-            "persistence_location": f"{directory / 'data'}/", "log_dest": f"file {self.log}",
+        self.values: dict[str, dict[str, str] | str] = {
+            "password_file": {"/etc/mosquitto/aqnet/passwd": str(broker_dir / "passwd"),
+                              "/etc/mosquitto/aqnet/passwd-services": str(broker_dir / "passwd-services")},
+            "acl_file": {"/etc/mosquitto/aqnet/acl": str(broker_dir / "acl")},
+            "listener": {"8883": f"{self.port} 127.0.0.1", "8884": f"{self.services_port} 127.0.0.1"},
+            "cafile": {"/etc/mosquitto/certs/ca.pem": str(pki / "ca.pem")},
+            "certfile": {"/etc/mosquitto/certs/server.pem": str(pki / "server.pem")},
+            "keyfile": {"/etc/mosquitto/certs/server.key": str(pki / "server.key")},
+            "persistence_location": {"/var/lib/mosquitto/": f"{directory / 'data'}/"},
+            "log_dest": {"syslog": f"file {self.log}"},
             **({"user": "root"} if runs_as_root() else {}),
         }
         self.shipped = MOSQUITTO_CONF.read_text(encoding="utf-8")
@@ -282,7 +288,7 @@ def test_the_shipped_production_files_ingest_every_kind_of_sensor_and_deliver_an
     values = {
         ("database", "url"): with_url(shipped["database"]["url"], host="127.0.0.1", port=cluster.port,
                                       query_paths={"sslrootcert": str(pki / "ca.pem")}),
-        ("mqtt", "url"): with_url(shipped["mqtt"]["url"], host="127.0.0.1", port=mosquitto.port),
+        ("mqtt", "url"): with_url(shipped["mqtt"]["url"], host="127.0.0.1", port=mosquitto.services_port),
         ("mqtt", "ca_file"): str(pki / "ca.pem"),
         ("storage", "spool_dir"): str(tmp_path / "spool"),
         ("http", "host"): "127.0.0.1",
@@ -389,7 +395,7 @@ def test_the_shipped_production_files_ingest_every_kind_of_sensor_and_deliver_an
     station_server = StationThread(station)
     station_server.start()
     request.addfinalizer(station_server.stop)
-    state = StateTopics(mosquitto.port, pki / "ca.pem", mqtt_url.username, mqtt_url.password)  # type: ignore[arg-type]
+    state = StateTopics(mosquitto.services_port, pki / "ca.pem", mqtt_url.username, mqtt_url.password)  # type: ignore[arg-type]
     request.addfinalizer(state.close)
     log_path = tmp_path / "daemon.log"
     daemon: subprocess.Popen[bytes] | None = None

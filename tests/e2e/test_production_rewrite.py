@@ -58,11 +58,17 @@ def test_urls_keep_everything_but_host_port_and_named_file_parameters() -> None:
 
 def test_the_mosquitto_rewrite_changes_only_the_listed_directives() -> None:
     shipped = MOSQUITTO_CONF.read_text()
-    text = rewrite_mosquitto_conf(shipped, {"listener": "1883 127.0.0.1", "user": "root"})
+    text = rewrite_mosquitto_conf(shipped, {"listener": {"8883": "1883 127.0.0.1", "8884": "1884 127.0.0.1"},
+                                            "user": "root"})
     assert conf_changes(shipped, text) == {"listener", "user"}
-    assert "listener 1883 127.0.0.1\n" in text and text.endswith("user root\n")
+    assert "listener 1883 127.0.0.1\n" in text and "listener 1884 127.0.0.1\n" in text
+    assert text.endswith("user root\n")
+    with pytest.raises(ValueError, match="listener 8884: no replacement"):  # every occurrence is accounted for
+        rewrite_mosquitto_conf(shipped, {"listener": {"8883": "1883 127.0.0.1"}})
+    with pytest.raises(ValueError, match="not in the shipped file"):
+        rewrite_mosquitto_conf(shipped, {"listener": {"8883": "1", "8884": "2", "9999": "3"}})
     with pytest.raises(KeyError, match="allow_anonymous"):
-        rewrite_mosquitto_conf(shipped, {"allow_anonymous": "true"})
+        rewrite_mosquitto_conf(shipped, {"allow_anonymous": {"false": "true"}})
     assert conf_changes(shipped, shipped.replace("allow_anonymous false", "allow_anonymous true")) == {
         "allow_anonymous"}
     assert conf_changes(shipped, shipped.replace("tls_version tlsv1.2\n", "")) == {"tls_version"}
