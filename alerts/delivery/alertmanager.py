@@ -13,7 +13,10 @@ alert's whole episode (severity changes only with the level): `alertname` (rule 
 locality; locality scope: the locality), `variable`, `indicative` ("true"/"false"), `source` ("aqnet"). A label
 with no value (no locality, a network-scope alert's sensor) is left out: Alertmanager treats an empty label as
 absent, and a matcher `locality=""` matches it. The reported (worst) sensor of a locality or network alert, the
-level, value, unit, threshold, norm source and links are annotations, which may change on every post. When a
+level, value, unit, threshold, norm source and dashboard link are annotations, which may change on every post.
+No acknowledgement link, ever (not in an annotation, not in the rendered description): Alertmanager's API, UI and
+receivers are read by people and systems that are not the officers, and a live link there would let any of them
+acknowledge; `send` and `repost` drop a notice's `ack_url` before rendering. When a
 transition changes the severity (escalation to a critical level), the alert under the other severities is ended
 in the same request, so Alertmanager shows one alert per aqnet alert; a resolution ends all three.
 
@@ -26,6 +29,7 @@ a resolved alert active). Errors (`DeliveryError`): 4xx permanent (400 quotes Al
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -59,11 +63,12 @@ def _number(value: float | None) -> str:
 
 
 def _annotations(notice: Notice, language: Language, tz: str | tzinfo) -> dict[str, str]:
+    notice = replace(notice, ack_url=None)  # readable by others: no live acknowledgement link
     message = render(notice, language, tz=tz)
     values = {
         "summary": message.subject, "description": message.text, "level": notice.level,
         "value": _number(notice.value), "unit": notice.unit or "", "threshold": _number(notice.threshold),
-        "norm_source": notice.source, "dashboard": notice.dashboard_url or "", "acknowledge": notice.ack_url or "",
+        "norm_source": notice.source, "dashboard": notice.dashboard_url or "",
         "alert_id": str(notice.alert_id), "state": notice.state, "transition": notice.transition,
         "reported_sensor": notice.sensor_id or "", "period": notice.period or "",
         "coverage": "" if notice.coverage is None else f"{notice.coverage:.0%}",

@@ -49,6 +49,7 @@ class WebhookChannel:
     """
 
     type = "webhook"
+    carries_links = True  #: reaches officers: notices carry the signed acknowledgement link
 
     def __init__(self, name: str, url: str, *, key: bytes, timeout_s: float = 10.0,
                  headers: Mapping[str, str] | None = None, language: Language = "es",
