@@ -37,6 +37,7 @@ import httpx
 
 from alerts.messages import DEFAULT_TZ, Language, render
 from alerts.notice import SEVERITIES, DeliveryError, Notice
+from sensors.redact import redact, redact_url
 
 __all__ = ["AlertmanagerChannel", "alert_labels", "postable_alerts"]
 
@@ -125,9 +126,9 @@ class AlertmanagerChannel:
                  language: Language = "es", tz: str | tzinfo = DEFAULT_TZ,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        where = f"alert channel {name} (Alertmanager {url})"
+        where = f"alert channel {name} (Alertmanager {redact_url(url)})"
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"{where}: url: expected http(s)://host:port, got {url!r}")
+            raise ValueError(f"{where}: url: expected http(s)://host:port, got {redact_url(url)!r}")
         if not repost_s > 0 or not timeout_s > 0:
             raise ValueError(f"{where}: repost_s and timeout_s: expected > 0, got {repost_s!r}, {timeout_s!r}")
         if language not in ("es", "en"):
@@ -167,11 +168,11 @@ class AlertmanagerChannel:
         except httpx.TimeoutException:
             raise DeliveryError(f"{self._where}: no answer within {self.timeout_s:g} s; retrying later") from None
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"{self._where}: {type(exc).__name__}: {exc}; retrying later") from None
+            raise DeliveryError(redact(f"{self._where}: {type(exc).__name__}: {exc}; retrying later")) from None
         if response.is_success:
             return
         reason = response.text.strip()[:500] or response.reason_phrase
         status = response.status_code
         permanent = 400 <= status < 500 and status not in _TRANSIENT_STATUS
-        raise DeliveryError(f"{self._where}: POST {endpoint} answered {status}: {reason}"
+        raise DeliveryError(f"{self._where}: POST {redact_url(endpoint)} answered {status}: {reason}"
                             + ("" if permanent else "; retrying later"), permanent=permanent)

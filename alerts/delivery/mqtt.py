@@ -49,6 +49,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from alerts.messages import DEFAULT_TZ, Language, notice_payload
 from alerts.notice import DeliveryError, Notice
 from sensors.mqtt.client import parse_mqtt_url, tls_context
+from sensors.redact import redact
 
 __all__ = ["PROBE_TOPIC", "MqttAlertChannel"]
 
@@ -256,7 +257,7 @@ class MqttAlertChannel:
                 client.connect(self._url.host, self._url.port, keepalive=self._keepalive_s)
         except OSError as exc:  # refused, unreachable, DNS, TLS handshake or certificate, timeout
             self._drop()
-            raise DeliveryError(f"{self._where}: cannot connect: {type(exc).__name__}: {exc}") from None
+            raise DeliveryError(redact(f"{self._where}: cannot connect: {type(exc).__name__}: {exc}")) from None
         client.loop_start()
         conn.thread = client._thread  # paho keeps no public handle; joined in _drop so no thread outlives us
         if not conn.connack.wait(max(0.0, deadline - time.monotonic())):

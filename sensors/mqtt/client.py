@@ -59,6 +59,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from sensors.redact import redact_url
+
 __all__ = [
     "Backoff",
     "ClientStatus",
@@ -107,11 +109,11 @@ def parse_mqtt_url(url: str) -> MqttUrl:
     """Parse `mqtt://host:port` or `mqtts://host:port` (default ports 1883 / 8883); ValueError names the URL."""
     parts = urlsplit(url)
     if parts.scheme not in _SCHEMES or not parts.hostname:
-        raise ValueError(f"MQTT URL {url!r}: expected mqtt://host:port or mqtts://host:port")
+        raise ValueError(f"MQTT URL {redact_url(url)!r}: expected mqtt://host:port or mqtts://host:port")
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"MQTT URL {url!r}: port: expected 1..65535") from None
+        raise ValueError(f"MQTT URL {redact_url(url)!r}: port: expected 1..65535") from None
     tls = _SCHEMES[parts.scheme]
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password else None
