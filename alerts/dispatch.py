@@ -15,6 +15,10 @@ Contract of `Dispatcher.run_once(now)`, one task per channel (a failing or slow 
    sends that one notice again (at least once; webhook receivers have the X-Aqnet-Delivery idempotency key).
 `repost_active(now)` gives every channel with a `repost(notices)` method (Alertmanager) all active alerts it
 accepts: Alertmanager's protocol expects active alerts re-posted, so this is not a duplicate delivery.
+Links: a notice carries a signed acknowledgement link (`signing_key`: the LINK key, never a webhook secret; valid
+`ack_link_ttl_h` ≤ `alerts.signing.MAX_ACK_LINK_TTL_H`, bound to its event) only for a channel whose class says
+`carries_links = True` (e-mail and webhook: they reach officers). Every other channel, Alertmanager and the
+retained MQTT state among them (read by other people and systems), and every re-post get no link.
 Times written to the outbox are the injected clock's (wall clock by default).
 """
 
@@ -36,7 +40,7 @@ from psycopg_pool import AsyncConnectionPool
 from alerts.notice import TRANSITIONS, Channel, DeliveryError, Notice
 from alerts.routing import ChannelFilterLike, accepts, accepts_alert
 from alerts.rules import Rule
-from alerts.signing import ack_token, ack_url
+from alerts.signing import MAX_ACK_LINK_TTL_H, ack_token, ack_url
 from storage import alert_outbox as outbox
 from storage.alert_outbox import NoticeRow
 
@@ -121,7 +125,7 @@ def build_notice(row: NoticeRow, *, rule: Rule | None = None, now: datetime, pub
     link = None
     if public_url and signing_key and row.to_state == "firing":
         link = ack_url(public_url, ack_token(signing_key, row.alert_id, row.event_id,
-                                             now + timedelta(hours=ack_link_ttl_h)))
+                                             now + timedelta(hours=ack_link_ttl_h), issued=now))
     officer = row.actor is not None
     return Notice(
         alert_id=row.alert_id, event_id=row.event_id, transition=cast(Any, row.transition),
@@ -168,6 +172,9 @@ class Dispatcher:
         for name, (channel, _) in channels.items():
             if channel.name != name:
                 raise ValueError(f"dispatcher: channel configured as {name!r} calls itself {channel.name!r}")
+        if not 0 < ack_link_ttl_h <= MAX_ACK_LINK_TTL_H:
+            raise ValueError(f"dispatcher: ack_link_ttl_h: expected over 0 and at most {MAX_ACK_LINK_TTL_H:g} h, got "
+                             f"{ack_link_ttl_h!r}")
         if max_attempts < 1 or retry_min_s <= 0 or retry_max_s < retry_min_s:
             raise ValueError(f"dispatcher: expected max_attempts >= 1 and 0 < retry_min_s <= retry_max_s, got "
                              f"{max_attempts}, {retry_min_s}, {retry_max_s}")
@@ -221,8 +228,10 @@ class Dispatcher:
         runs = await asyncio.gather(*(self._run_channel(n, now) for n in self._channels))
         return DispatchRun(tuple(runs))
 
-    def _notice(self, row: NoticeRow, now: datetime) -> Notice:
-        return build_notice(row, rule=self._rules.get(row.rule), now=now, **self._links)  # type: ignore[arg-type]
+    def _notice(self, row: NoticeRow, now: datetime, *, link: bool = False) -> Notice:
+        """The row's notice; with a signed acknowledgement link only when `link` (a channel that carries them)."""
+        links = self._links if link else {**self._links, "signing_key": None}
+        return build_notice(row, rule=self._rules.get(row.rule), now=now, **links)  # type: ignore[arg-type]
 
     async def _run_channel(self, name: str, now: datetime) -> ChannelRun:
         counts = {"planned": 0, "delivered": 0, "failed": 0, "dead": 0}
@@ -266,7 +275,7 @@ class Dispatcher:
                 await outbox.mark_dead(conn, row.id, error="event not found")
                 return "dead"
             try:
-                notice = self._notice(found, now)
+                notice = self._notice(found, now, link=getattr(channel, "carries_links", False) is True)
                 async with asyncio.timeout(self.timeout_for(name)):  # not wait_for: 3.11's can drop a cancel
                     await channel.send(notice)
             except DeliveryError as exc:

@@ -76,7 +76,9 @@ class DeliveryError(Exception):
 @runtime_checkable
 class Channel(Protocol):
     """A delivery channel. `send` returns when the receiver accepted the notice, or raises DeliveryError; it
-    must not block the event loop (run blocking clients in a thread) and must give up within `timeout_s`."""
+    must not block the event loop (run blocking clients in a thread) and must give up within `timeout_s`.
+    A channel whose class sets `carries_links = True` (e-mail, webhook: they reach officers) gets notices with the
+    signed acknowledgement link; without it (Alertmanager, retained MQTT state: read by others) it gets none."""
 
     name: str  #: the configured channel name (alert_outbox.channel)
     type: str  #: webhook, email, mqtt, alertmanager

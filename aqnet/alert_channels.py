@@ -1,9 +1,13 @@
-"""The alert delivery wiring: the signing key, the channels of `alerts.channels` and the `Dispatcher` over them.
+"""The alert delivery wiring: the keys, the channels of `alerts.channels` and the `Dispatcher` over them.
 Shell (reads key, password and secret files; builds `alerts.delivery.*` clients; connects nothing until used).
 
-Contract: `load_or_create_key(path)` returns the HMAC key that signs webhook bodies and acknowledgement links,
-creating 32 random bytes (mode 600, parent directories as needed) when the file is missing, so one key survives
-restarts and links already mailed stay valid. `build_channels(settings, signing_key)` returns one channel per
+Contract: `load_or_create_key(path, setting=…)` returns an HMAC key, creating 32 random bytes (mode 600, parent
+directories as needed) when the file is missing, so a key survives restarts. `load_alert_keys(settings)` gives
+the two keys, which are never the same: `link` (`alerts.link_key_file`) signs acknowledgement links and nothing
+else; `webhook` (`alerts.signing_key_file`) signs the bodies of webhook channels without a `secret_file`. A link
+key equal to the webhook key or to a webhook's secret is refused (ChannelConfigError): whoever verifies webhook
+signatures holds that secret and could otherwise make acknowledgement links (docs/security.md: migration).
+`build_channels(settings, webhook_key)` returns one channel per
 configured entry with its filter; every file problem of every channel is collected and raised at once as a
 `ChannelConfigError` whose lines name the channel and the file (README: "Configuration", `alerts.channels`).
 `build_dispatcher` gives the `alerts.dispatch.Dispatcher` the daemon's scheduler runs; it owns and closes the
@@ -17,7 +21,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -32,9 +36,10 @@ from aqnet.config import (
     Settings,
     WebhookChannel,
 )
+from sensors.redact import redact
 
-__all__ = ["KEY_BYTES", "ChannelConfigError", "build_channels", "build_dispatcher", "close_channels",
-           "load_or_create_key", "read_secret"]
+__all__ = ["KEY_BYTES", "AlertKeys", "ChannelConfigError", "build_channels", "build_dispatcher", "close_channels",
+           "load_alert_keys", "load_or_create_key", "read_secret"]
 
 KEY_BYTES = 32  #: HMAC-SHA256 key length: the hash's block-size recommendation (RFC 2104 §3: at least L = 32)
 _MIN_KEY_BYTES = 16  #: a shorter key file is refused (a truncated or placeholder file, not a key)
@@ -48,17 +53,43 @@ class ChannelConfigError(ValueError):
         self.errors = errors
 
 
-def load_or_create_key(path: Path) -> bytes:
-    """The signing key in `path`; 32 random bytes written there (mode 600) first if the file does not exist."""
+class AlertKeys(NamedTuple):
+    """The alert keys: `link` signs acknowledgement links only, `webhook` is the webhooks' default secret."""
+
+    link: bytes
+    webhook: bytes
+
+
+def load_alert_keys(settings: Settings) -> AlertKeys:
+    """Both keys (each created when missing); ChannelConfigError when the link key is a webhook's key."""
+    a = settings.alerts
+    link = load_or_create_key(Path(a.link_key_file), setting="alerts.link_key_file")
+    webhook = load_or_create_key(Path(a.signing_key_file))
+    clashes = ["alerts.signing_key_file"] if link == webhook else []
+    for spec in a.channels:
+        if isinstance(spec, WebhookChannel) and spec.secret_file:
+            secret = read_secret(spec.secret_file, channel=spec.name, key="secret_file")
+            if secret == link:
+                clashes.append(f"alerts.channels[{spec.name}].secret_file")
+    if clashes:
+        raise ChannelConfigError([f"alerts.link_key_file: {a.link_key_file} holds the same key as {c}: links need a "
+                                  f"key of their own; delete {a.link_key_file} to have a new one created (links "
+                                  "already sent stop working)" for c in clashes])
+    return AlertKeys(link, webhook)
+
+
+def load_or_create_key(path: Path, *, setting: str = "alerts.signing_key_file") -> bytes:
+    """The key in `path` (`setting` names it in errors); 32 random bytes written there (mode 600) first if the
+    file does not exist."""
     try:
         if not path.parent.is_dir():
             path.parent.mkdir(parents=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:
         if exc.filename != str(path):  # a parent is a file, or appeared meanwhile as one
-            raise ChannelConfigError([f"alerts.signing_key_file: cannot create {path}: {exc.strerror}"]) from None
+            raise ChannelConfigError([f"{setting}: cannot create {path}: {exc.strerror}"]) from None
     except OSError as exc:
-        raise ChannelConfigError([f"alerts.signing_key_file: cannot create {path}: {exc.strerror}"]) from None
+        raise ChannelConfigError([f"{setting}: cannot create {path}: {exc.strerror}"]) from None
     else:
         with os.fdopen(fd, "wb") as f:  # O_EXCL: two processes starting at once cannot overwrite each other's key
             f.write(secrets.token_bytes(KEY_BYTES))
@@ -67,9 +98,9 @@ def load_or_create_key(path: Path) -> bytes:
     try:
         key = path.read_bytes()
     except OSError as exc:
-        raise ChannelConfigError([f"alerts.signing_key_file: cannot read {path}: {exc.strerror}"]) from None
+        raise ChannelConfigError([f"{setting}: cannot read {path}: {exc.strerror}"]) from None
     if len(key) < _MIN_KEY_BYTES:
-        raise ChannelConfigError([f"alerts.signing_key_file: {path} holds {len(key)} bytes, expected at least "
+        raise ChannelConfigError([f"{setting}: {path} holds {len(key)} bytes, expected at least "
                                   f"{_MIN_KEY_BYTES} (delete it to have a new {KEY_BYTES}-byte key created; links "
                                   "already sent stop working)"])
     return key
@@ -91,15 +122,15 @@ def read_secret(path: str, *, channel: str, key: str) -> bytes:
     return data
 
 
-def _webhook(spec: WebhookChannel, settings: Settings, signing_key: bytes) -> Channel:
+def _webhook(spec: WebhookChannel, settings: Settings, webhook_key: bytes) -> Channel:
     from alerts.delivery.webhook import WebhookChannel as Client
 
-    secret = read_secret(spec.secret_file, channel=spec.name, key="secret_file") if spec.secret_file else signing_key
+    secret = read_secret(spec.secret_file, channel=spec.name, key="secret_file") if spec.secret_file else webhook_key
     return Client(spec.name, spec.url, key=secret, timeout_s=spec.timeout_s, headers=dict(spec.headers),
                   language=spec.language or settings.alerts.language, tz=settings.network.timezone)
 
 
-def _email(spec: EmailChannel, settings: Settings, signing_key: bytes) -> Channel:
+def _email(spec: EmailChannel, settings: Settings, webhook_key: bytes) -> Channel:
     from alerts.delivery.email import EmailChannel as Client
 
     password = (read_secret(spec.password_file, channel=spec.name, key="password_file").decode("utf-8")
@@ -115,7 +146,7 @@ def _email(spec: EmailChannel, settings: Settings, signing_key: bytes) -> Channe
                   tz=settings.network.timezone)
 
 
-def _mqtt(spec: MqttChannel, settings: Settings, signing_key: bytes) -> Channel:
+def _mqtt(spec: MqttChannel, settings: Settings, webhook_key: bytes) -> Channel:
     from alerts.delivery.mqtt import MqttAlertChannel as Client
 
     if spec.url is None:  # the ingest broker, with its TLS settings
@@ -125,7 +156,7 @@ def _mqtt(spec: MqttChannel, settings: Settings, signing_key: bytes) -> Channel:
     return Client(spec.name, spec.url, topic_prefix=spec.topic_prefix, qos=spec.qos, timeout_s=spec.timeout_s)
 
 
-def _alertmanager(spec: AlertmanagerChannel, settings: Settings, signing_key: bytes) -> Channel:
+def _alertmanager(spec: AlertmanagerChannel, settings: Settings, webhook_key: bytes) -> Channel:
     from alerts.delivery.alertmanager import AlertmanagerChannel as Client
 
     return Client(spec.name, spec.url, timeout_s=spec.timeout_s, repost_s=settings.alerts.alertmanager_repost_s,
@@ -136,19 +167,20 @@ _BUILDERS: Mapping[str, Callable[[Any, Settings, bytes], Channel]] = {
     "webhook": _webhook, "email": _email, "mqtt": _mqtt, "alertmanager": _alertmanager}
 
 
-def build_channels(settings: Settings, signing_key: bytes) -> dict[str, tuple[Channel, ChannelFilter]]:
-    """Channel name → (channel, its filter), for every entry of `alerts.channels`; every problem at once."""
+def build_channels(settings: Settings, webhook_key: bytes) -> dict[str, tuple[Channel, ChannelFilter]]:
+    """Channel name → (channel, its filter), for every entry of `alerts.channels`; every problem at once.
+    `webhook_key` (AlertKeys.webhook, never the link key) signs webhooks without a `secret_file`."""
     built: dict[str, tuple[Channel, ChannelFilter]] = {}
     errors: list[str] = []
     for spec in settings.alerts.channels:
         try:
             # the channel's settings are its filter (alerts.routing reads the ChannelFilter fields; the
             # dispatcher its timeout_s)
-            built[spec.name] = (_BUILDERS[spec.type](spec, settings, signing_key), spec)
+            built[spec.name] = (_BUILDERS[spec.type](spec, settings, webhook_key), spec)
         except ChannelConfigError as exc:
             errors += exc.errors
         except (ValueError, OSError) as exc:  # the client refused its settings (a URL it cannot use, …)
-            errors.append(f"alerts.channels[{spec.name}] ({spec.type}): {exc}")
+            errors.append(redact(f"alerts.channels[{spec.name}] ({spec.type}): {exc}"))
     if errors:
         raise ChannelConfigError(errors)
     return built
@@ -166,12 +198,12 @@ async def close_channels(channels: Mapping[str, tuple[Channel, ChannelFilter]]) 
 
 
 def build_dispatcher(db: str | AsyncConnectionPool[Any], settings: Settings,
-                     channels: Mapping[str, tuple[Channel, ChannelFilter]], signing_key: bytes, *,
+                     channels: Mapping[str, tuple[Channel, ChannelFilter]], link_key: bytes, *,
                      rules: Iterable[Rule] = (), clock: Callable[[], datetime]) -> Dispatcher:
     """The `alerts.dispatch.Dispatcher` delivering the outbox to `channels` with `settings.alerts`' retry policy
-    and links; it owns the channels from now on (`Dispatcher.close` closes them). `rules`: the rules in force
-    (their descriptions and clear levels go into the notices)."""
+    and links signed with `link_key` (AlertKeys.link); it owns the channels from now on (`Dispatcher.close`
+    closes them). `rules`: the rules in force (their descriptions and clear levels go into the notices)."""
     a = settings.alerts
     return Dispatcher(db, channels, max_attempts=a.max_attempts, retry_min_s=a.retry_min_s,
                       retry_max_s=a.retry_max_s, public_url=a.public_url, dashboard_url=a.dashboard_url,
-                      signing_key=signing_key, ack_link_ttl_h=a.ack_link_ttl_h, rules=rules, clock=clock)
+                      signing_key=link_key, ack_link_ttl_h=a.ack_link_ttl_h, rules=rules, clock=clock)

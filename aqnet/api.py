@@ -13,6 +13,7 @@ before the response is sent. Errors are `{"detail": ApiError}`; `storage.registr
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations, and those naming the
 # role dependencies (Reader, Technician) are local to api_router, so they must be evaluated where they are written
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -47,6 +48,8 @@ from storage.registry_models import (
 from storage.tokens import ROLES, ApiToken, Role, authenticate
 
 __all__ = ["OFFICER", "READERS", "TECHNICIAN", "ApiError", "api_router"]
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 READERS: frozenset[Role] = frozenset(ROLES)  #: every role reads
@@ -219,7 +222,10 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
         except psycopg.errors.DataError as exc:  # SQLSTATE class 22: the database refused a value
             raise _problem(422, "invalid", f"the database refused a value: {exc.diag.message_primary}") from None
         except (PoolTimeout, psycopg.OperationalError) as exc:
-            raise HTTPException(503, f"database unavailable: {exc}") from None
+            # the answer names no host, port, user or libpq text (it comes before any authentication); the log
+            # line has the detail, passwords masked (aqnet.logs)
+            log.warning("API: database unavailable: %s", exc)
+            raise HTTPException(503, "database unavailable; try again later") from None
 
     def role(allowed: Iterable[Role]) -> Callable[..., Any]:
         allowed = frozenset(allowed)

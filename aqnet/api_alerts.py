@@ -6,8 +6,12 @@ Contract: every role reads alerts and exceedances; acknowledging, resolving and 
 The signed acknowledgement link of e-mail and webhook messages, `/alerts/ack/{token}`, takes no bearer token:
 GET answers a small HTML page with a form asking the officer's name and acknowledges nothing (mail scanners and
 link previews follow GETs); POST of that form (field `name`, optional `note`) acknowledges, recording actor
-"<name> (link)" via "link". A link whose signature does not verify or that expired is a 403 page; an alert
-already acknowledged or resolved is a 200 page saying by whom. `storage.alerts_store.AlertError` maps to 404
+"<name> (link)" via "link". A link whose signature does not verify, that expired or whose lifetime is over
+`alerts.signing.MAX_ACK_LINK_TTL_H` is a 403 page; an alert already acknowledged or resolved is a 200 page saying
+by whom. A link is bound to the transition it was issued for: once the alert escalated after it, GET and POST
+answer a 409 page saying so, with a link to the alert, and nothing changes (an escalation needs a new
+acknowledgement, alerts.state; the check that counts runs under the alert's row lock in
+`storage.alerts_store.acknowledge(as_of_event=…)`). `storage.alerts_store.AlertError` maps to 404
 (not_found) and 409 (illegal_transition) through the `db` context the router is given.
 """
 
@@ -161,14 +165,20 @@ _PAGE = {
            "name": "Nombre", "note": "Nota (opcional)", "submit": "Reconocer",
            "done": "Alerta reconocida por {who} a las {at}.", "already": "Esta alerta ya fue reconocida por "
            "{who} a las {at}.", "resolved": "Esta alerta ya se resolvió a las {at}{by}: no hay nada que reconocer.",
-           "need_name": "Falta su nombre: vuelva atrás y escríbalo."},
+           "need_name": "Falta su nombre: vuelva atrás y escríbalo.",
+           "escalated": "La alerta {id} escaló a {level} ({at}) después de que se envió este enlace: una escalada "
+           "necesita un reconocimiento nuevo. Use el enlace del mensaje más reciente o reconózcala en aqnet.",
+           "see": "Ver la alerta"},
     "en": {"title": "Alert {id}", "invalid": "This link is not valid or has expired: {why}. Acknowledge the "
            "alert in aqnet (`aqnet alerts ack {id}` or the API) or ask for a new link.",
            "unknown": "Alert {id} does not exist.", "ask": "Enter your name to acknowledge this alert.",
            "name": "Name", "note": "Note (optional)", "submit": "Acknowledge",
            "done": "Alert acknowledged by {who} at {at}.", "already": "This alert was already acknowledged by "
            "{who} at {at}.", "resolved": "This alert was already resolved at {at}{by}: nothing to acknowledge.",
-           "need_name": "Your name is missing: go back and enter it."},
+           "need_name": "Your name is missing: go back and enter it.",
+           "escalated": "Alert {id} escalated to {level} ({at}) after this link was sent: an escalation needs a new "
+           "acknowledgement. Use the link in the newest message or acknowledge it in aqnet.",
+           "see": "See the alert"},
 }
 
 
@@ -198,7 +208,8 @@ def add_alert_routes(r: APIRouter, db: Db, *, reader: Callable[..., Any], office
         200: {"content": _HTML, "description": "the form (GET), or the acknowledgement done or already done"},
         403: {"content": _HTML, "description": "the link's signature does not verify, or it expired"},
         404: {"content": _HTML, "description": "the alert no longer exists"},
-        409: {"content": _HTML, "description": "the alert changed meanwhile and cannot be acknowledged"},
+        409: {"content": _HTML, "description": "the alert escalated after the link was issued (a new "
+              "acknowledgement is needed), or changed meanwhile and cannot be acknowledged"},
         422: {"content": _HTML, "description": "the form was sent without a name"}}
 
     def page(status: int, alert_id: int | None, body: str) -> HTMLResponse:
@@ -223,14 +234,20 @@ def add_alert_routes(r: APIRouter, db: Db, *, reader: Callable[..., Any], office
         except ValueError as exc:
             return text(403, None, say["invalid"].format(why=str(exc), id="ID"))
 
-    async def lookup(conn: AsyncConnection[Any], alert_id: int) -> Any:
-        """The alert (storage.alerts_store.AlertRecord), or None when there is none."""
+    async def lookup_detail(conn: AsyncConnection[Any], alert_id: int) -> alerts_store.AlertDetail | None:
+        """The alert with its events, or None when there is none."""
         try:
-            return (await alerts_store.get_alert(conn, alert_id)).alert
+            return await alerts_store.get_alert(conn, alert_id)
         except AlertError as exc:
             if exc.code != "not_found":
                 raise
             return None
+
+    def escalated(alert_id: int, level: str, at: datetime | None) -> HTMLResponse:
+        """The 409 page of a link issued before an escalation, with a link to the alert (relative: a proxy's
+        path prefix is kept; the alert's record asks for a token)."""
+        return page(409, alert_id, f"<p>{html.escape(say['escalated'].format(id=alert_id, level=level, at=_when(at)))}"
+                    f"</p><p><a href=\"../{alert_id}\">{html.escape(say['see'])}</a></p>")
 
     def settled(alert: Any) -> HTMLResponse | None:
         """The page for an alert nobody needs to acknowledge any more, or None."""
@@ -250,14 +267,18 @@ def add_alert_routes(r: APIRouter, db: Db, *, reader: Callable[..., Any], office
         checked = verify(token)
         if isinstance(checked, HTMLResponse):
             return checked
-        alert_id, _ = checked
+        alert_id, event_id = checked
         async with db() as conn:
-            alert = await lookup(conn, alert_id)
-        if alert is None:
+            found = await lookup_detail(conn, alert_id)
+        if found is None:
             return text(404, alert_id, say["unknown"].format(id=alert_id))
+        alert = found.alert
         done = settled(alert)
         if done is not None:
             return done
+        later = superseding(found.events, event_id)
+        if later is not None:
+            return escalated(alert_id, later.level or alert.level, later.time)
         evidence = (f"{alert.rule}: {alert.level} — {alert.sensor_id or alert.scope_key} {alert.variable or ''} "
                     f"{_num(alert.value)} {alert.unit or ''}")
         return page(200, alert_id, f"<p>{html.escape(evidence)}</p><p>{html.escape(say['ask'])}</p>"
@@ -274,7 +295,7 @@ def add_alert_routes(r: APIRouter, db: Db, *, reader: Callable[..., Any], office
         checked = verify(token)
         if isinstance(checked, HTMLResponse):
             return checked
-        alert_id, _ = checked
+        alert_id, event_id = checked
         form = await _form(request)
         if form is None:
             return text(422, alert_id, say["need_name"])
@@ -285,14 +306,19 @@ def add_alert_routes(r: APIRouter, db: Db, *, reader: Callable[..., Any], office
         actor = f"{name} (link)"
         async with db() as conn:
             try:
-                await alerts_store.acknowledge(conn, alert_id, actor=actor, via="link", note=note, at=clock())
+                await alerts_store.acknowledge(conn, alert_id, actor=actor, via="link", note=note, at=clock(),
+                                               as_of_event=event_id)
                 refused = None
             except AlertError as exc:  # handled here: the link answers pages, not the API's JSON errors
                 refused = exc
-            alert = await lookup(conn, alert_id)
-        if alert is None:
+            found = await lookup_detail(conn, alert_id)
+        if found is None:
             return text(404, alert_id, say["unknown"].format(id=alert_id))
-        if refused is not None:  # acknowledged or resolved meanwhile (by this link or another way)
+        alert = found.alert
+        if refused is not None:  # escalated since the link, or acknowledged/resolved meanwhile
+            later = superseding(found.events, event_id) if refused.code == "superseded" else None
+            if later is not None:
+                return escalated(alert_id, later.level or alert.level, later.time)
             return settled(alert) or text(409, alert_id, refused.message)
         return text(200, alert_id, say["done"].format(who=actor, at=_when(alert.acknowledged_at)))
 
@@ -355,6 +381,13 @@ def add_alert_routes(r: APIRouter, db: Db, *, reader: Callable[..., Any], office
             found = await alerts_store.exceedances(conn, year=year, sensor_id=sensor_id, variable=variable,
                                                    tz=tz_name)
         return [ExceedanceRecord.model_validate(e) for e in found]
+
+
+def superseding(events: Any, event_id: int) -> Any:
+    """The last escalation recorded after transition `event_id` among an alert's `events`, or None: a link issued
+    for `event_id` no longer acknowledges once there is one. Pure."""
+    later = [e for e in events if e.kind == "escalated" and e.id > event_id]
+    return max(later, key=lambda e: e.id) if later else None
 
 
 _FORM_MAX_BYTES = 16_384  #: a name and a note: anything larger is not the form

@@ -12,6 +12,7 @@ import click
 
 from aqnet.config import ConfigError, Settings, load_settings
 from aqnet.logs import setup_logging
+from sensors.redact import redact
 
 __all__ = ["main"]
 
@@ -132,7 +133,8 @@ def status(as_json: bool, var_dir: Path) -> None:
             doc = json.loads(resp.read())
     except (urllib.error.URLError, OSError) as exc:
         raise click.ClickException(f"the daemon at {state['status_url']} does not answer: {exc}") from None
-    out = {"database_url": state["database_url"], "mqtt_url": state["mqtt_url"],
+    # no passwords: `aqnet db url` prints the database URL whole for whoever asks for it
+    out = {"database_url": redact(state["database_url"]), "mqtt_url": redact(state["mqtt_url"]),
            "metrics_url": state["metrics_url"], "sensors_configured": doc["sensors_configured"],
            "sensors_reporting": doc["sensors_reporting"], "readings_total": doc.get("readings_total"),
            "last_seen": doc["last_seen"]}
@@ -175,7 +177,7 @@ def db_migrate(url: str | None, config_path: Path | None, var_dir: Path) -> None
         with psycopg.connect(url) as conn:
             applied = migrate(conn)
     except psycopg.OperationalError as exc:
-        raise click.ClickException(f"cannot connect to {url}: {exc}") from None
+        raise click.ClickException(redact(f"cannot connect to {url}: {exc}")) from None
     click.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
 
 

@@ -28,6 +28,7 @@ from psycopg import AsyncConnection
 
 from aqnet.cli_registry import database_target, parse_time, render_table
 from aqnet.config import Settings
+from sensors.redact import redact
 from storage.tokens import ApiToken, authenticate
 
 __all__ = ["alerts"]
@@ -64,7 +65,7 @@ class _Ctx:
         except AlertError as exc:
             self.fail(exc.code, exc.message)
         except psycopg.OperationalError as exc:
-            raise click.ClickException(f"cannot use the database at {self.url}: {exc}") from None
+            raise click.ClickException(redact(f"cannot use the database at {self.url}: {exc}")) from None
 
     def echo(self, data: Any, text: str) -> None:
         click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str) if self.as_json else text)
@@ -315,7 +316,7 @@ def test_rule_command(rule_id: str, rules_path: Path | None, at_text: str, url: 
     try:
         events, suppressed = _dry_run(ctx.url, rule, at, ctx.tz, escalate)
     except psycopg.OperationalError as exc:
-        raise click.ClickException(f"cannot use the database at {ctx.url}: {exc}") from None
+        raise click.ClickException(redact(f"cannot use the database at {ctx.url}: {exc}")) from None
     doc = {"rule": rule.id, "at": at.isoformat(), "dry_run": True, "events": events, "suppressed": suppressed}
     lines = [f"rule {rule.id} at {_t(at, ctx.tz)} (dry run: nothing written, nothing sent)"]
     if events:

@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from aqnet.config import ConfigError, NetworkSettings, Settings, load_settings
 from sensors.network import bundled_network
+from sensors.redact import redact
 from sensors.sensor import Sensor
 from storage import deadletter as dead_letters
 from storage.deadletter import DeadLetter
@@ -111,7 +112,7 @@ def _run(url: str, coro: Any) -> Any:
     try:
         return asyncio.run(coro)
     except (psycopg.OperationalError, PoolTimeout) as exc:
-        raise click.ClickException(f"cannot use the database at {url}: {exc}") from None
+        raise click.ClickException(redact(f"cannot use the database at {url}: {exc}")) from None
 
 
 @click.group("deadletter")

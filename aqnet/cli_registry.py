@@ -30,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 from aqnet.cli_sensors import sensors
 from aqnet.config import ConfigError, NetworkSettings, Settings, load_settings
 from sensors.network import bundled_network
+from sensors.redact import redact
 from storage import registry
 from storage.network_file import NetworkFileError, dump_network, line_of, parse_network
 from storage.registry_models import (
@@ -143,7 +144,7 @@ class _Ctx:
         except RegistryError as exc:
             self.fail(exc)
         except psycopg.OperationalError as exc:
-            raise click.ClickException(f"cannot use the database at {self.url}: {exc}") from None
+            raise click.ClickException(redact(f"cannot use the database at {self.url}: {exc}")) from None
 
     def model(self, cls: type[BaseModel], where: str, **values: Any) -> Any:
         try:
@@ -552,7 +553,7 @@ def import_command(file_path: Path | None, bundled: bool, fmt: str | None, url: 
                                 index=exc.index)
         ctx.fail(exc)
     except psycopg.OperationalError as exc:
-        raise click.ClickException(f"cannot use the database at {ctx.url}: {exc}") from None
+        raise click.ClickException(redact(f"cannot use the database at {ctx.url}: {exc}")) from None
     ctx.echo(result.model_dump(), f"{source}: {result.added} added, {result.updated} updated, "
                                   f"{result.unchanged} unchanged")
 

@@ -18,6 +18,7 @@ import click
 import psycopg
 from psycopg import AsyncConnection
 
+from sensors.redact import redact
 from storage.tokens import ROLES, ApiToken, TokenError, create_token, list_tokens, revoke_token
 
 __all__ = ["tokens"]
@@ -44,9 +45,9 @@ def _run(url: str, work: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except psycopg.OperationalError as exc:
-        raise click.ClickException(f"cannot connect to {url}: {exc}") from None
+        raise click.ClickException(redact(f"cannot connect to {url}: {exc}")) from None
     except psycopg.errors.UndefinedTable:
-        raise click.ClickException(f"{url}: no api_tokens table; run `aqnet db migrate` first") from None
+        raise click.ClickException(redact(f"{url}: no api_tokens table; run `aqnet db migrate` first")) from None
     except TokenError as exc:
         raise click.ClickException(exc.message) from None
 

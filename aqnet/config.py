@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from alerts.signing import MAX_ACK_LINK_TTL_H
 from sensors.clock import Clock, SimClock, realtime
 from sensors.mqtt.client import parse_mqtt_url, redact_url
 from sensors.network import MicrosensorLink, StationLink, bundled_network
+from sensors.redact import redact_url
 from sensors.sensor import Sensor
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
@@ -274,8 +276,12 @@ class AlertsSettings(_Section):
     language: Literal["es", "en"] = "es"  #: default message language
     dashboard_url: str | None = None  #: Grafana base URL for evidence links, e.g. http://grafana:3000
     public_url: str | None = None  #: aqnet's HTTP API as officers reach it, for signed acknowledgement links
-    signing_key_file: str = "var/alert-signing.key"  #: HMAC key (webhook signatures, ack links); created if missing
-    ack_link_ttl_h: Annotated[float, Field(gt=0)] = 72.0  #: how long a signed acknowledgement link stays valid
+    #: default HMAC key of webhook signatures (channels without secret_file); created if missing. Never signs links
+    signing_key_file: str = "var/alert-signing.key"
+    #: HMAC key of acknowledgement links only (no channel's secret); created if missing
+    link_key_file: str = "var/alert-link.key"
+    #: how long a signed acknowledgement link stays valid; at most alerts.signing.MAX_ACK_LINK_TTL_H (168 h)
+    ack_link_ttl_h: Annotated[float, Field(gt=0, le=MAX_ACK_LINK_TTL_H)] = 72.0
     escalate_unacknowledged_after_min: Annotated[float, Field(ge=0)] = 60.0  #: 0: never; rules may override
     dispatch_every_s: Annotated[float, Field(gt=0)] = 5.0  #: how often the outbox is delivered
     max_attempts: Annotated[int, Field(ge=1)] = 8  #: failed deliveries before the dead letter
@@ -290,7 +296,20 @@ class AlertsSettings(_Section):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"channels: duplicate names {dup}")
+        link = _same_file_key(self.link_key_file)
+        if link == _same_file_key(self.signing_key_file):
+            raise ValueError(f"link_key_file: {self.link_key_file} is also signing_key_file: acknowledgement links "
+                             "need a key of their own (whoever verifies webhooks could otherwise make links)")
+        for c in self.channels:
+            if isinstance(c, WebhookChannel) and c.secret_file and _same_file_key(c.secret_file) == link:
+                raise ValueError(f"channels[{c.name}].secret_file: {c.secret_file} is alerts.link_key_file: a "
+                                 "webhook's secret must not be the acknowledgement-link key")
         return self
+
+
+def _same_file_key(path: str) -> str:
+    """A comparable form of a key file's path (resolved, without touching the file)."""
+    return str(Path(path).expanduser().resolve(strict=False))
 
 
 class RetentionSettings(_Section):

@@ -39,7 +39,7 @@ from aqnet.alert_channels import (
     build_channels,
     build_dispatcher,
     close_channels,
-    load_or_create_key,
+    load_alert_keys,
 )
 from aqnet.api import api_router
 from aqnet.config import Settings
@@ -67,6 +67,7 @@ from sensors.mqtt.directory import UnknownDeviceError
 from sensors.mqtt.payloads import PayloadError
 from sensors.mqtt.subscriber import Intake, MqttSubscriber, Rejection, with_delivery
 from sensors.reading import Gap, RawReading
+from sensors.redact import redact_doc
 from sensors.sensor import Sensor
 from storage import deadletter
 from storage.calibrations import load_calibration_book
@@ -156,8 +157,9 @@ class Daemon:
         self.failure: tuple[str, str] | None = None  #: (task, reason) that stopped the daemon
 
     def status(self) -> dict[str, Any]:
-        """The `/status` document: per-sensor last-seen times and counts."""
-        return {
+        """The `/status` document: per-sensor last-seen times and counts; secrets masked (sensors.redact: an
+        error quoted in it may hold a URL)."""
+        return redact_doc({  # type: ignore[return-value]
             "started_at": self.started_at.isoformat(),
             "sensors_configured": len(self.network),
             "sensors_reporting": len(self.last_seen),
@@ -169,7 +171,7 @@ class Daemon:
                                        if self.follower and self.follower.loaded_at else None)},
             "last_seen": {s.id: (self.last_seen[s.id].isoformat() if s.id in self.last_seen else None)
                           for s in self.network},
-        }
+        })
 
     def _poll_interval(self, sensor_id: str) -> float:
         station = self.settings.network.stations.get(sensor_id)
@@ -194,8 +196,8 @@ class Daemon:
         """Start every stage, run until `stop()`, then stop them in reverse order."""
         s = self.settings
         # alert delivery settings are checked before anything starts (ChannelConfigError names channel and file)
-        signing_key = load_or_create_key(Path(s.alerts.signing_key_file))
-        channels = build_channels(s, signing_key)
+        keys = load_alert_keys(s)  # the link key is never a webhook's (docs/security.md)
+        channels = build_channels(s, keys.webhook)
         try:
             await check_alert_channels(channels)  # a refused alert topic: StartupRefused, before anything starts
         except StartupRefused:
@@ -218,7 +220,7 @@ class Daemon:
         await pool.open(wait=True, timeout=30)
         # the dispatcher owns the channels from here on (it closes them); with no channel it still keeps the
         # alert gauges current
-        dispatcher = build_dispatcher(pool, s, channels, signing_key, rules=rules, clock=self.clock)
+        dispatcher = build_dispatcher(pool, s, channels, keys.link, rules=rules, clock=self.clock)
         sv = s.supervision
         policy = RestartPolicy(min_s=sv.restart_min_s, max_s=sv.restart_max_s, jitter=sv.restart_jitter,
                                max_restarts=sv.max_restarts, window_s=sv.restart_window_s)
@@ -429,7 +431,7 @@ class Daemon:
             self.health = lambda: {**monitor.liveness().body(), "pollers_down": pollers.down()}
 
             app = create_app(self.metrics.registry, self.status, airrohr=airrohr_post,
-                             api=api_router(pool, clock=self.clock, signing_key=signing_key,
+                             api=api_router(pool, clock=self.clock, signing_key=keys.link,
                                             tz_name=s.network.timezone, language=s.alerts.language),
                              liveness=monitor.liveness, readiness=monitor.readiness)
 

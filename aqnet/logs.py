@@ -1,17 +1,30 @@
-"""Log set-up for every aqnet command: one format, level from the command line."""
+"""Log set-up for every aqnet command: one format, level from the command line, and no secrets: every line
+(message, arguments and traceback) goes through `sensors.redact.redact`, so a URL password or a `password=`
+keyword quoted by aqnet or by a library is printed as `***`."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-__all__ = ["setup_logging"]
+from sensors.redact import redact
+
+__all__ = ["RedactingFormatter", "setup_logging"]
+
+
+class RedactingFormatter(logging.Formatter):
+    """A Formatter whose whole output (message, arguments, exception text) has its secrets masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def setup_logging(level: str = "INFO") -> None:
-    """Log to stderr as `time level logger: message`."""
+    """Log to stderr as `time level logger: message`, secrets masked."""
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     # psycopg.pool warns at every reconnect attempt while the database is down; the spool metrics and the
     # forwarding sink's own log lines say it once
     for noisy in ("apscheduler", "uvicorn.access", "httpx", "psycopg.pool"):

@@ -256,6 +256,7 @@ def run_up(opts: UpOptions) -> int:
             # alerts are evaluated and kept in the database; their state is published, retained, on the local
             # broker (aqnet/alerts/<id>); acknowledgement links point at this daemon
             alerts=AlertsSettings(signing_key_file=str(var / "alert-signing.key"),
+                                  link_key_file=str(var / "alert-link.key"),
                                   public_url=f"http://127.0.0.1:{http_port}",
                                   channels=[MqttChannel(type="mqtt", name="local-state",
                                                         audience=["officers", "technicians"])]),

@@ -8,7 +8,10 @@ Contract:
   engine never interleave on one alert. Legal transitions (the same as `alerts.state`, which storage may not
   import): firing → acknowledged; firing | acknowledged → resolved (manual: `details.manual = true`,
   `resolved_by`); a note on any alert. Anything else raises `AlertError(code, message)`, code not_found |
-  illegal_transition | invalid, and leaves nothing behind.
+  illegal_transition | invalid | superseded, and leaves nothing behind.
+- `acknowledge(as_of_event=E)` (the signed link) acknowledges only while E is a transition of that alert and no
+  escalation was recorded after it (checked under the row lock): an escalation needs a new acknowledgement, so a
+  link issued before one raises `AlertError("superseded", …)` naming the level and time it escalated to.
 - The delivery outbox's queries are `storage.alert_outbox`.
 """
 
@@ -29,10 +32,11 @@ AlertStateName = Literal["firing", "acknowledged", "resolved"]
 
 
 class AlertError(Exception):
-    """An alert operation was refused; `code` is not_found | illegal_transition | invalid, `message` says which
-    alert, what it is and what was asked."""
+    """An alert operation was refused; `code` is not_found | illegal_transition | invalid | superseded (a link
+    issued before an escalation), `message` says which alert, what it is and what was asked."""
 
-    def __init__(self, code: Literal["not_found", "illegal_transition", "invalid"], message: str) -> None:
+    def __init__(self, code: Literal["not_found", "illegal_transition", "invalid", "superseded"],
+                 message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -268,20 +272,38 @@ async def _now(cur: AsyncCursor[Any], at: datetime | None) -> datetime:
 
 
 async def acknowledge(conn: AsyncConnection[Any], alert_id: int, *, actor: str, via: str, note: str | None = None,
-                      at: datetime | None = None) -> AlertRecord:
-    """Acknowledge a firing alert (who, where, an optional note); the alert after it. Only firing → acknowledged."""
+                      at: datetime | None = None, as_of_event: int | None = None) -> AlertRecord:
+    """Acknowledge a firing alert (who, where, an optional note); the alert after it. Only firing → acknowledged.
+    `as_of_event`: the transition the acknowledger saw (a signed link's); refused (superseded) when the alert
+    escalated after it."""
     actor, via = _who(actor, via, f"acknowledge alert {alert_id}")
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         alert = await _alert(cur, alert_id, lock=True)
         if alert.state != "firing":
             raise AlertError("illegal_transition", f"alert {alert_id} ({alert.rule}, {alert.scope_key}): cannot "
                                                    f"acknowledge, it is already {_state_text(alert)}")
+        if as_of_event is not None:
+            await _check_current(cur, alert, as_of_event)
         when = await _now(cur, at)
         await cur.execute("UPDATE alerts SET state = 'acknowledged', acknowledged_by = %s, acknowledged_at = %s, "
                           "updated_at = %s WHERE id = %s", (actor, when, when, alert_id))
         await _event(cur, alert, kind="acknowledged", to_state="acknowledged", at=when, actor=actor, via=via,
                      note=note)
         return await _alert(cur, alert_id)
+
+
+async def _check_current(cur: AsyncCursor[Any], alert: AlertRecord, event_id: int) -> None:
+    """AlertError unless `event_id` is a transition of `alert` with no escalation recorded after it."""
+    where = f"alert {alert.id} ({alert.rule}, {alert.scope_key})"
+    await cur.execute("SELECT id FROM alert_events WHERE id = %s AND alert_id = %s", (event_id, alert.id))
+    if await cur.fetchone() is None:
+        raise AlertError("invalid", f"{where}: event {event_id} is not one of its transitions")
+    await cur.execute("SELECT level, time FROM alert_events WHERE alert_id = %s AND kind = 'escalated' AND id > %s "
+                      "ORDER BY id DESC LIMIT 1", (alert.id, event_id))
+    later = await cur.fetchone()
+    if later is not None:
+        raise AlertError("superseded", f"{where}: escalated to {later['level']} at {later['time'].isoformat()} "
+                                       f"after event {event_id}; an escalation needs a new acknowledgement")
 
 
 async def resolve(conn: AsyncConnection[Any], alert_id: int, *, actor: str, via: str, note: str | None = None,

@@ -13,7 +13,10 @@ alert's whole episode (severity changes only with the level): `alertname` (rule 
 locality; locality scope: the locality), `variable`, `indicative` ("true"/"false"), `source` ("aqnet"). A label
 with no value (no locality, a network-scope alert's sensor) is left out: Alertmanager treats an empty label as
 absent, and a matcher `locality=""` matches it. The reported (worst) sensor of a locality or network alert, the
-level, value, unit, threshold, norm source and links are annotations, which may change on every post. When a
+level, value, unit, threshold, norm source and dashboard link are annotations, which may change on every post.
+No acknowledgement link, ever (not in an annotation, not in the rendered description): Alertmanager's API, UI and
+receivers are read by people and systems that are not the officers, and a live link there would let any of them
+acknowledge; `send` and `repost` drop a notice's `ack_url` before rendering. When a
 transition changes the severity (escalation to a critical level), the alert under the other severities is ended
 in the same request, so Alertmanager shows one alert per aqnet alert; a resolution ends all three.
 
@@ -26,6 +29,7 @@ a resolved alert active). Errors (`DeliveryError`): 4xx permanent (400 quotes Al
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -33,6 +37,7 @@ import httpx
 
 from alerts.messages import DEFAULT_TZ, Language, render
 from alerts.notice import SEVERITIES, DeliveryError, Notice
+from sensors.redact import redact, redact_url
 
 __all__ = ["AlertmanagerChannel", "alert_labels", "postable_alerts"]
 
@@ -59,11 +64,12 @@ def _number(value: float | None) -> str:
 
 
 def _annotations(notice: Notice, language: Language, tz: str | tzinfo) -> dict[str, str]:
+    notice = replace(notice, ack_url=None)  # readable by others: no live acknowledgement link
     message = render(notice, language, tz=tz)
     values = {
         "summary": message.subject, "description": message.text, "level": notice.level,
         "value": _number(notice.value), "unit": notice.unit or "", "threshold": _number(notice.threshold),
-        "norm_source": notice.source, "dashboard": notice.dashboard_url or "", "acknowledge": notice.ack_url or "",
+        "norm_source": notice.source, "dashboard": notice.dashboard_url or "",
         "alert_id": str(notice.alert_id), "state": notice.state, "transition": notice.transition,
         "reported_sensor": notice.sensor_id or "", "period": notice.period or "",
         "coverage": "" if notice.coverage is None else f"{notice.coverage:.0%}",
@@ -120,9 +126,9 @@ class AlertmanagerChannel:
                  language: Language = "es", tz: str | tzinfo = DEFAULT_TZ,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        where = f"alert channel {name} (Alertmanager {url})"
+        where = f"alert channel {name} (Alertmanager {redact_url(url)})"
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"{where}: url: expected http(s)://host:port, got {url!r}")
+            raise ValueError(f"{where}: url: expected http(s)://host:port, got {redact_url(url)!r}")
         if not repost_s > 0 or not timeout_s > 0:
             raise ValueError(f"{where}: repost_s and timeout_s: expected > 0, got {repost_s!r}, {timeout_s!r}")
         if language not in ("es", "en"):
@@ -162,11 +168,11 @@ class AlertmanagerChannel:
         except httpx.TimeoutException:
             raise DeliveryError(f"{self._where}: no answer within {self.timeout_s:g} s; retrying later") from None
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"{self._where}: {type(exc).__name__}: {exc}; retrying later") from None
+            raise DeliveryError(redact(f"{self._where}: {type(exc).__name__}: {exc}; retrying later")) from None
         if response.is_success:
             return
         reason = response.text.strip()[:500] or response.reason_phrase
         status = response.status_code
         permanent = 400 <= status < 500 and status not in _TRANSIENT_STATUS
-        raise DeliveryError(f"{self._where}: POST {endpoint} answered {status}: {reason}"
+        raise DeliveryError(f"{self._where}: POST {redact_url(endpoint)} answered {status}: {reason}"
                             + ("" if permanent else "; retrying later"), permanent=permanent)

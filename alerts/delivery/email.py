@@ -69,6 +69,7 @@ class EmailChannel:
     """
 
     type = "email"
+    carries_links = True  #: reaches officers: notices carry the signed acknowledgement link
 
     def __init__(self, name: str, host: str, port: int = 587, *, sender: str, to: Sequence[str],
                  starttls: bool = True, ca_file: str | None = None, username: str | None = None,

@@ -5,7 +5,10 @@ RETAINED at `<topic_prefix>/<alert_id>` with the configured QoS and returns once
 PUBACK; QoS 2: PUBCOMP; QoS 0: written to the socket), so a dashboard or a script that subscribes later receives
 every alert's current state at once, and a subscriber that stays connected receives one message per transition.
 A resolved alert's state message carries an MQTT 5 message expiry (`resolved_expiry_s`, 7 days by default) so
-the broker forgets resolved alerts instead of keeping one retained message per alert forever.
+the broker forgets resolved alerts instead of keeping one retained message per alert forever. The state carries
+no acknowledgement link (`ack_url` null, none in the rendered message): a retained message is read by every
+client the ACL lets subscribe (dashboards, scripts, integrations), long after it was published, and a live link
+there would let any of them acknowledge.
 
 Connection: one paho client per channel, connected lazily by the first `send`, kept between sends (paho's
 network thread answers keepalives), dropped after any failure and connected afresh by the next `send`: paho's own
@@ -33,6 +36,7 @@ import logging
 import secrets
 import threading
 import time
+from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
 
@@ -45,6 +49,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from alerts.messages import DEFAULT_TZ, Language, notice_payload
 from alerts.notice import DeliveryError, Notice
 from sensors.mqtt.client import parse_mqtt_url, tls_context
+from sensors.redact import redact
 
 __all__ = ["PROBE_TOPIC", "MqttAlertChannel"]
 
@@ -60,8 +65,8 @@ PROBE_TOPIC = "probe"
 
 
 def _payload(notice: Notice, language: Language | None, tz: str | tzinfo) -> bytes:
-    """The message body: the webhook JSON of `alerts.messages` (stable keys, ISO times), UTF-8."""
-    body = notice_payload(notice, language=language, tz=tz)
+    """The message body: the webhook JSON of `alerts.messages` (stable keys, ISO times), UTF-8; no ack link."""
+    body = notice_payload(replace(notice, ack_url=None), language=language, tz=tz)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -252,7 +257,7 @@ class MqttAlertChannel:
                 client.connect(self._url.host, self._url.port, keepalive=self._keepalive_s)
         except OSError as exc:  # refused, unreachable, DNS, TLS handshake or certificate, timeout
             self._drop()
-            raise DeliveryError(f"{self._where}: cannot connect: {type(exc).__name__}: {exc}") from None
+            raise DeliveryError(redact(f"{self._where}: cannot connect: {type(exc).__name__}: {exc}")) from None
         client.loop_start()
         conn.thread = client._thread  # paho keeps no public handle; joined in _drop so no thread outlives us
         if not conn.connack.wait(max(0.0, deadline - time.monotonic())):

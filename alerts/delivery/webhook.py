@@ -16,13 +16,14 @@ import asyncio
 import json
 from collections.abc import Mapping
 from datetime import tzinfo
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
 from alerts.messages import DEFAULT_TZ, Language, notice_payload
 from alerts.notice import DeliveryError, Notice
 from alerts.signing import signature
+from sensors.redact import redact, redact_url
 
 __all__ = ["WebhookChannel", "webhook_body"]
 
@@ -33,6 +34,12 @@ def webhook_body(notice: Notice, language: Language, tz: str | tzinfo = DEFAULT_
     """The exact bytes POSTed (and signed) for a notice."""
     payload = notice_payload(notice, language=language, tz=tz)
     return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _host(parts: SplitResult) -> str:
+    """host[:port] of a URL, without its user and password."""
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else (parts.hostname or "")
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 class WebhookChannel:
@@ -49,13 +56,14 @@ class WebhookChannel:
     """
 
     type = "webhook"
+    carries_links = True  #: reaches officers: notices carry the signed acknowledgement link
 
     def __init__(self, name: str, url: str, *, key: bytes, timeout_s: float = 10.0,
                  headers: Mapping[str, str] | None = None, language: Language = "es",
                  tz: str | tzinfo = DEFAULT_TZ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"webhook channel {name}: url: expected http(s)://host/..., got {url!r}")
+            raise ValueError(f"webhook channel {name}: url: expected http(s)://host/..., got {redact_url(url)!r}")
         if not key:
             raise ValueError(f"webhook channel {name}: expected a non-empty signing key")
         self.name = name
@@ -65,7 +73,8 @@ class WebhookChannel:
         self.tz = tz
         self._key = key
         self._headers = dict(headers or {})
-        self._where = f"webhook {name} ({parts.scheme}://{parts.netloc}{parts.path})"  # no query: may hold secrets
+        # no user:password@, no query: either may hold secrets
+        self._where = f"webhook {name} ({parts.scheme}://{_host(parts)}{parts.path})"
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), follow_redirects=False)
 
     def request_headers(self, notice: Notice, body: bytes) -> dict[str, str]:
@@ -84,7 +93,7 @@ class WebhookChannel:
         except (TimeoutError, httpx.TimeoutException):
             raise DeliveryError(f"{self._where}: no answer within {self.timeout_s:g} s; will retry") from None
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"{self._where}: {type(exc).__name__}: {exc}; will retry") from None
+            raise DeliveryError(redact(f"{self._where}: {type(exc).__name__}: {exc}; will retry")) from None
         status = response.status_code
         if 200 <= status < 300:
             return

@@ -59,6 +59,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from sensors.redact import redact_url
+
 __all__ = [
     "Backoff",
     "ClientStatus",

@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -63,6 +64,12 @@ class FakeChannel:
 
     async def close(self) -> None:
         self.closed = True
+
+
+class LinkChannel(FakeChannel):
+    """A channel that reaches officers (as e-mail and webhook): its notices carry the acknowledgement link."""
+
+    carries_links = True
 
 
 class RepostChannel(FakeChannel):
@@ -281,7 +288,7 @@ async def test_notices_carry_the_evidence_and_a_signed_link(database_url: str) -
                                 at=T0 + timedelta(hours=2))
         e4 = await add_event(conn, a, kind="resolved", to_state="resolved", value=30.0, level="alert",
                              time=T0 + timedelta(hours=5))
-    hook = FakeChannel("hook")
+    hook = LinkChannel("hook")
     now = T0 + timedelta(hours=6)
     d = dispatcher(database_url, hook, public_url="https://aq.example/", signing_key=key,
                    dashboard_url="http://grafana:3000")
@@ -354,3 +361,24 @@ async def test_a_pooled_dispatcher_and_a_url_one_share_the_outbox(database_url: 
         async with pool.connection() as conn:
             assert pool.get_stats().get("connections_errors", 0) == 0
             assert [(c.state, c.count) for c in await outbox.outbox_counts(conn)] == [("delivered", 2)]
+
+
+async def test_attack_channels_others_read_get_no_link(database_url: str) -> None:
+    """Issue 16: only channels that reach officers (carries_links) get the signed link; a channel without it
+    (the retained MQTT state, Alertmanager) and Alertmanager's re-posts get none, so whoever reads those cannot
+    acknowledge."""
+    async with await connect(database_url) as conn:
+        await episode(conn)
+    officers, others, am = LinkChannel("officers"), FakeChannel("others"), RepostChannel("am")
+    d = dispatcher(database_url, officers, others, am, public_url="https://aq.example/", signing_key=b"k" * 32)
+    await d.register_channels(T0)
+    await d.run_once(T0 + timedelta(hours=2))
+    assert officers.sent and all(n.ack_url for n in officers.sent if n.state == "firing")
+    assert others.sent and am.sent and all(n.ack_url is None for n in others.sent + am.sent)
+    await d.repost_active(T0 + timedelta(hours=2))
+    assert am.reposts and all(n.ack_url is None for batch in am.reposts for n in batch)
+
+
+def test_link_lifetime_over_the_maximum_is_refused_by_the_dispatcher() -> None:
+    with pytest.raises(ValueError, match="ack_link_ttl_h"):
+        Dispatcher("postgresql://unused", {}, ack_link_ttl_h=169.0)

@@ -18,13 +18,14 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from alerts.dispatch import ChannelRun, Dispatcher, DispatchRun
-from alerts.signing import signature
+from alerts.signing import signature, verify_signature
 from aqnet.alert_channels import (
     KEY_BYTES,
     ChannelConfigError,
     build_channels,
     build_dispatcher,
     close_channels,
+    load_alert_keys,
     load_or_create_key,
     read_secret,
 )
@@ -106,6 +107,52 @@ def test_every_channel_type_is_built_with_its_settings(tmp_path: Path) -> None:
         assert isinstance(dispatcher, Dispatcher) and dispatcher.timeout_for("officers-mail") == 20.0
     finally:
         assert asyncio.run(close_channels(built)) == []
+
+
+def test_attack_the_link_key_signs_no_webhook(tmp_path: Path) -> None:
+    """Issue 16: links and webhooks no longer share a key. A webhook without a secret_file signs with
+    alerts.signing_key_file's key, the links with alerts.link_key_file's (both created when missing); a signature
+    made with the link key does not verify at any webhook receiver, so holding a webhook secret mints no link."""
+    s = _settings([{"type": "webhook", "name": "ops", "url": "http://127.0.0.1:9/hook"}],
+                  signing_key_file=str(tmp_path / "alert-signing.key"), link_key_file=str(tmp_path / "alert-link.key"))
+    keys = load_alert_keys(s)
+    assert (tmp_path / "alert-link.key").read_bytes() == keys.link and len(keys.link) == KEY_BYTES
+    assert keys.link != keys.webhook
+    built = build_channels(s, keys.webhook)
+    try:
+        hook = built["ops"][0]
+        body = b'{"alert_id":1}'
+        header = hook.request_headers(_notice(), body)["X-Aqnet-Signature"]  # type: ignore[attr-defined]
+        assert not verify_signature(keys.link, body, header) and verify_signature(keys.webhook, body, header)
+        assert signature(keys.link, body) != header
+    finally:
+        asyncio.run(close_channels(built))
+
+
+def test_link_key_shared_with_a_webhook_is_refused(tmp_path: Path) -> None:
+    """The same file (config validation), or the same bytes in another file (at start), is refused."""
+    with pytest.raises(ValueError, match="link_key_file: .* is also signing_key_file"):
+        _settings([], signing_key_file=str(tmp_path / "k"), link_key_file=str(tmp_path / "k"))
+    with pytest.raises(ValueError, match=r"channels\[city\].secret_file: .* is alerts.link_key_file"):
+        _settings([{"type": "webhook", "name": "city", "url": "https://c.example/h",
+                    "secret_file": str(tmp_path / "k")}], link_key_file=str(tmp_path / "k"))
+    old = tmp_path / "alert-signing.key"
+    key = load_or_create_key(old)
+    (tmp_path / "copy.key").write_bytes(key)  # an operator "migrating" by copying the old key
+    secret = tmp_path / "city.secret"
+    secret.write_bytes(key)
+    s = _settings([{"type": "webhook", "name": "city", "url": "https://c.example/h", "secret_file": str(secret)}],
+                  signing_key_file=str(old), link_key_file=str(tmp_path / "copy.key"))
+    with pytest.raises(ChannelConfigError) as refused:
+        load_alert_keys(s)
+    assert [e.split(" holds the same key as ")[1].split(":")[0] for e in refused.value.errors] == [
+        "alerts.signing_key_file", "alerts.channels[city].secret_file"]
+
+
+def _notice() -> Any:
+    from tests.alerts.delivery.test_alertmanager import make_notice
+
+    return make_notice()
 
 
 def test_file_problems_name_the_channel_and_the_file_all_at_once(tmp_path: Path) -> None:

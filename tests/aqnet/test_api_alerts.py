@@ -155,7 +155,7 @@ async def test_signed_link_get_asks_post_acknowledges(api: Any, database_url: st
     client, _, clock = api
     async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
         alert_id, event_id = await seed_alert(conn)
-    token = ack_token(KEY, alert_id, event_id, NOW + timedelta(hours=72))
+    token = ack_token(KEY, alert_id, event_id, NOW + timedelta(hours=72), issued=NOW)
     link = f"{API}/alerts/ack/{token}"
 
     form = await client.get(link)
@@ -189,9 +189,10 @@ async def test_tampered_or_foreign_links_are_refused(api: Any, database_url: str
     client, _, _ = api
     async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
         alert_id, event_id = await seed_alert(conn)
-    good = ack_token(KEY, alert_id, event_id, NOW + timedelta(hours=1))
+    good = ack_token(KEY, alert_id, event_id, NOW + timedelta(hours=1), issued=NOW)
     tampered = good[:-2] + ("AA" if good[-2:] != "AA" else "BB")
-    foreign = ack_token(b"another key, another network....", alert_id, event_id, NOW + timedelta(hours=1))
+    foreign = ack_token(b"another key, another network....", alert_id, event_id, NOW + timedelta(hours=1),
+                        issued=NOW)
     for token in (tampered, foreign, "not-a-token", "x" * 300):
         for method in ("GET", "POST"):
             refused = await client.request(method, f"{API}/alerts/ack/{token}", data={"name": "Eve"}
@@ -201,13 +202,66 @@ async def test_tampered_or_foreign_links_are_refused(api: Any, database_url: str
     assert (await _alert_row(database_url, alert_id))[:2] == ("firing", None)
 
 
+async def _escalate(database_url: str, alert_id: int, at: datetime) -> int:
+    """The rule engine's escalation of the alert to 'alert' (back to firing); the event id."""
+    async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("UPDATE alerts SET level = 'alert', state = 'firing', acknowledged_by = NULL, "
+                           "acknowledged_at = NULL, updated_at = %s WHERE id = %s", (at, alert_id))
+        cur = await conn.execute(
+            "INSERT INTO alert_events (alert_id, time, from_state, to_state, level, from_level, value, kind, "
+            "severity) VALUES (%s, %s, 'firing', 'firing', 'alert', 'prevention', 60, 'escalated', 'critical') "
+            "RETURNING id", (alert_id, at))
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+async def test_attack_link_issued_before_an_escalation_does_not_acknowledge_after_it(api: Any,
+                                                                                     database_url: str) -> None:
+    """Issue 16: an escalation needs a new acknowledgement (alerts.state), so the link of the raised event is
+    refused after it (GET and POST: a 409 page saying so, with a link to the alert) and nothing changes, whether
+    the alert was still firing or had been acknowledged before the escalation; the escalation's own link works."""
+    client, auth, _ = api
+    async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
+        firing_id, firing_event = await seed_alert(conn, sensor="KEN")
+        acked_id, acked_event = await seed_alert(conn, sensor="USM", locality="Usme")
+    old = {a: ack_token(KEY, a, e, NOW + timedelta(hours=72), issued=NOW)
+           for a, e in ((firing_id, firing_event), (acked_id, acked_event))}
+    assert (await client.post(f"{API}/alerts/ack/{old[acked_id]}", data={"name": "Ana"})).status_code == 200
+    escalations = {a: await _escalate(database_url, a, NOW + timedelta(minutes=30)) for a in old}
+    for alert_id, token in old.items():
+        form = await client.get(f"{API}/alerts/ack/{token}")
+        posted = await client.post(f"{API}/alerts/ack/{token}", data={"name": "Eve"})
+        for answer in (form, posted):
+            assert answer.status_code == 409, answer.text
+            assert "escaló a alert" in answer.text and "reconocimiento nuevo" in answer.text  # language es
+            assert f'href="../{alert_id}"' in answer.text and "<form" not in answer.text
+        assert (await _alert_row(database_url, alert_id))[:2] == ("firing", None)
+        doc = (await client.get(f"{API}/alerts/{alert_id}", headers=auth["reader"])).json()
+        assert doc["events"][-1]["kind"] == "escalated"  # no acknowledgement recorded after it
+    fresh = ack_token(KEY, firing_id, escalations[firing_id], NOW + timedelta(hours=72), issued=NOW)
+    done = await client.post(f"{API}/alerts/ack/{fresh}", data={"name": "Luis"})
+    assert done.status_code == 200 and (await _alert_row(database_url, firing_id))[:2] == ("acknowledged",
+                                                                                          "Luis (link)")
+
+
+async def test_link_naming_another_alerts_event_is_refused(api: Any, database_url: str) -> None:
+    client, _, _ = api
+    async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
+        first, _ = await seed_alert(conn, sensor="KEN")
+        _, other_event = await seed_alert(conn, sensor="USM", locality="Usme")
+    token = ack_token(KEY, first, other_event, NOW + timedelta(hours=1), issued=NOW)
+    refused = await client.post(f"{API}/alerts/ack/{token}", data={"name": "Eve"})
+    assert refused.status_code == 409 and (await _alert_row(database_url, first))[:2] == ("firing", None)
+
+
 async def test_links_refused_without_a_signing_key(database_url: str) -> None:
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
     await pool.open(wait=True, timeout=30)
     try:
         app = create_app(CollectorRegistry(), dict, api=api_router(pool, signing_key=None))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://aqnet") as client:
-            token = ack_token(KEY, 1, 1, datetime.now(UTC) + timedelta(hours=1))
+            token = ack_token(KEY, 1, 1, datetime.now(UTC) + timedelta(hours=1), issued=datetime.now(UTC))
             got = await client.post(f"{API}/alerts/ack/{token}", data={"name": "Ana"})
     finally:
         await pool.close()

@@ -434,7 +434,8 @@ def alert_settings(database_url: str, mqtt_port: int, channels: Sequence[Mapping
         "database": {"url": database_url}, "mqtt": {"url": f"mqtt://127.0.0.1:{mqtt_port}"},
         "alerts": {"language": "es", "dashboard_url": "http://grafana.example:3000",
                    "public_url": "http://aqnet.example:8080", "signing_key_file": f"{tmp_dir}/alert-signing.key",
-                   "channels": list(channels), **alerts}}, source="alert_harness")
+                   "link_key_file": f"{tmp_dir}/alert-link.key", "channels": list(channels), **alerts}},
+        source="alert_harness")
 
 
 class Delivery:
@@ -443,13 +444,13 @@ class Delivery:
     connections), as a restarted daemon would."""
 
     def __init__(self, settings: Any, clock: Callable[[], datetime]) -> None:
-        from pathlib import Path
 
-        from aqnet.alert_channels import load_or_create_key
+        from aqnet.alert_channels import load_alert_keys
 
         self.settings = settings
         self.clock = clock
-        self.key = load_or_create_key(Path(settings.alerts.signing_key_file))
+        self.keys = load_alert_keys(settings)
+        self.key = self.keys.link  #: what the API verifies links with
         self.dispatcher: Any = None
         self.runs: list[Any] = []
         self._build()
@@ -457,7 +458,7 @@ class Delivery:
     def _build(self) -> None:
         from aqnet.alert_channels import build_channels, build_dispatcher
 
-        channels = build_channels(self.settings, self.key)
+        channels = build_channels(self.settings, self.keys.webhook)
         self.dispatcher = build_dispatcher(self.settings.database.url, self.settings, channels, self.key,
                                            clock=self.clock)
 

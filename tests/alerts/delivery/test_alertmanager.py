@@ -292,3 +292,12 @@ async def test_invalid_alert_is_permanent_with_alertmanagers_reason(alertmanager
         assert failed.value.permanent and "400" in str(failed.value) and "invalid label set" in str(failed.value)
     finally:
         await channel.close()
+
+
+def test_attack_annotations_carry_no_live_link_even_when_the_notice_has_one() -> None:
+    """Issue 16: Alertmanager's API, UI and receivers are read by others: whatever link the notice holds, no
+    annotation (not `acknowledge`, not the rendered description) carries it, on a send or a re-post."""
+    link = "https://aq.example/api/v1/alerts/ack/SECRET-TOKEN"
+    for alert in (*postable_alerts(make_notice(ack_url=link), now=NOW, repost_s=60, language="en"),
+                  *postable_alerts(escalated(ack_url=link), now=NOW, repost_s=60)):
+        assert "SECRET-TOKEN" not in json.dumps(alert) and "/alerts/ack/" not in json.dumps(alert)

@@ -156,6 +156,22 @@ async def test_one_retained_message_per_transition_acknowledged(mosquitto: objec
 
 
 @pytest.mark.integration
+async def test_attack_retained_state_carries_no_live_link(mosquitto: object, subscribe: object,
+                                                          request: pytest.FixtureRequest) -> None:
+    """Issue 16: whoever may subscribe reads the retained state, long after it was published: it carries no
+    acknowledgement link, neither as `ack_url` nor in the rendered message, whatever the notice held."""
+    prefix = _prefix(request)
+    channel = MqttAlertChannel("mqtt-test", mosquitto.url, topic_prefix=prefix, language="en")  # type: ignore[attr-defined]
+    try:
+        await channel.send(make_notice(ack_url="https://aq.example/api/v1/alerts/ack/SECRET-TOKEN"))
+        [state] = subscribe(f"{prefix}/#").take(1)  # type: ignore[operator]
+        assert state.retain and state.body["ack_url"] is None and state.body["message"]["text"]
+        assert "SECRET-TOKEN" not in json.dumps(state.body) and "/alerts/ack/" not in json.dumps(state.body)
+    finally:
+        await channel.close()
+
+
+@pytest.mark.integration
 async def test_resolved_state_expires(mosquitto: object, subscribe: object, request: pytest.FixtureRequest) -> None:
     prefix = _prefix(request)
     channel = MqttAlertChannel("m", mosquitto.url, topic_prefix=prefix, resolved_expiry_s=1)  # type: ignore[attr-defined]
@@ -212,6 +228,8 @@ async def test_bad_credentials_are_permanent(mosquitto_factory: object) -> None:
         with pytest.raises(DeliveryError) as refused:
             await channel.send(make_notice())
         assert refused.value.permanent and "refused the connection" in str(refused.value)
+        password = good.split("@", 1)[0].rsplit(":", 1)[1]
+        assert password not in str(refused.value)  # issue 16: no password in the error
     finally:
         await channel.close()
     ok = MqttAlertChannel("m", good)
