@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from alerts.signing import MAX_ACK_LINK_TTL_H
 from sensors.clock import Clock, SimClock, realtime
-from sensors.mqtt.client import parse_mqtt_url, redact_url
+from sensors.mqtt.client import parse_mqtt_url
 from sensors.network import MicrosensorLink, StationLink, bundled_network
 from sensors.redact import redact_url
 from sensors.sensor import Sensor

@@ -106,18 +106,6 @@ class MqttUrl:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"  # never the password
 
 
-def redact_url(url: str) -> str:
-    """`url` with the password of its user-info replaced by `***` (for error messages and logs). Pure."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, tail = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}{slash}{tail}"
-
-
 def parse_mqtt_url(url: str) -> MqttUrl:
     """Parse `mqtt://host:port` or `mqtts://host:port` (default ports 1883 / 8883); ValueError names the URL
     without its password."""
