@@ -204,6 +204,9 @@ class ClockSettings(_Section):
 
 class DeadLetterSettings(_Section):
     max_rows: Annotated[int, Field(ge=1)] = 100_000  #: bound of dead_letters: the oldest beyond it are deleted
+    #: bound of dead_letters in bytes (payloads, readings, errors): the oldest beyond it are deleted
+    max_bytes: Annotated[int, Field(ge=1)] = 512 * 1024 * 1024
+    max_age_days: Annotated[float, Field(gt=0)] = 90.0  #: letters received longer ago are deleted
     prune_every_s: Annotated[float, Field(gt=0)] = 60.0
 
 

@@ -22,7 +22,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -405,9 +405,11 @@ class Daemon:
 
             async def prune_dead_letters_job() -> None:
                 async with pool.connection() as conn:
-                    deleted = await deadletter.prune(conn, s.dead_letters.max_rows)
+                    deleted = await deadletter.prune(conn, s.dead_letters.max_rows, max_bytes=s.dead_letters.max_bytes,
+                                                     max_age=timedelta(days=s.dead_letters.max_age_days))
                 if deleted:
-                    log.info("dead letters: pruned %d beyond the bound of %d", deleted, s.dead_letters.max_rows)
+                    log.info("dead letters: pruned %d beyond the bounds (%d letters, %d bytes, %g days)", deleted,
+                             s.dead_letters.max_rows, s.dead_letters.max_bytes, s.dead_letters.max_age_days)
 
             scheduler.add_job(prune_dead_letters_job, "interval", seconds=s.dead_letters.prune_every_s,
                               id="dead-letters-prune", max_instances=1, coalesce=True, next_run_time=self.clock())

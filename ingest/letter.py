@@ -9,11 +9,21 @@ database is down; the message is acknowledged after that, never on a log line al
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Letter"]
+__all__ = ["MAX_PAYLOAD_BYTES", "Letter", "cap_payload"]
+
+#: payload bytes a dead letter keeps: the decoders' limit (sensors.mqtt.payloads: a larger payload is refused as
+#: too_large and could never be replayed), so a flood of large refused messages cannot fill the database
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+def cap_payload(payload: bytes) -> tuple[bytes, int, str]:
+    """(the first MAX_PAYLOAD_BYTES of `payload`, its original size, the SHA-256 hex digest of all of it). Pure."""
+    return payload[:MAX_PAYLOAD_BYTES], len(payload), hashlib.sha256(payload).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +40,16 @@ class Letter:
     topic: str | None = None  #: MQTT topic, or the HTTP method and path
     endpoint: str | None = None  #: Modbus endpoint of a failing device
     fmt: str | None = None  #: payload format, when the receiver knows it
+    #: the payload's original size and SHA-256 (set from `payload`, which is cut to MAX_PAYLOAD_BYTES)
+    payload_size: int | None = None
+    payload_sha256: str | None = None
 
     def __post_init__(self) -> None:
+        if self.payload is not None and self.payload_size is None:  # a new letter: keep at most the cap
+            kept, size, digest = cap_payload(self.payload)
+            object.__setattr__(self, "payload", kept)
+            object.__setattr__(self, "payload_size", size)
+            object.__setattr__(self, "payload_sha256", digest)
         if not self.source or not self.reason:
             raise ValueError(f"dead letter needs a source and a reason, got source={self.source!r} "
                              f"reason={self.reason!r}")

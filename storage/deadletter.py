@@ -19,23 +19,28 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
-from ingest.letter import Letter
+from ingest.letter import Letter, cap_payload
 
 __all__ = ["DEFAULT_MAX_ROWS", "STATES", "DeadLetter", "count_by_source", "fetch", "mark_failed", "mark_replayed",
            "prune", "record", "record_letters"]
 
-#: aqnet convention (no norm sets it): 100,000 letters keep days of a misbehaving network's garbage for triage
-#: while the table stays a few hundred MB at most (payloads are at most 64 KiB, usually < 1 KiB)
+#: aqnet convention (no norm sets it): 100,000 letters keep days of a misbehaving network's garbage for triage;
+#: payloads are cut to ingest.letter.MAX_PAYLOAD_BYTES (64 KiB, with their size and SHA-256 kept), and `prune`
+#: also bounds the table's bytes and age
 DEFAULT_MAX_ROWS = 100_000
 
 _COLUMNS = ("id", "received_at", "source", "sensor_id", "reason", "detail", "payload", "reading", "topic",
-            "endpoint", "format", "error", "replayed_at", "replay_result", "replay_attempts")
+            "endpoint", "format", "error", "replayed_at", "replay_result", "replay_attempts", "payload_size",
+            "payload_sha256")
+#: bytes a letter counts for when the table is bounded by size
+_LETTER_BYTES = ("coalesce(octet_length(payload), 0) + coalesce(octet_length(reading::text), 0) "
+                 "+ octet_length(detail) + coalesce(octet_length(error), 0)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,13 @@ class DeadLetter:
     replayed_at: datetime | None
     replay_result: str | None
     replay_attempts: int
+    payload_size: int | None = None  #: the payload's size as received (`payload` keeps at most 64 KiB of it)
+    payload_sha256: str | None = None  #: SHA-256 (hex) of the whole payload as received
+
+    @property
+    def truncated(self) -> bool:
+        """Only part of the payload was kept."""
+        return self.payload is not None and self.payload_size is not None and self.payload_size > len(self.payload)
 
     @property
     def current_error(self) -> str:
@@ -90,11 +102,14 @@ async def record(conn: AsyncConnection[Any], source: str, reason: str, detail: s
     """
     if not source or not reason:
         raise ValueError(f"dead letter needs a source and a reason, got source={source!r} reason={reason!r}")
+    size = digest = None
+    if payload is not None:
+        payload, size, digest = cap_payload(payload)
     cur = await conn.execute(
         "INSERT INTO dead_letters (source, sensor_id, reason, detail, payload, reading, topic, endpoint, format, "
-        "error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        "error, payload_size, payload_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (source, sensor_id, reason, detail, payload, Jsonb(reading, _dumps) if reading is not None else None,
-         topic, endpoint, fmt, error))
+         topic, endpoint, fmt, error, size, digest))
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
@@ -108,9 +123,10 @@ async def record_letters(conn: AsyncConnection[Any], letters: Sequence[Letter]) 
     async with conn.cursor() as cur:
         await cur.executemany(
             "INSERT INTO dead_letters (received_at, source, sensor_id, reason, detail, payload, reading, topic, "
-            "endpoint, format) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "endpoint, format, payload_size, payload_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [(x.received_at, x.source, x.sensor_id, x.reason, x.detail, x.payload,
-              Jsonb(x.reading, _dumps) if x.reading is not None else None, x.topic, x.endpoint, x.fmt)
+              Jsonb(x.reading, _dumps) if x.reading is not None else None, x.topic, x.endpoint, x.fmt,
+              x.payload_size, x.payload_sha256)
              for x in letters])
     return len(letters)
 
@@ -194,11 +210,23 @@ async def mark_failed(conn: AsyncConnection[Any], letter_id: int, result: str, e
         "WHERE id = %s", (result, error, letter_id))
 
 
-async def prune(conn: AsyncConnection[Any], max_rows: int = DEFAULT_MAX_ROWS) -> int:
-    """Delete the oldest letters beyond the newest `max_rows`; returns how many were deleted."""
-    if max_rows < 0:
-        raise ValueError(f"deadletter.prune: max_rows must be >= 0, got {max_rows}")
+async def prune(conn: AsyncConnection[Any], max_rows: int = DEFAULT_MAX_ROWS, *, max_bytes: int | None = None,
+                max_age: timedelta | None = None) -> int:
+    """Delete the oldest letters beyond the newest `max_rows`, beyond the newest that add up to `max_bytes`
+    (payload, reading, detail and error), and received more than `max_age` ago; returns how many were deleted."""
+    if max_rows < 0 or (max_bytes is not None and max_bytes < 0):
+        raise ValueError(f"deadletter.prune: max_rows and max_bytes must be >= 0, got {max_rows}, {max_bytes}")
     cur = await conn.execute(
         "DELETE FROM dead_letters WHERE id <= "
         "(SELECT id FROM dead_letters ORDER BY id DESC OFFSET %s LIMIT 1)", (max_rows,))
-    return cur.rowcount
+    deleted = cur.rowcount
+    if max_bytes is not None:
+        cur = await conn.execute(sql.SQL(
+            "DELETE FROM dead_letters WHERE id <= (SELECT id FROM (SELECT id, sum({bytes}) OVER (ORDER BY id DESC) "
+            "AS newer FROM dead_letters) t WHERE newer > %s ORDER BY id DESC LIMIT 1)").format(
+                bytes=sql.SQL(_LETTER_BYTES)), (max_bytes,))
+        deleted += cur.rowcount
+    if max_age is not None:
+        cur = await conn.execute("DELETE FROM dead_letters WHERE received_at < now() - %s", (max_age,))
+        deleted += cur.rowcount
+    return deleted

@@ -73,6 +73,9 @@ def not_replayable(letter: DeadLetter) -> str | None:
                 "that can be decoded again")
     if letter.payload is None:
         return "no payload bytes were stored with it"
+    if letter.truncated:
+        return (f"only the first {len(letter.payload)} of its {letter.payload_size} bytes were kept (a payload "
+                "that large is refused by every decoder)")
     if letter.topic is None and letter.format is None:
         return ("no topic or format was recorded with it (recorded before aqnet kept topics): its payload format "
                 "and sender cannot be told, and aqnet does not guess")

@@ -226,3 +226,39 @@ async def test_replay_corrects_with_the_stored_conditions_of_the_nearest_station
     assert outcome.status == "stored"
     pm = [r for r in _measurements(database_url) if r[0] == "MS03"]
     assert [r[4] for r in pm] == [pytest.approx(units.to_reference_conditions(10.0, 20.0, 740.0))]
+
+
+async def test_a_huge_payload_is_kept_cut_with_its_size_and_hash_and_is_not_replayable(
+        pool: AsyncConnectionPool[Any]) -> None:
+    import hashlib
+
+    from ingest.letter import MAX_PAYLOAD_BYTES, Letter
+
+    huge = b"{" + b"x" * (1 << 20) + b"}"  # 1 MiB: what a broker without max_packet_size would pass on
+    async with pool.connection() as conn:
+        first = await deadletter.record(conn, "mqtt", "too_large", "payload too large", payload=huge,
+                                        topic="aqnet/MS01/readings")
+        await deadletter.record_letters(conn, [Letter("http", "too_large", "body too large", datetime.now(UTC),
+                                                      payload=huge, topic="POST /intake/airrohr")])
+        letters = await deadletter.fetch(conn, oldest_first=True)
+        stored = (await (await conn.execute("SELECT sum(octet_length(payload)) FROM dead_letters")).fetchone())[0]
+    assert letters[0].id == first and len(letters) == 2
+    assert stored == 2 * MAX_PAYLOAD_BYTES  # never stored whole
+    for letter in letters:
+        assert letter.payload == huge[:MAX_PAYLOAD_BYTES] and letter.truncated
+        assert (letter.payload_size, letter.payload_sha256) == (len(huge), hashlib.sha256(huge).hexdigest())
+        assert "only the first 65536 of its 1048578 bytes" in (not_replayable(letter) or "")
+
+
+async def test_prune_bounds_the_table_by_bytes_and_by_age(pool: AsyncConnectionPool[Any]) -> None:
+    async with pool.connection() as conn:
+        for i in range(10):
+            await deadletter.record(conn, "mqtt", "not_json", "d", payload=bytes(1000), topic=f"t{i}")
+        await conn.execute("UPDATE dead_letters SET received_at = now() - interval '100 days' WHERE topic = 't9'")
+        # each letter counts its 1000 payload bytes and its 1-byte detail: 3 of them fit in 3100 bytes
+        assert await deadletter.prune(conn, 100, max_bytes=3100) == 7
+        assert [x.topic for x in await deadletter.fetch(conn)] == ["t8", "t7", "t9"]  # newest received first
+        assert await deadletter.prune(conn, 100, max_bytes=3100, max_age=timedelta(days=90)) == 1
+        assert [x.topic for x in await deadletter.fetch(conn)] == ["t8", "t7"]
+        with pytest.raises(ValueError, match="max_bytes must be >= 0"):
+            await deadletter.prune(conn, 100, max_bytes=-1)
