@@ -3,13 +3,15 @@
 Contract: every function runs on the caller's connection and inside the caller's transaction (none commits), so
 a dead letter and the work that produced it commit or roll back together.
 
-- `record` inserts one letter: the raw bytes (`payload`) and where they came from (`topic` for MQTT/HTTP,
-  `endpoint` for a Modbus device), the payload `fmt` when known, and the error (`reason` code, `detail` text).
+- `record` inserts one letter: the raw bytes (`payload`, at most its first 64 KiB, with the size and SHA-256 of
+  the whole) and where they came from (`topic` for MQTT/HTTP, `endpoint` for a Modbus device), the payload `fmt`
+  when known, and the error (`reason` code, `detail` text); `record_letters` inserts a batch's letters.
 - `fetch` lists letters, newest first, filtered by reason, sensor, time, ids or replay state.
 - `mark_replayed` / `mark_failed` record the outcome of a replay (`storage.replay`): a stored letter gets
   `replayed_at` and is never replayed again; one that fails again stays pending with the new error.
-- `prune(conn, max_rows)` bounds the table: it deletes the oldest letters (lowest ids, i.e. first inserted)
-  beyond the newest `max_rows`, whatever their state. The daemon's scheduler calls it periodically, so between
+- `prune(conn, max_rows, max_bytes=, max_age=)` bounds the table: it deletes the oldest letters (lowest ids,
+  i.e. first inserted) beyond the newest `max_rows`, beyond the newest that add up to `max_bytes`, and those
+  received more than `max_age` ago, whatever their state. The daemon's scheduler calls it periodically, so between
   two runs the table may exceed the bound by what arrives in one interval; inserts stay a single cheap statement
   (the writer's conflict letters are inserted in SQL by `storage.writer` and are bounded by the same prune).
 """
