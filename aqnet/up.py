@@ -41,6 +41,7 @@ from aqnet.config import (
     DatabaseSettings,
     Endpoint,
     HttpSettings,
+    ListenerSettings,
     ModbusSettings,
     MqttChannel,
     MqttSettings,
@@ -250,13 +251,15 @@ def run_up(opts: UpOptions) -> int:
                                     microsensor_cadence_s=publish_s),
             modbus=ModbusSettings(poll_interval_s=poll_s),
             storage=StorageSettings(spool_dir=str(spool_dir)),
-            http=HttpSettings(host="127.0.0.1", port=http_port),
+            http=HttpSettings(internal=ListenerSettings(port=http_port),
+                              intake=ListenerSettings(port=ports.port("http-intake"), max_body_bytes=64 << 10),
+                              api=ListenerSettings(port=ports.port("http-api"))),
             scheduler=SchedulerSettings(averages_every_s=averages_every_s(scenario.speed)),
             clock=clock,
             # alerts are evaluated and kept in the database; their state is published, retained, on the local
             # broker (aqnet/alerts/<id>); acknowledgement links point at this daemon
             alerts=AlertsSettings(signing_key_file=str(var / "alert-signing.key"),
-                                  public_url=f"http://127.0.0.1:{http_port}",
+                                  public_url=f"http://127.0.0.1:{ports.port('http-api')}",
                                   channels=[MqttChannel(type="mqtt", name="local-state",
                                                         audience=["officers", "technicians"])]),
         )

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from aqnet.localstack import MosquittoBroker, free_port
+from tests.fixtures.listeners import http_listeners
 
 SAMPLES = Path(__file__).parent.parent / "data" / "samples"
 AIRROHR_POST = SAMPLES / "airrohr" / "airrohr-prometheus-exporter_README_post_body.json"  # esp8266id 12331981
@@ -45,7 +46,7 @@ def daemon(tmp_path: Path, database_url: str, mosquitto: MosquittoBroker):
     cfg = {"database": {"url": database_url},
            "mqtt": {"url": mosquitto.url, "client_id": f"aqnet-{tmp_path.name}"},
            "ingest": {"batch_max_age_s": 0.2},
-           "http": {"port": http_port}, "storage": {"spool_dir": str(tmp_path / "spool")},
+           "http": http_listeners(http_port), "storage": {"spool_dir": str(tmp_path / "spool")},
            "network": {"microsensors": {
                "MS05": {"format": "airrohr", "transport": "http", "hardware_serial": "12331981"},
                "MS06": {"format": "purpleair", "hardware_serial": "00:00:00:00:00:02",
