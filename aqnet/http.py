@@ -69,6 +69,14 @@ _INTAKE_RESPONSES: dict[int | str, dict[str, Any]] = {
         503: "not durable yet, or the credentials cannot be checked now: send again"}.items()}
 
 
+class _BasicScheme(HTTPBasic):
+    """HTTP basic in the schema only: the credentials are checked by aqnet.http_auth, which answers a malformed
+    header exactly as a wrong one (FastAPI's HTTPBasic would answer it differently)."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
 def _bare(title: str) -> FastAPI:
     """A FastAPI app without docs or schema routes (those are served on the internal listener only)."""
     return FastAPI(title=title, openapi_url=None, docs_url=None, redoc_url=None)
@@ -78,7 +86,7 @@ def create_intake_app(airrohr: AirrohrHandler, auth: Authenticator) -> FastAPI:
     """The device intake: `POST /intake/airrohr` with the airrohr firmware's JSON body and HTTP basic credentials
     (username = sensor id). Credentials are checked before the body is read."""
     app = _bare("aqnet device intake")
-    basic = HTTPBasic(auto_error=False, realm="aqnet intake",
+    basic = _BasicScheme(auto_error=False, realm="aqnet intake",
                       description="per-device credentials from `aqnet sensors credentials ID --http`")
 
     @app.post("/intake/airrohr", response_model=IntakeAccepted, responses=_INTAKE_RESPONSES,
