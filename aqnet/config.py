@@ -101,6 +101,21 @@ class ListenerSettings(_Section):
         return self
 
 
+class IntakeListener(ListenerSettings):
+    """The devices' listener: small bodies (an airrohr POST is under 2 KiB)."""
+
+    port: Annotated[int, Field(ge=0, le=65535)] = 9110
+    max_body_bytes: Annotated[int, Field(ge=0)] = 64 << 10
+
+
+class ApiListener(ListenerSettings):
+    port: Annotated[int, Field(ge=0, le=65535)] = 9109
+
+
+class InternalListener(ListenerSettings):
+    port: Annotated[int, Field(ge=0, le=65535)] = 9108  #: Prometheus scrapes here
+
+
 _MOVED = ("http.host and http.port are replaced by one listener per audience: http.intake (devices' POSTs), "
           "http.api (the /api/v1 API) and http.internal (/metrics, /status, /healthz, /readyz, /docs); "
           "move {key} to http.internal.{key} (the metrics port) and give http.intake.port and http.api.port")
@@ -110,9 +125,9 @@ class HttpSettings(_Section):
     """The daemon's HTTP listeners (aqnet.http): each audience on its own address. To add one (the open-data API
     of a later issue), add a ListenerSettings field here and its app to aqnet.http.LISTENERS."""
 
-    intake: ListenerSettings = ListenerSettings(port=9110, max_body_bytes=64 << 10)  #: /intake/… (devices)
-    api: ListenerSettings = ListenerSettings(port=9109)  #: /api/v1/… (bearer tokens)
-    internal: ListenerSettings = ListenerSettings(port=9108)  #: /metrics /status /healthz /readyz /docs
+    intake: IntakeListener = IntakeListener()  #: /intake/… (devices)
+    api: ApiListener = ApiListener()  #: /api/v1/… (bearer tokens)
+    internal: InternalListener = InternalListener()  #: /metrics /status /healthz /readyz /docs
     #: proxies (IP addresses or networks) whose X-Forwarded-For / Forwarded header names the client; from any
     #: other peer these headers are ignored and the client is the peer
     trusted_proxies: list[str] = []

@@ -37,11 +37,13 @@ from psycopg import sql
 
 from aqnet.config import (
     AlertsSettings,
+    ApiListener,
     ClockSettings,
     DatabaseSettings,
     Endpoint,
     HttpSettings,
-    ListenerSettings,
+    IntakeListener,
+    InternalListener,
     ModbusSettings,
     MqttChannel,
     MqttSettings,
@@ -251,9 +253,9 @@ def run_up(opts: UpOptions) -> int:
                                     microsensor_cadence_s=publish_s),
             modbus=ModbusSettings(poll_interval_s=poll_s),
             storage=StorageSettings(spool_dir=str(spool_dir)),
-            http=HttpSettings(internal=ListenerSettings(port=http_port),
-                              intake=ListenerSettings(port=ports.port("http-intake"), max_body_bytes=64 << 10),
-                              api=ListenerSettings(port=ports.port("http-api"))),
+            http=HttpSettings(internal=InternalListener(port=http_port),
+                              intake=IntakeListener(port=ports.port("http-intake")),
+                              api=ApiListener(port=ports.port("http-api"))),
             scheduler=SchedulerSettings(averages_every_s=averages_every_s(scenario.speed)),
             clock=clock,
             # alerts are evaluated and kept in the database; their state is published, retained, on the local
