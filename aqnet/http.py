@@ -29,7 +29,8 @@ from starlette.requests import ClientDisconnect
 from aqnet.health import Verdict
 from aqnet.http_auth import Authenticator, Limited, Unavailable
 
-__all__ = ["LISTENERS", "AirrohrHandler", "create_api_app", "create_intake_app", "create_internal_app"]
+__all__ = ["AIRROHR_BODY_SCHEMA", "LISTENERS", "AirrohrHandler", "create_api_app", "create_intake_app",
+           "create_internal_app"]
 
 #: the listeners, in start order: name → what it serves (aqnet.config.HttpSettings has one field per name)
 LISTENERS: dict[str, str] = {"internal": "metrics, health, status, API docs", "api": "/api/v1",
@@ -53,7 +54,7 @@ class IntakeError(BaseModel):
     detail: str
 
 
-_AIRROHR_BODY = {"type": "object", "required": ["sensordatavalues"], "properties": {
+AIRROHR_BODY_SCHEMA = {"type": "object", "required": ["sensordatavalues"], "properties": {
     "esp8266id": {"type": "string"}, "software_version": {"type": "string"},
     "sensordatavalues": {"type": "array", "items": {"type": "object", "properties": {
         "value_type": {"type": "string"}, "value": {"type": "string"}}}}}}
@@ -92,7 +93,7 @@ def create_intake_app(airrohr: AirrohrHandler, auth: Authenticator) -> FastAPI:
     @app.post("/intake/airrohr", response_model=IntakeAccepted, responses=_INTAKE_RESPONSES,
               dependencies=[Security(basic)], operation_id="airrohr_post",
               openapi_extra={"requestBody": {"required": True,
-                                             "content": {"application/json": {"schema": _AIRROHR_BODY}}}})
+                                             "content": {"application/json": {"schema": AIRROHR_BODY_SCHEMA}}}})
     async def intake_airrohr(request: Request, x_sensor: str | None = Header(default=None)) -> JSONResponse:
         """The airrohr firmware's "send to own API" POST (X-Sensor header, JSON body), answered once durable."""
         found = await auth.device(auth.client(request.scope), request.headers.get("authorization"))

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema
 import pytest
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -21,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from aqnet.api import api_router
 from aqnet.config import ListenerSettings
-from aqnet.http import create_api_app, create_intake_app, create_internal_app
+from aqnet.http import AIRROHR_BODY_SCHEMA, create_api_app, create_intake_app, create_internal_app
 from aqnet.http_auth import Authenticator
 from aqnet.http_server import server_config
 from aqnet.localstack import free_port
@@ -94,10 +95,9 @@ class _Serve(threading.Thread):
             auth = Authenticator(auth_pool, failures_per_minute=self.failures_per_minute)
 
             async def accept(body: bytes, sensor: str, _x_sensor: str | None) -> tuple[int, dict[str, Any]]:
-                try:  # what the daemon's decoder refuses first (a 400 there, with a dead letter)
-                    values = json.loads(body).get("sensordatavalues")
-                    assert isinstance(values, list) and all(isinstance(v, dict) for v in values)
-                except (ValueError, AttributeError, AssertionError):
+                try:  # the documented body only (the daemon's decoder answers the rest 400, with a dead letter)
+                    jsonschema.validate(json.loads(body), AIRROHR_BODY_SCHEMA)
+                except (ValueError, jsonschema.ValidationError):
                     return 400, {"error": "schema", "detail": "not an airrohr body"}
                 self.posts.append((sensor, len(body)))
                 return 200, {"sensor_id": sensor, "readings": 0}
