@@ -21,13 +21,14 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, Security
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 
 from aqnet.api_alerts import add_alert_routes
+from aqnet.http_auth import Authenticator, Limited, Unavailable
 from ingest.calibration import CalibrationError
 from storage import registry
 from storage.alerts_store import AlertError
@@ -45,7 +46,7 @@ from storage.registry_models import (
     SensorRecord,
     SensorSpec,
 )
-from storage.tokens import ROLES, ApiToken, Role, authenticate
+from storage.tokens import ROLES, ApiToken, Role
 
 __all__ = ["OFFICER", "READERS", "TECHNICIAN", "ApiError", "api_router"]
 
@@ -177,10 +178,12 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     said = {400: "the body is not JSON", 401: "no token, or an unknown or revoked one",
             403: "the token's role may not do this", 404: "no such sensor or device",
             409: "conflicts with the registry (duplicate, already used, illegal lifecycle transition)",
-            422: "malformed request or a registry rule not met"}
-    models = {400: UnparsableBody, 422: ValidationBody}
+            422: "malformed request or a registry rule not met",
+            429: "too many failed authentications from this address (Retry-After)",
+            503: "the database cannot answer now; try again"}
+    models = {400: UnparsableBody, 422: ValidationBody, 503: UnparsableBody}
     out: dict[int | str, dict[str, Any]] = {c: {"model": models.get(c, ErrorBody), "description": said[c]}
-                                            for c in (400, 401, 403, 422, *codes)}
+                                            for c in (400, 401, 403, 422, 429, 503, *codes)}
     out[401]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}}
     return out
 
@@ -199,11 +202,13 @@ _DEVICE = {"sensor_id": "$request.path.sensor_id", "device_id": "$request.body#/
 
 def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                signing_key: bytes | None = None, tz_name: str = "America/Bogota",
-               language: Literal["es", "en"] = "es") -> APIRouter:
+               language: Literal["es", "en"] = "es", auth: Authenticator | None = None) -> APIRouter:
     """The `/api/v1` router on `pool`; `clock` stamps swaps and alert operations that name no time and checks the
     expiry of acknowledgement links, signed with `signing_key` (None: links refused; the daemon passes the
     `alerts.signing_key_file` key); `tz_name` is the network's time zone (exceedance years); `language` that of
-    the link's pages. Mount with `create_app(api=…)`."""
+    the link's pages; `auth` checks bearer tokens (the daemon's has its own pool and failure limits; default:
+    one on `pool`). Serve with `aqnet.http.create_api_app`."""
+    authenticator = auth or Authenticator(pool)
     bearer = HTTPBearer(auto_error=False, bearerFormat="aqn_<43 characters>",
                         description="a token from `aqnet tokens create --role technician|officer|reader`")
 
@@ -230,13 +235,21 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
     def role(allowed: Iterable[Role]) -> Callable[..., Any]:
         allowed = frozenset(allowed)
 
-        async def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> ApiToken:
-            if credentials is None:
+        async def check(request: Request,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> ApiToken:
+            found = await authenticator.bearer(authenticator.client(request.scope),
+                                               None if credentials is None else credentials.credentials)
+            if isinstance(found, Limited):
+                raise HTTPException(429, ApiError(code="too_many_failures", message="too many failed "
+                                    "authentications from this address; wait").model_dump(),
+                                    {"Retry-After": str(found.retry_after_s)})
+            if isinstance(found, Unavailable):
+                raise HTTPException(503, "database unavailable; try again")
+            if found is None and credentials is None:
                 raise _problem(401, "unauthorized", "missing `Authorization: Bearer <token>` header")
-            async with db() as conn:
-                token = await authenticate(conn, credentials.credentials)
-            if token is None:
+            if found is None:
                 raise _problem(401, "unauthorized", "unknown or revoked token")
+            token = found
             if token.role not in allowed:
                 raise _problem(403, "forbidden", f"token {token.name!r} has role {token.role}; this needs "
                                f"{' or '.join(sorted(allowed))}")

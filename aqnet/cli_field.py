@@ -47,6 +47,7 @@ from aqnet.credentials import (
 )
 from ingest.calibration import CalibrationError
 from sensors.mqtt.directory import topic_matches
+from storage import device_credentials
 from storage.calibrations import load_calibration_book
 from storage.registry import get_sensor
 from storage.registry_models import RegistryError, SensorRecord
@@ -278,18 +279,25 @@ def _reload(files: BrokerFiles, pid_file: Path | None, no_reload: bool) -> tuple
 @click.option("--pid-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="the running broker's pid file (default: BROKER_DIR/mosquitto.pid)")
 @click.option("--revoke", is_flag=True, help="remove the sensor's credentials instead of issuing new ones")
+@click.option("--http", "http", is_flag=True,
+              help="HTTP basic credentials for a sensor that POSTs (airrohr \"send to own API\"), not MQTT ones")
 @click.option("--no-reload", is_flag=True, help="only write the files; do not signal the broker")
 @click.option("--actor", default=None, help="who is making the change (default: the OS user name)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def credentials_command(sensor_id: str, url: str | None, config_path: Path | None, var_dir: Path,
-                        broker_dir: Path | None, pid_file: Path | None, revoke: bool, no_reload: bool,
-                        actor: str | None, as_json: bool) -> None:
-    """Issue (or --revoke) MQTT credentials for microsensor SENSOR_ID and reload the broker.
+                        broker_dir: Path | None, pid_file: Path | None, revoke: bool, http: bool,
+                        no_reload: bool, actor: str | None, as_json: bool) -> None:
+    """Issue (or --revoke) MQTT credentials for microsensor SENSOR_ID and reload the broker; with --http, HTTP
+    basic credentials for its POSTs to the daemon's intake listener.
 
     The username is the sensor id and the password is printed once: only its hash is kept. The pattern ACL lets
-    the sensor publish to its own topic only.
+    the sensor publish to its own topic only; HTTP credentials let it POST its own readings only.
     """
     where = _where(url, config_path, var_dir)
+    if http:
+        _http_credentials(where.database_url, sensor_id, revoke=revoke, who=actor or getpass.getuser(),
+                          as_json=as_json)
+        return
     files = BrokerFiles.in_dir(_broker_dir(broker_dir, where))
     who = actor or getpass.getuser()
 
@@ -336,3 +344,40 @@ def credentials_command(sensor_id: str, url: str | None, config_path: Path | Non
                f"files {files.password_file}, {files.acl_file}")
     if warning:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _http_credentials(database_url: str, sensor_id: str, *, revoke: bool, who: str, as_json: bool) -> None:
+    """`aqnet sensors credentials ID --http [--revoke]`: the table `http_device_credentials`, audited."""
+
+    async def main() -> dict[str, Any]:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            record = await get_sensor(conn, sensor_id)
+            async with conn.transaction(), conn.cursor() as cur:
+                if revoke:
+                    await insert_audit(cur, actor=who, action="credentials.revoke", sensor_id=sensor_id,
+                                       before={"http_username": sensor_id})
+                    return {"sensor_id": sensor_id, "username": sensor_id,
+                            "revoked": await device_credentials.revoke(conn, sensor_id)}
+                if record.lifecycle == "retired":
+                    raise click.ClickException(f"sensor {sensor_id} is retired: it gets no credentials")
+                if not any(d.protocol == "http" for d in record.devices):
+                    raise click.ClickException(
+                        f"sensor {sensor_id}: has no HTTP device (protocols: "
+                        f"{', '.join(sorted({d.protocol for d in record.devices})) or 'none'}); HTTP credentials "
+                        "are for sensors that POST to the intake listener")
+                await insert_audit(cur, actor=who, action="credentials.issue", sensor_id=sensor_id,
+                                   after={"http_username": sensor_id})
+                password = await device_credentials.issue(conn, sensor_id, created_by=who)
+                return {"sensor_id": sensor_id, "username": sensor_id, "password": password}
+
+    out = _run(main)
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    elif revoke:
+        click.echo(f"HTTP credentials of sensor {sensor_id} {'revoked' if out['revoked'] else 'were not issued'} "
+                   "(a daemon may accept them for up to http.auth_cache_s more)")
+    else:
+        click.echo(f"HTTP credentials for sensor {sensor_id} (the password is shown once; only its hash is kept)\n"
+                   f"  username  {out['username']}\n  password  {out['password']}\n"
+                   "  airrohr   Configuration → APIs → Send to own API: server = the intake listener, path "
+                   "/intake/airrohr, HTTPS, Basic Auth with this user and password")

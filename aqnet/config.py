@@ -6,6 +6,7 @@ documented in README's "Configuration" section (a test checks it).
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,7 +22,7 @@ from sensors.network import MicrosensorLink, StationLink, bundled_network
 from sensors.redact import redact_url
 from sensors.sensor import Sensor
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "HttpSettings", "ListenerSettings", "Settings", "load_settings"]
 
 
 class _Section(BaseModel):
@@ -85,14 +86,100 @@ class StorageSettings(_Section):
     unreachable_after_s: Annotated[float, Field(gt=0)] = 10.0  #: a write without an answer this long → spool it
 
 
+class ListenerSettings(_Section):
+    """One HTTP listener (aqnet.http_server): where it binds, its TLS files and its bounds."""
+
+    host: str = "127.0.0.1"  #: bind address; 0.0.0.0 only behind a firewall that admits who must reach it
+    port: Annotated[int, Field(ge=0, le=65535)]  #: 0: a free port (tests)
+    tls_cert_file: str | None = None  #: PEM certificate (chain): the listener speaks HTTPS
+    tls_key_file: str | None = None  #: its PEM private key
+    max_body_bytes: Annotated[int, Field(ge=0)] = 1 << 20  #: larger request bodies: 413, refused while streaming
+    limit_concurrency: Annotated[int, Field(ge=1)] = 64  #: connections + requests at once; beyond: 503
+    timeout_keep_alive_s: Annotated[int, Field(ge=1)] = 5  #: an idle keep-alive connection is closed after this
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0  #: the request line and headers must arrive within this
+    body_timeout_s: Annotated[float, Field(gt=0)] = 30.0  #: each part of the body must arrive within this: else 408
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 16384  #: request line + headers (h11); beyond: 400
+
+    @model_validator(mode="after")
+    def _tls(self) -> ListenerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: give both or neither")
+        return self
+
+
+class IntakeListener(ListenerSettings):
+    """The devices' listener: small bodies (an airrohr POST is under 2 KiB)."""
+
+    port: Annotated[int, Field(ge=0, le=65535)] = 9110
+    max_body_bytes: Annotated[int, Field(ge=0)] = 64 << 10
+
+
+class ApiListener(ListenerSettings):
+    port: Annotated[int, Field(ge=0, le=65535)] = 9109
+
+
+class InternalListener(ListenerSettings):
+    port: Annotated[int, Field(ge=0, le=65535)] = 9108  #: Prometheus scrapes here
+
+
+_MOVED = ("http.host and http.port are replaced by one listener per audience: http.intake (devices' POSTs), "
+          "http.api (the /api/v1 API) and http.internal (/metrics, /status, /healthz, /readyz, /docs); "
+          "move {key} to http.internal.{key} (the metrics port) and give http.intake.port and http.api.port")
+
+
 class HttpSettings(_Section):
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 9108
+    """The daemon's HTTP listeners (aqnet.http): each audience on its own address. To add one (the open-data API
+    of a later issue), add a ListenerSettings field here and its app to aqnet.http.LISTENERS."""
+
+    intake: IntakeListener = IntakeListener()  #: /intake/… (devices)
+    api: ApiListener = ApiListener()  #: /api/v1/… (bearer tokens)
+    internal: InternalListener = InternalListener()  #: /metrics /status /healthz /readyz /docs
+    #: proxies (IP addresses or networks) whose X-Forwarded-For / Forwarded header names the client; from any
+    #: other peer these headers are ignored and the client is the peer
+    trusted_proxies: list[str] = []
+    auth_failures_per_minute: Annotated[int, Field(ge=1)] = 20  #: per client; beyond: 429 until the minute passes
+    auth_pool_size: Annotated[int, Field(ge=1)] = 2  #: database connections for credential lookups (not ingest's)
+    auth_cache_s: Annotated[float, Field(ge=0)] = 60.0  #: a verified credential is trusted this long without lookup
     #: a device POST answers 503 ("send again") when its readings are not durable within this many seconds
     durable_timeout_s: Annotated[float, Field(gt=0)] = 30.0
     #: a POST whose body equals one the same device sent at most this long before is that POST again (a retry);
     #: keep it below the devices' send interval (airrohr: 145 s by default). sensors/delivery.py
     redelivery_window_s: Annotated[float, Field(ge=0)] = 60.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("host", "port"):
+                if key in data:
+                    raise ValueError(_MOVED.format(key=key))
+        return data
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"expected an IP address or network such as 10.0.0.5 or 10.0.0.0/24, "
+                                 f"got {item!r}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> HttpSettings:
+        seen: dict[tuple[str, int], str] = {}
+        for name, listener in self.listeners().items():
+            key = (listener.host, listener.port)
+            if listener.port and key in seen:
+                raise ValueError(f"{name} and {seen[key]} both listen on {listener.host}:{listener.port}: "
+                                 "give each listener its own port")
+            seen[key] = name
+        return self
+
+    def listeners(self) -> dict[str, ListenerSettings]:
+        """Listener name → its settings, for every listener field."""
+        return {name: value for name, value in self if isinstance(value, ListenerSettings)}
 
 
 class Endpoint(_Section):

@@ -44,7 +44,10 @@ from aqnet.alert_channels import (
 from aqnet.api import api_router
 from aqnet.config import Settings
 from aqnet.health import CountedSink, HealthMonitor
-from aqnet.http import create_app
+from aqnet.http import LISTENERS, create_api_app, create_intake_app, create_internal_app
+from aqnet.http_auth import Authenticator
+from aqnet.http_limits import TrustedProxies
+from aqnet.http_server import server_config
 from aqnet.live_network import LiveNetwork, RegistryFollower, RegistrySnapshot, load_snapshot
 from aqnet.metrics import Metrics
 from aqnet.preflight import EXIT_REFUSED, StartupRefused, check_alert_channels, watch_subscriptions
@@ -149,10 +152,9 @@ class Daemon:
         self.mqtt_status: Callable[[], dict[str, Any]] = dict
         self.started_at = self.clock()
         self._stop = asyncio.Event()
-        self.http_port: int | None = None
         self.follower: RegistryFollower | None = None
         self.refused: StartupRefused | None = None  #: the broker refused what the daemon needs (aqnet.preflight)
-        self.http_server: uvicorn.Server | None = None  #: the HTTP server running now (a new one per restart)
+        self.http_servers: dict[str, uvicorn.Server] = {}  #: listener → its server now (a new one per restart)
         self.health: Callable[[], dict[str, Any]] = dict
         self.failure: tuple[str, str] | None = None  #: (task, reason) that stopped the daemon
 
@@ -233,6 +235,7 @@ class Daemon:
         pollers: PollerSupervisor | None = None
         spool: Spool | None = None
         sink: ForwardingSink | None = None
+        auth_pool: AsyncConnectionPool[Any] | None = None
         try:
             spool = Spool(Path(s.storage.spool_dir), max_bytes=s.storage.spool_max_bytes,
                           near_full_fraction=s.storage.spool_near_full_fraction)
@@ -296,19 +299,35 @@ class Daemon:
                 max_pending=s.mqtt.receive_maximum,
                 on_unmapped=lambda sid, n: self.metrics.unmapped_channels.labels(sid).inc(n))
 
-            async def airrohr_post(body: bytes, x_sensor: str | None) -> tuple[int, dict[str, Any]]:
-                where = f"POST /intake/airrohr (X-Sensor {x_sensor or '-'})"
+            async def refuse(where: str, sensor_id: str | None, reason: str, detail: str, body: bytes,
+                             code: int, answer: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+                # acknowledged only once its dead letter is durable
+                rejection = Rejection("http", where, sensor_id, reason, detail, body)
+                if not await until_durable(lambda ack: reject(rejection, ack)):
+                    return 503, not_durable
+                return code, answer
+
+            async def airrohr_post(body: bytes, sender: str, x_sensor: str | None) -> tuple[int, dict[str, Any]]:
+                # `sender`: the sensor whose HTTP credentials authenticated this POST (aqnet.http_auth)
+                where = f"POST /intake/airrohr by {sender} (X-Sensor {x_sensor or '-'})"
                 try:
                     resolved = intake.resolve(where, body, None, fmt="airrohr", received_at=self.clock())
                 except (PayloadError, UnknownDeviceError) as exc:
-                    sensor_id = getattr(exc, "sensor_id", None)
-                    log.warning("sensor %s: airrohr HTTP intake rejected (%s): %s", sensor_id or x_sensor or "?",
-                                exc.reason, exc.detail)
-                    rejection = Rejection("http", where, sensor_id, exc.reason, exc.detail, body)
-                    if not await until_durable(lambda ack: reject(rejection, ack)):
-                        return 503, not_durable
-                    return (404 if exc.reason == "unknown_device" else 400), {"error": exc.reason,
-                                                                             "detail": exc.detail}
+                    sensor_id = getattr(exc, "sensor_id", None) or sender
+                    log.warning("sensor %s: airrohr HTTP intake rejected (%s): %s", sensor_id, exc.reason, exc.detail)
+                    return await refuse(where, sensor_id, exc.reason, exc.detail, body,
+                                        404 if exc.reason == "unknown_device" else 400,
+                                        {"error": exc.reason, "detail": exc.detail})
+                # the body names its device (esp8266id): it must be the authenticated sensor's own HTTP device,
+                # else one sensor's credentials would write as any other, MQTT ones included
+                protocols = {self.protocol_of.get(r.device_id, "unknown") for r in resolved.readings}
+                if resolved.sensor_id != sender or protocols - {"http"}:
+                    detail = (f"credentials of sensor {sender}, body of sensor {resolved.sensor_id} "
+                              f"(device protocols {', '.join(sorted(protocols)) or '-'})")
+                    log.warning("sensor %s: airrohr HTTP intake refused (identity_mismatch): %s", sender, detail)
+                    return await refuse(where, sender, "identity_mismatch", detail, body, 403,
+                                        {"error": "forbidden", "detail": "the body is not this sensor's own HTTP "
+                                         "device's: only a sensor's own readings are accepted"})
                 # a retried POST (after a 503, or by a proxy) is recognised by its body within the window
                 resolved = with_delivery(resolved, http_delivery(resolved.sensor_id, "/intake/airrohr", body,
                                                                  window_s=s.http.redelivery_window_s))
@@ -432,31 +451,46 @@ class Daemon:
             monitor.watch("pipeline", pending=lambda: pipeline.queue_length, advanced=lambda: written.attempts)
             self.health = lambda: {**monitor.liveness().body(), "pollers_down": pollers.down()}
 
-            app = create_app(self.metrics.registry, self.status, airrohr=airrohr_post,
-                             api=api_router(pool, clock=self.clock, signing_key=keys.link,
-                                            tz_name=s.network.timezone, language=s.alerts.language),
-                             liveness=monitor.liveness, readiness=monitor.readiness)
+            # credentials are looked up on their own small pool: a flood of made-up ones never starves ingest
+            auth_pool = AsyncConnectionPool(s.database.url, min_size=1, max_size=s.http.auth_pool_size,
+                                            timeout=s.database.pool_timeout_s, open=False,
+                                            kwargs={"application_name": "aqnet-auth"},
+                                            reconnect_timeout=s.storage.unreachable_after_s)
+            await auth_pool.open(wait=False)
+            auth = Authenticator(auth_pool, trusted_proxies=TrustedProxies(s.http.trusted_proxies),
+                                 failures_per_minute=s.http.auth_failures_per_minute, cache_s=s.http.auth_cache_s)
+            api_app = create_api_app(api_router(pool, clock=self.clock, signing_key=keys.link,
+                                                tz_name=s.network.timezone, language=s.alerts.language, auth=auth))
+            apps = {"intake": create_intake_app(airrohr_post, auth), "api": api_app,
+                    "internal": create_internal_app(self.metrics.registry, self.status, api_app=api_app,
+                                                    liveness=monitor.liveness, readiness=monitor.readiness)}
+            listeners = s.http.listeners()
+            assert set(listeners) == set(apps) == set(LISTENERS), "every listener needs its app (aqnet.http)"
 
-            async def serve_http() -> None:  # a fresh server per (re)start: a uvicorn.Server is not reusable
-                self.http_server = uvicorn.Server(uvicorn.Config(app, host=s.http.host, port=s.http.port,
-                                                                 log_level="warning", lifespan="off"))
-                await self.http_server.serve()
+            def serve_http(name: str) -> Callable[[], Awaitable[None]]:
+                async def serve() -> None:  # a fresh server per (re)start: a uvicorn.Server is not reusable
+                    server = self.http_servers[name] = uvicorn.Server(server_config(apps[name], listeners[name]))
+                    await server.serve()
+                return serve
 
-            tasks.start("http", serve_http)
-            log.info("aqnet daemon running: %d sensors, metrics on http://%s:%d/metrics", len(self.network),
-                     s.http.host, s.http.port)
+            for name in LISTENERS:  # one supervised task per listener
+                tasks.start(f"http-{name}", serve_http(name))
+            log.info("aqnet daemon running: %d sensors; HTTP %s", len(self.network), ", ".join(
+                f"{n} on {'https' if v.tls_cert_file else 'http'}://{v.host}:{v.port}" for n, v in listeners.items()))
             self.metrics.queue_length.set_function(lambda: pipeline.queue_length)
 
             await self._stop.wait()
             log.info("aqnet daemon stopping")
             tasks.stopping()
             scheduler.shutdown(wait=False)
-            if self.http_server is not None:
-                self.http_server.should_exit = True
-            # the HTTP server ends by itself (should_exit), unless it is waiting for a restart
-            stopped = tasks.cancel(except_=("pipeline",) if "http" in tasks.down() else ("http", "pipeline"))
+            for server in self.http_servers.values():
+                server.should_exit = True
+            # each HTTP server ends by itself (should_exit), unless it is waiting for a restart
+            http_tasks = [f"http-{name}" for name in LISTENERS]
+            stopped = tasks.cancel(except_=("pipeline", *(t for t in http_tasks if t not in tasks.down())))
             pollers.cancel()
-            await asyncio.gather(*stopped, *pollers.tasks, tasks.task("http"), return_exceptions=True)
+            await asyncio.gather(*stopped, *pollers.tasks, *(tasks.task(t) for t in http_tasks),
+                                 return_exceptions=True)
             pipeline.close()
             await tasks.task("pipeline")  # the last acks go out on the still-open MQTT connection
             await sink.close()  # everything accepted is now in the database or in the spool
@@ -479,6 +513,8 @@ class Daemon:
             else:
                 for failure in await close_channels(channels):
                     log.warning("%s", failure)
+            if auth_pool is not None:
+                await auth_pool.close()
             await pool.close()
         if self.failure is not None:
             raise TaskFailedError(*self.failure)

@@ -87,7 +87,8 @@ async def _simulate(settings: Settings, opts: SimulateOptions, network: Sequence
     plan = scenario.fault_plan(start)
     signals = CitySignals(scenario.seed, episodes=scenario.episodes(start), sensors=network)
     publish_s = opts.publish_interval_s or scenario.publish_interval_s
-    http_url = f"http://{settings.http.host}:{settings.http.port}"
+    intake = settings.http.intake
+    http_url = f"{'https' if intake.tls_cert_file else 'http'}://{intake.host}:{intake.port}"
     links = settings.network.microsensor_links()
 
     def fleet(microsensors: Sequence[Sensor]) -> MicrosensorFleet:

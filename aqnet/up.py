@@ -37,10 +37,13 @@ from psycopg import sql
 
 from aqnet.config import (
     AlertsSettings,
+    ApiListener,
     ClockSettings,
     DatabaseSettings,
     Endpoint,
     HttpSettings,
+    IntakeListener,
+    InternalListener,
     ModbusSettings,
     MqttChannel,
     MqttSettings,
@@ -250,14 +253,16 @@ def run_up(opts: UpOptions) -> int:
                                     microsensor_cadence_s=publish_s),
             modbus=ModbusSettings(poll_interval_s=poll_s),
             storage=StorageSettings(spool_dir=str(spool_dir)),
-            http=HttpSettings(host="127.0.0.1", port=http_port),
+            http=HttpSettings(internal=InternalListener(port=http_port),
+                              intake=IntakeListener(port=ports.port("http-intake")),
+                              api=ApiListener(port=ports.port("http-api"))),
             scheduler=SchedulerSettings(averages_every_s=averages_every_s(scenario.speed)),
             clock=clock,
             # alerts are evaluated and kept in the database; their state is published, retained, on the local
             # broker (aqnet/alerts/<id>); acknowledgement links point at this daemon
             alerts=AlertsSettings(signing_key_file=str(var / "alert-signing.key"),
                                   link_key_file=str(var / "alert-link.key"),
-                                  public_url=f"http://127.0.0.1:{http_port}",
+                                  public_url=f"http://127.0.0.1:{ports.port('http-api')}",
                                   channels=[MqttChannel(type="mqtt", name="local-state",
                                                         audience=["officers", "technicians"])]),
         )

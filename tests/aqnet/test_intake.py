@@ -1,22 +1,35 @@
-"""Self-identifying microsensors end to end: a real airrohr POST body sent with curl to the daemon's HTTP intake,
-and airrohr and PurpleAir payloads over MQTT, become rows attributed through the devices' hardware serials;
-unknown hardware goes to the dead letters, never to a guessed sensor."""
+"""Self-identifying microsensors end to end: a real airrohr POST body sent with curl to the daemon's HTTP intake
+listener, with the sensor's HTTP credentials (`aqnet sensors credentials MS05 --http`), and airrohr and PurpleAir
+payloads over MQTT, become rows attributed through the devices' hardware serials; unknown hardware goes to the
+dead letters, never to a guessed sensor.
+
+Attacks (docs/security.md, "HTTP listeners and device authentication"): a POST without, or with unknown or wrong,
+credentials stores nothing and gets one and the same 401; a sensor's credentials with another sensor's chip id
+(HTTP or MQTT) are refused 403 and dead-lettered; a 10 MB body is refused 413 before it is read; a flood of
+made-up bearer tokens leaves ingest storing every MQTT message; no listener serves another's paths."""
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
+import socket
 import subprocess
 import sys
+import threading
 import time
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import paho.mqtt.publish as publish
 import psycopg
 import pytest
 import yaml
 
 from aqnet.localstack import MosquittoBroker, free_port
+from tests.fixtures.listeners import http_listeners
 
 SAMPLES = Path(__file__).parent.parent / "data" / "samples"
 AIRROHR_POST = SAMPLES / "airrohr" / "airrohr-prometheus-exporter_README_post_body.json"  # esp8266id 12331981
@@ -41,14 +54,17 @@ def _rows(url: str, sensor_id: str) -> dict[tuple[str, str], tuple[float, str, f
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, database_url: str, mosquitto: MosquittoBroker):
-    http_port = free_port()
-    cfg = {"database": {"url": database_url},
+def daemon(request: pytest.FixtureRequest, tmp_path: Path, database_url: str, mosquitto: MosquittoBroker):
+    http_port, intake_port, api_port = free_port(), free_port(), free_port()
+    failures = int(getattr(request, "param", 20))
+    cfg = {"database": {"url": database_url, "pool_max_size": 2},
            "mqtt": {"url": mosquitto.url, "client_id": f"aqnet-{tmp_path.name}"},
            "ingest": {"batch_max_age_s": 0.2},
-           "http": {"port": http_port}, "storage": {"spool_dir": str(tmp_path / "spool")},
+           "http": http_listeners(http_port, intake=intake_port, api=api_port, auth_failures_per_minute=failures),
+           "storage": {"spool_dir": str(tmp_path / "spool")},
            "network": {"microsensors": {
                "MS05": {"format": "airrohr", "transport": "http", "hardware_serial": "12331981"},
+               "MS08": {"format": "airrohr", "transport": "http", "hardware_serial": "7654321"},
                "MS06": {"format": "purpleair", "hardware_serial": "00:00:00:00:00:02",
                         "devices": {"a": ["a", "bme"], "b": ["b"]}},
                "MS07": {"format": "airrohr", "hardware_serial": "1234567"}}}}
@@ -60,16 +76,21 @@ def daemon(tmp_path: Path, database_url: str, mosquitto: MosquittoBroker):
     try:
         _wait(lambda: subprocess.run(["curl", "-sf", f"{base}/healthz"], capture_output=True).returncode == 0,
               30, "the daemon's HTTP server")
-        yield {"base": base, "db": database_url, "mqtt_port": int(mosquitto.url.rsplit(":", 1)[1]),
-               "log": tmp_path / "daemon.log"}
+        issued = subprocess.run([sys.executable, "-m", "aqnet", "sensors", "credentials", "MS05", "--http", "--url",
+                                 database_url, "--json"], capture_output=True, text=True, timeout=60, check=True)
+        password = json.loads(issued.stdout)["password"]
+        yield {"base": f"http://127.0.0.1:{intake_port}", "internal": base, "api": f"http://127.0.0.1:{api_port}",
+               "db": database_url, "mqtt_port": int(mosquitto.url.rsplit(":", 1)[1]),
+               "log": tmp_path / "daemon.log", "auth": ("MS05", password)}
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
         log.close()
 
 
-def _curl_post(url: str, body: Path, sensor_header: str) -> tuple[int, dict]:
-    out = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", url,
+def _curl_post(url: str, body: Path, sensor_header: str, auth: tuple[str, str] | None) -> tuple[int, dict]:
+    user = ["-u", f"{auth[0]}:{auth[1]}"] if auth else []
+    out = subprocess.run(["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", url, *user,
                           "-H", "Content-Type: application/json", "-H", f"X-Sensor: {sensor_header}",
                           "--data-binary", f"@{body}"], capture_output=True, text=True, timeout=60, check=True)
     text, _, code = out.stdout.rpartition("\n")
@@ -77,7 +98,7 @@ def _curl_post(url: str, body: Path, sensor_header: str) -> tuple[int, dict]:
 
 
 def test_airrohr_post_with_curl_becomes_rows(daemon: dict) -> None:
-    code, body = _curl_post(f"{daemon['base']}/intake/airrohr", AIRROHR_POST, "esp8266-12331981")
+    code, body = _curl_post(f"{daemon['base']}/intake/airrohr", AIRROHR_POST, "esp8266-12331981", daemon["auth"])
     assert code == 200, body  # answered only once durable: the rows are there now
     rows = _rows(daemon["db"], "MS05")
     assert body == {"sensor_id": "MS05", "readings": len(rows)}
@@ -98,7 +119,7 @@ def test_a_retried_post_is_stored_once_and_a_new_one_is_stored(daemon: dict, tmp
     # second set of rows without its identity (sensors/delivery.py)
     url = f"{daemon['base']}/intake/airrohr"
     for _ in range(3):
-        code, body = _curl_post(url, AIRROHR_POST, "esp8266-12331981")
+        code, body = _curl_post(url, AIRROHR_POST, "esp8266-12331981", daemon["auth"])
         assert code == 200, body
     with psycopg.connect(daemon["db"], autocommit=True) as conn:
         def count() -> int:
@@ -110,19 +131,19 @@ def test_a_retried_post_is_stored_once_and_a_new_one_is_stored(daemon: dict, tmp
         changed = tmp_path / "next.json"
         changed.write_text(AIRROHR_POST.read_text().replace('"20.47"', '"20.52"'))
         time.sleep(0.01)  # a later receive time
-        code, body = _curl_post(url, changed, "esp8266-12331981")
+        code, body = _curl_post(url, changed, "esp8266-12331981", daemon["auth"])
         assert code == 200 and count() == 2 * once  # the next message is new readings
 
 
 def test_unknown_hardware_is_a_dead_letter_not_a_guess(daemon: dict, tmp_path: Path) -> None:
     other = tmp_path / "other.json"
     other.write_text(AIRROHR_POST.read_text().replace("12331981", "99999999"))
-    code, body = _curl_post(f"{daemon['base']}/intake/airrohr", other, "esp8266-99999999")
+    code, body = _curl_post(f"{daemon['base']}/intake/airrohr", other, "esp8266-99999999", daemon["auth"])
     assert code == 404 and body["error"] == "unknown_device"
     with psycopg.connect(daemon["db"]) as conn:
         letters = conn.execute("SELECT source, reason, payload FROM dead_letters WHERE source = 'http'").fetchall()
         stored = conn.execute("SELECT count(*) FROM measurements").fetchone()[0]
-    assert [(s, r) for s, r, _ in letters] == [("http", "unknown_device")]
+    assert [(s, r) for s, r, _ in letters] == [("http", "unknown_device")]  # by the authenticated MS05
     assert bytes(letters[0][2]) == other.read_bytes()
     assert stored == 0
 
@@ -141,3 +162,137 @@ def test_airrohr_and_purpleair_over_mqtt_are_attributed_by_hardware_serial(daemo
     dht = _rows(daemon["db"], "MS07")
     assert dht[("MS07", "temperature")][:2] == (28.9, "°C")
     assert dht[("MS07", "pm10")][2:] == (4.05, "µg/m³")
+
+
+def _count(url: str, sql: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def _post(url: str, body: bytes, headers: dict[str, str] | None = None,
+          auth: tuple[str, str] | None = None) -> httpx.Response:
+    return httpx.post(url, content=body, headers={"Content-Type": "application/json", **(headers or {})},
+                      auth=auth, timeout=60)
+
+
+def test_no_unknown_or_wrong_credentials_store_nothing_and_get_one_answer(daemon: dict) -> None:
+    url = f"{daemon['base']}/intake/airrohr"
+    body = AIRROHR_POST.read_bytes()
+    sensor, password = daemon["auth"]
+    answers = {
+        "none": _post(url, body),
+        "wrong password": _post(url, body, auth=(sensor, password[:-1] + ("x" if password[-1] != "x" else "y"))),
+        "unknown sensor": _post(url, body, auth=("MS99", password)),
+        "a sensor without credentials": _post(url, body, auth=("MS08", password)),
+        "not basic": _post(url, body, headers={"Authorization": f"Bearer {password}"}),
+        "malformed": _post(url, body, headers={"Authorization": "Basic !!!"}),
+    }
+    first = answers["none"]
+    for why, r in answers.items():
+        assert (r.status_code, r.content) == (401, first.content), why
+        assert r.headers["www-authenticate"] == 'Basic realm="aqnet intake"', why
+    assert password not in first.text
+    assert _count(daemon["db"], "SELECT count(*) FROM measurements") == 0
+    assert _count(daemon["db"], "SELECT count(*) FROM dead_letters WHERE source = 'http'") == 0
+    assert password not in daemon["log"].read_text(errors="replace")
+    assert _post(url, body, auth=daemon["auth"]).status_code == 200  # and the right ones are taken
+
+
+@pytest.mark.parametrize("victim", ["7654321", "1234567"], ids=["http-sensor-MS08", "mqtt-sensor-MS07"])
+def test_credentials_of_one_sensor_with_another_sensors_chip_id_are_refused_and_dead_lettered(
+        daemon: dict, tmp_path: Path, victim: str) -> None:
+    forged = AIRROHR_POST.read_bytes().replace(b"12331981", victim.encode())
+    r = _post(f"{daemon['base']}/intake/airrohr", forged, headers={"X-Sensor": f"esp8266-{victim}"},
+              auth=daemon["auth"])
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+    assert _count(daemon["db"], "SELECT count(*) FROM measurements") == 0
+    with psycopg.connect(daemon["db"]) as conn:
+        letters = conn.execute("SELECT source, reason, sensor_id, payload FROM dead_letters "
+                               "WHERE source = 'http'").fetchall()
+    assert [(s, reason, sid) for s, reason, sid, _ in letters] == [("http", "identity_mismatch", "MS05")]
+    assert bytes(letters[0][3]) == forged
+
+
+def _raw_request(port: int, head: bytes, body: bytes, rest: int) -> tuple[bytes, bool]:
+    """Send `head` and `body` (no end of the request), read the server's answer, then try to send `rest` bytes
+    more: (the answer, whether the server took all of them)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < 10:
+            chunk = sock.recv(65536)  # the server answers with the request unfinished: it did not wait for it
+            if not chunk:
+                break
+            answer += chunk
+        try:
+            for _ in range(rest // 65536):
+                sock.sendall(b"[" * 65536)
+        except (BrokenPipeError, ConnectionResetError):
+            return answer, False
+        return answer, True
+
+
+def test_a_10_mb_body_is_refused_before_it_is_read(daemon: dict) -> None:
+    port = int(daemon["base"].rsplit(":", 1)[1])
+    sensor, password = daemon["auth"]
+    creds = base64.b64encode(f"{sensor}:{password}".encode())
+    big = 10 << 20
+    head = (b"POST /intake/airrohr HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Basic "
+            + creds + b"\r\nContent-Length: " + str(big).encode() + b"\r\n\r\n")
+    # by its length: answered after the headers alone, and the connection closed: the 10 MB are not taken
+    answer, took_all = _raw_request(port, head, b"", big)
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"body_too_large" in answer
+    assert not took_all
+    # streamed without a length: answered once past the limit (64 KiB), and closed
+    head = head.replace(b"Content-Length: " + str(big).encode(), b"Transfer-Encoding: chunked")
+    chunk = b"%x\r\n" % 65536 + b"[" * 65536 + b"\r\n"
+    answer, took_all = _raw_request(port, head, chunk * 3, big)
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"body_too_large" in answer
+    assert not took_all
+    assert _count(daemon["db"], "SELECT count(*) FROM measurements") == 0
+
+
+def test_no_listener_serves_another_listeners_paths(daemon: dict) -> None:
+    internal = ["/metrics", "/status", "/docs", "/openapi.json", "/healthz", "/readyz", "/redoc"]
+    for base in (daemon["base"], daemon["api"]):
+        for path in internal:
+            assert httpx.get(base + path, timeout=30).status_code == 404, (base, path)
+    assert httpx.get(f"{daemon['base']}/api/v1/me", timeout=30).status_code == 404
+    assert httpx.post(f"{daemon['api']}/intake/airrohr", content=b"{}", timeout=30).status_code == 404
+    assert httpx.post(f"{daemon['internal']}/intake/airrohr", content=b"{}", timeout=30).status_code == 404
+    assert httpx.get(f"{daemon['internal']}/api/v1/me", timeout=30).status_code == 404
+    for path in internal[:-1]:
+        assert httpx.get(daemon["internal"] + path, timeout=30, follow_redirects=True).status_code == 200, path
+    assert "/api/v1/me" in httpx.get(f"{daemon['internal']}/openapi.json", timeout=30).json()["paths"]
+
+
+@pytest.mark.parametrize("daemon", [1_000_000], indirect=True)  # no failure limit: every made-up token is looked up
+def test_a_flood_of_made_up_bearer_tokens_leaves_ingest_storing(daemon: dict) -> None:
+    stop = threading.Event()
+    answers: Counter[int] = Counter()
+
+    def flood() -> None:
+        with httpx.Client(base_url=daemon["api"], timeout=60) as client:
+            while not stop.is_set():
+                token = "aqn_" + secrets.token_urlsafe(32)
+                answers[client.get("/api/v1/sensors", headers={"Authorization": f"Bearer {token}"}).status_code] += 1
+
+    floods = [threading.Thread(target=flood) for _ in range(16)]
+    for t in floods:
+        t.start()
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        _wait(lambda: sum(answers.values()) >= 50, 60, "the flood to be under way")
+        for n in range(20):  # published while the flood runs
+            t = (start + timedelta(seconds=n)).isoformat()
+            publish.single("aqnet/MS01/readings", json.dumps({"time": t, "values": {"pm25": 12.5}}), qos=1,
+                           hostname="127.0.0.1", port=daemon["mqtt_port"])
+        during = sum(answers.values())
+        _wait(lambda: _count(daemon["db"], "SELECT count(*) FROM measurements WHERE sensor_id = 'MS01'") == 20,
+              60, "the 20 MQTT messages stored")
+        assert sum(answers.values()) > during  # the flood was still going while they were stored
+    finally:
+        stop.set()
+        for t in floods:
+            t.join(60)
+    assert set(answers) <= {401, 503} and answers[401] > 0

@@ -34,6 +34,7 @@ from storage.registry import (
     swap_device,
 )
 from storage.registry_models import CalibrationSpec, DeviceSpec, Location, MaintenanceSpec, SensorSpec
+from tests.fixtures.listeners import http_listeners
 
 REFRESH_S = 0.3
 POLL_S = 0.5
@@ -103,7 +104,7 @@ async def live(tmp_path: Path, database_url: str, mosquitto: MosquittoBroker) ->
         "network": {"bundled": False},
         "modbus": {"poll_interval_s": POLL_S, "timeout_s": 0.5},
         "ingest": {"batch_max_age_s": 0.2},
-        "http": {"port": free_port()},
+        "http": http_listeners(),
         "storage": {"spool_dir": str(tmp_path / "spool")},
         "registry": {"refresh_s": REFRESH_S},
     })

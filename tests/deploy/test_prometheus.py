@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from aqnet.localstack import MosquittoBroker, free_port
+from tests.fixtures.listeners import http_listeners
 
 PROM = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 AIRROHR_POST = Path(__file__).resolve().parents[1] / "data" / "samples" / "airrohr" / \
@@ -81,7 +82,7 @@ def test_live_metrics_of_a_running_daemon_pass_promtool(tmp_path: Path, database
     http_port = free_port()
     cfg = {"database": {"url": database_url},
            "mqtt": {"url": mosquitto.url, "client_id": f"aqnet-{tmp_path.name}"},
-           "ingest": {"batch_max_age_s": 0.2}, "http": {"port": http_port},
+           "ingest": {"batch_max_age_s": 0.2}, "http": http_listeners(http_port),
            "storage": {"spool_dir": str(tmp_path / "spool")},
            "network": {"microsensors": {"MS05": {"format": "airrohr", "transport": "http",
                                                  "hardware_serial": "12331981"}}}}

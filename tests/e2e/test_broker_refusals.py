@@ -17,9 +17,10 @@ import yaml
 from alerts.delivery.mqtt import MqttAlertChannel
 from alerts.notice import DeliveryError
 from aqnet.credentials import ServiceRole, issue_credentials, set_service_user
-from aqnet.localstack import MosquittoBroker, free_port
+from aqnet.localstack import MosquittoBroker
 from aqnet.preflight import EXIT_REFUSED
 from sensors.mqtt.client import MqttSubscriberClient, SubscriptionRefused
+from tests.fixtures.listeners import http_listeners
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ def _run_daemon(tmp_path: Path, database_url: str, mqtt_url: str, channels: list
         "mqtt": {"url": mqtt_url, "client_id": f"aqnet-refusal-{tmp_path.name}"[:60]},
         "network": {"bundled": False},
         "storage": {"spool_dir": str(tmp_path / "spool")},
-        "http": {"host": "127.0.0.1", "port": free_port()},
+        "http": http_listeners(),
         "alerts": {"signing_key_file": str(tmp_path / "signing.key"), "channels": channels},
     }
     path = tmp_path / "aqnet.yaml"

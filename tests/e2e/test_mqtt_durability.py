@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aqnet.localstack import MosquittoBroker, free_port
 from sensors.network import bundled_network
+from tests.fixtures.listeners import http_listeners
 
 SENSORS = [f"MS{i:02d}" for i in range(1, 11)]
 STATIONS = [s.id for s in bundled_network() if s.kind == "station"]
@@ -128,7 +129,7 @@ class DaemonRunner:
             # a batch waits up to batch_max_age_s between receipt and commit: the window the kills aim at
             "ingest": {"batch_max_age_s": batch_max_age_s, "batch_max": batch_max},
             "storage": {"spool_dir": str(self.spool_dir), **(storage or {})},
-            "http": {"port": self.http_port},
+            "http": http_listeners(self.http_port),
             "scheduler": {"averages_every_s": 3600},
         }
         self.config_path = tmp_path / "aqnet.yaml"

@@ -39,6 +39,7 @@ from aqnet.localstack import MosquittoBroker, TimescaleCluster, free_port
 from aqnet.tasks import TaskSupervisor
 from tests.e2e.test_db_outage import SpoolingDaemon
 from tests.e2e.test_mqtt_durability import STATIONS, LedgerPublisher, _wait
+from tests.fixtures.listeners import http_listeners
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +99,7 @@ class Live:
         self.task = task
         self.url = url
         self.port = broker.port
-        self.base = f"http://127.0.0.1:{daemon.settings.http.port}"
+        self.base = f"http://127.0.0.1:{daemon.settings.http.internal.port}"
         self.n = 0
         self.start = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
 
@@ -156,7 +157,7 @@ async def live(tmp_path: Path, database_url: str, mosquitto: MosquittoBroker,
         "network": {"stations": {code: {"host": "127.0.0.1", "port": free_port()} for code in STATIONS}},
         "modbus": {"poll_interval_s": 60.0, "timeout_s": 0.5},
         "ingest": {"batch_max_age_s": 0.2},
-        "http": {"port": free_port()},
+        "http": http_listeners(),
         "storage": {"spool_dir": str(tmp_path / "spool")},
         "scheduler": {"averages_every_s": 3600},
         "supervision": {"restart_min_s": 0.05, "restart_max_s": 0.2, "max_restarts": 5},
@@ -166,7 +167,8 @@ async def live(tmp_path: Path, database_url: str, mosquitto: MosquittoBroker,
     h = Live(daemon, task, database_url, mosquitto)
     try:
         await _eventually(lambda: asyncio.sleep(0, daemon.mqtt_status().get("state") == "connected"
-                                                and daemon.http_server is not None and daemon.http_server.started),
+                                                and len(daemon.http_servers) == 3
+                                                and all(s.started for s in daemon.http_servers.values())),
                           "the daemon running and subscribed", 60, task)
         await asyncio.sleep(0.5)  # the subscription is acknowledged just after the connection
         yield h
@@ -182,21 +184,20 @@ async def _message_gets_stored(h: Live, what: str) -> None:
     await _eventually(lambda: h.stored(t), f"a message published {what} stored", 60, h.task)
 
 
-@pytest.mark.parametrize("name", ["mqtt", "spool-replay", "registry", "http"])
+@pytest.mark.parametrize("name", ["mqtt", "spool-replay", "registry", "http-intake", "http-api"])
 async def test_a_killed_task_fails_liveness_while_down_then_is_restarted_and_work_continues(
         live: Live, name: str) -> None:
     await _message_gets_stored(live, "before the fault")
     assert (await live.http("/healthz"))[0] == 200
     sv = live.supervisor
     sv.gate.clear()  # hold the restart so the down state can be seen (no timing involved)
-    if name == "http":  # cancelling uvicorn would leave its socket open: it is made to return instead
-        assert live.daemon.http_server is not None
-        live.daemon.http_server.should_exit = True
+    if name.startswith("http-"):  # cancelling uvicorn would leave its socket open: it is made to return instead
+        live.daemon.http_servers[name.removeprefix("http-")].should_exit = True
     else:
         sv.faults[name].set()
     await _eventually(lambda: asyncio.sleep(0, name in sv.down()), f"task {name} down", 30, live.task)
     assert live.metric("aqnet_task_up", name) == 0
-    if name != "http":
+    if not name.startswith("http-"):
         code, body = await live.http("/healthz")
         assert code == 503 and body["status"] == "fail"
         assert f"injected into task {name}" in body["reasons"][f"task {name}"]
