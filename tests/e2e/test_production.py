@@ -26,10 +26,12 @@ No scheduler interval of the shipped file is shortened: the daemon averages at o
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -283,7 +285,7 @@ def test_the_shipped_production_files_ingest_every_kind_of_sensor_and_deliver_an
     mosquitto = ShippedMosquitto(tmp_path, pki, broker_dir)
     request.addfinalizer(mosquitto.stop)
     (tmp_path / "smtp.password").write_text(SMTP_PASSWORD + "\n")
-    http_port = free_port()
+    http_port, intake_port, api_port = free_port(), free_port(), free_port()  # internal, intake, api
     ch = shipped["alerts"]["channels"]
     values = {
         ("database", "url"): with_url(shipped["database"]["url"], host="127.0.0.1", port=cluster.port,
@@ -291,9 +293,17 @@ def test_the_shipped_production_files_ingest_every_kind_of_sensor_and_deliver_an
         ("mqtt", "url"): with_url(shipped["mqtt"]["url"], host="127.0.0.1", port=mosquitto.services_port),
         ("mqtt", "ca_file"): str(pki / "ca.pem"),
         ("storage", "spool_dir"): str(tmp_path / "spool"),
-        ("http", "host"): "127.0.0.1",
-        ("http", "port"): http_port,
+        ("http", "intake", "host"): "127.0.0.1",
+        ("http", "intake", "port"): intake_port,
+        ("http", "intake", "tls_cert_file"): str(pki / "server.pem"),
+        ("http", "intake", "tls_key_file"): str(pki / "server.key"),
+        ("http", "api", "host"): "127.0.0.1",
+        ("http", "api", "port"): api_port,
+        ("http", "api", "tls_cert_file"): str(pki / "server.pem"),
+        ("http", "api", "tls_key_file"): str(pki / "server.key"),
+        ("http", "internal", "port"): http_port,
         ("alerts", "signing_key_file"): str(tmp_path / "alert-signing.key"),
+        ("alerts", "link_key_file"): str(tmp_path / "alert-link.key"),
         ("alerts", "channels", 0, "host"): smtp.host,
         ("alerts", "channels", 0, "port"): smtp.port,
         ("alerts", "channels", 0, "password_file"): str(tmp_path / "smtp.password"),
@@ -367,6 +377,9 @@ def test_the_shipped_production_files_ingest_every_kind_of_sensor_and_deliver_an
 
     for sid in ("MS90", "MS91"):  # before the broker starts; MS92 once it runs (below)
         credentials(sid)
+    # the HTTP airrohr's own basic-auth credentials for the intake listener (stored hashed)
+    out = _cli("sensors", "credentials", "MS93", "--http", "--config", str(config), "--json", "--actor", "test")
+    http_secret = json.loads(out)["password"]
 
     # -- 3. the broker: the daemon's login with the password of the shipped mqtt.url, then Mosquitto
     (tmp_path / "mqtt.password").write_text(f"{mqtt_url.password}\n")
@@ -434,9 +447,14 @@ def test_the_shipped_production_files_ingest_every_kind_of_sensor_and_deliver_an
         _publish(mosquitto.port, pki / "ca.pem", "MS92", secrets["MS92"], "purpleair/MS92/data",
                  json.dumps(purpleair).encode())
         body = (SAMPLES / "airrohr" / "airrohr-prometheus-exporter_README_post_body.json").read_bytes()
-        request = urllib.request.Request(f"http://127.0.0.1:{http_port}/intake/airrohr", data=body, method="POST",
-                                         headers={"X-Sensor": "esp8266-12331981", "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
+        # over TLS to the intake listener, with the device's own credentials (the firmware's basic auth)
+        basic = base64.b64encode(f"MS93:{http_secret}".encode()).decode()
+        request = urllib.request.Request(f"https://127.0.0.1:{intake_port}/intake/airrohr", data=body,
+                                         method="POST", headers={"X-Sensor": "esp8266-12331981",
+                                                                 "Content-Type": "application/json",
+                                                                 "Authorization": f"Basic {basic}"})
+        tls = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        with urllib.request.urlopen(request, timeout=60, context=tls) as response:
             assert response.status == 200, response.read()
 
         def stored() -> dict[tuple[str, str], float]:

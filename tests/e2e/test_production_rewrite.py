@@ -35,9 +35,9 @@ def test_every_listed_yaml_key_exists_in_the_shipped_file_but_one_added_port() -
 
 def test_the_yaml_rewrite_changes_only_what_it_is_given_and_refuses_other_keys() -> None:
     shipped = shipped_settings()
-    rewritten = rewrite_settings(shipped, {("http", "port"): 1234, ("alerts", "channels", 4, "port"): 2525})
-    assert yaml_changes(shipped, rewritten) == {("http", "port"), ("alerts", "channels", 4, "port")}
-    assert shipped["http"]["port"] == 9108  # a copy: the shipped document is untouched
+    rewritten = rewrite_settings(shipped, {("http", "intake", "port"): 1234, ("alerts", "channels", 4, "port"): 2525})
+    assert yaml_changes(shipped, rewritten) == {("http", "intake", "port"), ("alerts", "channels", 4, "port")}
+    assert shipped["http"]["intake"]["port"] == 9110  # a copy: the shipped document is untouched
     with pytest.raises(KeyError, match="scheduler"):
         rewrite_settings(shipped, {("scheduler", "averages_every_s"): 1})
     sneaky = rewrite_settings(shipped, {})
