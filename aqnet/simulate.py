@@ -20,14 +20,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
+
 from aqnet.config import Settings
 from sensors.clock import Clock, SimClock, realtime
+from sensors.redact import redact
 from sensors.sensor import Sensor
 from simulators.microsensor import MicrosensorFleet
 from simulators.network_sim import SimulatedNetwork, synthetic_network
 from simulators.rtu import PtyPair
 from simulators.scenario import Scenario, load_scenario
 from simulators.signals import CitySignals
+from storage import device_credentials
+from storage.registry import upsert_registry
 
 __all__ = ["SimulateOptions", "run_simulators", "scenario_for", "simulated_network"]
 
@@ -80,6 +85,23 @@ def _clock(settings: Settings, scenario: Scenario) -> tuple[Clock, datetime]:
     return realtime, realtime()
 
 
+async def _http_credentials(settings: Settings, network: Sequence[Sensor]) -> dict[str, str]:
+    """HTTP basic credentials for the simulated airrohr kits that POST (the daemon's intake requires them): the
+    simulator is their owner, so it puts them in the registry and issues them new credentials (replacing any),
+    as a technician would with `aqnet sensors add` and `aqnet sensors credentials ID --http`."""
+    posting = [x for x in network if x.kind == "microsensor" and any(d.protocol == "http" for d in x.devices)]
+    if not posting:
+        return {}
+    try:
+        async with await psycopg.AsyncConnection.connect(settings.database.url, autocommit=True) as conn:
+            await upsert_registry(conn, posting)
+            return {x.id: await device_credentials.issue(conn, x.id, created_by="aqnet simulate") for x in posting}
+    except psycopg.Error as exc:  # the airrohr kits then POST without credentials (and are refused: 401)
+        log.warning("simulated airrohr kits get no HTTP credentials (database: %s); their POSTs will be refused",
+                    redact(str(exc)))
+        return {}
+
+
 async def _simulate(settings: Settings, opts: SimulateOptions, network: Sequence[Sensor], scenario: Scenario
                     ) -> None:
     clock, start = _clock(settings, scenario)
@@ -91,10 +113,12 @@ async def _simulate(settings: Settings, opts: SimulateOptions, network: Sequence
     http_url = f"{'https' if intake.tls_cert_file else 'http'}://{intake.host}:{intake.port}"
     links = settings.network.microsensor_links()
 
+    credentials = await _http_credentials(settings, network)
+
     def fleet(microsensors: Sequence[Sensor]) -> MicrosensorFleet:
         return MicrosensorFleet(settings.mqtt.url, microsensors, signals, interval_s=publish_s, clock=clock,
                                 real_seconds=real_seconds, faults=plan, links=links, http_url=http_url,
-                                seed=scenario.seed)
+                                seed=scenario.seed, http_credentials=credentials)
 
     pty: PtyPair | None = None
     rtu_ports: dict[str, str] = {}

@@ -254,13 +254,16 @@ class MicrosensorFleet:
             their messages are counted in `skipped` and not sent.
         seed: seeds the payloads' metadata.
         http_transport: an httpx transport to POST through (tests: httpx.ASGITransport over the app).
+        http_credentials: sensor id → password of its HTTP basic credentials (the daemon's intake requires them,
+            as the airrohr firmware's "send to own API" sends them); a kit without credentials POSTs without.
     """
 
     def __init__(self, mqtt_url: str, sensors: Iterable[Sensor], signals: CitySignals, *, interval_s: float = 60.0,
                  clock: Clock = realtime, real_seconds: Callable[[float], float] | None = None,
                  faults: FaultPlan | None = None, links: Mapping[str, MicrosensorLink] | None = None,
                  http_url: str | None = None, seed: int = 0, client_id: str = "aqnet-sim-microsensors",
-                 max_sleep_s: float = 0.5, http_transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 max_sleep_s: float = 0.5, http_transport: httpx.AsyncBaseTransport | None = None,
+                 http_credentials: Mapping[str, str] | None = None) -> None:
         if not interval_s > 0:
             raise ValueError(f"MicrosensorFleet: interval_s must be > 0, got {interval_s}")
         known = links or {}
@@ -278,6 +281,7 @@ class MicrosensorFleet:
         self._client: MqttPublisherClient | None = None
         self._http_url = http_url.rstrip("/") if http_url else None
         self._http_transport = http_transport
+        self._http_credentials = dict(http_credentials or {})
         self._max_sleep_s = max_sleep_s
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
@@ -369,8 +373,10 @@ class MicrosensorFleet:
         assert self._http is not None
         async with self._http_slots:
             try:
+                password = self._http_credentials.get(message.sensor_id)
                 response = await self._http.post(message.topic, content=message.payload,
-                                                  headers=dict(message.headers))
+                                                  headers=dict(message.headers),
+                                                  auth=(message.sensor_id, password) if password else None)
             except httpx.HTTPError as exc:
                 self.http_failures += 1
                 log.warning("microsensor %s: POST %s%s failed: %s", message.sensor_id, self._http_url,

@@ -11,13 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from alerts.signing import ack_token
 from aqnet.api import api_router
-from aqnet.http import create_app
+from aqnet.http import create_api_app
 from storage.tokens import ROLES, create_token
 
 API = "/api/v1"
@@ -76,7 +75,7 @@ async def api(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, dict[
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False)
     await pool.open(wait=True, timeout=30)
     clock = _Clock()
-    app = create_app(CollectorRegistry(), dict, api=api_router(pool, clock=clock, signing_key=KEY))
+    app = create_api_app(api_router(pool, clock=clock, signing_key=KEY))
     auth = {role: {"Authorization": f"Bearer {s}"} for role, s in secrets.items()}
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://aqnet") as client:
@@ -259,7 +258,7 @@ async def test_links_refused_without_a_signing_key(database_url: str) -> None:
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
     await pool.open(wait=True, timeout=30)
     try:
-        app = create_app(CollectorRegistry(), dict, api=api_router(pool, signing_key=None))
+        app = create_api_app(api_router(pool, signing_key=None))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://aqnet") as client:
             token = ack_token(KEY, 1, 1, datetime.now(UTC) + timedelta(hours=1), issued=datetime.now(UTC))
             got = await client.post(f"{API}/alerts/ack/{token}", data={"name": "Ana"})

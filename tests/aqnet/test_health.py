@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from aqnet.health import CountedSink, HealthMonitor, ProgressState, Verdict, liveness, step_progress
-from aqnet.http import create_app
+from aqnet.http import create_internal_app
 from aqnet.scheduler_watch import JobRecord, SchedulerWatch, job_event, scheduler_problems
 from aqnet.tasks import TaskDown
 
@@ -120,7 +120,7 @@ def test_healthz_and_readyz_answer_503_with_the_reasons() -> None:
     async def readiness() -> Verdict:
         return ready[0]
 
-    app = create_app(CollectorRegistry(), dict, liveness=lambda: live[0], readiness=readiness)
+    app = create_internal_app(CollectorRegistry(), dict, liveness=lambda: live[0], readiness=readiness)
     with TestClient(app) as client:
         r = client.get("/healthz")
         assert (r.status_code, r.json()) == (200, {"status": "ok", "reasons": {}})

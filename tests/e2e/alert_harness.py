@@ -476,23 +476,21 @@ class Delivery:
 
 
 def api_client(database_url: str, signing_key: bytes) -> Any:
-    """An async context giving an httpx client on the daemon's real HTTP app (`aqnet.http.create_app` with
+    """An async context giving an httpx client on the daemon's real HTTP app (`aqnet.http.create_api_app` with
     `aqnet.api.api_router` on its own pool), in process through httpx.ASGITransport."""
     from contextlib import asynccontextmanager
 
     import httpx
-    from prometheus_client import CollectorRegistry
 
     from aqnet.api import api_router
-    from aqnet.http import create_app
+    from aqnet.http import create_api_app
 
     @asynccontextmanager
     async def client() -> Any:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False)
         await pool.open(wait=True, timeout=30)
         try:
-            app = create_app(CollectorRegistry(), lambda: {"sensors_configured": 0},
-                             api=api_router(pool, signing_key=signing_key))
+            app = create_api_app(api_router(pool, signing_key=signing_key))
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://aqnet.test") as c:
                 yield c
         finally:

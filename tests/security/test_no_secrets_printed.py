@@ -12,7 +12,6 @@ import httpx
 import psycopg
 import pytest
 from click.testing import CliRunner
-from prometheus_client import CollectorRegistry
 
 from alerts.delivery.alertmanager import AlertmanagerChannel
 from alerts.delivery.webhook import WebhookChannel
@@ -20,7 +19,7 @@ from alerts.notice import DeliveryError
 from aqnet.api import api_router
 from aqnet.cli import cli
 from aqnet.config import ConfigError, settings_from_dict
-from aqnet.http import create_app
+from aqnet.http import create_api_app
 from aqnet.logs import RedactingFormatter
 from sensors.mqtt.client import parse_mqtt_url
 from tests.alerts.delivery.test_alertmanager import make_notice
@@ -80,14 +79,14 @@ class _DownPool:
     """A pool whose database is down the way libpq says it: naming host, address, port and user."""
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Any]:
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[Any]:
         raise psycopg.OperationalError('connection to server at "db.internal" (10.1.2.3), port 5432 failed: FATAL: '
                                        'password authentication failed for user "aqnet"')
         yield  # pragma: no cover
 
 
 async def test_api_503_names_no_database_host_before_authentication() -> None:
-    app = create_app(CollectorRegistry(), dict, api=api_router(_DownPool()))  # type: ignore[arg-type]
+    app = create_api_app(api_router(_DownPool()))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://aqnet") as client:
         got = await client.get("/api/v1/alerts", headers={"Authorization": "Bearer aqn_" + "x" * 43})
     assert got.status_code == 503

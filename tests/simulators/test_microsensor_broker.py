@@ -6,6 +6,7 @@ connection."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import subprocess
@@ -17,9 +18,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
-from aqnet.http import create_app
 from aqnet.localstack import MosquittoBroker
 from sensors.clock import SimClock
 from sensors.mqtt.payloads import FORMATS, PayloadError
@@ -122,27 +123,36 @@ async def test_accelerated_fleet_keeps_its_cadence_with_complete_series(mosquitt
         assert series[-1] <= datetime.now(UTC)  # never from the future
 
 
-async def test_airrohr_kits_post_to_the_http_intake(mosquitto: MosquittoBroker) -> None:
+async def test_airrohr_kits_post_to_the_http_intake_with_their_own_credentials(mosquitto: MosquittoBroker) -> None:
     intake = Intake(NETWORK, tz=BOGOTA)
-    seen: list[tuple[str | None, str]] = []
+    seen: list[tuple[str | None, str, str | None]] = []
+    passwords = {sid: f"secret-{sid}" for sid in HTTP_SENSORS}
+    app = FastAPI()
 
-    async def airrohr(body: bytes, x_sensor: str | None) -> tuple[int, dict[str, Any]]:
-        where = f"POST /intake/airrohr (X-Sensor {x_sensor or '-'})"
+    @app.post("/intake/airrohr")
+    async def airrohr(request: Request) -> JSONResponse:  # the daemon's intake, as far as a device can tell
+        where = f"POST /intake/airrohr (X-Sensor {request.headers.get('x-sensor') or '-'})"
         try:
-            resolved = intake.resolve(where, body, None, fmt="airrohr", received_at=datetime.now(UTC))
+            resolved = intake.resolve(where, await request.body(), None, fmt="airrohr", received_at=datetime.now(UTC))
         except PayloadError as exc:
-            return 400, {"error": exc.reason}
-        seen.append((x_sensor, resolved.sensor_id))
-        return 200, {"sensor_id": resolved.sensor_id, "readings": len(resolved.readings)}
+            return JSONResponse({"error": exc.reason}, 400)
+        user = None
+        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+        if scheme == "Basic":
+            user, _, password = base64.b64decode(token).decode().partition(":")
+            if passwords.get(user) != password:
+                return JSONResponse({"error": "unauthorized"}, 401)
+        seen.append((request.headers.get("x-sensor"), resolved.sensor_id, user))
+        return JSONResponse({"sensor_id": resolved.sensor_id, "readings": len(resolved.readings)})
 
-    app = create_app(CollectorRegistry(), dict, airrohr=airrohr)
     clock = _clock(600)
     fleet = MicrosensorFleet(mosquitto.url, NETWORK, CitySignals(1), clock=clock, real_seconds=clock.real_seconds,
                              http_url="http://daemon.test", http_transport=httpx.ASGITransport(app=app),
-                             client_id="sim-http")
+                             client_id="sim-http", http_credentials=passwords)
     await _run_fleet(fleet, 1.0)
-    assert {sensor for _, sensor in seen} == HTTP_SENSORS
-    assert all(header and header.startswith("esp8266-") for header, _ in seen)
+    assert {sensor for _, sensor, _ in seen} == HTTP_SENSORS
+    assert all(header and header.startswith("esp8266-") for header, _, _ in seen)
+    assert all(user == sensor for _, sensor, user in seen)  # each kit authenticates as itself
     assert fleet.http_failures == 0 and sum(fleet.by_sensor[s] for s in HTTP_SENSORS) == len(seen)
 
 
