@@ -234,9 +234,11 @@ def run_up(opts: UpOptions) -> int:
             shutil.rmtree(spool_dir, ignore_errors=True)
         else:
             database_url, spool_dir = cluster.url, var / "spool"
+        # the schema before anything starts: the simulators register their HTTP airrohr kits and issue their
+        # credentials (aqnet.simulate) while the daemon is still starting
+        with psycopg.connect(database_url, autocommit=False) as conn:
+            migrate(conn)
         if synthetic:
-            with psycopg.connect(database_url, autocommit=False) as conn:
-                migrate(conn)
             _register_synthetic(database_url, synthetic)
         grafana_password = grafana_login(cluster.url_for("postgres"), var)
         clock = ClockSettings()

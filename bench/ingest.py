@@ -193,7 +193,9 @@ class _Daemon:
                   "network": {"stations": {c: {"host": "127.0.0.1", "port": dead} for c in STATIONS},
                               # every microsensor an aqnet JSON board (the bundled mix has airrohr and PurpleAir)
                               "microsensors": {sid: {} for sid in SENSORS}},
-                  "http": {"port": self.http_port}, "scheduler": {"averages_every_s": 86_400},
+                  "http": {"internal": {"port": self.http_port}, "intake": {"port": free_port()},
+                           "api": {"port": free_port()}},
+                  "scheduler": {"averages_every_s": 86_400},
                   "storage": {"spool_dir": str(tmp / "spool")}}
         self.settings = settings_from_dict(config, "bench")
         (tmp / "aqnet.yaml").write_text(yaml.safe_dump(config))

@@ -5,6 +5,7 @@ deploy/install-system.sh)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -79,10 +80,10 @@ def _get(url: str) -> bytes:
 
 def test_live_metrics_of_a_running_daemon_pass_promtool(tmp_path: Path, database_url: str,
                                                         mosquitto: MosquittoBroker) -> None:
-    http_port = free_port()
+    http_port, intake_port = free_port(), free_port()
     cfg = {"database": {"url": database_url},
            "mqtt": {"url": mosquitto.url, "client_id": f"aqnet-{tmp_path.name}"},
-           "ingest": {"batch_max_age_s": 0.2}, "http": http_listeners(http_port),
+           "ingest": {"batch_max_age_s": 0.2}, "http": http_listeners(http_port, intake=intake_port),
            "storage": {"spool_dir": str(tmp_path / "spool")},
            "network": {"microsensors": {"MS05": {"format": "airrohr", "transport": "http",
                                                  "hardware_serial": "12331981"}}}}
@@ -99,8 +100,14 @@ def test_live_metrics_of_a_running_daemon_pass_promtool(tmp_path: Path, database
                     return False
 
             _wait(up, 30, "the daemon's HTTP server")
-            request = urllib.request.Request(f"{base}/intake/airrohr", data=AIRROHR_POST.read_bytes(), method="POST",
+            issued = subprocess.run([sys.executable, "-m", "aqnet", "sensors", "credentials", "MS05", "--http",
+                                     "--url", database_url, "--json"], capture_output=True, text=True, timeout=60,
+                                    check=True)
+            basic = base64.b64encode(f"MS05:{json.loads(issued.stdout)['password']}".encode()).decode()
+            request = urllib.request.Request(f"http://127.0.0.1:{intake_port}/intake/airrohr",
+                                             data=AIRROHR_POST.read_bytes(), method="POST",
                                              headers={"Content-Type": "application/json",
+                                                      "Authorization": f"Basic {basic}",
                                                       "X-Sensor": "esp8266-12331981"})
             with urllib.request.urlopen(request, timeout=30) as r:
                 assert r.status == 200
