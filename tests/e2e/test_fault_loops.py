@@ -21,17 +21,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import psycopg
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
 from aqnet.localstack import MosquittoBroker, TimescaleCluster
-from tests.e2e.test_mqtt_durability import BOGOTA, SENSORS, DaemonRunner, _wait
+from tests.e2e.test_mqtt_durability import BOGOTA, SENSORS, DaemonRunner, LedgerPublisher, _wait
 
 pytestmark = pytest.mark.integration
 
@@ -48,25 +47,15 @@ def _seed(name: str) -> int:
     return seed
 
 
-class MixedLedgerPublisher:
-    """Publishes aqnet JSON at a steady rate (QoS 1, MQTT 5): every other message with a device time, the others
-    without one and with values unique across the run. The ledger holds the readings of every message the broker
-    acknowledged (PUBACK)."""
+class MixedLedgerPublisher(LedgerPublisher):
+    """LedgerPublisher whose every other message has no device time, with values unique across the run (they
+    identify the message, whatever receive time aqnet gave it). The ledger holds the readings of every message the
+    broker acknowledged (PUBACK): device-time ones by (sensor, variable, time), the others by their values."""
 
     def __init__(self, port: int, *, rate_per_s: float, seed: int) -> None:
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"mixed-ledger-{port}",
-                                   protocol=paho.MQTTv5)
-        self._client.max_inflight_messages_set(1000)
-        self._client.connect("127.0.0.1", port)
-        self._client.loop_start()
-        self._rate = rate_per_s
-        self._rng = random.Random(seed)
-        self._start = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
-        self._n = 0
-        self._lock = threading.Lock()
-        self._pending: list[tuple[paho.MQTTMessageInfo, dict[Timed, float], set[Untimed]]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(port, rate_per_s=rate_per_s, seed=seed)
+        self._lock = threading.Lock()  # the steady thread and publish_raw from the test
+        self._mixed: list[tuple[paho.MQTTMessageInfo, dict[Timed, float], set[Untimed]]] = []
 
     def publish_one(self) -> None:
         with self._lock:
@@ -80,53 +69,27 @@ class MixedLedgerPublisher:
                 timed, untimed = {(sensor, v, t): x for v, x in values.items()}, set()
             else:
                 sensor = RECEIVED[(n // 2) % len(RECEIVED)]
-                # unique per message: the value identifies it, whatever receive time aqnet gave it
                 values = {"pm25": round(n / 1000, 3), "pm10": round(n / 1000 + 0.5, 3)}
                 doc = {"values": values}
                 timed, untimed = {}, {(sensor, v, x) for v, x in values.items()}
             info = self._client.publish(f"aqnet/{sensor}/readings", json.dumps(doc).encode(), qos=1)
-            self._pending.append((info, timed, untimed))
+            self._mixed.append((info, timed, untimed))
 
     def publish_raw(self, topic: str, payload: bytes) -> paho.MQTTMessageInfo:
         with self._lock:
             return self._client.publish(topic, payload, qos=1)
 
-    def start(self) -> None:
-        def run() -> None:
-            next_at = time.monotonic()
-            while not self._stop.is_set():
-                self.publish_one()
-                next_at += 1 / self._rate
-                self._stop.wait(max(0.0, next_at - time.monotonic()))
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    @property
-    def published(self) -> int:
-        return self._n
-
-    def ledger(self, timeout_s: float = 30) -> tuple[dict[Timed, float], set[Untimed]]:
+    def mixed_ledger(self, timeout_s: float = 30) -> tuple[dict[Timed, float], set[Untimed]]:
         deadline = time.monotonic() + timeout_s
         timed: dict[Timed, float] = {}
         untimed: set[Untimed] = set()
-        for info, t, u in self._pending:
+        for info, t, u in self._mixed:
             if not info.is_published():
                 info.wait_for_publish(max(0.1, deadline - time.monotonic()))
             if info.is_published():
                 timed.update(t)
                 untimed |= u
         return timed, untimed
-
-    def close(self) -> None:
-        self.stop()
-        self._client.disconnect()
-        self._client.loop_stop()
 
 
 def _rows(url: str) -> list[tuple[str, str, datetime, float, int]]:
@@ -198,7 +161,7 @@ def _finish(publisher: MixedLedgerPublisher, runner: DaemonRunner, url: str, see
     runner.wait_connected()
     time.sleep(2)
     publisher.stop()
-    timed, untimed = publisher.ledger()
+    timed, untimed = publisher.mixed_ledger()
     assert len(timed) + len(untimed) == 2 * publisher.published, "the broker acknowledged every message"
     _wait_for_ledger(url, len(timed) + len(untimed), runner, timeout_s=90)
     _assert_database_equals_ledger(url, timed, untimed, seed)
