@@ -120,7 +120,8 @@ class _Serve(threading.Thread):
             serving = [asyncio.create_task(s.serve()) for s in self.servers.values()]
             while not all(s.started for s in self.servers.values()) and not any(t.done() for t in serving):
                 await asyncio.sleep(0.02)
-            self.ready.set()
+            if all(s.started for s in self.servers.values()):  # else `run` reports the error, then sets ready
+                self.ready.set()
             await asyncio.gather(*serving)
         finally:
             await auth_pool.close()
@@ -131,13 +132,19 @@ def serve(database_url: str, *, failures_per_minute: int = 20, push_sensor: bool
     """Start the three listeners (with `push_sensor`, PUSH_SENSOR registered and given HTTP credentials); yield
     where they are; stop them."""
     tokens, password = asyncio.run(_issue(database_url, push_sensor))
-    ports = {"api": free_port(), "intake": free_port(), "internal": free_port()}
     posts: list[tuple[str, int]] = []
-    thread = _Serve(database_url, ports, failures_per_minute, posts)
-    thread.start()
-    assert thread.ready.wait(30), "HTTP listeners did not start within 30 s"
-    if thread.error is not None:
-        raise thread.error
+    for attempt in range(3):  # a free port can be taken by another process before uvicorn binds it: new ports
+        ports = {"api": free_port(), "intake": free_port(), "internal": free_port()}
+        while len(set(ports.values())) < len(ports):
+            ports = {"api": free_port(), "intake": free_port(), "internal": free_port()}
+        thread = _Serve(database_url, ports, failures_per_minute, posts)
+        thread.start()
+        assert thread.ready.wait(30), "HTTP listeners did not start within 30 s"
+        if thread.error is None:
+            break
+        thread.join(15)
+        if not isinstance(thread.error, SystemExit) or attempt == 2:  # uvicorn exits 3 when it cannot bind
+            raise thread.error
     try:
         yield ApiServer(f"http://127.0.0.1:{ports['api']}", database_url, tokens,
                         internal_url=f"http://127.0.0.1:{ports['internal']}",
