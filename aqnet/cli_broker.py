@@ -23,9 +23,8 @@ from aqnet.credentials import (
     BrokerFiles,
     CredentialsError,
     ServiceRole,
-    broker_pid,
     new_password,
-    reload_broker,
+    reload_after_change,
     remove_service_user,
     set_service_user,
 )
@@ -87,14 +86,9 @@ def daemon_user(name: str, password_file: Path | None, alerts_prefix: str, broke
             out["grants"] = list(set_service_user(files, role, password))
             if generated:
                 out["password"] = password
-        pid = None
-        if not no_reload:
-            pid = broker_pid(pid_file or files.pid_file)
-            if pid is not None:
-                reload_broker(pid)
-            else:
-                out["warning"] = (f"no running broker ({pid_file or files.pid_file} not found): the login applies "
-                                  "when it starts (or reload it: systemctl reload mosquitto)")
+        pid, warning = reload_after_change(files, pid_file, no_reload)
+        if warning is not None:
+            out["warning"] = warning
         out["reloaded_pid"] = pid
     except CredentialsError as exc:
         raise click.ClickException(str(exc)) from None

@@ -39,10 +39,9 @@ from aqnet.credentials import (
     BrokerFiles,
     CredentialsError,
     allowed_topics,
-    broker_pid,
     check_sensor_username,
     issue_credentials,
-    reload_broker,
+    reload_after_change,
     remove_user,
 )
 from ingest.calibration import CalibrationError
@@ -253,24 +252,6 @@ def _publish_topics(record: SensorRecord) -> tuple[str, ...]:
     return tuple(topics)
 
 
-def _reload(files: BrokerFiles, pid_file: Path | None, no_reload: bool) -> tuple[int | None, str | None]:
-    """(pid reloaded, warning) after the files changed."""
-    conf = files.directory / "mosquitto.conf"
-    warning = None
-    if conf.exists() and "password_file" not in conf.read_text(encoding="utf-8"):
-        warning = (f"the broker in {files.directory} runs without authentication: these credentials apply once it "
-                   "runs with `aqnet up --secure`")
-    if no_reload:
-        return None, warning
-    pid = broker_pid(pid_file or files.pid_file)
-    if pid is None:
-        return None, warning or (f"no running broker found ({pid_file or files.pid_file} not found): the "
-                                 "credentials are written and apply when the broker starts or re-reads its files "
-                                 "(a broker started by systemd: `systemctl reload mosquitto`; or pass --pid-file)")
-    reload_broker(pid)
-    return pid, warning
-
-
 @sensors.command("credentials")
 @click.argument("sensor_id")
 @_database_options
@@ -326,7 +307,7 @@ def credentials_command(sensor_id: str, url: str | None, config_path: Path | Non
 
     try:
         out = _run(main)
-        pid, warning = _reload(files, pid_file, no_reload)
+        pid, warning = reload_after_change(files, pid_file, no_reload)
     except CredentialsError as exc:
         raise click.ClickException(str(exc)) from None
     out |= {"password_file": str(files.password_file), "acl_file": str(files.acl_file), "reloaded_pid": pid,

@@ -192,8 +192,8 @@ class _Capture:
     readings: list[Reading] = field(default_factory=list)
     rejected: list[tuple[RawReading, str, str]] = field(default_factory=list)
 
-    async def write(self, batch: Sequence[Reading]) -> object:
-        self.readings.extend(batch)
+    async def write(self, batch: Sequence[Reading], letters: Sequence[object] = ()) -> object:
+        self.readings.extend(batch)  # refusals reach the report through the observer (`rejected_reading`)
         return None
 
     def rejected_reading(self, raw: RawReading, reason: str, detail: str) -> None:

@@ -91,6 +91,7 @@ __all__ = [
     "parse_sensor_formats",
     "read_roles",
     "read_sensor_formats",
+    "reload_after_change",
     "reload_broker",
     "remove_service_user",
     "remove_user",
@@ -381,3 +382,22 @@ def reload_broker(pid: int) -> None:
                                "started `aqnet up`, or as root") from None
     except ProcessLookupError:
         raise CredentialsError(f"mosquitto (pid {pid}) exited before it could be reloaded") from None
+
+
+def reload_after_change(files: BrokerFiles, pid_file: Path | None, no_reload: bool) -> tuple[int | None, str | None]:
+    """Have the running broker re-read `files` (SIGHUP) after a change: (pid reloaded, a warning for the operator
+    when the change does not apply yet — no broker found, or a broker running without authentication)."""
+    conf = files.directory / "mosquitto.conf"
+    warning = None
+    if conf.exists() and "password_file" not in conf.read_text(encoding="utf-8"):
+        warning = (f"the broker in {files.directory} runs without authentication: these credentials apply once it "
+                   "runs with `aqnet up --secure`")
+    if no_reload:
+        return None, warning
+    pid = broker_pid(pid_file or files.pid_file)
+    if pid is None:
+        return None, warning or (f"no running broker found ({pid_file or files.pid_file} not found): the "
+                                 "credentials are written and apply when the broker starts or re-reads its files "
+                                 "(a broker started by systemd: `systemctl reload mosquitto`; or pass --pid-file)")
+    reload_broker(pid)
+    return pid, warning

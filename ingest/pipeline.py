@@ -198,7 +198,7 @@ class Pipeline:
             attempt += 1
             started = time.perf_counter()
             try:
-                result = await self._sink.write(batch, letters) if letters else await self._sink.write(batch)
+                result = await self._sink.write(batch, letters)
             except Exception as exc:
                 self._observer.write_failed(exc, attempt)
                 delay = min(self._retry_max_s, 0.5 * 2 ** min(attempt, 8))

@@ -242,7 +242,7 @@ class ForwardingSink:
         awaits it) could wait forever. `timeout` runs the write in this task, where the cancel lands.
         """
         async with asyncio.timeout(self._timeout_s):
-            return await self._writer.write(batch, letters) if letters else await self._writer.write(batch)
+            return await self._writer.write(batch, letters)
 
     def _set_state(self, state: ForwardingState, why: str) -> None:
         if state == self._state:

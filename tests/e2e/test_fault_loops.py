@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from aqnet.localstack import MosquittoBroker, TimescaleCluster
+from tests.e2e.test_db_outage import _count
 from tests.e2e.test_mqtt_durability import BOGOTA, SENSORS, DaemonRunner, LedgerPublisher, _wait
 
 pytestmark = pytest.mark.integration
@@ -96,15 +97,6 @@ def _rows(url: str) -> list[tuple[str, str, datetime, float, int]]:
     with psycopg.connect(url, connect_timeout=3) as conn:
         return conn.execute("SELECT sensor_id, variable, time, raw_value, flags FROM measurements "
                             "WHERE sensor_id = ANY(%s)", (SENSORS,)).fetchall()
-
-
-def _count(url: str) -> int:
-    try:
-        with psycopg.connect(url, connect_timeout=2) as conn:
-            row = conn.execute("SELECT count(*) FROM measurements WHERE sensor_id = ANY(%s)", (SENSORS,)).fetchone()
-    except psycopg.OperationalError:
-        return -1
-    return int(row[0]) if row else 0
 
 
 def _assert_database_equals_ledger(url: str, timed: dict[Timed, float], untimed: set[Untimed], seed: int) -> None:

@@ -21,7 +21,7 @@ class Sink:
         self.batches: list = []
         self.fail_first = fail_first
 
-    async def write(self, batch):
+    async def write(self, batch, letters=()):
         if self.fail_first:
             self.fail_first -= 1
             raise ConnectionError("database down")
@@ -91,7 +91,7 @@ class RefusingSink:
         self.refusing = True
         self.batches: list = []
 
-    async def write(self, batch):
+    async def write(self, batch, letters=()):
         if self.refusing:
             raise OSError(28, "spool /var/spool/aqnet: a batch could not be written (No space left on device)")
         self.batches.append(list(batch))

@@ -22,7 +22,7 @@ class Sink:
     def __init__(self) -> None:
         self.rows: list = []
 
-    async def write(self, batch):
+    async def write(self, batch, letters=()):
         self.rows.extend(batch)
 
 

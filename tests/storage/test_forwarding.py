@@ -51,7 +51,7 @@ class ScriptedWriter:
         self.hang = False
         self.fail_with: Exception | None = None
 
-    async def write(self, batch: Sequence[Reading]) -> WriteResult:
+    async def write(self, batch: Sequence[Reading], letters: Sequence[object] = ()) -> WriteResult:
         if self.hang:
             await asyncio.sleep(3600)
         if self.fail_with is not None:
@@ -207,7 +207,7 @@ class CancelledAsItReturns(ScriptedWriter):
         self.task: asyncio.Task[None] | None = None
         self.swallow = swallow
 
-    async def write(self, batch: Sequence[Reading]) -> WriteResult:
+    async def write(self, batch: Sequence[Reading], letters: Sequence[object] = ()) -> WriteResult:
         try:
             return await super().write(batch)
         finally:
@@ -251,8 +251,8 @@ async def test_close_stops_a_replay_whose_write_completes_as_it_is_cancelled(tmp
     await asyncio.sleep(0.05)  # the replay retries meanwhile
     original = writer.write
 
-    async def close_as_it_returns(b: Sequence[Reading]) -> WriteResult:
-        result = await original(b)
+    async def close_as_it_returns(b: Sequence[Reading], letters: Sequence[object] = ()) -> WriteResult:
+        result = await original(b, letters)
         writer.write = original  # type: ignore[method-assign]
         closing.append(asyncio.create_task(sink.close()))
         await asyncio.sleep(0)  # close() cancels the replay now, as this write completes
