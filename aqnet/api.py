@@ -410,6 +410,7 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
             return await registry.import_network(conn, specs, actor=actor(token), source=f"api:{token.name}")
 
     add_alert_routes(r, db, reader=role(READERS), officer=role(OFFICER), clock=clock, signing_key=signing_key,
+                     responses_for=_responses,
                      tz_name=tz_name, language=language)
     _allow_headers(r)
     return r

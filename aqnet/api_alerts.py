@@ -184,19 +184,18 @@ _PAGE = {
 
 def add_alert_routes(r: APIRouter, db: Db, *, reader: Callable[..., Any], officer: Callable[..., Any],
                      clock: Callable[[], datetime], signing_key: bytes | None, tz_name: str,
+                     responses_for: Callable[..., dict[int | str, dict[str, Any]]],
                      language: Literal["es", "en"] = "es") -> None:
     """Add the alert endpoints to `r` (aqnet.api's `/api/v1` router), over `db` (a pooled-connection context
     mapping AlertError to 404/409); `reader` and `officer` are the role dependencies; `signing_key` verifies
     acknowledgement links (None: every link is refused); `tz_name` is the network's time zone (exceedance
-    years)."""
+    years); `responses_for(*codes)` gives the OpenAPI error responses the other routes declare."""
     Reader = Annotated[ApiToken, Depends(reader)]
     Officer = Annotated[ApiToken, Depends(officer)]
     say = _PAGE[language]
 
     def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-        from aqnet.api import _responses  # imported late: aqnet.api imports this module
-
-        out = _responses(*codes)
+        out = responses_for(*codes)
         if 404 in codes:
             out[404] = {**out[404], "description": "no such alert"}
         if 409 in codes:

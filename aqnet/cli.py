@@ -10,31 +10,11 @@ from pathlib import Path
 
 import click
 
-from aqnet.config import ConfigError, Settings, load_settings
+from aqnet.cli_common import VAR_HELP, _settings, _state
 from aqnet.logs import setup_logging
 from sensors.redact import redact
 
 __all__ = ["main"]
-
-VAR_HELP = "directory of the local stack (data, ports, logs); default ./var"
-
-
-def _settings(path: Path) -> Settings:
-    try:
-        return load_settings(path)
-    except ConfigError as exc:
-        raise click.ClickException(f"invalid configuration:\n{exc}") from None
-
-
-def _state(var: Path) -> dict:
-    from aqnet.up import read_state
-
-    try:
-        return read_state(var)
-    except FileNotFoundError:
-        raise click.ClickException(f"aqnet up is not running here ({var / 'state.json'} not found); "
-                                   "start it with `make up` or `aqnet up`") from None
-
 
 @click.group()
 @click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR")
@@ -147,43 +127,9 @@ def status(as_json: bool, var_dir: Path) -> None:
         click.echo(f"  {sid:6} {seen or 'never'}")
 
 
-@cli.group()
-def db() -> None:
-    """Database commands."""
-
-
-@db.command("url")
-@click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
-              help=VAR_HELP)
-def db_url(var_dir: Path) -> None:
-    """Print the running local stack's database URL."""
-    click.echo(_state(var_dir)["database_url"])
-
-
-@db.command("migrate")
-@click.option("--url", default=None, help="database URL (default: the configuration's, or the local stack's)")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
-@click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
-              help=VAR_HELP)
-def db_migrate(url: str | None, config_path: Path | None, var_dir: Path) -> None:
-    """Apply the schema migrations that are not applied yet (safe to run twice)."""
-    import psycopg
-
-    from storage.migrate import migrate
-
-    if url is None:
-        url = _settings(config_path).database.url if config_path else _state(var_dir)["database_url"]
-    try:
-        with psycopg.connect(url) as conn:
-            applied = migrate(conn)
-    except psycopg.OperationalError as exc:
-        raise click.ClickException(redact(f"cannot connect to {url}: {exc}")) from None
-    click.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
-
-
 from aqnet.cli_alerts import alerts  # noqa: E402
 from aqnet.cli_broker import broker  # noqa: E402
-from aqnet.cli_db import db_init as _db_init  # noqa: E402, F401 - attaches to `db`
+from aqnet.cli_db import db  # noqa: E402
 from aqnet.cli_deadletter import deadletter  # noqa: E402
 from aqnet.cli_field import credentials_command as _field  # noqa: E402, F401 - attaches to `sensors`
 from aqnet.cli_profiles import profiles  # noqa: E402
@@ -192,6 +138,7 @@ from aqnet.cli_reprocess import reprocess_command  # noqa: E402 - command groups
 from aqnet.cli_sensors import sensors  # noqa: E402
 from aqnet.cli_tokens import tokens  # noqa: E402
 
+cli.add_command(db)
 cli.add_command(profiles)
 cli.add_command(sensors)
 cli.add_command(deadletter)

@@ -1,4 +1,5 @@
-"""`aqnet db init`: what an administrator runs once to prepare the production database (aqnet.db_init).
+"""`aqnet db`: the local stack's URL, schema migrations, and what an administrator runs once to prepare the
+production database (aqnet.db_init).
 
 `aqnet db init --admin-url postgresql://postgres@db.internal/postgres --role aqnet --database aqnet
 [--password-file F]` creates, or checks, the daemon's non-superuser login role, the `aqnet_readonly` group role,
@@ -13,10 +14,45 @@ from pathlib import Path
 
 import click
 
-from aqnet.cli import db
+from aqnet.cli_common import VAR_HELP, _settings, _state
 from aqnet.db_init import DbInitError, init_database
+from sensors.redact import redact
 
-__all__ = ["db_init"]
+__all__ = ["db"]
+
+
+@click.group()
+def db() -> None:
+    """Database commands."""
+
+
+@db.command("url")
+@click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
+              help=VAR_HELP)
+def db_url(var_dir: Path) -> None:
+    """Print the running local stack's database URL."""
+    click.echo(_state(var_dir)["database_url"])
+
+
+@db.command("migrate")
+@click.option("--url", default=None, help="database URL (default: the configuration's, or the local stack's)")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
+              help=VAR_HELP)
+def db_migrate(url: str | None, config_path: Path | None, var_dir: Path) -> None:
+    """Apply the schema migrations that are not applied yet (safe to run twice)."""
+    import psycopg
+
+    from storage.migrate import migrate
+
+    if url is None:
+        url = _settings(config_path).database.url if config_path else _state(var_dir)["database_url"]
+    try:
+        with psycopg.connect(url) as conn:
+            applied = migrate(conn)
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(redact(f"cannot connect to {url}: {exc}")) from None
+    click.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
 
 
 @db.command("init")

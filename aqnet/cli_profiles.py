@@ -1,5 +1,6 @@
 """`aqnet profiles`: check a device profile a technician wrote, list the shipped ones. Parses, calls
-`sensors.profile_check` / `sensors.profile`, renders text or `--json`, sets the exit code (0 all good, 1 otherwise).
+`sensors.modbus.profile_check` / `sensors.modbus.profile`, renders text or `--json`, sets the exit code
+(0 all good, 1 otherwise).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any
 
 import click
 
-from sensors.profile import Profile, ProfileError, default_profiles_dir, list_profiles, load_profile
-from sensors.profile_check import ProfileReport, VectorResult, check_profile_file
+from sensors.modbus.profile import Profile, ProfileError, default_profiles_dir, list_profiles, load_profile
+from sensors.modbus.profile_check import ProfileReport, VectorResult, check_profile_file
 
 __all__ = ["profiles"]
 

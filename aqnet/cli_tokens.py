@@ -18,18 +18,16 @@ import click
 import psycopg
 from psycopg import AsyncConnection
 
+from aqnet.cli_common import VAR_HELP, _settings, _state
 from sensors.redact import redact
 from storage.tokens import ROLES, ApiToken, TokenError, create_token, list_tokens, revoke_token
 
 __all__ = ["tokens"]
 
-VAR_HELP = "directory of the local stack (data, ports, logs); default ./var"
 T = TypeVar("T")
 
 
 def _url(url: str | None, config_path: Path | None, var_dir: Path) -> str:
-    from aqnet.cli import _settings, _state  # imported late: aqnet.cli imports this module at its end
-
     if url is not None:
         return url
     if config_path is not None:

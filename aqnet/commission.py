@@ -36,11 +36,11 @@ from ingest.pipeline import Pipeline
 from ingest.reading import EXCLUDED, QC, Reading
 from sensors.modbus.link import LinkRegistry
 from sensors.modbus.poller import read_device
+from sensors.modbus.profile import Profile, load_profile
 from sensors.mqtt.client import Message, MqttSubscriberClient, parse_mqtt_url
 from sensors.mqtt.directory import UnknownDeviceError
 from sensors.mqtt.payloads import PayloadError
 from sensors.mqtt.subscriber import Intake
-from sensors.profile import Profile, load_profile
 from sensors.reading import Gap, RawReading
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
 from storage.registry_models import SensorRecord

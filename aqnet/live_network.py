@@ -37,9 +37,9 @@ from ingest.maintenance import MaintenanceBook, MaintenanceWindow
 from ingest.pipeline import Pipeline
 from sensors.clock import Clock
 from sensors.modbus.link import LinkRegistry, link_key
+from sensors.modbus.profile import Profile, ProfileError, load_profile
 from sensors.mqtt.directory import DeviceDirectory, topic_matches
 from sensors.mqtt.subscriber import Intake
-from sensors.profile import Profile, ProfileError, load_profile
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
 from storage.calibrations import load_calibration_book
 from storage.registry import list_maintenance, list_sensors, load_network, registry_version

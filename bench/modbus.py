@@ -37,8 +37,8 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from sensors.modbus.link import LinkRegistry
 from sensors.modbus.poller import StationPoller
+from sensors.modbus.profile import Profile, load_profile
 from sensors.network import bundled_network
-from sensors.profile import Profile, load_profile
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Sensor
 from simulators.signals import CitySignals

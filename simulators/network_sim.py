@@ -27,8 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from sensors.clock import Clock
+from sensors.modbus.profile import load_profile
 from sensors.network import ANALYSERS, topic_for
-from sensors.profile import load_profile
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
 from simulators.faults import FaultPlan, StationFaults
 from simulators.rtu import RtuStationServer

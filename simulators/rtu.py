@@ -29,7 +29,7 @@ from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
-from sensors.profile import load_profile
+from sensors.modbus.profile import load_profile
 from sensors.sensor import MODBUS_PROTOCOLS, Sensor
 from simulators.station import ValueSource, _DeviceMap
 

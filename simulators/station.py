@@ -46,7 +46,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from sensors.modbus.decode import encode_value
 from sensors.modbus.history import HistoryRecord, RingHeader, encode_header, encode_record
-from sensors.profile import BIT_TABLES, Profile, load_profile
+from sensors.modbus.profile import BIT_TABLES, Profile, load_profile
 from sensors.sensor import Device, Sensor
 
 __all__ = ["Fault", "SeenRequest", "StationServer", "ValueSource"]

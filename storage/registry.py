@@ -26,8 +26,8 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import dict_row
 
 from ingest.calibration import CalibrationError, check_calibration
+from sensors.modbus.profile import ProfileError, list_profiles, load_profile
 from sensors.mqtt.payloads import FORMATS
-from sensors.profile import ProfileError, list_profiles, load_profile
 from sensors.sensor import MODBUS_PROTOCOLS, Sensor
 from storage.calibrations import insert_calibration
 from storage.registry_models import (

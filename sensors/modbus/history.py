@@ -2,7 +2,7 @@
 
 No public logger history protocol is documented in the samples aqnet was built from (../shared/samples/modbus/
 has live register maps only), so aqnet defines its own, and a device profile selects it by name
-(`history: {protocol: aqnet-ring-1, ...}`, see `sensors.profile`): a real logger's protocol can be added
+(`history: {protocol: aqnet-ring-1, ...}`, see `sensors.modbus.profile`): a real logger's protocol can be added
 beside it later without touching the poller's backfill logic, which only needs records.
 
 Layout, in 16-bit registers of one table (holding or input) from the ring's first address:
@@ -27,22 +27,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from sensors.modbus.decode import (
     Codec,
     ValueSpec,
     decode_value,
-    device_status,
     encode_value,
     register_count,
-    status_flags,
 )
-from sensors.reading import Conditions, RawReading
-
-if TYPE_CHECKING:  # sensors.profile imports this module
-    from sensors.profile import Profile
-    from sensors.sensor import Device
 
 __all__ = [
     "HEADER_REGISTERS",
@@ -57,7 +49,6 @@ __all__ = [
     "encode_header",
     "encode_record",
     "encode_ring",
-    "history_readings",
     "parse_header",
     "read_chunks",
 ]
@@ -284,28 +275,3 @@ def read_chunks(header: RingHeader, layout: RingLayout, max_registers: int = _MA
         if end == 0:
             end = layout.capacity
     return chunks
-
-
-def history_readings(records: Sequence[HistoryRecord], device: Device, profile: Profile, *, after: datetime,
-                     before: datetime, received: datetime, conditions: Conditions | None) -> list[RawReading]:
-    """`device`'s readings in the records strictly between `after` and `before`, stamped with the records' times.
-
-    One RawReading per variable of the device that the record holds (`time_source="device"`), in the profile's
-    unit, with the record's status word turned into `device_status` bits; a NaN or infinite value gives none.
-    """
-    held = {f.name for f in profile.history.layout.fields} if profile.history is not None else set()
-    out: list[RawReading] = []
-    for record in records:
-        if not after < record.time < before:
-            continue
-        bits = 0
-        if profile.status is not None:
-            bits = device_status(status_flags(record.status, profile.status))
-        for name in device.variables:
-            value = record.values.get(name)
-            if name not in held or value is None or not math.isfinite(value):
-                continue
-            out.append(RawReading(device.sensor_id, device.id, name, value, profile.variable(name).unit,
-                                  record.time, received, conditions=conditions, device_status=bits,
-                                  time_source="device"))
-    return out

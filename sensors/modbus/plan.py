@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sensors.profile import BIT_TABLES, STATUS_FIELD, Profile, Table
+from sensors.modbus.profile import BIT_TABLES, STATUS_FIELD, Profile, Table
 
 __all__ = ["MAX_BITS", "MAX_REGISTERS", "Field", "Request", "plan_requests", "split_response"]
 

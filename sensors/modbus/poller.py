@@ -38,13 +38,13 @@ from sensors.modbus.history import (
     HEADER_REGISTERS,
     HistoryRecord,
     decode_slots,
-    history_readings,
     parse_header,
     read_chunks,
 )
 from sensors.modbus.link import ModbusReadError
 from sensors.modbus.plan import plan_requests, split_response
-from sensors.profile import STATUS_FIELD, Profile
+from sensors.modbus.profile import STATUS_FIELD, Profile
+from sensors.modbus.replay import history_readings
 from sensors.reading import Conditions, Gap, RawReading
 from sensors.sensor import Device, Sensor
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from aqnet.live_network import network_ranges, unsubscribed_devices
+from sensors.modbus.profile import load_profile
 from sensors.network import bundled_network
-from sensors.profile import load_profile
 from sensors.sensor import Device, Sensor
 
 NETWORK = bundled_network()

@@ -31,11 +31,11 @@ from aqnet.live_network import network_ranges
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
 from sensors.modbus.poller import read_device
+from sensors.modbus.profile import load_profile
 from sensors.mqtt.directory import UnknownDeviceError
 from sensors.mqtt.payloads._message import PayloadError
 from sensors.mqtt.subscriber import Intake
 from sensors.network import bundled_network
-from sensors.profile import load_profile
 from sensors.sensor import MODBUS_PROTOCOLS
 from simulators.microsensor import SimulatedMicrosensor
 from simulators.network_sim import SimulatedNetwork

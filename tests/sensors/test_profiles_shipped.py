@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from sensors.modbus.decode import Codec, decode_value, encode_value, status_flags
+from sensors.modbus.profile import default_profiles_dir, list_profiles, load_profile
+from sensors.modbus.profile_check import check_profile_file
 from sensors.network import ANALYSERS
-from sensors.profile import default_profiles_dir, list_profiles, load_profile
-from sensors.profile_check import check_profile_file
 
 REAL = {
     "teledyne-t400": "teledyne_T400.md",

@@ -22,8 +22,8 @@ from ingest.normalise import normalise, site_default_conditions
 from ingest.reading import QC, Reading
 from sensors.modbus.link import ModbusLink
 from sensors.modbus.poller import StationPoller
+from sensors.modbus.profile import load_profile
 from sensors.network import ANALYSERS
-from sensors.profile import load_profile
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Device, Sensor
 from simulators.faults import MESSAGE_ONLY, FaultKind, FaultPlan, FaultSpec

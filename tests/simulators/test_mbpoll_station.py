@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aqnet.localstack import free_port
+from sensors.modbus.profile import load_profile
 from sensors.network import bundled_network
-from sensors.profile import load_profile
 from sensors.sensor import Sensor
 from simulators.faults import FaultKind, FaultPlan, FaultSpec
 from simulators.network_sim import SimulatedNetwork

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import pytest
 
 from sensors.modbus.link import ModbusReadError, RtuOverTcpLink, SerialLink
+from sensors.modbus.profile import load_profile
 from sensors.network import ANALYSERS
-from sensors.profile import load_profile
 from sensors.sensor import Device, Sensor
 from simulators.rtu import PtyPair, RtuRequest, RtuStationServer
 

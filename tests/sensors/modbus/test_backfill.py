@@ -21,8 +21,8 @@ from ingest.pipeline import Pipeline
 from ingest.reading import QC, Reading
 from sensors.modbus.link import ModbusLink
 from sensors.modbus.poller import StationPoller
+from sensors.modbus.profile import load_profile
 from sensors.network import ANALYSERS
-from sensors.profile import load_profile
 from sensors.reading import RawReading
 from sensors.sensor import Device, Sensor
 from simulators.station import StationServer

@@ -25,7 +25,7 @@ from sensors.modbus.decode import (
     status_flags,
     status_word,
 )
-from sensors.profile import StatusBit, StatusRegister
+from sensors.modbus.profile import StatusBit, StatusRegister
 
 VECTORS = json.loads((Path(__file__).parents[2] / "data" / "modbus_vectors.json").read_text(encoding="utf-8"))
 NUMERIC = [t for t in DATA_TYPES if t != "bool"]

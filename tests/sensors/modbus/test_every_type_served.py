@@ -11,7 +11,7 @@ import pytest
 from sensors.modbus.decode import ORDERS, register_count
 from sensors.modbus.link import ModbusLink
 from sensors.modbus.poller import read_device
-from sensors.profile import load_profile
+from sensors.modbus.profile import load_profile
 from sensors.sensor import Device, Sensor
 from simulators.station import StationServer
 

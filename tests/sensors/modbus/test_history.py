@@ -25,7 +25,7 @@ from sensors.modbus.history import (
     parse_header,
     read_chunks,
 )
-from sensors.profile import ProfileError, list_profiles, load_profile, parse_profile
+from sensors.modbus.profile import ProfileError, list_profiles, load_profile, parse_profile
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 

@@ -27,8 +27,8 @@ from sensors.modbus.link import (
 )
 from sensors.modbus.plan import plan_requests
 from sensors.modbus.poller import read_device
+from sensors.modbus.profile import Profile, VariableSpec, load_profile
 from sensors.network import ANALYSERS
-from sensors.profile import Profile, VariableSpec, load_profile
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Device, Sensor
 from simulators.rtu import PtyPair, RtuStationServer

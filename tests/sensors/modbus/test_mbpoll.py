@@ -21,8 +21,8 @@ import pytest
 
 from sensors.modbus.link import ModbusLink
 from sensors.modbus.poller import read_device
+from sensors.modbus.profile import VariableSpec, load_profile
 from sensors.network import ANALYSERS
-from sensors.profile import VariableSpec, load_profile
 from sensors.reading import RawReading
 from sensors.sensor import Device, Sensor
 from simulators.station import StationServer

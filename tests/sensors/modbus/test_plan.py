@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sensors.modbus.plan import MAX_REGISTERS, Field, Request, plan_requests, split_response
+from sensors.modbus.profile import STATUS_FIELD, Profile, load_profile, parse_profile
 from sensors.network import ANALYSERS
-from sensors.profile import STATUS_FIELD, Profile, load_profile, parse_profile
 
 
 def _profile(variables: dict[str, dict[str, object]], status: dict[str, object] | None = None) -> Profile:

@@ -20,8 +20,8 @@ from ingest.reading import QC
 from sensors.modbus.link import ModbusLink, ModbusReadError
 from sensors.modbus.plan import plan_requests
 from sensors.modbus.poller import StationPoller, StatusEvent, read_device, resolve_conditions
+from sensors.modbus.profile import Profile, VariableSpec, load_profile
 from sensors.network import ANALYSERS
-from sensors.profile import Profile, VariableSpec, load_profile
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Device, Sensor
 from simulators.station import StationServer

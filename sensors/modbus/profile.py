@@ -230,7 +230,7 @@ class _ProfileIn(_Strict):
 
 def default_profiles_dir() -> Path:
     """The profiles shipped inside the package (sensors/profiles)."""
-    return Path(__file__).resolve().parent / "profiles"
+    return Path(__file__).resolve().parent.parent / "profiles"
 
 
 def list_profiles(profiles_dir: Path | None = None) -> list[str]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from sensors.modbus.decode import decode_value
+from sensors.modbus.profile import ProfileError, list_profiles, load_profile
 from sensors.network import ANALYSERS
-from sensors.profile import ProfileError, list_profiles, load_profile
 from sensors.variables import VARIABLES, Kind
 
 GOOD = """

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sensors.profile import ProfileError, load_profile
-from sensors.profile_check import check_profile_data, check_profile_file
+from sensors.modbus.profile import ProfileError, load_profile
+from sensors.modbus.profile_check import check_profile_data, check_profile_file
 
 GOOD = """\
 model: T-TEST

@@ -3,7 +3,7 @@
 Stage 1 (sensors), behind `aqnet profiles check`. `check_profile_file` reads one YAML file (its only I/O, from any
 path on disk); `check_profile_data` is pure. Both return a `ProfileReport` and never raise for a bad profile.
 
-The profile itself goes through the same loader the daemon uses (`sensors.profile.parse_profile`), so a file that
+The profile itself goes through the same loader the daemon uses (`sensors.modbus.profile.parse_profile`), so a file that
 passes here loads there. The golden vectors are taken out first and run here one by one, so a wrong vector shows as
 a failed result with the expected and the decoded value instead of stopping at the first error. Every error line
 names the file and the key path (`my.yaml: variables.no2.order: expected ABCD|CDAB|BADC|DCBA, got "CADB"`). A key
@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from sensors.modbus.decode import decode_value
-from sensors.profile import Profile, ProfileError, parse_profile, vector_matches
+from sensors.modbus.profile import Profile, ProfileError, parse_profile, vector_matches
 
 __all__ = ["ProfileReport", "VectorResult", "check_profile_data", "check_profile_file"]
 
