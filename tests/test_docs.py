@@ -49,6 +49,7 @@ def _text(site: Path, page: str) -> str:
     """A built page as text: tags removed, entities decoded, whitespace collapsed."""
     raw = (site / page).read_text(encoding="utf-8")
     raw = re.sub(r"<(script|style)\b.*?</\1>", " ", raw, flags=re.S)
+    raw = re.sub(r"</?span\b[^>]*>", "", raw)  # inline: highlighted code is split into spans
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", raw)).split())
 
 
