@@ -11,7 +11,7 @@ sys.path.insert(0, str(HERE.parent))  # aqnet's packages, for the generated refe
 
 project = "aqnet"
 author = "aqnet contributors"
-copyright = "aqnet contributors, Apache-2.0"  # noqa: A001 - Sphinx's name
+copyright = "aqnet contributors, Apache-2.0"
 
 extensions = ["myst_parser", "sphinx_click", "aqnet_reference"]
 source_suffix = {".md": "markdown"}

@@ -168,5 +168,6 @@ def test_every_cli_command_has_a_description() -> None:
 
 
 def test_every_http_route_has_a_description() -> None:
-    missing = [f"{listener}: {m} {p}" for listener, m, p, op in _routes() if not str(op.get("description") or "").strip()]
+    missing = [f"{listener}: {m} {p}" for listener, m, p, op in _routes()
+               if not str(op.get("description") or "").strip()]
     assert not missing, f"routes whose handler has no docstring (or description=): {missing}"
