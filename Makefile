@@ -30,9 +30,10 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 
-# the docs site (Sphinx + MyST + furo), strict: warnings are errors, broken references too; docs/_build/html/index.html
+# the docs site (Sphinx + MyST + furo, docs/), strict: warnings and broken references are errors; -E reads every page
+# again (the references are generated from the code). Open docs/_build/html/index.html
 docs: venv
-	$(VENV)/bin/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -E -W --keep-going -n -q -b html docs docs/_build/html
 
 bench: system venv
 	$(VENV)/bin/python -m bench
