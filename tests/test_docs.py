@@ -68,13 +68,17 @@ def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 
 def _fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str | None]]:
-    """Every field of the settings, nested sections and the models inside lists and maps too: (key, description)."""
+    """Every key of the settings — the leaves of nested sections, and the fields of the models inside lists and maps
+    (alert channels, stations, microsensors) — with its description. A section itself is no key."""
     out = []
     for name, field in model.model_fields.items():
-        out.append((prefix + name, field.description))
-        for inner in _models(field.annotation):
-            out += _fields(inner, f"{prefix}{name}.")
-    return out
+        ann = field.annotation
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            out.append((prefix + name, field.description))
+        for inner in _models(ann):  # named by the model, e.g. alerts.channels[WebhookChannel].url
+            step = "." if isinstance(ann, type) else f"[{inner.__name__}]."
+            out += _fields(inner, f"{prefix}{name}{step}")
+    return list(dict.fromkeys(out))
 
 
 def _models(ann: object) -> list[type[BaseModel]]:
