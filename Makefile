@@ -6,7 +6,7 @@ STAMP := $(VENV)/.aqnet-installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: up test system venv lint bench clean-var
+.PHONY: up test system venv lint bench clean-var docs
 
 system:
 	@bash deploy/install-system.sh
@@ -29,6 +29,11 @@ test: system venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
+
+# the docs site (Sphinx + MyST + furo, docs/), strict: warnings and broken references are errors; -E reads every page
+# again (the references are generated from the code). Open docs/_build/html/index.html
+docs: venv
+	$(VENV)/bin/sphinx-build -E -W --keep-going -n -q -b html docs docs/_build/html
 
 bench: system venv
 	$(VENV)/bin/python -m bench
