@@ -48,19 +48,19 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from alerts.averages import HOUR
-from alerts.averaging_job import network_timezone
+from alerts.averaging.averages import HOUR
+from alerts.averaging.job import network_timezone
+from alerts.averaging.windows import hour_end_at_or_before
 from alerts.equipment import db_kinds, equipment_values, window_start
 from alerts.rules import Rule
 from alerts.state import AlertEvent, AlertState, AlertUnacknowledged, mark_unacknowledged, overdue, step
-from alerts.windows import hour_end_at_or_before
 from ingest.reading import QC
 
 __all__ = ["Observation", "evaluate_alerts", "note_for"]
 
 log = logging.getLogger(__name__)
 
-NOWCAST_HOURS = 12  #: the NowCast's window (alerts.nowcast.WINDOW_HOURS)
+NOWCAST_HOURS = 12  #: the NowCast's window (alerts.averaging.nowcast.WINDOW_HOURS)
 _COLUMNS = ("rule_id", "sensor_id", "variable", "status", "level", "threshold", "unit", "source", "value",
             "started_at", "resolved_at", "severity", "acknowledged_at", "acknowledged_by", "escalated_at",
             "resolved_by", "manual")

@@ -11,7 +11,7 @@ and competes again.
 
 Leadership only decides who runs the jobs; it is not what makes a window computed once. Two processes that both
 believe they lead for a moment (a partition) still compute each window once: the jobs serialise on their
-watermark row and log each due window under a unique index (`alerts.averaging_job`).
+watermark row and log each due window under a unique index (`alerts.averaging.job`).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ except reading the rules bundled in this package and the bundled domain data for
 
 A rule has a `kind`:
 - ``threshold``: one variable's average over one `period` — '1h', '8h' or '24h' rolling (stamped with its end,
-  see `alerts.averages`) or 'day' (the calendar-day average in the network's time zone) — against levels in the
-  variable's canonical unit (µg/m³ at 25 °C and 760 mmHg for the norm's pollutants);
+  see `alerts.averaging.averages`) or 'day' (the calendar-day average in the network's time zone) — against levels
+  in the variable's canonical unit (µg/m³ at 25 °C and 760 mmHg for the norm's pollutants);
 - ``index``: an index VALUE (`index` 'iboca' in unit "IBOCA", 'us_aqi' in unit "AQI") against category levels
   named by the index's categories (e.g. "Moderado", "Regular"); `variable` is the index's pollutant (pm25 for
   IBOCA) or None for the overall (dominant) index;

@@ -1,6 +1,6 @@
 """Integration tests for alerts.jobs against a real TimescaleDB: averages with completeness, idempotent
 re-runs and catch-up, and the alert lifecycle (raise, escalate, resolve) persisted across connections.
-Late data, outages and leader takeover: tests/alerts/test_windows_job.py."""
+Late data, outages and leader takeover: tests/alerts/averaging/test_windows_job.py."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ from storage.writer import TimescaleWriter
 
 BOGOTA = ZoneInfo("America/Bogota")
 H = timedelta(hours=1)
-CADENCE_S = 600  #: one reading every 10 min: 6 per hour (5 of 6 make a valid hour: 75 %, alerts.averages)
+CADENCE_S = 600  #: one reading every 10 min: 6 per hour (5 of 6 make a valid hour: 75 %, alerts.averaging.averages)
 VARIABLES = ("pm25", "pm10")
 #: KEN and CSE (both in the locality Kennedy) live through the PM2.5 episode; USQ (Usaquén) flaps
 STATIONS = ("KEN", "CSE", "USQ")

@@ -1,4 +1,4 @@
-"""alerts.indices: US EPA AQI (2024) and IBOCA against the tables of indices.json, exhaustively on every
+"""alerts.averaging.indices: US EPA AQI (2024) and IBOCA against the tables of indices.json, exhaustively on every
 concentration step of every table, plus the special rules, the daily AQI and the properties of the issue."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.indices import (
+from alerts.averaging.indices import (
     AQI_POLLUTANTS,
     DailyInputs,
     IndexValue,

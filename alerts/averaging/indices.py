@@ -14,7 +14,7 @@ exact integer arithmetic on quanta of the truncation precision (CO 3.3 ppm is ex
 quotient would make 37.4999…), rounded half-up (indices.json `formula` / `rounding`; never Python's round()).
 
 Averaging names (the `averaging` argument and `IndexValue.averaging`; JOBS stores them in `indices.averaging`):
-- 'nowcast': the hourly NowCast (`alerts.nowcast`) of PM2.5 / PM10, looked up in the PM 24-h tables (US AQI)
+- 'nowcast': the hourly NowCast (`alerts.averaging.nowcast`) of PM2.5 / PM10, looked up in the PM 24-h tables (US AQI)
   and in IBOCA's table (Res. Conjunta 2840/2023 art. 5: IBOCA's input is the PM2.5 NowCast). IBOCA takes only
   'nowcast'.
 - '24h': a 24-hour mean: PM2.5, PM10 (PM tables), SO2 (24-h table, AQI ≥ 201 only).
@@ -51,7 +51,7 @@ from fractions import Fraction
 from functools import cache
 from typing import Any, Literal
 
-from alerts.nowcast import denoise, truncated_quanta
+from alerts.averaging.nowcast import denoise, truncated_quanta
 from ingest.units import from_canonical
 from sensors.domain import load
 from sensors.variables import VARIABLES

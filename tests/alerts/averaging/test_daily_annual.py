@@ -1,4 +1,4 @@
-"""alerts.averages: calendar days and years in the network's time zone, with their completeness rules
+"""alerts.averaging.averages: calendar days and years in the network's time zone, with their completeness rules
 (norms.json `data_completeness.thresholds`: a day 18 of 24 hours, a year 274 of 365 / 275 of 366 days)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.averages import (
+from alerts.averaging.averages import (
     Average,
     annual_average,
     daily_average,

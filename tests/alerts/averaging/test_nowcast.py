@@ -1,4 +1,5 @@
-"""alerts.nowcast: the EPA NowCast (indices.json `nowcast`, INDICES.md "NowCast"), its edge cases and properties."""
+"""alerts.averaging.nowcast: the EPA NowCast (indices.json `nowcast`, INDICES.md "NowCast"), its edge cases and
+properties."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.nowcast import NOWCAST_POLLUTANTS, WINDOW_HOURS, nowcast, nowcast_detail, truncate_decimal
+from alerts.averaging.nowcast import NOWCAST_POLLUTANTS, WINDOW_HOURS, nowcast, nowcast_detail, truncate_decimal
 from sensors.domain import load
 
 NOWCAST = load("indices")["nowcast"]

@@ -1,4 +1,4 @@
-"""alerts.windows: hour ends, local days and years in the network time zone, and which of them are due."""
+"""alerts.averaging.windows: hour ends, local days and years in the network time zone, and which of them are due."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.windows import (
+from alerts.averaging.windows import (
     day_bounds,
     day_of_hour_end,
     days_ending_in,

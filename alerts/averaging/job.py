@@ -1,6 +1,6 @@
 """The averaging job: every 1 h, 8 h / 24 h rolling, calendar-day and calendar-year average due up to `now`, plus
-the windows late data touched, then their indices (`alerts.index_job`). I/O glue (psycopg 3, sync) over the
-pure `alerts.averages`, `alerts.windows`.
+the windows late data touched, then their indices (`alerts.averaging.index_job`). I/O glue (psycopg 3, sync) over the
+pure `alerts.averaging.averages`, `alerts.averaging.windows`.
 
 `compute_windows(conn, now, ...)` is pure over the injected clock: it never reads the wall clock, computes only
 windows that have ended by ``now - settle``, and is idempotent (a second call with the same `now` computes
@@ -42,12 +42,12 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from alerts.averages import HOUR, ROLLING_PERIODS, Average, annual_average, min_valid_hours, sample_validity
-from alerts.bookkeeping import log_windows
-from alerts.index_job import write_indices
-from alerts.nowcast import NOWCAST_POLLUTANTS
-from alerts.vectorised import Averages, HourTable, hourly_averages, packed, window_averages
-from alerts.windows import (
+from alerts.averaging.averages import HOUR, ROLLING_PERIODS, Average, annual_average, min_valid_hours, sample_validity
+from alerts.averaging.bookkeeping import log_windows
+from alerts.averaging.index_job import write_indices
+from alerts.averaging.nowcast import NOWCAST_POLLUTANTS
+from alerts.averaging.vectorised import Averages, HourTable, hourly_averages, packed, window_averages
+from alerts.averaging.windows import (
     day_bounds,
     day_of_hour_end,
     days_ending_in,
@@ -409,7 +409,7 @@ def compute_windows(conn: psycopg.Connection, now: datetime, *, cadence_s: float
 
     `cadence_s`: seconds between samples, one number for every device or device_id → seconds (falling back to
     `default_cadence_s`). `tz` defaults to the network's. `indices`: also write the NowCast and daily AQI
-    indices of the windows written (`alerts.index_job`). `conn` must be idle; each step commits on its own.
+    indices of the windows written (`alerts.averaging.index_job`). `conn` must be idle; each step commits on its own.
     """
     if lookback_h < 1:
         raise ValueError(f"compute_windows: lookback_h: expected >= 1, got {lookback_h}")
@@ -459,7 +459,7 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
                                                              "until": due[0] - HOUR}):
             active[(sensor, variable)] = unit
 
-    # 3. the hourly averages, every series at once (alerts.vectorised)
+    # 3. the hourly averages, every series at once (alerts.averaging.vectorised)
     series = _Series(sorted(set(got.devices) | set(active)))
     wp, we = _hour_windows(series, got, active, late, due)
     cadence = np.empty(len(series))

@@ -1,7 +1,7 @@
 """Which averaging windows exist and which are due at a given `now`: hour ends, local calendar days and years in
 the network's time zone. Pure (no I/O, no clock: `now` is an argument).
 
-Every window is named by its END (VARIABLES.md "Time", `alerts.averages`): the hour ending at H holds
+Every window is named by its END (VARIABLES.md "Time", `alerts.averaging.averages`): the hour ending at H holds
 ``H - 1 h <= t < H``; the day of local date D ends at D + 1 day, 00:00 local; the year Y ends on 1 January Y+1,
 00:00 local. All returned datetimes are aware and in UTC. Local hours are whole hours of the time zone, so in a
 zone with a half-hour offset they end at :30 UTC; an hour is 3600 s of absolute time even across a DST change,
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
-from alerts.averages import HOUR, local_day_bounds, local_year_bounds
+from alerts.averaging.averages import HOUR, local_day_bounds, local_year_bounds
 
 __all__ = [
     "day_bounds",

@@ -1,7 +1,8 @@
 """The averages and the NowCast of many series at once, equal bit for bit to the per-series pure functions
-(`alerts.averages.hourly_average`, `rolling_average`, `daily_average`, `alerts.nowcast.nowcast`). Pure (numpy),
-no I/O, no clock. The averaging job (`alerts.averaging_job`) calls these; the per-series functions stay the
-definition, and `tests/alerts/test_vectorised.py` checks the equality on random series.
+(`alerts.averaging.averages.hourly_average`, `rolling_average`, `daily_average`,
+`alerts.averaging.nowcast.nowcast`). Pure (numpy), no I/O, no clock. The averaging job (`alerts.averaging.job`)
+calls these; the per-series functions stay the definition, and `tests/alerts/averaging/test_vectorised.py` checks
+the equality on random series.
 
 Bit-for-bit: numpy's ``mean`` sums with pairwise summation, and so does a reduction along the contiguous last
 axis of a 2-D array, row by row; ``np.add.reduceat`` and cumulative sums do not (they round differently). So
@@ -11,7 +12,7 @@ operations as the per-series functions. Missing values are NaN (the per-series f
 
 The NowCast weights 12 values with ``math.fsum`` and truncates on the decimal string, which numpy cannot
 reproduce; `nowcast_values` computes it with numpy and takes that result only where the truncation is decided
-with a wide margin (the raw value not within 1e-6 of a truncation step), and calls `alerts.nowcast.nowcast`
+with a wide margin (the raw value not within 1e-6 of a truncation step), and calls `alerts.averaging.nowcast.nowcast`
 for the few rows near a step.
 """
 
@@ -21,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alerts.averages import SUBHOURLY_COMPLETENESS, Average, min_valid_hours
-from alerts.nowcast import MIN_RECENT_VALID, MIN_WEIGHT, NOWCAST_POLLUTANTS, WINDOW_HOURS, nowcast
+from alerts.averaging.averages import SUBHOURLY_COMPLETENESS, Average, min_valid_hours
+from alerts.averaging.nowcast import MIN_RECENT_VALID, MIN_WEIGHT, NOWCAST_POLLUTANTS, WINDOW_HOURS, nowcast
 
 __all__ = ["Averages", "HourTable", "hourly_averages", "nowcast_values", "packed", "segment_means", "window_averages"]
 
@@ -33,7 +34,7 @@ _TRUNCATION_MARGIN = 1e-6
 
 @dataclass(frozen=True, slots=True)
 class Averages:
-    """Averages of many windows, one element per window (the fields of `alerts.averages.Average`)."""
+    """Averages of many windows, one element per window (the fields of `alerts.averaging.averages.Average`)."""
 
     value: np.ndarray  #: float, NaN where the window had no valid input (Average.value None)
     coverage: np.ndarray  #: float in [0, 1]
@@ -116,10 +117,10 @@ def _compacted_means(matrix: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, n
 
 def window_averages(values: np.ndarray, valid: np.ndarray, min_valid: int | np.ndarray) -> Averages:
     """Averages of fixed-length windows of hourly values: row i of `values` / `valid` (shape windows × hours,
-    oldest → newest) is one window. Equal to `alerts.averages.rolling_average(values[i], valid[i], hours,
+    oldest → newest) is one window. Equal to `alerts.averaging.averages.rolling_average(values[i], valid[i], hours,
     min_valid)` and, with ``min_valid = min_valid_hours(hours)`` and the day's hours as columns (missing hours
-    NaN / invalid), to `alerts.averages.daily_average`: the mean of the valid finite values, coverage = valid /
-    hours, valid with at least `min_valid` (one number, or one per window)."""
+    NaN / invalid), to `alerts.averaging.averages.daily_average`: the mean of the valid finite values,
+    coverage = valid / hours, valid with at least `min_valid` (one number, or one per window)."""
     v = np.asarray(values, dtype=float)
     ok = np.asarray(valid, dtype=bool)
     if v.ndim != 2 or v.shape != ok.shape:
@@ -134,7 +135,7 @@ def window_averages(values: np.ndarray, valid: np.ndarray, min_valid: int | np.n
 
 
 def daily_min_valid(hours: int) -> int:
-    """Valid hours a day of `hours` hours needs (`alerts.averages.daily_average`: ceil(75 %))."""
+    """Valid hours a day of `hours` hours needs (`alerts.averaging.averages.daily_average`: ceil(75 %))."""
     return min_valid_hours(hours)
 
 
@@ -142,10 +143,10 @@ def hourly_averages(series: np.ndarray, times: np.ndarray, values: np.ndarray, v
                     window_series: np.ndarray, window_ends: np.ndarray, cadence_s: np.ndarray | float) -> Averages:
     """Hourly averages of many series at once: window i is the hour ending at ``window_ends[i]`` (epoch seconds)
     of series ``window_series[i]``, with the cadence ``cadence_s[i]`` (or one for all). Samples are given by
-    series id, time (epoch seconds), value and validity mask (`alerts.averages.sample_validity`), in any order.
-    Equal to `alerts.averages.hourly_average(times[s], values[s], valid[s], end, cadence)` for each window, s the
-    samples of its series. Windows of one series whose ends are a whole number of hours apart must be distinct
-    (the same window twice is computed once and returned twice)."""
+    series id, time (epoch seconds), value and validity mask (`alerts.averaging.averages.sample_validity`), in any
+    order. Equal to `alerts.averaging.averages.hourly_average(times[s], values[s], valid[s], end, cadence)` for each
+    window, s the samples of its series. Windows of one series whose ends are a whole number of hours apart must be
+    distinct (the same window twice is computed once and returned twice)."""
     s = np.asarray(series, dtype=np.int64)
     t = np.asarray(times, dtype=float)
     v = np.asarray(values, dtype=float)
@@ -210,7 +211,7 @@ def _grid_hours(s: np.ndarray, t: np.ndarray, v: np.ndarray, ws: np.ndarray, we:
 
 def nowcast_values(hourly: np.ndarray, pollutant: str) -> np.ndarray:
     """The truncated NowCast of every row of `hourly` (windows × up to 12 hours, oldest → newest, NaN = missing):
-    equal to `alerts.nowcast.nowcast(row, pollutant)`, NaN where that is None (module docstring)."""
+    equal to `alerts.averaging.nowcast.nowcast(row, pollutant)`, NaN where that is None (module docstring)."""
     if pollutant not in NOWCAST_POLLUTANTS:
         nowcast([], pollutant)  # raises with the per-series function's message
     h = np.asarray(hourly, dtype=float)

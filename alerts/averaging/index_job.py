@@ -1,15 +1,15 @@
 """The index step of the averaging job: hourly NowCast indices (IBOCA and US AQI for PM2.5, US AQI for PM10) and
 the daily US AQI, from the stored averages, into the `indices` table. I/O glue (psycopg 3, sync) over the pure
-`alerts.nowcast` and `alerts.indices`; called by `alerts.averaging_job.compute_windows` inside its transaction,
-with the hours and days it has just written.
+`alerts.averaging.nowcast` and `alerts.averaging.indices`; called by `alerts.averaging.job.compute_windows` inside
+its transaction, with the hours and days it has just written.
 
 - Hourly (averaging 'nowcast', stamped at the hour's end E): the NowCast of the valid '1h' averages ending
-  E-11h … E (`alerts.nowcast`; an invalid or missing hour is missing), looked up in the US AQI PM tables and, for
-  PM2.5, in IBOCA's. A written hour e changes the NowCasts ending e … e+11h (up to the last hour end computed).
+  E-11h … E (`alerts.averaging.nowcast`; an invalid or missing hour is missing), looked up in the US AQI PM tables
+  and, for PM2.5, in IBOCA's. A written hour e changes the NowCasts ending e … e+11h (up to the last hour end computed).
   Every NowCast pollutant of a sensor is recomputed together, so `dominant` (the highest US AQI, ties by
-  `alerts.indices.dominant`'s rule) is right. No ozone NowCast (indices.json: unverified).
+  `alerts.averaging.indices.dominant`'s rule) is right. No ozone NowCast (indices.json: unverified).
 - Daily (the calendar day in the network time zone, stamped at its end), by indices.json `us_epa_aqi.rules[0]`
-  through `alerts.indices.daily_us_aqi`: PM2.5, PM10 (and SO2 above AQI 200) from the valid 'day' average; O3
+  through `alerts.averaging.indices.daily_us_aqi`: PM2.5, PM10 (and SO2 above AQI 200) from the valid 'day' average; O3
   and CO from the largest valid '8h' average ending in the day (aqnet stamps 8-h means by their end, EPA by their
   start: norms.json `averaging_conventions.8h_rolling`); NO2, SO2 (and O3's 1-h table) from the largest valid
   '1h' average of the day. Recomputed for every ended day holding a written hour (or, for O3 and CO, a changed
@@ -31,9 +31,9 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from alerts.averages import HOUR
-from alerts.bookkeeping import log_windows
-from alerts.indices import (
+from alerts.averaging.averages import HOUR
+from alerts.averaging.bookkeeping import log_windows
+from alerts.averaging.indices import (
     AQI_POLLUTANTS,
     DAILY_AVERAGING,
     DailyInputs,
@@ -43,9 +43,9 @@ from alerts.indices import (
     iboca,
     us_aqi,
 )
-from alerts.nowcast import NOWCAST_POLLUTANTS, WINDOW_HOURS
-from alerts.vectorised import HourTable, nowcast_values
-from alerts.windows import day_bounds, day_of_hour_end
+from alerts.averaging.nowcast import NOWCAST_POLLUTANTS, WINDOW_HOURS
+from alerts.averaging.vectorised import HourTable, nowcast_values
+from alerts.averaging.windows import day_bounds, day_of_hour_end
 
 __all__ = ["write_indices"]
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.averaging_job import compute_windows
+from alerts.averaging.job import compute_windows
 from ingest.reading import QC, Reading
 from storage.writer import TimescaleWriter
 

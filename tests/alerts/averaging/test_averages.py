@@ -1,4 +1,4 @@
-"""Tests for alerts.averages: hourly completeness at the device cadence, rolling 8 h / 24 h, examples."""
+"""Tests for alerts.averaging.averages: hourly completeness at the device cadence, rolling 8 h / 24 h, examples."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.averages import (
+from alerts.averaging.averages import (
     ROLLING_PERIODS,
     Average,
     hourly_average,

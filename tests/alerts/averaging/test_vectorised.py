@@ -1,6 +1,7 @@
-"""alerts.vectorised computes many series at once and must agree bit for bit with the per-series pure functions
-(alerts.averages.hourly_average / rolling_average / daily_average, alerts.nowcast.nowcast) on random series with
-invalid flags, NaNs, negative values, missing hours and samples on the hour boundaries."""
+"""alerts.averaging.vectorised computes many series at once and must agree bit for bit with the per-series pure
+functions (alerts.averaging.averages.hourly_average / rolling_average / daily_average,
+alerts.averaging.nowcast.nowcast) on random series with invalid flags, NaNs, negative values, missing hours and
+samples on the hour boundaries."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.averages import (
+from alerts.averaging.averages import (
     Average,
     daily_average,
     hourly_average,
@@ -21,8 +22,8 @@ from alerts.averages import (
     rolling_average,
     sample_validity,
 )
-from alerts.nowcast import nowcast
-from alerts.vectorised import HourTable, hourly_averages, nowcast_values, segment_means, window_averages
+from alerts.averaging.nowcast import nowcast
+from alerts.averaging.vectorised import HourTable, hourly_averages, nowcast_values, segment_means, window_averages
 from ingest.reading import EXCLUDED, QC
 
 ORIGIN = datetime(2026, 3, 2, 5, tzinfo=UTC)  # an hour end
