@@ -1,12 +1,12 @@
 """The scheduled stage jobs: windows (averages and indices), then the alert rules on them. I/O glue (psycopg 3,
 sync): the windows are computed by `alerts.averaging.job` (and its index step, `alerts.averaging.index_job`), the rules
-evaluated by `alerts.evaluate`.
+evaluated by `alerts.rules.evaluate`.
 
 Every job is pure over an injected clock: it takes `now` and never reads the wall clock, and each runs in its own
 transactions, so a crash leaves nothing half-written and a re-run for the same `now` changes nothing.
 
 - `run_stage_jobs` = `compute_windows` (every average and index due up to `now`, and the windows late data
-  touched; see `alerts.averaging.job`) then `evaluate_alerts` (`alerts.evaluate`: thresholds, indices and
+  touched; see `alerts.averaging.job`) then `evaluate_alerts` (`alerts.rules.evaluate`: thresholds, indices and
   equipment checks, suppressions, escalation for want of an acknowledgement). Only the leader runs it
   (`alerts.leader`). Delivery is not done here: `alerts.dispatch` plans it from the `alert_events` written.
 - `dry_run_rule` = `evaluate_alerts` for one rule inside a transaction that is rolled back: what would be raised,
@@ -24,9 +24,9 @@ import psycopg
 
 from alerts.averaging.job import WindowRun, compute_windows, network_timezone
 from alerts.averaging.windows import hour_end_at_or_before
-from alerts.evaluate import evaluate_alerts
 from alerts.rules import Rule
-from alerts.state import AlertEvent
+from alerts.rules.evaluate import evaluate_alerts
+from alerts.rules.state import AlertEvent
 
 __all__ = ["DryRun", "StageRun", "compute_windows", "dry_run_rule", "evaluate_alerts", "hour_end_at_or_before",
            "network_timezone", "run_stage_jobs"]

@@ -13,7 +13,7 @@ import pytest
 
 from alerts.jobs import compute_windows, evaluate_alerts, hour_end_at_or_before
 from alerts.rules import default_rules, parse_rules
-from alerts.state import AlertEscalated, AlertRaised, AlertResolved
+from alerts.rules.state import AlertEscalated, AlertRaised, AlertResolved
 from ingest.reading import QC
 
 BOGOTA = ZoneInfo("America/Bogota")

@@ -86,7 +86,7 @@ def scripted_episodes() -> tuple[Episode, ...]:
 
 
 #: the rules of these tests: the shipped PM2.5 24-h prevention / alert / emergency levels (Res. 2254/2017, the
-#: numbers of alerts/default_rules.yaml) with an explicit clear level of 30 µg/m³, so the hysteresis band is wide
+#: numbers of alerts/rules/default_rules.yaml) with an explicit clear level of 30 µg/m³, so the hysteresis band is wide
 #: and the counts do not hang on a decimal. {escalate} is the rule's unacknowledged-escalation delay (0: never).
 RULES_YAML = """
 rules:

@@ -1,4 +1,4 @@
-"""Integration tests for alerts.evaluate against a real TimescaleDB, with averages and indices inserted directly:
+"""Integration tests for alerts.rules.evaluate against a real TimescaleDB, with averages and indices inserted directly:
 scopes (sensor, locality, network), sensor selection (reference / microsensor, lifecycle), the 'day' period's
 age limit, suppression (maintenance, invalid, device-invalid), manual resolution, escalation for want of an
 acknowledgement, idempotence, restarts and a rolled-back evaluation (`aqnet alerts test-rule`)."""
@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from alerts.evaluate import evaluate_alerts
-from alerts.rules import default_rules, parse_rules
+from alerts.rules.evaluate import evaluate_alerts
+from alerts.rules.model import default_rules, parse_rules
 from ingest.reading import QC
 
 BOGOTA = ZoneInfo("America/Bogota")

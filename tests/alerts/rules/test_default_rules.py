@@ -1,4 +1,4 @@
-"""Tests for alerts/default_rules.yaml: it validates, and every threshold equals the number in the bundled
+"""Tests for alerts/rules/default_rules.yaml: it validates, and every threshold equals the number in the bundled
 norms.json / indices.json for its pollutant, period and level (so a typo in the YAML fails here), with the
 source and the verification status the domain files give; the equipment defaults say they are not a norm."""
 
@@ -8,7 +8,7 @@ from importlib import resources
 
 import pytest
 
-from alerts.rules import EQUIPMENT_KINDS, default_rules, parse_rules
+from alerts.rules.model import EQUIPMENT_KINDS, default_rules, parse_rules
 from sensors.domain import load
 
 NORMS = load("norms")
@@ -17,7 +17,7 @@ RULES = default_rules()
 BY_ID = {r.id: r for r in RULES}
 POLLUTANT = {"pm25": "PM2.5", "pm10": "PM10", "so2": "SO2", "no2": "NO2", "o3": "O3", "co": "CO"}
 NORM_AVERAGING = {"day": "24h", "24h": "24h", "8h": "8h", "1h": "1h"}  # the norm's 24 h limit → calendar day
-TEXT = resources.files("alerts").joinpath("default_rules.yaml").read_text(encoding="utf-8")
+TEXT = resources.files("alerts.rules").joinpath("default_rules.yaml").read_text(encoding="utf-8")
 
 THRESHOLD_RULES = [r for r in RULES if r.kind == "threshold"]
 LIMIT_RULES = [r for r in THRESHOLD_RULES if [lv.name for lv in r.levels] == ["limit"]]

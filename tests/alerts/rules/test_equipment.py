@@ -1,6 +1,6 @@
-"""Integration tests for the technicians' equipment rules (alerts.equipment through alerts.evaluate) against a real
-TimescaleDB with measurements inserted directly: no data, flatline, device fault, evaluated at `now` itself,
-maintenance windows, and the sensor selection."""
+"""Integration tests for the technicians' equipment rules (alerts.rules.equipment through alerts.rules.evaluate)
+against a real TimescaleDB with measurements inserted directly: no data, flatline, device fault, evaluated at `now`
+itself, maintenance windows, and the sensor selection."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from alerts.equipment import equipment_values
-from alerts.evaluate import evaluate_alerts
-from alerts.rules import parse_rules
+from alerts.rules.equipment import equipment_values
+from alerts.rules.evaluate import evaluate_alerts
+from alerts.rules.model import parse_rules
 from ingest.reading import QC
 
 BOGOTA = ZoneInfo("America/Bogota")

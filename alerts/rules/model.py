@@ -14,7 +14,7 @@ A rule has a `kind`:
 
 `sensors` says whose data (reference stations, microsensors: indicative, or all for equipment rules), `scope`
 whether one alert is kept per sensor, per locality or for the network (the value of a locality / the network is
-the max over its sensors' valid values: the evaluation's business, `alerts.evaluate`). Every level carries its
+the max over its sensors' valid values: the evaluation's business, `alerts.rules.evaluate`). Every level carries its
 unit, its source and, where the domain data has one, its verification status; its `severity` and, for IBOCA, the
 `action` level the resolution associates with the category (informational only).
 
@@ -24,7 +24,7 @@ unrounded value (norms.json `band_rule`). An active alert clears only when the v
 threshold: `clear_below` if given, else `clear_fraction` × the lowest level's threshold (hysteresis).
 `min_duration` is the number of consecutive valid evaluations a level must hold before the alert is raised or
 escalated. `escalate_unacknowledged_after_min` overrides the configured delay after which a firing alert nobody
-acknowledged is escalated (None: the configuration's default; 0: never). The state machine is `alerts.state`.
+acknowledged is escalated (None: the configuration's default; 0: never). The state machine is `alerts.rules.state`.
 """
 
 from __future__ import annotations
@@ -317,6 +317,6 @@ def parse_rules(text: str, *, source: str) -> tuple[Rule, ...]:
 
 
 def default_rules() -> tuple[Rule, ...]:
-    """The rules bundled with aqnet (`alerts/default_rules.yaml`: Res. 2254/2017, IBOCA, equipment)."""
+    """The rules bundled with aqnet (`alerts/rules/default_rules.yaml`: Res. 2254/2017, IBOCA, equipment)."""
     res = resources.files(__package__).joinpath(DEFAULT_RULES_RESOURCE)
-    return parse_rules(res.read_text(encoding="utf-8"), source=f"alerts/{DEFAULT_RULES_RESOURCE}")
+    return parse_rules(res.read_text(encoding="utf-8"), source=f"alerts/rules/{DEFAULT_RULES_RESOURCE}")

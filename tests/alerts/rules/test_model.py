@@ -1,11 +1,11 @@
-"""Tests for alerts.rules: the rules file model (kinds, audiences, units, scopes), its errors naming rule and key,
+"""Tests for alerts.rules.model: the rules file model (kinds, audiences, units, scopes), its errors naming rule and key,
 and the norms' examples on the bundled rules (every number is checked in test_default_rules.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from alerts.rules import EQUIPMENT_KINDS, RulesError, default_rules, index_categories, parse_rules
+from alerts.rules.model import EQUIPMENT_KINDS, RulesError, default_rules, index_categories, parse_rules
 from sensors.domain import load
 
 EXAMPLES = load("examples")["examples"]

@@ -1,6 +1,6 @@
 """The technicians' equipment checks: how many minutes each sensor has been silent (no_data), flat (flatline) or
 reporting readings its analyser flags invalid (device_fault), measured at `now` from the stored `measurements`.
-I/O (psycopg 3, sync, read only), called by `alerts.evaluate` once per equipment rule.
+I/O (psycopg 3, sync, read only), called by `alerts.rules.evaluate` once per equipment rule.
 
 Every check is ONE query over all the active sensors of the rule's selection (`sensors.kind` 'station' and/or
 'microsensor', `sensors.lifecycle` = 'active'), bounded to a window ending at `now` that is one hour longer than
@@ -27,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from alerts.rules import Rule
+from alerts.rules.model import Rule
 from ingest.reading import EXCLUDED, QC
 
 __all__ = ["EquipmentValue", "db_kinds", "equipment_values", "window_start"]

@@ -1,4 +1,4 @@
-"""Tests for alerts.state: min_duration, escalation of the same alert, hysteresis, invalid data, acknowledgement,
+"""Tests for alerts.rules.state: min_duration, escalation of the same alert, hysteresis, invalid data, acknowledgement,
 escalation for want of an acknowledgement, manual resolution; hypothesis properties over random sequences."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.rules import default_rules, parse_rules
-from alerts.state import (
+from alerts.rules.model import default_rules, parse_rules
+from alerts.rules.state import (
     AlertAcknowledged,
     AlertEscalated,
     AlertRaised,

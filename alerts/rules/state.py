@@ -1,6 +1,6 @@
 """The alert state machine: pending → firing ⇄ acknowledged → resolved, with minimum duration, escalation,
 hysteresis, escalation for want of an acknowledgement and manual resolution. Pure: every function takes the
-current state and a time and returns the new state and the events it caused; persistence is `alerts.evaluate`'s
+current state and a time and returns the new state and the events it caused; persistence is `alerts.rules.evaluate`'s
 and `storage.alerts_store`'s, delivery `alerts.dispatch`'s.
 
 Contract of `step(state, value, valid, now, rule, sensor_id=...)` (`sensor_id` is the SCOPE KEY: a sensor id,
@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import ClassVar, Literal
 
 from alerts.notice import Severity
-from alerts.rules import Rule
+from alerts.rules.model import Rule
 
 __all__ = [
     "ACTIVE",

@@ -1,4 +1,4 @@
-"""Alert evaluation: every rule on the stored data at `now`, through the pure state machine (`alerts.state`), the
+"""Alert evaluation: every rule on the stored data at `now`, through the pure state machine (`alerts.rules.state`), the
 alerts and their transitions persisted. I/O glue (psycopg 3, sync), ONE transaction (`conn.transaction()`: a
 savepoint when the caller already opened one, so `aqnet alerts test-rule` can roll everything back).
 
@@ -9,7 +9,7 @@ Data per rule kind (sensors of the rule's selection: `sensors.kind` 'station' = 
   within max(`max_age_h`, 24) h);
 - index: each sensor's latest `indices` row (averaging 'nowcast', the rule's pollutant, or the dominant row when
   the rule names none), same age limit;
-- equipment (no_data, flatline, device_fault): `alerts.equipment` at `now` itself (value in minutes).
+- equipment (no_data, flatline, device_fault): `alerts.rules.equipment` at `now` itself (value in minutes).
 Scope 'sensor' keeps one alert per sensor, 'locality' per `sensors.locality` (sensors without one are left out),
 'network' one; the scope's value is the MAX over its sensors' usable values (the reported sensor is that one),
 stepped at the latest period end among them (equipment: at `now`).
@@ -30,7 +30,7 @@ time it was announced): the acknowledgement deadline runs from then, not from th
 streak (before `min_duration`) is not stored: it is re-derived by replaying the scope's last `min_duration`
 values since its last resolution (equipment rules are stepped with min_duration 1: their thresholds are
 durations already). After stepping, every firing alert of
-the rule is checked with `alerts.state.overdue` (per-rule `escalate_unacknowledged_after_min`, else the
+the rule is checked with `alerts.rules.state.overdue` (per-rule `escalate_unacknowledged_after_min`, else the
 argument): an 'unacknowledged' event and `alerts.escalated_at`. Re-running for the same `now` changes nothing.
 """
 
@@ -51,9 +51,9 @@ from psycopg.types.json import Jsonb
 from alerts.averaging.averages import HOUR
 from alerts.averaging.job import network_timezone
 from alerts.averaging.windows import hour_end_at_or_before
-from alerts.equipment import db_kinds, equipment_values, window_start
-from alerts.rules import Rule
-from alerts.state import AlertEvent, AlertState, AlertUnacknowledged, mark_unacknowledged, overdue, step
+from alerts.rules.equipment import db_kinds, equipment_values, window_start
+from alerts.rules.model import Rule
+from alerts.rules.state import AlertEvent, AlertState, AlertUnacknowledged, mark_unacknowledged, overdue, step
 from ingest.reading import QC
 
 __all__ = ["Observation", "evaluate_alerts", "note_for"]
