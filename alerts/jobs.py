@@ -8,7 +8,7 @@ transactions, so a crash leaves nothing half-written and a re-run for the same `
 - `run_stage_jobs` = `compute_windows` (every average and index due up to `now`, and the windows late data
   touched; see `alerts.averaging.job`) then `evaluate_alerts` (`alerts.rules.evaluate`: thresholds, indices and
   equipment checks, suppressions, escalation for want of an acknowledgement). Only the leader runs it
-  (`alerts.leader`). Delivery is not done here: `alerts.dispatch` plans it from the `alert_events` written.
+  (`alerts.leader`). Delivery is not done here: `alerts.delivery.dispatch` plans it from the `alert_events` written.
 - `dry_run_rule` = `evaluate_alerts` for one rule inside a transaction that is rolled back: what would be raised,
   escalated, resolved or suppressed, with nothing written (`aqnet alerts test-rule`).
 """

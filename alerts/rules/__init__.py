@@ -10,8 +10,17 @@ device_fault values).
 from __future__ import annotations
 
 from alerts.rules.evaluate import evaluate_alerts
-from alerts.rules.model import EQUIPMENT_KINDS, Rule, RulesError, default_rules, parse_rules
+from alerts.rules.model import (
+           EQUIPMENT_KINDS,
+           SEVERITIES,
+           Audience,
+           Rule,
+           RulesError,
+           Severity,
+           default_rules,
+           parse_rules,
+)
 from alerts.rules.state import AlertEvent, AlertState
 
-__all__ = ["EQUIPMENT_KINDS", "AlertEvent", "AlertState", "Rule", "RulesError", "default_rules", "evaluate_alerts",
-           "parse_rules"]
+__all__ = ["EQUIPMENT_KINDS", "SEVERITIES", "AlertEvent", "AlertState", "Audience", "Rule", "RulesError", "Severity",
+           "default_rules", "evaluate_alerts", "parse_rules"]

@@ -35,13 +35,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from alerts.notice import Audience, Severity
 from sensors.domain import load
 from sensors.variables import VARIABLES
 
 __all__ = [
     "EQUIPMENT_KINDS",
     "INDEX_UNITS",
+    "SEVERITIES",
+    "Audience",
     "ClearThreshold",
     "IndexName",
     "Level",
@@ -52,12 +53,16 @@ __all__ = [
     "RulesFile",
     "Scope",
     "SensorsSelection",
+    "Severity",
     "Status",
     "default_rules",
     "index_categories",
     "parse_rules",
 ]
 
+Audience = Literal["officers", "technicians"]  #: who an alert is for (routing, the notice)
+Severity = Literal["info", "warning", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")  #: ascending
 Period = Literal["1h", "8h", "24h", "day"]
 RuleKind = Literal["threshold", "index", "no_data", "flatline", "device_fault"]
 IndexName = Literal["iboca", "us_aqi"]

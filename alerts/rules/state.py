@@ -1,7 +1,7 @@
 """The alert state machine: pending → firing ⇄ acknowledged → resolved, with minimum duration, escalation,
 hysteresis, escalation for want of an acknowledgement and manual resolution. Pure: every function takes the
 current state and a time and returns the new state and the events it caused; persistence is `alerts.rules.evaluate`'s
-and `storage.alerts_store`'s, delivery `alerts.dispatch`'s.
+and `storage.alerts_store`'s, delivery `alerts.delivery.dispatch`'s.
 
 Contract of `step(state, value, valid, now, rule, sensor_id=...)` (`sensor_id` is the SCOPE KEY: a sensor id,
 a locality name or 'network'):
@@ -36,8 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import ClassVar, Literal
 
-from alerts.notice import Severity
-from alerts.rules.model import Rule
+from alerts.rules.model import Rule, Severity
 
 __all__ = [
     "ACTIVE",

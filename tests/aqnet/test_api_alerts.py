@@ -14,7 +14,7 @@ import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.signing import ack_token
+from alerts.delivery.signing import ack_token
 from aqnet.api import api_router
 from aqnet.http import create_api_app
 from storage.tokens import ROLES, create_token

@@ -1,5 +1,5 @@
-"""alerts.delivery.alertmanager: the label set and times (pure), error classes (httpx mock transport), and a real
-Alertmanager 0.25: the alert arrives with its labels, a resolution ends it, re-posts keep it active, and its own
+"""alerts.delivery.channels.alertmanager: the label set and times (pure), error classes (httpx mock transport), and a
+real Alertmanager 0.25: the alert arrives with its labels, a resolution ends it, re-posts keep it active, and its own
 webhook notifies the receiver once per group, not once per re-post."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from alerts.delivery.alertmanager import AlertmanagerChannel, alert_labels, postable_alerts
-from alerts.notice import Channel, DeliveryError, Notice
+from alerts.delivery.channels.alertmanager import AlertmanagerChannel, alert_labels, postable_alerts
+from alerts.delivery.notice import Channel, DeliveryError, Notice
 from aqnet.localstack import free_port
 
 NOW = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)

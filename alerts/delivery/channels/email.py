@@ -1,5 +1,5 @@
 """E-mail delivery (I/O): one multipart (text + HTML) message per alert transition over SMTP, with STARTTLS.
-Implements `alerts.notice.Channel`; smtplib runs in a worker thread (`asyncio.to_thread`).
+Implements `alerts.delivery.notice.Channel`; smtplib runs in a worker thread (`asyncio.to_thread`).
 
 Contract:
 - With `starttls` (the default) the session is upgraded before anything else: a server that does not offer
@@ -27,8 +27,8 @@ from datetime import UTC, datetime, tzinfo
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
-from alerts.messages import DEFAULT_TZ, Language, render
-from alerts.notice import DeliveryError, Notice
+from alerts.delivery.messages import DEFAULT_TZ, Language, render
+from alerts.delivery.notice import DeliveryError, Notice
 
 __all__ = ["EmailChannel", "message_id", "thread_id"]
 

@@ -1,4 +1,4 @@
-"""alerts.delivery.email against a real SMTP server (aiosmtpd) requiring STARTTLS with an openssl-made CA."""
+"""alerts.delivery.channels.email against a real SMTP server (aiosmtpd) requiring STARTTLS with an openssl-made CA."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from alerts.delivery.email import EmailChannel, message_id, thread_id
-from alerts.notice import Channel, DeliveryError
+from alerts.delivery.channels.email import EmailChannel, message_id, thread_id
+from alerts.delivery.notice import Channel, DeliveryError
 from aqnet.localstack import free_port
-from tests.alerts.test_messages import notice
+from tests.alerts.delivery.test_messages import notice
 from tests.fixtures.receivers import (  # noqa: F401 (fixtures)
     SmtpReceiver,
     smtp_pki,

@@ -1,8 +1,9 @@
-"""Webhook delivery (I/O): POST one alert transition as signed JSON with httpx. Implements `alerts.notice.Channel`.
+"""Webhook delivery (I/O): POST one alert transition as signed JSON with httpx. Implements
+`alerts.delivery.notice.Channel`.
 
 Contract:
-- Body: `alerts.messages.notice_payload(notice, language=…)` (schema aqnet.alert/1, with the rendered subject and
-  text) as compact UTF-8 JSON with sorted keys.
+- Body: `alerts.delivery.messages.notice_payload(notice, language=…)` (schema aqnet.alert/1, with the rendered subject
+  and text) as compact UTF-8 JSON with sorted keys.
 - Headers: `X-Aqnet-Signature: sha256=<hex HMAC-SHA256(key, exact body bytes)>`, `X-Aqnet-Event: <transition>`,
   `X-Aqnet-Delivery: aqnet-<alert_id>-<event_id>` (the same on every retry: the receiver's idempotency key), plus
   the configured headers (which cannot override these three or Content-Type).
@@ -20,9 +21,9 @@ from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
-from alerts.messages import DEFAULT_TZ, Language, notice_payload
-from alerts.notice import DeliveryError, Notice
-from alerts.signing import signature
+from alerts.delivery.messages import DEFAULT_TZ, Language, notice_payload
+from alerts.delivery.notice import DeliveryError, Notice
+from alerts.delivery.signing import signature
 from sensors.redact import redact, redact_url
 
 __all__ = ["WebhookChannel", "webhook_body"]

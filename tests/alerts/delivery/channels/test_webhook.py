@@ -1,4 +1,5 @@
-"""alerts.delivery.webhook against a real HTTP receiver: signed body, headers, transient vs permanent failures."""
+"""alerts.delivery.channels.webhook against a real HTTP receiver: signed body, headers, transient vs permanent
+failures."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from alerts.delivery.webhook import WebhookChannel
-from alerts.notice import Channel, DeliveryError
+from alerts.delivery.channels.webhook import WebhookChannel
+from alerts.delivery.notice import Channel, DeliveryError
 from aqnet.localstack import free_port
-from tests.alerts.test_messages import notice
+from tests.alerts.delivery.test_messages import notice
 from tests.fixtures.receivers import WebhookReceiver, webhook_receiver  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ Contract of `Dispatcher.run_once(now)`, one task per channel (a failing or slow 
 1. plan: events of kind raised | escalated | unacknowledged | acknowledged | resolved with no outbox row for the
    channel, from the last `history_days` (7) and not older than `new_channel_backlog_h` (2 h, the evaluation's
    freshness horizon) before the channel was first seen (`alert_channels`), so a channel configured later is
-   not flooded with old history; those the channel's filter accepts (`alerts.routing.accepts`) get a row
+   not flooded with old history; those the channel's filter accepts (`alerts.delivery.routing.accepts`) get a row
    (ON CONFLICT DO NOTHING: two dispatchers plan the same row once).
 2. send: claim one due row at a time (FOR UPDATE SKIP LOCKED, the row stays locked while it is sent: no two
    dispatchers send it), build its `Notice`, `send` it within the channel's timeout, mark it delivered; on
@@ -16,7 +16,7 @@ Contract of `Dispatcher.run_once(now)`, one task per channel (a failing or slow 
 `repost_active(now)` gives every channel with a `repost(notices)` method (Alertmanager) all active alerts it
 accepts: Alertmanager's protocol expects active alerts re-posted, so this is not a duplicate delivery.
 Links: a notice carries a signed acknowledgement link (`signing_key`: the LINK key, never a webhook secret; valid
-`ack_link_ttl_h` ≤ `alerts.signing.MAX_ACK_LINK_TTL_H`, bound to its event) only for a channel whose class says
+`ack_link_ttl_h` ≤ `alerts.delivery.signing.MAX_ACK_LINK_TTL_H`, bound to its event) only for a channel whose class says
 `carries_links = True` (e-mail and webhook: they reach officers). Every other channel, Alertmanager and the
 retained MQTT state among them (read by other people and systems), and every re-post get no link.
 Times written to the outbox are the injected clock's (wall clock by default).
@@ -37,10 +37,10 @@ from urllib.parse import quote
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.notice import TRANSITIONS, Channel, DeliveryError, Notice
-from alerts.routing import ChannelFilterLike, accepts, accepts_alert
+from alerts.delivery.notice import TRANSITIONS, Channel, DeliveryError, Notice
+from alerts.delivery.routing import ChannelFilterLike, accepts, accepts_alert
+from alerts.delivery.signing import MAX_ACK_LINK_TTL_H, ack_token, ack_url
 from alerts.rules import Rule
-from alerts.signing import MAX_ACK_LINK_TTL_H, ack_token, ack_url
 from storage import alert_outbox as outbox
 from storage.alert_outbox import NoticeRow
 

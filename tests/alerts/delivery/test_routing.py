@@ -1,4 +1,4 @@
-"""alerts.routing: a channel's filter (aqnet's ChannelFilter settings, as they are) against one notice."""
+"""alerts.delivery.routing: a channel's filter (aqnet's ChannelFilter settings, as they are) against one notice."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from alerts.notice import Notice
-from alerts.routing import accepts, accepts_alert
+from alerts.delivery.notice import Notice
+from alerts.delivery.routing import accepts, accepts_alert
 from aqnet.config import ChannelFilter
 
 T = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)

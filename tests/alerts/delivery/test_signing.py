@@ -1,4 +1,4 @@
-"""alerts.signing: webhook body signatures and signed acknowledgement tokens."""
+"""alerts.delivery.signing: webhook body signatures and signed acknowledgement tokens."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.signing import MAX_ACK_LINK_TTL_H, ack_token, ack_url, signature, verify_ack_token, verify_signature
+from alerts.delivery.signing import (
+    MAX_ACK_LINK_TTL_H,
+    ack_token,
+    ack_url,
+    signature,
+    verify_ack_token,
+    verify_signature,
+)
 
 KEY = b"k" * 32
 NOW = datetime(2026, 11, 22, 19, 0, tzinfo=UTC)

@@ -35,8 +35,9 @@ from typing import Any
 
 import httpx
 
-from alerts.messages import DEFAULT_TZ, Language, render
-from alerts.notice import SEVERITIES, DeliveryError, Notice
+from alerts.delivery.messages import DEFAULT_TZ, Language, render
+from alerts.delivery.notice import DeliveryError, Notice
+from alerts.rules.model import SEVERITIES
 from sensors.redact import redact, redact_url
 
 __all__ = ["AlertmanagerChannel", "alert_labels", "postable_alerts"]

@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from alerts.notice import SEVERITIES, Notice
+from alerts.delivery.notice import Notice
+from alerts.rules.model import SEVERITIES
 
 __all__ = ["ChannelFilterLike", "accepts", "accepts_alert"]
 

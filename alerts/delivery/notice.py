@@ -1,7 +1,8 @@
 """What a delivery channel is given: one `Notice` per alert transition, with the evidence an officer or a
 technician needs (sensor, locality, variable, value and unit, period and coverage, level and its source, links),
-and the `Channel` protocol every channel implements. Pure (no I/O): `alerts.dispatch` builds notices from the
-stored alert and event, `alerts.messages` renders them, `alerts.delivery.*` send them.
+and the `Channel` protocol every channel implements. Pure (no I/O): `alerts.delivery.dispatch` builds notices from
+the stored alert and event, `alerts.delivery.messages` renders them, `alerts.delivery.channels.*` send them. A
+notice's audience and severity are the rules' (`alerts.rules.model`).
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["Audience", "Channel", "DeliveryError", "Notice", "Severity", "Transition"]
+from alerts.rules.model import Audience, Severity
+
+__all__ = ["TRANSITIONS", "Channel", "DeliveryError", "Notice", "Transition"]
 
 Transition = Literal["raised", "escalated", "unacknowledged", "acknowledged", "resolved"]
-Audience = Literal["officers", "technicians"]
-Severity = Literal["info", "warning", "critical"]
 TRANSITIONS: tuple[Transition, ...] = ("raised", "escalated", "unacknowledged", "acknowledged", "resolved")
-SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")  #: ascending
 
 
 @dataclass(frozen=True, slots=True)

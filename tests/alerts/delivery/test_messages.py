@@ -1,4 +1,5 @@
-"""alerts.messages: the evidence in Spanish and English for every kind of alert, and the webhook/MQTT payload."""
+"""alerts.delivery.messages: the evidence in Spanish and English for every kind of alert, and the webhook/MQTT
+payload."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from alerts.messages import notice_payload, render
-from alerts.notice import Notice
+from alerts.delivery.messages import notice_payload, render
+from alerts.delivery.notice import Notice
 
 END = datetime(2026, 11, 22, 19, 0, tzinfo=UTC)  # 14:00 in Bogotá (UTC-5)
 SOURCE = "Res. 2254/2017 Art. 2 Tabla 1 (PM2.5 24 h, from 2018-07-01) [verified_secondary]"

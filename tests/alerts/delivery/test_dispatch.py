@@ -1,4 +1,4 @@
-"""alerts.dispatch: every transition reaches every channel that wants it exactly once, across repeated runs,
+"""alerts.delivery.dispatch: every transition reaches every channel that wants it exactly once, across repeated runs,
 concurrent dispatchers and restarts; a failing channel backs off and goes to the dead letter without holding up
 the others; notices carry the evidence and a signed acknowledgement link. Channels here are small fakes of the
 Channel protocol (the real channels have their own tests), the database is real."""
@@ -16,10 +16,10 @@ import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.dispatch import Dispatcher, build_notice, retry_delay_s
-from alerts.notice import DeliveryError, Notice
+from alerts.delivery.dispatch import Dispatcher, build_notice, retry_delay_s
+from alerts.delivery.notice import DeliveryError, Notice
+from alerts.delivery.signing import verify_ack_token
 from alerts.rules import parse_rules
-from alerts.signing import verify_ack_token
 from aqnet.config import ChannelFilter
 from storage import alert_outbox as outbox
 from storage import alerts_store as store

@@ -1,4 +1,4 @@
-"""alerts.delivery.mqtt against a real Mosquitto: retained state topics, one message per transition, QoS 1
+"""alerts.delivery.channels.mqtt against a real Mosquitto: retained state topics, one message per transition, QoS 1
 acknowledged, transient failures while the broker is down and recovery, permanent refusals, no leftover thread."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts.delivery.mqtt import MqttAlertChannel
-from alerts.notice import Channel, DeliveryError, Notice
+from alerts.delivery.channels.mqtt import MqttAlertChannel
+from alerts.delivery.notice import Channel, DeliveryError, Notice
 from aqnet import credentials
 from aqnet.localstack import free_port
 
@@ -140,7 +140,8 @@ async def test_one_retained_message_per_transition_acknowledged(mosquitto: objec
         assert [(m.topic, m.body["transition"]) for m in got] == [
             (f"{prefix}/7", "raised"), (f"{prefix}/7", "escalated"), (f"{prefix}/8", "raised")]
         assert all(m.qos == 1 for m in got)
-        assert got[0].body["schema"] == "aqnet.alert/1" and got[0].body["alert_id"] == 7  # alerts.messages JSON
+        # alerts.delivery.messages JSON
+        assert got[0].body["schema"] == "aqnet.alert/1" and got[0].body["alert_id"] == 7
         assert got[0].body["time"] == "2026-11-22T14:00:00+00:00"
         assert live.none_within(0.5), "more than one message per transition"
         # send() returned after the PUBACK: the broker holds the latest state, a new subscriber gets it at once

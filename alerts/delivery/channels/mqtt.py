@@ -1,6 +1,6 @@
 """The MQTT alert channel: each alert's latest transition as a retained message on its own state topic. I/O.
 
-`MqttAlertChannel.send(notice)` publishes `alerts.messages.notice_payload(notice)` (the webhook's JSON, UTF-8)
+`MqttAlertChannel.send(notice)` publishes `alerts.delivery.messages.notice_payload(notice)` (the webhook's JSON, UTF-8)
 RETAINED at `<topic_prefix>/<alert_id>` with the configured QoS and returns once the broker acknowledged it (QoS 1:
 PUBACK; QoS 2: PUBCOMP; QoS 0: written to the socket), so a dashboard or a script that subscribes later receives
 every alert's current state at once, and a subscriber that stays connected receives one message per transition.
@@ -12,7 +12,7 @@ there would let any of them acknowledge.
 
 Connection: one paho client per channel, connected lazily by the first `send`, kept between sends (paho's
 network thread answers keepalives), dropped after any failure and connected afresh by the next `send`: paho's own
-reconnect and resend are off, because the outbox (alerts.dispatch) owns retries — a publish that timed out is
+reconnect and resend are off, because the outbox (alerts.delivery.dispatch) owns retries — a publish that timed out is
 retried by the outbox, never also by paho. MQTT 5 (clean start); a broker that refuses 5 gets 3.1.1.
 Every blocking step runs in a worker thread (`asyncio.to_thread`) under `timeout_s`, never in the event loop.
 
@@ -46,8 +46,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from alerts.messages import DEFAULT_TZ, Language, notice_payload
-from alerts.notice import DeliveryError, Notice
+from alerts.delivery.messages import DEFAULT_TZ, Language, notice_payload
+from alerts.delivery.notice import DeliveryError, Notice
 from sensors.mqtt.client import parse_mqtt_url, tls_context
 from sensors.redact import redact
 
@@ -65,7 +65,7 @@ PROBE_TOPIC = "probe"
 
 
 def _payload(notice: Notice, language: Language | None, tz: str | tzinfo) -> bytes:
-    """The message body: the webhook JSON of `alerts.messages` (stable keys, ISO times), UTF-8; no ack link."""
+    """The message body: the webhook JSON of `alerts.delivery.messages` (stable keys, ISO times), UTF-8; no ack link."""
     body = notice_payload(replace(notice, ack_url=None), language=language, tz=tz)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from alerts.notice import Notice
+from alerts.delivery.notice import Notice
 from sensors.domain import load
 from sensors.variables import VARIABLES
 
