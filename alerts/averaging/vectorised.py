@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alerts.averaging.averages import SUBHOURLY_COMPLETENESS, Average, min_valid_hours
+from alerts.averaging.averages import SUBHOURLY_COMPLETENESS, Average
 from alerts.averaging.nowcast import MIN_RECENT_VALID, MIN_WEIGHT, NOWCAST_POLLUTANTS, WINDOW_HOURS, nowcast
 
 __all__ = ["Averages", "HourTable", "hourly_averages", "nowcast_values", "packed", "segment_means", "window_averages"]
@@ -132,11 +132,6 @@ def window_averages(values: np.ndarray, valid: np.ndarray, min_valid: int | np.n
     use = ok & np.isfinite(v)
     mean, n = _compacted_means(v, use)
     return Averages(value=mean, coverage=n / hours, samples=n, valid=n >= need)
-
-
-def daily_min_valid(hours: int) -> int:
-    """Valid hours a day of `hours` hours needs (`alerts.averaging.averages.daily_average`: ceil(75 %))."""
-    return min_valid_hours(hours)
 
 
 def hourly_averages(series: np.ndarray, times: np.ndarray, values: np.ndarray, valid: np.ndarray,
