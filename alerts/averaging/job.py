@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
@@ -42,14 +42,24 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from alerts.averaging.averages import HOUR, ROLLING_PERIODS, Average, annual_average, min_valid_hours, sample_validity
+from alerts.averaging.averages import HOUR, ROLLING_PERIODS, Average, annual_average, min_valid_hours
 from alerts.averaging.bookkeeping import log_windows
 from alerts.averaging.index_job import write_indices
 from alerts.averaging.nowcast import NOWCAST_POLLUTANTS
-from alerts.averaging.vectorised import Averages, HourTable, hourly_averages, packed, window_averages
+from alerts.averaging.series import (
+    Pair,
+    SampleSet,
+    Series,
+    Stamps,
+    cadence_for,
+    day_windows,
+    hour_windows,
+    unique_windows,
+    unit_of,
+)
+from alerts.averaging.vectorised import HourTable, hourly_averages, packed, window_averages
 from alerts.averaging.windows import (
     day_bounds,
-    day_of_hour_end,
     days_ending_in,
     hour_end_at_or_before,
     hour_end_containing,
@@ -58,7 +68,6 @@ from alerts.averaging.windows import (
     years_ending_in,
 )
 from sensors.domain import load
-from sensors.variables import VARIABLES
 from storage.writer import LATE_MARK_LOCK
 
 __all__ = ["JOB", "WindowRun", "compute_windows", "network_timezone"]
@@ -67,8 +76,6 @@ log = logging.getLogger(__name__)
 
 JOB = "averages"  #: job_watermarks.job of this job (storage.writer reads its claim)
 HISTORY = 24 * HOUR  #: a series with readings this long before the due hours still gets (invalid) hours
-
-Pair = tuple[str, str]  # (sensor_id, variable)
 
 
 def network_timezone() -> tzinfo:
@@ -185,129 +192,7 @@ def _upsert_averages(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> N
         cur.execute("TRUNCATE _aqnet_averages")
 
 
-# ------------------------------------------------------------------------------------------- helpers
-
-def _cadence_for(devices: Iterable[str], cadence_s: float | Mapping[str, float],
-                 default_cadence_s: float | None) -> float | None:
-    """Effective cadence of the devices pooled for a series: 1 / Σ 1/cadence; None if one is unknown."""
-    rate = 0.0
-    for device in devices:
-        c = cadence_s if isinstance(cadence_s, int | float) else cadence_s.get(device, default_cadence_s)
-        if c is None or not c > 0:
-            return None
-        rate += 1.0 / c
-    return 1.0 / rate if rate else None
-
-
-def _unit(variable: str, seen: str | None) -> str:
-    known = VARIABLES.get(variable)
-    return known.unit if known is not None else (seen or "")
-
-
-class _Series:
-    """The (sensor, variable) series of one run, numbered: the ids of the vectorised arrays."""
-
-    def __init__(self, pairs: Iterable[Pair]) -> None:
-        self.pairs: list[Pair] = list(pairs)
-        self.index: dict[Pair, int] = {p: i for i, p in enumerate(self.pairs)}
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def add(self, pair: Pair) -> int:
-        if pair not in self.index:
-            self.index[pair] = len(self.pairs)
-            self.pairs.append(pair)
-        return self.index[pair]
-
-
-class _SampleSet:
-    """Samples fetched packed per (sensor, variable, device) (`_SAMPLE_COLUMNS`), joined into arrays at once."""
-
-    def __init__(self) -> None:
-        self.devices: dict[Pair, set[str]] = defaultdict(set)
-        self.units: dict[Pair, str] = {}
-        self._chunks: list[tuple[Pair, int, bool]] = []
-        self._packed: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
-        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    def add(self, rows: Iterable[tuple[Any, ...]], *, due: bool) -> None:
-        for sensor, variable, device, unit, n, times, values, flags in rows:
-            pair = (sensor, variable)
-            self.devices[pair].add(device)
-            self.units.setdefault(pair, unit)
-            self._chunks.append((pair, n, due))
-            self._arrays = None
-            for out, chunk in zip(self._packed, (times, values, flags), strict=True):
-                out.append(chunk)
-
-    def arrays(self, series: _Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Times (epoch s), values (NULL → NaN), validity (`sample_validity`) and series id of every sample."""
-        if self._arrays is not None:
-            return self._arrays
-        times, values = packed(self._packed[0], ">f8"), packed(self._packed[1], ">f8")
-        valid = sample_validity(values, packed(self._packed[2], ">i4"))
-        sid = np.repeat([series.index[p] for p, _, _ in self._chunks], [n for _, n, _ in self._chunks])
-        self._arrays = times, values, valid, sid.astype(np.int64)
-        return self._arrays
-
-    def first_due(self, series: _Series) -> np.ndarray:
-        """Per series id: the earliest time of its due samples (+inf without any)."""
-        times, _, _, sid = self.arrays(series)
-        due = np.repeat([d for _, _, d in self._chunks], [n for _, n, _ in self._chunks]).astype(bool)
-        first = np.full(len(series), np.inf)
-        np.minimum.at(first, sid[due], times[due])
-        return first
-
-
-def _hour_windows(series: _Series, got: _SampleSet, active: Mapping[Pair, str],
-                  late: Mapping[Pair, set[datetime]], due: list[datetime]) -> tuple[np.ndarray, np.ndarray]:
-    """The hours to compute, as (series id, end) arrays sorted by series then end: every due hour of an active
-    series, the due hours of a new series from its first hour with data on (an hour end e is at or after the
-    end of the hour holding the first sample t iff e > t), and the late hours."""
-    due_s = np.array([e.timestamp() for e in due])
-    after = got.first_due(series) if due else np.full(len(series), np.inf)
-    after[[series.index[p] for p in active]] = -np.inf
-    wp, wd = np.nonzero(due_s[None, :] > after[:, None]) if due else (np.empty(0, int), np.empty(0, int))
-    late_p = [series.index[p] for p, ends in late.items() if p in series.index for _ in ends]
-    late_e = [e.timestamp() for p, ends in late.items() if p in series.index for e in ends]
-    wp = np.concatenate((wp, late_p)).astype(np.int64)
-    we = np.concatenate((due_s[wd], late_e)).astype(float)
-    order = np.lexsort((we, wp))
-    return wp[order], we[order]
-
-
-def _unique_windows(p: np.ndarray, e: np.ndarray, last: float) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct (series id, end) with end <= last, sorted by series then end."""
-    keep = e <= last
-    p, e = p[keep], e[keep]
-    order = np.lexsort((e, p))
-    p, e = p[order], e[order]
-    first = np.ones(p.shape, dtype=bool)
-    first[1:] = (p[1:] != p[:-1]) | (e[1:] != e[:-1])
-    return p[first], e[first]
-
-
-def _day_windows(series: _Series, wp: np.ndarray, we: np.ndarray, last_end: datetime, tz: tzinfo
-                 ) -> tuple[dict[Pair, set[date]], np.ndarray, np.ndarray, np.ndarray]:
-    """The ended local days holding a written hour: per series, and as (series id, day end, hours) arrays."""
-    ends = np.unique(we)
-    day_of = [day_of_hour_end(datetime.fromtimestamp(e, UTC), tz) for e in ends.tolist()]
-    bounds = {d: day_bounds(d, tz) for d in set(day_of)}
-    ordinal = np.array([d.toordinal() for d in day_of], dtype=np.int64)
-    ended = np.array([bounds[d][1] <= last_end for d in day_of], dtype=bool)
-    at = np.searchsorted(ends, we)
-    keep = ended[at] if ends.size else np.zeros(0, dtype=bool)
-    dp, dord = _unique_windows(wp[keep], ordinal[at[keep]].astype(float), math.inf)
-    days: dict[Pair, set[date]] = defaultdict(set)
-    de, dh = np.empty(dp.shape), np.empty(dp.shape, dtype=np.int64)
-    for i, (p, o) in enumerate(zip(dp.tolist(), dord.tolist(), strict=True)):
-        day = date.fromordinal(int(o))
-        days[series.pairs[p]].add(day)
-        start, end = bounds[day]
-        de[i], dh[i] = end.timestamp(), round((end - start) / HOUR)
-    return days, dp.astype(np.int64), de, dh
-
+# ------------------------------------------------------------------------------------------- reads
 
 def _fetch_packed(conn: psycopg.Connection, period: str, windows: Mapping[Pair, tuple[datetime, datetime]]
                   ) -> list[tuple[Pair, int, bytes, bytes, bytes]]:
@@ -327,7 +212,7 @@ def _fetch_packed(conn: psycopg.Connection, period: str, windows: Mapping[Pair, 
             for sensor, variable, n, ends, values, valid in result if (sensor, variable) in windows]
 
 
-def _load_hours(conn: psycopg.Connection, series: _Series, wp: np.ndarray, we: np.ndarray,
+def _load_hours(conn: psycopg.Connection, series: Series, wp: np.ndarray, we: np.ndarray,
                 last_end: datetime) -> HourTable:
     """The stored '1h' averages around the written hours: the 24 h before them (rolling windows, their days) to
     the 25 h after (the windows and days holding them), for the written series and, for a NowCast pollutant, the
@@ -376,30 +261,6 @@ def _year_rows(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, unit
     return rows
 
 
-class _Stamps:
-    """Average rows for the COPY, with one datetime per distinct end."""
-
-    def __init__(self) -> None:
-        self._at: dict[float, datetime] = {}
-
-    def at(self, epoch: float) -> datetime:
-        got = self._at.get(epoch)
-        if got is None:
-            got = self._at[epoch] = datetime.fromtimestamp(epoch, UTC)
-        return got
-
-    def rows(self, pairs: list[Pair], units: list[str], period: str, p: np.ndarray, e: np.ndarray, hours: int,
-             avg: Averages, now: datetime) -> list[tuple[Any, ...]]:
-        values, coverage, samples, valid = (avg.value.tolist(), avg.coverage.tolist(), avg.samples.tolist(),
-                                            avg.valid.tolist())
-        out = []
-        for i, (pi, end) in enumerate(zip(p.tolist(), e.tolist(), strict=True)):
-            n = samples[i]
-            out.append((*pairs[pi], period, self.at(end - hours * 3600.0), self.at(end), values[i] if n else None,
-                        units[pi], coverage[i], n, valid[i], now))
-        return out
-
-
 # ------------------------------------------------------------------------------------------- the job
 
 def compute_windows(conn: psycopg.Connection, now: datetime, *, cadence_s: float | Mapping[str, float],
@@ -445,7 +306,7 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
             late[(sensor, variable)].add(end)
 
     # 2. the samples: due hours for every series, late hours for the marked ones
-    got = _SampleSet()
+    got = SampleSet()
     if due:
         got.add(conn.cursor(binary=True).execute(_DUE_SAMPLES, {"start": due[0] - HOUR, "end": due[-1]}), due=True)
     if late:
@@ -460,22 +321,22 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
             active[(sensor, variable)] = unit
 
     # 3. the hourly averages, every series at once (alerts.averaging.vectorised)
-    series = _Series(sorted(set(got.devices) | set(active)))
-    wp, we = _hour_windows(series, got, active, late, due)
+    series = Series(sorted(set(got.devices) | set(active)))
+    wp, we = hour_windows(series, got, active, late, due)
     cadence = np.empty(len(series))
     for i, pair in enumerate(series.pairs):
         devices = got.devices.get(pair)
-        c = 3600.0 if not devices else _cadence_for(sorted(devices), cadence_s, default_cadence_s)
+        c = 3600.0 if not devices else cadence_for(sorted(devices), cadence_s, default_cadence_s)
         if c is None:  # no sample at all: coverage 0 whatever the cadence (3600 above)
             log.error("averages of sensor %s %s not computed: no cadence_s configured for device(s) %s",
                       pair[0], pair[1], sorted(devices or ()))
         cadence[i] = math.nan if c is None else c
     keep = ~np.isnan(cadence[wp])
     wp, we = wp[keep], we[keep]
-    units = [_unit(p[1], got.units.get(p) or active.get(p)) for p in series.pairs]
+    units = [unit_of(p[1], got.units.get(p) or active.get(p)) for p in series.pairs]
     t, v, ok, sid = got.arrays(series)
     hourly = hourly_averages(sid, t, v, ok, wp, we, cadence[wp])
-    stamps = _Stamps()
+    stamps = Stamps()
     _upsert_averages(conn, stamps.rows(series.pairs, units, "1h", wp, we, 1, hourly, now))
     counts: dict[str, int] = {"1h": len(hourly)}
     logged: dict[str, np.ndarray] = {"1h": we}
@@ -484,12 +345,12 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     table = _load_hours(conn, series, wp, we, last_end)
     last = last_end.timestamp()
     for period, (n, need) in ROLLING_PERIODS.items():
-        rp, re_ = _unique_windows(np.repeat(wp, n), (we[:, None] + np.arange(n) * 3600.0).ravel(), last)
+        rp, re_ = unique_windows(np.repeat(wp, n), (we[:, None] + np.arange(n) * 3600.0).ravel(), last)
         values, valid = table.get(rp[:, None], re_[:, None] - np.arange(n - 1, -1, -1) * 3600.0)
         rows = stamps.rows(series.pairs, units, period, rp, re_, n, window_averages(values, valid, need), now)
         _upsert_averages(conn, rows)
         counts[period], logged[period] = len(rows), re_
-    days, dp, de, dh = _day_windows(series, wp, we, last_end, tz)
+    days, dp, de, dh = day_windows(series, wp, we, last_end, tz)
     day_rows: list[tuple[Any, ...]] = []
     for hours in np.unique(dh).tolist():  # 24 h, or 23 / 25 across a DST change
         mine = dh == hours
