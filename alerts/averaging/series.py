@@ -1,6 +1,6 @@
-"""The averaging job's series and windows as arrays: the (sensor, variable) series of one run numbered, the
-samples fetched packed per series and device joined into numpy arrays, and which hours, rolling windows and
-local days to compute — the inputs of `alerts.averaging.vectorised`. Pure (numpy), no I/O, no clock: used by
+"""Stage 4, averages — pure (numpy, no I/O, no clock): the averaging job's series and windows as arrays: the (sensor,
+variable) series of one run numbered, the samples fetched packed per series and device joined into numpy arrays, and
+which hours, rolling windows and local days to compute — the inputs of `alerts.averaging.vectorised`, for
 `alerts.averaging.job`.
 
 Samples arrive packed as `storage.windows_store` reads them: per (sensor, variable, device), a count and three

@@ -2,36 +2,24 @@
 alerts and their transitions persisted. I/O glue (psycopg 3, sync), ONE transaction (`conn.transaction()`: a
 savepoint when the caller already opened one, so `aqnet alerts test-rule` can roll everything back).
 
-Data per rule kind (sensors of the rule's selection: `sensors.kind` 'station' = reference / 'microsensor', and
-`sensors.lifecycle` 'active' only):
-- threshold: each sensor's latest `averages` row of the rule's variable and period ending at most `max_age_h`
-  before the last hour end at or before `now` (period 'day' ends at local midnight: the latest day that ended
-  within max(`max_age_h`, 24) h);
-- index: each sensor's latest `indices` row (averaging 'nowcast', the rule's pollutant, or the dominant row when
-  the rule names none), same age limit;
-- equipment (no_data, flatline, device_fault): `alerts.rules.equipment` at `now` itself (value in minutes).
+What each rule reads, and when a value is suppressed: `alerts.rules.observations`.
 Scope 'sensor' keeps one alert per sensor, 'locality' per `sensors.locality` (sensors without one are left out),
 'network' one; the scope's value is the MAX over its sensors' usable values (the reported sensor is that one),
-stepped at the latest period end among them (equipment: at `now`).
+stepped at the latest period end among them (equipment: at `now`). When a suppressed value would raise or
+escalate the scope's alert, one `alert_suppressions` row per rule, scope and period end records it (equipment: per
+hour end).
 
-Suppression (no air-quality alert from invalid or maintenance data): a sensor's value is NOT usable when its
-average is invalid (reason 'invalid', or 'device_invalid' when the period holds readings flagged
-QC.DEVICE_INVALID) or a `maintenance_windows` row overlaps the evaluated period for the sensor and variable
-(reason 'maintenance'; index rules: the NowCast's last hour; equipment: a window covering `now`, and no_data
-counts silence from the end of the latest window). When such a value would raise or escalate the scope's alert,
-one `alert_suppressions` row per rule, scope and period end records it (equipment: per hour end).
-
-Persistence: `alerts` holds each episode (columns + `details.state`: updated_at, streak, candidate,
-level_since; `details.manual` written by `storage.alerts_store` on a manual resolution, `details.manual_cleared`
-here once a value below the clear threshold forgets it); `alert_events` one row per transition with `kind`,
-`from_level`, `severity` and a `note` (`note_for`). Active alerts are locked FOR UPDATE while evaluated, so an
-officer's acknowledgement is never overwritten. A raise or escalation stores `level_since` = `now` (the wall
-time it was announced): the acknowledgement deadline runs from then, not from the period's end. A pending
-streak (before `min_duration`) is not stored: it is re-derived by replaying the scope's last `min_duration`
-values since its last resolution (equipment rules are stepped with min_duration 1: their thresholds are
-durations already). After stepping, every firing alert of
-the rule is checked with `alerts.rules.state.overdue` (per-rule `escalate_unacknowledged_after_min`, else the
-argument): an 'unacknowledged' event and `alerts.escalated_at`. Re-running for the same `now` changes nothing.
+Persistence: `alerts` holds each episode (columns + `details.state`: updated_at, streak, candidate, level_since;
+`details.manual` written by `storage.alerts_store` on a manual resolution, `details.manual_cleared` here once a
+value below the clear threshold forgets it); `alert_events` one row per transition with `kind`, `from_level`,
+`severity` and a `note` (`alerts.rules.notes.note_for`). Active alerts are locked FOR UPDATE while evaluated, so an
+officer's acknowledgement is never overwritten. A raise or escalation stores `level_since` = `now` (the wall time
+it was announced): the acknowledgement deadline runs from then, not from the period's end. A pending streak (before
+`min_duration`) is not stored: it is re-derived by replaying the scope's last `min_duration` values since its last
+resolution (equipment rules are stepped with min_duration 1: their thresholds are durations already). After
+stepping, every firing alert of the rule is checked with `alerts.rules.state.overdue` (per-rule
+`escalate_unacknowledged_after_min`, else the argument): an 'unacknowledged' event and `alerts.escalated_at`.
+Re-running for the same `now` changes nothing.
 """
 
 from __future__ import annotations
@@ -41,8 +29,8 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, tzinfo
+from dataclasses import replace
+from datetime import datetime, tzinfo
 from typing import Any
 
 import psycopg
@@ -51,145 +39,26 @@ from psycopg.types.json import Jsonb
 from alerts.averaging.averages import HOUR
 from alerts.averaging.job import network_timezone
 from alerts.averaging.windows import hour_end_at_or_before
-from alerts.rules.equipment import db_kinds, equipment_values, window_start
 from alerts.rules.model import Rule
+from alerts.rules.notes import note_for, pct
+from alerts.rules.observations import (
+    MaintenanceWindow,
+    Observation,
+    equipment_observations,
+    index_observations,
+    maintenance_windows,
+    scope_key,
+    threshold_observations,
+)
 from alerts.rules.state import AlertEvent, AlertState, AlertUnacknowledged, mark_unacknowledged, overdue, step
-from ingest.reading import QC
 
-__all__ = ["Observation", "evaluate_alerts", "note_for"]
+__all__ = ["evaluate_alerts"]
 
 log = logging.getLogger(__name__)
 
-NOWCAST_HOURS = 12  #: the NowCast's window (alerts.averaging.nowcast.WINDOW_HOURS)
 _COLUMNS = ("rule_id", "sensor_id", "variable", "status", "level", "threshold", "unit", "source", "value",
             "started_at", "resolved_at", "severity", "acknowledged_at", "acknowledged_by", "escalated_at",
             "resolved_by", "manual")
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One sensor's value for one rule at one evaluation, with its evidence."""
-
-    sensor_id: str
-    locality: str
-    variable: str | None
-    value: float | None
-    period_end: datetime  #: the evaluated period's end (equipment: `now`)
-    period_start: datetime | None = None
-    coverage: float | None = None
-    suppressed: str | None = None  #: None (usable) | maintenance | invalid | device_invalid
-    detail: str = ""  #: extra evidence (equipment: the last reading; index: the category)
-    action: str | None = None  #: IBOCA action level of the category (information)
-
-
-@dataclass(frozen=True, slots=True)
-class _Window:
-    sensor_id: str
-    variable: str | None
-    device_variables: tuple[str, ...] | None  #: None: the whole sensor
-    starts_at: datetime
-    ends_at: datetime
-
-    def covers(self, sensor: str, variable: str | None, start: datetime, end: datetime) -> bool:
-        if sensor != self.sensor_id or not (self.starts_at < end and self.ends_at > start):
-            return False
-        if variable is None:  # a rule on any variable: only a whole-sensor window
-            return self.variable is None and self.device_variables is None
-        return (self.variable in (None, variable)
-                and (not self.device_variables or variable in self.device_variables))
-
-
-# ------------------------------------------------------------------------------------------------- reads
-
-_AVERAGES = """
-SELECT l.sensor_id, l.locality, l.period_start, l.period_end, l.value, l.valid, l.coverage,
-       CASE WHEN l.valid THEN false ELSE EXISTS (
-           SELECT 1 FROM measurements m WHERE m.sensor_id = l.sensor_id AND m.variable = %(variable)s
-             AND m.time >= l.period_start AND m.time < l.period_end AND m.flags & %(invalid)s <> 0) END
-FROM (SELECT DISTINCT ON (a.sensor_id) a.sensor_id, s.locality, a.period_start, a.period_end, a.value, a.valid,
-             a.coverage
-      FROM averages a JOIN sensors s ON s.id = a.sensor_id
-      WHERE a.variable = %(variable)s AND a.period = %(period)s AND a.period_end > %(since)s
-        AND a.period_end <= %(until)s AND s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
-      ORDER BY a.sensor_id, a.period_end DESC) l
-"""
-
-_INDICES = """
-SELECT DISTINCT ON (i.sensor_id) i.sensor_id, s.locality, i.pollutant, i.period_end, i.value, i.category, i.action
-FROM indices i JOIN sensors s ON s.id = i.sensor_id
-WHERE i.index = %(index)s AND i.averaging = 'nowcast'
-  AND (i.pollutant = %(variable)s::text OR (%(variable)s::text IS NULL AND i.dominant))
-  AND i.period_end > %(since)s AND i.period_end <= %(until)s AND s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
-ORDER BY i.sensor_id, i.period_end DESC
-"""
-
-_WINDOWS = """
-SELECT mw.sensor_id, mw.variable, CASE WHEN mw.device_id IS NULL THEN NULL ELSE d.variables END,
-       mw.starts_at, mw.ends_at
-FROM maintenance_windows mw LEFT JOIN devices d ON d.id = mw.device_id
-WHERE mw.ends_at > %s AND mw.starts_at <= %s
-"""
-
-
-def _age(rule: Rule, max_age_h: float) -> timedelta:
-    return max(max_age_h, 24) * HOUR if rule.period == "day" else max_age_h * HOUR
-
-
-def _threshold_obs(conn: psycopg.Connection, rule: Rule, until: datetime, max_age_h: float,
-                   windows: Sequence[_Window]) -> list[Observation]:
-    rows = conn.execute(_AVERAGES, {"variable": rule.variable, "period": rule.period, "kinds": db_kinds(rule),
-                                    "since": until - _age(rule, max_age_h), "until": until,
-                                    "invalid": int(QC.DEVICE_INVALID)}).fetchall()
-    out = []
-    for sensor, locality, start, end, value, valid, coverage, device_invalid in rows:
-        reason = None
-        if not valid:
-            reason = "device_invalid" if device_invalid else "invalid"
-        elif any(w.covers(sensor, rule.variable, start, end) for w in windows):
-            reason = "maintenance"
-        out.append(Observation(sensor, locality, rule.variable, value, end, start, coverage, reason))
-    return out
-
-
-def _index_obs(conn: psycopg.Connection, rule: Rule, until: datetime, max_age_h: float,
-               windows: Sequence[_Window]) -> list[Observation]:
-    rows = conn.execute(_INDICES, {"index": rule.index, "variable": rule.variable, "kinds": db_kinds(rule),
-                                   "since": until - max_age_h * HOUR, "until": until}).fetchall()
-    out = []
-    for sensor, locality, pollutant, end, value, category, action in rows:
-        # the NowCast weighs its last hour most: maintenance in that hour suppresses
-        reason = "maintenance" if any(w.covers(sensor, pollutant, end - HOUR, end) for w in windows) else None
-        out.append(Observation(sensor, locality, pollutant, float(value), end, end - NOWCAST_HOURS * HOUR, None,
-                               reason, f"category {category}", action))
-    return out
-
-
-def _equipment_obs(conn: psycopg.Connection, rule: Rule, now: datetime, windows: Sequence[_Window],
-                   tz: tzinfo) -> list[Observation]:
-    out = []
-    for v in equipment_values(conn, rule, now):
-        minutes, detail = v.minutes, ""
-        if rule.kind == "no_data":
-            ends = [w.ends_at for w in windows if w.ends_at <= now and (v.last_reading is None or
-                    w.ends_at > v.last_reading) and w.covers(v.sensor_id, rule.variable, w.starts_at, w.ends_at)]
-            if ends:  # silent in maintenance is expected: count from the window's end
-                minutes = min(minutes or 0.0, (now - max(ends)).total_seconds() / 60.0)
-            detail = (f"last reading {_local(v.last_reading, tz)}" if v.last_reading is not None
-                      else f"no reading since {_local(window_start(rule, now), tz)}")
-        elif v.since is not None:
-            detail = f"since {_local(v.since, tz)}, last reading {_local(v.last_reading, tz)}"
-        reason = "maintenance" if any(w.covers(v.sensor_id, v.variable, now, now + timedelta(microseconds=1))
-                                      for w in windows) else None
-        out.append(Observation(v.sensor_id, v.locality, v.variable, minutes, now, None, None, reason, detail))
-    return out
-
-
-def _scope_key(rule: Rule, obs: Observation) -> str | None:
-    if rule.scope == "sensor":
-        return obs.sensor_id
-    if rule.scope == "locality":
-        return obs.locality or None
-    return "network"
 
 
 # ------------------------------------------------------------------------------------------- persistence
@@ -281,74 +150,15 @@ def _record(conn: psycopg.Connection, alert_id: int, before: str | None, events:
 def _suppress(conn: psycopg.Connection, rule: Rule, key: str, obs: Observation, level: str, period_end: datetime
               ) -> None:
     what = {"maintenance": "a maintenance window covers the period",
-            "invalid": f"the average is invalid (coverage {_pct(obs.coverage)})",
+            "invalid": f"the average is invalid (coverage {pct(obs.coverage)})",
             "device_invalid": "the period holds readings the analyser flagged invalid (QC.DEVICE_INVALID), "
-                              f"coverage {_pct(obs.coverage)}"}[obs.suppressed or "invalid"]
+                              f"coverage {pct(obs.coverage)}"}[obs.suppressed or "invalid"]
     detail = f"{obs.value:g} {rule.unit} at {obs.sensor_id} would reach {level}, but {what}"
     conn.execute("INSERT INTO alert_suppressions (rule, scope, scope_key, sensor_id, variable, period_end, value, "
                  "level, reason, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                  "ON CONFLICT ON CONSTRAINT alert_suppressions_key DO NOTHING",
                  (rule.id, rule.scope, key, obs.sensor_id, obs.variable, period_end, obs.value, level,
                   obs.suppressed, detail))
-
-
-# ------------------------------------------------------------------------------------------------- notes
-
-def _pct(coverage: float | None) -> str:
-    return "n/a" if coverage is None else f"{coverage * 100:.0f} %"
-
-
-def _local(t: datetime | None, tz: tzinfo) -> str:
-    return "-" if t is None else t.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _what(rule: Rule, obs: Observation | None, tz: tzinfo) -> str:
-    """The evaluated quantity, with its period and source sensor."""
-    at = "" if obs is None else f" at sensor {obs.sensor_id}" + (f" ({obs.locality})" if obs.locality else "")
-    if rule.scope != "sensor" and obs is not None:
-        at += f", the worst of {rule.scope} {obs.locality if rule.scope == 'locality' else 'network'}"
-    variable = obs.variable if obs is not None and obs.variable else rule.variable or "any variable"
-    end = obs.period_end if obs is not None else None
-    if rule.kind == "threshold":
-        if rule.period == "day" and obs is not None and obs.period_start is not None:
-            period = f"day average of {obs.period_start.astimezone(tz).date().isoformat()} (local)"
-        else:
-            period = f"{rule.period} mean ending {_local(end, tz)}"
-        return f"{variable} {period}{at}"
-    if rule.kind == "index":
-        detail = f", {obs.detail}" if obs is not None and obs.detail else ""
-        return f"{rule.index} of {variable} (NowCast ending {_local(end, tz)}{detail}){at}"
-    verb = {"no_data": "minutes without data", "flatline": "minutes flat "
-            f"(max - min <= {rule.flatline_tolerance or 0:g})", "device_fault": "minutes flagged invalid by "
-            "the analyser (QC.DEVICE_INVALID)"}[rule.kind]
-    return f"{variable} {verb}{at}"
-
-
-def note_for(event: AlertEvent, rule: Rule, obs: Observation | None, tz: tzinfo) -> str:
-    """The evidence sentence stored with a transition (alert_events.note)."""
-    value = f"{event.value:g} {event.unit}"
-    if event.kind == "resolved":
-        comparison = f"< clear threshold {event.threshold:g} {event.unit}"
-    else:
-        level = rule.levels[rule.level_named(event.level)]
-        comparison = f"{level.comparison} {event.threshold:g} {event.unit}"
-    src = event.source
-    level_status = rule.levels[rule.level_named(event.level)].status
-    if level_status and event.kind != "resolved":
-        src += f", {level_status}"
-    evidence = f"{_what(rule, obs, tz)} = {value} {comparison} [{src}]"
-    if obs is not None and rule.kind == "threshold":
-        evidence += f"; coverage {_pct(obs.coverage)}"
-    if obs is not None and rule.kind not in ("threshold", "index") and obs.detail:
-        evidence += f"; {obs.detail}"
-    if rule.indicative:
-        evidence += "; indicative (microsensor)"
-    head = {"raised": f"raised at {event.level} ({event.severity})",
-            "escalated": f"escalated from {getattr(event, 'from_level', '?')} to {event.level} ({event.severity})",
-            "resolved": f"resolved at {event.level}",
-            "unacknowledged": f"not acknowledged {getattr(event, 'after_min', 0):g} min after reaching "
-                              f"{event.level} ({event.severity})"}.get(event.kind, event.kind)
-    return f"{head}: {evidence}"
 
 
 # ------------------------------------------------------------------------------------------- evaluation
@@ -394,18 +204,18 @@ def _would_raise(rule: Rule, state: AlertState | None, value: float | None) -> s
 
 
 def _evaluate_rule(conn: psycopg.Connection, rule: Rule, now: datetime, *, tz: tzinfo, last_end: datetime,
-                   max_age_h: float, lookback_h: float, after_min: float, windows: Sequence[_Window]
+                   max_age_h: float, lookback_h: float, after_min: float, windows: Sequence[MaintenanceWindow]
                    ) -> list[AlertEvent]:
     if rule.equipment:
-        observations = _equipment_obs(conn, rule, now, windows, tz)
+        observations = equipment_observations(conn, rule, now, windows, tz)
         rule = rule.model_copy(update={"min_duration": 1})  # equipment thresholds are durations already
     elif rule.kind == "index":
-        observations = _index_obs(conn, rule, last_end, max_age_h, windows)
+        observations = index_observations(conn, rule, last_end, max_age_h, windows)
     else:
-        observations = _threshold_obs(conn, rule, last_end, max_age_h, windows)
+        observations = threshold_observations(conn, rule, last_end, max_age_h, windows)
     groups: dict[str, list[Observation]] = defaultdict(list)
     for obs in observations:
-        key = _scope_key(rule, obs)
+        key = scope_key(rule, obs)
         if key is not None:
             groups[key].append(obs)
     ids: dict[str, int] = {}
@@ -481,8 +291,7 @@ def evaluate_alerts(conn: psycopg.Connection, now: datetime, rules: Sequence[Rul
     events: list[AlertEvent] = []
     with conn.transaction():
         horizon = now - max(lookback_h, 48, max_age_h + 24) * HOUR
-        windows = [_Window(s, v, tuple(d) if d is not None else None, a, b)
-                   for s, v, d, a, b in conn.execute(_WINDOWS, (horizon, now)).fetchall()]
+        windows = maintenance_windows(conn, horizon, now)
         for rule in rules:
             after_min = rule.escalate_unacknowledged_after_min
             try:
