@@ -1,7 +1,7 @@
 """The index step of the averaging job: hourly NowCast indices (IBOCA and US AQI for PM2.5, US AQI for PM10) and
 the daily US AQI, from the stored averages, into the `indices` table. I/O glue (psycopg 3, sync) over the pure
 `alerts.averaging.nowcast` and `alerts.averaging.indices`; called by `alerts.averaging.job.compute_windows` inside
-its transaction, with the hours and days it has just written.
+its transaction, with the hours and days it has just written. Its queries are `storage.indices_store`.
 
 - Hourly (averaging 'nowcast', stamped at the hour's end E): the NowCast of the valid '1h' averages ending
   E-11h … E (`alerts.averaging.nowcast`; an invalid or missing hour is missing), looked up in the US AQI PM tables
@@ -29,10 +29,8 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
 from alerts.averaging.averages import HOUR
-from alerts.averaging.bookkeeping import log_windows
 from alerts.averaging.indices import (
     AQI_POLLUTANTS,
     DAILY_AVERAGING,
@@ -46,50 +44,11 @@ from alerts.averaging.indices import (
 from alerts.averaging.nowcast import NOWCAST_POLLUTANTS, WINDOW_HOURS
 from alerts.averaging.vectorised import HourTable, nowcast_values
 from alerts.averaging.windows import day_bounds, day_of_hour_end
+from storage import indices_store, windows_store
 
 __all__ = ["write_indices"]
 
 Pair = tuple[str, str]
-
-_COLUMNS = ("sensor_id", "index", "pollutant", "averaging", "period_end", "value", "level", "category", "colour",
-            "action", "concentration", "unit", "indicative", "beyond_index", "dominant", "computed_at")
-_TYPES = ("text", "text", "text", "text", "timestamptz", "int4", "int4", "text", "text", "text", "float8", "text",
-          "bool", "bool", "bool", "timestamptz")
-
-_DAILY_RANGE = """
-SELECT a.sensor_id, %(end)s::timestamptz, a.variable,
-       max(a.value) FILTER (WHERE a.period = 'day' AND a.period_end = %(end)s AND a.valid),
-       max(a.value) FILTER (WHERE a.period = '8h' AND a.valid),
-       max(a.value) FILTER (WHERE a.period = '1h' AND a.valid)
-FROM averages a WHERE a.variable = ANY(%(variables)s) AND a.period IN ('day', '8h', '1h')
-                  AND a.period_end > %(start)s AND a.period_end <= %(end)s
-GROUP BY 1, 3
-"""
-
-#: sensors sharing one window above which one range scan beats per-sensor index lookups
-_RANGE_SCAN_MIN = 50
-
-_DAILY = """
-SELECT w.sensor_id, w.day_end, a.variable,
-       max(a.value) FILTER (WHERE a.period = 'day' AND a.period_end = w.day_end AND a.valid),
-       max(a.value) FILTER (WHERE a.period = '8h' AND a.valid),
-       max(a.value) FILTER (WHERE a.period = '1h' AND a.valid)
-FROM unnest(%(sensors)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS w(sensor_id, day_start, day_end)
-JOIN averages a ON a.sensor_id = w.sensor_id AND a.variable = ANY(%(variables)s) AND a.period IN ('day', '8h', '1h')
-               AND a.period_end > w.day_start AND a.period_end <= w.day_end
-GROUP BY 1, 2, 3
-"""
-
-_DELETE = """
-DELETE FROM indices i USING unnest(%(sensors)s::text[], %(ends)s::timestamptz[]) AS k(sensor_id, period_end)
-WHERE i.sensor_id = k.sensor_id AND i.period_end = k.period_end AND i.averaging = ANY(%(averagings)s)
-"""
-
-
-def _stations(conn: psycopg.Connection, sensors: Set[str]) -> set[str]:
-    rows = conn.execute("SELECT id FROM sensors WHERE kind = 'station' AND id = ANY(%s)", (sorted(sensors),))
-    return {r[0] for r in rows}
-
 
 def _row(v: IndexValue, sensor: str, end: datetime, is_dominant: bool, now: datetime) -> tuple[Any, ...]:
     return (sensor, v.index, v.pollutant, v.averaging, end, v.value, v.level, v.category, v.colour, v.action,
@@ -108,20 +67,6 @@ def _rows_with_dominant(values: list[IndexValue], sensor: str, end: datetime, no
 def _templates(values: list[IndexValue]) -> tuple[tuple[tuple[Any, ...], tuple[Any, ...]], ...]:
     """`_rows_with_dominant`'s rows without sensor, end and now: (columns before period_end, columns after)."""
     return tuple((r[1:4], r[5:15]) for r in _rows_with_dominant(values, "", datetime.min, datetime.min))
-
-
-def _replace(conn: psycopg.Connection, keys: list[tuple[str, datetime]], averagings: list[str],
-             rows: list[tuple[Any, ...]]) -> None:
-    if not keys:
-        return
-    conn.execute(_DELETE, {"sensors": [k[0] for k in keys], "ends": [k[1] for k in keys], "averagings": averagings})
-    if not rows:
-        return
-    cols = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
-    with conn.cursor() as cur, cur.copy(sql.SQL("COPY indices ({}) FROM STDIN (FORMAT BINARY)").format(cols)) as cp:
-        cp.set_types(list(_TYPES))
-        for row in rows:
-            cp.write_row(row)
 
 
 def _nowcast_rows(now: datetime, pairs: Sequence[Pair], hours: HourTable, sensors: list[str], ns: np.ndarray,
@@ -161,13 +106,8 @@ def _daily_rows(conn: psycopg.Connection, now: datetime, tz: tzinfo, days_by_sen
     keys = [(s, d) for s in sorted(days_by_sensor) for d in sorted(days_by_sensor[s])]
     bounds = [day_bounds(d, tz) for _, d in keys]
     inputs: dict[tuple[str, datetime], dict[str, DailyInputs]] = defaultdict(dict)
-    if len(keys) >= _RANGE_SCAN_MIN and len(set(bounds)) == 1:
-        result = conn.execute(_DAILY_RANGE, {"start": bounds[0][0], "end": bounds[0][1],
-                                             "variables": list(AQI_POLLUTANTS)})
-    else:
-        result = conn.execute(_DAILY, {
-            "sensors": [s for s, _ in keys], "starts": [b[0] for b in bounds], "ends": [b[1] for b in bounds],
-            "variables": list(AQI_POLLUTANTS)})
+    result = indices_store.daily_inputs(conn, [(s, b[0], b[1]) for (s, _), b in zip(keys, bounds, strict=True)],
+                                        list(AQI_POLLUTANTS))
     for sensor, day_end, variable, mean_24h, max_8h, max_1h in result:
         inputs[(sensor, day_end)][variable] = DailyInputs(mean_24h=mean_24h, max_8h=max_8h, max_1h=max_1h)
     rows: list[tuple[Any, ...]] = []
@@ -208,18 +148,18 @@ def write_indices(conn: psycopg.Connection, now: datetime, *, tz: tzinfo, pairs:
             later[e] = {d for d in ds if day_bounds(d, tz)[1] <= last_end}
         for i, e in zip(hour_pairs[eight].tolist(), hour_ends[eight].tolist(), strict=True):
             daily[pairs[i][0]].update(later[e])
-    stations = _stations(conn, set(sensors) | set(daily))
+    stations = indices_store.stations(conn, set(sensors) | set(daily))
     counts = {"nowcast": 0, "daily_aqi": 0}
     if ns.size:
         rows = _nowcast_rows(now, pairs, hours, sensors, ns, ne, stations)
         stamps = {e: datetime.fromtimestamp(e, UTC) for e in np.unique(ne).tolist()}
         keys = [(sensors[s], stamps[e]) for s, e in zip(ns.tolist(), ne.tolist(), strict=True)]
-        _replace(conn, keys, ["nowcast"], rows)
+        indices_store.replace_indices(conn, keys, ["nowcast"], rows)
         counts["nowcast"] = len(rows)
         _log(conn, "nowcast", keys, due_hours, now)
     if daily:
         rows, keys = _daily_rows(conn, now, tz, daily, stations)
-        _replace(conn, keys, sorted(DAILY_AVERAGING.values()), rows)
+        indices_store.replace_indices(conn, keys, sorted(DAILY_AVERAGING.values()), rows)
         counts["daily_aqi"] = len(rows)
         _log(conn, "daily_aqi", keys, due_day_ends, now)
     return counts
@@ -240,4 +180,4 @@ def _log(conn: psycopg.Connection, period: str, keys: list[tuple[str, datetime]]
     for _, end in keys:
         tallies["due" if end in due else "late"][end] += 1
     for reason, by_end in tallies.items():
-        log_windows(conn, period, reason, by_end, now)
+        windows_store.log_windows(conn, period, reason, by_end, now)

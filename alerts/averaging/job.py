@@ -1,6 +1,6 @@
 """The averaging job: every 1 h, 8 h / 24 h rolling, calendar-day and calendar-year average due up to `now`, plus
 the windows late data touched, then their indices (`alerts.averaging.index_job`). I/O glue (psycopg 3, sync) over the
-pure `alerts.averaging.averages`, `alerts.averaging.windows`.
+pure `alerts.averaging.averages`, `alerts.averaging.windows`; its queries are `storage.windows_store`.
 
 `compute_windows(conn, now, ...)` is pure over the injected clock: it never reads the wall clock, computes only
 windows that have ended by ``now - settle``, and is idempotent (a second call with the same `now` computes
@@ -40,10 +40,8 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
 from alerts.averaging.averages import HOUR, ROLLING_PERIODS, Average, annual_average, min_valid_hours
-from alerts.averaging.bookkeeping import log_windows
 from alerts.averaging.index_job import write_indices
 from alerts.averaging.nowcast import NOWCAST_POLLUTANTS
 from alerts.averaging.series import (
@@ -68,7 +66,7 @@ from alerts.averaging.windows import (
     years_ending_in,
 )
 from sensors.domain import load
-from storage.writer import LATE_MARK_LOCK
+from storage import windows_store
 
 __all__ = ["JOB", "WindowRun", "compute_windows", "network_timezone"]
 
@@ -101,116 +99,7 @@ class WindowRun:
         return sum(n for p, n in self.rows.items() if p in ("1h", "8h", "24h", "day", "year"))
 
 
-# ------------------------------------------------------------------------------------------------ SQL
-
-_CLAIM = """
-INSERT INTO job_watermarks (job, claimed_through, updated_at) VALUES (%(job)s, %(end)s, now())
-ON CONFLICT (job) DO UPDATE SET claimed_through = greatest(job_watermarks.claimed_through, EXCLUDED.claimed_through),
-                                updated_at = now()
-"""
-
-# the samples of a series and device as three packed big-endian arrays (time, value, flags): one bytea each,
-# read with numpy at once, not one Python object per sample; a NULL value is NaN (not valid)
-_SAMPLE_COLUMNS = """
-    m.sensor_id, m.variable, m.device_id, min(m.unit), count(*),
-    string_agg(float8send(date_part('epoch', m.time)), ''::bytea),
-    string_agg(float8send(coalesce(m.value, 'NaN'::float8)), ''::bytea), string_agg(int4send(m.flags), ''::bytea)
-"""
-_PRIMARY = "LEFT JOIN primary_devices p ON p.sensor_id = m.sensor_id AND p.variable = m.variable"
-_IS_PRIMARY = "(p.device_id IS NULL OR p.device_id = m.device_id)"
-
-_DUE_SAMPLES = f"""
-SELECT {_SAMPLE_COLUMNS}
-FROM measurements m {_PRIMARY}
-WHERE m.time >= %(start)s AND m.time < %(end)s AND {_IS_PRIMARY}
-GROUP BY 1, 2, 3
-"""
-
-_WINDOW_SAMPLES = f"""
-SELECT {_SAMPLE_COLUMNS}
-FROM unnest(%(sensors)s::text[], %(variables)s::text[], %(t0)s::timestamptz[], %(t1)s::timestamptz[])
-     AS w(sensor_id, variable, t0, t1)
-JOIN measurements m ON m.sensor_id = w.sensor_id AND m.variable = w.variable AND m.time >= w.t0 AND m.time < w.t1
-{_PRIMARY}
-WHERE {_IS_PRIMARY}
-GROUP BY 1, 2, 3
-"""
-
-_ACTIVE = """
-SELECT DISTINCT sensor_id, variable, unit FROM averages
-WHERE period = '1h' AND period_end > %(since)s AND period_end <= %(until)s AND samples > 0
-"""
-
-# stored averages of one period per series, packed like the samples: (sensor, variable, n, ends, values, valid)
-_PACKED_AVERAGES = """
-    a.sensor_id, a.variable, count(*), string_agg(float8send(date_part('epoch', a.period_end)), ''::bytea),
-    string_agg(float8send(coalesce(a.value, 'NaN'::float8)), ''::bytea), string_agg(boolsend(a.valid), ''::bytea)
-"""
-
-_STORED = f"""
-SELECT {_PACKED_AVERAGES}
-FROM unnest(%(sensors)s::text[], %(variables)s::text[], %(lo)s::timestamptz[], %(hi)s::timestamptz[])
-     AS w(sensor_id, variable, lo, hi)
-JOIN averages a ON a.sensor_id = w.sensor_id AND a.variable = w.variable AND a.period = %(period)s
-               AND a.period_end > w.lo AND a.period_end <= w.hi
-GROUP BY 1, 2
-"""
-
-_STORED_RANGE = f"""
-SELECT {_PACKED_AVERAGES}
-FROM averages a WHERE a.period = %(period)s AND a.period_end > %(lo)s AND a.period_end <= %(hi)s
-GROUP BY 1, 2
-"""
-
-#: series sharing one window above which one range scan beats per-series index lookups
-_RANGE_SCAN_MIN = 50
-
-_AVERAGE_COLUMNS = ("sensor_id", "variable", "period", "period_start", "period_end", "value", "unit", "coverage",
-                    "samples", "valid", "computed_at")
-_AVERAGE_TYPES = ("text", "text", "text", "timestamptz", "timestamptz", "float8", "text", "float8", "int4", "bool",
-                  "timestamptz")
-
-
-def _upsert_averages(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """COPY into a staging table, then one idempotent upsert keyed by averages_key."""
-    if not rows:
-        return
-    cols = sql.SQL(", ").join(map(sql.Identifier, _AVERAGE_COLUMNS))
-    with conn.cursor() as cur:
-        cur.execute("CREATE TEMPORARY TABLE IF NOT EXISTS _aqnet_averages "
-                    "(LIKE averages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        with cur.copy(sql.SQL("COPY _aqnet_averages ({}) FROM STDIN (FORMAT BINARY)").format(cols)) as copy:
-            copy.set_types(list(_AVERAGE_TYPES))
-            for row in rows:
-                copy.write_row(row)
-        cur.execute(sql.SQL("""
-            INSERT INTO averages ({cols}) SELECT {cols} FROM _aqnet_averages
-            ON CONFLICT (sensor_id, variable, period, period_end) DO UPDATE SET
-                period_start = EXCLUDED.period_start, value = EXCLUDED.value, unit = EXCLUDED.unit,
-                coverage = EXCLUDED.coverage, samples = EXCLUDED.samples, valid = EXCLUDED.valid,
-                computed_at = EXCLUDED.computed_at""").format(cols=cols))
-        cur.execute("TRUNCATE _aqnet_averages")
-
-
-# ------------------------------------------------------------------------------------------- reads
-
-def _fetch_packed(conn: psycopg.Connection, period: str, windows: Mapping[Pair, tuple[datetime, datetime]]
-                  ) -> list[tuple[Pair, int, bytes, bytes, bytes]]:
-    """Stored averages of `period` ending in each series' (lo, hi], packed (`_PACKED_AVERAGES`): one range scan
-    per window many series share (the due hours), one indexed lookup per series for the others (late data)."""
-    groups: dict[tuple[datetime, datetime], list[Pair]] = defaultdict(list)
-    for pair, window in windows.items():
-        groups[window].append(pair)
-    scattered = sorted(p for ps in groups.values() if len(ps) < _RANGE_SCAN_MIN for p in ps)
-    results = [conn.cursor(binary=True).execute(_STORED_RANGE, {"lo": lo, "hi": hi, "period": period})
-               for (lo, hi), ps in groups.items() if len(ps) >= _RANGE_SCAN_MIN]
-    if scattered:
-        results.append(conn.cursor(binary=True).execute(_STORED, {
-            "sensors": [p[0] for p in scattered], "variables": [p[1] for p in scattered],
-            "lo": [windows[p][0] for p in scattered], "hi": [windows[p][1] for p in scattered], "period": period}))
-    return [((sensor, variable), n, ends, values, valid) for result in results
-            for sensor, variable, n, ends, values, valid in result if (sensor, variable) in windows]
-
+# ------------------------------------------------------------------------------------------- stored hours
 
 def _load_hours(conn: psycopg.Connection, series: Series, wp: np.ndarray, we: np.ndarray,
                 last_end: datetime) -> HourTable:
@@ -230,7 +119,7 @@ def _load_hours(conn: psycopg.Connection, series: Series, wp: np.ndarray, we: np
         if variable in NOWCAST_POLLUTANTS:
             for other in NOWCAST_POLLUTANTS:
                 windows.setdefault((sensor, other), span)
-    rows = _fetch_packed(conn, "1h", windows)
+    rows = windows_store.stored_packed(conn, "1h", windows)
     sid = np.repeat([series.add(pair) for pair, *_ in rows], [n for _, n, *_ in rows]).astype(np.int64)
     return HourTable(sid, packed([r[2] for r in rows], ">f8"), packed([r[3] for r in rows], ">f8"),
                      packed([r[4] for r in rows], "?"))
@@ -244,7 +133,7 @@ def _year_rows(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, unit
     if not years:
         return []
     stored = {pair: (packed([e], ">f8"), packed([v], ">f8"), packed([ok], "?"))
-              for pair, _, e, v, ok in _fetch_packed(conn, "day", {
+              for pair, _, e, v, ok in windows_store.stored_packed(conn, "day", {
                   p: (year_bounds(min(ys), tz)[0], year_bounds(max(ys), tz)[1]) for p, ys in years.items()})}
     rows = []
     for pair, ys in sorted(years.items()):
@@ -278,9 +167,7 @@ def compute_windows(conn: psycopg.Connection, now: datetime, *, cadence_s: float
         raise ValueError(f"compute_windows: settle_s: expected >= 0, got {settle_s}")
     tz = tz or network_timezone()
     last_end = hour_end_at_or_before(now - timedelta(seconds=settle_s), tz)
-    with conn.transaction():  # the claim: writers from now on mark what they write before last_end
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LATE_MARK_LOCK,))
-        conn.execute(_CLAIM, {"job": JOB, "end": last_end})
+    windows_store.claim(conn, JOB, last_end)  # the claim: writers from now on mark what they write before last_end
     with conn.transaction():
         return _run(conn, now, last_end, tz=tz, cadence_s=cadence_s, default_cadence_s=default_cadence_s,
                     lookback_h=lookback_h, indices=indices)
@@ -289,16 +176,14 @@ def compute_windows(conn: psycopg.Connection, now: datetime, *, cadence_s: float
 def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzinfo,
          cadence_s: float | Mapping[str, float], default_cadence_s: float | None, lookback_h: int,
          indices: bool) -> WindowRun:
-    row = conn.execute("SELECT computed_through FROM job_watermarks WHERE job = %s FOR UPDATE", (JOB,)).fetchone()
-    through: datetime | None = row[0] if row else None
+    through = windows_store.computed_through(conn, JOB)
     floor = last_end - lookback_h * HOUR
     after = max(through, floor) if through is not None else floor
     due = hour_ends_in(after, last_end)
     due_set = set(due)
 
     # 1. late marks: hours already computed (or never due) that got readings after their computation
-    marks = conn.execute("SELECT sensor_id, variable, slot_start, mark FROM dirty_slots WHERE slot_start < %s",
-                         (last_end,)).fetchall()
+    marks = windows_store.dirty_marks(conn, last_end)
     late: dict[Pair, set[datetime]] = defaultdict(set)
     for sensor, variable, slot, _ in marks:
         end = hour_end_containing(slot, tz)
@@ -308,16 +193,13 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     # 2. the samples: due hours for every series, late hours for the marked ones
     got = SampleSet()
     if due:
-        got.add(conn.cursor(binary=True).execute(_DUE_SAMPLES, {"start": due[0] - HOUR, "end": due[-1]}), due=True)
+        got.add(windows_store.due_samples(conn, due[0] - HOUR, due[-1]), due=True)
     if late:
         keys = [(p, e) for p, ends in sorted(late.items()) for e in sorted(ends)]
-        got.add(conn.cursor(binary=True).execute(_WINDOW_SAMPLES, {
-            "sensors": [p[0] for p, _ in keys], "variables": [p[1] for p, _ in keys],
-            "t0": [e - HOUR for _, e in keys], "t1": [e for _, e in keys]}), due=False)
+        got.add(windows_store.window_samples(conn, [(p[0], p[1], e - HOUR, e) for p, e in keys]), due=False)
     active: dict[Pair, str] = {}
     if due:
-        for sensor, variable, unit in conn.execute(_ACTIVE, {"since": due[0] - HOUR - HISTORY,
-                                                             "until": due[0] - HOUR}):
+        for sensor, variable, unit in windows_store.active_series(conn, due[0] - HOUR - HISTORY, due[0] - HOUR):
             active[(sensor, variable)] = unit
 
     # 3. the hourly averages, every series at once (alerts.averaging.vectorised)
@@ -337,7 +219,7 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     t, v, ok, sid = got.arrays(series)
     hourly = hourly_averages(sid, t, v, ok, wp, we, cadence[wp])
     stamps = Stamps()
-    _upsert_averages(conn, stamps.rows(series.pairs, units, "1h", wp, we, 1, hourly, now))
+    windows_store.upsert_averages(conn, stamps.rows(series.pairs, units, "1h", wp, we, 1, hourly, now))
     counts: dict[str, int] = {"1h": len(hourly)}
     logged: dict[str, np.ndarray] = {"1h": we}
 
@@ -348,7 +230,7 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
         rp, re_ = unique_windows(np.repeat(wp, n), (we[:, None] + np.arange(n) * 3600.0).ravel(), last)
         values, valid = table.get(rp[:, None], re_[:, None] - np.arange(n - 1, -1, -1) * 3600.0)
         rows = stamps.rows(series.pairs, units, period, rp, re_, n, window_averages(values, valid, need), now)
-        _upsert_averages(conn, rows)
+        windows_store.upsert_averages(conn, rows)
         counts[period], logged[period] = len(rows), re_
     days, dp, de, dh = day_windows(series, wp, we, last_end, tz)
     day_rows: list[tuple[Any, ...]] = []
@@ -357,11 +239,11 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
         values, valid = table.get(dp[mine, None], de[mine, None] - np.arange(hours - 1, -1, -1) * 3600.0)
         day_rows += stamps.rows(series.pairs, units, "day", dp[mine], de[mine], hours,
                                 window_averages(values, valid, min_valid_hours(hours)), now)
-    _upsert_averages(conn, day_rows)
+    windows_store.upsert_averages(conn, day_rows)
     counts["day"], logged["day"] = len(day_rows), np.array([r[4].timestamp() for r in day_rows])
     units_of = dict(zip(series.pairs, units, strict=False))  # the NowCast siblings added after have no rows
     year_rows = _year_rows(conn, days, units_of=units_of, tz=tz, last_end=last_end, now=now)
-    _upsert_averages(conn, year_rows)
+    windows_store.upsert_averages(conn, year_rows)
     counts["year"], logged["year"] = len(year_rows), np.array([r[4].timestamp() for r in year_rows])
 
     # 5. indices of the windows written (same transaction: never averages without their indices)
@@ -377,13 +259,9 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     # 6. bookkeeping: the log, the consumed marks, the watermark
     _log_averages(conn, now, due_ends, logged)
     if marks:
-        conn.execute("DELETE FROM dirty_slots d USING unnest(%s::text[], %s::text[], %s::timestamptz[], "
-                     "%s::bigint[]) AS c(sensor_id, variable, slot_start, mark) WHERE d.sensor_id = c.sensor_id "
-                     "AND d.variable = c.variable AND d.slot_start = c.slot_start AND d.mark = c.mark",
-                     [list(col) for col in zip(*marks, strict=True)])
+        windows_store.delete_marks(conn, marks)
     if due:
-        conn.execute("UPDATE job_watermarks SET computed_through = %s, updated_at = now() WHERE job = %s",
-                     (last_end, JOB))
+        windows_store.set_computed_through(conn, JOB, last_end)
     written = {series.pairs[i] for i in np.unique(wp).tolist()}
     late_done = {p: tuple(sorted(e)) for p, e in late.items() if p in written}
     result = WindowRun(last_end, tuple(due), tuple(due_days), tuple(due_years), late_done, counts)
@@ -403,4 +281,4 @@ def _log_averages(conn: psycopg.Connection, now: datetime, due_ends: Mapping[str
             end = datetime.fromtimestamp(e, UTC)
             tallies["due" if end in due else "late"][end] = k  # a due window with no series is still logged
         for reason, by_end in tallies.items():
-            log_windows(conn, period, reason, by_end, now)
+            windows_store.log_windows(conn, period, reason, by_end, now)
