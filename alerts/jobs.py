@@ -27,6 +27,7 @@ from alerts.averaging.windows import hour_end_at_or_before
 from alerts.rules import Rule
 from alerts.rules.evaluate import evaluate_alerts
 from alerts.rules.state import AlertEvent
+from storage import alert_episodes
 
 __all__ = ["DryRun", "StageRun", "compute_windows", "dry_run_rule", "evaluate_alerts", "hour_end_at_or_before",
            "network_timezone", "run_stage_jobs"]
@@ -62,19 +63,12 @@ class DryRun:
     suppressed: tuple[dict[str, Any], ...]
 
 
-_SUPPRESSIONS_BEFORE = "SELECT coalesce(max(id), 0) FROM alert_suppressions"
-_SUPPRESSED = ("SELECT scope_key, sensor_id, period_end, value, level, reason, detail FROM alert_suppressions "
-               "WHERE id > %s ORDER BY id")
-
-
 def dry_run_rule(conn: psycopg.Connection, rule: Rule, at: datetime, *, tz: tzinfo,
                  escalate_after_min: float = 60.0) -> DryRun:
     """Evaluate `rule` at `at` against the stored data in a transaction that is rolled back: nothing is written,
     so nothing is delivered. Events are relative to the stored state (an alert already firing gives none)."""
     with conn.transaction(force_rollback=True):  # evaluate_alerts' own transaction nests as a savepoint
-        row = conn.execute(_SUPPRESSIONS_BEFORE).fetchone()
+        before = alert_episodes.last_suppression_id(conn)
         events = evaluate_alerts(conn, at, [rule], tz=tz, escalate_after_min=escalate_after_min)
-        cur = conn.execute(_SUPPRESSED, (row[0] if row else 0,))
-        cols = [c.name for c in cur.description or ()]
-        suppressed = tuple(dict(zip(cols, r, strict=True)) for r in cur.fetchall())
+        suppressed = tuple(alert_episodes.suppressions_after(conn, before))
     return DryRun(tuple(events), suppressed)

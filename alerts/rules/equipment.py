@@ -1,6 +1,7 @@
 """The technicians' equipment checks: how many minutes each sensor has been silent (no_data), flat (flatline) or
 reporting readings its analyser flags invalid (device_fault), measured at `now` from the stored `measurements`.
-I/O (psycopg 3, sync, read only), called by `alerts.rules.evaluate` once per equipment rule.
+I/O (psycopg 3, sync, read only; the queries are `storage.rule_inputs`), called by `alerts.rules.evaluate` once per
+equipment rule.
 
 Every check is ONE query over all the active sensors of the rule's selection (`sensors.kind` 'station' and/or
 'microsensor', `sensors.lifecycle` = 'active'), bounded to a window ending at `now` that is one hour longer than
@@ -29,6 +30,7 @@ import psycopg
 
 from alerts.rules.model import Rule
 from ingest.reading import EXCLUDED, QC
+from storage import rule_inputs
 
 __all__ = ["EquipmentValue", "db_kinds", "equipment_values", "window_start"]
 
@@ -59,52 +61,6 @@ def window_start(rule: Rule, now: datetime) -> datetime:
     return now - timedelta(minutes=max(lv.threshold for lv in rule.levels)) - _MARGIN
 
 
-_NO_DATA = """
-SELECT s.id, s.locality,
-       (SELECT max(m.time) FROM measurements m
-        WHERE m.sensor_id = s.id AND (%(variable)s::text IS NULL OR m.variable = %(variable)s::text)
-          AND m.time > %(since)s AND m.time <= %(now)s) AS last_time
-FROM sensors s WHERE s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
-ORDER BY s.id
-"""
-
-# spread = max - min over the readings from this one to the latest of its (sensor, device, variable), so the rows
-# with spread <= tolerance are exactly the flat run ending at the latest reading
-_FLATLINE = """
-WITH r AS (
-    SELECT m.sensor_id, m.device_id, m.variable, m.time,
-           max(m.value) OVER w - min(m.value) OVER w AS spread
-    FROM measurements m JOIN sensors s ON s.id = m.sensor_id
-    WHERE s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
-      AND (%(variable)s::text IS NULL OR m.variable = %(variable)s::text)
-      AND m.time > %(since)s AND m.time <= %(now)s AND m.value IS NOT NULL AND m.flags & %(excluded)s = 0
-    WINDOW w AS (PARTITION BY m.sensor_id, m.device_id, m.variable ORDER BY m.time DESC
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-)
-SELECT r.sensor_id, s.locality, r.variable, max(r.time) AS last_time,
-       min(r.time) FILTER (WHERE r.spread <= %(tolerance)s) AS flat_since,
-       count(*) FILTER (WHERE r.spread <= %(tolerance)s) AS flat_n
-FROM r JOIN sensors s ON s.id = r.sensor_id
-GROUP BY r.sensor_id, s.locality, r.device_id, r.variable
-"""
-
-_DEVICE_FAULT = """
-WITH r AS (
-    SELECT m.sensor_id, m.device_id, m.variable, m.time, m.flags & %(invalid)s <> 0 AS bad,
-           max(m.time) FILTER (WHERE m.flags & %(invalid)s = 0)
-               OVER (PARTITION BY m.sensor_id, m.device_id, m.variable) AS last_ok
-    FROM measurements m JOIN sensors s ON s.id = m.sensor_id
-    WHERE s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
-      AND (%(variable)s::text IS NULL OR m.variable = %(variable)s::text)
-      AND m.time > %(since)s AND m.time <= %(now)s AND m.flags & %(maintenance)s = 0
-)
-SELECT r.sensor_id, s.locality, r.variable, max(r.time) AS last_time,
-       min(r.time) FILTER (WHERE r.bad AND r.time > coalesce(r.last_ok, '-infinity')) AS bad_since
-FROM r JOIN sensors s ON s.id = r.sensor_id
-GROUP BY r.sensor_id, s.locality, r.device_id, r.variable
-"""
-
-
 def _minutes(later: datetime, earlier: datetime) -> float:
     return max((later - earlier).total_seconds() / 60.0, 0.0)
 
@@ -125,17 +81,16 @@ def equipment_values(conn: psycopg.Connection, rule: Rule, now: datetime) -> lis
     params: dict[str, Any] = {"kinds": db_kinds(rule), "variable": rule.variable, "since": since, "now": now}
     if rule.kind == "no_data":
         return [EquipmentValue(sensor, locality, rule.variable, _minutes(now, last or since), last, last)
-                for sensor, locality, last in conn.execute(_NO_DATA, params).fetchall()]
+                for sensor, locality, last in rule_inputs.last_readings(conn, **params)]
     if rule.kind == "flatline":
-        params |= {"excluded": int(EXCLUDED), "tolerance": rule.flatline_tolerance or 0.0}
-        rows = conn.execute(_FLATLINE, params).fetchall()
+        rows = rule_inputs.flat_runs(conn, **params, excluded=int(EXCLUDED), tolerance=rule.flatline_tolerance or 0.0)
         return _worst([EquipmentValue(sensor, locality, variable,
                                       _minutes(last, flat_since) if flat_n >= 3 else 0.0, last,
                                       flat_since if flat_n >= 3 else None)
                        for sensor, locality, variable, last, flat_since, flat_n in rows])
     if rule.kind == "device_fault":
-        params |= {"invalid": int(QC.DEVICE_INVALID), "maintenance": int(QC.MAINTENANCE)}
-        rows = conn.execute(_DEVICE_FAULT, params).fetchall()
+        rows = rule_inputs.device_fault_runs(conn, **params, invalid=int(QC.DEVICE_INVALID),
+                                             maintenance=int(QC.MAINTENANCE))
         return _worst([EquipmentValue(sensor, locality, variable,
                                       _minutes(last, bad_since) if bad_since is not None else 0.0, last, bad_since)
                        for sensor, locality, variable, last, bad_since in rows])

@@ -1,6 +1,7 @@
 """Alert evaluation: every rule on the stored data at `now`, through the pure state machine (`alerts.rules.state`), the
 alerts and their transitions persisted. I/O glue (psycopg 3, sync), ONE transaction (`conn.transaction()`: a
 savepoint when the caller already opened one, so `aqnet alerts test-rule` can roll everything back).
+The queries are `storage.alert_episodes` (the episodes) and `storage.rule_inputs` (the replayed values).
 
 What each rule reads, and when a value is suppressed: `alerts.rules.observations`.
 Scope 'sensor' keeps one alert per sensor, 'locality' per `sensors.locality` (sensors without one are left out),
@@ -34,7 +35,6 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from alerts.averaging.averages import HOUR
 from alerts.averaging.job import network_timezone
@@ -51,6 +51,7 @@ from alerts.rules.observations import (
     threshold_observations,
 )
 from alerts.rules.state import AlertEvent, AlertState, AlertUnacknowledged, mark_unacknowledged, overdue, step
+from storage import alert_episodes, rule_inputs
 
 __all__ = ["evaluate_alerts"]
 
@@ -62,15 +63,6 @@ _COLUMNS = ("rule_id", "sensor_id", "variable", "status", "level", "threshold", 
 
 
 # ------------------------------------------------------------------------------------------- persistence
-
-_LOAD = """
-SELECT id, scope_key, variable, state, level, value, threshold, unit, source, started_at, updated_at,
-       resolved_at, severity, acknowledged_at, acknowledged_by, escalated_at, resolved_by, details
-FROM alerts WHERE rule = %s AND scope = %s
-  AND (state <> 'resolved' OR (details->>'manual' = 'true' AND details->>'manual_cleared' IS NULL))
-ORDER BY scope_key, started_at, id FOR UPDATE
-"""
-
 
 def _from_row(rule: Rule, row: tuple[Any, ...]) -> tuple[int, AlertState]:
     (alert_id, key, variable, status, level, value, threshold, unit, source, started_at, updated_at, resolved_at,
@@ -106,32 +98,26 @@ def _details(rule: Rule, state: AlertState, obs: Observation | None) -> dict[str
 
 
 def _insert(conn: psycopg.Connection, rule: Rule, state: AlertState, obs: Observation, now: datetime) -> int:
-    row = conn.execute(
-        "INSERT INTO alerts (rule, scope, scope_key, sensor_id, locality, variable, kind, audience, indicative, "
-        "level, severity, state, value, threshold, unit, source, period, period_start, period_end, coverage, "
-        "started_at, updated_at, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-        "%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (rule.id, rule.scope, state.sensor_id, obs.sensor_id, obs.locality or None, obs.variable, rule.kind,
-         rule.audience, rule.indicative, state.level, state.severity, state.status, state.value, state.threshold,
-         state.unit, state.source, rule.period, obs.period_start, obs.period_end, obs.coverage, state.started_at,
-         now, Jsonb(_details(rule, state, obs)))).fetchone()
-    assert row is not None
-    return int(row[0])
+    return alert_episodes.insert_alert(
+        conn, rule=rule.id, scope=rule.scope, scope_key=state.sensor_id, sensor_id=obs.sensor_id,
+        locality=obs.locality or None, variable=obs.variable, kind=rule.kind, audience=rule.audience,
+        indicative=rule.indicative, level=state.level, severity=state.severity, state=state.status, value=state.value,
+        threshold=state.threshold, unit=state.unit, source=state.source, period=rule.period,
+        period_start=obs.period_start, period_end=obs.period_end, coverage=obs.coverage, started_at=state.started_at,
+        updated_at=now, details=_details(rule, state, obs))
 
 
 def _update(conn: psycopg.Connection, alert_id: int, rule: Rule, state: AlertState, obs: Observation | None,
             now: datetime, *, cleared: bool = False) -> None:
     details = _details(rule, state, obs) | ({"manual_cleared": now.isoformat()} if cleared else {})
-    conn.execute(
-        "UPDATE alerts SET level = %s, severity = %s, state = %s, value = %s, threshold = %s, source = %s, "
-        "resolved_at = %s, escalated_at = %s, updated_at = %s, details = details || %s WHERE id = %s",
-        (state.level, state.severity, state.status, state.value, state.threshold, state.source, state.resolved_at,
-         state.escalated_at, now, Jsonb(details), alert_id))
+    alert_episodes.update_alert(
+        conn, alert_id, level=state.level, severity=state.severity, state=state.status, value=state.value,
+        threshold=state.threshold, source=state.source, resolved_at=state.resolved_at,
+        escalated_at=state.escalated_at, updated_at=now, details=details)
     if obs is not None:
-        conn.execute("UPDATE alerts SET sensor_id = %s, locality = %s, variable = %s, period_start = %s, "
-                     "period_end = %s, coverage = %s WHERE id = %s",
-                     (obs.sensor_id, obs.locality or None, obs.variable, obs.period_start, obs.period_end,
-                      obs.coverage, alert_id))
+        alert_episodes.update_evidence(conn, alert_id, sensor_id=obs.sensor_id, locality=obs.locality or None,
+                                       variable=obs.variable, period_start=obs.period_start,
+                                       period_end=obs.period_end, coverage=obs.coverage)
 
 
 def _record(conn: psycopg.Connection, alert_id: int, before: str | None, events: Sequence[AlertEvent],
@@ -139,11 +125,9 @@ def _record(conn: psycopg.Connection, alert_id: int, before: str | None, events:
     state = before
     for event in events:
         after = "resolved" if event.kind == "resolved" else "firing"
-        conn.execute("INSERT INTO alert_events (alert_id, time, kind, from_state, to_state, level, from_level, "
-                     "severity, value, note) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                     (alert_id, event.time, event.kind, state, after, event.level,
-                      getattr(event, "from_level", None), event.severity, event.value,
-                      note_for(event, rule, obs, tz)))
+        alert_episodes.insert_event(conn, alert_id, time=event.time, kind=event.kind, from_state=state, to_state=after,
+                                    level=event.level, from_level=getattr(event, "from_level", None),
+                                    severity=event.severity, value=event.value, note=note_for(event, rule, obs, tz))
         state = after
 
 
@@ -154,11 +138,9 @@ def _suppress(conn: psycopg.Connection, rule: Rule, key: str, obs: Observation, 
             "device_invalid": "the period holds readings the analyser flagged invalid (QC.DEVICE_INVALID), "
                               f"coverage {pct(obs.coverage)}"}[obs.suppressed or "invalid"]
     detail = f"{obs.value:g} {rule.unit} at {obs.sensor_id} would reach {level}, but {what}"
-    conn.execute("INSERT INTO alert_suppressions (rule, scope, scope_key, sensor_id, variable, period_end, value, "
-                 "level, reason, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                 "ON CONFLICT ON CONSTRAINT alert_suppressions_key DO NOTHING",
-                 (rule.id, rule.scope, key, obs.sensor_id, obs.variable, period_end, obs.value, level,
-                  obs.suppressed, detail))
+    alert_episodes.insert_suppression(conn, rule=rule.id, scope=rule.scope, scope_key=key, sensor_id=obs.sensor_id,
+                                      variable=obs.variable, period_end=period_end, value=obs.value, level=level,
+                                      reason=obs.suppressed, detail=detail)
 
 
 # ------------------------------------------------------------------------------------------- evaluation
@@ -166,22 +148,11 @@ def _suppress(conn: psycopg.Connection, rule: Rule, key: str, obs: Observation, 
 def _replay(conn: psycopg.Connection, rule: Rule, key: str, sensors: list[str], until: datetime,
             lookback_h: float) -> tuple[AlertState | None, tuple[AlertEvent, ...]]:
     """Run the state machine from no alert over the scope's last `min_duration` values ending at `until`."""
-    row = conn.execute("SELECT greatest(%s::timestamptz, max(resolved_at)) FROM alerts WHERE rule = %s AND "
-                       "scope = %s AND scope_key = %s",
-                       (until - lookback_h * HOUR, rule.id, rule.scope, key)).fetchone()
-    assert row is not None
-    bound = row[0]
-    if rule.kind == "index":
-        query = ("SELECT period_end, max(value)::float8 FROM indices WHERE sensor_id = ANY(%(s)s) AND index = "
-                 "%(i)s AND averaging = 'nowcast' AND (pollutant = %(v)s::text OR (%(v)s::text IS NULL AND "
-                 "dominant)) AND period_end > %(since)s AND period_end <= %(until)s GROUP BY 1 "
-                 "ORDER BY 1 DESC LIMIT %(n)s")
-    else:
-        query = ("SELECT period_end, max(value) FROM averages WHERE sensor_id = ANY(%(s)s) AND variable = %(v)s "
-                 "AND period = %(p)s AND valid AND period_end > %(since)s AND period_end <= %(until)s "
-                 "GROUP BY 1 ORDER BY 1 DESC LIMIT %(n)s")
-    rows = conn.execute(query, {"s": sensors, "i": rule.index, "v": rule.variable, "p": rule.period,
-                                "since": bound, "until": until, "n": rule.min_duration}).fetchall()
+    bound = alert_episodes.replay_bound(conn, since=until - lookback_h * HOUR, rule=rule.id, scope=rule.scope,
+                                        scope_key=key)
+    rows = rule_inputs.recent_values(conn, from_indices=rule.kind == "index", sensors=sensors, index=rule.index,
+                                     variable=rule.variable, period=rule.period, since=bound, until=until,
+                                     n=rule.min_duration)
     state: AlertState | None = None
     events: tuple[AlertEvent, ...] = ()
     for period_end, value in reversed(rows):
@@ -220,7 +191,7 @@ def _evaluate_rule(conn: psycopg.Connection, rule: Rule, now: datetime, *, tz: t
             groups[key].append(obs)
     ids: dict[str, int] = {}
     states: dict[str, AlertState] = {}
-    for row in conn.execute(_LOAD, (rule.id, rule.scope)).fetchall():
+    for row in alert_episodes.open_alerts(conn, rule.id, rule.scope):
         alert_id, state = _from_row(rule, row)
         if state.sensor_id not in states or states[state.sensor_id].status == "resolved":
             ids[state.sensor_id], states[state.sensor_id] = alert_id, state
@@ -270,10 +241,9 @@ def _evaluate_rule(conn: psycopg.Connection, rule: Rule, now: datetime, *, tz: t
         if late is None:
             continue
         marked = mark_unacknowledged(state, late)
-        conn.execute("UPDATE alerts SET escalated_at = %s, updated_at = %s WHERE id = %s", (late.time, now, ids[key]))
-        conn.execute("INSERT INTO alert_events (alert_id, time, kind, from_state, to_state, level, severity, value, "
-                     "note) VALUES (%s, %s, 'unacknowledged', 'firing', 'firing', %s, %s, %s, %s)",
-                     (ids[key], late.time, late.level, late.severity, late.value, note_for(late, rule, None, tz)))
+        alert_episodes.mark_unacknowledged(conn, ids[key], time=late.time, updated_at=now, level=late.level,
+                                           severity=late.severity, value=late.value,
+                                           note=note_for(late, rule, None, tz))
         states[key] = marked
         events.append(late)
     return events

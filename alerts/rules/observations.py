@@ -30,6 +30,7 @@ from alerts.averaging.averages import HOUR
 from alerts.rules.equipment import db_kinds, equipment_values, window_start
 from alerts.rules.model import Rule
 from ingest.reading import QC
+from storage import rule_inputs
 
 __all__ = ["NOWCAST_HOURS", "MaintenanceWindow", "Observation", "equipment_observations", "index_observations",
            "local_stamp", "maintenance_windows", "scope_key", "threshold_observations"]
@@ -72,40 +73,10 @@ class MaintenanceWindow:
 
 # ------------------------------------------------------------------------------------------------- reads
 
-_AVERAGES = """
-SELECT l.sensor_id, l.locality, l.period_start, l.period_end, l.value, l.valid, l.coverage,
-       CASE WHEN l.valid THEN false ELSE EXISTS (
-           SELECT 1 FROM measurements m WHERE m.sensor_id = l.sensor_id AND m.variable = %(variable)s
-             AND m.time >= l.period_start AND m.time < l.period_end AND m.flags & %(invalid)s <> 0) END
-FROM (SELECT DISTINCT ON (a.sensor_id) a.sensor_id, s.locality, a.period_start, a.period_end, a.value, a.valid,
-             a.coverage
-      FROM averages a JOIN sensors s ON s.id = a.sensor_id
-      WHERE a.variable = %(variable)s AND a.period = %(period)s AND a.period_end > %(since)s
-        AND a.period_end <= %(until)s AND s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
-      ORDER BY a.sensor_id, a.period_end DESC) l
-"""
-
-_INDICES = """
-SELECT DISTINCT ON (i.sensor_id) i.sensor_id, s.locality, i.pollutant, i.period_end, i.value, i.category, i.action
-FROM indices i JOIN sensors s ON s.id = i.sensor_id
-WHERE i.index = %(index)s AND i.averaging = 'nowcast'
-  AND (i.pollutant = %(variable)s::text OR (%(variable)s::text IS NULL AND i.dominant))
-  AND i.period_end > %(since)s AND i.period_end <= %(until)s AND s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
-ORDER BY i.sensor_id, i.period_end DESC
-"""
-
-_WINDOWS = """
-SELECT mw.sensor_id, mw.variable, CASE WHEN mw.device_id IS NULL THEN NULL ELSE d.variables END,
-       mw.starts_at, mw.ends_at
-FROM maintenance_windows mw LEFT JOIN devices d ON d.id = mw.device_id
-WHERE mw.ends_at > %s AND mw.starts_at <= %s
-"""
-
-
 def maintenance_windows(conn: psycopg.Connection, since: datetime, now: datetime) -> list[MaintenanceWindow]:
     """The maintenance windows ending after `since` that started by `now`."""
     return [MaintenanceWindow(s, v, tuple(d) if d is not None else None, a, b)
-            for s, v, d, a, b in conn.execute(_WINDOWS, (since, now)).fetchall()]
+            for s, v, d, a, b in rule_inputs.maintenance_windows(conn, since, now)]
 
 
 def _age(rule: Rule, max_age_h: float) -> timedelta:
@@ -113,10 +84,11 @@ def _age(rule: Rule, max_age_h: float) -> timedelta:
 
 
 def threshold_observations(conn: psycopg.Connection, rule: Rule, until: datetime, max_age_h: float,
-                   windows: Sequence[MaintenanceWindow]) -> list[Observation]:
-    rows = conn.execute(_AVERAGES, {"variable": rule.variable, "period": rule.period, "kinds": db_kinds(rule),
-                                    "since": until - _age(rule, max_age_h), "until": until,
-                                    "invalid": int(QC.DEVICE_INVALID)}).fetchall()
+                           windows: Sequence[MaintenanceWindow]) -> list[Observation]:
+    """Each sensor's latest average of the rule's variable and period ending within the age limit of `until`."""
+    rows = rule_inputs.latest_averages(conn, variable=rule.variable, period=rule.period, kinds=db_kinds(rule),
+                                       since=until - _age(rule, max_age_h), until=until,
+                                       invalid=int(QC.DEVICE_INVALID))
     out = []
     for sensor, locality, start, end, value, valid, coverage, device_invalid in rows:
         reason = None
@@ -129,9 +101,10 @@ def threshold_observations(conn: psycopg.Connection, rule: Rule, until: datetime
 
 
 def index_observations(conn: psycopg.Connection, rule: Rule, until: datetime, max_age_h: float,
-               windows: Sequence[MaintenanceWindow]) -> list[Observation]:
-    rows = conn.execute(_INDICES, {"index": rule.index, "variable": rule.variable, "kinds": db_kinds(rule),
-                                   "since": until - max_age_h * HOUR, "until": until}).fetchall()
+                       windows: Sequence[MaintenanceWindow]) -> list[Observation]:
+    """Each sensor's latest NowCast index row of the rule ending within `max_age_h` of `until`."""
+    rows = rule_inputs.latest_indices(conn, index=rule.index, variable=rule.variable, kinds=db_kinds(rule),
+                                      since=until - max_age_h * HOUR, until=until)
     out = []
     for sensor, locality, pollutant, end, value, category, action in rows:
         # the NowCast weighs its last hour most: maintenance in that hour suppresses
@@ -141,8 +114,9 @@ def index_observations(conn: psycopg.Connection, rule: Rule, until: datetime, ma
     return out
 
 
-def equipment_observations(conn: psycopg.Connection, rule: Rule, now: datetime, windows: Sequence[MaintenanceWindow],
-                   tz: tzinfo) -> list[Observation]:
+def equipment_observations(conn: psycopg.Connection, rule: Rule, now: datetime,
+                           windows: Sequence[MaintenanceWindow], tz: tzinfo) -> list[Observation]:
+    """Each sensor's equipment value at `now` (`alerts.rules.equipment`), with its evidence."""
     out = []
     for v in equipment_values(conn, rule, now):
         minutes, detail = v.minutes, ""
