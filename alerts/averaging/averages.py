@@ -106,7 +106,8 @@ def sample_validity(values: np.ndarray, flags: np.ndarray) -> np.ndarray:
     flags = np.asarray(flags, dtype=np.int64)
     if values.shape != flags.shape:
         raise ValueError(f"sample_validity: values {values.shape} and flags {flags.shape} differ in shape")
-    return np.isfinite(values) & ((flags & int(EXCLUDED)) == 0)
+    valid: np.ndarray = np.isfinite(values) & ((flags & int(EXCLUDED)) == 0)
+    return valid
 
 
 def _epoch_seconds(times: np.ndarray) -> np.ndarray:

@@ -56,7 +56,7 @@ def _row(v: IndexValue, sensor: str, end: datetime, is_dominant: bool, now: date
 
 
 def _rows_with_dominant(values: list[IndexValue], sensor: str, end: datetime, now: datetime) -> list[tuple[Any, ...]]:
-    out = []
+    out: list[tuple[Any, ...]] = []
     for index in ("us_aqi", "iboca"):
         mine = [v for v in values if v.index == index]
         top = dominant(mine)
@@ -85,14 +85,14 @@ def _nowcast_rows(now: datetime, pairs: Sequence[Pair], hours: HourTable, sensor
     rows: list[tuple[Any, ...]] = []
     for i, (s, e) in enumerate(zip(ns.tolist(), ne.tolist(), strict=True)):
         sensor = sensors[s]
-        key = (sensor not in stations, *(c[i] for c in concentrations))
+        key: tuple[Any, ...] = (sensor not in stations, *(c[i] for c in concentrations))
         shape = templates.get(key)
         if shape is None:  # a NowCast is truncated (0.1 µg/m³ PM2.5, 1 µg/m³ PM10): few distinct keys a run
             values_: list[IndexValue] = []
-            for pollutant, c in zip(NOWCAST_POLLUTANTS, key[1:], strict=True):
-                if c is not None:
+            for pollutant, conc in zip(NOWCAST_POLLUTANTS, key[1:], strict=True):
+                if conc is not None:
                     for fn in (us_aqi, iboca):
-                        got = fn(pollutant, c, "nowcast", indicative=key[0])
+                        got = fn(pollutant, conc, "nowcast", indicative=key[0])
                         if got is not None:
                             values_.append(got)
             shape = templates[key] = _templates(values_)

@@ -186,7 +186,8 @@ def truncate_to_table(variable: str, ugm3: float) -> float:
     """The concentration the US AQI looks up: `to_table_units`, negative → 0 (indices.json
     `negative_concentrations`), truncated to the pollutant's precision (indices.json `us_epa_aqi.truncation`)."""
     decimals = _POLLUTANTS[variable][2] if variable in _POLLUTANTS else 0
-    return truncated_quanta(max(to_table_units(variable, ugm3), 0.0), decimals) / 10**decimals
+    scale: int = 10**decimals
+    return truncated_quanta(max(to_table_units(variable, ugm3), 0.0), decimals) / scale
 
 
 @dataclass(frozen=True, slots=True)

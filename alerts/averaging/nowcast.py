@@ -84,7 +84,8 @@ def truncate_decimal(value: float, decimals: int) -> float:
     """`value` denoised, then truncated to `decimals` places (`truncated_quanta`), as a float."""
     if not math.isfinite(value):
         raise ValueError(f"truncate_decimal: expected a finite number, got {value}")
-    return truncated_quanta(value, decimals) / 10**decimals
+    scale: int = 10**decimals
+    return truncated_quanta(value, decimals) / scale
 
 
 def _decimals(pollutant: str) -> int:

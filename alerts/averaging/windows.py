@@ -78,7 +78,7 @@ def days_ending_in(after: datetime, through: datetime, tz: tzinfo) -> list[date]
     if through <= after:
         return []
     day = (after - timedelta(days=1)).astimezone(tz).date()
-    out = []
+    out: list[date] = []
     while True:
         end = day_bounds(day, tz)[1]
         if end > through:

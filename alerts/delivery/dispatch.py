@@ -235,6 +235,7 @@ class Dispatcher:
 
     async def _run_channel(self, name: str, now: datetime) -> ChannelRun:
         counts = {"planned": 0, "delivered": 0, "failed": 0, "dead": 0}
+        error: str | None = None
         try:
             async with self._connection() as conn:
                 counts["planned"] = await self._plan(conn, name, now)
@@ -245,8 +246,9 @@ class Dispatcher:
                     counts[result] += 1
         except Exception as exc:  # database trouble: nothing is lost, the outbox is retried next run
             log.error("alert channel %s: dispatch run failed: %s; retrying next run", name, exc)
-            return ChannelRun(name, **counts, error=str(exc))
-        return ChannelRun(name, **counts)
+            error = str(exc)
+        return ChannelRun(name, planned=counts["planned"], delivered=counts["delivered"], failed=counts["failed"],
+                          dead=counts["dead"], error=error)
 
     async def _plan(self, conn: AsyncConnection[Any], name: str, now: datetime) -> int:
         _, f = self._channels[name]

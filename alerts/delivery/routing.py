@@ -50,7 +50,7 @@ def accepts_alert(f: ChannelFilterLike, notice: Notice) -> bool:
         return False
     if f.indicative not in ("include", "exclude", "only"):
         raise ValueError(f"channel filter indicative: expected include|exclude|only, got {f.indicative!r}")
-    if SEVERITIES.index(notice.severity) < SEVERITIES.index(f.min_severity):  # type: ignore[arg-type]
+    if SEVERITIES.index(notice.severity) < SEVERITIES.index(f.min_severity):
         return False
     if f.localities:
         wanted = {loc.casefold() for loc in f.localities}

@@ -167,7 +167,7 @@ class AlertResolved(AlertEvent):
 def _event(cls: type[AlertEvent], state: AlertState, now: datetime, **extra: object) -> AlertEvent:
     return cls(rule_id=state.rule_id, sensor_id=state.sensor_id, variable=state.variable, level=state.level,
                value=state.value, threshold=state.threshold, unit=state.unit, source=state.source, time=now,
-               severity=state.severity, **extra)  # type: ignore[arg-type]
+               severity=state.severity, **extra)
 
 
 def _at_level(state: AlertState, rule: Rule, index: int) -> AlertState:

@@ -177,7 +177,7 @@ class MqttAlertChannel:
             conn = self._connected(deadline)
             properties = None
             if self._protocol == paho.MQTTv5:
-                properties = Properties(PacketTypes.PUBLISH)
+                properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho ships no hints here
                 properties.ContentType = "application/json"
                 if expiry_s is not None:
                     properties.MessageExpiryInterval = expiry_s
