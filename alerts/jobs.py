@@ -1,14 +1,14 @@
 """The scheduled stage jobs: windows (averages and indices), then the alert rules on them. I/O glue (psycopg 3,
-sync): the windows are computed by `alerts.averaging_job` (and its index step, `alerts.index_job`), the rules
-evaluated by `alerts.evaluate`.
+sync): the windows are computed by `alerts.averaging.job` (and its index step, `alerts.averaging.index_job`), the rules
+evaluated by `alerts.rules.evaluate`.
 
 Every job is pure over an injected clock: it takes `now` and never reads the wall clock, and each runs in its own
 transactions, so a crash leaves nothing half-written and a re-run for the same `now` changes nothing.
 
 - `run_stage_jobs` = `compute_windows` (every average and index due up to `now`, and the windows late data
-  touched; see `alerts.averaging_job`) then `evaluate_alerts` (`alerts.evaluate`: thresholds, indices and
+  touched; see `alerts.averaging.job`) then `evaluate_alerts` (`alerts.rules.evaluate`: thresholds, indices and
   equipment checks, suppressions, escalation for want of an acknowledgement). Only the leader runs it
-  (`alerts.leader`). Delivery is not done here: `alerts.dispatch` plans it from the `alert_events` written.
+  (`alerts.leader`). Delivery is not done here: `alerts.delivery.dispatch` plans it from the `alert_events` written.
 - `dry_run_rule` = `evaluate_alerts` for one rule inside a transaction that is rolled back: what would be raised,
   escalated, resolved or suppressed, with nothing written (`aqnet alerts test-rule`).
 """
@@ -22,11 +22,12 @@ from typing import Any
 
 import psycopg
 
-from alerts.averaging_job import WindowRun, compute_windows, network_timezone
-from alerts.evaluate import evaluate_alerts
+from alerts.averaging.job import WindowRun, compute_windows, network_timezone
+from alerts.averaging.windows import hour_end_at_or_before
 from alerts.rules import Rule
-from alerts.state import AlertEvent
-from alerts.windows import hour_end_at_or_before
+from alerts.rules.evaluate import evaluate_alerts
+from alerts.rules.state import AlertEvent
+from storage import alert_episodes
 
 __all__ = ["DryRun", "StageRun", "compute_windows", "dry_run_rule", "evaluate_alerts", "hour_end_at_or_before",
            "network_timezone", "run_stage_jobs"]
@@ -62,19 +63,12 @@ class DryRun:
     suppressed: tuple[dict[str, Any], ...]
 
 
-_SUPPRESSIONS_BEFORE = "SELECT coalesce(max(id), 0) FROM alert_suppressions"
-_SUPPRESSED = ("SELECT scope_key, sensor_id, period_end, value, level, reason, detail FROM alert_suppressions "
-               "WHERE id > %s ORDER BY id")
-
-
 def dry_run_rule(conn: psycopg.Connection, rule: Rule, at: datetime, *, tz: tzinfo,
                  escalate_after_min: float = 60.0) -> DryRun:
     """Evaluate `rule` at `at` against the stored data in a transaction that is rolled back: nothing is written,
     so nothing is delivered. Events are relative to the stored state (an alert already firing gives none)."""
     with conn.transaction(force_rollback=True):  # evaluate_alerts' own transaction nests as a savepoint
-        row = conn.execute(_SUPPRESSIONS_BEFORE).fetchone()
+        before = alert_episodes.last_suppression_id(conn)
         events = evaluate_alerts(conn, at, [rule], tz=tz, escalate_after_min=escalate_after_min)
-        cur = conn.execute(_SUPPRESSED, (row[0] if row else 0,))
-        cols = [c.name for c in cur.description or ()]
-        suppressed = tuple(dict(zip(cols, r, strict=True)) for r in cur.fetchall())
+        suppressed = tuple(alert_episodes.suppressions_after(conn, before))
     return DryRun(tuple(events), suppressed)

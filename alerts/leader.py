@@ -11,7 +11,7 @@ and competes again.
 
 Leadership only decides who runs the jobs; it is not what makes a window computed once. Two processes that both
 believe they lead for a moment (a partition) still compute each window once: the jobs serialise on their
-watermark row and log each due window under a unique index (`alerts.averaging_job`).
+watermark row and log each due window under a unique index (`alerts.averaging.job`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import threading
 from typing import Any
 
 import psycopg
+
+from storage import session_lock
 
 __all__ = ["JOBS_LOCK_KEY", "Leadership"]
 
@@ -66,10 +68,9 @@ class Leadership:
                     self._leader = False
                     self._conn = psycopg.connect(self.url, **self._connect_kwargs)
                 if self._leader:
-                    self._conn.execute("SELECT 1")  # the session (and so the lock) is still there
+                    session_lock.ping(self._conn)  # the session (and so the lock) is still there
                 else:
-                    row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-                    self._leader = bool(row and row[0])
+                    self._leader = session_lock.try_lock(self._conn, self.key)
                     if self._leader:
                         log.info("jobs leader: this process holds the lock (backend pid %s)",
                                  self._conn.info.backend_pid)
@@ -85,7 +86,7 @@ class Leadership:
         with self._mutex:
             if self._conn is not None and not self._conn.closed and self._leader:
                 try:
-                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+                    session_lock.unlock(self._conn, self.key)
                 except psycopg.Error as exc:  # closing the session releases it anyway
                     log.debug("jobs leader: unlock failed (%s); closing the session releases it", exc)
             self._leader = False

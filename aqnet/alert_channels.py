@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.dispatch import Dispatcher
-from alerts.notice import Channel
+from alerts.delivery.dispatch import Dispatcher
+from alerts.delivery.notice import Channel
 from alerts.rules import Rule
 from aqnet.config import (
     AlertmanagerChannel,
@@ -123,7 +123,7 @@ def read_secret(path: str, *, channel: str, key: str) -> bytes:
 
 
 def _webhook(spec: WebhookChannel, settings: Settings, webhook_key: bytes) -> Channel:
-    from alerts.delivery.webhook import WebhookChannel as Client
+    from alerts.delivery.channels.webhook import WebhookChannel as Client
 
     secret = read_secret(spec.secret_file, channel=spec.name, key="secret_file") if spec.secret_file else webhook_key
     return Client(spec.name, spec.url, key=secret, timeout_s=spec.timeout_s, headers=dict(spec.headers),
@@ -131,7 +131,7 @@ def _webhook(spec: WebhookChannel, settings: Settings, webhook_key: bytes) -> Ch
 
 
 def _email(spec: EmailChannel, settings: Settings, webhook_key: bytes) -> Channel:
-    from alerts.delivery.email import EmailChannel as Client
+    from alerts.delivery.channels.email import EmailChannel as Client
 
     password = (read_secret(spec.password_file, channel=spec.name, key="password_file").decode("utf-8")
                 if spec.password_file else None)
@@ -147,7 +147,7 @@ def _email(spec: EmailChannel, settings: Settings, webhook_key: bytes) -> Channe
 
 
 def _mqtt(spec: MqttChannel, settings: Settings, webhook_key: bytes) -> Channel:
-    from alerts.delivery.mqtt import MqttAlertChannel as Client
+    from alerts.delivery.channels.mqtt import MqttAlertChannel as Client
 
     if spec.url is None:  # the ingest broker, with its TLS settings
         m = settings.mqtt
@@ -157,7 +157,7 @@ def _mqtt(spec: MqttChannel, settings: Settings, webhook_key: bytes) -> Channel:
 
 
 def _alertmanager(spec: AlertmanagerChannel, settings: Settings, webhook_key: bytes) -> Channel:
-    from alerts.delivery.alertmanager import AlertmanagerChannel as Client
+    from alerts.delivery.channels.alertmanager import AlertmanagerChannel as Client
 
     return Client(spec.name, spec.url, timeout_s=spec.timeout_s, repost_s=settings.alerts.alertmanager_repost_s,
                   language=spec.language or settings.alerts.language, tz=settings.network.timezone)

@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse
 from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field
 
-from alerts.signing import verify_ack_token
+from alerts.delivery.signing import verify_ack_token
 from storage import alerts_store
 from storage.alerts_store import AlertError
 from storage.tokens import ApiToken

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from alerts.signing import MAX_ACK_LINK_TTL_H
+from alerts.delivery.signing import MAX_ACK_LINK_TTL_H
 from sensors.clock import Clock, SimClock, realtime
 from sensors.mqtt.client import parse_mqtt_url
 from sensors.network import MicrosensorLink, StationLink, bundled_network

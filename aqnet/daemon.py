@@ -33,7 +33,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.dispatch import Dispatcher
+from alerts.delivery.dispatch import Dispatcher
 from aqnet.alert_channels import (
     ChannelConfigError,
     build_channels,

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from alerts.notice import DeliveryError
+from alerts.delivery.notice import DeliveryError
 from sensors.mqtt.client import MqttSubscriberClient, SubscriptionRefused
 
 __all__ = ["EXIT_REFUSED", "StartupRefused", "check_alert_channels", "watch_subscriptions"]

@@ -33,11 +33,10 @@ from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN, SchedulerEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from alerts.dispatch import Dispatcher
+from alerts.delivery.dispatch import Dispatcher
 from alerts.jobs import run_stage_jobs
 from alerts.leader import Leadership
-from alerts.notice import SEVERITIES
-from alerts.rules import Rule, default_rules, parse_rules
+from alerts.rules import SEVERITIES, Rule, default_rules, parse_rules
 from aqnet.config import Settings
 from aqnet.metrics import Metrics
 from sensors.clock import Clock

@@ -6,7 +6,7 @@ One run starts its own TimescaleDB (`aqnet.localstack`, free port, a temporary d
 sampled every 60 s, generated server-side:
 - the readings of the hour ending at local midnight (America/Bogota) — 60 per sensor;
 - the 23 earlier '1h' averages, as the job would have stored them, and the job's watermark at the hour before.
-The tick is `alerts.averaging_job.compute_windows` at 00:01 local: the hour's '1h' average (75 % completeness),
+The tick is `alerts.averaging.job.compute_windows` at 00:01 local: the hour's '1h' average (75 % completeness),
 the '8h' and '24h' rolling means, the calendar day's mean (18 of 24), the hourly NowCast with its US AQI and
 IBOCA, and the daily US AQI — all written (COPY + upsert), logged and watermarked in one transaction. It is the
 heaviest regular tick (a day boundary); the yearly one (once a year) is not measured.
@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from alerts.averaging_job import JOB, compute_windows
+from alerts.averaging.job import JOB, compute_windows
 from aqnet.localstack import TimescaleCluster, free_port
 from ingest.reading import EXCLUDED
 from storage.migrate import migrate

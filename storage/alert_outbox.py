@@ -1,4 +1,4 @@
-"""The delivery outbox's queries (`alert_outbox`, `alert_channels`, migration 0007), for `alerts.dispatch`. I/O
+"""The delivery outbox's queries (`alert_outbox`, `alert_channels`, migration 0007), for `alerts.delivery.dispatch`. I/O
 (psycopg 3 async, on the caller's `AsyncConnection`).
 
 Contract: one row per alert transition (an `alert_events` row of a delivered kind) and channel. The dispatcher

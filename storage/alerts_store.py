@@ -5,7 +5,7 @@ Contract:
 - Every write (`acknowledge`, `resolve`, `add_note`) runs in ONE transaction (a savepoint when the caller already
   has one) together with its `alert_events` row (kind acknowledged | resolved | note, actor, via), so a change and
   its history commit or vanish together. The alert row is locked (FOR UPDATE) first, so an officer and the rule
-  engine never interleave on one alert. Legal transitions (the same as `alerts.state`, which storage may not
+  engine never interleave on one alert. Legal transitions (the same as `alerts.rules.state`, which storage may not
   import): firing → acknowledged; firing | acknowledged → resolved (manual: `details.manual = true`,
   `resolved_by`); a note on any alert. Anything else raises `AlertError(code, message)`, code not_found |
   illegal_transition | invalid | superseded, and leaves nothing behind.

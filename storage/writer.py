@@ -16,7 +16,7 @@ Implements `ingest.pipeline.Sink`. Per batch, inside one transaction:
    then inserts (`ON CONFLICT DO NOTHING`) and dead-letters accordingly;
 3. late data: every inserted row whose time is before the averaging job's claim (`job_watermarks.claimed_through`)
    marks its (sensor, variable, 15-minute slot) in `dirty_slots`, in the same statement, so the job recomputes the
-   windows it touches (alerts.averaging_job). The transaction first takes the shared advisory lock
+   windows it touches (alerts.averaging.job). The transaction first takes the shared advisory lock
    `LATE_MARK_LOCK`; the job advances its claim under the exclusive one, so a write either commits before the job
    reads the measurements or sees the new claim and marks (never both missed).
 

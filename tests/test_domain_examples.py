@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from alerts.averages import (
+from alerts.averaging.averages import (
     Average,
     annual_average,
     daily_average,
@@ -25,8 +25,8 @@ from alerts.averages import (
     min_valid_days,
     rolling_average,
 )
-from alerts.indices import dominant, iboca, truncate_to_table, us_aqi
-from alerts.nowcast import nowcast, nowcast_detail
+from alerts.averaging.indices import dominant, iboca, truncate_to_table, us_aqi
+from alerts.averaging.nowcast import nowcast, nowcast_detail
 from alerts.rules import Rule, default_rules
 from ingest.units import (
     convert,

@@ -1,6 +1,6 @@
 """Integration tests for alerts.jobs against a real TimescaleDB: averages with completeness, idempotent
 re-runs and catch-up, and the alert lifecycle (raise, escalate, resolve) persisted across connections.
-Late data, outages and leader takeover: tests/alerts/test_windows_job.py."""
+Late data, outages and leader takeover: tests/alerts/averaging/test_windows_job.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from alerts.jobs import compute_windows, evaluate_alerts, hour_end_at_or_before
 from alerts.rules import default_rules, parse_rules
-from alerts.state import AlertEscalated, AlertRaised, AlertResolved
+from alerts.rules.state import AlertEscalated, AlertRaised, AlertResolved
 from ingest.reading import QC
 
 BOGOTA = ZoneInfo("America/Bogota")

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from alerts.averaging_job import compute_windows
+from alerts.averaging.job import compute_windows
 from alerts.leader import JOBS_LOCK_KEY, Leadership
 
 BOGOTA = ZoneInfo("America/Bogota")

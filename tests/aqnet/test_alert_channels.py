@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.dispatch import ChannelRun, Dispatcher, DispatchRun
-from alerts.signing import signature, verify_signature
+from alerts.delivery.dispatch import ChannelRun, Dispatcher, DispatchRun
+from alerts.delivery.signing import signature, verify_signature
 from aqnet.alert_channels import (
     KEY_BYTES,
     ChannelConfigError,
@@ -150,7 +150,7 @@ def test_link_key_shared_with_a_webhook_is_refused(tmp_path: Path) -> None:
 
 
 def _notice() -> Any:
-    from tests.alerts.delivery.test_alertmanager import make_notice
+    from tests.alerts.delivery.channels.test_alertmanager import make_notice
 
     return make_notice()
 
@@ -179,7 +179,7 @@ def test_file_problems_name_the_channel_and_the_file_all_at_once(tmp_path: Path)
 
 
 class _Dispatcher:
-    """Stands for alerts.dispatch.Dispatcher: one round's result, and an Alertmanager that is down."""
+    """Stands for alerts.delivery.dispatch.Dispatcher: one round's result, and an Alertmanager that is down."""
 
     def __init__(self) -> None:
         self.runs = self.reposts = 0

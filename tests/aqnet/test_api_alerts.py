@@ -14,7 +14,7 @@ import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.signing import ack_token
+from alerts.delivery.signing import ack_token
 from aqnet.api import api_router
 from aqnet.http import create_api_app
 from storage.tokens import ROLES, create_token
@@ -217,7 +217,7 @@ async def _escalate(database_url: str, alert_id: int, at: datetime) -> int:
 
 async def test_attack_link_issued_before_an_escalation_does_not_acknowledge_after_it(api: Any,
                                                                                      database_url: str) -> None:
-    """Issue 16: an escalation needs a new acknowledgement (alerts.state), so the link of the raised event is
+    """Issue 16: an escalation needs a new acknowledgement (alerts.rules.state), so the link of the raised event is
     refused after it (GET and POST: a 409 page saying so, with a link to the alert) and nothing changes, whether
     the alert was still firing or had been acknowledged before the escalation; the escalation's own link works."""
     client, auth, _ = api

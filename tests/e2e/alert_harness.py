@@ -52,7 +52,7 @@ from storage.writer import TimescaleWriter
 
 BOGOTA = ZoneInfo("America/Bogota")
 H = timedelta(hours=1)
-CADENCE_S = 600  #: one reading every 10 min: 6 per hour (5 of 6 make a valid hour: 75 %, alerts.averages)
+CADENCE_S = 600  #: one reading every 10 min: 6 per hour (5 of 6 make a valid hour: 75 %, alerts.averaging.averages)
 VARIABLES = ("pm25", "pm10")
 #: KEN and CSE (both in the locality Kennedy) live through the PM2.5 episode; USQ (Usaquén) flaps
 STATIONS = ("KEN", "CSE", "USQ")
@@ -86,7 +86,7 @@ def scripted_episodes() -> tuple[Episode, ...]:
 
 
 #: the rules of these tests: the shipped PM2.5 24-h prevention / alert / emergency levels (Res. 2254/2017, the
-#: numbers of alerts/default_rules.yaml) with an explicit clear level of 30 µg/m³, so the hysteresis band is wide
+#: numbers of alerts/rules/default_rules.yaml) with an explicit clear level of 30 µg/m³, so the hysteresis band is wide
 #: and the counts do not hang on a decimal. {escalate} is the rule's unacknowledged-escalation delay (0: never).
 RULES_YAML = """
 rules:

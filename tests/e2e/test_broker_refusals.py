@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from alerts.delivery.mqtt import MqttAlertChannel
-from alerts.notice import DeliveryError
+from alerts.delivery.channels.mqtt import MqttAlertChannel
+from alerts.delivery.notice import DeliveryError
 from aqnet.credentials import ServiceRole, issue_credentials, set_service_user
 from aqnet.localstack import MosquittoBroker
 from aqnet.preflight import EXIT_REFUSED

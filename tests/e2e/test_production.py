@@ -50,7 +50,7 @@ import yaml
 from click.testing import CliRunner
 from paho.mqtt.enums import CallbackAPIVersion
 
-from alerts.signing import verify_signature
+from alerts.delivery.signing import verify_signature
 from aqnet.cli import cli
 from aqnet.localstack import PostgresTls, TimescaleCluster, free_port
 from sensors.mqtt.client import parse_mqtt_url

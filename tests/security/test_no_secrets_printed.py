@@ -13,16 +13,16 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from alerts.delivery.alertmanager import AlertmanagerChannel
-from alerts.delivery.webhook import WebhookChannel
-from alerts.notice import DeliveryError
+from alerts.delivery.channels.alertmanager import AlertmanagerChannel
+from alerts.delivery.channels.webhook import WebhookChannel
+from alerts.delivery.notice import DeliveryError
 from aqnet.api import api_router
 from aqnet.cli import cli
 from aqnet.config import ConfigError, settings_from_dict
 from aqnet.http import create_api_app
 from aqnet.logs import RedactingFormatter
 from sensors.mqtt.client import parse_mqtt_url
-from tests.alerts.delivery.test_alertmanager import make_notice
+from tests.alerts.delivery.channels.test_alertmanager import make_notice
 
 PASSWORD = "Zq-s3cret-P4ss"
 
