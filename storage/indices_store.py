@@ -5,7 +5,8 @@ sync), for `alerts.averaging.index_job`, in the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +50,7 @@ WHERE i.sensor_id = k.sensor_id AND i.period_end = k.period_end AND i.averaging 
 """
 
 
-def stations(conn: psycopg.Connection, sensors: Set[str]) -> set[str]:
+def stations(conn: psycopg.Connection, sensors: AbstractSet[str]) -> set[str]:
     """Which of `sensors` are reference stations (`sensors.kind` = 'station'): their indices are not indicative."""
     rows = conn.execute("SELECT id FROM sensors WHERE kind = 'station' AND id = ANY(%s)", (sorted(sensors),))
     return {r[0] for r in rows}

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
@@ -64,9 +65,13 @@ def _rows_with_dominant(values: list[IndexValue], sensor: str, end: datetime, no
     return out
 
 
+#: stands for the sensor-specific times that `_templates` slices away
+_PLACEHOLDER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _templates(values: list[IndexValue]) -> tuple[tuple[tuple[Any, ...], tuple[Any, ...]], ...]:
     """`_rows_with_dominant`'s rows without sensor, end and now: (columns before period_end, columns after)."""
-    return tuple((r[1:4], r[5:15]) for r in _rows_with_dominant(values, "", datetime.min, datetime.min))
+    return tuple((r[1:4], r[5:15]) for r in _rows_with_dominant(values, "", _PLACEHOLDER, _PLACEHOLDER))
 
 
 def _nowcast_rows(now: datetime, pairs: Sequence[Pair], hours: HourTable, sensors: list[str], ns: np.ndarray,
@@ -121,8 +126,9 @@ def _daily_rows(conn: psycopg.Connection, now: datetime, tz: tzinfo, days_by_sen
 
 
 def write_indices(conn: psycopg.Connection, now: datetime, *, tz: tzinfo, pairs: Sequence[Pair],
-                  hour_pairs: np.ndarray, hour_ends: np.ndarray, hours: HourTable, days: Mapping[Pair, Set[date]],
-                  last_end: datetime, due_hours: Set[datetime], due_day_ends: Set[datetime]) -> dict[str, int]:
+                  hour_pairs: np.ndarray, hour_ends: np.ndarray, hours: HourTable,
+                  days: Mapping[Pair, AbstractSet[date]], last_end: datetime, due_hours: AbstractSet[datetime],
+                  due_day_ends: AbstractSet[datetime]) -> dict[str, int]:
     """Rewrite the NowCast indices and daily US AQI that the written hours (series number `hour_pairs` into
     `pairs`, end `hour_ends` in epoch seconds) and ended `days` of each series change, from the stored hours
     `hours` (by series number); log them in `window_computations`; return rows written by kind ('nowcast',
@@ -174,7 +180,7 @@ def _distinct(p: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p[first], e[first]
 
 
-def _log(conn: psycopg.Connection, period: str, keys: list[tuple[str, datetime]], due: Set[datetime],
+def _log(conn: psycopg.Connection, period: str, keys: list[tuple[str, datetime]], due: AbstractSet[datetime],
          now: datetime) -> None:
     tallies: dict[str, dict[datetime, int]] = {"due": defaultdict(int), "late": defaultdict(int)}
     for _, end in keys:

@@ -128,10 +128,10 @@ def build_notice(row: NoticeRow, *, rule: Rule | None = None, now: datetime, pub
                                              now + timedelta(hours=ack_link_ttl_h), issued=now))
     officer = row.actor is not None
     return Notice(
-        alert_id=row.alert_id, event_id=row.event_id, transition=cast(Any, row.transition),
-        state=cast(Any, row.to_state), rule_id=row.rule, rule_description=description or row.rule,
-        kind=cast(Any, row.kind), audience=cast(Any, row.audience), severity=cast(Any, row.severity),
-        indicative=row.indicative, scope=cast(Any, row.scope), scope_key=row.scope_key, sensor_id=row.sensor_id,
+        alert_id=row.alert_id, event_id=row.event_id, transition=cast("Any", row.transition),
+        state=cast("Any", row.to_state), rule_id=row.rule, rule_description=description or row.rule,
+        kind=cast("Any", row.kind), audience=cast("Any", row.audience), severity=cast("Any", row.severity),
+        indicative=row.indicative, scope=cast("Any", row.scope), scope_key=row.scope_key, sensor_id=row.sensor_id,
         sensor_name=row.sensor_name, locality=row.locality, variable=row.variable, level=level_name,
         from_level=row.from_level, value=row.value, unit=row.unit, threshold=threshold, comparison=comparison,
         source=source, period=row.period, period_start=row.period_start, period_end=row.period_end,

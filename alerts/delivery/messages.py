@@ -57,7 +57,7 @@ def _number(value: float) -> str:
     if abs(value) >= 100:
         return f"{value:.0f}"
     text = f"{value:.1f}"
-    return text[:-2] if text.endswith(".0") else text
+    return text.removesuffix(".0")
 
 
 def _quantity(value: float | None, unit: str | None) -> str:
@@ -273,11 +273,11 @@ def _text(body: _Body, footer: str) -> str:
 
 def _html_body(body: _Body, footer: str, lang: Language) -> str:
     e = _html.escape
-    rows = "".join(f"<tr><th align=\"left\">{e(label)}</th><td>{e(value)}</td></tr>" for label, value in body.rows)
+    rows = "".join(f'<tr><th align="left">{e(label)}</th><td>{e(value)}</td></tr>' for label, value in body.rows)
     notes = "".join(f"<p>{e(note)}</p>" for note in body.notes)
-    links = "".join(f"<p><a href=\"{e(url)}\">{e(label)}</a>" + (f" <small>({e(hint)})</small>" if hint else "")
+    links = "".join(f'<p><a href="{e(url)}">{e(label)}</a>' + (f" <small>({e(hint)})</small>" if hint else "")
                     + "</p>" for label, url, hint in body.links)
-    return (f"<!DOCTYPE html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"></head><body>"
+    return (f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"></head><body>'
             f"<p><strong>{e(body.headline)}</strong></p><table>{rows}</table>{notes}{links}"
             f"<p><small>{e(footer)}</small></p></body></html>")
 

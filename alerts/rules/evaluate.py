@@ -156,7 +156,7 @@ def _replay(conn: psycopg.Connection, rule: Rule, key: str, sensors: list[str], 
     state: AlertState | None = None
     events: tuple[AlertEvent, ...] = ()
     for period_end, value in reversed(rows):
-        state, events = step(state, value, True, period_end, rule, sensor_id=key)
+        state, events = step(state, value, valid=True, now=period_end, rule=rule, sensor_id=key)
     if state is None or state.updated_at != until:
         return None, ()
     return state, events
@@ -213,11 +213,11 @@ def _evaluate_rule(conn: psycopg.Connection, rule: Rule, now: datetime, *, tz: t
             continue  # nothing usable: no alert from invalid data; the state is unchanged
         when = now if rule.equipment else max(o.period_end for o in usable)
         if before is not None:
-            after, new = step(before, best.value, True, when, rule, sensor_id=key)
+            after, new = step(before, best.value, valid=True, now=when, rule=rule, sensor_id=key)
         elif rule.min_duration > 1:
             after, new = _replay(conn, rule, key, [o.sensor_id for o in obs_list], when, lookback_h)
         else:
-            after, new = step(None, best.value, True, when, rule, sensor_id=key)
+            after, new = step(None, best.value, valid=True, now=when, rule=rule, sensor_id=key)
         if before is not None and before.manual and (after is None or not after.manual):
             _update(conn, ids[key], rule, before, None, now, cleared=True)  # forgotten: next episode is new
             states.pop(key)

@@ -259,7 +259,7 @@ class MqttAlertChannel:
             self._drop()
             raise DeliveryError(redact(f"{self._where}: cannot connect: {type(exc).__name__}: {exc}")) from None
         client.loop_start()
-        conn.thread = client._thread  # paho keeps no public handle; joined in _drop so no thread outlives us
+        conn.thread = client._thread  # noqa: SLF001 - paho keeps no public handle; joined in _drop, so no thread outlives us
         if not conn.connack.wait(max(0.0, deadline - time.monotonic())):
             self._drop()
             raise DeliveryError(f"{self._where}: no CONNACK within {self.timeout_s:g} s")
