@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -43,7 +43,7 @@ def _payloads() -> list[tuple[str, bytes]]:
     return out
 
 
-def _best_of(fn, repeats: int = 3) -> float:
+def _best_of(fn: Callable[[], object], repeats: int = 3) -> float:
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()

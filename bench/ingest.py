@@ -136,7 +136,8 @@ class _Stack:
 
     def groups(self, consumer: Callable[[], list[int]]) -> dict[str, Callable[[], list[int]]]:
         """CPU meter groups: the consumer, postgres (postmaster and backends) and mosquitto."""
-        assert self.cluster.pid is not None and self.broker.pid is not None
+        assert self.cluster.pid is not None
+        assert self.broker.pid is not None
         pg, mq = self.cluster.pid, self.broker.pid
         return {"consumer": consumer, "postgres": lambda: with_children(pg), "mosquitto": lambda: [mq]}
 
@@ -263,7 +264,7 @@ def _ceiling(stack: _Stack, source: str, tmp: Path) -> Phase:
                     f"\\copy (SELECT * FROM measurements) TO '{csv}' CSV"], check=True, env=env)
     with psycopg.connect(source) as conn:
         expected = int(conn.execute("SELECT count(*) FROM measurements").fetchone()[0])  # type: ignore[index]
-    meter = CpuMeter(stack.groups(lambda: []))
+    meter = CpuMeter(stack.groups(list))
     meter.start()
     started = time.perf_counter()
     subprocess.run([psql, url, "-qX", "-v", "ON_ERROR_STOP=1", "-c", f"\\copy measurements FROM '{csv}' CSV"],
@@ -388,24 +389,24 @@ def report(r: IngestBench) -> list[str]:
     per_batch, ms_each = (rows_written / batches, written / batches * 1e3) if batches else (math.nan, math.nan)
     cpu = ", ".join(f"{'daemon' if k == 'consumer' else k} {v:.1f} s" for k, v in a.cpu_s.items())
     lines = [
-        f"aqnet settings             mqtt.receive_maximum {s['mqtt.receive_maximum']}, ingest.batch_max "
+        (f"aqnet settings             mqtt.receive_maximum {s['mqtt.receive_maximum']}, ingest.batch_max "
         f"{s['ingest.batch_max']} messages, batch_max_age_s {s['ingest.batch_max_age_s']:g}, queue_max "
-        f"{s['ingest.queue_max']:,d}, pool_max_size {s['database.pool_max_size']} (defaults)",
-        f"workload                   {a.expected:,d} readings: {s['messages']:,d} aqnet JSON messages × {len(VALUES)} "
-        f"from {len(SENSORS)} microsensors, {s['publishers']} publisher processes, QoS 1",
+        f"{s['ingest.queue_max']:,d}, pool_max_size {s['database.pool_max_size']} (defaults)"),
+        (f"workload                   {a.expected:,d} readings: {s['messages']:,d} aqnet JSON messages × {len(VALUES)} "
+        f"from {len(SENSORS)} microsensors, {s['publishers']} publisher processes, QoS 1"),
         f"ceiling (psql \\copy)       {rate(r.ceiling)}",
         f"copy subscriber            {rate(r.copy, usage(r.copy))}",
         f"naive peer (INSERT each)   {rate(r.naive, usage(r.naive))}",
         f"aqnet                      {rate(a, usage(a))}",
-        f"aqnet publish→commit       p50 {p.latency_s(0.5) * 1e3:,.0f} ms, p99 {p.latency_s(0.99) * 1e3:,.0f} ms  "
-        f"({p.offered_per_s:,.0f} readings/s offered for {p.wall_s:.1f} s; {p.per_s:,.0f} stored/s)",
-        f"ratios                     aqnet/ceiling {r.of_ceiling:.1%} (goal ≥ {GOAL_OF_CEILING:.0%}), aqnet/copy "
-        f"subscriber {a.per_s / r.copy.per_s:.1%}, aqnet/naive {r.over_naive:.1f}x (goal ≥ {GOAL_OVER_NAIVE:g}x)",
+        (f"aqnet publish→commit       p50 {p.latency_s(0.5) * 1e3:,.0f} ms, p99 {p.latency_s(0.99) * 1e3:,.0f} ms  "
+        f"({p.offered_per_s:,.0f} readings/s offered for {p.wall_s:.1f} s; {p.per_s:,.0f} stored/s)"),
+        (f"ratios                     aqnet/ceiling {r.of_ceiling:.1%} (goal ≥ {GOAL_OF_CEILING:.0%}), aqnet/copy "
+        f"subscriber {a.per_s / r.copy.per_s:.1%}, aqnet/naive {r.over_naive:.1f}x (goal ≥ {GOAL_OVER_NAIVE:g}x)"),
         f"CPU during aqnet           {cpu} (wall {a.wall_s:.1f} s × {os.cpu_count()} cores)",
-        f"aqnet writer               {batches:,.0f} batches of {per_batch:,.0f} rows, {ms_each:.1f} ms each "
+        (f"aqnet writer               {batches:,.0f} batches of {per_batch:,.0f} rows, {ms_each:.1f} ms each "
         f"({rows_written / written if written else math.nan:,.0f} rows/s while writing); writing "
         f"{written / a.wall_s:.0%} of the wall; ingest queue ≤ {m.get('queue_length_max', math.nan):,.0f} of "
-        f"{s['ingest.queue_max']:,d}",
+        f"{s['ingest.queue_max']:,d}"),
     ]
     if r.profile:
         scope = "main thread only: install py-spy for every thread" if r.profile[0] == "cprofile" else "all threads"

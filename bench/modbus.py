@@ -338,18 +338,18 @@ def report(result: ModbusBench) -> list[str]:
     """The aligned lines `main` prints, each figure with its unit."""
     b, p = result.baseline, result.polling
     return [
-        f"raw pymodbus read          {b.reads_per_s:12,.0f} reads/s  ({b.clients} clients, {b.count} registers, "
-        f"{b.cpu_per_read_s * 1e6:.0f} µs CPU/read, median of {b.rounds} rounds)",
-        f"aqnet stations polled      {p.stations:12,d} stations ({p.devices:,d} devices on {p.links} links, "
-        f"every {p.interval_s:g} s, {p.ticks} measured ticks)",
-        f"polls done                 {p.done:12,d} of {p.expected:,d} due  ({p.missed:,d} missed, "
-        f"{p.gaps:,d} gaps)",
-        f"cadence achieved           {p.mean_interval_s:12.3f} s mean interval  "
-        f"({p.p95_interval_s:.3f} s p95; completed {p.p95_delay_s:.3f} s after the tick, p95)",
+        (f"raw pymodbus read          {b.reads_per_s:12,.0f} reads/s  ({b.clients} clients, {b.count} registers, "
+        f"{b.cpu_per_read_s * 1e6:.0f} µs CPU/read, median of {b.rounds} rounds)"),
+        (f"aqnet stations polled      {p.stations:12,d} stations ({p.devices:,d} devices on {p.links} links, "
+        f"every {p.interval_s:g} s, {p.ticks} measured ticks)"),
+        (f"polls done                 {p.done:12,d} of {p.expected:,d} due  ({p.missed:,d} missed, "
+        f"{p.gaps:,d} gaps)"),
+        (f"cadence achieved           {p.mean_interval_s:12.3f} s mean interval  "
+        f"({p.p95_interval_s:.3f} s p95; completed {p.p95_delay_s:.3f} s after the tick, p95)"),
         f"CPU per poll               {p.cpu_per_poll_s * 1e6:12,.0f} µs  ({p.requests_per_poll:.2f} requests/poll)",
-        f"sustainable poll rate      {result.sustainable_polls_per_s:12,.0f} polls/s  "
+        (f"sustainable poll rate      {result.sustainable_polls_per_s:12,.0f} polls/s  "
         f"({result.poll_ratio:.2f}x the raw {result.sustainable_reads_per_s:,.0f} reads/s per CPU second; "
-        f"requests {result.request_ratio:.2f}x)",
+        f"requests {result.request_ratio:.2f}x)"),
     ]
 
 

@@ -216,7 +216,7 @@ class MetricEntry:
 def metric_entries() -> list[MetricEntry]:
     registry = metrics_registry()
     out = []
-    for collector in list(registry._collector_to_names):
+    for collector in list(registry._collector_to_names):  # noqa: SLF001 - the registry lists no collectors publicly
         for family in collector.describe():
             name = family.name + "_total" if family.type == "counter" else family.name
             out.append(MetricEntry(name, family.type, tuple(getattr(collector, "_labelnames", ())),
