@@ -155,6 +155,14 @@ def test_every_http_route_is_on_the_http_page(site: Path) -> None:
     assert not [(m, p) for _, m, p, _ in routes if f"{m} {p}" not in page]
 
 
+def test_every_module_is_on_the_module_map(site: Path) -> None:
+    page = _text(site, "developers/modules.html")
+    files = [p.relative_to(ROOT).as_posix() for package in _extension().PACKAGES
+             for p in (ROOT / package).rglob("*.py")]
+    assert len(files) > 100
+    assert not [f for f in files if f not in page]
+
+
 # --- every item has a description --------------------------------------------------------------------------------
 
 
@@ -175,3 +183,9 @@ def test_every_http_route_has_a_description() -> None:
     missing = [f"{listener}: {m} {p}" for listener, m, p, op in _routes()
                if not str(op.get("description") or "").strip()]
     assert not missing, f"routes whose handler has no docstring (or description=): {missing}"
+
+
+def test_every_module_says_what_it_is() -> None:
+    """The module map's description column: each module's docstring opens by naming what it is."""
+    missing = [m.path for m in _extension().module_entries() if not m.summary]
+    assert not missing, f"modules without a docstring: {missing}"

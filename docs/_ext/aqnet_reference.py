@@ -5,12 +5,14 @@ A page asks for a reference with a fenced block that names it:
     ```{aqnet-generated} config
     ```
 
-(`config`, `metrics` or `routes`). Before Sphinx parses the page (its `source-read` event) the block is replaced by
-Markdown generated from the running code: every key of `aqnet.config.Settings` as a `{confval}` entry (so other
-pages link keys with the `{confval}` role and a renamed key breaks the strict build), every metric of
-`aqnet.metrics.Metrics` as a `{metric}` entry (the `{metric}` role links them), every route of the HTTP listeners'
-FastAPI apps from their OpenAPI schema. Without this extension the block is an unknown directive, which the strict
-build refuses. The CLI reference is sphinx-click's (`{click}` directive on `aqnet.cli:cli`).
+(`config`, `metrics`, `routes` or `modules`). Before Sphinx parses the page (its `source-read` event) the block
+is replaced by Markdown generated from the running code: every key of `aqnet.config.Settings` as a `{confval}`
+entry (so other pages link keys with the `{confval}` role and a renamed key breaks the strict build), every metric
+of `aqnet.metrics.Metrics` as a `{metric}` entry (the `{metric}` role links them), every route of the HTTP
+listeners' FastAPI apps from their OpenAPI schema, and every module of the six packages with its line count and
+the first paragraph of its docstring (the module map: stage, and whether it is pure). Without this extension the
+block is an unknown directive, which the strict build refuses. The CLI reference is sphinx-click's (`{click}`
+directive on `aqnet.cli:cli`).
 
 The functions `config_entries`, `metric_entries`, `route_entries` and `http_apps` are what tests/test_docs.py
 checks against; `http_apps` is the one place that knows where the app factories live.
@@ -292,9 +294,48 @@ def _routes_markdown() -> str:
     return "\n".join(lines)
 
 
+# --- the module map -------------------------------------------------------------------------------------------
+
+PACKAGES = ("sensors", "ingest", "storage", "alerts", "aqnet", "simulators")  #: in data-path order, shell last
+
+
+@dataclass(frozen=True)
+class ModuleEntry:
+    path: str  #: relative to the checkout, e.g. "sensors/modbus/decode.py"
+    lines: int
+    summary: str  #: the docstring's first line ("" when there is none)
+
+
+def module_entries(root: Path | None = None) -> list[ModuleEntry]:
+    """Every module of the packages (tests, data files and `__main__` aside), read as text: nothing is imported."""
+    import ast
+
+    root = root or Path(__file__).resolve().parents[2]
+    out = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            out.append(ModuleEntry(path.relative_to(root).as_posix(), text.count("\n"), doc.split("\n\n")[0]
+                                   .replace("\n", " ").strip()))
+    return out
+
+
+def _modules_markdown() -> str:
+    lines: list[str] = []
+    for package in PACKAGES:
+        mine = [m for m in module_entries() if m.path.split("/")[0] == package]
+        lines += [f"## `{package}/`", "", f"{len(mine)} modules, {sum(m.lines for m in mine):,} lines.", "",
+                  "| module | lines | what it is |", "| --- | ---: | --- |"]
+        lines += [f"| `{m.path}` | {m.lines} | {_cell(m.summary)} |" for m in mine]
+        lines.append("")
+    return "\n".join(lines)
+
+
 # --- Sphinx wiring --------------------------------------------------------------------------------------------
 
-GENERATORS = {"config": _config_markdown, "metrics": _metrics_markdown, "routes": _routes_markdown}
+GENERATORS = {"config": _config_markdown, "metrics": _metrics_markdown, "routes": _routes_markdown,
+              "modules": _modules_markdown}
 
 
 def _source_read(app: Any, docname: str, source: list[str]) -> None:
