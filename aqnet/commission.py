@@ -29,7 +29,6 @@ from typing import Any, Literal
 
 from psycopg import AsyncConnection, sql
 
-from aqnet.live_network import network_ranges
 from ingest.calibration import CalibrationBook
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
@@ -43,6 +42,7 @@ from sensors.mqtt.payloads import PayloadError
 from sensors.mqtt.subscriber import Intake
 from sensors.reading import Gap, RawReading
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
+from storage.live_network import network_ranges
 from storage.registry_models import SensorRecord
 from storage.rows import MEASUREMENT_COLUMNS, row_reading
 

@@ -298,7 +298,7 @@ class DeadLetterSettings(_Section):
 
 
 class RegistrySettings(_Section):
-    """How the running daemon follows the sensor registry (aqnet.supervisor)."""
+    """How the running daemon follows the sensor registry (storage.live_network)."""
 
     refresh_s: Annotated[float, Field(gt=0)] = 2.0  #: how often registry_version is checked (wall-clock seconds)
     maintenance_lookback_s: Annotated[float, Field(ge=0)] = 7 * 24 * 3600.0  #: windows ended longer ago: not loaded

@@ -2,13 +2,13 @@
 reverse order on SIGTERM/SIGINT after flushing. The only module that wires stages together.
 
 The network comes from the registry: the configured sensors are seeded into it (`upsert_registry`), then what
-the drivers poll and decode is what `load_network` says, followed live (`aqnet.supervisor`): a registry change
+the drivers poll and decode is what `load_network` says, followed live (`storage.live_network`): a registry change
 (new or retired device, move, swap, calibration, maintenance window) reaches the running stages within
 `registry.refresh_s`, without a restart.
 
 Every long-running task runs under `aqnet.tasks.TaskSupervisor`: one that dies is logged with its traceback and
 restarted with backoff (MQTT intake, HTTP server, spool replay, registry follower; station pollers in
-`aqnet.supervisor`), or, when it cannot be restarted (the pipeline, the scheduler: `aqnet.scheduler_watch`) or
+`sensors.modbus.supervisor`), or, when it cannot be restarted (the pipeline, the scheduler: `aqnet.scheduler_watch`) or
 died too often, the daemon stops, flushes, and `run()` raises `TaskFailedError` (`aqnet run` exits 1 so that
 systemd or the container starts it again). `/healthz` is liveness and `/readyz` readiness (`aqnet.health`)."""
 
@@ -48,13 +48,11 @@ from aqnet.http import LISTENERS, create_api_app, create_intake_app, create_inte
 from aqnet.http_auth import Authenticator
 from aqnet.http_limits import TrustedProxies
 from aqnet.http_server import server_config
-from aqnet.live_network import LiveNetwork, RegistryFollower, RegistrySnapshot, load_snapshot
 from aqnet.metrics import Metrics
 from aqnet.preflight import EXIT_REFUSED, StartupRefused, check_alert_channels, watch_subscriptions
 from aqnet.schedule import add_stage_jobs, load_rules
 from aqnet.scheduler_watch import SchedulerWatch
-from aqnet.supervisor import PollerSupervisor, PollTarget
-from aqnet.tasks import RestartPolicy, TaskSupervisor
+from aqnet.tasks import TaskSupervisor
 from ingest.calibration import CalibrationError
 from ingest.letter import Letter
 from ingest.normalise import ConditionsBook
@@ -65,16 +63,19 @@ from sensors.clock import Clock
 from sensors.delivery import http_delivery
 from sensors.modbus.link import LinkRegistry
 from sensors.modbus.poller import StationPoller, StatusEvent
+from sensors.modbus.supervisor import PollerSupervisor, PollTarget
 from sensors.mqtt.client import MqttSubscriberClient
 from sensors.mqtt.directory import UnknownDeviceError
 from sensors.mqtt.payloads import PayloadError
 from sensors.mqtt.subscriber import Intake, MqttSubscriber, Rejection, with_delivery
 from sensors.reading import Gap, RawReading
 from sensors.redact import redact_doc
+from sensors.restart import RestartPolicy
 from sensors.sensor import Sensor
 from storage import deadletter
 from storage.calibrations import load_calibration_book
 from storage.forwarding import ForwardingSink, Spooled
+from storage.live_network import LiveNetwork, RegistryFollower, RegistrySnapshot, load_snapshot
 from storage.migrate import migrate
 from storage.registry import upsert_registry
 from storage.spool import Spool

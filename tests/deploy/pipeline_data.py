@@ -27,7 +27,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from alerts.jobs import run_stage_jobs
 from alerts.rules import default_rules
-from aqnet.live_network import network_ranges
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
 from sensors.modbus.poller import read_device
@@ -42,6 +41,7 @@ from simulators.network_sim import SimulatedNetwork
 from simulators.scenario import scenario_from_text
 from simulators.signals import CitySignals
 from storage import deadletter
+from storage.live_network import network_ranges
 from storage.registry_seed import upsert_registry
 from storage.writer import TimescaleWriter
 

@@ -1,4 +1,4 @@
-"""Live reload: the running daemon follows the sensor registry without a restart. I/O glue (aqnet).
+"""Live reload: the running daemon follows the sensor registry without a restart. I/O glue (storage).
 
 `RegistryFollower` checks `storage.registry.registry_version` (max audit-log id) every `registry.refresh_s`
 wall-clock seconds; when it changed, it loads a `RegistrySnapshot` — the network in the drivers' shape
@@ -13,7 +13,7 @@ check keeps what is running and is retried on the next tick (logged at ERROR onc
    one version or the next, never a mix;
 2. the MQTT/HTTP intake's device directory is rebuilt (a new microsensor is decoded from its next message; a
    retired one's messages become dead letters);
-3. the station pollers are reconciled (`aqnet.supervisor`) and connections no device uses any more are closed;
+3. the station pollers are reconciled (`sensors.modbus.supervisor`) and connections no device uses any more are closed;
 4. the averages' expected cadences (a mapping the scheduler's job reads each run) are updated in place (new
    devices added, none removed).
 """
@@ -31,13 +31,13 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from aqnet.supervisor import PollerPlan, PollerSupervisor, poll_targets
 from ingest.calibration import CalibrationBook, CalibrationError
 from ingest.maintenance import MaintenanceBook, MaintenanceWindow
 from ingest.pipeline import Pipeline
 from sensors.clock import Clock
 from sensors.modbus.link import LinkRegistry, link_key
 from sensors.modbus.profile import Profile, ProfileError, load_profile
+from sensors.modbus.supervisor import PollerPlan, PollerSupervisor, poll_targets
 from sensors.mqtt.directory import DeviceDirectory, topic_matches
 from sensors.mqtt.subscriber import Intake
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
