@@ -38,11 +38,14 @@ from aqnet.config import (
 )
 from sensors.redact import redact
 
-__all__ = ["KEY_BYTES", "AlertKeys", "ChannelConfigError", "build_channels", "build_dispatcher", "close_channels",
-           "load_alert_keys", "load_or_create_key", "read_secret"]
+__all__ = ["KEY_BYTES", "AlertKeys", "ChannelConfigError", "Channels", "build_channels", "build_dispatcher",
+           "close_channels", "load_alert_keys", "load_or_create_key", "read_secret"]
 
 KEY_BYTES = 32  #: HMAC-SHA256 key length: the hash's block-size recommendation (RFC 2104 §3: at least L = 32)
 _MIN_KEY_BYTES = 16  #: a shorter key file is refused (a truncated or placeholder file, not a key)
+
+#: channel name → (channel, its filter), as `build_channels` gives them
+Channels = dict[str, tuple[Channel, ChannelFilter]]
 
 
 class ChannelConfigError(ValueError):
@@ -167,7 +170,7 @@ _BUILDERS: Mapping[str, Callable[[Any, Settings, bytes], Channel]] = {
     "webhook": _webhook, "email": _email, "mqtt": _mqtt, "alertmanager": _alertmanager}
 
 
-def build_channels(settings: Settings, webhook_key: bytes) -> dict[str, tuple[Channel, ChannelFilter]]:
+def build_channels(settings: Settings, webhook_key: bytes) -> Channels:
     """Channel name → (channel, its filter), for every entry of `alerts.channels`; every problem at once.
     `webhook_key` (AlertKeys.webhook, never the link key) signs webhooks without a `secret_file`."""
     built: dict[str, tuple[Channel, ChannelFilter]] = {}

@@ -78,6 +78,11 @@ class TaskSupervisor:
         self._stopping = False
         self.fatal: tuple[str, str] | None = None  #: (task, reason) of the first task down for good
 
+    @property
+    def policy(self) -> RestartPolicy:
+        """The default restart policy."""
+        return self._policy
+
     def start(self, name: str, factory: Callable[[], Awaitable[None]], *, restart: bool = True,
               policy: RestartPolicy | None = None) -> asyncio.Task[None]:
         """Run `await factory()` supervised, as task `name`; returns the supervising task."""

@@ -1,0 +1,9 @@
+"""The composition root (aqnet shell): builds every stage from the settings, starts them in dependency order and
+stops them in reverse order on SIGTERM/SIGINT after flushing.
+
+Index: `aqnet.daemon.core` (the `Daemon` and its per-stage start steps, `run_daemon`), `aqnet.daemon.observer`
+(the pipeline's and the spool's metrics)."""
+
+from aqnet.daemon.core import Daemon, TaskFailedError, run_daemon
+
+__all__ = ["Daemon", "TaskFailedError", "run_daemon"]
