@@ -28,14 +28,8 @@ from psycopg_pool import AsyncConnectionPool
 from alerts.dispatch import Dispatcher
 from alerts.notice import Channel
 from alerts.rules import Rule
-from aqnet.config import (
-    AlertmanagerChannel,
-    ChannelFilter,
-    EmailChannel,
-    MqttChannel,
-    Settings,
-    WebhookChannel,
-)
+from alerts.settings import AlertmanagerChannel, ChannelFilter, EmailChannel, MqttChannel, WebhookChannel
+from aqnet.config import Settings
 from sensors.redact import redact
 
 __all__ = ["KEY_BYTES", "AlertKeys", "ChannelConfigError", "Channels", "build_channels", "build_dispatcher",

@@ -299,7 +299,7 @@ def test_rule_command(rule_id: str, rules_path: Path | None, at_text: str, url: 
                       config_path: Path | None, var_dir: Path, as_json: bool) -> None:
     """Evaluate one rule against the stored data, changing nothing and sending nothing: prints what would be
     raised, escalated or resolved, and what would be suppressed (maintenance or invalid data)."""
-    from aqnet.config import AlertsSettings
+    from alerts.settings import AlertsSettings
 
     ctx = _ctx(url, config_path, var_dir, as_json)
     rules = _rules(rules_path, ctx.settings)
