@@ -52,12 +52,12 @@ class Authenticator:
     """Checks credentials on its own pool, with per-client failure limits (see the module docstring)."""
 
     def __init__(self, pool: AsyncConnectionPool[Any] | None, *, trusted_proxies: TrustedProxies | None = None,
-                 failures_per_minute: int = 20, cache_s: float = 60.0, lookup_timeout_s: float = 5.0,
+                 auth_failures_per_minute: int = 20, auth_cache_s: float = 60.0, lookup_timeout_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.pool = pool
         self.trusted = trusted_proxies or TrustedProxies()
-        self.limiter = FailureLimiter(failures_per_minute, 60.0)
-        self.cache_s, self.lookup_timeout_s, self.clock = cache_s, lookup_timeout_s, clock
+        self.limiter = FailureLimiter(auth_failures_per_minute, 60.0)
+        self.cache_s, self.lookup_timeout_s, self.clock = auth_cache_s, lookup_timeout_s, clock
         self._verified: dict[bytes, tuple[str, float]] = {}  #: sha256(user \0 password) → (sensor id, until)
         self.failures = 0  #: failed authentications (a metric)
         self.limited = 0  #: requests refused by the failure limit

@@ -86,13 +86,15 @@ class RegistrySnapshot:
     calibrations: CalibrationBook
 
 
-async def load_snapshot(conn: AsyncConnection[Any], *, now: datetime, lookback_s: float) -> RegistrySnapshot:
-    """Read the registry: the network the drivers use, windows ending after `now - lookback_s`, calibrations.
+async def load_snapshot(conn: AsyncConnection[Any], *, now: datetime,
+                        maintenance_lookback_s: float) -> RegistrySnapshot:
+    """Read the registry: the network the drivers use, windows ending after `now - maintenance_lookback_s`,
+    calibrations.
 
     Raises CalibrationError for calibrations that cannot be used, psycopg errors when the database fails."""
     version = await registry_version(conn)  # first: a change committed meanwhile shows up on the next check
     network = await load_network(conn)
-    stored = await list_maintenance(conn, overlapping=(now - timedelta(seconds=lookback_s), _FAR_FUTURE))
+    stored = await list_maintenance(conn, overlapping=(now - timedelta(seconds=maintenance_lookback_s), _FAR_FUTURE))
     windows = [MaintenanceWindow(sensor_id=w.sensor_id, starts_at=w.starts_at, ends_at=w.ends_at,
                                  device_id=w.device_id, variable=w.variable, id=w.id, reason=w.reason)
                for w in stored]
@@ -191,17 +193,17 @@ class RegistryFollower:
         apply: called with each new snapshot (awaited); when it raises, the same version is tried again on the
             next check.
         refresh_s: seconds between checks (wall clock: registry changes are people's actions).
-        lookback_s: maintenance windows that ended longer ago than this are not loaded.
+        maintenance_lookback_s: maintenance windows that ended longer ago than this are not loaded.
         clock: the daemon's clock (the lookback is counted back from its now).
         version: the version already applied at start (the first check then only reloads on a change).
     """
 
     def __init__(self, pool: AsyncConnectionPool[Any], apply: Callable[[RegistrySnapshot], Awaitable[object]], *,
-                 refresh_s: float, lookback_s: float, clock: Clock, version: int | None = None) -> None:
+                 refresh_s: float, maintenance_lookback_s: float, clock: Clock, version: int | None = None) -> None:
         self._pool = pool
         self._apply = apply
         self._refresh_s = refresh_s
-        self._lookback_s = lookback_s
+        self._lookback_s = maintenance_lookback_s
         self._clock = clock
         self.version = version  #: the registry version the running stages follow
         #: when that version was applied (daemon clock)
@@ -216,7 +218,7 @@ class RegistryFollower:
                 if version == self.version:
                     self._recovered()
                     return False
-                snapshot = await load_snapshot(conn, now=self._clock(), lookback_s=self._lookback_s)
+                snapshot = await load_snapshot(conn, now=self._clock(), maintenance_lookback_s=self._lookback_s)
             await self._apply(snapshot)
         except (psycopg.Error, CalibrationError, ValueError, OSError) as exc:
             level = logging.DEBUG if self._failing else logging.ERROR

@@ -164,7 +164,8 @@ class Daemon:
                                        count=self._count)
             sink = await open_storage(w, pool, self.network, observer)
             async with pool.connection() as conn:  # CalibrationError here: refuse to start
-                snapshot = await load_snapshot(conn, now=self.clock(), lookback_s=s.registry.maintenance_lookback_s)
+                snapshot = await load_snapshot(conn, now=self.clock(),
+                                               maintenance_lookback_s=s.registry.maintenance_lookback_s)
             path = start_pipeline(w, sink, observer)
             intake = Intake((), tz=self.tz)
             submitter = IntakeSubmitter(path.pipeline, intake, clock=self.clock,
@@ -235,8 +236,8 @@ class Daemon:
 
         await apply(snapshot)
         self.follower = follower = RegistryFollower(pool, apply, refresh_s=s.registry.refresh_s,
-                                                    lookback_s=s.registry.maintenance_lookback_s, clock=self.clock,
-                                                    version=snapshot.version)
+                                                    maintenance_lookback_s=s.registry.maintenance_lookback_s,
+                                                    clock=self.clock, version=snapshot.version)
         w.start("registry", follower.run)
 
     async def _drain(self, tasks: TaskSupervisor, scheduler: AsyncIOScheduler, pollers: PollerSupervisor) -> None:

@@ -67,7 +67,7 @@ def start_scheduler(w: Wiring, pool: AsyncConnectionPool[Any], pipeline: Pipelin
     # the scheduler and its jobs (the alert dispatcher's `deliveries` among them) cannot be restarted from
     # outside: down means the daemon exits (aqnet.scheduler_watch)
     sv = s.supervision
-    watch = SchedulerWatch(scheduler, stuck_s=sv.job_stuck_s, error_limit=sv.job_error_limit)
+    watch = SchedulerWatch(scheduler, job_stuck_s=sv.job_stuck_s, job_error_limit=sv.job_error_limit)
     w.start("scheduler", watch.run, restart=False)
     return scheduler
 

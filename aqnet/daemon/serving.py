@@ -39,8 +39,8 @@ def watch_health(w: Wiring, pool: AsyncConnectionPool[Any], subscriber: MqttSubs
 
     # pollers are left out of liveness: one station's crash loop must not restart the whole daemon
     # (they show in aqnet_task_up and /status)
-    monitor = HealthMonitor(w.tasks.down, probe_database, stall_s=sv.intake_stall_s,
-                            probe_timeout_s=sv.readiness_timeout_s)
+    monitor = HealthMonitor(w.tasks.down, probe_database, intake_stall_s=sv.intake_stall_s,
+                            readiness_timeout_s=sv.readiness_timeout_s)
     monitor.watch("mqtt-intake", pending=lambda: subscriber.pending, advanced=lambda: subscriber.handled,
                   blocked=lambda: pipeline.queue_length >= s.ingest.queue_max)
     monitor.watch("pipeline", pending=lambda: pipeline.queue_length, advanced=lambda: written.attempts)
@@ -60,7 +60,7 @@ async def serve_http(w: Wiring, pool: AsyncConnectionPool[Any], submitter: Intak
     await auth_pool.open(wait=False)
     w.stack.push_async_callback(auth_pool.close)
     auth = Authenticator(auth_pool, trusted_proxies=TrustedProxies(s.http.trusted_proxies),
-                         failures_per_minute=s.http.auth_failures_per_minute, cache_s=s.http.auth_cache_s)
+                         auth_failures_per_minute=s.http.auth_failures_per_minute, auth_cache_s=s.http.auth_cache_s)
     api_app = create_api_app(api_router(pool, clock=w.clock, signing_key=signing_key,
                                         tz_name=s.network.timezone, language=s.alerts.language, auth=auth))
     apps = {"intake": create_intake_app(submitter.airrohr_post, auth), "api": api_app,

@@ -68,7 +68,7 @@ async def open_storage(w: Wiring, pool: AsyncConnectionPool[Any], seed: list[Sen
     w.stack.callback(spool.close)
     await upsert_registry(pool, seed)
     writer = TimescaleWriter(pool)
-    sink = ForwardingSink(writer, spool, clock=w.clock, retry_s=s.storage.replay_retry_s,
+    sink = ForwardingSink(writer, spool, clock=w.clock, replay_retry_s=s.storage.replay_retry_s,
                           unreachable_after_s=s.storage.unreachable_after_s, on_replayed=observer.replayed)
     w.stack.push_async_callback(sink.close)
     watch_spool(w.metrics, sink)
@@ -81,8 +81,8 @@ def start_pipeline(w: Wiring, sink: ForwardingSink, observer: PipelineMetrics) -
     s = w.settings
     written = CountedSink(sink)  # liveness: each finished write attempt is progress
     pipeline = Pipeline(written, conditions=ConditionsBook(()), observer=observer, clock=w.clock,
-                        max_batch=s.ingest.batch_max, max_age_s=s.ingest.batch_max_age_s,
-                        queue_max=s.ingest.queue_max, skew_tolerance_s=s.ingest.clock_skew_tolerance_s,
+                        batch_max=s.ingest.batch_max, batch_max_age_s=s.ingest.batch_max_age_s,
+                        queue_max=s.ingest.queue_max, clock_skew_tolerance_s=s.ingest.clock_skew_tolerance_s,
                         time_window=TimeWindow(s.ingest.device_time_past_days, s.ingest.device_time_future_s))
     # the pipeline's batcher and unacknowledged envelopes cannot be rebuilt: if it dies, the daemon exits
     w.start("pipeline", pipeline.run, restart=False)

@@ -99,7 +99,7 @@ class _Serve(threading.Thread):
         await pool.open(wait=True, timeout=30)
         await auth_pool.open(wait=True, timeout=30)
         try:
-            auth = Authenticator(auth_pool, failures_per_minute=self.failures_per_minute)
+            auth = Authenticator(auth_pool, auth_failures_per_minute=self.failures_per_minute)
 
             async def accept(body: bytes, sensor: str, _x_sensor: str | None) -> tuple[int, dict[str, Any]]:
                 try:  # the documented body only (the daemon's decoder answers the rest 400, with a dead letter)

@@ -147,8 +147,8 @@ async def _produce(url: str, start: datetime, hours: int, step_s: float) -> Prod
     async with AsyncConnectionPool(url, min_size=1, max_size=4, open=False) as pool:
         await upsert_registry(pool, network)
         pipeline = Pipeline(TimescaleWriter(pool), conditions=ConditionsBook(network), observer=_Observer(),
-                            clock=pipeline_clock, ranges=network_ranges(network, profiles), max_batch=2000,
-                            max_age_s=0.002)
+                            clock=pipeline_clock, ranges=network_ranges(network, profiles), batch_max=2000,
+                            batch_max_age_s=0.002)
         task = asyncio.create_task(pipeline.run())
 
         async def submit(readings: list[Any]) -> None:

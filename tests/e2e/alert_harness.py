@@ -225,8 +225,8 @@ class AlertHarness:
         await self._pool.open(wait=True, timeout=30)
         await upsert_registry(self._pool, self.sensors)
         self._pipeline = Pipeline(TimescaleWriter(self._pool), conditions=ConditionsBook(self.sensors),
-                                  observer=self._observer, clock=self._pipeline_clock, max_batch=1000,
-                                  max_age_s=0.05)
+                                  observer=self._observer, clock=self._pipeline_clock, batch_max=1000,
+                                  batch_max_age_s=0.05)
         self._pipeline_task = asyncio.create_task(self._pipeline.run(), name="harness-pipeline")
         self._jobs_conn = psycopg.connect(self.database_url, autocommit=True)
 
