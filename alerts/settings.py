@@ -1,6 +1,7 @@
-"""The alerts stage's settings sections (`scheduler`, `alerts` in the daemon's YAML file): the scheduled jobs, the
-alert messages and the delivery channels with their filters. Pure (alerts); composed by `aqnet.config.Settings`
-under the same keys."""
+"""The alerts stage's settings sections: `scheduler`, `alerts` (with its delivery channels). Pure (alerts).
+
+The scheduled jobs, the alert messages and the delivery channels with their filters; composed by
+`aqnet.config.Settings` under the same keys."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The ingest stage's settings section (`ingest` in the daemon's YAML file): batching, queueing, device-time
-checks and the calibrations' refresh. Pure (ingest); composed by `aqnet.config.Settings` under the same key."""
+"""The ingest stage's settings section: `ingest`. Pure (ingest).
+
+Batching, queueing, device-time checks and the calibrations' refresh; composed by `aqnet.config.Settings` under the
+same key."""
 
 from __future__ import annotations
 

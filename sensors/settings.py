@@ -1,5 +1,6 @@
-"""The sensors stage's settings sections (`mqtt`, `modbus`, `network`, `clock` in the daemon's YAML file): pydantic
-models, validated at the edge. Pure (sensors).
+"""The sensors stage's settings sections: `mqtt`, `modbus`, `network`, `clock`. Pure (sensors).
+
+Pydantic models of the daemon's YAML file, validated at the edge.
 
 Every field carries its description (README's "Configuration" table); `aqnet.config.Settings` composes these
 sections, under the same keys, with the other stages' (`ingest.settings`, `storage.settings`, `alerts.settings`).

@@ -1,5 +1,6 @@
-"""The storage stage's settings sections (`database`, `storage`, `dead_letters`, `registry`, `retention` in the
-daemon's YAML file). Pure (storage); composed by `aqnet.config.Settings` under the same keys."""
+"""The storage stage's settings sections: `database`, `storage`, `dead_letters`, `registry`, `retention`. Pure.
+
+Stage: storage. Composed by `aqnet.config.Settings` under the same keys."""
 
 from __future__ import annotations
 

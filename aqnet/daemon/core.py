@@ -1,5 +1,7 @@
-"""The composition root: builds every stage from the settings, starts them in dependency order and stops them in
-reverse order on SIGTERM/SIGINT after flushing. The only module that wires stages together. Shell (aqnet).
+"""The daemon: its start steps in dependency order, its stop in reverse order after flushing. Shell (aqnet), I/O.
+
+The composition root: builds every stage from the settings, starts them in dependency order and stops them in
+reverse order on SIGTERM/SIGINT after flushing. The only module (with its step modules) that wires stages together.
 
 `Daemon.run` is a sequence of per-stage start steps under one `contextlib.AsyncExitStack`: each step builds its
 stage, starts its tasks and pushes its cleanup, so whatever started is closed in reverse order, on a clean stop as

@@ -1,6 +1,7 @@
-"""The daemon's start steps for intake: the MQTT subscriber and the station pollers, with their metrics. Shell
-(aqnet): builds `sensors` drivers from the settings, hands what they read to the pipeline (refusals and Modbus
-outages through `ingest.intake.IntakeSubmitter`) and pushes their cleanup on the daemon's exit stack."""
+"""The daemon's start steps for intake: the MQTT subscriber and the station pollers. Shell (aqnet), I/O.
+
+With their metrics. Builds `sensors` drivers from the settings, hands what they read to the pipeline (refusals and
+Modbus outages through `ingest.intake.IntakeSubmitter`) and pushes their cleanup on the daemon's exit stack."""
 
 from __future__ import annotations
 

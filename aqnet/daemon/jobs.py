@@ -1,6 +1,7 @@
-"""The daemon's start step for its scheduled jobs: the stage jobs of `aqnet.schedule` (averages, indices, alert
-rules and deliveries, housekeeping), the calibrations refresh and the dead-letter pruning, on one APScheduler,
-watched by `aqnet.scheduler_watch`. Shell (aqnet)."""
+"""The daemon's start step for its scheduled jobs, on one APScheduler. Shell (aqnet), I/O.
+
+The stage jobs of `aqnet.schedule` (averages, indices, alert rules and deliveries, housekeeping), the calibrations
+refresh and the dead-letter pruning, watched by `aqnet.scheduler_watch`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The daemon's view of the pipeline and the spool: metrics and per-sensor last-seen times. Shell (aqnet): reads
-what the stages report, and only updates metrics and the daemon's status document.
+"""The daemon's view of the pipeline, the spool and its tasks: metrics and last-seen times. Shell (aqnet), pure.
+
+Reads what the stages report, and only updates metrics and the daemon's status document.
 
 `PipelineMetrics` is the pipeline's observer (ingest.pipeline.PipelineObserver): readings written, spooled,
 replayed and refused, per protocol; the newest reading per sensor. `watch_spool(metrics, sink)` makes the spool

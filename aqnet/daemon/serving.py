@@ -1,5 +1,7 @@
-"""The daemon's start steps for what it answers: liveness and readiness (`aqnet.health`), and the HTTP listeners
-(device intake, API, internal), one supervised uvicorn server each (`aqnet.http`). Shell (aqnet)."""
+"""The daemon's start steps for what it answers: health and the HTTP listeners. Shell (aqnet), I/O.
+
+Liveness and readiness (`aqnet.health`), and the HTTP listeners (device intake, API, internal), one supervised
+uvicorn server each (`aqnet.http`)."""
 
 from __future__ import annotations
 

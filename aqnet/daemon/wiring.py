@@ -1,5 +1,7 @@
-"""What every start step of the daemon takes from it: the settings, clock, metrics, exit stack and task
-supervisor. Shell (aqnet); a leaf of `aqnet.daemon`, so the steps never import the `Daemon` itself."""
+"""What every start step of the daemon takes from it. Shell (aqnet), pure.
+
+The settings, clock, metrics, exit stack and task supervisor; a leaf of `aqnet.daemon`, so the steps never import
+the `Daemon` itself."""
 
 from __future__ import annotations
 

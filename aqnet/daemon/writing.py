@@ -1,6 +1,7 @@
-"""The daemon's start steps for the write path: the database (migrations, the ingest pool), the spool and the
-forwarding sink, and the pipeline. Shell (aqnet): builds `storage` and `ingest` objects from the settings, starts
-their tasks and pushes their cleanup on the daemon's exit stack."""
+"""The daemon's start steps for the write path: database, spool and forwarding sink, pipeline. Shell (aqnet), I/O.
+
+The database (migrations, the ingest pool), the spool and the forwarding sink, and the pipeline. Builds `storage`
+and `ingest` objects from the settings, starts their tasks and pushes their cleanup on the daemon's exit stack."""
 
 from __future__ import annotations
 
