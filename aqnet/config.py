@@ -25,7 +25,7 @@ __all__ = ["ApiListener", "ConfigError", "HttpSettings", "IntakeListener", "Inte
 
 
 class ListenerSettings(Section):
-    """One HTTP listener (aqnet.http_server): where it binds, its TLS files and its bounds."""
+    """One HTTP listener (aqnet.http.server): where it binds, its TLS files and its bounds."""
 
     host: str = Field(default="127.0.0.1", description=(
         "Bind address of this listener; 0.0.0.0 only behind a firewall that admits who must reach it."))
@@ -85,7 +85,7 @@ _MOVED = ("http.host and http.port are replaced by one listener per audience: ht
 
 class HttpSettings(Section):
     """The daemon's HTTP listeners (aqnet.http): each audience on its own address. To add one (the open-data API
-    of a later issue), add a ListenerSettings field here and its app to aqnet.http.LISTENERS."""
+    of a later issue), add a ListenerSettings field here and its app to aqnet.http.apps.LISTENERS."""
 
     intake: IntakeListener = Field(default=IntakeListener(), description=(
         "The device intake listener (`/intake/…`, HTTP basic per device)."))

@@ -15,10 +15,8 @@ from psycopg_pool import AsyncConnectionPool
 from aqnet.api import api_router
 from aqnet.daemon.wiring import Wiring
 from aqnet.health import CountedSink, HealthMonitor
-from aqnet.http import LISTENERS, create_api_app, create_intake_app, create_internal_app
-from aqnet.http_auth import Authenticator
-from aqnet.http_limits import TrustedProxies
-from aqnet.http_server import server_config
+from aqnet.http import LISTENERS, Authenticator, create_api_app, create_intake_app, create_internal_app, server_config
+from aqnet.http.limits import TrustedProxies
 from ingest.intake import IntakeSubmitter
 from ingest.pipeline import Pipeline
 from sensors.modbus.supervisor import PollerSupervisor
