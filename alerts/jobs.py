@@ -24,8 +24,8 @@ import psycopg
 
 from alerts.averaging.job import WindowRun, compute_windows, network_timezone
 from alerts.averaging.windows import hour_end_at_or_before
-from alerts.rules import Rule
 from alerts.rules.evaluate import evaluate_alerts
+from alerts.rules.model import Rule
 from alerts.rules.state import AlertEvent
 from storage import alert_episodes
 

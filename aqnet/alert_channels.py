@@ -10,7 +10,7 @@ signatures holds that secret and could otherwise make acknowledgement links (doc
 `build_channels(settings, webhook_key)` returns one channel per
 configured entry with its filter; every file problem of every channel is collected and raised at once as a
 `ChannelConfigError` whose lines name the channel and the file (README: "Configuration", `alerts.channels`).
-`build_dispatcher` gives the `alerts.dispatch.Dispatcher` the daemon's scheduler runs; it owns and closes the
+`build_dispatcher` gives the `alerts.delivery.dispatch.Dispatcher` the daemon's scheduler runs; it owns and closes the
 channels (`close_channels` is for channels built but never handed to a dispatcher).
 """
 
@@ -27,22 +27,19 @@ from psycopg_pool import AsyncConnectionPool
 
 from alerts.delivery.dispatch import Dispatcher
 from alerts.delivery.notice import Channel
-from alerts.rules import Rule
-from aqnet.config import (
-    AlertmanagerChannel,
-    ChannelFilter,
-    EmailChannel,
-    MqttChannel,
-    Settings,
-    WebhookChannel,
-)
+from alerts.rules.model import Rule
+from alerts.settings import AlertmanagerChannel, ChannelFilter, EmailChannel, MqttChannel, WebhookChannel
+from aqnet.config import Settings
 from sensors.redact import redact
 
-__all__ = ["KEY_BYTES", "AlertKeys", "ChannelConfigError", "build_channels", "build_dispatcher", "close_channels",
-           "load_alert_keys", "load_or_create_key", "read_secret"]
+__all__ = ["KEY_BYTES", "AlertKeys", "ChannelConfigError", "Channels", "build_channels", "build_dispatcher",
+           "close_channels", "load_alert_keys", "load_or_create_key", "read_secret"]
 
 KEY_BYTES = 32  #: HMAC-SHA256 key length: the hash's block-size recommendation (RFC 2104 §3: at least L = 32)
 _MIN_KEY_BYTES = 16  #: a shorter key file is refused (a truncated or placeholder file, not a key)
+
+#: channel name → (channel, its filter), as `build_channels` gives them
+Channels = dict[str, tuple[Channel, ChannelFilter]]
 
 
 class ChannelConfigError(ValueError):
@@ -167,14 +164,14 @@ _BUILDERS: Mapping[str, Callable[[Any, Settings, bytes], Channel]] = {
     "webhook": _webhook, "email": _email, "mqtt": _mqtt, "alertmanager": _alertmanager}
 
 
-def build_channels(settings: Settings, webhook_key: bytes) -> dict[str, tuple[Channel, ChannelFilter]]:
+def build_channels(settings: Settings, webhook_key: bytes) -> Channels:
     """Channel name → (channel, its filter), for every entry of `alerts.channels`; every problem at once.
     `webhook_key` (AlertKeys.webhook, never the link key) signs webhooks without a `secret_file`."""
     built: dict[str, tuple[Channel, ChannelFilter]] = {}
     errors: list[str] = []
     for spec in settings.alerts.channels:
         try:
-            # the channel's settings are its filter (alerts.routing reads the ChannelFilter fields; the
+            # the channel's settings are its filter (alerts.delivery.routing reads the ChannelFilter fields; the
             # dispatcher its timeout_s)
             built[spec.name] = (_BUILDERS[spec.type](spec, settings, webhook_key), spec)
         except ChannelConfigError as exc:
@@ -200,7 +197,7 @@ async def close_channels(channels: Mapping[str, tuple[Channel, ChannelFilter]]) 
 def build_dispatcher(db: str | AsyncConnectionPool[Any], settings: Settings,
                      channels: Mapping[str, tuple[Channel, ChannelFilter]], link_key: bytes, *,
                      rules: Iterable[Rule] = (), clock: Callable[[], datetime]) -> Dispatcher:
-    """The `alerts.dispatch.Dispatcher` delivering the outbox to `channels` with `settings.alerts`' retry policy
+    """The `alerts.delivery.dispatch.Dispatcher` delivering the outbox to `channels` with `settings.alerts`' retry policy
     and links signed with `link_key` (AlertKeys.link); it owns the channels from now on (`Dispatcher.close`
     closes them). `rules`: the rules in force (their descriptions and clear levels go into the notices)."""
     a = settings.alerts

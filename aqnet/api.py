@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 
 from aqnet.api_alerts import add_alert_routes
-from aqnet.http_auth import Authenticator, Limited, Unavailable
+from aqnet.http import Authenticator, Limited, Unavailable
 from ingest.calibration import CalibrationError
 from storage import registry
 from storage.alerts_store import AlertError

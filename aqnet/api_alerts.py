@@ -1,5 +1,5 @@
 """The HTTP API's alert operations (`/api/v1/alerts…`, `/api/v1/exceedances`), added to `aqnet.api.api_router`.
-Shell (FastAPI over `storage.alerts_store` and `alerts.signing`).
+Shell (FastAPI over `storage.alerts_store` and `alerts.delivery.signing`).
 
 Contract: every role reads alerts and exceedances; acknowledging, resolving and annotating need an officer token
 (403 for a technician or a reader, 401 without a known token); the actor recorded is the token's name, via "api".
@@ -7,10 +7,10 @@ The signed acknowledgement link of e-mail and webhook messages, `/alerts/ack/{to
 GET answers a small HTML page with a form asking the officer's name and acknowledges nothing (mail scanners and
 link previews follow GETs); POST of that form (field `name`, optional `note`) acknowledges, recording actor
 "<name> (link)" via "link". A link whose signature does not verify, that expired or whose lifetime is over
-`alerts.signing.MAX_ACK_LINK_TTL_H` is a 403 page; an alert already acknowledged or resolved is a 200 page saying
+`alerts.delivery.signing.MAX_ACK_LINK_TTL_H` is a 403 page; an alert already acknowledged or resolved is a 200 page saying
 by whom. A link is bound to the transition it was issued for: once the alert escalated after it, GET and POST
 answer a 409 page saying so, with a link to the alert, and nothing changes (an escalation needs a new
-acknowledgement, alerts.state; the check that counts runs under the alert's row lock in
+acknowledgement, alerts.rules.state; the check that counts runs under the alert's row lock in
 `storage.alerts_store.acknowledge(as_of_event=…)`). `storage.alerts_store.AlertError` maps to 404
 (not_found) and 409 (illegal_transition) through the `db` context the router is given.
 """
@@ -39,9 +39,9 @@ __all__ = ["AlertDetail", "AlertRecord", "ExceedanceRecord", "add_alert_routes"]
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _TEXT = r"^[^\x00]*$"  #: PostgreSQL text cannot hold NUL
 _NAME_MAX = 100
-_TOKEN_MAX = 512  #: alerts.signing tokens are ~60 characters
+_TOKEN_MAX = 512  #: alerts.delivery.signing tokens are ~60 characters
 AlertId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the alert's id")]
-LinkToken = Annotated[str, Path(description="the signed token of the link (alerts.signing)")]
+LinkToken = Annotated[str, Path(description="the signed token of the link (alerts.delivery.signing)")]
 Db = Callable[[], AbstractAsyncContextManager[AsyncConnection[Any]]]
 
 

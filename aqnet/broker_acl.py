@@ -58,7 +58,7 @@ RESERVED_USERS: frozenset[str] = frozenset({DAEMON_USER, SIMULATOR_USER})
 SERVICE_PREFIX = "aqnet"
 #: the roles a service user may have in the roles file
 ROLES: tuple[str, ...] = ("daemon",)
-#: the alert channel's default state topic prefix (alerts.delivery.mqtt)
+#: the alert channel's default state topic prefix (alerts.delivery.channels.mqtt)
 DEFAULT_ALERT_PREFIX = "aqnet/alerts"
 #: topics a sensor may publish to, `%u` being its username (= sensor id); the templates of
 #: sensors.mqtt.payloads.TOPICS with the sensor id in the place of `{sensor_id}` or of the wildcard

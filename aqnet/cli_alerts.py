@@ -1,5 +1,5 @@
 """`aqnet alerts list | show | ack | resolve | note | test-rule | exceedances`: alerts for officers and technicians.
-Parses, calls `storage.alerts_store` (and `alerts.evaluate` for test-rule), renders an aligned table or `--json`,
+Parses, calls `storage.alerts_store` (and `alerts.rules.evaluate` for test-rule), renders an aligned table or `--json`,
 sets the exit code (1 when refused: unknown alert, illegal transition, a token without the officer role, an
 unreachable database; 2 on a usage error).
 
@@ -299,7 +299,7 @@ def test_rule_command(rule_id: str, rules_path: Path | None, at_text: str, url: 
                       config_path: Path | None, var_dir: Path, as_json: bool) -> None:
     """Evaluate one rule against the stored data, changing nothing and sending nothing: prints what would be
     raised, escalated or resolved, and what would be suppressed (maintenance or invalid data)."""
-    from aqnet.config import AlertsSettings
+    from alerts.settings import AlertsSettings
 
     ctx = _ctx(url, config_path, var_dir, as_json)
     rules = _rules(rules_path, ctx.settings)
@@ -335,7 +335,7 @@ def test_rule_command(rule_id: str, rules_path: Path | None, at_text: str, url: 
 
 
 def _rules(path: Path | None, settings: Settings | None) -> tuple[Any, ...]:
-    from alerts.rules import RulesError, default_rules, parse_rules
+    from alerts.rules.model import RulesError, default_rules, parse_rules
 
     if path is None and settings is not None and settings.alerts.rules_file:
         path = Path(settings.alerts.rules_file)
@@ -358,7 +358,7 @@ def _dry_run(url: str, rule: Any, at: datetime, tz: tzinfo, escalate_after_min: 
 
 
 def _event_doc(event: Any) -> dict[str, Any]:
-    """An `alerts.state` event as a dict: what would happen, where, at which level and value."""
+    """An `alerts.rules.state` event as a dict: what would happen, where, at which level and value."""
     return {"kind": event.kind, "rule": event.rule_id, "scope_key": event.sensor_id,
             "variable": getattr(event, "variable", None), "level": event.level,
             "from_level": getattr(event, "from_level", None), "value": event.value, "unit": event.unit,

@@ -26,10 +26,11 @@ import click
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from aqnet.config import ConfigError, NetworkSettings, Settings, load_settings
+from aqnet.config import ConfigError, Settings, load_settings
 from sensors.network import bundled_network
 from sensors.redact import redact
 from sensors.sensor import Sensor
+from sensors.settings import NetworkSettings
 from storage import deadletter as dead_letters
 from storage.deadletter import DeadLetter
 from storage.replay import REPLAYABLE_SOURCES, Outcome, Replayer

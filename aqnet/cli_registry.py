@@ -28,9 +28,10 @@ from psycopg import AsyncConnection
 from pydantic import BaseModel, ValidationError
 
 from aqnet.cli_sensors import sensors
-from aqnet.config import ConfigError, NetworkSettings, Settings, load_settings
+from aqnet.config import ConfigError, Settings, load_settings
 from sensors.network import bundled_network
 from sensors.redact import redact
+from sensors.settings import NetworkSettings
 from storage import registry
 from storage.network_file import NetworkFileError, dump_network, line_of, parse_network
 from storage.registry_models import (

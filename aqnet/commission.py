@@ -29,7 +29,6 @@ from typing import Any, Literal
 
 from psycopg import AsyncConnection, sql
 
-from aqnet.live_network import network_ranges
 from ingest.calibration import CalibrationBook
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
@@ -43,6 +42,7 @@ from sensors.mqtt.payloads import PayloadError
 from sensors.mqtt.subscriber import Intake
 from sensors.reading import Gap, RawReading
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
+from storage.live_network import network_ranges
 from storage.registry_models import SensorRecord
 from storage.rows import MEASUREMENT_COLUMNS, row_reading
 
@@ -219,7 +219,7 @@ async def _ingest(sensor: Sensor, raws: list[RawReading], *, clock: Clock, calib
     """Run the readings once through the daemon's pipeline into a capturing sink."""
     capture = _Capture()
     pipeline = Pipeline(capture, conditions=ConditionsBook([sensor]), observer=_Observer(capture), clock=clock,
-                        ranges=ranges, max_batch=1, max_age_s=0.05, skew_tolerance_s=skew_tolerance_s,
+                        ranges=ranges, batch_max=1, batch_max_age_s=0.05, clock_skew_tolerance_s=skew_tolerance_s,
                         calibrations=calibrations)
     if raws:
         await pipeline.submit(raws)  # one submission: met readings first, as the daemon's drivers submit

@@ -91,17 +91,17 @@ class HealthMonitor:
     Args:
         down: the supervised tasks that are down, with why (`TaskSupervisor.down`).
         probe: an awaitable check that the database answers (raises when it does not).
-        stall_s: work pending this long without progress fails liveness.
-        probe_timeout_s: the database probe's time limit.
+        intake_stall_s: work pending this long without progress fails liveness.
+        readiness_timeout_s: the database probe's time limit.
     """
 
     def __init__(self, down: Callable[[], Mapping[str, str]], probe: Callable[[], Awaitable[None]], *,
-                 stall_s: float, probe_timeout_s: float = 2.0,
+                 intake_stall_s: float, readiness_timeout_s: float = 2.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._down = down
         self._probe = probe
-        self._stall_s = stall_s
-        self._probe_timeout_s = probe_timeout_s
+        self._stall_s = intake_stall_s
+        self._probe_timeout_s = readiness_timeout_s
         self._monotonic = monotonic
         self._watches: dict[str, _Watch] = {}
 
@@ -124,7 +124,7 @@ class HealthMonitor:
         return liveness(self._down(), self.sample(), self._stall_s)
 
     async def readiness(self) -> Verdict:
-        """The `/readyz` verdict: the database answers within `probe_timeout_s`."""
+        """The `/readyz` verdict: the database answers within `readiness_timeout_s`."""
         try:
             async with asyncio.timeout(self._probe_timeout_s):
                 await self._probe()

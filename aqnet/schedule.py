@@ -36,7 +36,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from alerts.delivery.dispatch import Dispatcher
 from alerts.jobs import run_stage_jobs
 from alerts.leader import Leadership
-from alerts.rules import SEVERITIES, Rule, default_rules, parse_rules
+from alerts.rules.model import SEVERITIES, Rule, default_rules, parse_rules
 from aqnet.config import Settings
 from aqnet.metrics import Metrics
 from sensors.clock import Clock
@@ -66,7 +66,7 @@ def add_stage_jobs(scheduler: AsyncIOScheduler, settings: Settings, *, clock: Cl
     with the scheduler).
 
     `cadences`: device id → expected seconds between its samples (simulated seconds), for completeness.
-    `rules`: the alert rules (default: `load_rules(settings)`). `dispatcher`: the `alerts.dispatch.Dispatcher` of
+    `rules`: the alert rules (default: `load_rules(settings)`). `dispatcher`: the `alerts.delivery.dispatch.Dispatcher` of
     the configured channels (aqnet.alert_channels), or None (no delivery jobs). `metrics` and `pool`: where the
     delivery counts go, and the connections that read the outbox's depth and the open alerts after each round.
     """

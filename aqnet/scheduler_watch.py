@@ -97,17 +97,17 @@ class SchedulerWatch:
 
     Args:
         scheduler: the scheduler, with every job added (those present now are required from now on).
-        stuck_s: a job run this long is stuck.
-        error_limit: a job raising this many times in a row is failing.
+        job_stuck_s: a job run this long is stuck.
+        job_error_limit: a job raising this many times in a row is failing.
         check_s: how often `run()` checks.
     """
 
-    def __init__(self, scheduler: BaseScheduler, *, stuck_s: float, error_limit: int, check_s: float = 1.0,
+    def __init__(self, scheduler: BaseScheduler, *, job_stuck_s: float, job_error_limit: int, check_s: float = 1.0,
                  monotonic: Callable[[], float] = time.monotonic,
                  transient: Callable[[BaseException | None], bool] = _transient) -> None:
         self._scheduler = scheduler
-        self._stuck_s = stuck_s
-        self._error_limit = error_limit
+        self._stuck_s = job_stuck_s
+        self._error_limit = job_error_limit
         self._check_s = check_s
         self._monotonic = monotonic
         self._transient = transient

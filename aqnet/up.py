@@ -35,32 +35,18 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from aqnet.config import (
-    AlertsSettings,
-    ApiListener,
-    ClockSettings,
-    DatabaseSettings,
-    Endpoint,
-    HttpSettings,
-    IntakeListener,
-    InternalListener,
-    ModbusSettings,
-    MqttChannel,
-    MqttSettings,
-    NetworkSettings,
-    SchedulerSettings,
-    Settings,
-    StorageSettings,
-    settings_to_yaml,
-)
+from alerts.settings import AlertsSettings, MqttChannel, SchedulerSettings
+from aqnet.config import ApiListener, HttpSettings, IntakeListener, InternalListener, Settings, settings_to_yaml
 from aqnet.credentials import DAEMON_USER, SIMULATOR_USER
 from aqnet.localstack import GRAFANA_LOGIN, MosquittoBroker, PortBook, TimescaleCluster
 from sensors.clock import Clock
 from sensors.network import bundled_network
 from sensors.sensor import Sensor
+from sensors.settings import ClockSettings, Endpoint, ModbusSettings, MqttSettings, NetworkSettings
 from simulators.network_sim import synthetic_network
 from simulators.scenario import load_scenario
 from storage.migrate import migrate
+from storage.settings import DatabaseSettings, StorageSettings
 
 __all__ = ["UpOptions", "averages_every_s", "grafana_login", "read_state", "run_up",
            "sim_clock_origin"]

@@ -2,8 +2,8 @@
 
 Drivers call `submit(raw_readings, ack, letters=())`; it waits while the bounded queue is full, which is the
 backpressure that reaches the drivers (the MQTT broker then keeps the unacknowledged messages). A batch is written
-when it holds `max_batch` submissions or its oldest is `max_age_s` old; the acks of a batch run only after the sink
-has committed it. A write that fails is retried with backoff and never acknowledged meanwhile (one ERROR line per
+when it holds `batch_max` submissions or its oldest is `batch_max_age_s` old; the acks of a batch run only after the
+sink has committed it. A write that fails is retried with backoff and never acknowledged meanwhile (one ERROR line per
 episode, DEBUG while it repeats, INFO when writes succeed again). Refused input travels with the batch as
 `ingest.letter.Letter`s — messages the driver could not decode (`letters=`) and readings that cannot be
 normalised — and the sink makes them durable with the readings, so nothing is acknowledged on a log line alone.
@@ -81,8 +81,8 @@ class Pipeline:
 
     def __init__(self, sink: Sink, *, conditions: ConditionsBook, observer: PipelineObserver,
                  clock: Callable[[], datetime], ranges: Mapping[tuple[str, str], tuple[float, float]] | None = None,
-                 max_batch: int = 200, max_age_s: float = 1.0, queue_max: int = 10_000,
-                 retry_max_s: float = 30.0, skew_tolerance_s: float = 300.0,
+                 batch_max: int = 200, batch_max_age_s: float = 1.0, queue_max: int = 10_000,
+                 retry_max_s: float = 30.0, clock_skew_tolerance_s: float = 300.0,
                  calibrations: CalibrationBook | None = None, maintenance: MaintenanceBook | None = None,
                  time_window: TimeWindow | None = None) -> None:
         self._sink = sink
@@ -94,12 +94,12 @@ class Pipeline:
         self._clock = clock
         #: (device id, variable) → plausible range in the reported unit; the daemon swaps in a new mapping
         self.ranges: Mapping[tuple[str, str], tuple[float, float]] = dict(ranges or {})
-        self._batcher: Batcher[_Envelope] = Batcher(max_size=max_batch, max_age_s=max_age_s)
+        self._batcher: Batcher[_Envelope] = Batcher(max_size=batch_max, max_age_s=batch_max_age_s)
         self._queue: asyncio.Queue[_Envelope | None] = asyncio.Queue(maxsize=queue_max)
         self._qc: dict[tuple[str, str, str], QCState] = {}
-        self._max_age_s = max_age_s
+        self._max_age_s = batch_max_age_s
         self._retry_max_s = retry_max_s
-        self._skew_tolerance_s = skew_tolerance_s
+        self._skew_tolerance_s = clock_skew_tolerance_s
         #: the calibrations in force; the daemon swaps in a fresh immutable book on each refresh
         self.calibrations = calibrations
         #: the maintenance windows in force (QC.MAINTENANCE); swapped in like the calibrations

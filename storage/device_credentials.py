@@ -4,7 +4,7 @@
 Contract: the username is the sensor id and the password is 192 random bits (`secrets`), returned once by
 `issue`. Only a salted scrypt hash is stored (`hash_password`; `scrypt$n$r$p$salt$hash`, salt and hash base64).
 `verify_password` compares in constant time and never raises on a malformed hash (it is then just wrong).
-`lookup` returns the stored hash of a sensor's credentials, or None; the caller (aqnet.http_auth) verifies the
+`lookup` returns the stored hash of a sensor's credentials, or None; the caller (aqnet.http.auth) verifies the
 password with a dummy hash when there is none, so an unknown sensor and a wrong password cost the same.
 """
 

@@ -14,9 +14,9 @@ Contract (implements `ingest.pipeline.Sink`: `write` returns once the batch is d
 - `replay()` runs as a background task for the daemon's lifetime: it writes the oldest spooled batches to the
   database (consecutive ones joined up to `replay_max_readings`, in order, in one transaction), moves the spool's
   resume point past them once committed, and goes on until the spool is empty; while the database stays
-  unreachable it retries every `retry_s`. Any other error (reading the spool, the write, moving the resume point
+  unreachable it retries every `replay_retry_s`. Any other error (reading the spool, the write, moving the resume point
   on a full disk) is logged with its cause (ERROR once, DEBUG while it repeats, INFO on recovery) and retried
-  after `retry_s`: the task never dies of it. A batch whose resume point could not be written stays first and is
+  after `replay_retry_s`: the task never dies of it. A batch whose resume point could not be written stays first and is
   written again, which the writer's idempotent insert makes a no-op.
 - `close()` stops the replay between batches (a batch interrupted mid-write, or written as the stop came, is
   replayed at the next start, a no-op then) and closes the spool; a cancelled replay never runs on. Everything
@@ -76,26 +76,26 @@ class ForwardingStats:
 class ForwardingSink:
     """Database writes with a disk spool while the database is unreachable (see the module docstring)."""
 
-    def __init__(self, writer: _Writer, spool: Spool, *, clock: Callable[[], datetime], retry_s: float = 2.0,
+    def __init__(self, writer: _Writer, spool: Spool, *, clock: Callable[[], datetime], replay_retry_s: float = 2.0,
                  unreachable_after_s: float = 10.0, replay_max_readings: int = 5000,
                  on_replayed: Callable[[Sequence[Reading], object, float], None] | None = None) -> None:
         """Args:
             writer: the database writer (`storage.writer.TimescaleWriter`).
             spool: the disk spool, opened (its pending batches are replayed first).
             clock: the wall clock, for `state_since`.
-            retry_s: pause between replay attempts while the database stays unreachable.
+            replay_retry_s: pause between replay attempts while the database stays unreachable.
             unreachable_after_s: a database write without an answer for this long counts as unreachable.
             replay_max_readings: consecutive spooled batches are replayed together, in one transaction, up to
                 this many readings (a single larger batch goes alone).
             on_replayed: called with (readings, writer result, seconds) after each replayed batch commits.
         """
-        if retry_s <= 0 or unreachable_after_s <= 0:
-            raise ValueError(f"ForwardingSink: retry_s and unreachable_after_s must be > 0, got {retry_s}, "
-                             f"{unreachable_after_s}")
+        if replay_retry_s <= 0 or unreachable_after_s <= 0:
+            raise ValueError(f"ForwardingSink: replay_retry_s and unreachable_after_s must be > 0, got "
+                             f"{replay_retry_s}, {unreachable_after_s}")
         self._writer = writer
         self._spool = spool
         self._clock = clock
-        self._retry_s = retry_s
+        self._retry_s = replay_retry_s
         self._timeout_s = unreachable_after_s
         self._replay_max = replay_max_readings
         self._on_replayed = on_replayed

@@ -153,8 +153,9 @@ class Replayer:
         conditions = ConditionsBook(self._network)
         async with self._pool.connection() as conn:
             calibrations = await load_calibration_book(conn)  # replayed readings are calibrated like live ones
-        pipeline = Pipeline(sink, conditions=conditions, observer=observer, clock=lambda: now[0], max_batch=1,
-                            max_age_s=0.2, skew_tolerance_s=self._skew_tolerance_s, calibrations=calibrations)
+        pipeline = Pipeline(sink, conditions=conditions, observer=observer, clock=lambda: now[0], batch_max=1,
+                            batch_max_age_s=0.2, clock_skew_tolerance_s=self._skew_tolerance_s,
+                            calibrations=calibrations)
         task = asyncio.create_task(pipeline.run(), name="replay-pipeline")
         outcomes: list[Outcome] = []
         try:

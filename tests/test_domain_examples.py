@@ -27,7 +27,7 @@ from alerts.averaging.averages import (
 )
 from alerts.averaging.indices import dominant, iboca, truncate_to_table, us_aqi
 from alerts.averaging.nowcast import nowcast, nowcast_detail
-from alerts.rules import Rule, default_rules
+from alerts.rules.model import Rule, default_rules
 from ingest.units import (
     convert,
     molar_mass,

@@ -40,7 +40,7 @@ from psycopg_pool import AsyncConnectionPool
 from alerts.delivery.notice import TRANSITIONS, Channel, DeliveryError, Notice
 from alerts.delivery.routing import ChannelFilterLike, accepts, accepts_alert
 from alerts.delivery.signing import MAX_ACK_LINK_TTL_H, ack_token, ack_url
-from alerts.rules import Rule
+from alerts.rules.model import Rule
 from storage import alert_outbox as outbox
 from storage.alert_outbox import NoticeRow
 

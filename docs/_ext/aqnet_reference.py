@@ -59,8 +59,8 @@ def http_apps() -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
     from aqnet.api import api_router
-    from aqnet.http import create_api_app, create_intake_app, create_internal_app
-    from aqnet.http_auth import Authenticator
+    from aqnet.http.apps import create_api_app, create_intake_app, create_internal_app
+    from aqnet.http.auth import Authenticator
 
     async def accept(body: bytes, sensor: str, x_sensor: str | None) -> tuple[int, dict[str, Any]]:
         return 200, {}

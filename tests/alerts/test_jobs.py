@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from alerts.jobs import compute_windows, evaluate_alerts, hour_end_at_or_before
-from alerts.rules import default_rules, parse_rules
+from alerts.rules.model import default_rules, parse_rules
 from alerts.rules.state import AlertEscalated, AlertRaised, AlertResolved
 from ingest.reading import QC
 

@@ -1,5 +1,5 @@
 """Test helper: the daemon's real HTTP apps, each on its own listener (intake, API, internal) as the daemon
-serves them (aqnet.http_server: body limit, concurrency, timeouts), on free loopback ports in a thread, over a
+serves them (aqnet.http.server: body limit, concurrency, timeouts), on free loopback ports in a thread, over a
 fresh migrated TimescaleDB (`database_url`), with one API token per role issued through `storage.tokens` and
 HTTP credentials for one push sensor (`storage.device_credentials`). The intake's handler here accepts the
 authenticated sensor's POST without storing it (the daemon's own handler is tested in test_intake.py)."""
@@ -21,9 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from aqnet.api import api_router
 from aqnet.config import ListenerSettings
-from aqnet.http import create_api_app, create_intake_app, create_internal_app
-from aqnet.http_auth import Authenticator
-from aqnet.http_server import server_config
+from aqnet.http import Authenticator, create_api_app, create_intake_app, create_internal_app, server_config
 from aqnet.localstack import free_port
 from sensors.network import bundled_network
 from storage import device_credentials
@@ -99,7 +97,7 @@ class _Serve(threading.Thread):
         await pool.open(wait=True, timeout=30)
         await auth_pool.open(wait=True, timeout=30)
         try:
-            auth = Authenticator(auth_pool, failures_per_minute=self.failures_per_minute)
+            auth = Authenticator(auth_pool, auth_failures_per_minute=self.failures_per_minute)
 
             async def accept(body: bytes, sensor: str, _x_sensor: str | None) -> tuple[int, dict[str, Any]]:
                 try:  # the documented body only (the daemon's decoder answers the rest 400, with a dead letter)

@@ -19,8 +19,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from aqnet.http import create_intake_app, create_internal_app
-from aqnet.http_auth import Authenticator
+from aqnet.http import Authenticator, create_intake_app, create_internal_app
 from tests.aqnet.api_server import ApiServer, api_server, listeners  # noqa: F401 - the fixtures
 
 MAX_EXAMPLES = 10

@@ -76,7 +76,7 @@ async def test_monitor_samples_its_stages_and_probes_the_database() -> None:
     async def probe() -> None:
         raise psycopg.OperationalError("connection refused")
 
-    m = HealthMonitor(lambda: down, probe, stall_s=60.0, probe_timeout_s=1.0, monotonic=lambda: now[0])
+    m = HealthMonitor(lambda: down, probe, intake_stall_s=60.0, readiness_timeout_s=1.0, monotonic=lambda: now[0])
     m.watch("pipeline", pending=lambda: queue["n"], advanced=lambda: queue["done"])
     assert m.liveness().ok
     now[0] = 61.0
@@ -91,7 +91,7 @@ async def test_monitor_samples_its_stages_and_probes_the_database() -> None:
     async def slow() -> None:
         await asyncio.sleep(30)
 
-    m2 = HealthMonitor(dict, slow, stall_s=1.0, probe_timeout_s=0.05)
+    m2 = HealthMonitor(dict, slow, intake_stall_s=1.0, readiness_timeout_s=0.05)
     assert (await m2.readiness()).reasons == {"database": "TimeoutError"}
 
 
@@ -177,7 +177,7 @@ async def test_scheduler_watch_raises_once_the_scheduler_is_down() -> None:
     scheduler.add_job(job, "interval", seconds=3600, id="deliveries")
     scheduler.start(paused=True)
     now = [0.0]
-    watch = SchedulerWatch(scheduler, stuck_s=100.0, error_limit=2, check_s=0.01, monotonic=lambda: now[0])
+    watch = SchedulerWatch(scheduler, job_stuck_s=100.0, job_error_limit=2, check_s=0.01, monotonic=lambda: now[0])
     assert watch.problems() == []
     # events as APScheduler sends them: a database outage is not counted, other errors are
     for exc in (psycopg.OperationalError("down"), psycopg.OperationalError("down"), KeyError("x")):

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aqnet.tasks import GiveUp, Restart, RestartPolicy, TaskDown, TaskSupervisor, next_restart
+from aqnet.tasks import TaskDown, TaskSupervisor
+from sensors.restart import GiveUp, Restart, RestartPolicy, next_restart
 
 FAST = RestartPolicy(min_s=0.001, max_s=0.004, jitter=0.0, max_restarts=3, window_s=60.0)
 

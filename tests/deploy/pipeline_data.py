@@ -26,8 +26,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from alerts.jobs import run_stage_jobs
-from alerts.rules import default_rules
-from aqnet.live_network import network_ranges
+from alerts.rules.model import default_rules
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
 from sensors.modbus.poller import read_device
@@ -42,6 +41,7 @@ from simulators.network_sim import SimulatedNetwork
 from simulators.scenario import scenario_from_text
 from simulators.signals import CitySignals
 from storage import deadletter
+from storage.live_network import network_ranges
 from storage.registry_seed import upsert_registry
 from storage.writer import TimescaleWriter
 
@@ -147,8 +147,8 @@ async def _produce(url: str, start: datetime, hours: int, step_s: float) -> Prod
     async with AsyncConnectionPool(url, min_size=1, max_size=4, open=False) as pool:
         await upsert_registry(pool, network)
         pipeline = Pipeline(TimescaleWriter(pool), conditions=ConditionsBook(network), observer=_Observer(),
-                            clock=pipeline_clock, ranges=network_ranges(network, profiles), max_batch=2000,
-                            max_age_s=0.002)
+                            clock=pipeline_clock, ranges=network_ranges(network, profiles), batch_max=2000,
+                            batch_max_age_s=0.002)
         task = asyncio.create_task(pipeline.run())
 
         async def submit(readings: list[Any]) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from aqnet.config import EmailChannel, load_settings
+from alerts.settings import EmailChannel
+from aqnet.config import load_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

@@ -39,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from psycopg_pool import AsyncConnectionPool
 
 from alerts.jobs import run_stage_jobs
-from alerts.rules import Rule
+from alerts.rules.model import Rule
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
 from ingest.reading import Reading
@@ -142,7 +142,7 @@ NO_DATA_YAML = """
 
 def test_rules(*, escalate_after_min: float = 0, no_data: bool = False) -> tuple[Rule, ...]:
     """The rules above (with the technicians' no-data rule if `no_data`), parsed by `alerts.rules.parse_rules`."""
-    from alerts.rules import parse_rules
+    from alerts.rules.model import parse_rules
 
     return parse_rules(RULES_YAML.format(escalate=escalate_after_min) + (NO_DATA_YAML if no_data else ""),
                        source="tests/e2e/alert_harness.py")
@@ -225,8 +225,8 @@ class AlertHarness:
         await self._pool.open(wait=True, timeout=30)
         await upsert_registry(self._pool, self.sensors)
         self._pipeline = Pipeline(TimescaleWriter(self._pool), conditions=ConditionsBook(self.sensors),
-                                  observer=self._observer, clock=self._pipeline_clock, max_batch=1000,
-                                  max_age_s=0.05)
+                                  observer=self._observer, clock=self._pipeline_clock, batch_max=1000,
+                                  batch_max_age_s=0.05)
         self._pipeline_task = asyncio.create_task(self._pipeline.run(), name="harness-pipeline")
         self._jobs_conn = psycopg.connect(self.database_url, autocommit=True)
 

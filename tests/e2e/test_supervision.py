@@ -32,7 +32,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from psycopg_pool import PoolTimeout
 
-import aqnet.daemon
+import aqnet.daemon.core
 from aqnet.config import settings_from_dict
 from aqnet.daemon import Daemon, TaskFailedError
 from aqnet.localstack import MosquittoBroker, TimescaleCluster, free_port
@@ -149,7 +149,7 @@ async def _eventually(check: Callable[[], Awaitable[Any]], what: str, timeout_s:
 @pytest.fixture
 async def live(tmp_path: Path, database_url: str, mosquitto: MosquittoBroker,
                monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Live]:
-    monkeypatch.setattr(aqnet.daemon, "TaskSupervisor", FaultySupervisor)
+    monkeypatch.setattr(aqnet.daemon.core, "TaskSupervisor", FaultySupervisor)
     settings = settings_from_dict({
         "database": {"url": database_url},
         "mqtt": {"url": mosquitto.url, "client_id": f"aqnet-{tmp_path.name}"[:60]},

@@ -46,7 +46,7 @@ def _raw(variable: str, value: float, unit: str, t: datetime = NOW, conditions=N
 
 async def _run(sink: Sink, observer: Observer, submissions, **kw):
     pipeline = Pipeline(sink, conditions=ConditionsBook(bundled_network()), observer=observer, clock=lambda: NOW,
-                        max_age_s=0.05, retry_max_s=0.01, **kw)
+                        batch_max_age_s=0.05, retry_max_s=0.01, **kw)
     task = asyncio.create_task(pipeline.run())
     acks: list[int] = []
     for i, raws in enumerate(submissions):
@@ -72,7 +72,7 @@ async def test_clock_skew_tolerance_is_configurable() -> None:
     ahead = NOW + timedelta(seconds=120)
     for tolerance, flagged in ((300.0, False), (60.0, True)):
         sink = Sink()
-        await _run(sink, Observer(), [[_raw("temperature", 14.0, "°C", ahead)]], skew_tolerance_s=tolerance)
+        await _run(sink, Observer(), [[_raw("temperature", 14.0, "°C", ahead)]], clock_skew_tolerance_s=tolerance)
         assert bool(sink.batches[0][0].flags & QC.CLOCK_SKEW) is flagged
 
 
@@ -100,7 +100,7 @@ class RefusingSink:
 async def test_a_refusing_sink_stops_acks_and_fills_the_bounded_queue_then_resumes(caplog) -> None:
     sink, observer = RefusingSink(), Observer()
     pipeline = Pipeline(sink, conditions=ConditionsBook(bundled_network()), observer=observer, clock=lambda: NOW,
-                        max_age_s=0.05, retry_max_s=0.01, max_batch=2, queue_max=3)
+                        batch_max_age_s=0.05, retry_max_s=0.01, batch_max=2, queue_max=3)
     task = asyncio.create_task(pipeline.run())
     acks: list[int] = []
     submits = [asyncio.create_task(pipeline.submit([_raw("temperature", 14.0 + i, "°C")],

@@ -41,7 +41,7 @@ class Observer:
 
 async def _pipeline(sink: Sink, observer: Observer) -> tuple[Pipeline, asyncio.Task[None]]:
     pipeline = Pipeline(sink, conditions=ConditionsBook(bundled_network()), observer=observer, clock=lambda: NOW,
-                        max_batch=1, max_age_s=0.05, retry_max_s=0.01)  # each submission is a batch
+                        batch_max=1, batch_max_age_s=0.05, retry_max_s=0.01)  # each submission is a batch
     return pipeline, asyncio.create_task(pipeline.run())
 
 

@@ -48,7 +48,7 @@ async def test_readings_in_a_window_are_flagged_and_stored() -> None:
     sink = Sink()
     book = MaintenanceBook([MaintenanceWindow("MS01", NOW - H, NOW + H, variable="pm25")])
     pipeline = Pipeline(sink, conditions=ConditionsBook(bundled_network()), observer=Observer(),
-                        clock=lambda: NOW, max_age_s=0.05, maintenance=book)
+                        clock=lambda: NOW, batch_max_age_s=0.05, maintenance=book)
     task = asyncio.create_task(pipeline.run())
     await pipeline.submit([_raw("MS01", "pm25", 10, "ug/m3"), _raw("MS01", "pm10", 20, "ug/m3"),
                            _raw("MS02", "pm25", 10, "ug/m3"),
@@ -62,7 +62,7 @@ async def test_readings_in_a_window_are_flagged_and_stored() -> None:
 async def test_a_swapped_book_applies_from_the_next_submission() -> None:
     sink = Sink()
     pipeline = Pipeline(sink, conditions=ConditionsBook(bundled_network()), observer=Observer(),
-                        clock=lambda: NOW, max_age_s=0.05)
+                        clock=lambda: NOW, batch_max_age_s=0.05)
     task = asyncio.create_task(pipeline.run())
     await pipeline.submit([_raw("MS01", "pm25", 10, "ug/m3", NOW - timedelta(seconds=2))])
     pipeline.maintenance = MaintenanceBook(sensors_in_maintenance=["MS01"])
@@ -77,7 +77,7 @@ async def test_a_temperature_in_maintenance_is_not_a_site_condition() -> None:
     sink = Sink()
     conditions = ConditionsBook(bundled_network())
     book = MaintenanceBook([MaintenanceWindow("MS01", NOW - H, NOW + H, variable="temperature")])
-    pipeline = Pipeline(sink, conditions=conditions, observer=Observer(), clock=lambda: NOW, max_age_s=0.05,
+    pipeline = Pipeline(sink, conditions=conditions, observer=Observer(), clock=lambda: NOW, batch_max_age_s=0.05,
                         maintenance=book)
     task = asyncio.create_task(pipeline.run())
     # a heat gun on the sensor during maintenance: 60 °C must not correct its PM reading

@@ -70,7 +70,7 @@ class _Observer:
 async def test_a_device_time_in_year_9999_becomes_a_dead_letter_not_a_reading() -> None:
     sink, observer = _Sink(), _Observer()
     pipeline = Pipeline(sink, conditions=ConditionsBook(bundled_network()), observer=observer, clock=lambda: NOW,
-                        max_batch=1, max_age_s=0.05)  # the default window
+                        batch_max=1, batch_max_age_s=0.05)  # the default window
     task = asyncio.create_task(pipeline.run())
     acked: list[int] = []
     await pipeline.submit([_raw(NOW), _raw(datetime(9999, 12, 31, tzinfo=UTC))], lambda: acked.append(1))

@@ -219,7 +219,7 @@ async def test_letters_are_spooled_while_the_database_is_down_and_stored_when_it
 
     writer = Down(TimescaleWriter(pool))
     spool = Spool(tmp_path / "spool", max_bytes=1 << 20)
-    sink = ForwardingSink(writer, spool, clock=lambda: T0, retry_s=0.05)
+    sink = ForwardingSink(writer, spool, clock=lambda: T0, replay_retry_s=0.05)
     result = await sink.write([], [letter()])
     assert isinstance(result, Spooled) and _letters(database_url) == []
     writer.up = True

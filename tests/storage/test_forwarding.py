@@ -85,7 +85,7 @@ async def running(sink: ForwardingSink) -> AsyncIterator[ForwardingSink]:
 
 def make(tmp_path: Path, writer: Any, **kw: Any) -> ForwardingSink:
     spool = Spool(tmp_path / "spool", max_bytes=kw.pop("max_bytes", 1 << 20))
-    return ForwardingSink(writer, spool, clock=clock, retry_s=kw.pop("retry_s", 0.02), **kw)
+    return ForwardingSink(writer, spool, clock=clock, replay_retry_s=kw.pop("replay_retry_s", 0.02), **kw)
 
 
 async def test_database_up_writes_directly(tmp_path: Path) -> None:
@@ -299,7 +299,7 @@ async def test_database_stopped_and_restarted_loses_nothing_and_keeps_order(
         own_cluster: TimescaleCluster, tmp_path: Path) -> None:
     async with AsyncConnectionPool(own_cluster.url, min_size=1, max_size=2, open=False,
                                    reconnect_timeout=5) as pool:
-        sink = make(tmp_path, TimescaleWriter(pool), retry_s=0.2, unreachable_after_s=5)
+        sink = make(tmp_path, TimescaleWriter(pool), replay_retry_s=0.2, unreachable_after_s=5)
         async with running(sink):
             await sink.write(batch(0))
             await asyncio.to_thread(own_cluster.stop)
@@ -323,7 +323,7 @@ async def test_crash_mid_replay_resumes_without_loss(own_cluster: TimescaleClust
                                    reconnect_timeout=5) as pool:
         writer = TimescaleWriter(pool)
         await asyncio.to_thread(own_cluster.stop)
-        sink = make(tmp_path, writer, retry_s=0.2, unreachable_after_s=5, replay_max_readings=5,
+        sink = make(tmp_path, writer, replay_retry_s=0.2, unreachable_after_s=5, replay_max_readings=5,
                     on_replayed=lambda b, r, s: writer_results.append(r))
         task = asyncio.create_task(sink.replay())
         for k in range(40):
@@ -336,7 +336,7 @@ async def test_crash_mid_replay_resumes_without_loss(own_cluster: TimescaleClust
         left = sink.stats().spool.pending_batches
         assert 0 < left < 40
         sink._spool.close()
-        again = make(tmp_path, writer, retry_s=0.2, on_replayed=lambda b, r, s: writer_results.append(r))
+        again = make(tmp_path, writer, replay_retry_s=0.2, on_replayed=lambda b, r, s: writer_results.append(r))
         assert again.stats().spool.pending_batches == left
         async with running(again):
             await until(lambda: again.state == "direct", timeout_s=60)

@@ -24,7 +24,7 @@ def make(tmp_path: Path, writer: Any, *spooled: list[Reading]) -> tuple[Forwardi
     spool = Spool(tmp_path / "spool", max_bytes=1 << 20)
     for b in spooled:
         spool.append(b)
-    return ForwardingSink(writer, spool, clock=clock, retry_s=0.01), spool
+    return ForwardingSink(writer, spool, clock=clock, replay_retry_s=0.01), spool
 
 
 def enospc(*_: object, **__: object) -> Any:

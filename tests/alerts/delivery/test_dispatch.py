@@ -19,8 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 from alerts.delivery.dispatch import Dispatcher, build_notice, retry_delay_s
 from alerts.delivery.notice import DeliveryError, Notice
 from alerts.delivery.signing import verify_ack_token
-from alerts.rules import parse_rules
-from aqnet.config import ChannelFilter
+from alerts.rules.model import parse_rules
+from alerts.settings import ChannelFilter
 from storage import alert_outbox as outbox
 from storage import alerts_store as store
 from tests.storage.test_alerts_store import T0, add_alert, add_event, connect

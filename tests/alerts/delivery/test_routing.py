@@ -10,7 +10,7 @@ import pytest
 
 from alerts.delivery.notice import Notice
 from alerts.delivery.routing import accepts, accepts_alert
-from aqnet.config import ChannelFilter
+from alerts.settings import ChannelFilter
 
 T = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 NOTICE = Notice(

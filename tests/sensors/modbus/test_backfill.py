@@ -89,7 +89,7 @@ async def test_backfill_after_outages_leaves_no_gap_and_no_duplicate(pool: Async
     link = ModbusLink("127.0.0.1", server.port, timeout_s=0.5, backoff_initial_s=0.0, backoff_max_s=0.0)
     observer = Observer()
     pipeline = Pipeline(TimescaleWriter(pool), conditions=ConditionsBook([sensor]), observer=observer, clock=clock,
-                        max_batch=50, max_age_s=0.2)
+                        batch_max=50, batch_max_age_s=0.2)
     pipeline_task = asyncio.create_task(pipeline.run())
     profiles = {d.profile: load_profile(d.profile) for d in sensor.devices}
     poller = StationPoller(sensor, link, profiles, clock, interval_s=60, on_readings=pipeline.submit,

@@ -1,8 +1,8 @@
 """The daemon's HTTP apps, one per listener, each on its own address (`http.<listener>` in the settings;
-aqnet.http_server serves them with their bounds):
+aqnet.http.server serves them with their bounds):
 
 - **intake** (`create_intake_app`): `/intake/airrohr`, the devices' POSTs, HTTP basic authentication per device
-  (aqnet.http_auth). Nothing else: no metrics, status, docs or schema.
+  (aqnet.http.auth). Nothing else: no metrics, status, docs or schema.
 - **api** (`create_api_app`): `/api/v1/…` (aqnet.api), bearer tokens. No docs or schema (those are internal).
 - **internal** (`create_internal_app`): `/metrics` (Prometheus), `/healthz` (liveness: 503 with the reasons when
   a supervised task is down or a stage has stalled: restart the process), `/readyz` (readiness: 503 while the
@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from aqnet.health import Verdict
-from aqnet.http_auth import Authenticator, Limited, Unavailable
+from aqnet.http.auth import Authenticator, Limited, Unavailable
 
 __all__ = ["AIRROHR_BODY_SCHEMA", "LISTENERS", "AirrohrHandler", "create_api_app", "create_intake_app",
            "create_internal_app"]
@@ -71,7 +71,7 @@ _INTAKE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class _BasicScheme(HTTPBasic):
-    """HTTP basic in the schema only: the credentials are checked by aqnet.http_auth, which answers a malformed
+    """HTTP basic in the schema only: the credentials are checked by aqnet.http.auth, which answers a malformed
     header exactly as a wrong one (FastAPI's HTTPBasic would answer it differently)."""
 
     async def __call__(self, request: Request) -> None:  # type: ignore[override]
@@ -147,6 +147,7 @@ def create_internal_app(registry: CollectorRegistry, status: Callable[[], dict[s
 
     @app.get("/status")
     def get_status() -> dict[str, Any]:
+        """What the daemon runs and when each sensor last reported (JSON, no secrets; `aqnet status` reads it)."""
         return status()
 
     if api_app is not None:

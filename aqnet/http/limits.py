@@ -1,5 +1,5 @@
 """Pure pieces of the HTTP listeners' defences: who the client is, HTTP basic credentials, and the per-client
-limit on failed authentications. No I/O; the shells are aqnet.http_server and aqnet.http_auth.
+limit on failed authentications. No I/O; the shells are aqnet.http.server and aqnet.http.auth.
 
 Contracts:
 - `client_address(peer, headers, trusted)`: the client is the TCP peer, unless the peer is a trusted proxy; then

@@ -1,11 +1,11 @@
-"""aqnet.live_network's pure part: MQTT devices nobody would hear, and the plausible ranges of a network."""
+"""storage.live_network's pure part: MQTT devices nobody would hear, and the plausible ranges of a network."""
 
 from __future__ import annotations
 
-from aqnet.live_network import network_ranges, unsubscribed_devices
 from sensors.modbus.profile import load_profile
 from sensors.network import bundled_network
 from sensors.sensor import Device, Sensor
+from storage.live_network import network_ranges, unsubscribed_devices
 
 NETWORK = bundled_network()
 KEN = next(s for s in NETWORK if s.id == "KEN")

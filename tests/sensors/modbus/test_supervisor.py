@@ -1,4 +1,4 @@
-"""aqnet.supervisor without servers: which pollers a registry change stops and starts, and the supervisor's
+"""sensors.modbus.supervisor without servers: which pollers a registry change stops and starts, and the supervisor's
 handling of stations that cannot be polled."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from aqnet.supervisor import PollerSupervisor, PollTarget, plan_pollers, poll_targets
-from aqnet.tasks import RestartPolicy
+from sensors.modbus.supervisor import PollerSupervisor, PollTarget, plan_pollers, poll_targets
 from sensors.network import bundled_network
+from sensors.restart import RestartPolicy
 from sensors.sensor import Device
 
 NETWORK = bundled_network()

@@ -1,4 +1,4 @@
-"""Live reload: the running daemon follows the sensor registry without a restart. I/O glue (aqnet).
+"""Live reload: the running daemon follows the sensor registry without a restart. I/O glue (storage).
 
 `RegistryFollower` checks `storage.registry.registry_version` (max audit-log id) every `registry.refresh_s`
 wall-clock seconds; when it changed, it loads a `RegistrySnapshot` — the network in the drivers' shape
@@ -13,7 +13,7 @@ check keeps what is running and is retried on the next tick (logged at ERROR onc
    one version or the next, never a mix;
 2. the MQTT/HTTP intake's device directory is rebuilt (a new microsensor is decoded from its next message; a
    retired one's messages become dead letters);
-3. the station pollers are reconciled (`aqnet.supervisor`) and connections no device uses any more are closed;
+3. the station pollers are reconciled (`sensors.modbus.supervisor`) and connections no device uses any more are closed;
 4. the averages' expected cadences (a mapping the scheduler's job reads each run) are updated in place (new
    devices added, none removed).
 """
@@ -31,13 +31,13 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from aqnet.supervisor import PollerPlan, PollerSupervisor, poll_targets
 from ingest.calibration import CalibrationBook, CalibrationError
 from ingest.maintenance import MaintenanceBook, MaintenanceWindow
 from ingest.pipeline import Pipeline
 from sensors.clock import Clock
 from sensors.modbus.link import LinkRegistry, link_key
 from sensors.modbus.profile import Profile, ProfileError, load_profile
+from sensors.modbus.supervisor import PollerPlan, PollerSupervisor, poll_targets
 from sensors.mqtt.directory import DeviceDirectory, topic_matches
 from sensors.mqtt.subscriber import Intake
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
@@ -86,13 +86,15 @@ class RegistrySnapshot:
     calibrations: CalibrationBook
 
 
-async def load_snapshot(conn: AsyncConnection[Any], *, now: datetime, lookback_s: float) -> RegistrySnapshot:
-    """Read the registry: the network the drivers use, windows ending after `now - lookback_s`, calibrations.
+async def load_snapshot(conn: AsyncConnection[Any], *, now: datetime,
+                        maintenance_lookback_s: float) -> RegistrySnapshot:
+    """Read the registry: the network the drivers use, windows ending after `now - maintenance_lookback_s`,
+    calibrations.
 
     Raises CalibrationError for calibrations that cannot be used, psycopg errors when the database fails."""
     version = await registry_version(conn)  # first: a change committed meanwhile shows up on the next check
     network = await load_network(conn)
-    stored = await list_maintenance(conn, overlapping=(now - timedelta(seconds=lookback_s), _FAR_FUTURE))
+    stored = await list_maintenance(conn, overlapping=(now - timedelta(seconds=maintenance_lookback_s), _FAR_FUTURE))
     windows = [MaintenanceWindow(sensor_id=w.sensor_id, starts_at=w.starts_at, ends_at=w.ends_at,
                                  device_id=w.device_id, variable=w.variable, id=w.id, reason=w.reason)
                for w in stored]
@@ -191,17 +193,17 @@ class RegistryFollower:
         apply: called with each new snapshot (awaited); when it raises, the same version is tried again on the
             next check.
         refresh_s: seconds between checks (wall clock: registry changes are people's actions).
-        lookback_s: maintenance windows that ended longer ago than this are not loaded.
+        maintenance_lookback_s: maintenance windows that ended longer ago than this are not loaded.
         clock: the daemon's clock (the lookback is counted back from its now).
         version: the version already applied at start (the first check then only reloads on a change).
     """
 
     def __init__(self, pool: AsyncConnectionPool[Any], apply: Callable[[RegistrySnapshot], Awaitable[object]], *,
-                 refresh_s: float, lookback_s: float, clock: Clock, version: int | None = None) -> None:
+                 refresh_s: float, maintenance_lookback_s: float, clock: Clock, version: int | None = None) -> None:
         self._pool = pool
         self._apply = apply
         self._refresh_s = refresh_s
-        self._lookback_s = lookback_s
+        self._lookback_s = maintenance_lookback_s
         self._clock = clock
         self.version = version  #: the registry version the running stages follow
         #: when that version was applied (daemon clock)
@@ -216,7 +218,7 @@ class RegistryFollower:
                 if version == self.version:
                     self._recovered()
                     return False
-                snapshot = await load_snapshot(conn, now=self._clock(), lookback_s=self._lookback_s)
+                snapshot = await load_snapshot(conn, now=self._clock(), maintenance_lookback_s=self._lookback_s)
             await self._apply(snapshot)
         except (psycopg.Error, CalibrationError, ValueError, OSError) as exc:
             level = logging.DEBUG if self._failing else logging.ERROR

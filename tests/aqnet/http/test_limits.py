@@ -1,4 +1,4 @@
-"""Pure pieces of the HTTP listeners' defences (aqnet.http_limits) and the listener settings."""
+"""Pure pieces of the HTTP listeners' defences (aqnet.http.limits) and the listener settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from aqnet.config import ConfigError, settings_from_dict
-from aqnet.http_limits import FailureLimiter, TrustedProxies, client_address, parse_basic
+from aqnet.http.limits import FailureLimiter, TrustedProxies, client_address, parse_basic
 from storage.device_credentials import hash_password, verify_password
 
 PROXY = TrustedProxies(["10.0.0.5", "10.1.0.0/16"])

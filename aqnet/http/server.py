@@ -11,7 +11,7 @@ Contracts:
   is closed. The header size is bounded by h11 (`max_header_bytes`: 400 beyond).
 - `server_config(app, listener, …)`: the uvicorn configuration of one listener: its host and port, TLS files,
   `limit_concurrency` (503 beyond), `timeout_keep_alive`, no proxy-header rewriting (the client address is
-  aqnet.http_limits.client_address's business, believing only configured proxies), no server header.
+  aqnet.http.limits.client_address's business, believing only configured proxies), no server header.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The station pollers of the running daemon, started, stopped and restarted as the registry says. I/O glue (aqnet).
+"""The station pollers of the running daemon, started, stopped and restarted as the registry says. I/O glue (sensors).
 
 `PollerSupervisor` owns one `StationPoller` task per station: `plan_pollers` (pure) compares what runs with what
 the registry wants; new stations start, retired or removed ones stop (after the read in progress), changed ones
@@ -6,9 +6,9 @@ the registry wants; new stations start, retired or removed ones stop (after the 
 connection and polling phase. A station that cannot be polled (a profile that does not load, a device the poller
 refuses) is logged with the reason and skipped; it is tried again when its registry entry changes. A poller
 that dies (raises, or returns without being stopped) is logged with its traceback and restarted with a fresh
-poller after a jittered exponential delay (`aqnet.tasks.RestartPolicy`; by default it never gives up: one
+poller after a jittered exponential delay (`sensors.restart.RestartPolicy`; by default it never gives up: one
 station's crash loop costs a log line per delay and shows in `aqnet_task_up{task="poll-<id>"}`, it never takes
-the daemon down). `aqnet.live_network` decides what is wanted; this module only runs it.
+the daemon down). `storage.live_network` decides what is wanted; this module only runs it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from aqnet.tasks import GiveUp, RestartPolicy, next_restart
+from sensors.restart import GiveUp, RestartPolicy, next_restart
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
 
 __all__ = ["PollTarget", "PollerPlan", "PollerSupervisor", "plan_pollers", "poll_targets"]

@@ -1,12 +1,12 @@
 """Authentication of the HTTP listeners' callers: devices (HTTP basic, `storage.device_credentials`) and API
-clients (bearer tokens, `storage.tokens`). Shell over aqnet.http_limits' pure pieces.
+clients (bearer tokens, `storage.tokens`). Shell over aqnet.http.limits' pure pieces.
 
 Contracts:
 - Lookups run on the authenticator's own small pool (`http.auth_pool_size`), never on ingest's: a flood of
   made-up credentials can exhaust this pool, not the one readings are written through. A lookup waits at most
   `lookup_timeout_s` for a connection; when the database cannot answer, the caller gets `Unavailable` (503
   without naming any host or the reason: those are logged, not answered).
-- A client (aqnet.http_limits.client_address) with `auth_failures_per_minute` failures in the last minute gets
+- A client (aqnet.http.limits.client_address) with `auth_failures_per_minute` failures in the last minute gets
   `Limited` (429, Retry-After) before anything is checked.
 - Devices: an unknown sensor and a wrong password both give `None` after the same scrypt work (the unknown
   sensor is checked against a dummy hash). A verified (sensor, password) pair is remembered for `cache_s`, so a
@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from aqnet.http_limits import FailureLimiter, TrustedProxies, client_address, parse_basic
+from aqnet.http.limits import FailureLimiter, TrustedProxies, client_address, parse_basic
 from storage import device_credentials
 from storage.tokens import ApiToken, authenticate
 
@@ -52,12 +52,12 @@ class Authenticator:
     """Checks credentials on its own pool, with per-client failure limits (see the module docstring)."""
 
     def __init__(self, pool: AsyncConnectionPool[Any] | None, *, trusted_proxies: TrustedProxies | None = None,
-                 failures_per_minute: int = 20, cache_s: float = 60.0, lookup_timeout_s: float = 5.0,
+                 auth_failures_per_minute: int = 20, auth_cache_s: float = 60.0, lookup_timeout_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.pool = pool
         self.trusted = trusted_proxies or TrustedProxies()
-        self.limiter = FailureLimiter(failures_per_minute, 60.0)
-        self.cache_s, self.lookup_timeout_s, self.clock = cache_s, lookup_timeout_s, clock
+        self.limiter = FailureLimiter(auth_failures_per_minute, 60.0)
+        self.cache_s, self.lookup_timeout_s, self.clock = auth_cache_s, lookup_timeout_s, clock
         self._verified: dict[bytes, tuple[str, float]] = {}  #: sha256(user \0 password) → (sensor id, until)
         self.failures = 0  #: failed authentications (a metric)
         self.limited = 0  #: requests refused by the failure limit

@@ -1,0 +1,80 @@
+"""The daemon's start steps for what it answers: health and the HTTP listeners. Shell (aqnet), I/O.
+
+Liveness and readiness (`aqnet.health`), and the HTTP listeners (device intake, API, internal), one supervised
+uvicorn server each (`aqnet.http`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import uvicorn
+from psycopg_pool import AsyncConnectionPool
+
+from aqnet.api import api_router
+from aqnet.daemon.wiring import Wiring
+from aqnet.health import CountedSink, HealthMonitor
+from aqnet.http import LISTENERS, Authenticator, create_api_app, create_intake_app, create_internal_app, server_config
+from aqnet.http.limits import TrustedProxies
+from ingest.intake import IntakeSubmitter
+from ingest.pipeline import Pipeline
+from sensors.modbus.supervisor import PollerSupervisor
+from sensors.mqtt.subscriber import MqttSubscriber
+
+__all__ = ["serve_http", "watch_health"]
+
+log = logging.getLogger(__name__)
+
+
+def watch_health(w: Wiring, pool: AsyncConnectionPool[Any], subscriber: MqttSubscriber, pipeline: Pipeline,
+                 written: CountedSink, pollers: PollerSupervisor) -> tuple[HealthMonitor, Callable[[], dict[str, Any]]]:
+    """The health monitor of the daemon's stages, and the `health` part of `/status`."""
+    s = w.settings
+    sv = s.supervision
+
+    async def probe_database() -> None:
+        async with pool.connection(timeout=sv.readiness_timeout_s) as conn:
+            await conn.execute("SELECT 1")
+
+    # pollers are left out of liveness: one station's crash loop must not restart the whole daemon
+    # (they show in aqnet_task_up and /status)
+    monitor = HealthMonitor(w.tasks.down, probe_database, intake_stall_s=sv.intake_stall_s,
+                            readiness_timeout_s=sv.readiness_timeout_s)
+    monitor.watch("mqtt-intake", pending=lambda: subscriber.pending, advanced=lambda: subscriber.handled,
+                  blocked=lambda: pipeline.queue_length >= s.ingest.queue_max)
+    monitor.watch("pipeline", pending=lambda: pipeline.queue_length, advanced=lambda: written.attempts)
+    return monitor, lambda: {**monitor.liveness().body(), "pollers_down": pollers.down()}
+
+
+async def serve_http(w: Wiring, pool: AsyncConnectionPool[Any], submitter: IntakeSubmitter, monitor: HealthMonitor,
+                     *, signing_key: bytes, status: Callable[[], dict[str, Any]],
+                     servers: dict[str, uvicorn.Server]) -> dict[str, Any]:
+    """Start one supervised server per listener (`servers` holds each listener's server now); returns the
+    listeners' settings."""
+    s = w.settings
+    # credentials are looked up on their own small pool: a flood of made-up ones never starves ingest
+    auth_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        s.database.url, min_size=1, max_size=s.http.auth_pool_size, timeout=s.database.pool_timeout_s, open=False,
+        kwargs={"application_name": "aqnet-auth"}, reconnect_timeout=s.storage.unreachable_after_s)
+    await auth_pool.open(wait=False)
+    w.stack.push_async_callback(auth_pool.close)
+    auth = Authenticator(auth_pool, trusted_proxies=TrustedProxies(s.http.trusted_proxies),
+                         auth_failures_per_minute=s.http.auth_failures_per_minute, auth_cache_s=s.http.auth_cache_s)
+    api_app = create_api_app(api_router(pool, clock=w.clock, signing_key=signing_key,
+                                        tz_name=s.network.timezone, language=s.alerts.language, auth=auth))
+    apps = {"intake": create_intake_app(submitter.airrohr_post, auth), "api": api_app,
+            "internal": create_internal_app(w.metrics.registry, status, api_app=api_app,
+                                            liveness=monitor.liveness, readiness=monitor.readiness)}
+    listeners = s.http.listeners()
+    assert set(listeners) == set(apps) == set(LISTENERS), "every listener needs its app (aqnet.http)"
+
+    def serve(name: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:  # a fresh server per (re)start: a uvicorn.Server is not reusable
+            server = servers[name] = uvicorn.Server(server_config(apps[name], listeners[name]))
+            await server.serve()
+        return run
+
+    for name in LISTENERS:  # one supervised task per listener
+        w.start(f"http-{name}", serve(name))
+    return listeners

@@ -1,0 +1,90 @@
+"""The daemon's start steps for the write path: database, spool and forwarding sink, pipeline. Shell (aqnet), I/O.
+
+The database (migrations, the ingest pool), the spool and the forwarding sink, and the pipeline. Builds `storage`
+and `ingest` objects from the settings, starts their tasks and pushes their cleanup on the daemon's exit stack."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from aqnet.config import Settings
+from aqnet.daemon.observer import PipelineMetrics, watch_spool
+from aqnet.daemon.wiring import Wiring
+from aqnet.health import CountedSink
+from ingest.normalise import ConditionsBook
+from ingest.pipeline import Pipeline
+from ingest.plausibility import TimeWindow
+from sensors.sensor import Sensor
+from storage.forwarding import ForwardingSink
+from storage.migrate import migrate
+from storage.registry import upsert_registry
+from storage.spool import Spool
+from storage.writer import TimescaleWriter
+
+__all__ = ["WritePath", "open_database", "open_storage", "start_pipeline"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WritePath:
+    """The pipeline and where it writes: `written` counts finished write attempts (liveness)."""
+
+    pipeline: Pipeline
+    written: CountedSink
+    sink: ForwardingSink
+
+
+async def open_database(stack: contextlib.AsyncExitStack, s: Settings) -> AsyncConnectionPool[Any]:
+    """Apply migrations (when `database.migrate_on_start`), then open the daemon's pool; closed last."""
+    if s.database.migrate_on_start:
+        with psycopg.connect(s.database.url, autocommit=False) as conn:
+            applied = migrate(conn)
+            if applied:
+                log.info("database migrations applied: %s", ", ".join(applied))
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        s.database.url, min_size=s.database.pool_min_size, max_size=s.database.pool_max_size,
+        timeout=s.database.pool_timeout_s, open=False, kwargs={"application_name": "aqnet"},
+        # give up a reconnect series soon: the next request starts a fresh one at once, so the database is found
+        # again within ~retry_s of its return
+        reconnect_timeout=s.storage.unreachable_after_s)
+    await pool.open(wait=True, timeout=30)
+    stack.push_async_callback(pool.close)
+    return pool
+
+
+async def open_storage(w: Wiring, pool: AsyncConnectionPool[Any], seed: list[Sensor],
+                       observer: PipelineMetrics) -> ForwardingSink:
+    """Open the spool, seed the registry, and start the forwarding sink (database, else spool) and its replay."""
+    s = w.settings
+    spool = Spool(Path(s.storage.spool_dir), max_bytes=s.storage.spool_max_bytes,
+                  near_full_fraction=s.storage.spool_near_full_fraction)
+    w.stack.callback(spool.close)
+    await upsert_registry(pool, seed)
+    writer = TimescaleWriter(pool)
+    sink = ForwardingSink(writer, spool, clock=w.clock, replay_retry_s=s.storage.replay_retry_s,
+                          unreachable_after_s=s.storage.unreachable_after_s, on_replayed=observer.replayed)
+    w.stack.push_async_callback(sink.close)
+    watch_spool(w.metrics, sink)
+    w.start("spool-replay", sink.replay)
+    return sink
+
+
+def start_pipeline(w: Wiring, sink: ForwardingSink, observer: PipelineMetrics) -> WritePath:
+    """Start the pipeline (normalise, QC, batch) into `sink`; the registry's books are put in by live reload."""
+    s = w.settings
+    written = CountedSink(sink)  # liveness: each finished write attempt is progress
+    pipeline = Pipeline(written, conditions=ConditionsBook(()), observer=observer, clock=w.clock,
+                        batch_max=s.ingest.batch_max, batch_max_age_s=s.ingest.batch_max_age_s,
+                        queue_max=s.ingest.queue_max, clock_skew_tolerance_s=s.ingest.clock_skew_tolerance_s,
+                        time_window=TimeWindow(s.ingest.device_time_past_days, s.ingest.device_time_future_s))
+    # the pipeline's batcher and unacknowledged envelopes cannot be rebuilt: if it dies, the daemon exits
+    w.start("pipeline", pipeline.run, restart=False)
+    return WritePath(pipeline, written, sink)

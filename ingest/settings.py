@@ -1,0 +1,32 @@
+"""The ingest stage's settings section: `ingest`. Pure (ingest).
+
+Batching, queueing, device-time checks and the calibrations' refresh; composed by `aqnet.config.Settings` under the
+same key."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from sensors.settings import Section
+
+__all__ = ["IngestSettings"]
+
+
+class IngestSettings(Section):
+    batch_max: Annotated[int, Field(ge=1)] = Field(default=200, description=(
+        "Submissions (messages or station reads) per database batch."))
+    batch_max_age_s: Annotated[float, Field(gt=0)] = Field(default=1.0, description=(
+        "A batch is written when its oldest submission is this old."))
+    queue_max: Annotated[int, Field(ge=1)] = Field(default=10_000, description=(
+        "Submissions waiting before drivers are slowed down."))
+    clock_skew_tolerance_s: Annotated[float, Field(ge=0)] = Field(default=300.0, description=(
+        "A device time further than this ahead of its receipt is flagged `CLOCK_SKEW` (excluded)."))
+    device_time_past_days: Annotated[float, Field(gt=0)] = Field(default=30.0, description=(
+        "A device time further back than this is refused: dead letter `device_time` (raise it to backfill older "
+        "history)."))
+    device_time_future_s: Annotated[float, Field(ge=0)] = Field(default=86_400.0, description=(
+        "A device time further ahead than this is refused: dead letter `device_time` (within it: `CLOCK_SKEW`)."))
+    calibration_refresh_s: Annotated[float, Field(gt=0)] = Field(default=300.0, description=(
+        "How often the daemon reloads the `calibrations` table."))
