@@ -32,8 +32,7 @@ from aqnet.config import ConfigError, NetworkSettings, Settings, load_settings
 from sensors.network import bundled_network
 from sensors.redact import redact
 from storage import registry
-from storage.network_file import NetworkFileError, dump_network, line_of, parse_network
-from storage.registry_models import (
+from storage.registry.models import (
     LIFECYCLES,
     CalibrationSpec,
     DeviceSpec,
@@ -45,6 +44,7 @@ from storage.registry_models import (
     SensorSpec,
     error_from_validation,
 )
+from storage.registry.network_file import NetworkFileError, dump_network, line_of, parse_network
 
 __all__ = ["parse_time", "render_table"]
 

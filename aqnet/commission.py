@@ -43,7 +43,7 @@ from sensors.mqtt.payloads import PayloadError
 from sensors.mqtt.subscriber import Intake
 from sensors.reading import Gap, RawReading
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
-from storage.registry_models import SensorRecord
+from storage.registry.models import SensorRecord
 from storage.rows import MEASUREMENT_COLUMNS, row_reading
 
 __all__ = ["FAIL_FLAGS", "WARN_FLAGS", "CommissionReport", "DeviceCheck", "Finding", "MqttAccess", "Rejected",

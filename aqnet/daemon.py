@@ -73,10 +73,10 @@ from sensors.reading import Gap, RawReading
 from sensors.redact import redact_doc
 from sensors.sensor import Sensor
 from storage import deadletter
-from storage.calibrations import load_calibration_book
 from storage.forwarding import ForwardingSink, Spooled
 from storage.migrate import migrate
 from storage.registry import upsert_registry
+from storage.registry.calibrations import load_calibration_book
 from storage.spool import Spool
 from storage.writer import TimescaleWriter
 

@@ -1,4 +1,5 @@
-"""Row-level writes shared by the registry's operations and its configuration seeding: audit rows, device rows.
+"""Row-level writes shared by the registry's operations, its network import and its configuration seeding: audit
+rows, sensor and device rows, primaries, lifecycle changes.
 
 I/O (psycopg 3 async); part of `storage.registry`. Every function runs inside the caller's transaction, so an
 audit row commits or rolls back with the change it records. Each audit row also sends
@@ -9,16 +10,19 @@ audit row commits or rolls back with the change it records. Each audit row also 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncCursor, sql
 from psycopg.types.json import Jsonb
 
-from storage.registry_models import DeviceSpec
-from storage.registry_read import DEVICE_FIELDS
+from storage.registry.checks import check_devices, check_transition
+from storage.registry.models import DeviceSpec, RegistryError, SensorSpec
+from storage.registry.read import DEVICE_FIELDS
 
-__all__ = ["NOTIFY_CHANNEL", "insert_audit", "insert_device", "set_primaries", "update_device"]
+__all__ = ["NOTIFY_CHANNEL", "audit_diff", "audit_json", "change_lifecycle", "insert_audit", "insert_device",
+           "insert_sensor", "retire_devices", "set_primaries", "update_device"]
 
 NOTIFY_CHANNEL = "aqnet_registry"
 
@@ -76,3 +80,60 @@ async def set_primaries(cur: AsyncCursor[Any], sensor_id: str, device: DeviceSpe
                           (device.id, list(device.variables)))
     else:
         await cur.execute("DELETE FROM primary_devices WHERE device_id = %s", (device.id,))
+
+
+def audit_json(model: Any) -> dict[str, Any]:
+    """A pydantic model as the JSON an audit row stores."""
+    return dict(model.model_dump(mode="json"))
+
+
+def audit_diff(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The keys of `after` whose value differs from `before`: (their old values, their new values)."""
+    keys = [k for k in after if before.get(k) != after[k]]
+    return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
+
+
+async def insert_sensor(cur: AsyncCursor[Any], spec: SensorSpec, *, actor: str, action: str) -> None:
+    """Insert a sensor (unless its id is taken) with its devices and primaries, and its audit row."""
+    await cur.execute("SELECT 1 FROM sensors WHERE id = %s", (spec.id,))
+    if await cur.fetchone() is not None:
+        raise RegistryError("duplicate", f"sensor {spec.id}: already in the registry (use `aqnet sensors update` "
+                            "or `move` to change it)", field="id", sensor_id=spec.id)
+    await check_devices(cur, spec.id, spec.devices, fields=[f"devices[{i}]" for i in range(len(spec.devices))],
+                        new_ids=[True] * len(spec.devices))
+    loc = spec.location
+    retired = spec.lifecycle == "retired"
+    await cur.execute(
+        "INSERT INTO sensors (id, name, kind, lat, lon, elevation_m, address, locality, mobile, lifecycle, notes, "
+        "retired_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)",
+        (spec.id, spec.name, spec.kind, loc.lat, loc.lon, loc.elevation_m, loc.address, loc.locality, spec.mobile,
+         spec.lifecycle, spec.notes, retired))
+    for device in spec.devices:
+        await insert_device(cur, spec.id, device, origin="registry", active=not retired)
+        if retired:
+            await cur.execute("UPDATE devices SET retired_at = now() WHERE id = %s", (device.id,))
+            await cur.execute("UPDATE device_history SET removed_at = now() WHERE device_id = %s", (device.id,))
+        await set_primaries(cur, spec.id, device)
+    await insert_audit(cur, actor=actor, action=action, sensor_id=spec.id, after=audit_json(spec))
+
+
+async def retire_devices(cur: AsyncCursor[Any], sensor_id: str, device_ids: Sequence[str] | None = None) -> None:
+    """Take devices (all active ones of the sensor when None) out of service now; close their history."""
+    await cur.execute("UPDATE devices SET active = false, retired_at = now(), updated_at = now() "
+                      "WHERE sensor_id = %s AND active AND (%s::text[] IS NULL OR id = ANY(%s)) RETURNING id",
+                      (sensor_id, device_ids, device_ids))
+    ids = [r["id"] for r in await cur.fetchall()]
+    await cur.execute("UPDATE device_history SET removed_at = now() WHERE device_id = ANY(%s) AND removed_at IS NULL",
+                      (ids,))
+
+
+async def change_lifecycle(cur: AsyncCursor[Any], row: dict[str, Any], to: str, *, actor: str, reason: str) -> None:
+    """Move a sensor's row along its lifecycle (retiring takes its devices out of service), audited."""
+    check_transition(row["id"], row["lifecycle"], to, row["retired_at"])
+    await cur.execute("UPDATE sensors SET lifecycle = %s, retired_at = CASE WHEN %s THEN now() END, "
+                      "updated_at = now() WHERE id = %s", (to, to == "retired", row["id"]))
+    if to == "retired":
+        await retire_devices(cur, row["id"])
+    after = {"lifecycle": to, "reason": reason} if reason else {"lifecycle": to}
+    await insert_audit(cur, actor=actor, action="sensor.lifecycle", sensor_id=row["id"],
+                       before={"lifecycle": row["lifecycle"]}, after=after)

@@ -42,7 +42,7 @@ from simulators.network_sim import SimulatedNetwork
 from simulators.scenario import scenario_from_text
 from simulators.signals import CitySignals
 from storage import deadletter
-from storage.registry_seed import upsert_registry
+from storage.registry.seed import upsert_registry
 from storage.writer import TimescaleWriter
 
 __all__ = ["BOGOTA", "ProducedData", "produce"]
