@@ -1,4 +1,4 @@
-"""Bundled domain data (network, norms, indices, conversions): pure loaders over package files.
+"""Bundled domain data (network, norms, indices, conversions): the loader over the package files. Pure.
 
 The JSON files beside this module are copies of the project's domain reference data with their sources
 (README.md here). Nothing reads outside the installed package at run time.
