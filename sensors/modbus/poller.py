@@ -291,7 +291,7 @@ class StationPoller:
             link = links.get(endpoint)
             if link is None:
                 errors.append(f"device {device.id}: no ModbusLink for {device.host}:{device.port}")
-            return link  # type: ignore[no-any-return]
+            return link
         if callable(links) and not hasattr(links, "read"):
             return links(device)  # type: ignore[no-any-return]
         host, port = getattr(links, "host", None), getattr(links, "port", None)
@@ -425,7 +425,7 @@ class StationPoller:
         return out
 
     def _retry_delay(self, entry: _Entry) -> float:
-        base = min(self._retry_initial_s * 2 ** min(entry.state.failures - 1, 30), entry.interval_s)
+        base: float = min(self._retry_initial_s * 2 ** min(entry.state.failures - 1, 30), entry.interval_s)
         return base * self._rng.uniform(1 - self._jitter, 1 + self._jitter)
 
     def _event(self, entry: _Entry, reason: str, detail: str, at: datetime, table: str | None,

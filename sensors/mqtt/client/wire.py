@@ -42,7 +42,7 @@ def connect(client: paho.Client, url: MqttUrl, protocol: str, *, keepalive_s: in
     """CONNECT (blocking); MQTT 5 with clean start off, the session expiry and the Receive Maximum. OSError when
     refused, unreachable, or the TLS handshake fails."""
     if protocol == "5":
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho types no __init__
         props.SessionExpiryInterval = session_expiry_s
         props.ReceiveMaximum = receive_maximum
         client.connect(url.host, url.port, keepalive=keepalive_s, clean_start=False, properties=props)
