@@ -1,10 +1,10 @@
 """Stage 1, the Modbus side: device profiles and their checks, the register codec, read plans, the logger history
-ring, the links (pymodbus), the station poller and the technicians' probe. Pure, except `link`, `poller` and
-`probe`.
+ring, the links (pymodbus), one device read, the station poller and the technicians' probe. Pure, except `link`,
+`read`, `poller` and `probe`.
 
-Index: `sensors.modbus.profile` (Profile, load_profile), `.profile_check`, `.decode`, `.plan`, `.history`,
-`.replay` (history records → readings), `.link` (a package: the links and LinkRegistry), `.poller`
-(StationPoller), `.probe`.
+Index: `sensors.modbus.profile` (a package: Profile, load_profile), `.profile_check`, `.decode`, `.plan`,
+`.history`, `.replay` (history records → readings), `.link` (a package: the links and LinkRegistry), `.read`
+(`read_device`: one read of one device), `.poller` (StationPoller), `.probe`.
 """
 
 from __future__ import annotations
