@@ -32,8 +32,8 @@ from aqnet.http import Authenticator, Limited, Unavailable
 from ingest.calibration import CalibrationError
 from storage import registry
 from storage.alerts_store import AlertError
-from storage.calibrations import load_calibrations
-from storage.registry_models import (
+from storage.registry.calibrations import load_calibrations
+from storage.registry.models import (
     AuditEntry,
     CalibrationSpec,
     DeviceSpec,
@@ -57,7 +57,7 @@ READERS: frozenset[Role] = frozenset(ROLES)  #: every role reads
 TECHNICIAN: frozenset[Role] = frozenset({"technician"})  #: registry and maintenance writes
 OFFICER: frozenset[Role] = frozenset({"officer"})  #: alert operations (acknowledge, resolve, annotate: issue 10)
 
-#: the registry's identifiers (storage.registry_models' Identifier), said in the schema so clients see it
+#: the registry's identifiers (storage.registry.models' Identifier), said in the schema so clients see it
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 TAGS: list[str | Enum] = ["registry"]  #: the registry's operations (aqnet.api_alerts tags its own "alerts")
 _STATUS = {"not_found": 404, "duplicate": 409, "conflict": 409, "illegal_transition": 409}
@@ -398,7 +398,7 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
             specs = await registry.export_network(conn)
         if format == "json":
             return specs
-        from storage.network_file import dump_network
+        from storage.registry.network_file import dump_network
 
         media = "application/yaml" if format == "yaml" else "text/csv"
         return Response(dump_network(specs, fmt=format), media_type=f"{media}; charset=utf-8")

@@ -47,10 +47,10 @@ from aqnet.credentials import (
 from ingest.calibration import CalibrationError
 from sensors.mqtt.directory import topic_matches
 from storage import device_credentials
-from storage.calibrations import load_calibration_book
 from storage.registry import get_sensor
-from storage.registry_models import RegistryError, SensorRecord
-from storage.registry_rows import insert_audit
+from storage.registry.calibrations import load_calibration_book
+from storage.registry.models import RegistryError, SensorRecord
+from storage.registry.rows import insert_audit
 
 __all__ = ["credentials_command", "render_report", "report_json", "test_command"]
 

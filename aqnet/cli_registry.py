@@ -33,8 +33,7 @@ from sensors.network import bundled_network
 from sensors.redact import redact
 from sensors.settings import NetworkSettings
 from storage import registry
-from storage.network_file import NetworkFileError, dump_network, line_of, parse_network
-from storage.registry_models import (
+from storage.registry.models import (
     LIFECYCLES,
     CalibrationSpec,
     DeviceSpec,
@@ -46,6 +45,7 @@ from storage.registry_models import (
     SensorSpec,
     error_from_validation,
 )
+from storage.registry.network_file import NetworkFileError, dump_network, line_of, parse_network
 
 __all__ = ["parse_time", "render_table"]
 

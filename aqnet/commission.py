@@ -2,7 +2,7 @@
 daemon's own driver and ingest code, and judge the result. I/O shell around a pure verdict.
 
 Contract of `check_sensor(sensor, ...)`:
-- Modbus devices are read once with `sensors.modbus.poller.read_device` (the poller's own read) on links with
+- Modbus devices are read once with `sensors.modbus.read.read_device` (the poller's own read) on links with
   no reconnect backoff; a failed read is a `Gap`, reported as "unreachable" with its reason, never raised.
 - MQTT devices: one subscriber (the daemon's `MqttSubscriberClient`, a fresh client id, no lasting session)
   waits up to `wait_s` for a live (not retained) message per device on its topics and attributes it with the
@@ -34,8 +34,8 @@ from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
 from ingest.reading import EXCLUDED, QC, Reading
 from sensors.modbus.link import LinkRegistry
-from sensors.modbus.poller import read_device
 from sensors.modbus.profile import Profile, load_profile
+from sensors.modbus.read import read_device
 from sensors.mqtt.client import Message, MqttSubscriberClient, parse_mqtt_url
 from sensors.mqtt.directory import UnknownDeviceError
 from sensors.mqtt.payloads import PayloadError
@@ -43,7 +43,7 @@ from sensors.mqtt.subscriber import Intake
 from sensors.reading import Gap, RawReading
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
 from storage.live_network import network_ranges
-from storage.registry_models import SensorRecord
+from storage.registry.models import SensorRecord
 from storage.rows import MEASUREMENT_COLUMNS, row_reading
 
 __all__ = ["FAIL_FLAGS", "WARN_FLAGS", "CommissionReport", "DeviceCheck", "Finding", "MqttAccess", "Rejected",

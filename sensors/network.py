@@ -180,9 +180,9 @@ def bundled_network(
     for ms in ref["microsensors"]:
         sid = ms["id"]
         variables = tuple(_codes(ms["variables"]))
-        devices = _microsensor_devices(sid, variables, links[sid], topic_pattern)
+        ms_devices = _microsensor_devices(sid, variables, links[sid], topic_pattern)
         sensors.append(Sensor(id=sid, name=f"Microsensor {sid} ({ms['locality']})", kind="microsensor",
-                              lat=ms["lat"], lon=ms["lon"], locality=ms["locality"], devices=devices))
+                              lat=ms["lat"], lon=ms["lon"], locality=ms["locality"], devices=ms_devices))
     return sensors
 
 

@@ -77,10 +77,6 @@ class FaultSpec:
             return False
         return not (variable is not None and self.variable is not None and variable != self.variable)
 
-    def applies_to_device(self, sensor_id: str, device_id: str, t: datetime) -> bool:
-        """Whether this fault is in force for the device `device_id` of `sensor_id` at `t`."""
-        return self.applies(sensor_id, t) and (not self.devices or device_id in self.devices)
-
 
 @dataclass(frozen=True, slots=True)
 class StationFaults:

@@ -374,9 +374,9 @@ class MicrosensorFleet:
         async with self._http_slots:
             try:
                 password = self._http_credentials.get(message.sensor_id)
+                auth = (message.sensor_id, password) if password else httpx.USE_CLIENT_DEFAULT  # the client has none
                 response = await self._http.post(message.topic, content=message.payload,
-                                                  headers=dict(message.headers),
-                                                  auth=(message.sensor_id, password) if password else None)
+                                                  headers=dict(message.headers), auth=auth)
             except httpx.HTTPError as exc:
                 self.http_failures += 1
                 log.warning("microsensor %s: POST %s%s failed: %s", message.sensor_id, self._http_url,

@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -141,7 +141,7 @@ class RtuStationServer:
         self._delays[unit_id] = delay_s
 
     def _delayed(self, unit_id: int, action: Callable[..., Awaitable[ExcCodes | None]]
-                 ) -> Callable[..., Awaitable[ExcCodes | None]]:
+                 ) -> Callable[..., Coroutine[Any, Any, ExcCodes | None]]:
         async def answer_later(*args: Any) -> ExcCodes | None:
             delay = self._delays.get(unit_id, 0.0)
             if delay:

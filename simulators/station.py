@@ -108,7 +108,7 @@ class _DeviceMap:
     def sim_device(self) -> SimDevice:
         """The pymodbus SimDevice: each table's mapped addresses, everything else ILLEGAL DATA ADDRESS."""
         blocks: dict[str, list[SimData]] = {t: [] for t in _BLOCK_ORDER}
-        spans = [(v.table, v.pdu_address, v.count) for v in self.variables]
+        spans: list[tuple[str, int, int]] = [(v.table, v.pdu_address, v.count) for v in self.variables]
         if self.profile.status is not None:
             st = self.profile.status
             spans.append((st.table, st.pdu_address, st.count))

@@ -169,7 +169,7 @@ async def list_alerts(conn: AsyncConnection[Any], *, state: str | None = None, a
     if locality is not None:
         where.append(sql.SQL("coalesce(a.locality, nullif(s.locality, '')) = %(locality)s"))
         params["locality"] = locality
-    query = sql.SQL(_ALERT)
+    query: sql.Composable = sql.SQL(_ALERT)
     if where:
         query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
     query += sql.SQL(" ORDER BY a.started_at DESC, a.id DESC LIMIT %(limit)s")
@@ -213,8 +213,8 @@ async def exceedances(conn: AsyncConnection[Any], *, tz: str | tzinfo, year: int
         if value is not None:
             where.append(sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column)))
             params[column] = value
-    query = sql.SQL("SELECT sensor_id, variable, period, year, exceedances, valid_periods, limit_ugm3, source "
-                    "FROM exceedances(%(tz)s)")
+    query: sql.Composable = sql.SQL("SELECT sensor_id, variable, period, year, exceedances, valid_periods, "
+                                    "limit_ugm3, source FROM exceedances(%(tz)s)")
     if where:
         query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where)
     query += sql.SQL(" ORDER BY year, sensor_id, variable, period")
@@ -268,7 +268,7 @@ async def _now(cur: AsyncCursor[Any], at: datetime | None) -> datetime:
     await cur.execute("SELECT now() AS now")
     row = await cur.fetchone()
     assert row is not None
-    return row["now"]  # type: ignore[no-any-return]
+    return row["now"]
 
 
 async def acknowledge(conn: AsyncConnection[Any], alert_id: int, *, actor: str, via: str, note: str | None = None,

@@ -146,7 +146,7 @@ async def fetch(conn: AsyncConnection[Any], *, ids: Sequence[int] | None = None,
         sql.SQL("ASC" if oldest_first else "DESC"), sql.SQL("ASC" if oldest_first else "DESC"),
         sql.SQL(" LIMIT {}").format(sql.Literal(limit)) if limit is not None else sql.SQL(""))
     cur = await conn.execute(query, params)
-    return [DeadLetter(*row[:6], bytes(row[6]) if row[6] is not None else None, *row[7:])
+    return [DeadLetter(*(*row[:6], bytes(row[6]) if row[6] is not None else None, *row[7:]))
             for row in await cur.fetchall()]
 
 

@@ -41,8 +41,8 @@ from sensors.modbus.supervisor import PollerPlan, PollerSupervisor, poll_targets
 from sensors.mqtt.directory import DeviceDirectory, topic_matches
 from sensors.mqtt.subscriber import Intake
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
-from storage.calibrations import load_calibration_book
 from storage.registry import list_maintenance, list_sensors, load_network, registry_version
+from storage.registry.calibrations import load_calibration_book
 
 __all__ = ["LiveNetwork", "RegistryFollower", "RegistrySnapshot", "load_snapshot", "network_ranges",
            "unsubscribed_devices"]

@@ -36,8 +36,8 @@ from sensors.mqtt.subscriber import Intake
 from sensors.reading import RawReading
 from sensors.sensor import Sensor
 from storage import deadletter
-from storage.calibrations import load_calibration_book
 from storage.deadletter import DeadLetter
+from storage.registry.calibrations import load_calibration_book
 from storage.writer import TimescaleWriter, WriteResult
 
 __all__ = ["REPLAYABLE_SOURCES", "Outcome", "Replayer", "not_replayable"]

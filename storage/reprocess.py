@@ -3,7 +3,7 @@
 Contract of `reprocess(conn, sensor_id, time_from, time_to, run_by=…)`, in ONE transaction it opens itself:
 
 1. locks the sensor's measurements with `time_from <= time < time_to` (`FOR UPDATE`);
-2. loads the calibrations in force for their devices (`storage.calibrations`), and re-derives each row with
+2. loads the calibrations in force for their devices (`storage.registry.calibrations`), and re-derives each row with
    `ingest.normalise.renormalise`: from `raw_value`/`raw_unit`, with the temperature and pressure recorded
    with the row (a local mass concentration is corrected with exactly those again — never corrected twice,
    never re-resolved; gases and met variables need none) and the calibration valid at the row's time. A
@@ -36,7 +36,7 @@ from psycopg.types.json import Jsonb
 
 from ingest.normalise import renormalise
 from ingest.reading import EXCLUDED, Reading
-from storage.calibrations import load_calibration_book
+from storage.registry.calibrations import load_calibration_book
 from storage.rows import MEASUREMENT_COLUMNS, MEASUREMENT_KEY, row_reading
 from storage.writer import MARK_LATE, SLOT_OF
 

@@ -11,6 +11,7 @@ they do not apply. `row_reading` is the inverse of `reading_row` (reprocess read
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ingest.reading import QC, Reading
 
@@ -75,7 +76,7 @@ def row_reading(row: Row) -> Reading:
     if len(row) != len(MEASUREMENT_COLUMNS):
         raise ValueError(f"measurements row: expected {len(MEASUREMENT_COLUMNS)} columns "
                          f"({', '.join(MEASUREMENT_COLUMNS)}), got {len(row)}")
-    f = dict(zip(MEASUREMENT_COLUMNS, row, strict=True))
+    f: dict[str, Any] = dict(zip(MEASUREMENT_COLUMNS, row, strict=True))
     return Reading(
         sensor_id=f["sensor_id"], device_id=f["device_id"], variable=f["variable"], time=f["time"],
         value=math.nan if f["value"] is None else float(f["value"]), unit=f["unit"], flags=QC(int(f["flags"])),

@@ -22,7 +22,7 @@ from aqnet.scheduler_watch import SchedulerWatch
 from ingest.calibration import CalibrationError
 from ingest.pipeline import Pipeline
 from storage import deadletter
-from storage.calibrations import load_calibration_book
+from storage.registry.calibrations import load_calibration_book
 
 __all__ = ["start_scheduler"]
 

@@ -173,7 +173,8 @@ def decode_value(registers: Sequence[int | bool], spec: ValueSpec) -> float:
     (raw,) = struct.unpack(">" + _STRUCT[spec.data_type][0], bytes(big_endian))
     if spec.scale == 1 and spec.offset == 0:
         return raw  # type: ignore[no-any-return]  # an int64 stays exact when nothing scales it
-    return raw * spec.scale + spec.offset
+    scaled: float = raw * spec.scale + spec.offset
+    return scaled
 
 
 def encode_value(value: float, spec: ValueSpec) -> list[int]:

@@ -1,9 +1,7 @@
 """Each station's polling cadence: read every device through its link, emit RawReadings or a Gap. I/O.
 
-`read_device` is one read of one device: it runs the device's read plan on its link, decodes each variable
-with its profile and stamps them with the injected clock. A failed read is a `Gap` with its reason, never a
-zero or a repeated value. Modbus analysers have no usable clock of their own, so live readings carry the
-receive time (`time_source="received"`).
+One read of one device is `sensors.modbus.read.read_device` (a failed read is a `Gap` with its reason, never
+a zero or a repeated value).
 
 `StationPoller` polls every Modbus device of one `Sensor`, each device in its own task on its own interval (a
 hung device costs the others on its link one timeout per attempt, and nothing to other stations). After a
@@ -31,42 +29,24 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from sensors.modbus.decode import decode_value, device_status, status_flags, status_word
-from sensors.modbus.history import (
-    HEADER_REGISTERS,
-    HistoryRecord,
-    decode_slots,
-    parse_header,
-    read_chunks,
-)
 from sensors.modbus.link import ModbusReadError
-from sensors.modbus.plan import plan_requests, split_response
-from sensors.modbus.profile import STATUS_FIELD, Profile
+from sensors.modbus.profile import Profile
+from sensors.modbus.read import Clock, Link, read_device_failure, read_history, resolve_conditions
 from sensors.modbus.replay import history_readings
 from sensors.reading import Conditions, Gap, RawReading
 from sensors.sensor import Device, Sensor
 
-__all__ = ["Link", "StationPoller", "StatusEvent", "read_device", "read_history", "resolve_conditions"]
+__all__ = ["StationPoller", "StatusEvent"]
 
 _log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 ReadingsCallback = Callable[[list[RawReading]], Awaitable[Any] | Any]
 GapCallback = Callable[[Gap], Awaitable[Any] | Any]
 StatusCallback = Callable[["StatusEvent"], Awaitable[Any] | Any]
 #: pending backfill windows kept per device (older ones are given up, with a warning)
 _MAX_WINDOWS = 16
-
-
-class Link(Protocol):
-    """What the poller needs of a link (sensors.modbus.link's links satisfy it)."""
-
-    @property
-    def endpoint(self) -> str: ...
-
-    async def read(self, table: str, address: int, count: int, unit_id: int) -> list[int] | list[bool]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,96 +68,6 @@ class StatusEvent:
     time: datetime
     first_failure: bool  #: the first failure after a success (or since start): logged at ERROR
     recovered: bool  #: the first success after failures: logged at INFO
-
-
-def resolve_conditions(device: Device, profile: Profile,
-                       override: Conditions | None = None) -> Conditions | None:
-    """The device's conditions: the technician's `override`, else the profile's ("required" needs one)."""
-    if override is not None:
-        return override
-    if profile.conditions == "required":
-        raise ValueError(f"device {device.id}: profile {profile.name} ships with conditions: required: "
-                         f"state local or reference for this device")
-    return profile.conditions  # type: ignore[return-value]
-
-
-async def read_device(link: Link, device: Device, profile: Profile, clock: Clock, *,
-                      conditions: Conditions | None = None) -> list[RawReading] | Gap:
-    """Read every variable of `device` once: RawReadings (as reported, in the profile's unit) or a Gap."""
-    result, _ = await _read_device(link, device, profile, clock, conditions)
-    return result
-
-
-async def _read_device(link: Link, device: Device, profile: Profile, clock: Clock,
-                       conditions: Conditions | None) -> tuple[list[RawReading] | Gap, tuple[str, int, int] | None]:
-    """`read_device`, plus (table, address, count) of what failed when it is a Gap."""
-    if device.unit_id is None:
-        raise ValueError(f"device {device.id}: not a Modbus device (no unit_id)")
-    missing = [v for v in device.variables if v not in profile.variable_names]
-    if missing:
-        raise ValueError(
-            f"device {device.id}: profile {profile.name} has no variable(s) {', '.join(missing)}")
-    resolved = resolve_conditions(device, profile, conditions)
-    fields: dict[str, list[int | bool]] = {}
-    for request in plan_requests(profile, device.variables):
-        try:
-            values = await link.read(request.table, request.address, request.count, device.unit_id)
-        except ModbusReadError as exc:
-            return (Gap(device.sensor_id, device.id, clock(), exc.reason,
-                        f"{exc.table} {exc.address}×{exc.count}: {exc.detail}"),
-                    (request.table, request.address, request.count))
-        fields.update(split_response(request, values))  # type: ignore[arg-type]
-    received = clock()
-    status_bits = 0
-    if profile.status is not None:
-        status_bits = device_status(status_flags(status_word(fields[STATUS_FIELD], profile.status), profile.status))
-    readings: list[RawReading] = []
-    skipped: list[str] = []
-    for name in device.variables:
-        spec = profile.variable(name)
-        try:
-            value = decode_value(fields[name], spec)
-        except ValueError as exc:
-            return (Gap(device.sensor_id, device.id, received, "decode", f"{name}: {exc}"),
-                    (spec.table, spec.pdu_address, spec.count))
-        if not math.isfinite(value):
-            skipped.append(name)  # a NaN/inf float is the device saying "no value": no reading, never a zero
-            continue
-        readings.append(RawReading(device.sensor_id, device.id, name, value, spec.unit, received, received,
-                                   conditions=resolved, device_status=status_bits, time_source="received"))
-    if skipped:
-        _log.debug("device %s: non-finite value(s) for %s: no reading", device.id, ", ".join(skipped))
-    if not readings:
-        return (Gap(device.sensor_id, device.id, received, "not_finite",
-                    f"every value was NaN or infinite ({', '.join(skipped)})"), None)
-    return readings, None
-
-
-async def read_history(link: Link, device: Device, profile: Profile, *,
-                       after: datetime | None = None) -> list[HistoryRecord]:
-    """The records read from `device`'s history ring, oldest first, one per time.
-
-    Reads the header, then whole records newest first, and stops after the first read that reaches back to
-    `after` (None: reads the whole ring); so the result holds every record newer than `after`, and, when the
-    ring reaches back that far, some older ones. Raises ModbusReadError (the link) or ValueError (a header or
-    record that does not fit the profile).
-    """
-    if profile.history is None:
-        raise ValueError(f"device {device.id}: profile {profile.name} has no history section")
-    if device.unit_id is None:
-        raise ValueError(f"device {device.id}: not a Modbus device (no unit_id)")
-    layout = profile.history.layout
-    head = await link.read(layout.table, layout.pdu_address, HEADER_REGISTERS, device.unit_id)
-    header = parse_header([int(r) for r in head], layout)
-    records: dict[datetime, HistoryRecord] = {}
-    for first, slots in read_chunks(header, layout):
-        words = await link.read(layout.table, layout.slot_address(first), slots * layout.record_size, device.unit_id)
-        chunk = decode_slots([int(w) for w in words], layout)
-        for record in chunk:
-            records.setdefault(record.time, record)
-        if after is not None and any(r.time <= after for r in chunk):
-            break
-    return sorted(records.values(), key=lambda r: r.time)
 
 
 @dataclass(slots=True)
@@ -291,7 +181,7 @@ class StationPoller:
             link = links.get(endpoint)
             if link is None:
                 errors.append(f"device {device.id}: no ModbusLink for {device.host}:{device.port}")
-            return link  # type: ignore[no-any-return]
+            return link
         if callable(links) and not hasattr(links, "read"):
             return links(device)  # type: ignore[no-any-return]
         host, port = getattr(links, "host", None), getattr(links, "port", None)
@@ -346,7 +236,7 @@ class StationPoller:
 
     async def _poll(self, entry: _Entry) -> list[RawReading] | Gap:
         device, state = entry.device, entry.state
-        result, failed = await _read_device(entry.link, device, entry.profile, self._clock,
+        result, failed = await read_device_failure(entry.link, device, entry.profile, self._clock,
                                             self._conditions.get(device.id))
         if isinstance(result, Gap):
             first = not state.failing
@@ -425,7 +315,7 @@ class StationPoller:
         return out
 
     def _retry_delay(self, entry: _Entry) -> float:
-        base = min(self._retry_initial_s * 2 ** min(entry.state.failures - 1, 30), entry.interval_s)
+        base: float = min(self._retry_initial_s * 2 ** min(entry.state.failures - 1, 30), entry.interval_s)
         return base * self._rng.uniform(1 - self._jitter, 1 + self._jitter)
 
     def _event(self, entry: _Entry, reason: str, detail: str, at: datetime, table: str | None,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 
@@ -75,7 +75,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             try:
                 first = seen.setdefault(key, key_node.start_mark.line + 1)
             except TypeError:  # an unhashable key: the loader reports it
@@ -154,7 +154,9 @@ def _run_vectors(raw: Any, profile: Profile | None, shown: str, errors: list[str
                           f"got {_show(source)}")
         if len(errors) > start:
             continue
-        regs = tuple(int(r) for r in registers)
+        # checked above: a variable code, 16-bit registers, a number and a source
+        variable, value, source = cast(str, variable), cast(float, value), cast(str, source)
+        regs = tuple(int(r) for r in cast(list[int], registers))
         if profile is None:
             results.append(VectorResult(index, variable, regs, float(value), None, "not run", source))
             continue

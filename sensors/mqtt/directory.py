@@ -126,7 +126,7 @@ class DeviceDirectory:
             # one value per (device, variable, time): a second instrument for the same variable needs its own
             # device; a batch (a board's buffer after a disconnect) carries one value per time
             key = (device.id, value.variable, value.time) if device is not None else None
-            if key is None or key in taken:
+            if device is None or key is None or key in taken:
                 unmapped.append(value.channel)
                 continue
             taken.add(key)

@@ -23,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 
 from sensors.delivery import Delivery, mqtt_delivery
 from sensors.mqtt.client import Message, MqttSubscriberClient
@@ -83,12 +83,13 @@ class Intake:
         return next((name for filter_, name in self._filters if topic_matches(filter_, topic)), None)
 
     def resolve(self, topic: str, payload: bytes, message: Message | None, *, fmt: str | None = None,
-                received_at=None) -> Resolved:
+                received_at: datetime | None = None) -> Resolved:
         """Readings of one message; raises PayloadError or UnknownDeviceError."""
         fmt = fmt or self.format_of(topic)
         if fmt is None:
             raise UnknownDeviceError("unknown_format", f"topic {topic!r} matches no payload format's template")
         received = received_at if message is None else message.received_at
+        assert received is not None, "Intake.resolve: received_at is required without a message"
         decoded = self._decoders[fmt](topic, payload, now=received, tz=self._tz)
         return self.directory.resolve(topic, decoded, received)
 

@@ -13,8 +13,8 @@ from aqnet.cli_reprocess import reprocess_command
 from ingest.normalise import SiteConditions, normalise
 from sensors.network import bundled_network
 from sensors.reading import RawReading
-from storage.calibrations import insert_calibration
 from storage.registry import upsert_registry
+from storage.registry.calibrations import insert_calibration
 from storage.writer import TimescaleWriter
 
 T0 = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)  # 12:00 in Bogotá

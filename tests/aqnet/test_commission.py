@@ -19,7 +19,7 @@ from aqnet.commission import (
 from ingest.reading import EXCLUDED, QC, Reading
 from sensors.network import bundled_network
 from storage.registry import spec_from_sensor
-from storage.registry_models import SensorRecord
+from storage.registry.models import SensorRecord
 
 T = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 

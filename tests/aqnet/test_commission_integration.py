@@ -27,7 +27,7 @@ from simulators.payloads import aqnet_json_payload
 from simulators.signals import CitySignals
 from simulators.station import StationServer
 from storage.registry import add_sensor, audit_log, calibrate, get_sensor, set_lifecycle, spec_from_sensor
-from storage.registry_models import CalibrationSpec, SensorSpec
+from storage.registry.models import CalibrationSpec, SensorSpec
 
 TZ = ZoneInfo("America/Bogota")
 

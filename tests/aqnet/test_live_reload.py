@@ -33,7 +33,7 @@ from storage.registry import (
     spec_from_sensor,
     swap_device,
 )
-from storage.registry_models import CalibrationSpec, DeviceSpec, Location, MaintenanceSpec, SensorSpec
+from storage.registry.models import CalibrationSpec, DeviceSpec, Location, MaintenanceSpec, SensorSpec
 from tests.fixtures.listeners import http_listeners
 
 REFRESH_S = 0.3

@@ -1,7 +1,7 @@
 """A day of the bundled network's data produced by the pipeline from the simulators, for the dashboard tests. I/O.
 
 Nothing here inserts a measurement, an average or an alert itself. On a stepped simulated clock, every station's
-analysers are read through the real poller decode path (`sensors.modbus.poller.read_device`) from the simulated
+analysers are read through the real poller decode path (`sensors.modbus.read.read_device`) from the simulated
 stations' register maps (`simulators.station`, values from `simulators.signals.CitySignals` with the scenario's
 faults, served in memory instead of over TCP: the bytes are the same, the sockets would only cost time), and
 every microsensor's messages (`simulators.microsensor.SimulatedMicrosensor.step`) are decoded by the daemon's
@@ -29,8 +29,8 @@ from alerts.jobs import run_stage_jobs
 from alerts.rules.model import default_rules
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
-from sensors.modbus.poller import read_device
 from sensors.modbus.profile import load_profile
+from sensors.modbus.read import read_device
 from sensors.mqtt.directory import UnknownDeviceError
 from sensors.mqtt.payloads._message import PayloadError
 from sensors.mqtt.subscriber import Intake
@@ -42,7 +42,7 @@ from simulators.scenario import scenario_from_text
 from simulators.signals import CitySignals
 from storage import deadletter
 from storage.live_network import network_ranges
-from storage.registry_seed import upsert_registry
+from storage.registry.seed import upsert_registry
 from storage.writer import TimescaleWriter
 
 __all__ = ["BOGOTA", "ProducedData", "produce"]

@@ -57,8 +57,8 @@ from sensors.mqtt.client import parse_mqtt_url
 from sensors.network import StationLink, bundled_network
 from simulators.signals import CitySignals
 from simulators.station import StationServer
-from storage.network_file import dump_network
 from storage.registry import spec_from_sensor
+from storage.registry.network_file import dump_network
 from tests.e2e.production import (
     MOSQUITTO_CONF,
     YAML_KEYS,

@@ -12,8 +12,8 @@ import pytest
 
 from sensors.modbus.decode import decode_value, encode_value
 from sensors.modbus.link import ModbusLink, ModbusReadError
-from sensors.modbus.poller import read_device, read_history
 from sensors.modbus.profile import load_profile
+from sensors.modbus.read import read_device, read_history
 from sensors.network import bundled_network
 from sensors.sensor import Sensor
 from simulators.signals import REPORTED_UNITS, CitySignals

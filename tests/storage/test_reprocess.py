@@ -13,8 +13,8 @@ from ingest.normalise import SiteConditions, normalise
 from ingest.reading import QC, Reading
 from sensors.network import bundled_network
 from sensors.reading import RawReading
-from storage.calibrations import insert_calibration, load_calibration_book, revoke_calibration
 from storage.registry import upsert_registry
+from storage.registry.calibrations import insert_calibration, load_calibration_book, revoke_calibration
 from storage.reprocess import ReprocessError, reprocess
 from storage.rows import MEASUREMENT_COLUMNS, row_reading
 from storage.writer import TimescaleWriter

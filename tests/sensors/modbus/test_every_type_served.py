@@ -10,8 +10,8 @@ import pytest
 
 from sensors.modbus.decode import ORDERS, register_count
 from sensors.modbus.link import ModbusLink
-from sensors.modbus.poller import read_device
 from sensors.modbus.profile import load_profile
+from sensors.modbus.read import read_device
 from sensors.sensor import Device, Sensor
 from simulators.station import StationServer
 

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 import pytest
 
 from sensors.modbus.link import ModbusLink
-from sensors.modbus.poller import read_device
 from sensors.modbus.profile import VariableSpec, load_profile
+from sensors.modbus.read import read_device
 from sensors.network import ANALYSERS
 from sensors.reading import RawReading
 from sensors.sensor import Device, Sensor

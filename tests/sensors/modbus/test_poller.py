@@ -19,8 +19,9 @@ import pytest
 from ingest.reading import QC
 from sensors.modbus.link import ModbusLink, ModbusReadError
 from sensors.modbus.plan import plan_requests
-from sensors.modbus.poller import StationPoller, StatusEvent, read_device, resolve_conditions
+from sensors.modbus.poller import StationPoller, StatusEvent
 from sensors.modbus.profile import Profile, VariableSpec, load_profile
+from sensors.modbus.read import read_device, resolve_conditions
 from sensors.network import ANALYSERS
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Device, Sensor

@@ -1,4 +1,4 @@
-"""storage/calibrations.py and the 0002 schema (calibrations, provenance columns) against a real TimescaleDB."""
+"""storage/registry/calibrations.py and the 0002 schema (calibrations, provenance columns) against TimescaleDB."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import pytest
 
 from ingest.calibration import CalibrationError
 from sensors.network import bundled_network
-from storage.calibrations import (
+from storage.registry import upsert_registry
+from storage.registry.calibrations import (
     insert_calibration,
     load_calibration_book,
     load_calibrations,
     revoke_calibration,
 )
-from storage.registry import upsert_registry
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from sensors.sensor import Device, Sensor
-from storage.registry_models import (
+from storage.registry.models import (
     AuditEntry,
     DeviceSpec,
     Location,

@@ -1,6 +1,6 @@
 """The whole network as a file a city keeps in version control: YAML or CSV to SensorSpecs and back. Pure.
 
-YAML: a mapping with `sensors:`, a list of sensors as `SensorSpec` (storage.registry_models) writes them,
+YAML: a mapping with `sensors:`, a list of sensors as `SensorSpec` (storage.registry.models) writes them,
 devices nested; `dump_network` writes exactly that, leaving out empty and default device fields.
 CSV: one row per device (a sensor without devices: one row with an empty `device_id`); the sensor's columns
 repeat on each of its rows and must agree; `variables` and `channels` are separated by spaces; empty cells
@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from storage.registry_models import SensorSpec, error_from_validation
+from storage.registry.models import SensorSpec, error_from_validation
 
 __all__ = ["CSV_COLUMNS", "NetworkFileError", "dump_network", "line_of", "parse_network"]
 
@@ -134,7 +134,7 @@ def _csv_rows(text: str, source: str) -> list[tuple[int, dict[str, str]]]:
     rows = []
     for row in reader:
         if None in row:
-            raise NetworkFileError(source, reader.line_num, None, f"{len(header) + len(row[None])} cells; "  # type: ignore[index]
+            raise NetworkFileError(source, reader.line_num, None, f"{len(header) + len(row[None])} cells; "
                                    f"the header has {len(header)}")
         if any((v or "").strip() for v in row.values()):
             rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items()}))

@@ -1,4 +1,5 @@
-"""storage/registry.py (and its read, rows and seed parts) and migration 0004 against a real TimescaleDB."""
+"""storage/registry/ (its edits, checks, read, rows, network import and seed parts) and migration 0004 against a
+real TimescaleDB."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from sensors.network import bundled_network
 from storage import registry
 from storage.registry import RegistryError
-from storage.registry_models import (
+from storage.registry.checks import transaction
+from storage.registry.models import (
     CalibrationSpec,
     DeviceSpec,
     Location,
@@ -213,7 +215,7 @@ async def test_database_refuses_a_topic_on_two_sensors(conn: psycopg.AsyncConnec
         await conn.execute("UPDATE devices SET topic = 'aqnet/MS03/readings' WHERE id = 'MS07-a'")
     # a write racing past the registry's check is still refused with a RegistryError, and rolled back
     with pytest.raises(RegistryError, match="sensor MS07: devices_topic_one_sensor: ") as err:
-        async with registry._write(conn, "sensor MS07") as cur:
+        async with transaction(conn, "sensor MS07") as cur:
             await cur.execute("UPDATE sensors SET notes = 'x' WHERE id = 'MS07'")
             await cur.execute("UPDATE devices SET topic = 'aqnet/MS03/readings' WHERE id = 'MS07-a'")
     assert err.value.code == "conflict"

@@ -1,4 +1,4 @@
-"""storage/registry_models.py: what the edge models refuse, and how their errors read. Pure."""
+"""storage/registry/models.py: what the edge models refuse, and how their errors read. Pure."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from storage.registry_models import (
+from storage.registry.models import (
     DeviceSpec,
     Location,
     MaintenanceSpec,

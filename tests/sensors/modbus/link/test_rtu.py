@@ -26,8 +26,8 @@ from sensors.modbus.link import (
     silent_interval_s,
 )
 from sensors.modbus.plan import plan_requests
-from sensors.modbus.poller import read_device
 from sensors.modbus.profile import Profile, VariableSpec, load_profile
+from sensors.modbus.read import read_device
 from sensors.network import ANALYSERS
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Device, Sensor

@@ -1,12 +1,12 @@
-"""storage/network_file.py: YAML and CSV network files, round trips, and errors naming line and field. Pure."""
+"""storage/registry/network_file.py: YAML and CSV network files, round trips, and errors naming line and field. Pure."""
 
 from __future__ import annotations
 
 import pytest
 
 from sensors.network import bundled_network
-from storage.network_file import CSV_COLUMNS, NetworkFileError, dump_network, line_of, parse_network
 from storage.registry import spec_from_sensor
+from storage.registry.network_file import CSV_COLUMNS, NetworkFileError, dump_network, line_of, parse_network
 
 BUNDLED = [spec_from_sensor(s) for s in bundled_network()]
 

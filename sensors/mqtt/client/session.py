@@ -1,4 +1,4 @@
-"""The MQTT connection: the only module that imports paho. I/O.
+"""The subscriber's persistent MQTT session (`MqttSubscriberClient`), over paho. I/O.
 
 `MqttSubscriberClient` keeps one persistent session with the broker and hands each message to the asyncio loop as
 an aqnet `Message`, so paho types never reach callers. Its contract:
@@ -22,19 +22,15 @@ an aqnet `Message`, so paho types never reach callers. Its contract:
   and the broker's reason, so the daemon can refuse to start. A refusal on a later reconnect is logged at ERROR
   and kept in `status()` (`state` "refused", `refused` and `last_error` name the topic and the user); the client
   stays connected for the subscriptions the broker granted.
-- **Read access is proven, not assumed.** Mosquitto 2.0 grants every SUBACK and applies its ACL's `read` lines
-  only when delivering, so a login without read access is subscribed and hears nothing. On the first connection,
-  after every SUBACK is granted, the client therefore publishes one probe per filter (`probe_topic`: the filter
-  with its wildcards replaced by the username, e.g. `aqnet/aqnet-daemon/readings`, which aqnet's pattern ACL lets
-  any login publish; payload `aqnet-probe <nonce>`, QoS 1, not retained) and waits `verify_read_s` for it to come
-  back: not back in time → SubscriptionRefused ("delivers nothing"); the probe publish itself refused (PUBACK
-  failure) → a WARNING that read access could not be checked. Shared (`$share/…`) filters are not probed
-  (another member of the group may receive it). A message whose payload starts with `aqnet-probe ` is acked
-  and never handed to `on_message`.
+- **Read access is proven, not assumed** (Mosquitto grants every SUBACK and applies its ACL only when delivering):
+  on the first connection, once every SUBACK is granted, one probe per filter must come back within
+  `verify_read_s` (`sensors.mqtt.client.probes`), or `subscribed` fails with SubscriptionRefused.
 - **Security.** Username/password from the URL; `mqtts://` URLs use TLS (system CAs or `ca_file`, client
   certificate with `cert_file`/`key_file`).
 
-`MqttPublisherClient` is the simulators' and alert channels' publishing side (paho's own reconnect and queue).
+Part of `sensors.mqtt.client` (the only package that imports paho); the URL, TLS, backoff and message values it
+uses are `sensors.mqtt.client.connection`'s, its paho calls `sensors.mqtt.client.wire`'s; the publishing side is
+`sensors.mqtt.client.publisher`.
 """
 
 from __future__ import annotations
@@ -43,162 +39,34 @@ import asyncio
 import contextlib
 import logging
 import random
-import secrets
-import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
+from paho.mqtt.enums import MQTTErrorCode
 
+from sensors.mqtt.client import wire
+from sensors.mqtt.client.connection import (
+    Backoff,
+    ClientStatus,
+    Message,
+    MqttUrl,
+    Protocol,
+    SubscriptionRefused,
+    parse_mqtt_url,
+    tls_context,
+)
+from sensors.mqtt.client.probes import PROBE_PREFIX, ReadProbes
 from sensors.redact import redact_url
 
-__all__ = [
-    "Backoff",
-    "ClientStatus",
-    "Message",
-    "MqttPublisherClient",
-    "MqttSubscriberClient",
-    "MqttUrl",
-    "SubscriptionRefused",
-    "parse_mqtt_url",
-    "probe_topic",
-    "redact_url",
-    "tls_context",
-]
+__all__ = ["MqttSubscriberClient"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("sensors.mqtt.client")  # the client's log lines keep their logger name
 
-Protocol = Literal["auto", "5", "3.1.1"]
-_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True}
 _UNSUPPORTED_PROTOCOL_VERSION = 132  # MQTT 5 CONNACK reason 0x84; paho maps a 3.1.1 CONNACK code 1 to it too
-PROBE_PREFIX = b"aqnet-probe "  #: payload prefix of the read-access probes (never a reading)
-
-
-def probe_topic(filter_: str, username: str | None) -> str | None:
-    """A concrete topic matching `filter_` to probe read access with (wildcards → the username); None for shared
-    (`$share/…`) and `$` filters, which cannot be probed. Pure."""
-    if filter_.startswith("$"):
-        return None
-    level = username or "aqnet-probe"
-    return "/".join(level if part in ("+", "#") else part for part in filter_.split("/"))
-
-
-@dataclass(frozen=True, slots=True)
-class MqttUrl:
-    """A broker address parsed from `mqtt[s]://[user:password@]host[:port]`."""
-
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False  #: mqtts:// (or ssl://)
-
-    def __str__(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"  # never the password
-
-
-def parse_mqtt_url(url: str) -> MqttUrl:
-    """Parse `mqtt://host:port` or `mqtts://host:port` (default ports 1883 / 8883); ValueError names the URL
-    without its password."""
-    parts = urlsplit(url)
-    if parts.scheme not in _SCHEMES or not parts.hostname:
-        raise ValueError(f"MQTT URL {redact_url(url)!r}: expected mqtt://host:port or mqtts://host:port")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"MQTT URL {redact_url(url)!r}: port: expected 1..65535") from None
-    tls = _SCHEMES[parts.scheme]
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return MqttUrl(parts.hostname, port or (8883 if tls else 1883), username, password, tls)
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Reconnect delays: doubling from `min_s` up to `max_s`, jittered. Pure.
-
-    Attempt n (1 = the first retry) waits a uniform draw from [c/2, c] with c = min(max_s, min_s·2ⁿ), never below
-    `min_s`: e.g. min 1 s, max 30 s → 1–2 s, 2–4 s, 4–8 s, 8–16 s, 15–30 s, 15–30 s, … The jitter keeps
-    several aqnet processes (or a restarted broker's many clients) from reconnecting in lockstep.
-    """
-
-    min_s: float = 1.0
-    max_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_s <= self.max_s:
-            raise ValueError(f"MQTT reconnect backoff: expected 0 < min_s <= max_s, got {self.min_s}, {self.max_s}")
-
-    def delay_s(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait before retry number `attempt` (>= 1)."""
-        ceiling = min(self.max_s, self.min_s * 2.0 ** min(max(attempt, 1), 64))
-        return rng.uniform(max(self.min_s, ceiling / 2), max(self.min_s, ceiling))
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One received MQTT message; `mid`, `qos` and `connection` identify it for `ack`."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    mid: int
-    retain: bool
-    received_at: datetime
-    dup: bool = False  #: the broker's DUP flag: a redelivery of a message not acknowledged before
-    connection: int = 0  #: which connection of the client delivered it (0: unknown, acked on the current one)
-
-
-class SubscriptionRefused(RuntimeError):
-    """The broker refused a subscription (SUBACK failure): `topic`, `username` and the broker's `reason`."""
-
-    def __init__(self, url: MqttUrl, topic: str, username: str | None, reason: str) -> None:
-        super().__init__(f"MQTT {url}: the broker refused the subscription to {topic!r} for user "
-                         f"{username or '(anonymous)'}: {reason}; grant that user read access to the topic in the "
-                         "broker's ACL (aqnet broker daemon-user) or fix mqtt.topics / the username in mqtt.url")
-        self.topic = topic
-        self.username = username
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class ClientStatus:
-    """A snapshot of a subscriber connection, for /status and metrics."""
-
-    state: str  #: new, connecting, connected, backoff, stopped
-    protocol: str  #: "5" or "3.1.1"
-    connection_attempts: int  #: TCP/MQTT connects tried since start
-    connections: int  #: connects the broker accepted
-    consecutive_failures: int
-    last_error: str | None
-    last_message_at: float | None  #: time.monotonic() of the last message, None before the first
-    session_present: bool | None  #: the broker still had our session at the last connect
-    refused: tuple[str, ...] = ()  #: topics whose subscription the broker refused at the last connect
-
-
-def tls_context(url: MqttUrl, ca_file: str | None, cert_file: str | None, key_file: str | None,
-                 ) -> ssl.SSLContext | None:
-    """The TLS context for an mqtts:// URL (None for mqtt://); file options on a plain URL are an error."""
-    if not url.tls:
-        given = [n for n, v in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)) if v]
-        if given:
-            raise ValueError(f"MQTT {url}: {', '.join(given)} given but the URL is not TLS; use mqtts://")
-        return None
-    if key_file and not cert_file:
-        raise ValueError(f"MQTT {url}: key_file given without cert_file")
-    context = ssl.create_default_context(cafile=ca_file)  # verifies the broker's certificate and host name
-    if cert_file:
-        context.load_cert_chain(cert_file, key_file)
-    return context
 
 
 def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: object) -> None:
@@ -274,9 +142,7 @@ class MqttSubscriberClient:
         self._pending_subs: dict[int, str] = {}  #: SUBSCRIBE mid → topic, until its SUBACK
         self._refused: tuple[str, ...] = ()
         self._verify_read_s = verify_read_s
-        self._probes: dict[str, tuple[str, bytes]] = {}  #: probe topic → (filter, payload), until it comes back
-        self._probe_mids: dict[int, str] = {}  #: PUBLISH mid → probe topic, until its PUBACK
-        self._probe_deadline: float | None = None
+        self._read_probes = ReadProbes(self._url.username, verify_read_s, monotonic)
         #: the first connection's subscription outcome: None when all granted, SubscriptionRefused otherwise
         self.subscribed: asyncio.Future[None] = loop.create_future()
         self._client = self._new_paho("3.1.1" if protocol == "3.1.1" else "5")
@@ -359,25 +225,12 @@ class MqttSubscriberClient:
     # the connection thread ----------------------------------------------------------------------------
     def _new_paho(self, protocol: str) -> paho.Client:
         self._protocol = protocol
-        if protocol == "5":
-            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=paho.MQTTv5,
-                                 reconnect_on_failure=False, manual_ack=True)
-        else:
-            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=paho.MQTTv311,
-                                 clean_session=False, reconnect_on_failure=False, manual_ack=True)
-        if self._url.username:
-            client.username_pw_set(self._url.username, self._url.password)
-        if self._tls is not None:
-            client.tls_set_context(self._tls)
-        client.connect_timeout = self._connect_timeout_s
+        client = wire.new_client(protocol, self._client_id, self._url, self._tls, self._connect_timeout_s)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         client.on_subscribe = self._handle_subscribe
         client.on_publish = self._handle_publish
-        # paho writes from the calling thread when no loop thread of its own runs; this no-op makes every
-        # write (acks from the event loop included) wake our select() instead, so one thread owns the socket
-        client.on_socket_register_write = lambda c, u, s: None
         return client
 
     def _run(self) -> None:
@@ -408,14 +261,8 @@ class MqttSubscriberClient:
 
     def _connect_and_loop(self, client: paho.Client) -> None:
         try:
-            if self._protocol == "5":
-                props = Properties(PacketTypes.CONNECT)
-                props.SessionExpiryInterval = self._session_expiry_s
-                props.ReceiveMaximum = self._receive_maximum
-                client.connect(self._url.host, self._url.port, keepalive=self._keepalive_s, clean_start=False,
-                               properties=props)
-            else:
-                client.connect(self._url.host, self._url.port, keepalive=self._keepalive_s)
+            wire.connect(client, self._url, self._protocol, keepalive_s=self._keepalive_s,
+                         session_expiry_s=self._session_expiry_s, receive_maximum=self._receive_maximum)
         except OSError as exc:  # refused, unreachable, DNS, TLS handshake or certificate, timeout
             self._attempt_error = f"{type(exc).__name__}: {exc}"
             return
@@ -428,12 +275,7 @@ class MqttSubscriberClient:
 
     def _close(self, client: paho.Client) -> None:
         """Send DISCONNECT if the socket is still open (the session stays with the broker)."""
-        for _ in range(5):
-            if client.socket() is None:
-                break
-            client.disconnect()
-            if client.loop(timeout=0.2) != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                break
+        wire.close(client)
         self.connected.clear()
 
     def _fall_back_to_311(self) -> None:
@@ -470,11 +312,7 @@ class MqttSubscriberClient:
         self._session_present = bool(flags.session_present)
         self._pending_subs.clear()
         for topic in self._topics:  # subscribe again on every connect: the broker may have lost the session
-            if self._protocol == "5":  # retained messages only for a new subscription, not on every reconnect
-                _, mid = client.subscribe((topic, SubscribeOptions(
-                    qos=self._qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)))
-            else:
-                _, mid = client.subscribe(topic, qos=self._qos)
+            mid = wire.subscribe(client, topic, self._protocol, self._qos)
             if mid is not None:
                 self._pending_subs[mid] = topic
         if self._connections > 1 and not self._session_present:
@@ -519,37 +357,25 @@ class MqttSubscriberClient:
 
     def _start_probes(self, client: paho.Client) -> None:
         """Publish one read-access probe per probe-able filter (first connection only)."""
-        if self._verify_read_s is not None:
-            for filter_ in self._topics:
-                topic = probe_topic(filter_, self._url.username)
-                if topic is None or topic in self._probes:
-                    continue
-                payload = PROBE_PREFIX + secrets.token_hex(8).encode()
-                self._probes[topic] = (filter_, payload)
-                info = client.publish(topic, payload, qos=1)
-                self._probe_mids[info.mid] = topic
-            self._probe_deadline = self._monotonic() + self._verify_read_s
+        self._read_probes.start(self._topics, lambda topic, payload: client.publish(topic, payload, qos=1).mid)
         self._probes_settled()
 
     def _probes_settled(self) -> None:
-        if not self._probes and not self._refused and self._connections == 1:
+        if not self._read_probes.pending and not self._refused and self._connections == 1:
             _post(self._loop, self._resolve_subscribed, None)
 
     def _check_probes(self) -> None:
         """Probes not back by the deadline: the broker accepted the subscription but delivers nothing."""
-        if not self._probes or self._probe_deadline is None or self._monotonic() < self._probe_deadline:
-            return
-        pending, self._probes = self._probes, {}
-        for topic, (filter_, _) in pending.items():
+        for filter_, topic in self._read_probes.overdue():
             self._refuse(filter_, f"it accepted the subscription but delivered nothing published to {topic} "
                          f"within {self._verify_read_s:g} s (no read access in its ACL)", True)
 
     def _handle_publish(self, client: paho.Client, userdata: object, mid: int, reason_code: Any,
                         properties: object) -> None:
-        topic = self._probe_mids.pop(mid, None)
-        if topic is None or not reason_code.is_failure or topic not in self._probes:
+        refused = self._read_probes.published(mid, bool(reason_code.is_failure))
+        if refused is None:
             return
-        filter_, _ = self._probes.pop(topic)
+        filter_, topic = refused
         log.warning("MQTT %s: read access to %s for user %s not checked: the broker refused the probe publish to "
                     "%s (%s)", self._url, filter_, self._url.username or "anonymous", topic, reason_code)
         self._probes_settled()
@@ -581,10 +407,9 @@ class MqttSubscriberClient:
         if bytes(msg.payload).startswith(PROBE_PREFIX):  # our read-access probe (or another aqnet process's)
             if msg.qos:
                 client.ack(msg.mid, msg.qos)
-            probe = self._probes.get(msg.topic)
-            if probe is not None and probe[1] == bytes(msg.payload):
-                del self._probes[msg.topic]
-                log.info("MQTT %s: read access to %s verified (user %s)", self._url, probe[0],
+            filter_ = self._read_probes.came_back(msg.topic, bytes(msg.payload))
+            if filter_ is not None:
+                log.info("MQTT %s: read access to %s verified (user %s)", self._url, filter_,
                          self._url.username or "anonymous")
                 self._probes_settled()
             return
@@ -592,40 +417,3 @@ class MqttSubscriberClient:
         message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, bool(msg.retain), self._clock(),
                           dup=bool(msg.dup), connection=self._connection)
         _post(self._loop, self._on_message, message)
-
-
-class MqttPublisherClient:
-    """A small publishing client (simulated microsensors, alert channel), MQTT 5, reconnecting by itself.
-
-    Publishing has no session to resume, so paho's own reconnect and outgoing queue are enough here.
-    """
-
-    def __init__(self, url: str, *, client_id: str, ca_file: str | None = None, cert_file: str | None = None,
-                 key_file: str | None = None) -> None:
-        self._url = parse_mqtt_url(url)
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-        if self._url.username:
-            self._client.username_pw_set(self._url.username, self._url.password)
-        tls = tls_context(self._url, ca_file, cert_file, key_file)
-        if tls is not None:
-            self._client.tls_set_context(tls)
-        self._client.reconnect_delay_set(1, 10)
-        self._client.max_queued_messages_set(10000)
-
-    def start(self) -> None:
-        """Connect asynchronously and start the network thread."""
-        self._client.connect_async(self._url.host, self._url.port, keepalive=30)
-        self._client.loop_start()
-
-    def is_connected(self) -> bool:
-        """True while connected to the broker."""
-        return self._client.is_connected()
-
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
-        """Queue one message; paho sends it when connected."""
-        self._client.publish(topic, payload, qos=qos)
-
-    def stop(self) -> None:
-        """Disconnect and stop the network thread."""
-        self._client.disconnect()
-        self._client.loop_stop()

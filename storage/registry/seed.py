@@ -21,9 +21,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from sensors.sensor import Device, Sensor
-from storage.registry_models import DeviceSpec
-from storage.registry_read import DEVICE_FIELDS
-from storage.registry_rows import insert_audit, insert_device, update_device
+from storage.registry.models import DeviceSpec
+from storage.registry.read import DEVICE_FIELDS
+from storage.registry.rows import insert_audit, insert_device, update_device
 
 __all__ = ["CONFIG_ACTOR", "RegistryResult", "upsert_registry"]
 

@@ -1,4 +1,4 @@
-"""storage/spool.py on a full disk: an OSError(ENOSPC) injected at each write site (segment append, its fdatasync,
+"""storage/spool/spool.py on a full disk: an OSError(ENOSPC) injected at each write site (segment append, its fdatasync,
 the truncation that undoes it, new segment creation, the cursor's temporary file, its fsync, its rename, the
 directory fsync). What the spool holds is never lost, its memory never runs ahead of its files, and it is usable
 (and reopenable) afterwards. The end-to-end version on a real full filesystem is tests/e2e/test_spool_disk_full.py.
@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-import storage.spool_files
+import storage.spool.files
 from ingest.reading import Reading
 from storage.spool import RESERVE_BYTES, Spool, SpoolError, SpoolFullError
-from tests.storage.test_spool import batch, drain, segments
+from tests.storage.spool.test_spool import batch, drain, segments
 
 
 def enospc(*_: object, **__: object) -> Any:
@@ -57,7 +57,7 @@ def failing(monkeypatch: pytest.MonkeyPatch, site: str) -> Iterator[None]:
             m.setattr(os, "open", lambda path, flags, *a, **kw: enospc() if str(path).endswith(".seg") and
                       flags & os.O_CREAT else real_os_open(path, flags, *a, **kw))
         elif site in ("segment-create-dirsync", "cursor-dirsync"):  # the directory entry of a new file
-            m.setattr(storage.spool_files, "fsync_dir", enospc)
+            m.setattr(storage.spool.files, "fsync_dir", enospc)
         elif site == "cursor-open":
             m.setattr(builtins, "open", lambda path, *a, **kw: enospc() if str(path).endswith("cursor.tmp")
                       else real_open(path, *a, **kw))

@@ -7,10 +7,10 @@ Contract:
   new one starts), the resume point `cursor` (JSON `{"segment", "offset"}`, replaced atomically: written to
   `cursor.tmp`, fsync'ed, renamed, directory fsync'ed), `reserve` (see below) and `lock` (an exclusive `flock`:
   one spool, one process).
-- Records and their payload are framed and encoded by `storage.spool_format` (pure; its names are re-exported
-  here); the file primitives (appends, the cursor file, the reserve) are `storage.spool_files`. At open every
-  pending record is checked: a torn tail (a crash mid-append) or a corrupt record is truncated with a log line,
-  never replayed as garbage.
+- Records and their payload are framed and encoded by `storage.spool.codec` (pure); the file primitives (appends,
+  the cursor file, the reserve) are `storage.spool.files`. At open (`storage.spool.recover`) every pending record
+  is checked: a torn tail (a crash mid-append) or a corrupt record is truncated with a log line, never replayed
+  as garbage.
 - `peek()` returns the oldest pending batch; `commit(batch)` moves the resume point past it (after the batch
   is committed to the database). A crash between the two replays that batch once more, which the writer's
   idempotent insert turns into a no-op; otherwise the resume point is exact. Consumed segments are deleted.
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import threading
@@ -40,16 +39,14 @@ from pathlib import Path
 
 from ingest.letter import Letter
 from ingest.reading import Reading
-from storage import spool_files as files
-from storage.spool_files import RESERVE_BYTES
-from storage.spool_format import HEADER as _HEADER
-from storage.spool_format import BatchCodec, frame_record, scan_records
+from storage.spool import files
+from storage.spool.codec import HEADER as _HEADER
+from storage.spool.codec import BatchCodec, frame_record, scan_records
+from storage.spool.recover import Pending, recover
 
-__all__ = ["RESERVE_BYTES", "BatchCodec", "Spool", "SpoolError", "SpoolFullError", "SpoolStats", "SpooledBatch",
-           "frame_record", "scan_records"]
+__all__ = ["Spool", "SpoolError", "SpoolFullError", "SpoolStats", "SpooledBatch"]
 
-log = logging.getLogger(__name__)
-
+log = logging.getLogger("storage.spool")  # the spool's log lines keep one logger name, wherever they come from
 
 
 class SpoolError(RuntimeError):
@@ -102,14 +99,6 @@ class SpoolStats:
     disk_full: bool = False  #: the last append failed for lack of disk space (not the byte limit)
 
 
-@dataclass(slots=True)
-class _Pending:
-    segment: int
-    offset: int
-    size: int
-    readings: int
-
-
 class Spool:
     """An append-only, fsync'ed, bounded spool of Reading batches in `directory` (see the module docstring)."""
 
@@ -126,7 +115,7 @@ class Spool:
         self.near_full_fraction = near_full_fraction
         self._codec = BatchCodec()
         self._lock = threading.Lock()
-        self._pending: deque[_Pending] = deque()
+        self._pending: deque[Pending] = deque()
         self._pending_bytes = 0
         self._pending_readings = 0
         self._sizes: dict[int, int] = {}  # segment index → bytes on disk
@@ -176,7 +165,7 @@ class Spool:
             self._refused = self._disk_full = False
             self._sizes[segment] = start + len(record)
             self._disk += len(record)
-            self._pending.append(_Pending(segment, start, len(record), len(batch)))
+            self._pending.append(Pending(segment, start, len(record), len(batch)))
             self._pending_bytes += len(record)
             self._pending_readings += len(batch)
             return len(record)
@@ -189,7 +178,7 @@ class Spool:
         with self._lock:
             readings: list[Reading] = []
             letters: list[Letter] = []
-            taken: list[_Pending] = []
+            taken: list[Pending] = []
             for entry in list(self._pending):
                 if taken and len(readings) + entry.readings > max_readings:
                     break
@@ -285,7 +274,7 @@ class Spool:
             self._tail_fd = os.open(self._segment_path(tail), os.O_WRONLY | os.O_APPEND)
         return tail, self._tail_fd
 
-    def _read(self, entry: _Pending) -> tuple[list[Reading], list[Letter]] | None:
+    def _read(self, entry: Pending) -> tuple[list[Reading], list[Letter]] | None:
         """The readings of a pending record, or None (copied aside, logged) when it is damaged or undecodable."""
         path = self._segment_path(entry.segment)
         with open(path, "rb") as f:
@@ -367,55 +356,17 @@ class Spool:
         if why is not None:  # a full disk: the next freed segment tries again
             log.debug("spool %s: no room for the %d-byte reserve yet (%s)", self.directory, files.RESERVE_BYTES, why)
 
-    def _read_cursor(self, segments: list[int]) -> tuple[int, int]:
-        path = self.directory / "cursor"
-        first = (segments[0], 0) if segments else (0, 0)
-        if not path.exists():
-            return first
-        try:
-            doc = json.loads(path.read_text(encoding="ascii"))
-            return int(doc["segment"]), int(doc["offset"])
-        except (ValueError, KeyError, TypeError) as exc:
-            # replaying from the start is safe (the writer ignores exact repeats); skipping would lose data
-            log.error("spool %s: unreadable resume point (%s); replaying from the oldest segment", path, exc)
-            return first
-
     def _recover(self) -> None:
-        """Rebuild the pending list from the files: drop consumed segments, check every pending record from the
-        resume point on, truncate a torn or corrupt tail."""
-        (self.directory / "cursor.tmp").unlink(missing_ok=True)
-        segments = sorted(int(p.stem) for p in self.directory.glob(f"*{files.SEGMENT_SUFFIX}") if p.stem.isdigit())
-        cur_seg, cur_off = self._read_cursor(segments)
-        self._cursor = (cur_seg, cur_off)
-        for seg in segments:
-            path = self._segment_path(seg)
-            if seg < cur_seg:  # consumed: the crash came between persisting the cursor and deleting the file
-                path.unlink()
-                continue
-            data = path.read_bytes()
-            start = cur_off if seg == cur_seg else 0
-            if start > len(data):
-                log.error("spool %s: resume offset %d is beyond the file's %d bytes; nothing to replay in it",
-                          path, start, len(data))
-                start = len(data)
-            spans, end, why = scan_records(memoryview(data)[start:])
-            end += start
-            if why is not None:
-                tail = seg == segments[-1]
-                log.log(logging.WARNING if tail else logging.ERROR,
-                        "spool %s: %s at offset %d; truncating %d bytes (%s)", path, why, end, len(data) - end,
-                        "a crash during an append: that batch was never acknowledged" if tail
-                        else "the records after it in this segment cannot be framed and are lost")
-                with open(path, "r+b") as f:
-                    f.truncate(end)
-                    f.flush()
-                    os.fsync(f.fileno())
-            self._sizes[seg] = end
-            self._disk += end
-            for span in spans:
-                self._pending.append(_Pending(seg, start + span.offset, span.size, span.readings))
-                self._pending_bytes += span.size
-                self._pending_readings += span.readings
+        """Take the pending records and the resume point from the files (`recover`), then move the resume point
+        past what the scan dropped and delete segments left wholly consumed."""
+        found = recover(self.directory)
+        self._cursor = found.cursor
+        self._sizes = found.sizes
+        self._disk = sum(found.sizes.values())
+        for entry in found.pending:
+            self._pending.append(entry)
+            self._pending_bytes += entry.size
+            self._pending_readings += entry.readings
         if self._pending:
             head = self._pending[0]
             if (head.segment, head.offset) != self._cursor:

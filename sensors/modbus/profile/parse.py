@@ -1,13 +1,11 @@
-"""Device profiles: the YAML register map of one analyser model, validated and turned into frozen records.
+"""Validating a device profile written by people: parsed YAML → `Profile`, or a `ProfileError` with every
+problem. Pure.
 
-Loading is I/O at the edge (one YAML file); everything after it is pure. A profile is written by people, so it
-goes through pydantic with `extra="forbid"` first, then through cross-checks (data type against table, byte
-order against width, address base, overlapping registers, unit, range, conditions, golden vectors). Every
+A profile goes through pydantic with `extra="forbid"` first, then through cross-checks (data type against table,
+byte order against width, address base, overlapping registers, unit, range, conditions, golden vectors). Every
 problem found is collected and reported at once as a `ProfileError` whose lines read
 `sensors/profiles/sim-nox.yaml: variables.no2.order: expected ABCD|CDAB|BADC|DCBA, got "CADB"`.
-
-Addresses are written as the device's manual writes them; `address_base` (0 or 1) says which convention that
-is, and `pdu_address` is what goes on the wire (0-based).
+Part of `sensors.modbus.profile`.
 """
 
 from __future__ import annotations
@@ -15,154 +13,30 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sensors.modbus.decode import DATA_TYPES, DEFAULT_ORDER, check_encoding, decode_value, register_count
 from sensors.modbus.history import HISTORY_PROTOCOLS, RecordField, RingLayout
+from sensors.modbus.profile.records import (
+    BIT_TABLES,
+    HistoryBuffer,
+    Profile,
+    ProfileError,
+    StatusBit,
+    StatusRegister,
+    Table,
+    VariableSpec,
+    Vector,
+)
 from sensors.variables import VARIABLES, Kind
 
-__all__ = [
-    "STATUS_FIELD",
-    "HistoryBuffer",
-    "Profile",
-    "ProfileError",
-    "StatusBit",
-    "StatusRegister",
-    "Table",
-    "VariableSpec",
-    "Vector",
-    "list_profiles",
-    "load_profile",
-    "parse_profile",
-    "vector_matches",
-]
+__all__ = ["parse_profile", "show", "vector_matches"]
 
-Table = Literal["coil", "discrete_input", "input", "holding"]
-BIT_TABLES = frozenset({"coil", "discrete_input"})
-#: the name under which the status register appears in read plans (never a vocabulary code)
-STATUS_FIELD = "_status"
 #: Modbus allows at most 2000 bits per read of coils / discrete inputs (spec 6.1, 6.2)
 _MAX_STATUS_BITS = 2000
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-
-
-class ProfileError(ValueError):
-    """A profile that can't be used (permanent): every problem, each line naming the file and the key path."""
-
-    def __init__(self, path: str, errors: list[str]) -> None:
-        self.path = path
-        self.errors = tuple(errors)
-        super().__init__("\n".join(errors))
-
-
-# ---- frozen records (what the rest of aqnet uses) ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class VariableSpec:
-    """Where and how one variable sits in the register map."""
-
-    name: str  #: vocabulary code (sensors.variables)
-    table: Table
-    address: int  #: as written in the profile (in the profile's address base)
-    pdu_address: int  #: 0-based address sent on the wire
-    data_type: str  #: one of sensors.modbus.decode.DATA_TYPES
-    order: str | None  #: letter byte order, resolved to the big-endian default when omitted (None for bool)
-    scale: float  #: value = raw * scale + offset
-    offset: float
-    unit: str  #: as the device reports it
-    range: tuple[float, float]  #: plausible (measuring) range, in `unit`
-
-    @property
-    def count(self) -> int:
-        """Registers (or bits) this variable occupies."""
-        return register_count(self.data_type)
-
-
-@dataclass(frozen=True, slots=True)
-class StatusBit:
-    """One named bit of the status register and the flag it raises."""
-
-    name: str
-    flag: str | None  #: "device_invalid", "maintenance", or None for a bit that is only informative
-    when: str = "set"  #: "set": raised when the bit is 1; "clear": when it is 0 (e.g. a "system OK" bit)
-
-
-@dataclass(frozen=True, slots=True)
-class StatusRegister:
-    """A uint16 status register (input / holding) or a run of status bits (coil / discrete_input)."""
-
-    table: Table
-    address: int
-    pdu_address: int
-    data_type: str  #: "uint16" for register tables, "bool" for bit tables
-    order: str | None  #: AB or BA for a register; None for bits
-    bits: Mapping[int, StatusBit]  #: bit number (register) or offset from `address` (bit tables) → bit
-
-    @property
-    def count(self) -> int:
-        """Registers (1) or bits (highest bit + 1) a read of the status needs."""
-        if self.table in BIT_TABLES:
-            return max(self.bits, default=0) + 1
-        return 1
-
-
-@dataclass(frozen=True, slots=True)
-class Vector:
-    """A golden vector: registers as read from a device and the value they must decode to."""
-
-    variable: str
-    registers: tuple[int, ...]
-    value: float
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryBuffer:
-    """Where a logger keeps its history of records, and in which protocol (sensors.modbus.history)."""
-
-    protocol: str  #: one of sensors.modbus.history.HISTORY_PROTOCOLS ("aqnet-ring-1": aqnet's own)
-    address: int  #: the ring's first register as written in the profile (in its address base)
-    layout: RingLayout  #: table, 0-based address, capacity and record fields
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """One device model's register map."""
-
-    name: str  #: file stem, e.g. "sim-nox"
-    path: str  #: the file it was read from (as shown in messages)
-    model: str
-    manufacturer: str
-    firmware: str
-    source: str  #: where the map comes from (manual page, driver, "simulated analyser of aqnet's simulators")
-    address_base: int  #: 0 or 1
-    conditions: str | None  #: "local" | "reference" | "required" (the technician states it per device)
-    variables: tuple[VariableSpec, ...]
-    status: StatusRegister | None = None
-    vectors: tuple[Vector, ...] = field(default=())
-    history: HistoryBuffer | None = None  #: the logger's history buffer, when it keeps one
-
-    @property
-    def variable_names(self) -> tuple[str, ...]:
-        """The vocabulary codes this profile defines, in file order."""
-        return tuple(v.name for v in self.variables)
-
-    def variable(self, name: str) -> VariableSpec:
-        """The spec of variable `name`; KeyError naming the profile when it has none."""
-        for spec in self.variables:
-            if spec.name == name:
-                return spec
-        raise KeyError(f"profile {self.name} ({self.path}) has no variable {name!r}: "
-                       f"expected one of {', '.join(self.variable_names)}")
 
 
 # ---- the edge: pydantic models of the YAML -----------------------------------------------------------------
@@ -225,38 +99,6 @@ class _ProfileIn(_Strict):
     history: _HistoryIn | None = None
 
 
-# ---- loading -----------------------------------------------------------------------------------------------
-
-
-def default_profiles_dir() -> Path:
-    """The profiles shipped inside the package (sensors/profiles)."""
-    return Path(__file__).resolve().parent.parent / "profiles"
-
-
-def list_profiles(profiles_dir: Path | None = None) -> list[str]:
-    """Names of the profiles in `profiles_dir` (default: the shipped ones), sorted."""
-    directory = profiles_dir or default_profiles_dir()
-    return sorted(p.stem for p in directory.glob("*.yaml"))
-
-
-def load_profile(name: str, profiles_dir: Path | None = None) -> Profile:
-    """Read and validate `<profiles_dir>/<name>.yaml`; ProfileError lists every problem."""
-    directory = profiles_dir or default_profiles_dir()
-    path = directory / f"{name}.yaml"
-    shown = f"sensors/profiles/{name}.yaml" if profiles_dir is None else str(path)
-    if not _NAME.match(name):
-        raise ProfileError(shown, [f"{shown}: profile name: expected lowercase letters, digits, '.', '_', "
-                                   f"'-', got {_show(name)}"])
-    if not path.is_file():
-        available = ", ".join(list_profiles(profiles_dir)) or "none"
-        raise ProfileError(shown, [f"{shown}: no such profile file (available: {available})"])
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ProfileError(shown, [f"{shown}: not valid YAML: {exc}"]) from None
-    return parse_profile(name, data, shown)
-
-
 def parse_profile(name: str, data: Any, shown: str) -> Profile:
     """Validate already-parsed YAML `data` of profile `name` (`shown` is the file name used in messages)."""
     if not isinstance(data, dict):
@@ -287,7 +129,7 @@ def _build(name: str, shown: str, raw: _ProfileIn, errors: list[str]) -> Profile
         key = f"variables.{code}"
         if code not in VARIABLES:
             errors.append(
-                f"{key}: unknown variable {_show(code)}: expected one of {', '.join(sorted(VARIABLES))}")
+                f"{key}: unknown variable {show(code)}: expected one of {', '.join(sorted(VARIABLES))}")
         if var.scale == 0 or not math.isfinite(var.scale) or not math.isfinite(var.offset):
             errors.append(f"{key}.scale: expected a finite non-zero scale and finite offset, "
                           f"got scale {var.scale}, offset {var.offset}")
@@ -322,7 +164,7 @@ def _build(name: str, shown: str, raw: _ProfileIn, errors: list[str]) -> Profile
 
 def _check_table_type(key: str, table: str, data_type: str, errors: list[str]) -> None:
     if table in BIT_TABLES and data_type != "bool":
-        errors.append(f"{key}.data_type: a {table} holds single bits: expected bool, got {_show(data_type)}")
+        errors.append(f"{key}.data_type: a {table} holds single bits: expected bool, got {show(data_type)}")
     if table not in BIT_TABLES and data_type == "bool":
         registers = "|".join(t for t in DATA_TYPES if t != "bool")
         errors.append(f"{key}.data_type: {table} registers are 16-bit: expected {registers}, got \"bool\"")
@@ -341,10 +183,10 @@ def _build_status(raw: _StatusIn, base: int, errors: list[str]) -> StatusRegiste
     expected = "bool" if bit_table else "uint16"
     start = len(errors)
     if data_type != expected:
-        errors.append(f"status.data_type: a status in {raw.table} must be {expected}, got {_show(data_type)}")
+        errors.append(f"status.data_type: a status in {raw.table} must be {expected}, got {show(data_type)}")
     if raw.order is not None and (bit_table or raw.order not in ("AB", "BA")):
         errors.append(f"status.order: expected {'no order for bits' if bit_table else 'AB|BA'}, "
-                      f"got {_show(raw.order)}")
+                      f"got {show(raw.order)}")
     if not raw.bits:
         errors.append("status.bits: expected at least one bit")
     top = _MAX_STATUS_BITS - 1 if bit_table else 15
@@ -382,7 +224,7 @@ def _build_vectors(raw: list[_VectorIn], variables: list[VariableSpec],
         key = f"vectors[{i}]"
         spec = by_name.get(vec.variable)
         if spec is None:
-            errors.append(f"{key}.variable: expected one of {', '.join(by_name)}, got {_show(vec.variable)}")
+            errors.append(f"{key}.variable: expected one of {', '.join(by_name)}, got {show(vec.variable)}")
             continue
         try:
             got = decode_value(vec.registers, spec)
@@ -403,14 +245,14 @@ def vector_matches(decoded: float, expected: float) -> bool:
 def _build_history(raw: _HistoryIn, base: int, variables: list[VariableSpec], status: StatusRegister | None,
                    errors: list[str]) -> HistoryBuffer | None:
     if raw.protocol not in HISTORY_PROTOCOLS:
-        errors.append(f"history.protocol: expected {'|'.join(HISTORY_PROTOCOLS)}, got {_show(raw.protocol)}")
+        errors.append(f"history.protocol: expected {'|'.join(HISTORY_PROTOCOLS)}, got {show(raw.protocol)}")
         return None
     by_name = {v.name: v for v in variables}
     names = raw.variables if raw.variables is not None else [v.name for v in variables if v.data_type != "bool"]
     unknown = [n for n in names if n not in by_name]
     if unknown:
         errors.append(f"history.variables: expected variables of this profile ({', '.join(by_name)}), "
-                      f"got {', '.join(_show(n) for n in unknown)}")
+                      f"got {', '.join(show(n) for n in unknown)}")
         return None
     try:
         layout = RingLayout(raw.table, raw.address - base, raw.capacity,
@@ -436,7 +278,7 @@ def _pydantic_line(err: Any) -> str:
         return f"{key}: required key missing"
     if kind == "extra_forbidden":
         return f"{key}: unknown key"
-    got = _show(err.get("input"))
+    got = show(err.get("input"))
     if kind == "literal_error":
         expected = str(err.get("ctx", {}).get("expected", ""))
         choices = re.findall(r"'([^']*)'|(\d+)", expected)
@@ -454,7 +296,7 @@ def _key_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
