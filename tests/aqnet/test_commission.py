@@ -1,11 +1,11 @@
-"""The commissioning verdict and its rendering (aqnet.commission.judge, aqnet.cli_field), without I/O."""
+"""The commissioning verdict and its rendering (aqnet.commission.judge, aqnet.cli.field), without I/O."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
 
-from aqnet.cli_field import render_report, report_json
+from aqnet.cli.field import render_report, report_json
 from aqnet.commission import (
     FAIL_FLAGS,
     WARN_FLAGS,

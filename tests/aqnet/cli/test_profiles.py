@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from aqnet.cli_profiles import profiles
+from aqnet.cli.profiles import profiles
 from sensors.modbus.profile import default_profiles_dir, list_profiles
 
 GOOD = """\

@@ -12,51 +12,20 @@ import asyncio
 import getpass
 import json
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import psycopg
 
+from aqnet.cli.options import database_target
+from aqnet.cli.times import parse_time
 from storage.reprocess import ReprocessError, ReprocessResult, reprocess
 
 __all__ = ["reprocess_command"]
 
 #: how many changed rows the table output lists (all of them with --json)
 _SHOWN = 20
-
-
-def _parse_time(value: str, option: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"expected an ISO 8601 time such as 2026-03-02T00:00-05:00, got {value!r}",
-                                 param_hint=option) from None
-    if t.tzinfo is None:
-        raise click.BadParameter(f"{value!r} has no UTC offset: add one (e.g. -05:00 for Bogotá, or Z)",
-                                 param_hint=option)
-    return t
-
-
-def _database_url(url: str | None, config_path: Path | None, var_dir: Path) -> str:
-    if url is not None and config_path is not None:
-        raise click.UsageError("give either --url or --config, not both")
-    if url is not None:
-        return url
-    if config_path is not None:
-        from aqnet.config import ConfigError, load_settings
-
-        try:
-            return load_settings(config_path).database.url
-        except ConfigError as exc:
-            raise click.ClickException(f"invalid configuration:\n{exc}") from None
-    from aqnet.up import read_state
-
-    try:
-        return str(read_state(var_dir)["database_url"])
-    except FileNotFoundError:
-        raise click.ClickException("no database: give --url or --config, or start the local stack (`aqnet up`)"
-                                   ) from None
 
 
 async def _run(url: str, sensor_id: str, time_from: datetime, time_to: datetime, run_by: str, dry_run: bool,
@@ -103,8 +72,10 @@ def _render(result: ReprocessResult) -> str:
 def reprocess_command(sensor_id: str, time_from: str, time_to: str, dry_run: bool, config_path: Path | None,
                       url: str | None, var_dir: Path, run_by: str | None, note: str, as_json: bool) -> None:
     """Re-derive normalised values from raw ones with the calibrations now in force (recorded; raw untouched)."""
-    start, end = _parse_time(time_from, "--from"), _parse_time(time_to, "--to")
-    db_url = _database_url(url, config_path, var_dir)
+    now = datetime.now(UTC)
+    start = parse_time(time_from, None, now, option="--from")
+    end = parse_time(time_to, None, now, option="--to")
+    db_url = database_target(url, config_path, var_dir, exclusive=True).url
     try:
         result = asyncio.run(_run(db_url, sensor_id, start, end, run_by or getpass.getuser(), dry_run, note))
     except ReprocessError as exc:

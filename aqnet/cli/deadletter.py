@@ -15,18 +15,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from aqnet.config import ConfigError, NetworkSettings, Settings, load_settings
+from aqnet.cli.options import DatabaseTarget, database_options, database_target
+from aqnet.cli.times import parse_time
 from sensors.network import bundled_network
 from sensors.redact import redact
 from sensors.sensor import Sensor
@@ -36,76 +34,28 @@ from storage.replay import REPLAYABLE_SOURCES, Outcome, Replayer
 
 __all__ = ["deadletter", "parse_since"]
 
-VAR_HELP = "directory of the local stack (data, ports, logs); default ./var"
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DETAIL_WIDTH = 90
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """Where to read and replay: the database, and the network and zone the daemon decodes with."""
-
-    url: str
-    settings: Settings | None
-
-    @property
-    def tz(self) -> tzinfo:
-        return ZoneInfo(self.settings.network.timezone if self.settings else NetworkSettings().timezone)
-
-    def network(self) -> list[Sensor]:
-        if self.settings is None:
-            return bundled_network()
-        return self.settings.network.configured_sensors()
+def _network(target: DatabaseTarget) -> list[Sensor]:
+    """The network the daemon decodes with: the configuration's, else the bundled one."""
+    if target.settings is None:
+        return bundled_network()
+    return target.settings.network.configured_sensors()
 
 
-def _load(path: Path) -> Settings:
-    try:
-        return load_settings(path)
-    except ConfigError as exc:
-        raise click.ClickException(f"invalid configuration:\n{exc}") from None
-
-
-def _target(url: str | None, config_path: Path | None, var_dir: Path) -> _Target:
-    if config_path is not None:
-        settings = _load(config_path)
-        return _Target(url or settings.database.url, settings)
-    if url is not None:
-        return _Target(url, None)  # the bundled network with its default payload formats
-    from aqnet.up import read_state
-
-    try:
-        state = read_state(var_dir)
-    except FileNotFoundError:
-        raise click.ClickException(f"no database given: pass --url or --config, or start the local stack "
-                                   f"(`make up`); {var_dir / 'state.json'} not found") from None
-    config = state.get("config")
-    return _Target(state["database_url"], _load(Path(config)) if config and Path(config).is_file() else None)
+def _target(url: str | None, config_path: Path | None, var_dir: Path) -> DatabaseTarget:
+    """The database; the settings of --config, else (neither --url nor --config) the local stack's, else none:
+    with --url alone, the bundled network with its default payload formats."""
+    return database_target(url, config_path, var_dir, stack_config=url is None)
 
 
 def parse_since(text: str, tz: tzinfo, now: datetime) -> datetime:
     """`2h`, `30m`, `7d`, `90s` before `now`, or an ISO 8601 date/time (without an offset: in `tz`)."""
-    m = _RELATIVE.match(text.strip())
-    if m:
-        return now - timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        try:
-            parsed = datetime.combine(date.fromisoformat(text.strip()), datetime.min.time())
-        except ValueError:
-            raise click.BadParameter(f"expected an ISO 8601 time (2026-11-23T08:00-05:00) or an age like 2h, "
-                                     f"30m, 7d; got {text!r}", param_hint="--since") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)
+    return parse_time(text, tz, now, relative="age", option="--since")
 
 
-def _db_options(f: Any) -> Any:
-    f = click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
-                     help=VAR_HELP)(f)
-    f = click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                     help="YAML settings: its database and network")(f)
-    return click.option("--url", default=None,
-                        help="database URL (default: the configuration's, or the local stack's)")(f)
+_db_options = database_options("YAML settings: its database and network")
 
 
 def _run(url: str, coro: Any) -> Any:
@@ -191,7 +141,7 @@ def replay_command(ids: tuple[int, ...], all_: bool, reason: str | None, sensor_
         raise SystemExit(1)
 
 
-async def _replay(target: _Target, ids: list[int] | None, reason: str | None, sensor_id: str | None
+async def _replay(target: DatabaseTarget, ids: list[int] | None, reason: str | None, sensor_id: str | None
                   ) -> tuple[list[Outcome], list[tuple[tuple[str, str], int]]]:
     skew = target.settings.ingest.clock_skew_tolerance_s if target.settings else 300.0
     async with await psycopg.AsyncConnection.connect(target.url) as conn:  # fails fast when unreachable
@@ -208,7 +158,7 @@ async def _replay(target: _Target, ids: list[int] | None, reason: str | None, se
         async with AsyncConnectionPool(target.url, min_size=1, max_size=2, open=False,
                                        kwargs={"application_name": "aqnet-deadletter-replay"}) as pool:
             await pool.wait(timeout=15)
-            replayer = Replayer(pool, target.network(), tz=target.tz, skew_tolerance_s=skew)
+            replayer = Replayer(pool, _network(target), tz=target.tz, skew_tolerance_s=skew)
             outcomes = await replayer.replay(letters)
     if ids is not None:
         found = {x.id for x in letters}

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from click.testing import CliRunner
 
-from aqnet.cli_reprocess import reprocess_command
+from aqnet.cli.reprocess import reprocess_command
 from ingest.normalise import SiteConditions, normalise
 from sensors.network import bundled_network
 from sensors.reading import RawReading

@@ -12,23 +12,27 @@ Exit status 0 on success, 1 when the registry refuses (the message names what, w
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
-import re
-import sys
-from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
-from zoneinfo import ZoneInfo
+from typing import Any, TypeVar
 
 import click
 import psycopg
 from psycopg import AsyncConnection
-from pydantic import BaseModel, ValidationError
 
-from aqnet.cli_sensors import sensors
-from aqnet.config import ConfigError, NetworkSettings, Settings, load_settings
+from aqnet.cli.options import URL_HELP, VAR_HELP
+from aqnet.cli.registry_context import (
+    device_options,
+    device_values,
+    maintenance_table,
+    record_out,
+    registry_context,
+    registry_options,
+    show_text,
+    time_text,
+    validate,
+)
+from aqnet.cli.render import render_table
 from sensors.network import bundled_network
 from sensors.redact import redact
 from storage import registry
@@ -43,236 +47,14 @@ from storage.registry_models import (
     SensorPatch,
     SensorRecord,
     SensorSpec,
-    error_from_validation,
 )
 
-__all__ = ["parse_time", "render_table"]
+__all__ = ["REGISTRY_COMMANDS"]
 
 T = TypeVar("T")
-VAR_HELP = "directory of the local stack (data, ports, logs); default ./var"
-_RELATIVE = re.compile(r"^([+-])(\d+(?:\.\d+)?)([smhd])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-# ------------------------------------------------------------------------------------------- shared plumbing
-
-def _settings(path: Path) -> Settings:
-    try:
-        return load_settings(path)
-    except ConfigError as exc:
-        raise click.ClickException(f"invalid configuration:\n{exc}") from None
-
-
-def database_target(url: str | None, config_path: Path | None, var_dir: Path
-                    ) -> tuple[str, tzinfo, Settings | None]:
-    """The database URL (`--url`, else the configuration's, else the running local stack's), the network's time
-    zone, and the settings when `--config` is given."""
-    settings = _settings(config_path) if config_path is not None else None
-    tz = ZoneInfo((settings.network if settings else NetworkSettings()).timezone)
-    url = url or (settings.database.url if settings else None)
-    if url is not None:
-        return url, tz, settings
-    from aqnet.up import read_state
-
-    try:
-        return read_state(var_dir)["database_url"], tz, settings
-    except FileNotFoundError:
-        raise click.ClickException(f"no database given: pass --url or --config, or start the local stack "
-                                   f"(`make up`); {var_dir / 'state.json'} not found") from None
-
-
-def _target(url: str | None, config_path: Path | None, var_dir: Path) -> tuple[str, tzinfo]:
-    """The database URL and the network's time zone."""
-    db_url, tz, _ = database_target(url, config_path, var_dir)
-    return db_url, tz
-
-
-def parse_time(text: str, tz: tzinfo, now: datetime) -> datetime:
-    """`now`, `+2h` / `-30m` from now, or an ISO 8601 date or time (without an offset: in `tz`)."""
-    text = text.strip()
-    if text == "now":
-        return now
-    m = _RELATIVE.match(text)
-    if m:
-        delta = timedelta(seconds=float(m.group(2)) * _UNIT_S[m.group(3)])
-        return now + delta if m.group(1) == "+" else now - delta
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
-        except ValueError:
-            raise click.BadParameter(f"expected now, +2h, -30m or an ISO 8601 time (2026-05-01T08:00-05:00); "
-                                     f"got {text!r}") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)
-
-
-def _validate(cls: type[BaseModel], where: str, **values: Any) -> Any:
-    """The model, or a RegistryError naming `where` and the field (out_of_range for coordinates)."""
-    try:
-        return cls.model_validate(values, strict=False)
-    except ValidationError as exc:
-        raise error_from_validation(exc, where) from None
-
-
-class _Ctx:
-    """What every command gets: where the database is, the zone, who acts, and how to print."""
-
-    def __init__(self, url: str, tz: tzinfo, actor: str, as_json: bool) -> None:
-        self.url, self.tz, self.actor, self.as_json = url, tz, actor, as_json
-
-    def time(self, text: str, option: str) -> datetime:
-        try:
-            return parse_time(text, self.tz, datetime.now(UTC))
-        except click.BadParameter as exc:
-            exc.param_hint = option
-            raise
-
-    def fail(self, err: RegistryError) -> NoReturn:
-        if self.as_json:
-            click.echo(json.dumps({"error": err.as_dict()}, ensure_ascii=False, indent=2))
-            sys.exit(1)
-        raise click.ClickException(err.message)
-
-    def run(self, work: Callable[[AsyncConnection[Any]], Coroutine[Any, Any, T]]) -> T:
-        async def go() -> T:
-            async with await AsyncConnection.connect(self.url, autocommit=True) as conn:
-                return await work(conn)
-
-        try:
-            return asyncio.run(go())
-        except RegistryError as exc:
-            self.fail(exc)
-        except psycopg.OperationalError as exc:
-            raise click.ClickException(redact(f"cannot use the database at {self.url}: {exc}")) from None
-
-    def model(self, cls: type[BaseModel], where: str, **values: Any) -> Any:
-        try:
-            return _validate(cls, where, **values)
-        except RegistryError as exc:
-            self.fail(exc)
-
-    def echo(self, data: Any, text: str) -> None:
-        if self.as_json:
-            click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-        else:
-            click.echo(text)
-
-
-def _common(*, writes: bool) -> Callable[[Any], Any]:
-    def decorate(f: Any) -> Any:
-        f = click.option("--json", "as_json", is_flag=True, help="print JSON for programs")(f)
-        f = click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
-                         help=VAR_HELP)(f)
-        f = click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                         help="YAML settings: its database and time zone")(f)
-        f = click.option("--url", default=None,
-                         help="database URL (default: the configuration's, or the local stack's)")(f)
-        if writes:
-            f = click.option("--actor", default=None, help="who makes the change (audit log); default: OS user")(f)
-        return f
-    return decorate
-
-
-def _ctx(url: str | None, config_path: Path | None, var_dir: Path, as_json: bool, actor: str | None = None
-         ) -> _Ctx:
-    db_url, tz = _target(url, config_path, var_dir)
-    return _Ctx(db_url, tz, actor or getpass.getuser(), as_json)
-
-
-# ------------------------------------------------------------------------------------------------ rendering
-
-def render_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """An aligned text table (columns as wide as their widest cell), header first."""
-    cells = [[str(h) for h in header]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
-
-
-def _endpoint(d: DeviceSpec) -> str:
-    if d.protocol in ("modbus-tcp", "modbus-rtu-tcp"):
-        return f"{d.host}:{d.port} unit {d.unit_id}"
-    if d.protocol == "modbus-rtu":
-        return f"{d.serial_port} unit {d.unit_id}"
-    parts = [d.topic or "", f"serial {d.hardware_serial}" if d.hardware_serial else ""]
-    return " ".join(p for p in parts if p) or "-"
-
-
-def _t(value: datetime, tz: tzinfo) -> str:
-    return f"{value.astimezone(tz):%Y-%m-%d %H:%M %Z}"
-
-
-def _show_text(r: SensorRecord, tz: tzinfo) -> str:
-    loc = r.location
-    lines = [f"{r.id}  {r.name}", f"  kind       {r.kind}{' (mobile)' if r.mobile else ''}",
-             f"  lifecycle  {r.lifecycle}" + (f" since {_t(r.retired_at, tz)}" if r.retired_at else ""),
-             f"  location   {loc.lat:.6f}, {loc.lon:.6f}"
-             + (f", {loc.elevation_m:g} m" if loc.elevation_m is not None else ""),
-             f"  address    {', '.join(p for p in (loc.address, loc.locality) if p) or '-'}",
-             f"  notes      {r.notes or '-'}", f"  updated    {_t(r.updated_at, tz)}", ""]
-    lines.append(render_table(
-        ["DEVICE", "PROFILE", "PROTOCOL", "ENDPOINT", "VARIABLES", "PRIMARY", "FIRMWARE"],
-        [[d.id, d.profile, d.protocol, _endpoint(d), " ".join(d.variables), "yes" if d.primary else "no",
-          d.firmware or ""] for d in r.devices]) if r.devices else "no devices")
-    if r.maintenance:
-        lines += ["", _maintenance_table(r.maintenance, tz)]
-    return "\n".join(lines)
-
-
-def _maintenance_table(windows: Sequence[Any], tz: tzinfo) -> str:
-    return render_table(["ID", "FROM", "TO", "SCOPE", "REASON", "BY"],
-                        [[w.id, _t(w.starts_at, tz), _t(w.ends_at, tz),
-                          (w.variable and f"{w.device_id or 'sensor'} {w.variable}") or w.device_id or "sensor",
-                          w.reason, w.created_by] for w in windows])
-
-
-def _record_out(ctx: _Ctx, r: SensorRecord, verb: str) -> None:
-    ctx.echo(r.model_dump(mode="json"), f"{verb} {r.id} ({r.lifecycle})\n\n{_show_text(r, ctx.tz)}")
-
-
-# ------------------------------------------------------------------------------------------------- commands
-
-def _device_options(f: Any) -> Any:
-    for name, kw in reversed([
-        ("--device", {"default": None, "help": "device id (a new id for a new device)"}),
-        ("--profile", {"default": None, "help": "Modbus device profile, or payload format (aqnet-json, …)"}),
-        ("--protocol", {"default": None, "help": "modbus-tcp, modbus-rtu, modbus-rtu-tcp, mqtt or http"}),
-        ("--variables", {"default": None, "help": "variables it measures, space separated: 'pm25 pm10'"}),
-        ("--host", {"default": None}), ("--port", {"type": int, "default": None}),
-        ("--unit-id", {"type": int, "default": None}), ("--serial-port", {"default": None}),
-        ("--baudrate", {"type": int, "default": None}), ("--parity", {"default": None}),
-        ("--stopbits", {"type": int, "default": None}), ("--bytesize", {"type": int, "default": None}),
-        ("--topic", {"default": None}), ("--client-id", {"default": None}),
-        ("--hardware-serial", {"default": None, "help": "airrohr esp8266id or PurpleAir MAC"}),
-        ("--channels", {"default": None, "help": "payload channels it takes, space separated"}),
-        ("--firmware", {"default": None}),
-        ("--secondary", {"is_flag": True, "help": "not the sensor's primary instrument for its variables"}),
-    ]):
-        f = click.option(name, **kw)(f)
-    return f
-
-
-_DEVICE_KEYS = ("profile", "protocol", "variables", "host", "port", "unit_id", "serial_port", "baudrate", "parity",
-                "stopbits", "bytesize", "topic", "client_id", "hardware_serial", "channels", "firmware")
-
-
-def _device_values(opts: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    given = {k: opts[k] for k in _DEVICE_KEYS if opts.get(k) is not None}
-    for k in ("variables", "channels"):
-        if k in given:
-            given[k] = given[k].split()
-    if not given and not opts.get("device") and base is None:
-        return None
-    values = dict(base or {})
-    values.update(given)
-    if opts.get("device"):
-        values["id"] = opts["device"]
-    if base is None or opts.get("secondary"):
-        values["primary"] = not opts.get("secondary")
-    return values
-
-
-@sensors.command("add")
+@click.command("add")
 @click.argument("sensor_id", required=False)
 @click.option("--file", "file_path", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="a YAML file with one sensor (as `export` writes them) instead of the options")
@@ -286,14 +68,14 @@ def _device_values(opts: dict[str, Any], base: dict[str, Any] | None = None) -> 
 @click.option("--mobile", is_flag=True)
 @click.option("--notes", default="")
 @click.option("--lifecycle", type=click.Choice(LIFECYCLES), default="planned", show_default=True)
-@_device_options
-@_common(writes=True)
+@device_options
+@registry_options(writes=True)
 def add_command(sensor_id: str | None, file_path: Path | None, name: str | None, kind: str | None,
                 lat: float | None, lon: float | None, elevation: float | None, address: str, locality: str,
                 mobile: bool, notes: str, lifecycle: str, url: str | None, config_path: Path | None, var_dir: Path,
                 as_json: bool, actor: str | None, **device: Any) -> None:
     """Register a sensor (with one device from the device options), or the sensor of --file."""
-    ctx = _ctx(url, config_path, var_dir, as_json, actor)
+    ctx = registry_context(url, config_path, var_dir, as_json, actor)
     if file_path is not None:
         try:
             specs = parse_network(file_path.read_text(encoding="utf-8"), source=str(file_path), fmt="yaml")
@@ -305,23 +87,23 @@ def add_command(sensor_id: str | None, file_path: Path | None, name: str | None,
     else:
         if sensor_id is None or name is None or kind is None or lat is None or lon is None:
             raise click.UsageError("give SENSOR_ID --name --kind --lat --lon (and device options), or --file")
-        dev = _device_values(device)
+        dev = device_values(device)
         spec = ctx.model(SensorSpec, f"sensor {sensor_id}", id=sensor_id, name=name, kind=kind,
                          location={"lat": lat, "lon": lon, "elevation_m": elevation, "address": address,
                                    "locality": locality},
                          mobile=mobile, notes=notes, lifecycle=lifecycle,
                          devices=[{"id": sensor_id, **dev} if "id" not in dev else dev] if dev else [])
-    _record_out(ctx, ctx.run(lambda c: registry.add_sensor(c, spec, actor=ctx.actor)), "added")
+    record_out(ctx, ctx.run(lambda c: registry.add_sensor(c, spec, actor=ctx.actor)), "added")
 
 
-@sensors.command("list")
+@click.command("list")
 @click.option("--kind", type=click.Choice(["station", "microsensor"]), default=None)
 @click.option("--lifecycle", type=click.Choice(LIFECYCLES), default=None)
-@_common(writes=False)
+@registry_options(writes=False)
 def list_command(kind: str | None, lifecycle: str | None, url: str | None, config_path: Path | None,
                  var_dir: Path, as_json: bool) -> None:
     """The registered sensors, stations first."""
-    ctx = _ctx(url, config_path, var_dir, as_json)
+    ctx = registry_context(url, config_path, var_dir, as_json)
     records = ctx.run(lambda c: registry.list_sensors(c, kind=kind, lifecycle=lifecycle))
     ctx.echo([r.model_dump(mode="json") for r in records],
              render_table(["ID", "KIND", "LIFECYCLE", "DEVICES", "LAT", "LON", "LOCALITY", "NAME"],
@@ -330,92 +112,91 @@ def list_command(kind: str | None, lifecycle: str | None, url: str | None, confi
              + f"\n{len(records)} sensor{'s' if len(records) != 1 else ''}")
 
 
-@sensors.command("show")
+@click.command("show")
 @click.argument("sensor_id")
-@_common(writes=False)
+@registry_options(writes=False)
 def show_command(sensor_id: str, url: str | None, config_path: Path | None, var_dir: Path, as_json: bool) -> None:
     """One sensor: location, lifecycle, devices and maintenance windows."""
-    ctx = _ctx(url, config_path, var_dir, as_json)
+    ctx = registry_context(url, config_path, var_dir, as_json)
     r = ctx.run(lambda c: registry.get_sensor(c, sensor_id))
-    ctx.echo(r.model_dump(mode="json"), _show_text(r, ctx.tz))
+    ctx.echo(r.model_dump(mode="json"), show_text(r, ctx.tz))
 
 
-@sensors.command("update")
+@click.command("update")
 @click.argument("sensor_id")
 @click.option("--name", default=None)
 @click.option("--notes", default=None)
 @click.option("--mobile/--fixed", default=None, help="whether the sensor moves around")
 @click.option("--address", default=None)
 @click.option("--locality", default=None)
-@_common(writes=True)
+@registry_options(writes=True)
 def update_command(sensor_id: str, name: str | None, notes: str | None, mobile: bool | None, address: str | None,
                    locality: str | None, url: str | None, config_path: Path | None, var_dir: Path, as_json: bool,
                    actor: str | None) -> None:
     """Change a sensor's name, notes, mobility, address or locality."""
-    ctx = _ctx(url, config_path, var_dir, as_json, actor)
+    ctx = registry_context(url, config_path, var_dir, as_json, actor)
     patch = ctx.model(SensorPatch, f"sensor {sensor_id}", name=name, notes=notes, mobile=mobile, address=address,
                       locality=locality)
-    _record_out(ctx, ctx.run(lambda c: registry.update_sensor(c, sensor_id, patch, actor=ctx.actor)), "updated")
+    record_out(ctx, ctx.run(lambda c: registry.update_sensor(c, sensor_id, patch, actor=ctx.actor)), "updated")
 
 
-@sensors.command("move")
+@click.command("move")
 @click.argument("sensor_id")
 @click.option("--lat", type=float, required=True, help="latitude, degrees (WGS 84)")
 @click.option("--lon", type=float, required=True, help="longitude, degrees (WGS 84)")
 @click.option("--elevation", type=float, default=None, help="metres above sea level (default: unchanged)")
 @click.option("--address", default=None, help="default: unchanged")
 @click.option("--locality", default=None, help="default: unchanged")
-@_common(writes=True)
+@registry_options(writes=True)
 def move_command(sensor_id: str, lat: float, lon: float, elevation: float | None, address: str | None,
                  locality: str | None, url: str | None, config_path: Path | None, var_dir: Path, as_json: bool,
                  actor: str | None) -> None:
     """Move a sensor to a new location (recorded with the old one in the audit log)."""
-    ctx = _ctx(url, config_path, var_dir, as_json, actor)
+    ctx = registry_context(url, config_path, var_dir, as_json, actor)
 
     async def work(conn: AsyncConnection[Any]) -> SensorRecord:
         old = (await registry.get_sensor(conn, sensor_id)).location
-        loc = _validate(Location, f"sensor {sensor_id}", lat=lat, lon=lon,
+        loc = validate(Location, f"sensor {sensor_id}", lat=lat, lon=lon,
                         elevation_m=old.elevation_m if elevation is None else elevation,
                         address=old.address if address is None else address,
                         locality=old.locality if locality is None else locality)
         return await registry.move_sensor(conn, sensor_id, loc, actor=ctx.actor)
 
-    _record_out(ctx, ctx.run(work), "moved")
+    record_out(ctx, ctx.run(work), "moved")
 
 
-def _lifecycle_command(name: str, to: str, doc: str) -> None:
-    @sensors.command(name, help=doc)
+def _lifecycle_command(name: str, to: str, doc: str) -> click.Command:
+    @click.command(name, help=doc)
     @click.argument("sensor_id")
     @click.option("--reason", default="", help="why (kept in the audit log)")
-    @_common(writes=True)
+    @registry_options(writes=True)
     def command(sensor_id: str, reason: str, url: str | None, config_path: Path | None, var_dir: Path,
                 as_json: bool, actor: str | None) -> None:
-        ctx = _ctx(url, config_path, var_dir, as_json, actor)
+        ctx = registry_context(url, config_path, var_dir, as_json, actor)
         r = ctx.run(lambda c: registry.set_lifecycle(c, sensor_id, to, actor=ctx.actor,  # type: ignore[arg-type]
                                                      reason=reason))
         ctx.echo(r.model_dump(mode="json"), f"{r.id} is now {r.lifecycle}")
 
-
-_lifecycle_command("commission", "commissioning", "Start commissioning a planned sensor (planned → commissioning).")
-_lifecycle_command("activate", "active", "Put a sensor in service (commissioning or maintenance → active).")
-_lifecycle_command("retire", "retired", "Retire a sensor for good; its devices go out of service.")
+    return command
 
 
-@sensors.command("lifecycle")
+
+
+@click.command("lifecycle")
 @click.argument("sensor_id")
 @click.argument("state", type=click.Choice(LIFECYCLES))
 @click.option("--reason", default="", help="why (kept in the audit log)")
-@_common(writes=True)
+@registry_options(writes=True)
 def lifecycle_command(sensor_id: str, state: str, reason: str, url: str | None, config_path: Path | None,
                       var_dir: Path, as_json: bool, actor: str | None) -> None:
     """Move a sensor to STATE: planned → commissioning → active ⇄ maintenance; any → retired (final)."""
-    ctx = _ctx(url, config_path, var_dir, as_json, actor)
+    ctx = registry_context(url, config_path, var_dir, as_json, actor)
     r = ctx.run(lambda c: registry.set_lifecycle(c, sensor_id, state, actor=ctx.actor,  # type: ignore[arg-type]
                                                  reason=reason))
     ctx.echo(r.model_dump(mode="json"), f"{r.id} is now {r.lifecycle}")
 
 
-@sensors.command("calibrate")
+@click.command("calibrate")
 @click.argument("sensor_id")
 @click.option("--variable", required=True, help="vocabulary code, e.g. pm25, no2")
 @click.option("--kind", type=click.Choice(["linear", "polynomial", "humidity"]), required=True)
@@ -426,12 +207,12 @@ def lifecycle_command(sensor_id: str, state: str, reason: str, url: str | None, 
 @click.option("--device", default=None, help="the device (default: the sensor's primary device for --variable)")
 @click.option("--source", default="", help="where the coefficients come from (co-location report, datasheet)")
 @click.option("--note", default="")
-@_common(writes=True)
+@registry_options(writes=True)
 def calibrate_command(sensor_id: str, variable: str, kind: str, coefficients: str, unit: str, valid_from: str,
                       valid_to: str | None, device: str | None, source: str, note: str, url: str | None,
                       config_path: Path | None, var_dir: Path, as_json: bool, actor: str | None) -> None:
     """Add a calibration to a sensor's device (validated; may not overlap one in force)."""
-    ctx = _ctx(url, config_path, var_dir, as_json, actor)
+    ctx = registry_context(url, config_path, var_dir, as_json, actor)
     try:
         coeffs = [float(c) for c in coefficients.replace(",", " ").split()]
     except ValueError:
@@ -454,19 +235,20 @@ def calibrate_command(sensor_id: str, variable: str, kind: str, coefficients: st
     dev, cal_id = ctx.run(work)
     ctx.echo({"id": cal_id, "sensor_id": sensor_id, "device_id": dev, **spec.model_dump(mode="json")},
              f"calibration {cal_id}: {sensor_id} device {dev} {variable} {kind} {coeffs} ({unit}) from "
-             f"{_t(spec.valid_from, ctx.tz)}" + (f" to {_t(spec.valid_to, ctx.tz)}" if spec.valid_to else ""))
+             f"{time_text(spec.valid_from, ctx.tz)}"
+             + (f" to {time_text(spec.valid_to, ctx.tz)}" if spec.valid_to else ""))
 
 
-@sensors.command("swap")
+@click.command("swap")
 @click.argument("sensor_id")
 @click.option("--old", "old_device", required=True, help="the device taken out")
 @click.option("--at", "at_text", default="now", show_default=True, help="when the new device took over")
-@_device_options
-@_common(writes=True)
+@device_options
+@registry_options(writes=True)
 def swap_command(sensor_id: str, old_device: str, at_text: str, url: str | None, config_path: Path | None,
                  var_dir: Path, as_json: bool, actor: str | None, **device: Any) -> None:
     """Replace a device (--device: the new id); the new one inherits every setting not given as an option."""
-    ctx = _ctx(url, config_path, var_dir, as_json, actor)
+    ctx = registry_context(url, config_path, var_dir, as_json, actor)
     if not device.get("device"):
         raise click.UsageError("give --device, the new device's id")
     at = ctx.time(at_text, "--at")
@@ -475,32 +257,32 @@ def swap_command(sensor_id: str, old_device: str, at_text: str, url: str | None,
         r = await registry.get_sensor(conn, sensor_id)
         old = next((d for d in r.devices if d.id == old_device), None)
         base = old.model_dump(exclude={"firmware", "hardware_serial", "client_id"}) if old else {}
-        new = _validate(DeviceSpec, f"sensor {sensor_id} device {device['device']}",
-                        **(_device_values(device, base) or {}))
+        new = validate(DeviceSpec, f"sensor {sensor_id} device {device['device']}",
+                        **(device_values(device, base) or {}))
         return await registry.swap_device(conn, sensor_id, old_device, new, actor=ctx.actor, at=at)
 
-    _record_out(ctx, ctx.run(work), f"swapped {old_device} → {device['device']} in")
+    record_out(ctx, ctx.run(work), f"swapped {old_device} → {device['device']} in")
 
 
-@sensors.command("maintenance")
+@click.command("maintenance")
 @click.argument("sensor_id")
 @click.option("--from", "starts", default=None, help="start (inclusive); default now when --to is given")
 @click.option("--to", "ends", default=None, help="end (exclusive), e.g. +4h or 2026-05-01T17:00")
 @click.option("--reason", default=None, help="why (required to add a window)")
 @click.option("--device", default=None, help="only this device of the sensor")
 @click.option("--variable", default=None, help="only this variable")
-@_common(writes=True)
+@registry_options(writes=True)
 def maintenance_command(sensor_id: str, starts: str | None, ends: str | None, reason: str | None,
                         device: str | None, variable: str | None, url: str | None, config_path: Path | None,
                         var_dir: Path, as_json: bool, actor: str | None) -> None:
     """Put a sensor (or one device or variable) in maintenance for a period; without --to, list its windows."""
-    ctx = _ctx(url, config_path, var_dir, as_json, actor)
+    ctx = registry_context(url, config_path, var_dir, as_json, actor)
     if ends is None:
         if starts or reason:
             raise click.UsageError("give --to (and --reason) to add a maintenance window")
         windows = ctx.run(lambda c: registry.list_maintenance(c, sensor_id=sensor_id))
         ctx.echo([w.model_dump(mode="json") for w in windows],
-                 _maintenance_table(windows, ctx.tz) if windows else f"{sensor_id}: no maintenance windows")
+                 maintenance_table(windows, ctx.tz) if windows else f"{sensor_id}: no maintenance windows")
         return
     if not reason:
         raise click.UsageError("give --reason: it is kept with the window and shown with suppressed alerts")
@@ -508,7 +290,7 @@ def maintenance_command(sensor_id: str, starts: str | None, ends: str | None, re
                      ends_at=ctx.time(ends, "--to"), reason=reason, device_id=device, variable=variable)
     w = ctx.run(lambda c: registry.add_maintenance(c, sensor_id, spec, actor=ctx.actor))
     ctx.echo(w.model_dump(mode="json"),
-             f"maintenance window {w.id} for {sensor_id}\n\n{_maintenance_table([w], ctx.tz)}")
+             f"maintenance window {w.id} for {sensor_id}\n\n{maintenance_table([w], ctx.tz)}")
 
 
 def _format(path: Path | None, fmt: str | None) -> str:
@@ -519,18 +301,18 @@ def _format(path: Path | None, fmt: str | None) -> str:
     return "yaml"
 
 
-@sensors.command("import")
+@click.command("import")
 @click.argument("file_path", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=False)
 @click.option("--bundled", is_flag=True, help="import the bundled network (19 stations, 25 microsensors)")
 @click.option("--format", "fmt", type=click.Choice(["yaml", "csv"]), default=None,
               help="default: from the file's extension (.csv, else YAML)")
-@_common(writes=True)
+@registry_options(writes=True)
 def import_command(file_path: Path | None, bundled: bool, fmt: str | None, url: str | None,
                    config_path: Path | None, var_dir: Path, as_json: bool, actor: str | None) -> None:
     """Import a whole network (YAML or CSV) in one transaction: all of it, or nothing."""
     if (file_path is None) == (not bundled):
         raise click.UsageError("give a FILE or --bundled")
-    ctx = _ctx(url, config_path, var_dir, as_json, actor)
+    ctx = registry_context(url, config_path, var_dir, as_json, actor)
     text, kind = "", _format(file_path, fmt)
     if bundled:
         source = "bundled network"
@@ -563,19 +345,19 @@ async def _import(url: str, specs: list[SensorSpec], actor: str, source: str) ->
         return await registry.import_network(conn, specs, actor=actor, source=source)
 
 
-@sensors.command("export")
+@click.command("export")
 @click.option("--format", "fmt", type=click.Choice(["yaml", "csv"]), default=None,
               help="default: from --output's extension, else YAML")
 @click.option("--output", "-o", "out_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="write to this file (default: standard output)")
-@click.option("--url", default=None, help="database URL (default: the configuration's, or the local stack's)")
+@click.option("--url", default=None, help=URL_HELP)
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
               help=VAR_HELP)
 def export_command(fmt: str | None, out_path: Path | None, url: str | None, config_path: Path | None,
                    var_dir: Path) -> None:
     """Write the whole network as YAML or CSV (what `import` reads back)."""
-    ctx = _ctx(url, config_path, var_dir, False)
+    ctx = registry_context(url, config_path, var_dir, False)
     text = dump_network(ctx.run(registry.export_network), fmt=_format(out_path, fmt))  # type: ignore[arg-type]
     if out_path is None:
         click.echo(text, nl=False)
@@ -584,14 +366,14 @@ def export_command(fmt: str | None, out_path: Path | None, url: str | None, conf
         click.echo(f"wrote {out_path}", err=True)
 
 
-@sensors.command("history")
+@click.command("history")
 @click.argument("sensor_id", required=False)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="newest N entries")
-@_common(writes=False)
+@registry_options(writes=False)
 def history_command(sensor_id: str | None, limit: int, url: str | None, config_path: Path | None, var_dir: Path,
                     as_json: bool) -> None:
     """The audit log (who changed what, when, before and after), newest first; of one sensor or all."""
-    ctx = _ctx(url, config_path, var_dir, as_json)
+    ctx = registry_context(url, config_path, var_dir, as_json)
 
     async def work(conn: AsyncConnection[Any]) -> list[Any]:
         if sensor_id is not None:
@@ -612,3 +394,14 @@ def history_command(sensor_id: str | None, limit: int, url: str | None, config_p
              render_table(["ID", "AT", "ACTOR", "ACTION", "SENSOR", "DEVICE", "CHANGE"],
                           [[e.id, f"{e.at.astimezone(ctx.tz):%Y-%m-%d %H:%M:%S %Z}", e.actor, e.action,
                             e.sensor_id or "", e.device_id or "", change(e)] for e in entries]))
+
+
+#: the `aqnet sensors` commands of the registry (aqnet.cli.sensors attaches them)
+REGISTRY_COMMANDS: tuple[click.Command, ...] = (
+    add_command, list_command, show_command, update_command, move_command, lifecycle_command, calibrate_command,
+    swap_command, maintenance_command, import_command, export_command, history_command,
+    _lifecycle_command("commission", "commissioning",
+                       "Start commissioning a planned sensor (planned → commissioning)."),
+    _lifecycle_command("activate", "active", "Put a sensor in service (commissioning or maintenance → active)."),
+    _lifecycle_command("retire", "retired", "Retire a sensor for good; its devices go out of service."),
+)

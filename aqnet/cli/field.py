@@ -16,7 +16,6 @@ import getpass
 import json
 import math
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,7 +24,8 @@ from zoneinfo import ZoneInfo
 import click
 import psycopg
 
-from aqnet.cli_sensors import sensors
+from aqnet.cli.options import database_options, database_target, local_stack_state
+from aqnet.cli.render import render_table
 from aqnet.commission import (
     CommissionReport,
     MqttAccess,
@@ -34,7 +34,7 @@ from aqnet.commission import (
     last_stored_readings,
     sensor_of,
 )
-from aqnet.config import ConfigError, Settings, load_settings
+from aqnet.config import Settings
 from aqnet.credentials import (
     BrokerFiles,
     CredentialsError,
@@ -55,43 +55,6 @@ from storage.registry_rows import insert_audit
 __all__ = ["credentials_command", "render_report", "report_json", "test_command"]
 
 T = TypeVar("T")
-VAR_HELP = "directory of the local stack (data, ports, logs); default ./var"
-
-
-# ------------------------------------------------------------------------------------------ where things are
-
-
-@dataclass(frozen=True, slots=True)
-class _Where:
-    database_url: str
-    settings: Settings | None
-    var_dir: Path
-    state: dict[str, Any] | None
-
-
-def _load(path: Path) -> Settings:
-    try:
-        return load_settings(path)
-    except ConfigError as exc:
-        raise click.ClickException(f"invalid configuration:\n{exc}") from None
-
-
-def _where(url: str | None, config_path: Path | None, var_dir: Path) -> _Where:
-    """The database URL and settings: --url, --config, else the local stack's (its state and configuration)."""
-    from aqnet.up import read_state
-
-    try:
-        state: dict[str, Any] | None = read_state(var_dir)
-    except FileNotFoundError:
-        state = None
-    settings = _load(config_path) if config_path else None
-    if settings is None and state is not None and state.get("config") and Path(state["config"]).exists():
-        settings = _load(Path(state["config"]))
-    database_url = url or (settings.database.url if settings else None) or (state or {}).get("database_url")
-    if not database_url:
-        raise click.ClickException(f"no database: give --url or --config, or run `aqnet up` here "
-                                   f"({var_dir / 'state.json'} not found)")
-    return _Where(database_url, settings, var_dir, state)
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -103,12 +66,7 @@ def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise click.ClickException(f"cannot reach the database: {exc}") from None
 
 
-def _database_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
-                     help=VAR_HELP)(f)
-    f = click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                     help="aqnet settings file (database, MQTT broker)")(f)
-    return click.option("--url", default=None, help="database URL (default: --config's, or the local stack's)")(f)
+_database_options = database_options("aqnet settings file (database, MQTT broker)")
 
 
 # ---------------------------------------------------------------------------------------------------- test
@@ -139,8 +97,7 @@ def report_json(report: CommissionReport) -> dict[str, Any]:
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return render_table(rows[0], rows[1:]).split("\n")
 
 
 def render_report(report: CommissionReport) -> str:
@@ -173,7 +130,7 @@ def _mqtt_access(mqtt_url: str | None, settings: Settings | None) -> MqttAccess 
     return MqttAccess(m.url, ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file, protocol=m.protocol)
 
 
-@sensors.command("test")
+@click.command("test")
 @click.argument("sensor_id")
 @_database_options
 @click.option("--mqtt-url", default=None, help="broker the microsensors publish to (default: the configuration's)")
@@ -185,14 +142,14 @@ def _mqtt_access(mqtt_url: str | None, settings: Settings | None) -> MqttAccess 
 def test_command(sensor_id: str, url: str | None, config_path: Path | None, var_dir: Path, mqtt_url: str | None,
                  wait_s: float, timeout_s: float, as_json: bool) -> None:
     """Read SENSOR_ID's devices now: raw and normalised values, flags and a verdict (exit 1 on FAIL)."""
-    where = _where(url, config_path, var_dir)
+    where = database_target(url, config_path, var_dir, stack_config=True)
     settings = where.settings
     mqtt = _mqtt_access(mqtt_url, settings)
     tz = ZoneInfo(settings.network.timezone) if settings else UTC
     skew = settings.ingest.clock_skew_tolerance_s if settings else 300.0
 
     async def main() -> CommissionReport:
-        async with await psycopg.AsyncConnection.connect(where.database_url) as conn:
+        async with await psycopg.AsyncConnection.connect(where.url) as conn:
             record = await get_sensor(conn, sensor_id)
             if record.lifecycle == "retired":
                 raise click.ClickException(f"sensor {sensor_id} is retired: nothing to test")
@@ -216,11 +173,11 @@ def test_command(sensor_id: str, url: str | None, config_path: Path | None, var_
 # --------------------------------------------------------------------------------------------- credentials
 
 
-def _broker_dir(broker_dir: Path | None, where: _Where) -> Path:
+def _broker_dir(broker_dir: Path | None, var_dir: Path) -> Path:
     if broker_dir is not None:
         return broker_dir
-    state_dir = (where.state or {}).get("mosquitto_dir")
-    return Path(state_dir) if state_dir else where.var_dir / "mosquitto"
+    state_dir = (local_stack_state(var_dir) or {}).get("mosquitto_dir")
+    return Path(state_dir) if state_dir else var_dir / "mosquitto"
 
 
 def _formats(record: SensorRecord) -> tuple[str, ...]:
@@ -252,7 +209,7 @@ def _publish_topics(record: SensorRecord) -> tuple[str, ...]:
     return tuple(topics)
 
 
-@sensors.command("credentials")
+@click.command("credentials")
 @click.argument("sensor_id")
 @_database_options
 @click.option("--broker-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -274,16 +231,16 @@ def credentials_command(sensor_id: str, url: str | None, config_path: Path | Non
     The username is the sensor id and the password is printed once: only its hash is kept. The pattern ACL lets
     the sensor publish to its own topic only; HTTP credentials let it POST its own readings only.
     """
-    where = _where(url, config_path, var_dir)
+    where = database_target(url, config_path, var_dir, stack_config=True)
     if http:
-        _http_credentials(where.database_url, sensor_id, revoke=revoke, who=actor or getpass.getuser(),
+        _http_credentials(where.url, sensor_id, revoke=revoke, who=actor or getpass.getuser(),
                           as_json=as_json)
         return
-    files = BrokerFiles.in_dir(_broker_dir(broker_dir, where))
+    files = BrokerFiles.in_dir(_broker_dir(broker_dir, var_dir))
     who = actor or getpass.getuser()
 
     async def main() -> dict[str, Any]:
-        async with await psycopg.AsyncConnection.connect(where.database_url) as conn:
+        async with await psycopg.AsyncConnection.connect(where.url) as conn:
             record = await get_sensor(conn, sensor_id)
             async with conn.transaction(), conn.cursor() as cur:
                 # the audit row first, the files second: a failed write rolls the audit row back with it

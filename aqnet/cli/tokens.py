@@ -18,21 +18,14 @@ import click
 import psycopg
 from psycopg import AsyncConnection
 
-from aqnet.cli_common import VAR_HELP, _settings, _state
+from aqnet.cli.options import database_options, database_target
+from aqnet.cli.render import render_table
 from sensors.redact import redact
 from storage.tokens import ROLES, ApiToken, TokenError, create_token, list_tokens, revoke_token
 
 __all__ = ["tokens"]
 
 T = TypeVar("T")
-
-
-def _url(url: str | None, config_path: Path | None, var_dir: Path) -> str:
-    if url is not None:
-        return url
-    if config_path is not None:
-        return _settings(config_path).database.url
-    return str(_state(var_dir)["database_url"])
 
 
 def _run(url: str, work: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
@@ -58,22 +51,13 @@ def _as_dict(token: ApiToken) -> dict[str, Any]:
 
 
 def _table(rows: list[ApiToken]) -> str:
-    header = ("ID", "NAME", "ROLE", "CREATED", "BY", "LAST USED", "REVOKED")
-    cells = [header] + [(str(t.id), t.name, t.role, t.created_at.strftime("%Y-%m-%d %H:%M"), t.created_by,
-                         t.last_used_at.strftime("%Y-%m-%d %H:%M") if t.last_used_at else "never",
-                         t.revoked_at.strftime("%Y-%m-%d %H:%M") if t.revoked_at else "")
-                        for t in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+    return render_table(("ID", "NAME", "ROLE", "CREATED", "BY", "LAST USED", "REVOKED"),
+                        [(str(t.id), t.name, t.role, t.created_at.strftime("%Y-%m-%d %H:%M"), t.created_by,
+                          t.last_used_at.strftime("%Y-%m-%d %H:%M") if t.last_used_at else "never",
+                          t.revoked_at.strftime("%Y-%m-%d %H:%M") if t.revoked_at else "") for t in rows])
 
 
-def _db_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
-                     help=VAR_HELP)(f)
-    f = click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                     help="YAML settings file whose database.url to use")(f)
-    return click.option("--url", default=None, help="database URL (default: the configuration's, or the local "
-                                                     "stack's)")(f)
+_db_options = database_options("YAML settings file whose database.url to use")
 
 
 @click.group()
@@ -91,7 +75,7 @@ def tokens() -> None:
 def create_command(role: str, name: str, actor: str | None, as_json: bool, url: str | None,
                    config_path: Path | None, var_dir: Path) -> None:
     """Issue a token and print its secret ONCE (only its hash is stored)."""
-    db = _url(url, config_path, var_dir)
+    db = database_target(url, config_path, var_dir).url
     issued = _run(db, lambda conn: create_token(conn, name=name, role=role, created_by=actor or getpass.getuser()))
     if as_json:
         click.echo(json.dumps({**_as_dict(issued.token), "token": issued.secret}, indent=2))
@@ -108,7 +92,8 @@ def create_command(role: str, name: str, actor: str | None, as_json: bool, url: 
 def list_command(include_revoked: bool, as_json: bool, url: str | None, config_path: Path | None,
                  var_dir: Path) -> None:
     """The tokens issued (never their secrets)."""
-    rows = _run(_url(url, config_path, var_dir), lambda conn: list_tokens(conn, include_revoked=include_revoked))
+    rows = _run(database_target(url, config_path, var_dir).url,
+                lambda conn: list_tokens(conn, include_revoked=include_revoked))
     if as_json:
         click.echo(json.dumps([_as_dict(t) for t in rows], indent=2))
     elif rows:
@@ -123,7 +108,7 @@ def list_command(include_revoked: bool, as_json: bool, url: str | None, config_p
 @_db_options
 def revoke_command(token_id: int, as_json: bool, url: str | None, config_path: Path | None, var_dir: Path) -> None:
     """Revoke a token at once (it is kept, listed with --all)."""
-    token = _run(_url(url, config_path, var_dir), lambda conn: revoke_token(conn, token_id))
+    token = _run(database_target(url, config_path, var_dir).url, lambda conn: revoke_token(conn, token_id))
     if as_json:
         click.echo(json.dumps(_as_dict(token), indent=2))
     else:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from aqnet.cli_deadletter import deadletter, parse_since
+from aqnet.cli.deadletter import deadletter, parse_since
 from aqnet.localstack import free_port
 
 T0 = datetime(2026, 11, 23, 13, 0, 5, tzinfo=UTC)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from aqnet.cli_common import VAR_HELP, _settings, _state
+from aqnet.cli.options import VAR_HELP, database_target, running_stack_state
 from aqnet.db_init import DbInitError, init_database
 from sensors.redact import redact
 
@@ -31,7 +31,7 @@ def db() -> None:
               help=VAR_HELP)
 def db_url(var_dir: Path) -> None:
     """Print the running local stack's database URL."""
-    click.echo(_state(var_dir)["database_url"])
+    click.echo(running_stack_state(var_dir)["database_url"])
 
 
 @db.command("migrate")
@@ -45,8 +45,7 @@ def db_migrate(url: str | None, config_path: Path | None, var_dir: Path) -> None
 
     from storage.migrate import migrate
 
-    if url is None:
-        url = _settings(config_path).database.url if config_path else _state(var_dir)["database_url"]
+    url = database_target(url, config_path, var_dir).url
     try:
         with psycopg.connect(url) as conn:
             applied = migrate(conn)

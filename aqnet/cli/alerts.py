@@ -26,7 +26,9 @@ import click
 import psycopg
 from psycopg import AsyncConnection
 
-from aqnet.cli_registry import database_target, parse_time, render_table
+from aqnet.cli.options import database_options, database_target
+from aqnet.cli.render import render_table
+from aqnet.cli.times import parse_time
 from aqnet.config import Settings
 from sensors.redact import redact
 from storage.tokens import ApiToken, authenticate
@@ -34,7 +36,6 @@ from storage.tokens import ApiToken, authenticate
 __all__ = ["alerts"]
 
 T = TypeVar("T")
-VAR_HELP = "directory of the local stack (data, ports, logs); default ./var"
 OFFICER_HELP = "an officer's API token (`aqnet tokens create --role officer`); default: $AQNET_TOKEN"
 
 
@@ -72,17 +73,13 @@ class _Ctx:
 
 
 def _ctx(url: str | None, config_path: Path | None, var_dir: Path, as_json: bool) -> _Ctx:
-    return _Ctx(*database_target(url, config_path, var_dir), as_json)
+    target = database_target(url, config_path, var_dir)
+    return _Ctx(target.url, target.tz, target.settings, as_json)
 
 
 def _common(f: Any) -> Any:
     f = click.option("--json", "as_json", is_flag=True, help="print JSON for programs")(f)
-    f = click.option("--var", "var_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("var"),
-                     help=VAR_HELP)(f)
-    f = click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                     help="YAML settings: its database, time zone and rules file")(f)
-    return click.option("--url", default=None,
-                        help="database URL (default: the configuration's, or the local stack's)")(f)
+    return database_options("YAML settings: its database, time zone and rules file")(f)
 
 
 def _officer(f: Any) -> Any:
@@ -307,11 +304,7 @@ def test_rule_command(rule_id: str, rules_path: Path | None, at_text: str, url: 
     if rule is None:
         ctx.fail("not_found", f"rule {rule_id!r}: not in {rules_path or 'the rules'}; known: "
                               f"{', '.join(r.id for r in rules)}")
-    try:
-        at = parse_time(at_text, ctx.tz, datetime.now(UTC))
-    except click.BadParameter as exc:
-        exc.param_hint = "--at"
-        raise
+    at = parse_time(at_text, ctx.tz, datetime.now(UTC), relative="signed", option="--at")
     escalate = (ctx.settings.alerts if ctx.settings else AlertsSettings()).escalate_unacknowledged_after_min
     try:
         events, suppressed = _dry_run(ctx.url, rule, at, ctx.tz, escalate)

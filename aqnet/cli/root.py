@@ -1,4 +1,6 @@
-"""aqnet's command line: each command parses, calls a stage or shell function, renders, sets the exit code."""
+"""`aqnet` itself: the root command group with `run`, `up`, `simulate` and `status`, and every command group
+attached to it. Shell (click): each command parses, calls a stage or shell function, renders, sets the exit code.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +8,26 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from aqnet.cli_common import VAR_HELP, _settings, _state
+from aqnet.cli.alerts import alerts
+from aqnet.cli.broker import broker
+from aqnet.cli.db import db
+from aqnet.cli.deadletter import deadletter
+from aqnet.cli.options import VAR_HELP, load_config, running_stack_state
+from aqnet.cli.profiles import profiles
+from aqnet.cli.reprocess import reprocess_command
+from aqnet.cli.sensors import sensors
+from aqnet.cli.tokens import tokens
 from aqnet.logs import setup_logging
 from sensors.redact import redact
 
-__all__ = ["main"]
+__all__ = ["cli", "main"]
+
 
 @click.group()
 @click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR")
@@ -30,10 +43,10 @@ def run(config_path: Path) -> None:
     """Run the daemon alone against the configured database and broker (what systemd starts)."""
     from aqnet.daemon import run_daemon
 
-    sys.exit(run_daemon(_settings(config_path)))
+    sys.exit(run_daemon(load_config(config_path)))
 
 
-def _scenario_options(f):  # type: ignore[no-untyped-def]
+def _scenario_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The options `aqnet up` and `aqnet simulate` share."""
     for option in reversed([
         click.option("--scenario", default="normal", show_default=True,
@@ -95,7 +108,7 @@ def simulate(config_path: Path, scenario: str, speed: float | None, seed: int | 
     opts = SimulateOptions(scenario=scenario, speed=speed, seed=seed, stations=stations, microsensors=microsensors,
                            publish_interval_s=publish_interval, rtu_link_file=rtu_link_file)
     try:
-        code = run_simulators(_settings(config_path), opts)
+        code = run_simulators(load_config(config_path), opts)
     except ScenarioError as exc:
         raise click.ClickException(f"invalid scenario:\n{exc}") from None
     sys.exit(code)
@@ -107,7 +120,7 @@ def simulate(config_path: Path, scenario: str, speed: float | None, seed: int | 
               help=VAR_HELP)
 def status(as_json: bool, var_dir: Path) -> None:
     """Where the running local stack is, and when each sensor last reported."""
-    state = _state(var_dir)
+    state = running_stack_state(var_dir)
     try:
         with urllib.request.urlopen(state["status_url"], timeout=5) as resp:
             doc = json.loads(resp.read())
@@ -126,17 +139,6 @@ def status(as_json: bool, var_dir: Path) -> None:
     for sid, seen in out["last_seen"].items():
         click.echo(f"  {sid:6} {seen or 'never'}")
 
-
-from aqnet.cli_alerts import alerts  # noqa: E402
-from aqnet.cli_broker import broker  # noqa: E402
-from aqnet.cli_db import db  # noqa: E402
-from aqnet.cli_deadletter import deadletter  # noqa: E402
-from aqnet.cli_field import credentials_command as _field  # noqa: E402, F401 - attaches to `sensors`
-from aqnet.cli_profiles import profiles  # noqa: E402
-from aqnet.cli_registry import render_table as _registry  # noqa: E402, F401 - attaches to `sensors`
-from aqnet.cli_reprocess import reprocess_command  # noqa: E402 - command groups defined in their own modules
-from aqnet.cli_sensors import sensors  # noqa: E402
-from aqnet.cli_tokens import tokens  # noqa: E402
 
 cli.add_command(db)
 cli.add_command(profiles)

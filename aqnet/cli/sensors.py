@@ -1,4 +1,6 @@
-"""`aqnet sensors …`: commands a technician runs against a device on site. Parses, calls sensors, renders.
+"""`aqnet sensors …`: the group of a technician's commands (the registry's, aqnet.cli.registry; testing and
+credentials on site, aqnet.cli.field) and `probe`, run against a device on site. Shell (click): parses, calls
+sensors, renders.
 
 `aqnet sensors probe HOST[:PORT] --unit N --register R` reads registers once over Modbus TCP (or RTU framed over
 TCP with `--rtu-over-tcp`, or RTU on a serial line with `--serial PORT --baud B --parity P`) and prints every
@@ -12,6 +14,8 @@ import json
 
 import click
 
+from aqnet.cli.field import credentials_command, test_command
+from aqnet.cli.registry import REGISTRY_COMMANDS
 from sensors.modbus.link import ModbusLink, ModbusLinkBase, ModbusReadError, RtuOverTcpLink, SerialLink
 from sensors.modbus.probe import PROBE_TABLES, Probe, as_json, parse_endpoint, probe, render_table
 
@@ -84,3 +88,7 @@ async def _probe_once(link: ModbusLinkBase, unit_id: int, table: str, address: i
         return await probe(link, unit_id=unit_id, table=table, address=address, count=count)
     finally:
         await link.close()
+
+
+for _command in (*REGISTRY_COMMANDS, test_command, credentials_command):
+    sensors.add_command(_command)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -75,7 +76,7 @@ def daemon_user(name: str, password_file: Path | None, alerts_prefix: str, broke
     It may read every sensor's topics and publish alert states under --alerts-prefix, nothing else.
     """
     files = BrokerFiles.in_dir(broker_dir)
-    out: dict[str, object] = {"username": name, "password_file": str(files.password_file),
+    out: dict[str, Any] = {"username": name, "password_file": str(files.password_file),
                               "acl_file": str(files.acl_file), "roles_file": str(files.roles_file)}
     try:
         if revoke:
@@ -101,7 +102,7 @@ def daemon_user(name: str, password_file: Path | None, alerts_prefix: str, broke
         click.echo(f"broker login {name} (role daemon)")
         if "password" in out:
             click.echo(f"  password  {out['password']}   (shown once: put it in mqtt.url; only its hash is kept)")
-        for grant in out["grants"]:  # type: ignore[attr-defined]
+        for grant in out["grants"]:
             click.echo(f"  acl       {grant}")
     pid = out["reloaded_pid"]
     click.echo(f"  broker    {f'reloaded (pid {pid})' if pid else 'not reloaded'}; "
