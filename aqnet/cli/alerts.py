@@ -113,9 +113,9 @@ def _v(value: float | None, unit: str | None = None) -> str:
 
 
 def _detail_doc(found: Any) -> dict[str, Any]:
-    from aqnet.api_alerts import _detail
+    from aqnet.api import alert_detail
 
-    return _detail(found).model_dump(mode="json")
+    return alert_detail(found).model_dump(mode="json")
 
 
 def _alerts_table(rows: list[Any], tz: tzinfo) -> str:
@@ -174,7 +174,7 @@ def list_command(state: str | None, audience: str | None, sensor_id: str | None,
                  rule: str | None, limit: int, url: str | None, config_path: Path | None, var_dir: Path,
                  as_json: bool) -> None:
     """Alerts, newest first."""
-    from aqnet.api_alerts import AlertRecord
+    from aqnet.api import AlertRecord
     from storage import alerts_store
 
     ctx = _ctx(url, config_path, var_dir, as_json)
@@ -272,7 +272,7 @@ def exceedances_command(year: int | None, sensor_id: str | None, variable: str |
                         config_path: Path | None, var_dir: Path, as_json: bool) -> None:
     """Exceedances of Res. 2254/2017's limits per sensor, variable and calendar year: days whose valid daily
     average is above the 24-hour limit, hours whose valid 1-hour (or 8-hour rolling) average is above its limit."""
-    from aqnet.api_alerts import ExceedanceRecord
+    from aqnet.api import ExceedanceRecord
     from storage import alerts_store
 
     ctx = _ctx(url, config_path, var_dir, as_json)
@@ -281,8 +281,9 @@ def exceedances_command(year: int | None, sensor_id: str | None, variable: str |
         lambda conn: alerts_store.exceedances(conn, year=year, sensor_id=sensor_id, variable=variable, tz=tz_name))]
     ctx.echo([e.model_dump(mode="json") for e in rows], render_table(
         ["YEAR", "SENSOR", "VARIABLE", "PERIOD", "EXCEEDANCES", "VALID", "LIMIT µg/m³", "SOURCE"],
-        [[e.year, e.sensor_id, e.variable, e.period, e.exceedances, e.valid_periods, f"{e.limit_ugm3:g}", e.source]
-         for e in rows]) if rows else "no valid averages with a norm limit")
+        [[e["year"], e["sensor_id"], e["variable"], e["period"], e["exceedances"], e["valid_periods"],
+          f"{e['limit_ugm3']:g}", e["source"]] for e in (r.model_dump() for r in rows)])
+        if rows else "no valid averages with a norm limit")
 
 
 @alerts.command("test-rule")

@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 
 from aqnet.cli import cli
 from storage.tokens import ROLES, create_token
-from tests.aqnet.test_api_alerts import seed_alert
+from tests.aqnet.api.test_alerts import seed_alert
 
 TABLES = ("alerts", "alert_events", "alert_suppressions", "alert_outbox")
 

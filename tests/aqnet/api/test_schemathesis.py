@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from aqnet.http import create_intake_app, create_internal_app
 from aqnet.http_auth import Authenticator
-from tests.aqnet.api_server import ApiServer, api_server, listeners  # noqa: F401 - the fixtures
+from tests.aqnet.api.api_server import ApiServer, api_server, listeners  # noqa: F401 - the fixtures
 
 MAX_EXAMPLES = 10
 PHASES = {"technician": "examples,coverage,fuzzing,stateful", "officer": "examples,fuzzing,stateful",

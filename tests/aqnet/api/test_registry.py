@@ -12,7 +12,7 @@ import pytest
 from psycopg import AsyncConnection
 
 from storage.tokens import create_token, revoke_token
-from tests.aqnet.api_server import ApiServer, api_server  # noqa: F401 - the fixture
+from tests.aqnet.api.api_server import ApiServer, api_server  # noqa: F401 - the fixture
 
 API = "/api/v1"
 SENSOR = {"id": "MS90", "name": "Microsensor MS90 (Kennedy)", "kind": "microsensor",
