@@ -37,7 +37,7 @@ from typing import IO, Self
 import psycopg
 from psycopg import sql
 
-from aqnet import credentials
+from sensors.mqtt.broker import acl, credentials
 
 __all__ = [
     "LocalStackError",
@@ -545,7 +545,7 @@ class MosquittoBroker(_LocalService):
     """A Mosquitto 2 broker configured in `conf_dir`, listening on 127.0.0.1:`port` only (and `tls.port`).
 
     `secure=True` refuses anonymous clients and applies the password and pattern ACL files of
-    `aqnet.credentials` (in `conf_dir`, kept between runs): microsensors get their credentials from `aqnet sensors
+    `sensors.mqtt.broker` (in `conf_dir`, kept between runs): microsensors get their credentials from `aqnet sensors
     credentials`, and each of `service_users` (the daemon's, and the simulators' if given) a password generated at
     the first start and kept in `conf_dir/<user>.secret` (0600, never readable by the broker); `url_for(user)` is
     the URL to connect with. A pid file lets `aqnet sensors credentials` reload the running broker (SIGHUP).
@@ -554,7 +554,7 @@ class MosquittoBroker(_LocalService):
     def __init__(self, conf_dir: Path, port: int, *, max_inflight: int = 1000, max_queued: int = 200_000,
                  persistent: bool = True, start_timeout_s: float = 15.0, tls: MosquittoTls | None = None,
                  log_debug: bool = False, secure: bool = False,
-                 service_users: tuple[str, ...] = (credentials.DAEMON_USER,)) -> None:
+                 service_users: tuple[str, ...] = (acl.DAEMON_USER,)) -> None:
         super().__init__(conf_dir, port, service="mosquitto", persistent=persistent,
                          start_timeout_s=start_timeout_s)
         self.conf_dir = self.directory
@@ -563,10 +563,10 @@ class MosquittoBroker(_LocalService):
         self.tls = tls
         self.log_debug = log_debug  #: log every packet (tests read redeliveries, "d1", from the log)
         self.secure = secure
-        unknown = set(service_users) - credentials.RESERVED_USERS
+        unknown = set(service_users) - acl.RESERVED_USERS
         if unknown:
             raise ValueError(f"mosquitto {conf_dir}: service_users: expected some of "
-                             f"{sorted(credentials.RESERVED_USERS)}, got {sorted(unknown)}")
+                             f"{sorted(acl.RESERVED_USERS)}, got {sorted(unknown)}")
         self.service_users = tuple(service_users)
         self._secrets: dict[str, str] = {}
 
@@ -595,7 +595,7 @@ class MosquittoBroker(_LocalService):
         known = credentials.parse_password_file(files.password_file.read_text(encoding="utf-8"),
                                                 where=str(files.password_file)) \
             if files.password_file.exists() else {}
-        for user in credentials.RESERVED_USERS - set(self.service_users):
+        for user in acl.RESERVED_USERS - set(self.service_users):
             credentials.remove_user(files, user)
         self._secrets = {}
         for user in self.service_users:

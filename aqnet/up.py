@@ -53,9 +53,9 @@ from aqnet.config import (
     StorageSettings,
     settings_to_yaml,
 )
-from aqnet.credentials import DAEMON_USER, SIMULATOR_USER
 from aqnet.localstack import GRAFANA_LOGIN, MosquittoBroker, PortBook, TimescaleCluster
 from sensors.clock import Clock
+from sensors.mqtt.broker import DAEMON_USER, SIMULATOR_USER
 from sensors.network import bundled_network
 from sensors.sensor import Sensor
 from simulators.network_sim import synthetic_network

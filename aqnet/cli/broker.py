@@ -1,4 +1,4 @@
-"""`aqnet broker …`: the broker logins of aqnet's own processes. Parses, calls aqnet.credentials, renders.
+"""`aqnet broker …`: the broker logins of aqnet's own processes. Parses, calls sensors.mqtt.broker, renders.
 
 `aqnet broker daemon-user NAME` gives the daemon (or one intake process or node of it) its own MQTT login on the
 broker whose password, ACL and roles files live in `--broker-dir` (production: /etc/mosquitto/aqnet, as
@@ -6,7 +6,7 @@ deploy/mosquitto/aqnet.conf reads them): the password's hash goes into the passw
 alerts=PREFIX` line into the roles file, and the ACL file is regenerated from both, granting NAME exactly: read
 every sensor topic (`aqnet/+/readings`, `airrohr/+/data`, `purpleair/+/data`) and publish under the alert
 channel's state topic prefix (`PREFIX/#`; `--alerts-prefix -` for a process that delivers no alerts). NAME must
-start with `aqnet` (aqnet/credentials.py: such names are never a sensor's). The password comes from
+start with `aqnet` (sensors/mqtt/broker/acl.py: such names are never a sensor's). The password comes from
 `--password-file` (the one written into `mqtt.url`) or is generated and printed once. The running broker is then
 reloaded (SIGHUP through `--pid-file`) unless `--no-reload`. `--revoke` removes the login and its role.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from aqnet.credentials import (
+from sensors.mqtt.broker import (
     DEFAULT_ALERT_PREFIX,
     BrokerFiles,
     CredentialsError,

@@ -1,5 +1,5 @@
 """`aqnet db`: the local stack's URL, schema migrations, and what an administrator runs once to prepare the
-production database (aqnet.db_init).
+production database (storage.db_init).
 
 `aqnet db init --admin-url postgresql://postgres@db.internal/postgres --role aqnet --database aqnet
 [--password-file F]` creates, or checks, the daemon's non-superuser login role, the `aqnet_readonly` group role,
@@ -15,8 +15,8 @@ from pathlib import Path
 import click
 
 from aqnet.cli.options import VAR_HELP, database_target, running_stack_state
-from aqnet.db_init import DbInitError, init_database
 from sensors.redact import redact
+from storage.db_init import DbInitError, init_database
 
 __all__ = ["db"]
 

@@ -1,5 +1,5 @@
 """`aqnet sensors test ID` and `aqnet sensors credentials ID`: a technician's tools on site. Parses, calls
-aqnet.commission / aqnet.credentials and the registry, renders a table or `--json`, sets the exit code.
+aqnet.commission / sensors.mqtt.broker and the registry, renders a table or `--json`, sets the exit code.
 
 `test` reads every device of the sensor now (aqnet.commission) and prints raw and normalised values with their
 quality flags and a verdict: exit 0 on PASS or WARN, 1 on FAIL (an unreachable device is a FAIL, not a crash).
@@ -35,7 +35,8 @@ from aqnet.commission import (
     sensor_of,
 )
 from aqnet.config import Settings
-from aqnet.credentials import (
+from ingest.calibration import CalibrationError
+from sensors.mqtt.broker import (
     BrokerFiles,
     CredentialsError,
     allowed_topics,
@@ -44,7 +45,6 @@ from aqnet.credentials import (
     reload_after_change,
     remove_user,
 )
-from ingest.calibration import CalibrationError
 from sensors.mqtt.directory import topic_matches
 from storage import device_credentials
 from storage.calibrations import load_calibration_book

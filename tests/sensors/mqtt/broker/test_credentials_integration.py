@@ -22,8 +22,9 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from aqnet.credentials import DAEMON_USER, SIMULATOR_USER, BrokerFiles, parse_password_file
 from aqnet.localstack import MosquittoBroker
+from sensors.mqtt.broker.acl import DAEMON_USER, SIMULATOR_USER
+from sensors.mqtt.broker.credentials import BrokerFiles, parse_password_file
 from sensors.mqtt.client import parse_mqtt_url
 from sensors.network import bundled_network
 from simulators.payloads import aqnet_json_payload

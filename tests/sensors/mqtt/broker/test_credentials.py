@@ -1,4 +1,4 @@
-"""aqnet.credentials without a broker: ACL and password files, hashing by mosquitto_passwd, reload safety."""
+"""sensors.mqtt.broker without a broker: ACL and password files, hashing by mosquitto_passwd, reload safety."""
 
 from __future__ import annotations
 
@@ -10,22 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from aqnet.credentials import (
+from sensors.mqtt.broker.acl import (
     DAEMON_USER,
     SIMULATOR_USER,
-    BrokerFiles,
     CredentialsError,
     allowed_topics,
+    parse_sensor_formats,
+    render_acl,
+    render_sensor_formats,
+)
+from sensors.mqtt.broker.credentials import (
+    BrokerFiles,
     broker_pid,
     issue_credentials,
     new_password,
     parse_password_file,
-    parse_sensor_formats,
     reload_broker,
     remove_user,
-    render_acl,
     render_password_file,
-    render_sensor_formats,
     set_password,
 )
 from sensors.mqtt.directory import topic_matches

@@ -1,5 +1,5 @@
-"""`aqnet db init`: the production database, made once by an administrator, so the daemon runs as a role that is
-not a superuser. I/O (psycopg, sync).
+"""The production database, made once by an administrator (`aqnet db init`), so the daemon runs as a role that
+is not a superuser. Stage 3 (storage); I/O (psycopg, sync).
 
 Contract (`init_database`; every step idempotent, so running it again changes nothing and reports so):
 - the daemon's login role `role` exists with LOGIN and none of SUPERUSER, CREATEDB, CREATEROLE, REPLICATION,
@@ -92,7 +92,8 @@ def init_database(admin_url: str, *, role: str, database: str, password: str | N
     report = InitReport()
     try:
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+            superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+            if superuser is None or not superuser[0]:
                 raise DbInitError(f"{conn.info.user}: --admin-url must name a superuser (it creates the "
                                   "timescaledb extension and the roles)")
             _ensure_role(conn, role, password, report)

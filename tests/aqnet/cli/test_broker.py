@@ -1,4 +1,4 @@
-"""Service users of the broker (aqnet/credentials.py roles, `aqnet broker daemon-user`): the daemon's login gets
+"""Service users of the broker (sensors/mqtt/broker roles, `aqnet broker daemon-user`): the daemon's login gets
 exactly what it needs, never a sensor's grants, and no sensor can take a service name."""
 
 from __future__ import annotations
@@ -10,17 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from aqnet.cli import cli
-from aqnet.credentials import (
-    BrokerFiles,
-    CredentialsError,
-    ServiceRole,
-    issue_credentials,
-    parse_password_file,
-    parse_roles,
-    read_roles,
-    render_acl,
-    render_roles,
-)
+from sensors.mqtt.broker.acl import CredentialsError, ServiceRole, parse_roles, render_acl, render_roles
+from sensors.mqtt.broker.credentials import BrokerFiles, issue_credentials, parse_password_file, read_roles
 
 
 def _section(acl: str, user: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""MQTT credentials for microsensors: Mosquitto's password file, its ACL file and the broker's reload. I/O.
+"""MQTT credentials for microsensors and aqnet's own clients: Mosquitto's password file, its ACL file and the
+broker's reload. Stage 1 (the broker the MQTT sensors publish to); I/O.
 
 Contract:
 - A microsensor logs in with its sensor id as username and a random password (`new_password`, 192 bits from
@@ -7,8 +8,7 @@ Contract:
   once. It is handed to `mosquitto_passwd -U` in a 0600 file inside a private temporary directory, never on a
   command line, where every local user could read it in the process list (`-b` would put it there).
 - The ACL file is a function of who is in the password file, of the roles file and of the sensor-formats file
-  beside it (`aqnet.broker_acl.render_acl`, which holds the pure rules and whose docstring states them; this
-  module re-exports its names).
+  beside it (`sensors.mqtt.broker.acl.render_acl`, which holds the pure rules and whose docstring states them).
   A **service user** is one of aqnet's own clients; its name starts with `aqnet` (`SERVICE_PREFIX`, so a sensor id
   can never be, or later become, a service login) and its role is a line of the roles file (`ServiceRole`,
   written by `aqnet broker daemon-user`): a `daemon` reads every sensor's topics (`topic read aqnet/+/readings`,
@@ -43,16 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from aqnet.broker_acl import (
-    DAEMON_USER,
-    DEFAULT_ALERT_PREFIX,
-    RESERVED_USERS,
-    ROLES,
-    SENSOR_FORMATS,
-    SENSOR_TOPIC_PATTERNS,
-    SENSOR_TOPICS,
-    SERVICE_PREFIX,
-    SIMULATOR_USER,
+from sensors.mqtt.broker.acl import (
     CredentialsError,
     ServiceRole,
     allowed_topics,
@@ -67,38 +58,19 @@ from aqnet.broker_acl import (
 )
 
 __all__ = [
-    "DAEMON_USER",
-    "DEFAULT_ALERT_PREFIX",
-    "RESERVED_USERS",
-    "ROLES",
-    "SENSOR_FORMATS",
-    "SENSOR_TOPICS",
-    "SENSOR_TOPIC_PATTERNS",
-    "SERVICE_PREFIX",
-    "SIMULATOR_USER",
     "BrokerFiles",
-    "CredentialsError",
     "Issued",
-    "ServiceRole",
-    "allowed_topics",
     "broker_pid",
-    "check_sensor_username",
-    "is_service_name",
     "issue_credentials",
     "new_password",
     "parse_password_file",
-    "parse_roles",
-    "parse_sensor_formats",
     "read_roles",
     "read_sensor_formats",
     "reload_after_change",
     "reload_broker",
     "remove_service_user",
     "remove_user",
-    "render_acl",
     "render_password_file",
-    "render_roles",
-    "render_sensor_formats",
     "set_password",
     "set_service_user",
     "write_acl",

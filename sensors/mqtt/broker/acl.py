@@ -1,6 +1,7 @@
-"""The broker's access rules for aqnet, as text: who may publish or read what, the roles and sensor-formats files. Pure.
+"""The broker's access rules for aqnet, as text: who may publish or read what, the roles and sensor-formats files.
+Stage 1 (the broker the MQTT sensors publish to); pure.
 
-Split from aqnet/credentials.py (which keeps the files, the hashing and the reload, and re-exports these names).
+Its files, the hashing and the reload are sensors.mqtt.broker.credentials.
 
 Contract:
 - Every user of the password file is either a **service user** (one of aqnet's own clients: its name starts with
@@ -148,7 +149,8 @@ def parse_roles(text: str, *, where: str = "roles file") -> dict[str, ServiceRol
 def render_roles(roles: Mapping[str, ServiceRole]) -> str:
     """The roles file for `roles`, sorted by username (`parse_roles` reads it back)."""
     head = ["# aqnet service users of this broker and their roles, written by `aqnet broker daemon-user`",
-            "# (aqnet/credentials.py); the ACL file is regenerated from it. username role [alerts=PREFIX|-]"]
+            "# (sensors/mqtt/broker/credentials.py); the ACL file is regenerated from it. "
+            "username role [alerts=PREFIX|-]"]
     return "\n".join([*head, *(f"{r.username} {r.role} alerts={r.alert_prefix or '-'}"
                                 for r in (roles[u] for u in sorted(roles)))]) + "\n"
 
@@ -186,7 +188,7 @@ def parse_sensor_formats(text: str, *, where: str = "sensor-formats file") -> di
 def render_sensor_formats(formats: Mapping[str, Iterable[str]]) -> str:
     """The sensor-formats file for sensor id → formats, sorted (`parse_sensor_formats` reads it back)."""
     head = ["# aqnet: the payload formats each sensor login may publish, recorded by `aqnet sensors credentials`",
-            "# (aqnet/broker_acl.py); the ACL file is regenerated from it. sensor_id format[,format]"]
+            "# (sensors/mqtt/broker/acl.py); the ACL file is regenerated from it. sensor_id format[,format]"]
     return "\n".join([*head, *(f"{sid} {','.join(formats[sid])}" for sid in sorted(formats))]) + "\n"
 
 
@@ -197,7 +199,7 @@ def render_acl(users: Iterable[str], roles: Mapping[str, ServiceRole] | None = N
     present = set(users)
     roles = roles or {}
     formats = formats or {}
-    lines = ["# written by aqnet (aqnet/broker_acl.py) from the password file's users, the roles file and the",
+    lines = ["# written by aqnet (sensors/mqtt/broker/acl.py) from the password file's users, the roles file and the",
              "# sensor-formats file; edits are overwritten by `aqnet sensors credentials` and `aqnet broker",
              "# daemon-user`. A user may do only what a line here grants it.", ""]
     for user in sorted(present & set(roles)):
