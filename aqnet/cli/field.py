@@ -26,16 +26,10 @@ import psycopg
 
 from aqnet.cli.options import database_options, database_target, local_stack_state
 from aqnet.cli.render import render_table
-from aqnet.commission import (
-    CommissionReport,
-    MqttAccess,
-    check_sensor,
-    flag_names,
-    last_stored_readings,
-    sensor_of,
-)
+from aqnet.commission import MqttAccess, check_sensor
 from aqnet.config import Settings
 from ingest.calibration import CalibrationError
+from ingest.commission import CommissionReport, flag_names
 from sensors.mqtt.broker import (
     BrokerFiles,
     CredentialsError,
@@ -48,6 +42,7 @@ from sensors.mqtt.broker import (
 from sensors.mqtt.directory import topic_matches
 from storage import device_credentials
 from storage.calibrations import load_calibration_book
+from storage.commission_store import last_stored_readings, sensor_of
 from storage.registry import get_sensor
 from storage.registry_models import RegistryError, SensorRecord
 from storage.registry_rows import insert_audit

@@ -1,4 +1,4 @@
-"""The commissioning verdict and its rendering (aqnet.commission.judge, aqnet.cli.field), without I/O."""
+"""The commissioning verdict and its rendering (ingest.commission.judge, aqnet.cli.field), without I/O."""
 
 from __future__ import annotations
 
@@ -6,18 +6,10 @@ import json
 from datetime import UTC, datetime
 
 from aqnet.cli.field import render_report, report_json
-from aqnet.commission import (
-    FAIL_FLAGS,
-    WARN_FLAGS,
-    CommissionReport,
-    DeviceCheck,
-    Rejected,
-    flag_names,
-    judge,
-    sensor_of,
-)
+from ingest.commission import FAIL_FLAGS, WARN_FLAGS, CommissionReport, DeviceCheck, Rejected, flag_names, judge
 from ingest.reading import EXCLUDED, QC, Reading
 from sensors.network import bundled_network
+from storage.commission_store import sensor_of
 from storage.registry import spec_from_sensor
 from storage.registry_models import SensorRecord
 
