@@ -38,7 +38,7 @@ def load_config(path: Path) -> Settings:
 
 def local_stack_state(var_dir: Path) -> dict[str, Any] | None:
     """The running local stack's `state.json` under `var_dir`, or None when `aqnet up` is not running there."""
-    from aqnet.up import read_state  # aqnet.up starts services: imported only by the commands that need it
+    from aqnet.localstack.up import read_state  # it starts services: imported only by the commands that need it
 
     try:
         return read_state(var_dir)

@@ -80,7 +80,7 @@ def up(duration: float | None, var_dir: Path, poll_interval: float | None, publi
        scenario: str, speed: float | None, seed: int | None, stations: int | None, microsensors: int | None,
        no_simulators: bool, secure: bool) -> None:
     """Run the local stack: TimescaleDB, Mosquitto, the simulated network and the daemon."""
-    from aqnet.up import UpOptions, run_up
+    from aqnet.localstack.up import UpOptions, run_up
     from simulators.scenario import ScenarioError
 
     try:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from aqnet.localstack import TimescaleCluster
-from aqnet.up import SIM_DATABASE, averages_every_s, sim_clock_origin
+from aqnet.localstack.up import SIM_DATABASE, averages_every_s, sim_clock_origin
 from sensors.network import bundled_network
 
 SPEED = 120.0

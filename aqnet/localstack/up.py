@@ -53,7 +53,9 @@ from aqnet.config import (
     StorageSettings,
     settings_to_yaml,
 )
-from aqnet.localstack import GRAFANA_LOGIN, MosquittoBroker, PortBook, TimescaleCluster
+from aqnet.localstack.mosquitto import MosquittoBroker
+from aqnet.localstack.ports import PortBook
+from aqnet.localstack.timescale import GRAFANA_LOGIN, TimescaleCluster
 from sensors.clock import Clock
 from sensors.mqtt.broker import DAEMON_USER, SIMULATOR_USER
 from sensors.network import bundled_network
