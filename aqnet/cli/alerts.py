@@ -1,7 +1,7 @@
 """`aqnet alerts list | show | ack | resolve | note | test-rule | exceedances`: alerts for officers and technicians.
-Parses, calls `storage.alerts_store` (and `alerts.evaluate` for test-rule), renders an aligned table or `--json`,
-sets the exit code (1 when refused: unknown alert, illegal transition, a token without the officer role, an
-unreachable database; 2 on a usage error).
+Shell (click); I/O. Parses, calls `storage.alerts_store` (and `alerts.evaluate` for test-rule), renders an aligned
+table or `--json`, sets the exit code (1 when refused: unknown alert, illegal transition, a token without the
+officer role, an unreachable database; 2 on a usage error).
 
 The database is `--url`, else the `--config` file's `database.url`, else the running local stack's
 (`var/state.json`), as for `aqnet sensors`. `ack`, `resolve` and `note` need an officer's API token (`--token`, or

@@ -1,4 +1,5 @@
-"""`aqnet broker …`: the broker logins of aqnet's own processes. Parses, calls sensors.mqtt.broker, renders.
+"""`aqnet broker …`: the broker logins of aqnet's own processes. Shell (click); I/O (the broker's files). Parses, calls
+sensors.mqtt.broker, renders.
 
 `aqnet broker daemon-user NAME` gives the daemon (or one intake process or node of it) its own MQTT login on the
 broker whose password, ACL and roles files live in `--broker-dir` (production: /etc/mosquitto/aqnet, as

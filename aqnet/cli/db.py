@@ -1,5 +1,5 @@
-"""`aqnet db`: the local stack's URL, schema migrations, and what an administrator runs once to prepare the
-production database (storage.db_init).
+"""`aqnet db`: the local stack's URL, schema migrations, and what an administrator runs once to prepare the production
+database (storage.db_init). Shell (click); I/O.
 
 `aqnet db init --admin-url postgresql://postgres@db.internal/postgres --role aqnet --database aqnet
 [--password-file F]` creates, or checks, the daemon's non-superuser login role, the `aqnet_readonly` group role,

@@ -1,5 +1,5 @@
-"""`aqnet deadletter …`: list the input aqnet could not store, and replay it after a decoder or registry fix.
-Parses, calls `storage.deadletter` / `storage.replay`, renders text or `--json`, sets the exit code.
+"""`aqnet deadletter …`: list the input aqnet could not store, and replay it after a decoder or registry fix. Shell
+(click); I/O. Parses, calls `storage.deadletter` / `storage.replay`, renders text or `--json`, sets the exit code.
 
 The database is `--url`, else the `--config` file's `database.url`, else the running local stack's
 (`var/state.json`), as for `aqnet db migrate`. `replay` decodes with the network of `--config` (the local stack's

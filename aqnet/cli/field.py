@@ -1,5 +1,6 @@
-"""`aqnet sensors test ID` and `aqnet sensors credentials ID`: a technician's tools on site. Parses, calls
-aqnet.commission / sensors.mqtt.broker and the registry, renders a table or `--json`, sets the exit code.
+"""`aqnet sensors test ID` and `aqnet sensors credentials ID`: a technician's tools on site. Shell (click); I/O.
+Parses, calls aqnet.commission / sensors.mqtt.broker and the registry, renders a table or `--json`, sets the exit
+code.
 
 `test` reads every device of the sensor now (aqnet.commission) and prints raw and normalised values with their
 quality flags and a verdict: exit 0 on PASS or WARN, 1 on FAIL (an unreachable device is a FAIL, not a crash).

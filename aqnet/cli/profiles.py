@@ -1,7 +1,6 @@
-"""`aqnet profiles`: check a device profile a technician wrote, list the shipped ones. Parses, calls
-`sensors.modbus.profile_check` / `sensors.modbus.profile`, renders text or `--json`, sets the exit code
-(0 all good, 1 otherwise).
-"""
+"""`aqnet profiles`: check a device profile a technician wrote, list the shipped ones. Shell (click); I/O (reads
+profile files). Parses, calls `sensors.modbus.profile_check` / `sensors.modbus.profile`, renders text or `--json`,
+sets the exit code (0 all good, 1 otherwise)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """`aqnet sensors add|list|show|update|move|calibrate|swap|maintenance|retire|commission|activate|import|export|
-history`: the registry for technicians. Parses, calls `storage.registry`, renders an aligned table or `--json`.
+history`: the registry for technicians. Shell (click); I/O. Parses, calls `storage.registry`, renders an aligned
+table or `--json`.
 
 The database is `--url`, else the `--config` file's `database.url`, else the running local stack's
 (`var/state.json`), as for `aqnet db migrate`. Every change is recorded in the audit log under `--actor` (default:

@@ -1,4 +1,5 @@
-"""`aqnet reprocess`: re-derive a sensor's normalised values from its raw ones after a calibration fix.
+"""`aqnet reprocess`: re-derive a sensor's normalised values from its raw ones after a calibration fix. Shell (click);
+I/O.
 
 Parses, calls `storage.reprocess.reprocess` (one transaction: an explicit UPDATE, recorded in `reprocess_runs`
 and `reprocess_changes`), renders a summary or `--json`. `--dry-run` shows what would change and writes nothing.

@@ -1,5 +1,6 @@
-"""`aqnet tokens create | list | revoke`: the HTTP API's bearer tokens. Parses, calls `storage.tokens`, renders a
-table or `--json`, sets the exit code (1 on a refused operation or an unreachable database).
+"""`aqnet tokens create | list | revoke`: the HTTP API's bearer tokens. Shell (click); I/O. Parses, calls
+`storage.tokens`, renders a table or `--json`, sets the exit code (1 on a refused operation or an unreachable
+database).
 
 The database is `--url`, else the `--config` file's `database.url`, else the running local stack's
 (`var/state.json`), as for `aqnet db migrate`. `create` prints the secret once: only its hash is stored.

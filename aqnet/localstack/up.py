@@ -1,5 +1,5 @@
 """`aqnet up`: the local stack — TimescaleDB and Mosquitto under ./var, the simulators and the daemon as child
-processes — with a live status line, stopped cleanly by Ctrl-C, SIGTERM or `--duration`.
+processes — with a live status line, stopped cleanly by Ctrl-C, SIGTERM or `--duration`. Shell; I/O (processes).
 
 Ports are kept in `var/ports.json` and reused, so a Grafana or Prometheus pointed at the stack keeps working.
 `var/state.json` tells `aqnet status` and `aqnet db url` where things are while it runs.
