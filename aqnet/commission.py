@@ -1,5 +1,6 @@
 """The commissioning check behind `aqnet sensors test ID`: read every device of one sensor now, through the
-daemon's own driver and ingest code, and judge the result. I/O shell around a pure verdict.
+daemon's own driver and ingest code, and judge the result. Shell (I/O orchestration) around the pure verdict
+`ingest.commission.judge`; what it takes from storage is `storage.commission_store`.
 
 Contract of `check_sensor(sensor, ...)`:
 - Modbus devices are read once with `sensors.modbus.read.read_device` (the poller's own read) on links with
@@ -11,10 +12,7 @@ Contract of `check_sensor(sensor, ...)`:
 - HTTP devices push and cannot be pulled: the last stored readings (`last_stored`) are shown instead.
 - Everything read goes through one `ingest.pipeline.Pipeline` (normalise, calibrations in force, QC), so the
   values and flags are the ones the daemon would store; nothing is written anywhere.
-- `judge` (pure): FAIL when a device cannot be read, sends nothing, is rejected, or a reading carries a flag
-  that excludes it (OUT_OF_RANGE, DEVICE_INVALID, CLOCK_SKEW) or no device is registered; WARN for suspect
-  flags (NEGATIVE, SPIKE, FLATLINE, STALE, MAINTENANCE reported by the device), a registered variable that did
-  not report, and HTTP devices (shown from storage); PASS otherwise. CALIBRATED and RECEIVE_TIME are information.
+- The verdict is `ingest.commission.judge`'s (its docstring says when a check passes, warns or fails).
 """
 
 from __future__ import annotations
@@ -25,14 +23,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, Literal
-
-from psycopg import AsyncConnection, sql
+from typing import Literal
 
 from ingest.calibration import CalibrationBook
+from ingest.commission import CommissionReport, DeviceCheck, DeviceStatus, Rejected, judge
 from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
-from ingest.reading import EXCLUDED, QC, Reading
+from ingest.reading import Reading
 from sensors.modbus.link import LinkRegistry
 from sensors.modbus.profile import Profile, load_profile
 from sensors.modbus.read import read_device
@@ -43,79 +40,12 @@ from sensors.mqtt.subscriber import Intake
 from sensors.reading import Gap, RawReading
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
 from storage.live_network import network_ranges
-from storage.registry.models import SensorRecord
-from storage.rows import MEASUREMENT_COLUMNS, row_reading
 
-__all__ = ["FAIL_FLAGS", "WARN_FLAGS", "CommissionReport", "DeviceCheck", "Finding", "MqttAccess", "Rejected",
-           "Verdict", "check_sensor", "endpoint_of", "flag_names", "judge", "last_stored_readings", "sensor_of"]
+__all__ = ["MqttAccess", "check_sensor", "endpoint_of"]
 
-Verdict = Literal["PASS", "WARN", "FAIL"]
-#: ok: read now; unreachable: no connection to its link or broker, or no answer in time; failed: it answered
-#: without a usable value (Modbus exception, malformed frame, every value NaN); no_message: nothing on its topic
-#: in time; rejected: the message it sent cannot be used; not_pullable: HTTP push (stored readings shown);
-#: error: the registry entry cannot be used as it is (unknown profile, conditions missing, no broker URL)
-DeviceStatus = Literal["ok", "unreachable", "failed", "no_message", "rejected", "not_pullable", "error"]
 #: Gap reasons (sensors.modbus.poller) meaning the device was not reached
 _UNREACHED = frozenset({"timeout", "connection"})
 Clock = Callable[[], datetime]
-
-#: flags that keep a reading out of averages and alerts (ingest.reading.EXCLUDED) except MAINTENANCE, which a
-#: device may report about itself while a technician works on it (a warning then)
-FAIL_FLAGS = QC(EXCLUDED & ~QC.MAINTENANCE)
-#: suspect but kept (VARIABLES.md, "Which readings count"), and the device's own maintenance status
-WARN_FLAGS = QC.NEGATIVE | QC.SPIKE | QC.FLATLINE | QC.STALE | QC.MAINTENANCE
-
-
-def flag_names(flags: QC) -> tuple[str, ...]:
-    """The names of the QC bits set in `flags`, in bit order."""
-    return tuple(str(f.name) for f in QC if f & flags)
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A value (or a whole message) the daemon would dead-letter instead of storing."""
-
-    variable: str  #: "" for a whole message
-    reason: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceCheck:
-    """What reading one device now gave."""
-
-    device_id: str
-    protocol: str
-    endpoint: str  #: where it was read: "host:port unit N", "<broker> topic T", "HTTP push"
-    status: DeviceStatus
-    detail: str = ""
-    readings: tuple[Reading, ...] = ()  #: normalised and checked, as the daemon would store them
-    rejected: tuple[Rejected, ...] = ()
-    missing: tuple[str, ...] = ()  #: registered variables that did not report
-    stored: bool = False  #: the readings come from storage (HTTP push devices), not from a read now
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One reason the verdict is not PASS."""
-
-    level: Literal["WARN", "FAIL"]
-    device_id: str | None
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class CommissionReport:
-    """The result of `aqnet sensors test ID`."""
-
-    sensor_id: str
-    name: str
-    kind: str
-    lifecycle: str
-    checked_at: datetime
-    devices: tuple[DeviceCheck, ...]
-    verdict: Verdict
-    findings: tuple[Finding, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,45 +57,6 @@ class MqttAccess:
     cert_file: str | None = None
     key_file: str | None = None
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
-
-
-# ------------------------------------------------------------------------------------------------- verdict
-
-
-def judge(devices: Sequence[DeviceCheck]) -> tuple[Verdict, tuple[Finding, ...]]:
-    """The verdict and its reasons (see the module docstring). Pure."""
-    findings: list[Finding] = []
-    if not devices:
-        findings.append(Finding("FAIL", None, "no active device is registered: add one with `aqnet sensors "
-                                              "swap` or `aqnet sensors update`"))
-    for d in devices:
-        if d.status == "not_pullable":
-            if d.readings:
-                newest = max(r.received_at for r in d.readings)
-                findings.append(Finding("WARN", d.device_id, f"{d.detail}; last stored reading received "
-                                                             f"{newest.isoformat()}"))
-            else:
-                findings.append(Finding("FAIL", d.device_id, f"{d.detail}; nothing received from it yet"))
-            continue
-        if d.status != "ok":
-            findings.append(Finding("FAIL", d.device_id, f"{d.status}: {d.detail}"))
-        for rej in d.rejected:
-            what = f"{rej.variable} " if rej.variable else ""
-            findings.append(Finding("FAIL", d.device_id, f"{what}rejected ({rej.reason}): {rej.detail}"))
-        for r in d.readings:
-            bad = r.flags & FAIL_FLAGS
-            suspect = r.flags & WARN_FLAGS
-            if bad:
-                findings.append(Finding("FAIL", d.device_id, f"{r.variable} = {r.raw_value:g} {r.raw_unit}: "
-                                                             f"{', '.join(flag_names(bad))}"))
-            elif suspect:
-                findings.append(Finding("WARN", d.device_id, f"{r.variable} = {r.raw_value:g} {r.raw_unit}: "
-                                                             f"{', '.join(flag_names(suspect))}"))
-        if d.status == "ok" and d.missing:
-            findings.append(Finding("WARN", d.device_id, f"registered but not reported: {', '.join(d.missing)}"))
-    verdict: Verdict = ("FAIL" if any(f.level == "FAIL" for f in findings)
-                        else "WARN" if findings else "PASS")
-    return verdict, tuple(findings)
 
 
 # ---------------------------------------------------------------------------------------------- the check
@@ -374,22 +265,3 @@ async def check_sensor(sensor: Sensor, *, lifecycle: str, clock: Clock, calibrat
                             findings)
 
 
-async def last_stored_readings(conn: AsyncConnection[Any], device: Device) -> list[Reading]:
-    """The newest stored reading of each variable of `device` (what an HTTP push device last sent)."""
-    query = sql.SQL("SELECT DISTINCT ON (variable) {} FROM measurements WHERE sensor_id = %s AND device_id = %s "
-                    "ORDER BY variable, time DESC").format(sql.SQL(", ").join(map(sql.Identifier, MEASUREMENT_COLUMNS)))
-    async with conn.cursor() as cur:
-        await cur.execute(query, (device.sensor_id, device.id))
-        return [row_reading(row) for row in await cur.fetchall()]
-
-
-def sensor_of(record: SensorRecord) -> Sensor:
-    """The driver-shaped `Sensor` of a registry record (its active devices; primary as the record says)."""
-    devices = tuple(Device(
-        id=d.id, sensor_id=record.id, protocol=d.protocol, profile=d.profile, variables=tuple(d.variables),
-        host=d.host, port=d.port, unit_id=d.unit_id, topic=d.topic,
-        primary=tuple(d.variables) if d.primary else (), serial_port=d.serial_port, baudrate=d.baudrate,
-        parity=d.parity, stopbits=d.stopbits, bytesize=d.bytesize, hardware_serial=d.hardware_serial,
-        channels=tuple(d.channels)) for d in record.devices)
-    return Sensor(id=record.id, name=record.name, kind=record.kind, lat=record.location.lat,
-                  lon=record.location.lon, locality=record.location.locality, devices=devices)

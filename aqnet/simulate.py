@@ -1,5 +1,5 @@
-"""`aqnet simulate`: run the simulated network of a scenario (Modbus station servers, RTU bus, microsensors,
-faults) for a configuration, on the configuration's clock.
+"""`aqnet simulate`: run the simulated network of a scenario (Modbus station servers, RTU bus, microsensors, faults)
+for a configuration, on the configuration's clock. Shell; I/O (servers, MQTT).
 
 The stations are served where the configuration's `network.stations` says the daemon will find them (synthetic
 SYN-S… stations included), the microsensors publish to its broker and POST to its HTTP intake. Simulated time is

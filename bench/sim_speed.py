@@ -35,7 +35,7 @@ import psycopg
 import yaml
 
 from aqnet.localstack import TimescaleCluster
-from aqnet.up import SIM_DATABASE
+from aqnet.localstack.up import SIM_DATABASE
 
 __all__ = ["SpeedResult", "add_options", "main", "measure"]
 

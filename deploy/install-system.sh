@@ -3,7 +3,7 @@
 # PostgreSQL 15 (+ server headers), TimescaleDB (Apache-2 edition), Mosquitto and its clients.
 #
 # Every step checks first and skips what is already there, so a second run takes seconds.
-# Installing packages starts no service: aqnet starts its own processes (aqnet/localstack.py).
+# Installing packages starts no service: aqnet starts its own processes (aqnet/localstack/).
 #
 # TimescaleDB: Debian 12 ships no binary package. When the machine's apt offers one
 # (postgresql-15-timescaledb or timescaledb-2-postgresql-15) it is installed; otherwise the

@@ -124,7 +124,7 @@ class SimulatedMicrosensor:
             self.topic = AIRROHR_PATH
         else:
             assert self.serial is not None
-            self.topic = f"{self.format}/{sensor.id}/data"  # the login's topic (aqnet.broker_acl)
+            self.topic = f"{self.format}/{sensor.id}/data"  # the login's topic (sensors.mqtt.broker.acl)
         self._signals = signals
         self._faults = faults or FaultPlan()
         self._seed = seed

@@ -1,4 +1,4 @@
-"""aqnet/localstack.py: port book, reachable directories, and real TimescaleDB / Mosquitto children."""
+"""aqnet/localstack/: port book, reachable directories, and real TimescaleDB / Mosquitto children."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Identity comes from the topic for aqnet JSON (`aqnet/<sensor_id>/readings`) and from the payload for devices
 that identify themselves (airrohr `esp8266id`, PurpleAir `SensorId`), looked up through the devices'
 `hardware_serial` — never guessed. **The two must agree**: the broker lets a sensor's login publish only under its
-own id (`airrohr/<sensor id>/data`, `purpleair/<sensor id>/data`: aqnet.broker_acl), so the topic's identity level
+own id (`airrohr/<sensor id>/data`, `purpleair/<sensor id>/data`: mqtt/broker/acl), so the topic's identity level
 is the login; a payload naming a device of any other sensor is refused (`identity_mismatch`, naming the sending
 topic's sensor), so no login can write readings as another sensor. (A chip id or MAC as the topic level is such a
 mismatch too: it is no login.) Topics that are not a self-identifying format's MQTT topic (the HTTP intake's

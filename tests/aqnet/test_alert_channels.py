@@ -32,7 +32,7 @@ from aqnet.alert_channels import (
 from aqnet.config import Settings, settings_from_dict
 from aqnet.metrics import Metrics
 from aqnet.schedule import add_stage_jobs
-from tests.aqnet.test_api_alerts import seed_alert
+from tests.aqnet.api.test_alerts import seed_alert
 
 
 def _settings(channels: list[dict[str, Any]], **alerts: Any) -> Settings:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from aqnet.commission import MqttAccess, check_sensor, sensor_of
+from aqnet.commission import MqttAccess, check_sensor
 from aqnet.localstack import MosquittoBroker, free_port
 from ingest.reading import QC
 from sensors.mqtt.client import MqttPublisherClient
@@ -26,6 +26,7 @@ from sensors.sensor import Sensor
 from simulators.payloads import aqnet_json_payload
 from simulators.signals import CitySignals
 from simulators.station import StationServer
+from storage.commission_store import sensor_of
 from storage.registry import add_sensor, audit_log, calibrate, get_sensor, set_lifecycle, spec_from_sensor
 from storage.registry.models import CalibrationSpec, SensorSpec
 

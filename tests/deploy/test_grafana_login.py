@@ -1,4 +1,4 @@
-"""`aqnet up`'s read-only Grafana login (aqnet.up.grafana_login): created once with a generated password kept in
+"""`aqnet up`'s read-only Grafana login (localstack.up.grafana_login): created once with a generated password kept in
 var/ (mode 600), a member of aqnet_readonly, read-only by default, able to read the grafana_* views."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from aqnet.localstack import GRAFANA_LOGIN
-from aqnet.up import grafana_login
+from aqnet.localstack.up import grafana_login
 
 
 def test_grafana_login_is_read_only_and_keeps_its_password(database_url: str, timescale, tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ import yaml
 from click.testing import CliRunner
 
 from aqnet.cli import cli
-from aqnet.credentials import BrokerFiles, set_password, write_acl
 from aqnet.localstack import free_port
+from sensors.mqtt.broker.credentials import BrokerFiles, set_password, write_acl
 from sensors.mqtt.client import parse_mqtt_url
 
 ROOT = Path(__file__).resolve().parents[2]

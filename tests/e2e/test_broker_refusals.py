@@ -16,9 +16,10 @@ import yaml
 
 from alerts.delivery.channels.mqtt import MqttAlertChannel
 from alerts.delivery.notice import DeliveryError
-from aqnet.credentials import ServiceRole, issue_credentials, set_service_user
 from aqnet.localstack import MosquittoBroker
 from aqnet.preflight import EXIT_REFUSED
+from sensors.mqtt.broker.acl import ServiceRole
+from sensors.mqtt.broker.credentials import issue_credentials, set_service_user
 from sensors.mqtt.client import MqttSubscriberClient, SubscriptionRefused
 from tests.fixtures.listeners import http_listeners
 

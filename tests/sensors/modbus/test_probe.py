@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aqnet.cli_sensors import sensors
+from aqnet.cli.sensors import sensors
 from aqnet.localstack import free_port
 from sensors.modbus.decode import ORDERS, Codec, encode_value
 from sensors.modbus.probe import Interpretation, Probe, as_json, interpretations, parse_endpoint, render_table

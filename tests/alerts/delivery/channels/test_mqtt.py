@@ -19,8 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.delivery.channels.mqtt import MqttAlertChannel
 from alerts.delivery.notice import Channel, DeliveryError, Notice
-from aqnet import credentials
 from aqnet.localstack import free_port
+from sensors.mqtt.broker import acl
 
 T0 = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)
 
@@ -223,7 +223,7 @@ async def test_broker_down_is_transient_then_delivered(mosquitto_factory: object
 @pytest.mark.integration
 async def test_bad_credentials_are_permanent(mosquitto_factory: object) -> None:
     broker = mosquitto_factory(secure=True)  # type: ignore[operator]
-    good = broker.url_for(credentials.DAEMON_USER)
+    good = broker.url_for(acl.DAEMON_USER)
     channel = MqttAlertChannel("m", good.replace("@", "x@", 1))  # wrong password
     try:
         with pytest.raises(DeliveryError) as refused:
@@ -242,9 +242,9 @@ async def test_bad_credentials_are_permanent(mosquitto_factory: object) -> None:
 
 @pytest.mark.integration
 async def test_acl_denied_topic_is_permanent(mosquitto_factory: object) -> None:
-    broker = mosquitto_factory(secure=True, service_users=(credentials.DAEMON_USER,  # type: ignore[operator]
-                                                           credentials.SIMULATOR_USER))
-    channel = MqttAlertChannel("m", broker.url_for(credentials.SIMULATOR_USER))  # may publish readings only
+    broker = mosquitto_factory(secure=True, service_users=(acl.DAEMON_USER,  # type: ignore[operator]
+                                                           acl.SIMULATOR_USER))
+    channel = MqttAlertChannel("m", broker.url_for(acl.SIMULATOR_USER))  # may publish readings only
     try:
         with pytest.raises(DeliveryError) as denied:
             await channel.send(make_notice())
