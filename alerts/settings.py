@@ -109,7 +109,7 @@ class AlertsSettings(Section):
     """Alert rules and their delivery (alerts.rules.evaluate, alerts.delivery.dispatch)."""
 
     rules_file: str | None = Field(default=None, description=(
-        "Alert rules YAML (see \"Alerts for environmental officers\"); the bundled defaults "
+        'Alert rules YAML (see "Alerts for environmental officers"); the bundled defaults '
         "(`alerts/default_rules.yaml`) when absent."))
     language: Literal["es", "en"] = Field(default="es", description=(
         "Message language, `es` or `en` (a channel's `language` overrides it)."))
@@ -139,8 +139,8 @@ class AlertsSettings(Section):
         "Active alerts are re-posted to Alertmanager this often (its protocol)."))
     channels: list[AlertChannel] = Field(default=[], description=(
         "Delivery channels (`type`: webhook, email, mqtt, alertmanager), each with a `name` and filters "
-        "`audience`, `indicative`, `min_severity`, `transitions`, `localities`, `language`; see \"Alerts for "
-        "environmental officers\"."))
+        '`audience`, `indicative`, `min_severity`, `transitions`, `localities`, `language`; see "Alerts for '
+        'environmental officers".'))
 
     @model_validator(mode="after")
     def _names(self) -> AlertsSettings:

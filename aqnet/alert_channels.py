@@ -97,9 +97,9 @@ def load_or_create_key(path: Path, *, setting: str = "alerts.signing_key_file") 
     except OSError as exc:
         raise ChannelConfigError([f"{setting}: cannot read {path}: {exc.strerror}"]) from None
     if len(key) < _MIN_KEY_BYTES:
-        raise ChannelConfigError([f"{setting}: {path} holds {len(key)} bytes, expected at least "
+        raise ChannelConfigError([(f"{setting}: {path} holds {len(key)} bytes, expected at least "
                                   f"{_MIN_KEY_BYTES} (delete it to have a new {KEY_BYTES}-byte key created; links "
-                                  "already sent stop working)"])
+                                  "already sent stop working)")])
     return key
 
 
@@ -135,8 +135,8 @@ def _email(spec: EmailChannel, settings: Settings, webhook_key: bytes) -> Channe
     if spec.ca_file is not None and not Path(spec.ca_file).is_file():
         raise ChannelConfigError([f"alerts.channels[{spec.name}].ca_file: {spec.ca_file}: no such file"])
     if spec.username and password is None:
-        raise ChannelConfigError([f"alerts.channels[{spec.name}].password_file: username {spec.username!r} is "
-                                  "set: give the file holding its password"])
+        raise ChannelConfigError([(f"alerts.channels[{spec.name}].password_file: username {spec.username!r} is "
+                                  "set: give the file holding its password")])
     return Client(spec.name, host=spec.host, port=spec.port, starttls=spec.starttls, ca_file=spec.ca_file,
                   username=spec.username, password=password, sender=spec.sender, to=list(spec.to),
                   timeout_s=spec.timeout_s, language=spec.language or settings.alerts.language,
@@ -197,7 +197,8 @@ async def close_channels(channels: Mapping[str, tuple[Channel, ChannelFilter]]) 
 def build_dispatcher(db: str | AsyncConnectionPool[Any], settings: Settings,
                      channels: Mapping[str, tuple[Channel, ChannelFilter]], link_key: bytes, *,
                      rules: Iterable[Rule] = (), clock: Callable[[], datetime]) -> Dispatcher:
-    """The `alerts.delivery.dispatch.Dispatcher` delivering the outbox to `channels` with `settings.alerts`' retry policy
+    """The `alerts.delivery.dispatch.Dispatcher` delivering the outbox to `channels` with `settings.alerts`' retry
+    policy
     and links signed with `link_key` (AlertKeys.link); it owns the channels from now on (`Dispatcher.close`
     closes them). `rules`: the rules in force (their descriptions and clear levels go into the notices)."""
     a = settings.alerts

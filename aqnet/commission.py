@@ -238,8 +238,8 @@ async def check_sensor(sensor: Sensor, *, lifecycle: str, clock: Clock, calibrat
                 problems[d.id] = ("rejected", h.rejected.detail)
                 heard_rejections[d.id] = h.rejected
             else:
-                problems[d.id] = ("no_message", f"no message on {d.topic} within {wait_s:g} s: is it powered, "
-                                                "online, and publishing there with its credentials?")
+                problems[d.id] = ("no_message", (f"no message on {d.topic} within {wait_s:g} s: is it powered, "
+                                                "online, and publishing there with its credentials?"))
     ranges = network_ranges([sensor], profiles)
     capture = await _ingest(sensor, [r for rs in raws.values() for r in rs], clock=clock, calibrations=calibrations,
                             ranges=ranges, skew_tolerance_s=skew_tolerance_s)

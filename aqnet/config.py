@@ -105,7 +105,7 @@ class HttpSettings(Section):
         "A verified device credential is trusted this long without a lookup (so a revoked one may work this "
         "long)."))
     durable_timeout_s: Annotated[float, Field(gt=0)] = Field(default=30.0, description=(
-        "A device POST is answered 503 (\"send again\") when its readings are not durable within this long."))
+        'A device POST is answered 503 ("send again") when its readings are not durable within this long.'))
     redelivery_window_s: Annotated[float, Field(ge=0)] = Field(default=60.0, description=(
         "A POST whose body equals one the same device sent at most this long before is that POST again (a retry), "
         "not a new reading; keep it below the devices' send interval (airrohr: 145 s) — see \"Exactly once\"."))

@@ -66,9 +66,10 @@ def add_stage_jobs(scheduler: AsyncIOScheduler, settings: Settings, *, clock: Cl
     with the scheduler).
 
     `cadences`: device id → expected seconds between its samples (simulated seconds), for completeness.
-    `rules`: the alert rules (default: `load_rules(settings)`). `dispatcher`: the `alerts.delivery.dispatch.Dispatcher` of
-    the configured channels (aqnet.alert_channels), or None (no delivery jobs). `metrics` and `pool`: where the
-    delivery counts go, and the connections that read the outbox's depth and the open alerts after each round.
+    `rules`: the alert rules (default: `load_rules(settings)`). `dispatcher`: the
+    `alerts.delivery.dispatch.Dispatcher` of the configured channels (aqnet.alert_channels), or None (no delivery
+    jobs). `metrics` and `pool`: where the delivery counts go, and the connections that read the outbox's depth and
+    the open alerts after each round.
     """
     s = settings
     rules = list(rules) if rules is not None else load_rules(s)
@@ -184,7 +185,7 @@ async def _gauges(metrics: Metrics, pool: AsyncConnectionPool[Any], channels: Se
     except (psycopg.Error, PoolTimeout) as exc:  # the gauges keep their last values; the next round retries
         log.warning("alert metrics not refreshed: %s", exc)
         return
-    pending = {name: 0 for name in channels}
+    pending = dict.fromkeys(channels, 0)
     pending.update({c.channel: c.count for c in outbox if c.state == "pending"})
     for name, n in pending.items():
         metrics.alert_outbox_pending.labels(name).set(n)

@@ -107,7 +107,7 @@ def check_calibration(where: str, variable_code: str, kind: str, coefficients: S
     try:
         variable(variable_code)
         if units.parse_unit(unit) not in units.accepted_units(variable_code):
-            raise CalibrationError(where, f"unit {unit!r} is not a unit of {variable_code}; expected one of "
+            raise CalibrationError(where, f"unit {unit!r} is not a unit of {variable_code}; expected one of "  # noqa: TRY301
                                           f"{', '.join(units.accepted_units(variable_code))}")
     except CalibrationError:
         raise

@@ -102,7 +102,7 @@ _BUNDLED_MIX: dict[str, tuple[str, str]] = {
     "MS17": ("airrohr-sds011-bme280", "mqtt"), "MS21": ("airrohr-sds011-dht22", "mqtt"),
     "MS13": ("airrohr-sds011-bme280", "http"), "MS19": ("airrohr-sds011-dht22", "http"),
     "MS24": ("airrohr-sds011-bme280", "http"),
-    **{sid: ("purpleair-pa-ii", "mqtt") for sid in ("MS12", "MS15", "MS16", "MS18", "MS22", "MS25")},
+    **dict.fromkeys(("MS12", "MS15", "MS16", "MS18", "MS22", "MS25"), ("purpleair-pa-ii", "mqtt")),
 }
 
 

@@ -183,5 +183,6 @@ class ClockSettings(Section):
         """The clock these settings describe."""
         if self.speed == 1 and self.sim_origin is None:
             return realtime
-        assert self.sim_origin is not None and self.wall_origin is not None
+        assert self.sim_origin is not None
+        assert self.wall_origin is not None
         return SimClock(self.sim_origin, self.wall_origin, self.speed)

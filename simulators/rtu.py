@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
@@ -245,7 +245,7 @@ class PtyPair:
                 raise RuntimeError(f"PtyPair: socat did not create {links[0]} and {links[1]} within "
                                    f"{self.start_timeout_s} s: {err.decode(errors='replace').strip()}")
             await asyncio.sleep(0.01)
-        self.server_end, self.client_end = (os.path.realpath(link) for link in links)
+        self.server_end, self.client_end = (os.path.realpath(link) for link in links)  # noqa: ASYNC240 - once, at start
 
     async def stop(self) -> None:
         """Stop socat (the terminals disappear) and remove the links."""
@@ -264,7 +264,7 @@ class PtyPair:
             self._dir.cleanup()
             self._dir = None
 
-    async def __aenter__(self) -> PtyPair:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

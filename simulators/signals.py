@@ -170,7 +170,8 @@ class Episode:
             return False
         if self.localities:
             return position[2] in self.localities
-        assert self.centre is not None and self.radius_km is not None
+        assert self.centre is not None
+        assert self.radius_km is not None
         return distance_km(self.centre, position[:2]) <= self.radius_km
 
 

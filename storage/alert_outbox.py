@@ -105,7 +105,7 @@ async def ensure_channels(conn: AsyncConnection[Any], names: Collection[str], no
         await cur.execute("INSERT INTO alert_channels (name, first_seen) SELECT unnest(%s::text[]), %s "
                           "ON CONFLICT (name) DO NOTHING", (list(names), now))
         await cur.execute("SELECT name, first_seen FROM alert_channels WHERE name = ANY(%s::text[])", (list(names),))
-        return {name: first for name, first in await cur.fetchall()}
+        return dict(await cur.fetchall())
 
 
 async def unplanned_events(conn: AsyncConnection[Any], channel: str, *, since: datetime,

@@ -39,11 +39,12 @@ def settle(batch: Sequence[Reading], stored: Mapping[str, datetime]) -> tuple[li
             out.append(reading)
             continue
         known = receipts.get(delivery.key, stored.get(delivery.key))
+        kept = reading
         if known is not None and known != reading.time and \
                 abs((reading.time - known).total_seconds()) <= delivery.reuse_s:
-            reading = dataclasses.replace(reading, time=known)
-        receipts[delivery.key] = reading.time
-        out.append(reading)
+            kept = dataclasses.replace(reading, time=known)
+        receipts[delivery.key] = kept.time
+        out.append(kept)
     return out, receipts
 
 
@@ -53,7 +54,7 @@ async def load(cur: AsyncCursor[Any], batch: Sequence[Reading]) -> dict[str, dat
     if not keys:
         return {}
     await cur.execute("SELECT key, time FROM delivery_receipts WHERE key = ANY(%s)", (keys,))
-    return {key: time for key, time in await cur.fetchall()}
+    return dict(await cur.fetchall())
 
 
 async def save(cur: AsyncCursor[Any], receipts: Mapping[str, datetime]) -> None:

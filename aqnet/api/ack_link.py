@@ -4,7 +4,8 @@ bearer token. Shell (FastAPI over `storage.alerts_store` and `alerts.delivery.si
 Contract: GET answers a page with a form asking the officer's name and acknowledges nothing (mail scanners and
 link previews follow GETs); POST of that form (field `name`, optional `note`) acknowledges, recording actor
 "<name> (link)" via "link". A link whose signature does not verify, that expired or whose lifetime is over
-`alerts.delivery.signing.MAX_ACK_LINK_TTL_H` is a 403 page; an alert already acknowledged or resolved is a 200 page saying
+`alerts.delivery.signing.MAX_ACK_LINK_TTL_H` is a 403 page; an alert already acknowledged or resolved is a 200 page
+saying
 by whom. A link is bound to the transition it was issued for: once the alert escalated after it, GET and POST
 answer a 409 page saying so, with a link to the alert, and nothing changes (an escalation needs a new
 acknowledgement, alerts.rules.state; the check that counts runs under the alert's row lock in
@@ -83,8 +84,8 @@ class _Pages:
 
     def page(self, status: int, alert_id: int | None, body: str) -> HTMLResponse:
         title = self.said["title"].format(id=alert_id if alert_id is not None else "?")
-        return HTMLResponse(f"<!doctype html><html lang=\"{self.language}\"><head><meta charset=\"utf-8\"><meta "
-                            "name=\"robots\" content=\"noindex\"><title>aqnet: " + html.escape(title) +
+        return HTMLResponse(f'<!doctype html><html lang="{self.language}"><head><meta charset="utf-8"><meta '
+                            'name="robots" content="noindex"><title>aqnet: ' + html.escape(title) +
                             "</title></head><body><h1>" + html.escape(title) + f"</h1>{body}</body></html>",
                             status_code=status, headers={"Cache-Control": "no-store",
                                                          "Referrer-Policy": "no-referrer"})
@@ -109,7 +110,7 @@ class _Pages:
         """The 409 page of a link issued before an escalation, with a link to the alert (relative: a proxy's
         path prefix is kept; the alert's record asks for a token)."""
         message = self.said["escalated"].format(id=alert_id, level=level, at=_when(at))
-        return self.page(409, alert_id, f"<p>{html.escape(message)}</p><p><a href=\"../{alert_id}\">"
+        return self.page(409, alert_id, f'<p>{html.escape(message)}</p><p><a href="../{alert_id}">'
                          f"{html.escape(self.said['see'])}</a></p>")
 
     def settled(self, alert: Any) -> HTMLResponse | None:
@@ -160,10 +161,10 @@ async def ack_link_form(token: LinkToken, api: Context) -> HTMLResponse:
     evidence = (f"{alert.rule}: {alert.level} — {alert.sensor_id or alert.scope_key} {alert.variable or ''} "
                 f"{_num(alert.value)} {alert.unit or ''}")
     return say.page(200, alert_id, f"<p>{html.escape(evidence)}</p><p>{html.escape(say.said['ask'])}</p>"
-                    "<form method=\"post\"><p><label>" + html.escape(say.said["name"]) +
-                    f" <input name=\"name\" required maxlength=\"{_NAME_MAX}\" autocomplete=\"name\"></label></p>"
-                    "<p><label>" + html.escape(say.said["note"]) + " <textarea name=\"note\" maxlength=\"2000\">"
-                    "</textarea></label></p><p><button type=\"submit\">" + html.escape(say.said["submit"]) +
+                    '<form method="post"><p><label>' + html.escape(say.said["name"]) +
+                    f' <input name="name" required maxlength="{_NAME_MAX}" autocomplete="name"></label></p>'
+                    "<p><label>" + html.escape(say.said["note"]) + ' <textarea name="note" maxlength="2000">'
+                    '</textarea></label></p><p><button type="submit">' + html.escape(say.said["submit"]) +
                     "</button></p></form>")
 
 

@@ -37,7 +37,7 @@ def from_record(record: type[Any], *, exclude: Iterable[str] = (), described: Ma
         model: type[BaseModel] = create_model(cls.__name__, __base__=cls.__bases__, __module__=cls.__module__,
                                               __doc__=cls.__doc__, **fields)
         model.__qualname__ = cls.__qualname__
-        return cast(type[M], model)
+        return cast("type[M]", model)
 
     return build
 

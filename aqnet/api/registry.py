@@ -155,7 +155,7 @@ async def audit_log(_: Reader, api: Context, limit: Annotated[int, Query(ge=1, l
 
 @router.get("/network", tags=TAGS, operation_id="export_network", responses={**responses(), 200: {"content": {
     "application/yaml": {}, "text/csv": {}}}}, response_model=list[SensorSpec])
-async def export_network(_: Reader, api: Context, format: Literal["json", "yaml", "csv"] = "json") -> Any:
+async def export_network(_: Reader, api: Context, format: Literal["json", "yaml", "csv"] = "json") -> Any:  # noqa: A002 - the query parameter's public name
     """The whole network as `aqnet sensors export` writes it: JSON (default), YAML or CSV."""
     async with api.db() as conn:
         specs = await registry.export_network(conn)

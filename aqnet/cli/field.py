@@ -98,8 +98,8 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
 
 def render_report(report: CommissionReport) -> str:
     """The report as aligned tables for a terminal."""
-    out = [f"sensor {report.sensor_id} ({report.name}; {report.kind}, {report.lifecycle}) "
-           f"checked {report.checked_at.isoformat(timespec='seconds')}", ""]
+    out = [(f"sensor {report.sensor_id} ({report.name}; {report.kind}, {report.lifecycle}) "
+           f"checked {report.checked_at.isoformat(timespec='seconds')}"), ""]
     out += _table([("DEVICE", "PROTOCOL", "STATUS", "ENDPOINT"),
                    *((d.device_id, d.protocol, d.status, d.endpoint) for d in report.devices)])
     rows = [(d.device_id, r.variable, f"{_number(r.raw_value)} {r.raw_unit}", f"{_number(r.value)} {r.unit}",
@@ -214,7 +214,7 @@ def _publish_topics(record: SensorRecord) -> tuple[str, ...]:
               help="the running broker's pid file (default: BROKER_DIR/mosquitto.pid)")
 @click.option("--revoke", is_flag=True, help="remove the sensor's credentials instead of issuing new ones")
 @click.option("--http", "http", is_flag=True,
-              help="HTTP basic credentials for a sensor that POSTs (airrohr \"send to own API\"), not MQTT ones")
+              help='HTTP basic credentials for a sensor that POSTs (airrohr "send to own API"), not MQTT ones')
 @click.option("--no-reload", is_flag=True, help="only write the files; do not signal the broker")
 @click.option("--actor", default=None, help="who is making the change (default: the OS user name)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")

@@ -41,9 +41,9 @@ def _fmt(x: float) -> str:
 
 def _render(result: ReprocessResult) -> str:
     verb = "would change" if result.dry_run else "changed"
-    lines = [f"sensor {result.sensor_id} [{result.time_from.isoformat()}, {result.time_to.isoformat()}): "
+    lines = [(f"sensor {result.sensor_id} [{result.time_from.isoformat()}, {result.time_to.isoformat()}): "
              f"{result.examined} readings examined, {result.changed} {verb}, "
-             f"{sum(result.skipped.values())} skipped"]
+             f"{sum(result.skipped.values())} skipped")]
     if result.skipped:
         lines.append("skipped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(result.skipped.items())))
     lines.append("calibrations applied: " + (", ".join(map(str, result.calibration_ids)) or "none"))

@@ -201,8 +201,9 @@ class MosquittoBroker(LocalService):
                 for port in (self.port, *([self.tls.port] if self.tls is not None else [])):
                     with socket.create_connection(("127.0.0.1", port), timeout=1):
                         pass
-                return
             except OSError:
                 time.sleep(0.05)
+            else:
+                return
         raise LocalStackError(f"mosquitto (port {self.port}) did not accept TCP connections within "
                               f"{self.start_timeout_s:.0f} s; log {self.log_path}:\n{tail_log(self.log_path)}")

@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 #: the read-only login Grafana uses (member of aqnet_readonly, created by migration 0001); its password is kept in
 #: var/GRAFANA_PASSWORD_FILE, generated on the first `aqnet up`
-GRAFANA_PASSWORD_FILE = "grafana-password"
+GRAFANA_PASSWORD_FILE = "grafana-password"  # noqa: S105 - a file name, not a password
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def read_state(var_dir: Path) -> dict[str, Any]:
 
 
 def _http_json(url: str, timeout_s: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - a URL the stack itself wrote
         return json.loads(resp.read())
 
 
@@ -295,7 +295,7 @@ def run_up(opts: UpOptions) -> int:
             speed_line = (f"  speed     {scenario.speed:g}× (scenario {scenario.name}, seed {scenario.seed}), "
                           f"simulated time from {clock.sim_origin:%Y-%m-%d %H:%M} UTC\n")
         grafana_line = (f"  grafana   host 127.0.0.1:{cluster.port}  database {database_url.rsplit('/', 1)[-1]}  "
-                        f"user {GRAFANA_LOGIN}  password {grafana_password}  (read-only; README \"Grafana\")\n")
+                        f'user {GRAFANA_LOGIN}  password {grafana_password}  (read-only; README "Grafana")\n')
         alerts_line = ("  alerts    `aqnet alerts list`; each alert's state is retained on the mqtt topic "
                        "aqnet/alerts/<id>\n")
         print(f"  database  {database_url}\n  mqtt      {broker.url}\n  metrics   {metrics_url}\n{alerts_line}"

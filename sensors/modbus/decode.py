@@ -15,6 +15,7 @@ QC.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -188,7 +189,7 @@ def encode_value(value: float, spec: ValueSpec) -> list[int]:
     if code in "efd":
         packable: float | int = raw
     else:
-        if raw != raw or raw in (float("inf"), float("-inf")):
+        if math.isnan(raw) or math.isinf(raw):
             raise ValueError(f"{spec.data_type}: cannot encode {value!r}")
         packable = round(raw)
     try:

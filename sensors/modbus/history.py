@@ -266,7 +266,7 @@ def read_chunks(header: RingHeader, layout: RingLayout, max_registers: int = _MA
         raise ValueError(f"max_registers: a record is {layout.record_size} registers, got {max_registers}")
     chunks: list[tuple[int, int]] = []
     remaining = header.record_count
-    end = header.write_index if header.write_index else layout.capacity  # one past the newest slot
+    end = header.write_index or layout.capacity  # one past the newest slot
     while remaining:
         n = min(per_read, remaining, end)
         chunks.append((end - n, n))

@@ -131,8 +131,8 @@ async def probe(link: ModbusLinkBase, *, unit_id: int, table: str, address: int,
 
 def render_table(result: Probe) -> str:
     """A plain-text table: the raw registers, then one line per interpretation."""
-    lines = [f"modbus {result.endpoint} unit {result.unit_id}: {result.table} registers from PDU address "
-             f"{result.address} (0-based), {len(result.registers)} read",
+    lines = [(f"modbus {result.endpoint} unit {result.unit_id}: {result.table} registers from PDU address "
+             f"{result.address} (0-based), {len(result.registers)} read"),
              "", "address  hex     uint16"]
     for i, word in enumerate(result.registers):
         lines.append(f"{result.address + i:<8} 0x{word:04X}  {word}")

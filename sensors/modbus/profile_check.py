@@ -99,7 +99,7 @@ def check_profile_file(path: Path) -> ProfileReport:
     except OSError as exc:
         return _broken(shown, f"{shown}: cannot read: {exc.strerror}")
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass: no arbitrary objects
     except _DuplicateKeyError as exc:
         return _broken(shown, f"{shown}: line {exc.line}: duplicate key {_show(exc.key)} "
                               f"(first written at line {exc.first_line}); YAML would keep only the last one")
@@ -142,7 +142,7 @@ def _run_vectors(raw: Any, profile: Profile | None, shown: str, errors: list[str
         errors += [f"{key}.{k}: required key missing" for k in _VECTOR_KEYS if k not in item]
         variable, registers, value, source = (item.get(k) for k in _VECTOR_KEYS)
         if "variable" in item and not isinstance(variable, str):
-            errors.append(f"{key}.variable: expected a variable code (quote \"no\"), got {_show(variable)}")
+            errors.append(f'{key}.variable: expected a variable code (quote "no"), got {_show(variable)}')
         if "registers" in item and not _is_registers(registers):
             errors.append(f"{key}.registers: expected a list of 16-bit registers 0..65535 as read, "
                           f"got {_show(registers)}")
@@ -155,8 +155,8 @@ def _run_vectors(raw: Any, profile: Profile | None, shown: str, errors: list[str
         if len(errors) > start:
             continue
         # checked above: a variable code, 16-bit registers, a number and a source
-        variable, value, source = cast(str, variable), cast(float, value), cast(str, source)
-        regs = tuple(int(r) for r in cast(list[int], registers))
+        variable, value, source = cast("str", variable), cast("float", value), cast("str", source)
+        regs = tuple(int(r) for r in cast("list[int]", registers))
         if profile is None:
             results.append(VectorResult(index, variable, regs, float(value), None, "not run", source))
             continue

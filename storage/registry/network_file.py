@@ -192,7 +192,10 @@ def _csv_locate(doc: dict[str, Any], lines: list[int], field: str) -> tuple[int,
         column = rest.split(".")[0].split("[")[0] or "device_id"
         offset = 1 if lines and len(lines) > len(doc["devices"]) else 0  # a device-less first row
         return lines[min(j + offset, len(lines) - 1)], "device_id" if column == "id" else column
-    column = field.split(".")[-1].split("[")[0] if field.startswith("location") else field.split(".")[0]
+    if field.startswith("location"):
+        column = field.rsplit(".", maxsplit=1)[-1].split("[", maxsplit=1)[0]
+    else:
+        column = field.split(".", maxsplit=1)[0]
     return lines[0], {"id": "sensor_id"}.get(column, column or "sensor_id")
 
 

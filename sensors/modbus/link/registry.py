@@ -86,7 +86,8 @@ class LinkRegistry:
             return SerialLink(device.serial_port, **_serial_settings(device), request_gap_s=self._gap,
                               drain_s=self._drain_s, **self._options)
         gap = self._gap or 0.0
-        assert device.host is not None and device.port is not None
+        assert device.host is not None
+        assert device.port is not None
         if device.protocol == "modbus-rtu-tcp":
             return RtuOverTcpLink(device.host, device.port, request_gap_s=gap, drain_s=self._drain_s,
                                   **self._options)

@@ -35,8 +35,8 @@ def load_profile(name: str, profiles_dir: Path | None = None) -> Profile:
     path = directory / f"{name}.yaml"
     shown = f"sensors/profiles/{name}.yaml" if profiles_dir is None else str(path)
     if not _NAME.match(name):
-        raise ProfileError(shown, [f"{shown}: profile name: expected lowercase letters, digits, '.', '_', "
-                                   f"'-', got {show(name)}"])
+        raise ProfileError(shown, [(f"{shown}: profile name: expected lowercase letters, digits, '.', '_', "
+                                   f"'-', got {show(name)}")])
     if not path.is_file():
         available = ", ".join(list_profiles(profiles_dir)) or "none"
         raise ProfileError(shown, [f"{shown}: no such profile file (available: {available})"])

@@ -167,7 +167,7 @@ def _check_table_type(key: str, table: str, data_type: str, errors: list[str]) -
         errors.append(f"{key}.data_type: a {table} holds single bits: expected bool, got {show(data_type)}")
     if table not in BIT_TABLES and data_type == "bool":
         registers = "|".join(t for t in DATA_TYPES if t != "bool")
-        errors.append(f"{key}.data_type: {table} registers are 16-bit: expected {registers}, got \"bool\"")
+        errors.append(f'{key}.data_type: {table} registers are 16-bit: expected {registers}, got "bool"')
 
 
 def _check_address(key: str, address: int, base: int, count: int, errors: list[str]) -> None:

@@ -149,8 +149,8 @@ def parse_roles(text: str, *, where: str = "roles file") -> dict[str, ServiceRol
 def render_roles(roles: Mapping[str, ServiceRole]) -> str:
     """The roles file for `roles`, sorted by username (`parse_roles` reads it back)."""
     head = ["# aqnet service users of this broker and their roles, written by `aqnet broker daemon-user`",
-            "# (sensors/mqtt/broker/credentials.py); the ACL file is regenerated from it. "
-            "username role [alerts=PREFIX|-]"]
+            ("# (sensors/mqtt/broker/credentials.py); the ACL file is regenerated from it. "
+            "username role [alerts=PREFIX|-]")]
     return "\n".join([*head, *(f"{r.username} {r.role} alerts={r.alert_prefix or '-'}"
                                 for r in (roles[u] for u in sorted(roles)))]) + "\n"
 

@@ -46,8 +46,7 @@ def _from_text(text: str, tz: tzinfo) -> datetime:
     match = _PURPLEAIR.fullmatch(text)
     if match:
         year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-        when = datetime(year, month, day, hour, minute, second)
-        return when.replace(tzinfo=UTC if match.group(7) else tz)
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC if match.group(7) else tz)
     if not any(sep in text for sep in "Tt "):
         raise ValueError(f"expected a date and a time of day, got {short(text)}")
     if text.endswith("z"):  # RFC 3339 allows a lower-case "z"; fromisoformat does not

@@ -102,8 +102,8 @@ def _identity(topic: str, doc: dict[str, Any]) -> str:
         if key in doc:
             found = hardware_id(doc[key])
             if found is None:
-                raise PayloadError(topic, "no_identity", f"{key}: expected a chip id such as \"12331981\" or "
-                                                         f"\"esp8266-12331981\", got {short(doc[key])}")
+                raise PayloadError(topic, "no_identity", f'{key}: expected a chip id such as "12331981" or '
+                                                         f'"esp8266-12331981", got {short(doc[key])}')
             return found
     match = _PREFIXED.search(topic)
     if match:
@@ -132,8 +132,8 @@ def decode(topic: str, payload: bytes, *, now: datetime, tz: tzinfo) -> DecodedM
     values: list[DecodedValue] = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("value_type"), str):
-            raise PayloadError(topic, "schema", f"sensordatavalues[{i}]: expected {{\"value_type\": str, "
-                                                f"\"value\": str}}, got {short(entry)}")
+            raise PayloadError(topic, "schema", f'sensordatavalues[{i}]: expected {{"value_type": str, '
+                                                f'"value": str}}, got {short(entry)}')
         value_type = entry["value_type"]
         if value_type in seen:
             raise PayloadError(topic, "schema", f"sensordatavalues[{i}]: value_type {short(value_type)} repeated")
