@@ -110,7 +110,7 @@ class AlertsSettings(Section):
 
     rules_file: str | None = Field(default=None, description=(
         'Alert rules YAML (see "Alerts for environmental officers"); the bundled defaults '
-        "(`alerts/default_rules.yaml`) when absent."))
+        "(`alerts/rules/default_rules.yaml`) when absent."))
     language: Literal["es", "en"] = Field(default="es", description=(
         "Message language, `es` or `en` (a channel's `language` overrides it)."))
     dashboard_url: str | None = Field(default=None, description=(

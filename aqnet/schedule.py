@@ -51,7 +51,7 @@ AUDIENCES = ("officers", "technicians")
 
 
 def load_rules(settings: Settings) -> list[Rule]:
-    """The alert rules: `alerts.rules_file`, else the bundled defaults (alerts/default_rules.yaml)."""
+    """The alert rules: `alerts.rules_file`, else the bundled defaults (alerts/rules/default_rules.yaml)."""
     path = settings.alerts.rules_file
     if path is None:
         return list(default_rules())

@@ -67,7 +67,7 @@ __all__ = ["AIRROHR_PATH", "BUFFER_MAX", "MicrosensorFleet", "Outgoing", "Simula
 
 log = logging.getLogger(__name__)
 
-#: the daemon's airrohr HTTP intake (aqnet/http.py)
+#: the daemon's airrohr HTTP intake (aqnet/http/apps.py)
 AIRROHR_PATH = "/intake/airrohr"
 #: readings an aqnet board keeps while disconnected (a day at a 60 s cadence); older ones are dropped
 BUFFER_MAX = 1440

@@ -173,7 +173,7 @@ class MosquittoBroker(LocalService):
                       f"acl_file {files.acl_file}\n"
                       f"pid_file {files.pid_file}\n")
         return (
-            "# written by aqnet/localstack.py on every start; edits are overwritten\n"
+            "# written by aqnet/localstack/ on every start; edits are overwritten\n"
             f"{user}"
             f"listener {self.port} 127.0.0.1\n"
             f"{access}"

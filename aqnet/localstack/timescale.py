@@ -121,7 +121,7 @@ class TimescaleCluster(LocalService):
             ssl_hba = "".join(f"hostssl all {role} 127.0.0.1/32 scram-sha-256\nhost all {role} 127.0.0.1/32 reject\n"
                               for role in self.tls.password_roles)
         conf.write_text(
-            "# written by aqnet/localstack.py on every start; edits are overwritten\n"
+            "# written by aqnet/localstack/ on every start; edits are overwritten\n"
             "listen_addresses = '127.0.0.1'\n"
             f"port = {self.port}\n"
             "unix_socket_directories = ''  # no socket: avoids the 107-byte socket path limit and /var/run\n"
@@ -141,7 +141,7 @@ class TimescaleCluster(LocalService):
             "timezone = 'UTC'\n"
             f"{ssl_conf}")
         (real / "pg_hba.conf").write_text(
-            "# written by aqnet/localstack.py on every start; edits are overwritten\n"
+            "# written by aqnet/localstack/ on every start; edits are overwritten\n"
             "# aqnet local cluster: TCP on 127.0.0.1 only, no Unix socket. Grafana's read-only login (`aqnet up`\n"
             "# prints its password) is checked with SCRAM; every other role is trusted (never expose this cluster)\n"
             f"host all {GRAFANA_LOGIN} 127.0.0.1/32 scram-sha-256\n"

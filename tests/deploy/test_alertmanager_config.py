@@ -1,6 +1,6 @@
 """deploy/alertmanager/alertmanager.yml: valid for the real `amtool check-config` (Debian package
 prometheus-alertmanager), and routes each severity and locality of aqnet's alerts to the receiver README promises
-(`amtool config routes test`), on the labels aqnet posts (alerts/delivery/alertmanager.py)."""
+(`amtool config routes test`), on the labels aqnet posts (alerts/delivery/channels/alertmanager.py)."""
 
 from __future__ import annotations
 

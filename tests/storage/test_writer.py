@@ -1,4 +1,4 @@
-"""storage/writer.py, storage/registry.py and storage/deadletter.py against a real, migrated TimescaleDB."""
+"""storage/writer.py, storage/registry/ and storage/deadletter.py against a real, migrated TimescaleDB."""
 
 from __future__ import annotations
 

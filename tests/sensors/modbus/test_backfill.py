@@ -1,7 +1,7 @@
 """Backfill end to end: a station goes offline, comes back, and the stored series has no gap and no duplicate.
 
 Real pymodbus server (the simulated station with its logger history rings), the real poller, the ingest
-pipeline and the TimescaleDB writer, wired as aqnet/daemon.py wires them.
+pipeline and the TimescaleDB writer, wired as aqnet/daemon/ wires them.
 """
 
 from __future__ import annotations
