@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing.resource_tracker
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -77,11 +76,10 @@ def test_too_small_a_workload_is_refused() -> None:
 
 
 @pytest.fixture(scope="module")
-def _resource_tracker() -> Iterator[None]:
+def _resource_tracker() -> None:
     """Spawned processes share one multiprocessing resource tracker that lives as long as pytest: start it
     before the leaked-process guard takes its census."""
     multiprocessing.resource_tracker.ensure_running()
-    yield
 
 
 @pytest.mark.integration

@@ -48,7 +48,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _text(site: Path, page: str) -> str:
     """A built page as text: tags removed, entities decoded, whitespace collapsed."""
     raw = (site / page).read_text(encoding="utf-8")
-    raw = re.sub(r"<(script|style)\b.*?</\1>", " ", raw, flags=re.S)
+    raw = re.sub(r"<(script|style)\b.*?</\1>", " ", raw, flags=re.DOTALL)
     raw = re.sub(r"</?span\b[^>]*>", "", raw)  # inline: highlighted code is split into spans
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", raw)).split())
 

@@ -9,10 +9,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-import paho.mqtt.publish as publish
 import psycopg
 import pytest
 import yaml
+from paho.mqtt import publish
 from prometheus_client.parser import text_string_to_metric_families
 
 from aqnet.localstack import MosquittoBroker, free_port

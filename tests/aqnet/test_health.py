@@ -185,13 +185,13 @@ async def test_scheduler_watch_raises_once_the_scheduler_is_down() -> None:
     assert watch.problems() == []
     scheduler._dispatch_event(JobExecutionEvent(EVENT_JOB_ERROR, "deliveries", None, None,
                                                       exception=KeyError("y")))
-    assert watch.problems() == ["job deliveries failed 2 times in a row (limit supervision.job_error_limit = 2); "
-                                "last: KeyError: 'y'"]
+    assert watch.problems() == [("job deliveries failed 2 times in a row (limit supervision.job_error_limit = 2); "
+                                "last: KeyError: 'y'")]
     scheduler._dispatch_event(JobExecutionEvent(EVENT_JOB_EXECUTED, "deliveries", None, None))
     scheduler._dispatch_event(JobSubmissionEvent(EVENT_JOB_SUBMITTED, "deliveries", None, []))
     now[0] = 150.0
-    assert watch.problems() == ["job deliveries has been running for 150 s (limit supervision.job_stuck_s = "
-                                "100 s)"]
+    assert watch.problems() == [("job deliveries has been running for 150 s (limit supervision.job_stuck_s = "
+                                "100 s)")]
     scheduler._dispatch_event(JobExecutionEvent(EVENT_JOB_EXECUTED, "deliveries", None, None))
     assert watch.problems() == []
     scheduler.remove_job("deliveries")

@@ -23,10 +23,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import paho.mqtt.publish as publish
 import psycopg
 import pytest
 import yaml
+from paho.mqtt import publish
 
 from aqnet.localstack import MosquittoBroker, free_port
 from tests.fixtures.listeners import http_listeners

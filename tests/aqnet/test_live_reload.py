@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.publish as publish
 import psycopg
 import pytest
+from paho.mqtt import publish
 from prometheus_client import CollectorRegistry
 
 from aqnet.config import settings_from_dict

@@ -163,7 +163,7 @@ async def test_a_task_is_down_while_it_waits_for_its_restart() -> None:
         raise TaskDown("watched thing gone")
 
     sv.start("registry", work)
-    await _until(lambda: sv.down(), "the task down")
+    await _until(sv.down, "the task down")
     assert sv.down() == {"registry": "TaskDown: watched thing gone"}
     sv.cancel()
     await asyncio.gather(*sv.tasks, return_exceptions=True)

@@ -102,7 +102,7 @@ def _format(value: VariableValue, fmt: str | None) -> str:
             return ",".join(_quote(v) for v in values)
         return str(value).replace("'", "''")
     items = values if values is not None else [str(value)]
-    if fmt == "csv" or fmt == "raw":
+    if fmt in {"csv", "raw"}:
         return ",".join(items)
     if fmt == "sqlstring":
         return ",".join(_quote(v) for v in items)

@@ -17,7 +17,7 @@ CONTAINER = ROOT / "deploy" / "container"
 def _instructions() -> list[tuple[str, str]]:
     text = (CONTAINER / "Containerfile").read_text().replace("\\\n", " ")
     return [(m.group(1).upper(), m.group(2).strip())
-            for m in re.finditer(r"^([A-Za-z]+)\s+(.*)$", text, flags=re.M) if not m.group(0).startswith("#")]
+            for m in re.finditer(r"^([A-Za-z]+)\s+(.*)$", text, flags=re.MULTILINE) if not m.group(0).startswith("#")]
 
 
 def test_image_contains_every_shipped_package_and_runs_unprivileged() -> None:

@@ -122,7 +122,7 @@ def test_live_metrics_of_a_running_daemon_pass_promtool(tmp_path: Path, database
     # every metric the alert and recording rules use is one the daemon serves (a renamed metric breaks a rule)
     rules = (PROM / "rules" / "aqnet-recording.yml").read_text() + (PROM / "rules" / "aqnet-alerts.yml").read_text()
     used = {m.removesuffix("_bucket") for m in re.findall(r"\b(aqnet_[a-z_]+)\b", rules)}
-    served = set(re.findall(r"^# TYPE (aqnet_[a-z_]+) ", text, flags=re.M))
+    served = set(re.findall(r"^# TYPE (aqnet_[a-z_]+) ", text, flags=re.MULTILINE))
     served |= {s.removesuffix("_total") for s in served}
     missing = {m for m in used if m not in served and m.removesuffix("_total") not in served}
     assert not missing, f"rules use metrics the daemon does not serve: {sorted(missing)}"

@@ -49,7 +49,7 @@ def test_sandbox_exposure_is_low(tmp_path: Path) -> None:
 
 def test_unit_runs_real_commands() -> None:
     text = UNIT.read_text()
-    for line in re.findall(r"^Exec\w+=(.*)$", text, flags=re.M):
+    for line in re.findall(r"^Exec\w+=(.*)$", text, flags=re.MULTILINE):
         args = line.split()
         assert args[0] == "/opt/aqnet/bin/aqnet"
         out = subprocess.run([str(AQNET), *[a for a in args[1:] if not a.startswith("--")][:2], "--help"],

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Self
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as paho
@@ -140,7 +140,7 @@ NO_DATA_YAML = """
 """
 
 
-def test_rules(*, escalate_after_min: float = 0, no_data: bool = False) -> tuple[Rule, ...]:
+def test_rules(*, escalate_after_min: float = 0, no_data: bool = False) -> tuple[Rule, ...]:  # noqa: PT028 - a builder, not a test
     """The rules above (with the technicians' no-data rule if `no_data`), parsed by `alerts.rules.parse_rules`."""
     from alerts.rules.model import parse_rules
 
@@ -212,7 +212,7 @@ class AlertHarness:
         self.device_of = {s.id: next(d.id for d in s.devices if "pm25" in d.variables) for s in self.sensors}
 
     # -- lifecycle ---------------------------------------------------------------------------------------
-    async def __aenter__(self) -> AlertHarness:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 

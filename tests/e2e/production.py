@@ -172,7 +172,8 @@ def rewrite_mosquitto_conf(text: str, values: Mapping[str, Mapping[str, str] | s
             if isinstance(mapping, str) or arg.strip() not in mapping:
                 raise ValueError(f"{name} {arg.strip()}: no replacement given for this shipped argument")
             used.add((name, arg.strip()))
-            line = f"{name} {mapping[arg.strip()]}"
+            lines.append(f"{name} {mapping[arg.strip()]}")
+            continue
         lines.append(line)
     for name, mapping in values.items():
         if isinstance(mapping, str):

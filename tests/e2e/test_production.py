@@ -167,7 +167,7 @@ class StationThread:
 
     def __init__(self, sensor: Any) -> None:
         signals = CitySignals(7)
-        self.server = StationServer(sensor, lambda sid, var, t: signals.value(sid, var, t),
+        self.server = StationServer(sensor, signals.value,
                                     lambda: datetime.now(UTC), port=sensor.devices[0].port)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="station", daemon=True)

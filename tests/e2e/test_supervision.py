@@ -25,10 +25,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.publish as publish
 import psycopg
 import pytest
 import yaml
+from paho.mqtt import publish
 from prometheus_client import CollectorRegistry
 from psycopg_pool import PoolTimeout
 

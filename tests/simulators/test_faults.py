@@ -75,7 +75,7 @@ def test_station_dropout_takes_it_offline_and_device_faults_hit_their_devices() 
     assert not mid.offline and mid.hang == {"KEN-nox"}
     assert dict(mid.exception) == {"KEN-pm": 6, "KEN-met": 6}  # the hang wins on KEN-nox
     late = plan.station("KEN", DEVICES, at(27))
-    assert late.swapped == {"KEN-pm"} and dict(late.exception) == {d: 6 for d in DEVICES}
+    assert late.swapped == {"KEN-pm"} and dict(late.exception) == dict.fromkeys(DEVICES, 6)
     # a variable's dropout silences the variable (value → None), not the station
     assert plan.station("KEN", DEVICES, at(45)) == StationFaults()
     assert plan.value("KEN", "pm25", at(45), ramp) is None

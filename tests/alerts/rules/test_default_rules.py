@@ -146,6 +146,6 @@ def test_the_file_states_its_conventions():
     assert "norms.json's conventions" in header and "until the text of Res. 2254/2017 is checked" in header
     assert "CALENDAR-DAY" in header and "24-HOUR MEAN ENDING AT THE CURRENT HOUR" in header
     assert "OPERATIONAL choices" in header and "status: unverified" in header
-    assert "declaring an \"Alerta fase\" is the" in " ".join(TEXT.replace("#", " ").split())
+    assert 'declaring an "Alerta fase" is the' in " ".join(TEXT.replace("#", " ").split())
     assert "city's act" in TEXT
     assert TEXT.count("aqnet operational choice") >= len(RULES) - 1  # hysteresis documented per rule

@@ -34,7 +34,7 @@ async def test_every_type_and_order_reads_back_exactly(tmp_path: Path) -> None:
         lines, address = [], 0
         for code, (data_type, order) in zip(CODES, chunk, strict=False):
             scale = 1 if data_type.startswith("float") else 0.5  # 12.5 is exact in every type this way
-            lines.append(f"  \"{code}\": {{table: holding, address: {address}, data_type: {data_type}, order: {order}, "
+            lines.append(f'  "{code}": {{table: holding, address: {address}, data_type: {data_type}, order: {order}, '
                          f"scale: {scale}, unit: ppb, range: [-100, 100000]}}")
             expected[(unit, code)] = (data_type, order)
             address += register_count(data_type)
@@ -54,8 +54,8 @@ async def test_every_type_and_order_reads_back_exactly(tmp_path: Path) -> None:
     try:
         for device in devices:
             profile = load_profile(device.profile, tmp_path)
-            device = replace(device, port=server.port)
-            readings = await read_device(link, device, profile, lambda: T0)
+            served = replace(device, port=server.port)
+            readings = await read_device(link, served, profile, lambda: T0)
             assert isinstance(readings, list), readings
             for r in readings:
                 seen[(device.unit_id, r.variable)] = r.value

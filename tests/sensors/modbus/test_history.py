@@ -185,15 +185,15 @@ def test_profile_history_section_is_validated_in_the_technicians_words() -> None
                                                      "address": 101, "capacity": 8}}, "x.yaml")
     assert ok.history is not None and ok.history.address == 101 and ok.history.layout.pdu_address == 100
     cases = {
-        "x.yaml: history.protocol: expected aqnet-ring-1, got \"modbus-log\"":
+        'x.yaml: history.protocol: expected aqnet-ring-1, got "modbus-log"':
             {"protocol": "modbus-log", "table": "holding", "address": 101, "capacity": 8},
-        "x.yaml: history.variables: expected variables of this profile (o3), got \"no2\"":
+        'x.yaml: history.variables: expected variables of this profile (o3), got "no2"':
             {"protocol": "aqnet-ring-1", "table": "holding", "address": 101, "capacity": 8, "variables": ["no2"]},
         "x.yaml: history.address: the ring (holding 0..43, 0-based) overlaps variables.o3":
             {"protocol": "aqnet-ring-1", "table": "holding", "address": 1, "capacity": 8},
         "x.yaml: history.capacity: expected 1..65535 records, got 0":
             {"protocol": "aqnet-ring-1", "table": "holding", "address": 101, "capacity": 0},
-        "x.yaml: history.table: a history ring lives in registers: expected holding|input, got \"coil\"":
+        'x.yaml: history.table: a history ring lives in registers: expected holding|input, got "coil"':
             {"protocol": "aqnet-ring-1", "table": "coil", "address": 101, "capacity": 8},
         "x.yaml: history.where: unknown key":
             {"protocol": "aqnet-ring-1", "table": "holding", "address": 101, "capacity": 8, "where": 1},

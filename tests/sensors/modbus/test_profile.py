@@ -132,7 +132,7 @@ def test_all_errors_are_reported_at_once(tmp_path: Path) -> None:
     errors = errors_of(tmp_path, text)
     assert len(errors) == 3, errors
     assert any("variables.no.order: expected ABCD|CDAB|BADC|DCBA" in e for e in errors)
-    assert any('variables.no2.data_type: expected bool|int16|' in e and 'got "real"' in e for e in errors)
+    assert any("variables.no2.data_type: expected bool|int16|" in e and 'got "real"' in e for e in errors)
     assert any("variables.no.range: expected [min, max] with min < max, got [10.0, 1.0]" in e for e in errors)
 
 
@@ -140,14 +140,14 @@ def test_all_errors_are_reported_at_once(tmp_path: Path) -> None:
     (("table: input", "table: inputs"),
      'variables.no.table: expected coil|discrete_input|input|holding, got "inputs"'),
     (("address_base: 1", "address_base: 2"), "address_base: expected 0|1, got 2"),
-    (("firmware: \"1\"\n", ""), "firmware: required key missing"),
+    (('firmware: "1"\n', ""), "firmware: required key missing"),
     (("source: a test", "source: a test\nsauce: x"), "sauce: unknown key"),
     (("unit: ppb, range: [-5, 2000]}\n  no2", "unit: ppb, rnage: [1, 2]}\n  no2"),
      "variables.no.rnage: unknown key"),
     (("address: 1, data_type: float32, order", "address: 0, data_type: float32, order"),
      "variables.no.address: expected 1..65535 (address_base 1, 2 register(s)), got 0"),
     (("address: 1, data_type: float32, unit", "address: x, data_type: float32, unit"),
-     "variables.no2.address: a valid integer, unable to parse string as an integer, got \"x\""),
+     'variables.no2.address: a valid integer, unable to parse string as an integer, got "x"'),
     (("flag: maintenance", "flag: maintainance"),
      'status.bits.1.flag: expected device_invalid|maintenance, got "maintainance"'),
     (("5: {name: system OK", "16: {name: system OK"), None),  # discrete inputs: bits beyond 15 are fine
@@ -200,8 +200,8 @@ def test_pm_profile_without_conditions_is_refused(tmp_path: Path) -> None:
 
 def test_unquoted_no_key_gets_a_hint(tmp_path: Path) -> None:
     errors = errors_of(tmp_path, GOOD.replace('"no":', "no:"))
-    assert errors == [f'{tmp_path / "bad.yaml"}: variables.no: YAML read this unquoted key as the boolean '
-                      f'false: quote it (e.g. "no": for nitric oxide)']
+    assert errors == [(f'{tmp_path / "bad.yaml"}: variables.no: YAML read this unquoted key as the boolean '
+                      f'false: quote it (e.g. "no": for nitric oxide)')]
 
 
 def test_wrong_golden_vector_is_refused(tmp_path: Path) -> None:

@@ -69,8 +69,8 @@ def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
     path = write(tmp_path, text)
     errors = check_profile_file(path).errors
     assert f"{path}: address_base: expected 0|1, got 2" in errors
-    assert f"{path}: vectors[1].value: expected a number (the value the registers must decode to), " \
-           f'got "fifty"' in errors
+    assert (f"{path}: vectors[1].value: expected a number (the value the registers must decode to), "
+            f'got "fifty"') in errors
     assert len(errors) == 2, errors  # pydantic stops at the schema; the cross-checks follow once it passes
     text = GOOD.replace("order: ABCD", "order: CADB").replace("range: [-5, 2000]}\n  o3", "range: [9, 1]}\n  o3")
     errors = check_profile_file(write(tmp_path, text)).errors
@@ -133,19 +133,19 @@ def test_bad_vector_names_file_and_key(tmp_path: Path, vector: str, expected: st
 
 
 def test_vectors_must_be_a_list(tmp_path: Path) -> None:
-    text = GOOD.split("vectors:")[0] + "vectors: {variable: o3}\n"
+    text = GOOD.split("vectors:", maxsplit=1)[0] + "vectors: {variable: o3}\n"
     path = write(tmp_path, text)
     assert check_profile_file(path).errors == (
         f"{path}: vectors: expected a list of {{variable, registers, value, source}}, got dict",)
-    assert check_profile_file(write(tmp_path, GOOD.split("vectors:")[0] + "vectors:\n")).errors == ()
+    assert check_profile_file(write(tmp_path, GOOD.split("vectors:", maxsplit=1)[0] + "vectors:\n")).errors == ()
 
 
 def test_duplicate_key_is_refused(tmp_path: Path) -> None:
     text = GOOD.replace("  o3:", "  no2:")
     path = write(tmp_path, text)
     report = check_profile_file(path)
-    assert report.errors == (f'{path}: line 8: duplicate key "no2" (first written at line 7); '
-                             "YAML would keep only the last one",)
+    assert report.errors == ((f'{path}: line 8: duplicate key "no2" (first written at line 7); '
+                             "YAML would keep only the last one"),)
     assert not report.ok
 
 
@@ -177,15 +177,15 @@ def test_invalid_yaml(tmp_path: Path) -> None:
 
 
 def test_notes_for_required_conditions_and_missing_vectors(tmp_path: Path) -> None:
-    text = GOOD.split("vectors:")[0].replace("no2:", "pm25:").replace("address_base: 0",
+    text = GOOD.split("vectors:", maxsplit=1)[0].replace("no2:", "pm25:").replace("address_base: 0",
                                                                         "address_base: 0\nconditions: required")
     report = check_profile_file(write(tmp_path, text))
     assert report.ok
     assert report.notes == (
-        "conditions: required: every device registered with this profile must state whether it reports at local "
-        "or reference conditions",
-        "vectors: none: add at least one golden vector (registers read from the device and the value its display "
-        "showed at that moment)",
+        ("conditions: required: every device registered with this profile must state whether it reports at local "
+        "or reference conditions"),
+        ("vectors: none: add at least one golden vector (registers read from the device and the value its display "
+        "showed at that moment)"),
     )
     text = GOOD.replace("  - {variable: o3, registers: [0x0000, 0x4248], value: 50.0, source: thermo_49iQ.md "
                         "worked example}\n", "")

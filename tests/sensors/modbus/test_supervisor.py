@@ -154,7 +154,7 @@ async def test_a_poller_waiting_for_its_restart_is_stopped_at_once_when_retired(
                                   policy=RestartPolicy(min_s=3600.0, max_s=3600.0, max_restarts=None),
                                   on_removed=removed.append)
     await supervisor.apply(poll_targets([KEN], lambda sid: 10.0))
-    await _until(lambda: supervisor.down(), "the poller down")
+    await _until(supervisor.down, "the poller down")
     assert "ConnectionResetError" in supervisor.down()["poll-KEN"]
     await asyncio.wait_for(supervisor.apply({}), 10)  # never waits an hour for the restart
     assert supervisor.running == {} and supervisor.down() == {} and removed == ["poll-KEN"]

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import paho.mqtt.client as paho
 import pytest
@@ -128,7 +129,7 @@ class Inbox:
                                            on_connection=self.connection_events.append,
                                            **kwargs)  # type: ignore[arg-type]
 
-    async def __aenter__(self) -> Inbox:
+    async def __aenter__(self) -> Self:
         self.client.start()
         await self.ready()
         return self

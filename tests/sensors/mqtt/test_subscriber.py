@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-import paho.mqtt.publish as publish
+from paho.mqtt import publish
 
 from aqnet.localstack import MosquittoBroker
 from sensors.mqtt import subscriber as intake_mod

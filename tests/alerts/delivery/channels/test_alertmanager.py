@@ -141,7 +141,7 @@ async def test_request_shape_and_repost_of_active_only() -> None:
 @pytest.mark.parametrize(("status", "permanent"), [(400, True), (404, True), (422, True), (408, False),
                                                    (429, False), (500, False), (503, False)])
 async def test_status_classes(status: int, permanent: bool) -> None:
-    channel = _channel(lambda r: httpx.Response(status, json="invalid label set: invalid name \"x-y\""))
+    channel = _channel(lambda r: httpx.Response(status, json='invalid label set: invalid name "x-y"'))
     with pytest.raises(DeliveryError) as failed:
         await channel.send(make_notice())
     await channel.close()
@@ -230,7 +230,7 @@ async def test_alertmanager_receives_the_alert_and_a_resolution_ends_it(alertman
     try:
         await channel.send(_wall())
         [alert] = am.alerts(active_only=True)
-        assert {k: v for k, v in alert["labels"].items()} == alert_labels(_wall())
+        assert dict(alert["labels"].items()) == alert_labels(_wall())
         assert alert["status"]["state"] == "active" and alert["annotations"]["level"] == "prevention"
         [firing] = receiver.wait_for(1)
         assert firing["status"] == "firing" and firing["alerts"][0]["labels"]["sensor"] == "KEN"

@@ -106,7 +106,7 @@ async def test_certificate_from_another_ca_is_refused(smtp_receiver: SmtpReceive
                                                    ("552 5.3.4 too big", True)])
 async def test_smtp_reply_classes(smtp_receiver: SmtpReceiver, reply: str, permanent: bool) -> None:  # noqa: F811
     smtp_receiver.fail_next(1, reply)
-    with pytest.raises(DeliveryError, match=reply.split()[0]) as err:
+    with pytest.raises(DeliveryError, match=reply.split(maxsplit=1)[0]) as err:
         await channel(smtp_receiver).send(notice())
     assert err.value.permanent is permanent
     await channel(smtp_receiver).send(notice())

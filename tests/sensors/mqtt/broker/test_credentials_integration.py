@@ -162,7 +162,7 @@ async def test_a_sensor_publishes_to_its_own_topic_and_is_refused_on_another(
     ms01.subscribe("aqnet/#")
     assert ms01.publish("aqnet/MS01/readings", payload(4)) == 0
     assert daemon.wait_for(lambda m: len(m) >= 3)
-    assert not ms01.wait_for(lambda m: bool(m), timeout_s=0.5)
+    assert not ms01.wait_for(bool, timeout_s=0.5)
     # no anonymous clients, no wrong passwords, no credentials for MS02 yet
     assert clients(broker, None, None, "anon").connack in REFUSED_LOGIN
     assert clients(broker, "MS01", "guess", "guess").connack in REFUSED_LOGIN

@@ -217,11 +217,11 @@ def test_size_limit_boundary() -> None:
     exact = json.dumps({"values": {"pm25": 1}, "pad": "x" * pad}).encode()
     assert len(exact) == MAX_PAYLOAD_BYTES
     assert len(run(exact)) == 1
-    assert reason(exact[:-1] + b' }') == "too_large"
+    assert reason(exact[:-1] + b" }") == "too_large"
 
 
 def test_every_vocabulary_code_decodes_in_its_canonical_unit() -> None:
-    out = run({"values": {code: 1.5 for code in VARIABLES}})
+    out = run({"values": dict.fromkeys(VARIABLES, 1.5)})
     assert {r.variable: r.unit for r in out} == {v.code: v.unit for v in VARIABLES.values()}
 
 
