@@ -5,8 +5,10 @@ VENV := .venv
 STAMP := $(VENV)/.aqnet-installed
 ARGS ?=
 PYTEST_ARGS ?=
+#: pytest-xdist workers for `make test` (the integration tests mostly wait on I/O: more workers than cores pay)
+TEST_WORKERS ?= 3
 
-.PHONY: up test system venv lint bench clean-var
+.PHONY: up test test-fast system venv lint bench clean-var
 
 system:
 	@bash deploy/install-system.sh
@@ -22,9 +24,17 @@ venv: $(STAMP)
 up: system venv
 	$(VENV)/bin/aqnet up $(ARGS)
 
+# Two tiers of tests. `make test` is what CI runs: the import contracts, then every test — the pure tests and the
+# integration tests (marker `integration`: they start real TimescaleDB clusters, Mosquitto brokers, Modbus servers,
+# Alertmanager, SMTP/webhook receivers and aqnet daemons) — on $(TEST_WORKERS) pytest-xdist workers, each with its own
+# services, temporary directories and block of ports. `make test-fast` runs the pure tests only
+# (-m 'not integration': no service is started), for the edit-test loop.
 test: system venv
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+test-fast: system venv
+	$(VENV)/bin/python -m pytest -m 'not integration' -n 2 $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

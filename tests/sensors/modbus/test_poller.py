@@ -8,7 +8,6 @@ import logging
 import math
 import random
 import re
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -70,9 +69,10 @@ def tolerance(spec: VariableSpec, value: float) -> float:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """aqnet.localstack's: under pytest-xdist, a port of this worker's own block (tests/conftest.py)."""
+    from aqnet.localstack import free_port
+
+    return free_port()
 
 
 @pytest.fixture
