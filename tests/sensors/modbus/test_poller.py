@@ -24,6 +24,7 @@ from sensors.network import ANALYSERS
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Device, Sensor
 from simulators.station import StationServer
+from tests.fixtures.stations import simulated_station
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 #: one plausible value per variable, in the unit the sim profiles report
@@ -50,10 +51,7 @@ def value_source(sensor_id: str, variable: str, t: datetime) -> float:
 
 def station(port: int = 1, code: str = "TST") -> Sensor:
     """A station with every simulated analyser, unit id = position + 1 (as sensors.network builds them)."""
-    devices = tuple(Device(id=f"{code}-{p.removeprefix('sim-')}", sensor_id=code, protocol="modbus-tcp",
-                           profile=p, variables=v, host="127.0.0.1", port=port, unit_id=i)
-                    for i, (p, v) in enumerate(ANALYSERS.items(), start=1))
-    return Sensor(id=code, name="Test station", kind="station", lat=4.6, lon=-74.1, devices=devices)
+    return simulated_station(code, name="Test station", port=port)
 
 
 def at_port(sensor: Sensor, port: int) -> Sensor:
