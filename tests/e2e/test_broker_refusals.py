@@ -20,7 +20,7 @@ from aqnet.credentials import ServiceRole, issue_credentials, set_service_user
 from aqnet.localstack import MosquittoBroker
 from aqnet.preflight import EXIT_REFUSED
 from sensors.mqtt.client import MqttSubscriberClient, SubscriptionRefused
-from tests.fixtures.listeners import http_listeners
+from tests.fixtures.listeners import alert_keys_in, http_listeners
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def _run_daemon(tmp_path: Path, database_url: str, mqtt_url: str, channels: list
         "network": {"bundled": False},
         "storage": {"spool_dir": str(tmp_path / "spool")},
         "http": http_listeners(),
-        "alerts": {"signing_key_file": str(tmp_path / "signing.key"), "channels": channels},
+        "alerts": {**alert_keys_in(tmp_path), "channels": channels},
     }
     path = tmp_path / "aqnet.yaml"
     path.write_text(yaml.safe_dump(config))
