@@ -27,11 +27,12 @@ up: system venv
 # Two tiers of tests. `make test` is what CI runs: the import contracts, then every test — the pure tests and the
 # integration tests (marker `integration`: they start real TimescaleDB clusters, Mosquitto brokers, Modbus servers,
 # Alertmanager, SMTP/webhook receivers and aqnet daemons) — on $(TEST_WORKERS) pytest-xdist workers, each with its own
-# services, temporary directories and block of ports. `make test-fast` runs the pure tests only
-# (-m 'not integration': no service is started), for the edit-test loop.
+# services, temporary directories and block of ports; `--dist worksteal` lets an idle worker take queued tests from a
+# busy one (the e2e tests, minutes in all, sit side by side in the collection). `make test-fast` runs the pure tests
+# only (-m 'not integration': no service is started), for the edit-test loop.
 test: system venv
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test-fast: system venv
 	$(VENV)/bin/python -m pytest -m 'not integration' -n 2 $(PYTEST_ARGS)
