@@ -5,8 +5,10 @@ VENV := .venv
 STAMP := $(VENV)/.aqnet-installed
 ARGS ?=
 PYTEST_ARGS ?=
+#: pytest-xdist workers for `make test` (the integration tests mostly wait on I/O: more workers than cores pay)
+TEST_WORKERS ?= 3
 
-.PHONY: up test system venv lint bench clean-var docs
+.PHONY: up test test-fast system venv lint bench clean-var docs
 
 system:
 	@bash deploy/install-system.sh
@@ -22,13 +24,26 @@ venv: $(STAMP)
 up: system venv
 	$(VENV)/bin/aqnet up $(ARGS)
 
+# Two tiers of tests. `make test` is what CI runs: ruff, the import contracts and mypy (cheapest first), then every
+# test — the pure tests and the
+# integration tests (marker `integration`: they start real TimescaleDB clusters, Mosquitto brokers, Modbus servers,
+# Alertmanager, SMTP/webhook receivers and aqnet daemons) — on $(TEST_WORKERS) pytest-xdist workers, each with its own
+# services, temporary directories and block of ports; `--dist worksteal` lets an idle worker take queued tests from a
+# busy one (the e2e tests, minutes in all, sit side by side in the collection). `make test-fast` runs the pure tests
+# only (-m 'not integration': no service is started), for the edit-test loop.
 test: system venv
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+
+test-fast: system venv
+	$(VENV)/bin/python -m pytest -m 'not integration' -n 2 $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 # the docs site (Sphinx + MyST + furo, docs/), strict: warnings and broken references are errors; -E reads every page
 # again (the references are generated from the code). Open docs/_build/html/index.html

@@ -21,6 +21,19 @@ FIXTURE_PLUGINS = ["tests.fixtures.timescale", "tests.fixtures.mosquitto", "test
 pytest_plugins = [*FIXTURE_PLUGINS, "pytester"]
 
 
+#: free_port() hands each pytest-xdist worker (gw0, gw1, …; a run without xdist counts as gw0) ports from a
+#: block of its own, below the kernel's ephemeral range (32768-60999): no two workers, and no outgoing connection,
+#: can take the port a fixture was just given (aqnet.localstack.PORT_RANGE_ENV). Child processes inherit it.
+PORT_BLOCKS_START, PORT_BLOCK_SIZE, PORT_BLOCKS = 20000, 1000, 12
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) % PORT_BLOCKS if worker[2:].isdigit() else 0
+    low = PORT_BLOCKS_START + index * PORT_BLOCK_SIZE
+    os.environ["AQNET_PORT_RANGE"] = f"{low}-{low + PORT_BLOCK_SIZE - 1}"
+
+
 def _integration_fixtures() -> set[str]:
     names: set[str] = set()
     for plugin in FIXTURE_PLUGINS:

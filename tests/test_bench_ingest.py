@@ -85,8 +85,9 @@ def _resource_tracker() -> None:
 @pytest.mark.integration
 @pytest.mark.usefixtures("_resource_tracker")
 def test_tiny_run_prints_every_figure_and_stores_every_reading(capsys: pytest.CaptureFixture[str],
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                                               monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("AQNET_BENCH_PROFILE", raising=False)
+    monkeypatch.chdir(tmp_path)  # the bench's daemons keep their alert keys in ./var: this test's, not the checkout's
     bench_main(["ingest-e2e", "--readings", "400", "--naive-readings", "200", "--publishers", "2",
                 "--latency-s", "1", "--profile", "always"])
     printed = capsys.readouterr().out

@@ -75,6 +75,17 @@ def test_free_port_is_bindable() -> None:
         s.bind(("127.0.0.1", port))
 
 
+def test_free_port_takes_the_ports_of_its_block_in_turn_and_skips_a_taken_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        taken = squatter.getsockname()[1]
+        monkeypatch.setenv("AQNET_PORT_RANGE", f"{taken - 1}-{taken + 1}")
+        ports = [free_port() for _ in range(4)]
+    assert taken not in ports and set(ports) <= {taken - 1, taken + 1}
+    assert ports[2:] == ports[:2]  # in turn, wrapping round the block
+
+
 # ------------------------------------------------------------------------------------------ reachable
 
 
@@ -97,6 +108,7 @@ def test_reachable_requires_every_ancestor_traversable(tmp_path: Path) -> None:
     shutil.rmtree(base)
 
 
+@pytest.mark.integration
 @as_root
 def test_cluster_data_dir_is_relocated_behind_a_symlink_when_unreachable(tmp_path: Path) -> None:
     private = tmp_path / "private"

@@ -5,6 +5,7 @@ or Prometheus pointed at `aqnet up` keeps working between runs. I/O (sockets, on
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -16,11 +17,33 @@ __all__ = ["PortBook", "free_port"]
 # --------------------------------------------------------------------------------------------- ports
 
 
+#: "LOW-HIGH": free_port() hands out ports of this block only, in turn. The test suite gives each pytest-xdist
+#: worker a block of its own outside the kernel's ephemeral range (tests/conftest.py), so neither another worker
+#: nor an outgoing connection can take a port between free_port() and the server binding it.
+PORT_RANGE_ENV = "AQNET_PORT_RANGE"
+_next_port: dict[str, int] = {}
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that was free a moment ago: the next one of $AQNET_PORT_RANGE, else bind to 0."""
+    block = os.environ.get(PORT_RANGE_ENV)
+    if not block:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    low, _, high = block.partition("-")
+    first, size = int(low), int(high) - int(low) + 1
+    start = _next_port.get(block, first + int.from_bytes(os.urandom(2), "big") % size)
+    for i in range(size):
+        port = first + (start - first + i) % size
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))  # no SO_REUSEADDR: a port still in TIME_WAIT is skipped too
+            except OSError:
+                continue
+        _next_port[block] = first + (port - first + 1) % size
+        return port
+    raise LocalStackError(f"no free port in {PORT_RANGE_ENV}={block}")
 
 
 def _port_is_free(port: int) -> bool:

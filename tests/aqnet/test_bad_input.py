@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aqnet.localstack import MosquittoBroker, free_port
 from sensors.network import bundled_network
-from tests.fixtures.listeners import http_listeners
+from tests.fixtures.listeners import alert_keys_in, http_listeners
 
 STATIONS = [s.id for s in bundled_network() if s.kind == "station"]
 DEAD_STATION = "USQ"
@@ -54,7 +54,8 @@ def running(tmp_path: Path, database_url: str, mosquitto: MosquittoBroker):
             "mqtt": {"url": mosquitto.url, "client_id": f"aqnet-{tmp_path.name}"},
             "modbus": {"poll_interval_s": 1.0, "timeout_s": 0.5},
             "ingest": {"batch_max_age_s": 0.2},
-            "http": http_listeners(http_port), "storage": {"spool_dir": str(tmp_path / "spool")}}
+            "http": http_listeners(http_port), "storage": {"spool_dir": str(tmp_path / "spool")},
+            "alerts": alert_keys_in(tmp_path)}
     sim_cfg = {**base, "network": {"stations": {c: {"host": "127.0.0.1", "port": p} for c, p in ports.items()}}}
     dead = dict(ports, **{DEAD_STATION: free_port()})  # nothing listens there
     run_cfg = {**base, "network": {"stations": {c: {"host": "127.0.0.1", "port": p} for c, p in dead.items()}}}

@@ -29,7 +29,7 @@ import yaml
 from paho.mqtt import publish
 
 from aqnet.localstack import MosquittoBroker, free_port
-from tests.fixtures.listeners import http_listeners
+from tests.fixtures.listeners import alert_keys_in, http_listeners
 
 SAMPLES = Path(__file__).parent.parent / "data" / "samples"
 AIRROHR_POST = SAMPLES / "airrohr" / "airrohr-prometheus-exporter_README_post_body.json"  # esp8266id 12331981
@@ -61,7 +61,7 @@ def daemon(request: pytest.FixtureRequest, tmp_path: Path, database_url: str, mo
            "mqtt": {"url": mosquitto.url, "client_id": f"aqnet-{tmp_path.name}"},
            "ingest": {"batch_max_age_s": 0.2},
            "http": http_listeners(http_port, intake=intake_port, api=api_port, auth_failures_per_minute=failures),
-           "storage": {"spool_dir": str(tmp_path / "spool")},
+           "storage": {"spool_dir": str(tmp_path / "spool")}, "alerts": alert_keys_in(tmp_path),
            "network": {"microsensors": {
                "MS05": {"format": "airrohr", "transport": "http", "hardware_serial": "12331981"},
                "MS08": {"format": "airrohr", "transport": "http", "hardware_serial": "7654321"},

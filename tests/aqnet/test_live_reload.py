@@ -34,7 +34,7 @@ from storage.registry import (
     swap_device,
 )
 from storage.registry.models import CalibrationSpec, DeviceSpec, Location, MaintenanceSpec, SensorSpec
-from tests.fixtures.listeners import http_listeners
+from tests.fixtures.listeners import alert_keys_in, http_listeners
 
 REFRESH_S = 0.3
 POLL_S = 0.5
@@ -106,6 +106,7 @@ async def live(tmp_path: Path, database_url: str, mosquitto: MosquittoBroker) ->
         "ingest": {"batch_max_age_s": 0.2},
         "http": http_listeners(),
         "storage": {"spool_dir": str(tmp_path / "spool")},
+        "alerts": alert_keys_in(tmp_path),
         "registry": {"refresh_s": REFRESH_S},
     })
     daemon = Daemon(settings, registry=CollectorRegistry())

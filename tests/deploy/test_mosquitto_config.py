@@ -118,10 +118,12 @@ def test_a_sensor_publishes_only_its_own_formats_topic(broker: dict) -> None:
     assert _pub(broker, "-t", "airrohr/MS01/data", "-u", "MS01", "-P", "ms01-secret").returncode == 0
     out, _ = own.communicate(timeout=10)
     assert out.strip() == "x"
-    for topic in ("aqnet/MS01/readings", "purpleair/MS01/data", "airrohr/MS02/data"):
-        other = _sub_one(broker, topic)
-        time.sleep(0.5)
+    others = {topic: _sub_one(broker, topic)  # each waits its 5 s at once, not one after another
+              for topic in ("aqnet/MS01/readings", "purpleair/MS01/data", "airrohr/MS02/data")}
+    time.sleep(0.5)
+    for topic in others:
         _pub(broker, "-t", topic, "-u", "MS01", "-P", "ms01-secret")  # the ACL drops it
+    for topic, other in others.items():
         out, _ = other.communicate(timeout=10)
         assert out.strip() == "" and other.returncode != 0, topic
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from aqnet.localstack import MosquittoBroker, free_port
-from tests.fixtures.listeners import http_listeners
+from tests.fixtures.listeners import alert_keys_in, http_listeners
 
 PROM = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 AIRROHR_POST = Path(__file__).resolve().parents[1] / "data" / "samples" / "airrohr" / \
@@ -84,7 +84,7 @@ def test_live_metrics_of_a_running_daemon_pass_promtool(tmp_path: Path, database
     cfg = {"database": {"url": database_url},
            "mqtt": {"url": mosquitto.url, "client_id": f"aqnet-{tmp_path.name}"},
            "ingest": {"batch_max_age_s": 0.2}, "http": http_listeners(http_port, intake=intake_port),
-           "storage": {"spool_dir": str(tmp_path / "spool")},
+           "storage": {"spool_dir": str(tmp_path / "spool")}, "alerts": alert_keys_in(tmp_path),
            "network": {"microsensors": {"MS05": {"format": "airrohr", "transport": "http",
                                                  "hardware_serial": "12331981"}}}}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))

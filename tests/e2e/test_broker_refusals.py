@@ -21,7 +21,7 @@ from aqnet.preflight import EXIT_REFUSED
 from sensors.mqtt.broker.acl import ServiceRole
 from sensors.mqtt.broker.credentials import issue_credentials, set_service_user
 from sensors.mqtt.client import MqttSubscriberClient, SubscriptionRefused
-from tests.fixtures.listeners import http_listeners
+from tests.fixtures.listeners import alert_keys_in, http_listeners
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def _run_daemon(tmp_path: Path, database_url: str, mqtt_url: str, channels: list
         "network": {"bundled": False},
         "storage": {"spool_dir": str(tmp_path / "spool")},
         "http": http_listeners(),
-        "alerts": {"signing_key_file": str(tmp_path / "signing.key"), "channels": channels},
+        "alerts": {**alert_keys_in(tmp_path), "channels": channels},
     }
     path = tmp_path / "aqnet.yaml"
     path.write_text(yaml.safe_dump(config))

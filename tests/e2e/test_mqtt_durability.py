@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aqnet.localstack import MosquittoBroker, free_port
 from sensors.network import bundled_network
-from tests.fixtures.listeners import http_listeners
+from tests.fixtures.listeners import alert_keys_in, http_listeners
 
 SENSORS = [f"MS{i:02d}" for i in range(1, 11)]
 STATIONS = [s.id for s in bundled_network() if s.kind == "station"]
@@ -129,6 +129,7 @@ class DaemonRunner:
             # a batch waits up to batch_max_age_s between receipt and commit: the window the kills aim at
             "ingest": {"batch_max_age_s": batch_max_age_s, "batch_max": batch_max},
             "storage": {"spool_dir": str(self.spool_dir), **(storage or {})},
+            "alerts": alert_keys_in(tmp_path),
             "http": http_listeners(self.http_port),
             "scheduler": {"averages_every_s": 3600},
         }

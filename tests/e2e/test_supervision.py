@@ -39,7 +39,7 @@ from aqnet.localstack import MosquittoBroker, TimescaleCluster, free_port
 from aqnet.tasks import TaskSupervisor
 from tests.e2e.test_db_outage import SpoolingDaemon
 from tests.e2e.test_mqtt_durability import STATIONS, LedgerPublisher, _wait
-from tests.fixtures.listeners import http_listeners
+from tests.fixtures.listeners import alert_keys_in, http_listeners
 
 pytestmark = pytest.mark.integration
 
@@ -159,6 +159,7 @@ async def live(tmp_path: Path, database_url: str, mosquitto: MosquittoBroker,
         "ingest": {"batch_max_age_s": 0.2},
         "http": http_listeners(),
         "storage": {"spool_dir": str(tmp_path / "spool")},
+        "alerts": alert_keys_in(tmp_path),
         "scheduler": {"averages_every_s": 3600},
         "supervision": {"restart_min_s": 0.05, "restart_max_s": 0.2, "max_restarts": 5},
     })

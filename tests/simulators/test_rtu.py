@@ -15,9 +15,9 @@ import pytest
 
 from sensors.modbus.link import ModbusReadError, RtuOverTcpLink, SerialLink
 from sensors.modbus.profile import load_profile
-from sensors.network import ANALYSERS
 from sensors.sensor import Device, Sensor
 from simulators.rtu import PtyPair, RtuRequest, RtuStationServer
+from tests.fixtures.stations import simulated_station
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 VALUES = {"pm10": 48.5, "pm25": 21.25, "o3": 33.375}  # exact in float32, short in %g
@@ -32,13 +32,8 @@ def value_source(sensor_id: str, variable: str, t: datetime) -> float:
 
 
 def station(serial_port: str = "/dev/ttyS9", protocol: str = "modbus-rtu") -> Sensor:
-    devices = []
-    for unit_id, (profile, variables) in enumerate(ANALYSERS.items(), start=1):
-        where = ({"serial_port": serial_port} if protocol == "modbus-rtu"
-                 else {"host": "127.0.0.1", "port": 1})
-        devices.append(Device(id=f"S-{profile.removeprefix('sim-')}", sensor_id="S", protocol=protocol,  # type: ignore[arg-type]
-                              profile=profile, variables=variables, unit_id=unit_id, **where))  # type: ignore[arg-type]
-    return Sensor(id="S", name="RTU station", kind="station", lat=4.6, lon=-74.1, devices=tuple(devices))
+    return simulated_station("S", name="RTU station", protocol=protocol,
+                             serial_port=serial_port if protocol == "modbus-rtu" else None)
 
 
 def float32_abcd(words: list[int] | list[bool]) -> float:

@@ -24,8 +24,9 @@ from sensors.modbus.profile import VariableSpec, load_profile
 from sensors.modbus.read import read_device
 from sensors.network import ANALYSERS
 from sensors.reading import RawReading
-from sensors.sensor import Device, Sensor
+from sensors.sensor import Sensor
 from simulators.station import StationServer
+from tests.fixtures.stations import simulated_station
 
 pytestmark = [
     pytest.mark.integration,
@@ -49,10 +50,7 @@ def value_source(sensor_id: str, variable: str, t: datetime) -> float:
 
 
 def station(port: int) -> Sensor:
-    devices = tuple(Device(id=f"MB-{p.removeprefix('sim-')}", sensor_id="MB", protocol="modbus-tcp", profile=p,
-                           variables=v, host="127.0.0.1", port=port, unit_id=i)
-                    for i, (p, v) in enumerate(ANALYSERS.items(), start=1))
-    return Sensor(id="MB", name="mbpoll station", kind="station", lat=4.6, lon=-74.1, devices=devices)
+    return simulated_station("MB", name="mbpoll station", port=port)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import logging
 import math
 import random
 import re
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from sensors.network import ANALYSERS
 from sensors.reading import Gap, RawReading
 from sensors.sensor import Device, Sensor
 from simulators.station import StationServer
+from tests.fixtures.stations import simulated_station
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 #: one plausible value per variable, in the unit the sim profiles report
@@ -52,10 +52,7 @@ def value_source(sensor_id: str, variable: str, t: datetime) -> float:
 
 def station(port: int = 1, code: str = "TST") -> Sensor:
     """A station with every simulated analyser, unit id = position + 1 (as sensors.network builds them)."""
-    devices = tuple(Device(id=f"{code}-{p.removeprefix('sim-')}", sensor_id=code, protocol="modbus-tcp",
-                           profile=p, variables=v, host="127.0.0.1", port=port, unit_id=i)
-                    for i, (p, v) in enumerate(ANALYSERS.items(), start=1))
-    return Sensor(id=code, name="Test station", kind="station", lat=4.6, lon=-74.1, devices=devices)
+    return simulated_station(code, name="Test station", port=port)
 
 
 def at_port(sensor: Sensor, port: int) -> Sensor:
@@ -71,9 +68,10 @@ def tolerance(spec: VariableSpec, value: float) -> float:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """aqnet.localstack's: under pytest-xdist, a port of this worker's own block (tests/conftest.py)."""
+    from aqnet.localstack import free_port
+
+    return free_port()
 
 
 @pytest.fixture
