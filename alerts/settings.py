@@ -10,11 +10,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from alerts.delivery.signing import MAX_ACK_LINK_TTL_H
 from sensors.settings import Section
 
-__all__ = ["AlertChannel", "AlertmanagerChannel", "AlertsSettings", "ChannelFilter", "EmailChannel", "MqttChannel",
-           "SchedulerSettings", "WebhookChannel"]
+__all__ = ["MAX_ACK_LINK_TTL_H", "AlertChannel", "AlertmanagerChannel", "AlertsSettings", "ChannelFilter",
+           "EmailChannel", "MqttChannel", "SchedulerSettings", "WebhookChannel"]
+
+#: the longest an acknowledgement link may stay valid, in hours (docs/security.md: why 7 days); here rather than in
+#: alerts.delivery.signing, which enforces it, so that loading the configuration does not load the delivery stage
+MAX_ACK_LINK_TTL_H = 168.0
 
 
 class SchedulerSettings(Section):

@@ -28,10 +28,10 @@ import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
 
+from alerts.settings import MAX_ACK_LINK_TTL_H
+
 __all__ = ["MAX_ACK_LINK_TTL_H", "ack_token", "ack_url", "signature", "verify_ack_token", "verify_signature"]
 
-#: the longest an acknowledgement link may stay valid, in hours (docs/security.md: why 7 days)
-MAX_ACK_LINK_TTL_H = 168.0
 
 _PREFIX = "sha256="
 _TOKEN_DOMAIN = b"aqnet-ack\0"
