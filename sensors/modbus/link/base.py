@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -70,6 +70,52 @@ class ModbusReadError(Exception):
             f"modbus {self.endpoint} unit {unit_id}: {table} {address}×{count}: {reason}: {detail}")
 
 
+class ConnectionLost:
+    """Set by a pymodbus client's connection callback when its connection drops; while a request is waiting
+    (`watching`), setting it cancels the waiting task, which `cut_off` then recognises and takes back."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Task[Any] | None = None
+        self._cancelled = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiter = self._waiter
+        # from the event loop's callback only: a client closing itself inside the request ends that request anyway
+        if waiter is not None and not self._cancelled and waiter is not asyncio.current_task():
+            self._cancelled = True
+            waiter.cancel()
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[None]:
+        """While the body runs, a dropped connection cancels it and the body ends in `_Disconnected`."""
+        self._waiter, self._cancelled = asyncio.current_task(), False
+        try:
+            yield
+        except asyncio.CancelledError:
+            if self.cut_off():
+                raise _Disconnected from None
+            raise
+        finally:
+            self._waiter = None
+            if self._cancelled:  # the request ended some other way before the cancellation reached it
+                self.cut_off()
+
+    def cut_off(self) -> bool:
+        """True (once) when the current task's cancellation came from `set`: the cancellation is withdrawn."""
+        if not self._cancelled:
+            return False
+        self._cancelled = False
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
+
+
 class ModbusLinkBase:
     """The single owner of one physical link: lock, pacing, timeouts, backoff and reconnect.
 
@@ -100,7 +146,7 @@ class ModbusLinkBase:
         self._client: Any = None
         self._failures = 0  # consecutive failed connects
         self._next_connect_at = 0.0
-        self._lost = asyncio.Event()  # set when the current connection drops
+        self._lost = ConnectionLost()  # set when the current connection drops
         self._stale = False  # bytes of an unanswered request may still arrive: discard them before the next
         self.drain_s = 0.0  # RTU links: how long to let a late answer arrive after a timeout before discarding
 
@@ -114,7 +160,7 @@ class ModbusLinkBase:
         """True while the connection (or the serial port) is open."""
         return self._client is not None and bool(self._client.connected)
 
-    def _new_client(self, lost: asyncio.Event) -> Any:
+    def _new_client(self, lost: ConnectionLost) -> Any:
         """A fresh pymodbus client for this link; `lost` is set when its connection drops."""
         raise NotImplementedError
 
@@ -182,27 +228,14 @@ class ModbusLinkBase:
             return list(values[:count])
 
     async def _race_disconnect(self, request: Awaitable[Any]) -> Any:
-        # pymodbus keeps waiting for an answer after the peer closed the connection: stop at the disconnect
+        # pymodbus keeps waiting for an answer after the peer closed the connection: stop at the disconnect. The
+        # request runs in the reading task itself (no extra task, no asyncio.wait per read): a disconnect cancels
+        # that task through `ConnectionLost`, and the cancellation is taken back here and becomes _Disconnected.
         lost = self._lost
-        task = asyncio.ensure_future(request)
-        watch = asyncio.ensure_future(lost.wait())
-        try:
-            # guard only: pymodbus times the request out at timeout_s itself
-            done, _ = await asyncio.wait({task, watch}, timeout=self.timeout_s * 2,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        finally:
-            watch.cancel()
-        if task in done:
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ModbusException):
-            await task
-        if watch in done:
+        if lost.is_set():
             raise _Disconnected
-        raise TimeoutError
+        async with lost.watching(), asyncio.timeout(self.timeout_s * 2):  # guard: pymodbus times out itself
+            return await request
 
     async def _ensure_connected(self, error: Callable[..., ModbusReadError]) -> Any:
         if self._client is not None and self._client.connected:
@@ -212,7 +245,7 @@ class ModbusLinkBase:
             wait_s = self._next_connect_at - now
             raise error("connection", f"not connected; next connect attempt in {wait_s:.1f} s")
         self._drop()
-        lost = asyncio.Event()
+        lost = ConnectionLost()
         client = self._new_client(lost)
         self._lost = lost
         if await client.connect() and client.connected:

@@ -13,7 +13,6 @@ Part of `sensors.modbus.link`.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -21,7 +20,7 @@ from typing import Any, ClassVar
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.framer import FramerType
 
-from sensors.modbus.link.base import ModbusLinkBase
+from sensors.modbus.link.base import ConnectionLost, ModbusLinkBase
 from sensors.modbus.link.tcp import ModbusLink
 
 __all__ = ["HA_SERIAL_GAP_S", "SERIAL_DEFAULTS", "RtuOverTcpLink", "SerialLink", "default_serial_gap_s",
@@ -77,7 +76,7 @@ class RtuOverTcpLink(ModbusLink):
                          backoff_max_s=backoff_max_s, request_gap_s=request_gap_s, monotonic=monotonic)
         self.drain_s = _check_drain(self.endpoint, drain_s)
 
-    def _new_client(self, lost: asyncio.Event) -> Any:
+    def _new_client(self, lost: ConnectionLost) -> Any:
         client = super()._new_client(lost)
         client.set_max_no_responses(1 << 30)  # pymodbus would close after retries+3 silent requests
         return client
@@ -133,7 +132,7 @@ class SerialLink(ModbusLinkBase):
         """The line settings as technicians write them, e.g. "9600 8N1"."""
         return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
 
-    def _new_client(self, lost: asyncio.Event) -> Any:
+    def _new_client(self, lost: ConnectionLost) -> Any:
         client = AsyncModbusSerialClient(self.serial_port, framer=FramerType.RTU, baudrate=self.baudrate,
                                          bytesize=self.bytesize, parity=self.parity, stopbits=self.stopbits,
                                          timeout=self.timeout_s, retries=0, reconnect_delay=0,

@@ -6,7 +6,6 @@ answer is never taken for the next request's.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -14,7 +13,7 @@ from typing import Any, ClassVar
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.framer import FramerType
 
-from sensors.modbus.link.base import ModbusLinkBase
+from sensors.modbus.link.base import ConnectionLost, ModbusLinkBase
 
 __all__ = ["ModbusLink"]
 
@@ -38,7 +37,7 @@ class ModbusLink(ModbusLinkBase):
         super().__init__(timeout_s=timeout_s, backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
                          request_gap_s=request_gap_s, monotonic=monotonic)
 
-    def _new_client(self, lost: asyncio.Event) -> Any:
+    def _new_client(self, lost: ConnectionLost) -> Any:
         # reconnect_delay=0 and retries=0: reconnect and retry policy are this class's, not pymodbus'
         return AsyncModbusTcpClient(self.host, port=self.port, framer=self._framer, timeout=self.timeout_s,
                                     retries=0, reconnect_delay=0, name=f"aqnet {self.endpoint}",
