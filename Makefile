@@ -6,7 +6,7 @@ STAMP := $(VENV)/.aqnet-installed
 ARGS ?=
 PYTEST_ARGS ?=
 #: pytest-xdist workers for `make test` (the integration tests mostly wait on I/O: more workers than cores pay)
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 
 .PHONY: up test test-fast system venv lint bench clean-var docs
 
