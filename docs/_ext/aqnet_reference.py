@@ -323,8 +323,9 @@ def module_entries(root: Path | None = None) -> list[ModuleEntry]:
 
 def _modules_markdown() -> str:
     lines: list[str] = []
+    entries = module_entries()
     for package in PACKAGES:
-        mine = [m for m in module_entries() if m.path.split("/")[0] == package]
+        mine = [m for m in entries if m.path.split("/")[0] == package]
         lines += [f"## `{package}/`", "", f"{len(mine)} modules, {sum(m.lines for m in mine):,} lines.", "",
                   "| module | lines | what it is |", "| --- | ---: | --- |"]
         lines += [f"| `{m.path}` | {m.lines} | {_cell(m.summary)} |" for m in mine]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 
 from ingest.calibration import CalibrationError, check_calibration
 from storage.registry.calibrations import insert_calibration
@@ -64,13 +64,7 @@ async def update_sensor(conn: AsyncConnection[Any], sensor_id: str, patch: Senso
     """Change name, notes, mobile, address or locality (the fields the patch sets); audited when anything changed."""
     async with transaction(conn, f"sensor {sensor_id}") as cur:
         row = await lock_sensor(cur, sensor_id)
-        before, after = audit_diff(row, patch.model_dump(exclude_none=True))
-        if after:
-            sets = ", ".join(f"{k} = %({k})s" for k in after)
-            await cur.execute(f"UPDATE sensors SET {sets}, updated_at = now() WHERE id = %(id)s",
-                              {**after, "id": sensor_id})
-            await insert_audit(cur, actor=actor, action="sensor.update", sensor_id=sensor_id, before=before,
-                               after=after)
+        await _update_audited(cur, row, patch.model_dump(exclude_none=True), actor=actor, action="sensor.update")
         return await get_sensor(conn, sensor_id)
 
 
@@ -80,13 +74,7 @@ async def move_sensor(conn: AsyncConnection[Any], sensor_id: str, location: Loca
     async with transaction(conn, f"sensor {sensor_id}") as cur:
         row = await lock_sensor(cur, sensor_id)
         not_retired(row, "moved")
-        before, after = audit_diff(row, location.model_dump())
-        if after:
-            sets = ", ".join(f"{k} = %({k})s" for k in after)
-            await cur.execute(f"UPDATE sensors SET {sets}, updated_at = now() WHERE id = %(id)s",
-                              {**after, "id": sensor_id})
-            await insert_audit(cur, actor=actor, action="sensor.move", sensor_id=sensor_id, before=before,
-                               after=after)
+        await _update_audited(cur, row, location.model_dump(), actor=actor, action="sensor.move")
         return await get_sensor(conn, sensor_id)
 
 
@@ -209,3 +197,15 @@ async def add_maintenance(conn: AsyncConnection[Any], sensor_id: str, spec: Main
         await insert_audit(cur, actor=actor, action="maintenance.add", sensor_id=sensor_id,
                            device_id=spec.device_id, after=audit_json(window))
         return window
+
+
+async def _update_audited(cur: AsyncCursor[Any], row: dict[str, Any], values: dict[str, Any], *, actor: str,
+                          action: str) -> None:
+    """Write the columns of `values` that differ from the locked sensor `row`, with one audit entry; nothing
+    when none differs."""
+    before, after = audit_diff(row, values)
+    if after:
+        sets = ", ".join(f"{k} = %({k})s" for k in after)
+        await cur.execute(f"UPDATE sensors SET {sets}, updated_at = now() WHERE id = %(id)s",
+                          {**after, "id": row["id"]})
+        await insert_audit(cur, actor=actor, action=action, sensor_id=row["id"], before=before, after=after)
