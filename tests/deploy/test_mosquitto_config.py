@@ -5,6 +5,7 @@ lets a microsensor publish its own readings topic only (the ACL aqnet writes).""
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import time
@@ -47,7 +48,8 @@ def broker(tmp_path: Path, pki: Path):  # type: ignore[no-untyped-def]
             .replace("/var/lib/mosquitto/", f"{tmp_path / 'data'}/")
             .replace("listener 8883", f"listener {port} 127.0.0.1")
             .replace("listener 8884", f"listener {services_port} 127.0.0.1")
-            .replace("log_dest syslog", f"log_dest file {tmp_path / 'mosquitto.log'}"))
+            .replace("log_dest syslog", f"log_dest file {tmp_path / 'mosquitto.log'}\n"
+                     "log_type subscribe"))  # the tests wait for a subscription to be in place, not for a time
     settings = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert "/etc/" not in settings and "/var/lib" not in settings  # every path of the production file's settings
     if os.geteuid() == 0:  # as root Mosquitto drops to its own user, which cannot enter pytest's 0700 tmp_path
@@ -81,9 +83,18 @@ def _pub(broker: dict, *args: str, tls: bool = True, services: bool = False) -> 
 
 
 def _sub_one(broker: dict, topic: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker["services_port"]), "--cafile",
-                             str(broker["ca"]), "-u", DAEMON_USER, "-P", "daemon-secret", "-t", topic, "-C", "1",
-                             "-W", "5", "-q", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """A subscriber for one message of `topic`, returned once the broker has logged its subscription."""
+    client_id = f"sub-{secrets.token_hex(4)}"
+    proc = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker["services_port"]), "--cafile",
+                             str(broker["ca"]), "-u", DAEMON_USER, "-P", "daemon-secret", "-i", client_id, "-t",
+                             topic, "-C", "1", "-W", "5", "-q", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    subscribed, deadline = f"{client_id} 1 {topic}\n", time.monotonic() + 15
+    while not (broker["log"].is_file() and subscribed in broker["log"].read_text(errors="replace")):
+        assert proc.poll() is None, f"mosquitto_sub exited: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"the broker did not log the subscription to {topic}"
+        time.sleep(0.05)
+    return proc
 
 
 def test_tls_and_a_password_are_required(broker: dict) -> None:
@@ -99,7 +110,6 @@ def test_tls_and_a_password_are_required(broker: dict) -> None:
 def test_the_production_daemon_login_reads_sensors_and_publishes_alerts_only(broker: dict) -> None:
     assert DAEMON_USER == "aqnet-daemon"
     alert = _sub_one(broker, "aqnet/alerts/#")  # the daemon's own login may read its alert states back
-    time.sleep(0.5)
     assert _pub(broker, "-t", "aqnet/alerts/7", "-u", DAEMON_USER, "-P", "daemon-secret", "-V", "5").returncode == 0
     out, _ = alert.communicate(timeout=10)
     assert out.strip() == "x"
@@ -114,13 +124,11 @@ def test_a_sensor_publishes_only_its_own_formats_topic(broker: dict) -> None:
     # MS01 is an airrohr (its recorded format): its airrohr topic reaches the daemon; its aqnet JSON topic, or the
     # airrohr topic of another sensor, does not
     own = _sub_one(broker, "airrohr/MS01/data")
-    time.sleep(0.5)
     assert _pub(broker, "-t", "airrohr/MS01/data", "-u", "MS01", "-P", "ms01-secret").returncode == 0
     out, _ = own.communicate(timeout=10)
     assert out.strip() == "x"
     others = {topic: _sub_one(broker, topic)  # each waits its 5 s at once, not one after another
               for topic in ("aqnet/MS01/readings", "purpleair/MS01/data", "airrohr/MS02/data")}
-    time.sleep(0.5)
     for topic in others:
         _pub(broker, "-t", topic, "-u", "MS01", "-P", "ms01-secret")  # the ACL drops it
     for topic, other in others.items():
