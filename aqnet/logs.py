@@ -19,12 +19,15 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """Log to stderr as `time level logger: message`, secrets masked."""
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+def setup_logging(level: str = "INFO", *, process: str | None = None) -> None:
+    """Log to stderr as `time level logger: message` (`time level [process] logger: message` in an intake
+    process of a daemon with several), secrets masked."""
+    tag = f"[{process}] " if process else ""
+    fmt = f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s"
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format=fmt,
+                        force=True)
     for handler in logging.getLogger().handlers:
-        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(RedactingFormatter(fmt))
     # psycopg.pool warns at every reconnect attempt while the database is down; the spool metrics and the
     # forwarding sink's own log lines say it once
     for noisy in ("apscheduler", "uvicorn.access", "httpx", "psycopg.pool"):

@@ -5,11 +5,14 @@ Names follow `aqnet_<stage>_<what>_<unit>`. README's "Metrics" table documents e
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "ProcessesCollector", "merge_processes"]
 
 
 @dataclass(frozen=True)
@@ -141,3 +144,35 @@ class Metrics:
                                   "Restarts of a supervised task after it died (the log has the cause)", ["task"],
                                   registry=registry),
         )
+
+
+def merge_processes(families: Mapping[str, Iterable[Metric]], *, label: str = "process") -> list[Metric]:
+    """One family per metric name from the families of several processes (`ingest.processes` > 1): every sample
+    keeps its labels and gains `label="<process>"`, so no metric of any process is lost or summed away (PromQL's
+    `sum without (process)` adds them up). A family whose type differs from the first one seen under its name is
+    left out (it cannot be exposed under that name)."""
+    merged: dict[str, Metric] = {}
+    for process, process_families in families.items():
+        for family in process_families:
+            out = merged.get(family.name)
+            if out is None:
+                out = merged[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
+            elif out.type != family.type:
+                continue
+            out.samples.extend(s._replace(labels={**s.labels, label: process}) for s in family.samples)
+    return list(merged.values())
+
+
+class ProcessesCollector(Collector):
+    """A collector that exposes this process's registry and the other processes' latest families together
+    (`merge_processes`); `others()` returns process name → families (gathered before the scrape)."""
+
+    def __init__(self, own: CollectorRegistry, own_name: str,
+                 others: Callable[[], Mapping[str, Iterable[Metric]]]) -> None:
+        self._own = own
+        self._own_name = own_name
+        self._others = others
+
+    def collect(self) -> Iterable[Metric]:
+        """The merged families."""
+        return merge_processes({self._own_name: list(self._own.collect()), **self._others()})

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -240,12 +240,16 @@ class ConditionsBook:
         #: variable → sensor id → (time, value in °C, hPa or %)
         self._latest: dict[str, dict[str, tuple[datetime, float]]] = {_TEMPERATURE: {}, _PRESSURE: {},
                                                                         _HUMIDITY: {}}
+        #: called with (variable, sensor id, time, value) for each observation `observe` records (a daemon with
+        #: several processes passes them on: `aqnet.daemon.processes`); never for `record`
+        self.on_observe: Callable[[str, str, datetime, float], None] | None = None
 
     def with_network(self, sensors: Iterable[Sensor]) -> ConditionsBook:
         """A book for a changed network (sensors added, moved, retired) that keeps the observations recorded so
         far, so readings without their own T and P go on using the nearest station's instead of site defaults."""
         book = ConditionsBook(sensors, defaults=self._defaults, max_age=self._max_age)
         book._latest = {var: dict(series) for var, series in self._latest.items()}
+        book.on_observe = self.on_observe
         return book
 
     def observe(self, reading: Reading) -> None:
@@ -256,6 +260,18 @@ class ConditionsBook:
         last = series.get(reading.sensor_id)
         if last is None or reading.time >= last[0]:
             series[reading.sensor_id] = (reading.time, reading.value)
+            if self.on_observe is not None:
+                self.on_observe(reading.variable, reading.sensor_id, reading.time, reading.value)
+
+    def record(self, variable: str, sensor_id: str, time: datetime, value: float) -> None:
+        """Record a T (°C), P (hPa) or RH (%) observed elsewhere (another process) unless a newer one is
+        recorded; unlike `observe`, `on_observe` is not called."""
+        series = self._latest.get(variable)
+        if series is None or not math.isfinite(value):
+            return
+        last = series.get(sensor_id)
+        if last is None or time >= last[0]:
+            series[sensor_id] = (time, value)
 
     def _fresh(self, var: str, sensor_id: str, now: datetime) -> float | None:
         entry = self._latest[var].get(sensor_id)

@@ -28,5 +28,10 @@ class IngestSettings(Section):
         "history)."))
     device_time_future_s: Annotated[float, Field(ge=0)] = Field(default=86_400.0, description=(
         "A device time further ahead than this is refused: dead letter `device_time` (within it: `CLOCK_SKEW`)."))
+    processes: Annotated[int, Field(ge=1, le=64)] = Field(default=1, description=(
+        "Intake processes: 1 runs the whole daemon in one process (small installations); N > 1 adds N − 1 intake "
+        "processes that share the MQTT messages (shared subscriptions, `mqtt.share_group`) and the Modbus "
+        "stations (by link), each with its own pipeline, database pool and spool — to use N cores. See "
+        "docs/operators/processes.md."))
     calibration_refresh_s: Annotated[float, Field(gt=0)] = Field(default=300.0, description=(
         "How often the daemon reloads the `calibrations` table."))

@@ -36,6 +36,9 @@ class MqttSettings(Section):
     topics: list[str] = Field(default=["aqnet/+/readings", "airrohr/+/data", "purpleair/+/data"], description=(
         "Subscriptions, one per payload format's topic template (`$share/<group>/…` splits load between aqnet "
         "processes)."))
+    share_group: str = Field(default="aqnet", pattern=r"^[^/+#]+$", description=(
+        "The shared-subscription group of the intake processes when `ingest.processes` > 1: each filter of "
+        "`mqtt.topics` is subscribed as `$share/<share_group>/<filter>`."))
     client_id: str = Field(default="aqnet-ingest", description=(
         "Stable client id: the broker keeps the session under it."))
     receive_maximum: Annotated[int, Field(ge=1, le=65535)] = Field(default=1000, description=(

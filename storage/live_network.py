@@ -37,7 +37,7 @@ from ingest.pipeline import Pipeline
 from sensors.clock import Clock
 from sensors.modbus.link import LinkRegistry, link_key
 from sensors.modbus.profile import Profile, ProfileError, load_profile
-from sensors.modbus.supervisor import PollerPlan, PollerSupervisor, poll_targets
+from sensors.modbus.supervisor import PollerPlan, PollerSupervisor, PollTarget, poll_targets
 from sensors.mqtt.directory import DeviceDirectory, topic_matches
 from sensors.mqtt.subscriber import Intake
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
@@ -114,11 +114,15 @@ class LiveNetwork:
         interval_of: sensor id → its poll interval (s), from the settings.
         microsensor_cadence_s: expected seconds between a microsensor's readings.
         mqtt_topics: the subscribed topic filters (a device outside them is reported: it would never be heard).
+        stations: picks the stations this process polls from all of them (a daemon with several processes:
+            `sensors.modbus.shares`); all when None.
     """
 
     def __init__(self, *, pipeline: Pipeline, intake: Intake, pollers: PollerSupervisor, links: LinkRegistry,
                  interval_of: Callable[[str], float], microsensor_cadence_s: float,
-                 mqtt_topics: Sequence[str]) -> None:
+                 mqtt_topics: Sequence[str],
+                 stations: Callable[[Mapping[str, PollTarget]], Mapping[str, PollTarget]] | None = None) -> None:
+        self._stations = stations
         self._pipeline = pipeline
         self._intake = intake
         self._pollers = pollers
@@ -151,7 +155,8 @@ class LiveNetwork:
         # updated, never cleared: the averages job reads it from a worker thread, and the readings of a retired
         # or swapped device still need its cadence when the hours they fall in are averaged
         self.cadences.update(cadences)
-        plan = await self._pollers.apply(poll_targets(self.network, self._interval_of))
+        targets = poll_targets(self.network, self._interval_of)
+        plan = await self._pollers.apply(dict(self._stations(targets)) if self._stations else targets)
         await self._close_idle_links()
         if plan.stop or plan.start:
             log.info("registry version %d: pollers stopped: %s; started: %s", snapshot.version,

@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -48,10 +49,13 @@ from aqnet.alert_channels import (
 )
 from aqnet.config import Settings
 from aqnet.daemon.intake import start_mqtt_intake, start_pollers
+from aqnet.daemon.ipc import Channel
 from aqnet.daemon.jobs import start_scheduler
 from aqnet.daemon.observer import PipelineMetrics, TaskMetrics
+from aqnet.daemon.processes import Role
 from aqnet.daemon.serving import serve_http, watch_health
 from aqnet.daemon.wiring import Wiring
+from aqnet.daemon.workers import ConditionsExchange, IntakeProcesses
 from aqnet.daemon.writing import open_database, open_storage, start_pipeline
 from aqnet.http import LISTENERS
 from aqnet.metrics import Metrics
@@ -68,7 +72,7 @@ from sensors.restart import RestartPolicy
 from sensors.sensor import Sensor
 from storage.live_network import LiveNetwork, RegistryFollower, RegistrySnapshot, load_snapshot
 
-__all__ = ["Daemon", "TaskFailedError", "run_daemon"]
+__all__ = ["Daemon", "TaskFailedError", "run_daemon", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +91,13 @@ class Daemon:
     (`TaskFailedError`)."""
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None, role: Role | None = None,
+                 channel: Channel | None = None) -> None:
         self.settings = settings
+        #: this process's part (aqnet.daemon.processes): process 0 of `ingest.processes` unless given
+        self.role = role or Role(0, settings.ingest.processes)
+        self.channel = channel  #: an intake process's pipe to process 0
+        self.workers: IntakeProcesses | None = None  #: process 0 of several: the other processes
         self.clock: Clock = clock or settings.clock.clock()
         self.metrics = Metrics.create(registry or CollectorRegistry())
         self.tz = ZoneInfo(settings.network.timezone)
@@ -122,6 +131,20 @@ class Daemon:
                           for s in self.network},
         })
         assert isinstance(doc, dict)
+        if self.workers is not None:  # process 0 of several: the last refresh of the others (aqnet.daemon.workers)
+            statuses = self.workers.statuses
+            doc["processes"] = {"main": {"pid": os.getpid(), "readings_total": self.readings_total}, **{
+                name: st if isinstance(st, str) else {"pid": st.get("pid"), "readings_total": st.get("readings_total"),
+                                                     "mqtt": st.get("mqtt")} for name, st in statuses.items()}}
+            others = [st for st in statuses.values() if isinstance(st, dict)]
+            doc["readings_total"] += sum(int(st.get("readings_total") or 0) for st in others)
+            last_seen = doc["last_seen"]
+            for st in others:
+                for sid, t in (st.get("last_seen") or {}).items():
+                    if t is not None and (last_seen.get(sid) is None or t > last_seen[sid]):
+                        last_seen[sid] = t
+            doc["sensors_reporting"] = sum(1 for t in last_seen.values() if t is not None)
+        doc["pid"] = os.getpid()
         return doc
 
     def poll_interval(self, sensor_id: str) -> float:
@@ -151,24 +174,24 @@ class Daemon:
 
     async def run(self) -> None:
         """Start every stage, run until `stop()`, then drain, flush and close them in reverse order."""
-        s = self.settings
+        s, role = self.settings, self.role
         async with contextlib.AsyncExitStack() as stack:
-            keys, channels, rules = await self._check_alerts()
-            pool = await open_database(stack, s)
-            # the dispatcher owns the channels from here on (it closes them, after the scheduler stopped); with no
-            # channel it still keeps the alert gauges current
-            dispatcher = build_dispatcher(pool, s, channels, keys.link, rules=rules, clock=self.clock)
-            stack.push_async_callback(dispatcher.close)
+            # the alert side runs in process 0 only (aqnet.daemon.processes)
+            keys, channels, rules = await self._check_alerts() if role.primary else (None, {}, [])
+            pool = await open_database(stack, s, apply_migrations=role.primary)
             w = Wiring(s, self.clock, self.metrics, stack, self._start_supervision(stack))
             links = LinkRegistry(timeout_s=s.modbus.timeout_s)  # one owner per TCP gateway or serial bus
             stack.push_async_callback(_quietly, links.close)
             observer = PipelineMetrics(self.metrics, protocol_of=lambda: self.protocol_of, last_seen=self.last_seen,
                                        count=self._count)
-            sink = await open_storage(w, pool, self.network, observer)
+            sink = await open_storage(w, pool, self.network if role.primary else None, observer, role)
             async with pool.connection() as conn:  # CalibrationError here: refuse to start
                 snapshot = await load_snapshot(conn, now=self.clock(),
                                                maintenance_lookback_s=s.registry.maintenance_lookback_s)
             path = start_pipeline(w, sink, observer)
+            exchange = ConditionsExchange(lambda: path.pipeline.conditions)
+            if role.count > 1:  # the book is replaced on moves (with_network keeps the hook)
+                path.pipeline.conditions.on_observe = exchange.observed
             intake = Intake((), tz=self.tz)
             submitter = IntakeSubmitter(path.pipeline, intake, clock=self.clock,
                                         durable_timeout_s=s.http.durable_timeout_s,
@@ -176,18 +199,32 @@ class Daemon:
                                         protocol_of=lambda device_id: self.protocol_of.get(device_id, "unknown"),
                                         on_rejected=lambda source, reason:
                                         self.metrics.rejected.labels(source, reason).inc())
-            mqtt = start_mqtt_intake(w, intake, submitter, path.pipeline, refuse=self._refuse)
+            mqtt = start_mqtt_intake(w, intake, submitter, path.pipeline, refuse=self._refuse, role=role)
             self.mqtt_status = mqtt.status
-            pollers, live = start_pollers(w, links, intake, submitter, path.pipeline, interval_of=self.poll_interval)
+            pollers, live = start_pollers(w, links, intake, submitter, path.pipeline, interval_of=self.poll_interval,
+                                          stations=role.stations)
             await self._follow_registry(w, pool, snapshot, live)
-            scheduler = start_scheduler(w, pool, path.pipeline, tz=self.tz, cadences=live.cadences,
-                                        dispatcher=dispatcher, rules=rules)
-            monitor, self.health = watch_health(w, pool, mqtt.subscriber, path.pipeline, path.written, pollers)
-            listeners = await serve_http(w, pool, submitter, monitor, signing_key=keys.link, status=self.status,
-                                         servers=self.http_servers)
-            log.info("aqnet daemon running: %d sensors; HTTP %s", len(self.network), ", ".join(
-                f"{n} on {'https' if v.tls_cert_file else 'http'}://{v.host}:{v.port}" for n, v in listeners.items()))
             self.metrics.queue_length.set_function(lambda: path.pipeline.queue_length)
+            if role.primary:
+                assert keys is not None
+                # the dispatcher owns the channels from here on (it closes them, after the scheduler stopped);
+                # with no channel it still keeps the alert gauges current
+                dispatcher = build_dispatcher(pool, s, channels, keys.link, rules=rules, clock=self.clock)
+                stack.push_async_callback(dispatcher.close)
+                scheduler: AsyncIOScheduler | None = start_scheduler(
+                    w, pool, path.pipeline, tz=self.tz, cadences=live.cadences, dispatcher=dispatcher, rules=rules)
+                monitor, self.health = watch_health(w, pool, mqtt.subscriber, path.pipeline, path.written, pollers)
+                workers = self._start_workers(w, exchange) if role.count > 1 else None
+                listeners = await serve_http(w, pool, submitter, monitor, signing_key=keys.link, status=self.status,
+                                             servers=self.http_servers, workers=workers)
+                log.info("aqnet daemon running: %d sensors; %d processes; HTTP %s", len(self.network), role.count,
+                         ", ".join(f"{n} on {'https' if v.tls_cert_file else 'http'}://{v.host}:{v.port}"
+                                   for n, v in listeners.items()))
+            else:
+                scheduler = None
+                assert self.channel is not None
+                w.start("process-pipe", lambda: self._serve_pipe(exchange), restart=False)
+                log.info("aqnet intake process %d of %d running", role.index, role.count)
 
             await self._stop.wait()
             await self._drain(w.tasks, scheduler, pollers)
@@ -200,6 +237,33 @@ class Daemon:
         log.info("aqnet daemon stopped")
         if self.refused is not None:
             raise self.refused
+
+    def _start_workers(self, w: Wiring, exchange: ConditionsExchange) -> IntakeProcesses:
+        """Process 0 of several: start processes 1 … N − 1, supervised, and the conditions exchange with them."""
+        workers = IntakeProcesses(self.settings, self.role.count, exchange, log_level=logging.getLogger().level)
+        for process in workers.processes:
+            w.start(process.role.name, process.run)
+        w.start("conditions", lambda: exchange.run(workers.send_own))
+        self.workers = workers
+        return workers
+
+    async def _serve_pipe(self, exchange: ConditionsExchange) -> None:
+        """An intake process: answer process 0's requests and pass site conditions both ways, until the pipe
+        closes (process 0 is gone: stop)."""
+        channel = self.channel
+        assert channel is not None
+        flush = asyncio.create_task(exchange.run(lambda obs: channel.send("observe", obs)), name="conditions")
+        try:
+            while (message := await channel.receive()) is not None:
+                if message[0] == "observe":
+                    exchange.apply(message[1])
+                elif message[0] == "scrape":
+                    await channel.send("scraped", message[1], list(self.metrics.registry.collect()), self.status())
+        finally:
+            flush.cancel()
+        if not self._stop.is_set():
+            log.warning("intake process %d: process 0 is gone; stopping", self.role.index)
+            self.stop()
 
     async def _check_alerts(self) -> tuple[AlertKeys, Channels, list[Rule]]:
         """Alert delivery settings are checked before anything starts (ChannelConfigError names channel and file;
@@ -242,11 +306,14 @@ class Daemon:
                                                     clock=self.clock, version=snapshot.version)
         w.start("registry", follower.run)
 
-    async def _drain(self, tasks: TaskSupervisor, scheduler: AsyncIOScheduler, pollers: PollerSupervisor) -> None:
-        """Clean stop, first part: every task but the pipeline ends (HTTP servers finish their requests)."""
+    async def _drain(self, tasks: TaskSupervisor, scheduler: AsyncIOScheduler | None,
+                     pollers: PollerSupervisor) -> None:
+        """Clean stop, first part: every task but the pipeline ends (HTTP servers finish their requests; intake
+        processes flush and exit)."""
         log.info("aqnet daemon stopping")
         tasks.stopping()
-        scheduler.shutdown(wait=False)
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         for server in self.http_servers.values():
             server.should_exit = True
         # each HTTP server ends by itself (should_exit), unless it is waiting for a restart
@@ -262,7 +329,7 @@ async def _quietly(close: Callable[[], Awaitable[object]]) -> None:
 
 
 def run_daemon(settings: Settings) -> int:
-    """Run the daemon in this process until SIGTERM/SIGINT; return the exit code."""
+    """Run the daemon (process 0 of `ingest.processes`) until SIGTERM/SIGINT; return the exit code."""
     async def main() -> None:
         daemon = Daemon(settings)
         loop = asyncio.get_running_loop()
@@ -270,6 +337,29 @@ def run_daemon(settings: Settings) -> int:
             loop.add_signal_handler(sig, daemon.stop)
         await daemon.run()
 
+    return _exit_status(main)
+
+
+async def run_worker(settings: Settings, role: Role, channel: Channel, *,
+                     add_signal_handler: Callable[..., object], signals: tuple[int, ...]) -> int:
+    """Run intake process `role` (`aqnet.daemon.worker`) until a signal or the end of its pipe; the exit code."""
+    daemon = Daemon(settings, role=role, channel=channel)
+    for sig in signals:
+        add_signal_handler(sig, daemon.stop)
+    try:
+        await daemon.run()
+    except StartupRefused as exc:
+        log.error("aqnet intake process %d not started: %s", role.index, exc)
+        return EXIT_REFUSED
+    except TaskFailedError as exc:
+        log.critical("aqnet intake process %d exits with status 1: %s", role.index, exc)
+        return 1
+    finally:
+        channel.close()
+    return 0
+
+
+def _exit_status(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
     try:
         asyncio.run(main())
     except ChannelConfigError as exc:  # nothing was started

@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aqnet.daemon.observer import TaskMetrics
+from aqnet.daemon.processes import Role
 from aqnet.daemon.wiring import Wiring
 from aqnet.preflight import StartupRefused, watch_subscriptions
 from ingest.intake import IntakeSubmitter
@@ -37,9 +38,10 @@ class MqttIntake:
 
 
 def start_mqtt_intake(w: Wiring, intake: Intake, submitter: IntakeSubmitter, pipeline: Pipeline, *,
-                      refuse: Callable[[StartupRefused], None]) -> MqttIntake:
+                      refuse: Callable[[StartupRefused], None], role: Role) -> MqttIntake:
     """Start the MQTT subscriber (decoded messages → pipeline; refusals → dead letters) and its watch of the
-    first subscription outcome (a refusal calls `refuse`: aqnet.preflight)."""
+    first subscription outcome (a refusal calls `refuse`: aqnet.preflight); with several processes, on shared
+    subscriptions under the process's own client id (`aqnet.daemon.processes`)."""
     s, m = w.settings, w.metrics
     loop = asyncio.get_running_loop()
     last_message = [time.monotonic()]
@@ -51,7 +53,8 @@ def start_mqtt_intake(w: Wiring, intake: Intake, submitter: IntakeSubmitter, pip
 
     def client_factory(on_message: Callable[[Message], None]) -> MqttSubscriberClient:
         return MqttSubscriberClient(
-            s.mqtt.url, client_id=s.mqtt.client_id, topics=list(s.mqtt.topics), loop=loop,
+            s.mqtt.url, client_id=role.client_id(s.mqtt.client_id), topics=role.topics(s.mqtt.topics,
+                                                                                      s.mqtt.share_group), loop=loop,
             on_message=on_message, receive_maximum=s.mqtt.receive_maximum,
             session_expiry_s=s.mqtt.session_expiry_s, clock=w.clock, protocol=s.mqtt.protocol,
             ca_file=s.mqtt.ca_file, cert_file=s.mqtt.cert_file, key_file=s.mqtt.key_file,
@@ -74,9 +77,11 @@ def start_mqtt_intake(w: Wiring, intake: Intake, submitter: IntakeSubmitter, pip
 
 
 def start_pollers(w: Wiring, links: LinkRegistry, intake: Intake, submitter: IntakeSubmitter, pipeline: Pipeline, *,
-                  interval_of: Callable[[str], float]) -> tuple[PollerSupervisor, LiveNetwork]:
+                  interval_of: Callable[[str], float],
+                  stations: Callable[[Mapping[str, PollTarget]], Mapping[str, PollTarget]] | None = None,
+                  ) -> tuple[PollerSupervisor, LiveNetwork]:
     """The station pollers' supervisor, and the live network that starts and stops them as the registry says
-    (nothing is polled until the first registry snapshot is applied)."""
+    (nothing is polled until the first registry snapshot is applied); `stations` picks this process's share."""
     s, m = w.settings, w.metrics
 
     def on_gap(gap: Gap) -> None:
@@ -114,5 +119,6 @@ def start_pollers(w: Wiring, links: LinkRegistry, intake: Intake, submitter: Int
                                on_removed=task_metrics.removed)
     w.stack.callback(pollers.cancel)
     live = LiveNetwork(pipeline=pipeline, intake=intake, pollers=pollers, links=links, interval_of=interval_of,
-                       microsensor_cadence_s=s.network.microsensor_cadence_s, mqtt_topics=s.mqtt.topics)
+                       microsensor_cadence_s=s.network.microsensor_cadence_s, mqtt_topics=s.mqtt.topics,
+                       stations=stations)
     return pollers, live

@@ -10,13 +10,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
 from aqnet.api import api_router
 from aqnet.daemon.wiring import Wiring
+from aqnet.daemon.workers import IntakeProcesses, refreshing
 from aqnet.health import CountedSink, HealthMonitor
 from aqnet.http import LISTENERS, Authenticator, create_api_app, create_intake_app, create_internal_app, server_config
 from aqnet.http.limits import TrustedProxies
+from aqnet.metrics import ProcessesCollector
 from ingest.intake import IntakeSubmitter
 from ingest.pipeline import Pipeline
 from sensors.modbus.supervisor import PollerSupervisor
@@ -49,9 +52,9 @@ def watch_health(w: Wiring, pool: AsyncConnectionPool[Any], subscriber: MqttSubs
 
 async def serve_http(w: Wiring, pool: AsyncConnectionPool[Any], submitter: IntakeSubmitter, monitor: HealthMonitor,
                      *, signing_key: bytes, status: Callable[[], dict[str, Any]],
-                     servers: dict[str, uvicorn.Server]) -> dict[str, Any]:
+                     servers: dict[str, uvicorn.Server], workers: IntakeProcesses | None = None) -> dict[str, Any]:
     """Start one supervised server per listener (`servers` holds each listener's server now); returns the
-    listeners' settings."""
+    listeners' settings. With intake processes (`workers`), `/metrics` and `/status` show them too."""
     s = w.settings
     # credentials are looked up on their own small pool: a flood of made-up ones never starves ingest
     auth_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
@@ -63,9 +66,15 @@ async def serve_http(w: Wiring, pool: AsyncConnectionPool[Any], submitter: Intak
                          auth_failures_per_minute=s.http.auth_failures_per_minute, auth_cache_s=s.http.auth_cache_s)
     api_app = create_api_app(api_router(pool, clock=w.clock, signing_key=signing_key,
                                         tz_name=s.network.timezone, language=s.alerts.language, auth=auth))
-    apps = {"intake": create_intake_app(submitter.airrohr_post, auth), "api": api_app,
-            "internal": create_internal_app(w.metrics.registry, status, api_app=api_app,
-                                            liveness=monitor.liveness, readiness=monitor.readiness)}
+    registry = w.metrics.registry
+    if workers is not None:  # one /metrics for every process, each sample labelled `process`
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(ProcessesCollector(w.metrics.registry, "main", workers.other_families))
+    internal: Any = create_internal_app(registry, status, api_app=api_app, liveness=monitor.liveness,
+                                        readiness=monitor.readiness)
+    if workers is not None:
+        internal = refreshing(internal, workers.refresh)
+    apps = {"intake": create_intake_app(submitter.airrohr_post, auth), "api": api_app, "internal": internal}
     listeners = s.http.listeners()
     assert set(listeners) == set(apps) == set(LISTENERS), "every listener needs its app (aqnet.http)"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -16,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from aqnet.config import Settings
 from aqnet.daemon.observer import PipelineMetrics, watch_spool
+from aqnet.daemon.processes import Role
 from aqnet.daemon.wiring import Wiring
 from aqnet.health import CountedSink
 from ingest.normalise import ConditionsBook
@@ -42,9 +42,11 @@ class WritePath:
     sink: ForwardingSink
 
 
-async def open_database(stack: contextlib.AsyncExitStack, s: Settings) -> AsyncConnectionPool[Any]:
-    """Apply migrations (when `database.migrate_on_start`), then open the daemon's pool; closed last."""
-    if s.database.migrate_on_start:
+async def open_database(stack: contextlib.AsyncExitStack, s: Settings, *,
+                        apply_migrations: bool = True) -> AsyncConnectionPool[Any]:
+    """Apply migrations (when `apply_migrations` and `database.migrate_on_start`: process 0 does, before it starts the
+    others), then open the daemon's pool; closed last."""
+    if apply_migrations and s.database.migrate_on_start:
         with psycopg.connect(s.database.url, autocommit=False) as conn:
             applied = migrate(conn)
             if applied:
@@ -60,14 +62,16 @@ async def open_database(stack: contextlib.AsyncExitStack, s: Settings) -> AsyncC
     return pool
 
 
-async def open_storage(w: Wiring, pool: AsyncConnectionPool[Any], seed: list[Sensor],
-                       observer: PipelineMetrics) -> ForwardingSink:
-    """Open the spool, seed the registry, and start the forwarding sink (database, else spool) and its replay."""
+async def open_storage(w: Wiring, pool: AsyncConnectionPool[Any], seed: list[Sensor] | None,
+                       observer: PipelineMetrics, role: Role) -> ForwardingSink:
+    """Open the spool (this process's: `aqnet.daemon.processes`), seed the registry (unless `seed` is None), and
+    start the forwarding sink (database, else spool) and its replay."""
     s = w.settings
-    spool = Spool(Path(s.storage.spool_dir), max_bytes=s.storage.spool_max_bytes,
+    spool = Spool(role.spool_dir(s.storage.spool_dir), max_bytes=role.spool_max_bytes(s.storage.spool_max_bytes),
                   near_full_fraction=s.storage.spool_near_full_fraction)
     w.stack.callback(spool.close)
-    await upsert_registry(pool, seed)
+    if seed is not None:
+        await upsert_registry(pool, seed)
     writer = TimescaleWriter(pool)
     sink = ForwardingSink(writer, spool, clock=w.clock, replay_retry_s=s.storage.replay_retry_s,
                           unreachable_after_s=s.storage.unreachable_after_s, on_replayed=observer.replayed)
