@@ -11,6 +11,7 @@ B: site conditions cross processes: a temperature observed by one process correc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -99,10 +100,8 @@ def two_process_factory(tmp_path: Path, database_url: str) -> Iterator[Callable[
 
 
 def _kill_quietly(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, 9)
-    except ProcessLookupError:
-        pass
 
 
 def _gone(pid: int) -> bool:

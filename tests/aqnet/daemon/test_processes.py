@@ -42,7 +42,7 @@ def test_every_station_goes_to_exactly_one_process_and_a_link_never_to_two() -> 
     targets["BR1"] = _station("BR1", ("10.0.1.1", 502), ("10.0.2.1", 502))
     for count in (1, 2, 3, 4):
         shares = [share_of(targets, i, count) for i in range(count)]
-        owners = [{sid for sid in share} for share in shares]
+        owners = [set(share) for share in shares]
         assert sorted(sid for o in owners for sid in o) == sorted(targets), "each station exactly once"
         link_owner: dict[str, int] = {}
         for index, share in enumerate(shares):
