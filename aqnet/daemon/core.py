@@ -213,8 +213,9 @@ class Daemon:
                 stack.push_async_callback(dispatcher.close)
                 scheduler: AsyncIOScheduler | None = start_scheduler(
                     w, pool, path.pipeline, tz=self.tz, cadences=live.cadences, dispatcher=dispatcher, rules=rules)
-                monitor, self.health = watch_health(w, pool, mqtt.subscriber, path.pipeline, path.written, pollers)
                 workers = self._start_workers(w, exchange) if role.count > 1 else None
+                monitor, self.health = watch_health(w, pool, mqtt.subscriber, path.pipeline, path.written, pollers,
+                                                    others=workers.down if workers else None)
                 listeners = await serve_http(w, pool, submitter, monitor, signing_key=keys.link, status=self.status,
                                              servers=self.http_servers, workers=workers)
                 log.info("aqnet daemon running: %d sensors; %d processes; HTTP %s", len(self.network), role.count,
@@ -223,6 +224,7 @@ class Daemon:
             else:
                 scheduler = None
                 assert self.channel is not None
+                _, self.health = watch_health(w, pool, mqtt.subscriber, path.pipeline, path.written, pollers)
                 w.start("process-pipe", lambda: self._serve_pipe(exchange), restart=False)
                 log.info("aqnet intake process %d of %d running", role.index, role.count)
 

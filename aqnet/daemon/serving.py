@@ -6,7 +6,7 @@ uvicorn server each (`aqnet.http`)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import uvicorn
@@ -31,8 +31,11 @@ log = logging.getLogger(__name__)
 
 
 def watch_health(w: Wiring, pool: AsyncConnectionPool[Any], subscriber: MqttSubscriber, pipeline: Pipeline,
-                 written: CountedSink, pollers: PollerSupervisor) -> tuple[HealthMonitor, Callable[[], dict[str, Any]]]:
-    """The health monitor of the daemon's stages, and the `health` part of `/status`."""
+                 written: CountedSink, pollers: PollerSupervisor, *,
+                 others: Callable[[], Mapping[str, str]] | None = None,
+                 ) -> tuple[HealthMonitor, Callable[[], dict[str, Any]]]:
+    """The health monitor of the daemon's stages, and the `health` part of `/status`; `others` adds what is
+    wrong in the other processes (process 0 of several: `IntakeProcesses.down`)."""
     s = w.settings
     sv = s.supervision
 
@@ -42,7 +45,10 @@ def watch_health(w: Wiring, pool: AsyncConnectionPool[Any], subscriber: MqttSubs
 
     # pollers are left out of liveness: one station's crash loop must not restart the whole daemon
     # (they show in aqnet_task_up and /status)
-    monitor = HealthMonitor(w.tasks.down, probe_database, intake_stall_s=sv.intake_stall_s,
+    def down() -> dict[str, str]:
+        return {**w.tasks.down(), **(others() if others else {})}
+
+    monitor = HealthMonitor(down, probe_database, intake_stall_s=sv.intake_stall_s,
                             readiness_timeout_s=sv.readiness_timeout_s)
     monitor.watch("mqtt-intake", pending=lambda: subscriber.pending, advanced=lambda: subscriber.handled,
                   blocked=lambda: pipeline.queue_length >= s.ingest.queue_max)

@@ -9,10 +9,11 @@ by itself when its stdin closes (process 0 is gone). Through each process's pipe
 - **site conditions**: what one process observes (`ConditionsBook.on_observe`) is collected for
   `CONDITIONS_FLUSH_S` and passed on — a worker's to process 0, which records them and relays them to the other
   workers; process 0's own to every worker;
-- **metrics and status**: before `/metrics` or `/status` is answered, `refresh()` asks every worker for its
-  metric families and its status document (`scrape_timeout_s`); `/metrics` then shows every family of every
-  process once, each sample labelled `process` (`aqnet.metrics.merge_processes`), and `/status` a `processes`
-  section. A worker that does not answer in time is shown as `down` and its families are left out.
+- **metrics, status and health**: before `/metrics`, `/status` or `/healthz` is answered, `refresh()` asks every
+  worker for its metric families and its status document (`scrape_timeout_s`); `/metrics` then shows every family
+  of every process once, each sample labelled `process` (`aqnet.metrics.merge_processes`), `/status` a
+  `processes` section, and `/healthz` fails with what a worker's own liveness check reports (a stalled
+  pipeline). A worker that does not answer in time is shown as `down` and its families are left out.
 """
 
 from __future__ import annotations
@@ -204,13 +205,23 @@ class IntakeProcesses:
                 families[p.role.name], statuses[p.role.name] = answer
         self.families, self.statuses = families, statuses
 
+    def down(self) -> dict[str, str]:
+        """process name → what its own liveness check reported failing at the last refresh (a process that is not
+        running shows as a down task of process 0 instead)."""
+        out = {}
+        for name, st in self.statuses.items():
+            health = st.get("health") if isinstance(st, dict) else None
+            if isinstance(health, dict) and health.get("status") == "fail":
+                out[name] = "; ".join(f"{what}: {why}" for what, why in (health.get("reasons") or {}).items())
+        return out
+
     def other_families(self) -> Mapping[str, list[Metric]]:
         """The workers' families of the last refresh (`aqnet.metrics.ProcessesCollector`)."""
         return self.families
 
 
 def refreshing(app: Callable[..., Awaitable[None]], refresh: Callable[[], Awaitable[None]],
-               paths: tuple[str, ...] = ("/metrics", "/status")) -> Callable[..., Awaitable[None]]:
+               paths: tuple[str, ...] = ("/metrics", "/status", "/healthz")) -> Callable[..., Awaitable[None]]:
     """An ASGI app that runs `refresh()` before `app` answers a request for one of `paths`."""
     async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope.get("type") == "http" and scope.get("path", "").rstrip("/") in paths:

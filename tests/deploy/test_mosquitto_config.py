@@ -208,3 +208,12 @@ def test_a_1mb_payload_is_refused_by_the_broker(broker: dict, tmp_path: Path) ->
     finally:
         daemon.loop_stop()
         daemon.disconnect()
+
+
+def test_the_daemon_login_reads_sensors_through_a_shared_subscription(broker: dict) -> None:
+    # `ingest.processes` > 1 subscribes `$share/<mqtt.share_group>/<filter>` (aqnet.daemon.processes): the ACL the
+    # daemon's login has on the filter holds for its shared form too
+    shared = _sub_one(broker, "$share/aqnet/airrohr/+/data")
+    assert _pub(broker, "-t", "airrohr/MS01/data", "-u", "MS01", "-P", "ms01-secret").returncode == 0
+    out, _ = shared.communicate(timeout=10)
+    assert out.strip() == "x"

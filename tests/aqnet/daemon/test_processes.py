@@ -200,3 +200,20 @@ def test_frames_round_trip_through_a_stream(payload: list[tuple[str, int, float]
 def test_an_oversized_frame_is_refused_before_it_is_read() -> None:
     with pytest.raises(FrameError, match="more than"):
         decode_length((MAX_FRAME + 1).to_bytes(4, "big"))
+
+
+def test_process_0_liveness_names_what_fails_in_another_process() -> None:
+    from typing import cast
+
+    from aqnet.config import Settings
+    from aqnet.daemon.workers import IntakeProcesses
+
+    # nothing is started: the settings are only handed to the processes when they start
+    workers = IntakeProcesses(cast("Settings", None), 3, ConditionsExchange(lambda: ConditionsBook(())), log_level=20)
+    workers.statuses = {
+        "intake-1": {"health": {"status": "fail", "reasons": {"stage pipeline": "no progress for 300 s"}}},
+        "intake-2": {"health": {"status": "ok", "reasons": {}}},
+    }
+    assert workers.down() == {"intake-1": "stage pipeline: no progress for 300 s"}
+    workers.statuses = {"intake-1": "down", "intake-2": {"health": {"status": "ok", "reasons": {}}}}
+    assert workers.down() == {}  # not running: a down task of process 0 already says so
