@@ -47,6 +47,7 @@ GROUP BY 1, 2, 3
 _DELETE = """
 DELETE FROM indices i USING unnest(%(sensors)s::text[], %(ends)s::timestamptz[]) AS k(sensor_id, period_end)
 WHERE i.sensor_id = k.sensor_id AND i.period_end = k.period_end AND i.averaging = ANY(%(averagings)s)
+  AND i.period_end BETWEEN %(first)s AND %(last)s
 """
 
 
@@ -72,10 +73,13 @@ def daily_inputs(conn: psycopg.Connection, windows: Sequence[tuple[str, datetime
 
 def replace_indices(conn: psycopg.Connection, keys: list[tuple[str, datetime]], averagings: list[str],
                     rows: list[tuple[Any, ...]]) -> None:
-    """Delete the `averagings` rows of each (sensor, period_end) in `keys`, then COPY `rows` (`INDEX_COLUMNS`)."""
+    """Delete the `averagings` rows of each (sensor, period_end) in `keys` (the ends' range bounds the scan to the
+    chunks and index range holding them), then COPY `rows` (`INDEX_COLUMNS`)."""
     if not keys:
         return
-    conn.execute(_DELETE, {"sensors": [k[0] for k in keys], "ends": [k[1] for k in keys], "averagings": averagings})
+    ends = [k[1] for k in keys]
+    conn.execute(_DELETE, {"sensors": [k[0] for k in keys], "ends": ends, "averagings": averagings,
+                           "first": min(ends), "last": max(ends)})
     if not rows:
         return
     cols = sql.SQL(", ").join(map(sql.Identifier, INDEX_COLUMNS))

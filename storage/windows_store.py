@@ -5,6 +5,8 @@ reads and the idempotent upsert) and its log (`window_computations`). I/O (psyco
 
 Samples and stored averages are read packed, one row per series (and device): big-endian float8 / int4 / bool
 arrays in one bytea each, for numpy to read at once, not one Python object per sample; a NULL value is NaN.
+They are grouped under ``COLLATE "C"`` (byte order: the same groups as any deterministic collation, sorted
+without the locale's rules) and in no order inside a group: `alerts.averaging.series.SampleSet` orders them.
 The claim takes the exclusive advisory lock `storage.writer.LATE_MARK_LOCK`: from then on every measurement
 written before the claim marks its (sensor, variable, 15-minute slot) in `dirty_slots`.
 `window_computations` has one 'due' row per (period, end) under a unique index; 'late' rows log recomputations.
@@ -37,7 +39,7 @@ ON CONFLICT (job) DO UPDATE SET claimed_through = greatest(job_watermarks.claime
 # the samples of a series and device as three packed big-endian arrays (time, value, flags): one bytea each,
 # read with numpy at once, not one Python object per sample; a NULL value is NaN (not valid)
 _SAMPLE_COLUMNS = """
-    m.sensor_id, m.variable, m.device_id, min(m.unit), count(*),
+    m.sensor_id COLLATE "C", m.variable COLLATE "C", m.device_id COLLATE "C", min(m.unit), count(*),
     string_agg(float8send(date_part('epoch', m.time)), ''::bytea),
     string_agg(float8send(coalesce(m.value, 'NaN'::float8)), ''::bytea), string_agg(int4send(m.flags), ''::bytea)
 """
@@ -62,13 +64,14 @@ GROUP BY 1, 2, 3
 """
 
 _ACTIVE = """
-SELECT DISTINCT sensor_id, variable, unit FROM averages
+SELECT DISTINCT sensor_id COLLATE "C", variable COLLATE "C", unit FROM averages
 WHERE period = '1h' AND period_end > %(since)s AND period_end <= %(until)s AND samples > 0
 """
 
 # stored averages of one period per series, packed like the samples: (sensor, variable, n, ends, values, valid)
 _PACKED_AVERAGES = """
-    a.sensor_id, a.variable, count(*), string_agg(float8send(date_part('epoch', a.period_end)), ''::bytea),
+    a.sensor_id COLLATE "C", a.variable COLLATE "C", count(*),
+    string_agg(float8send(date_part('epoch', a.period_end)), ''::bytea),
     string_agg(float8send(coalesce(a.value, 'NaN'::float8)), ''::bytea), string_agg(boolsend(a.valid), ''::bytea)
 """
 

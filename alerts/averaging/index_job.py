@@ -117,11 +117,15 @@ def _daily_rows(conn: psycopg.Connection, now: datetime, tz: tzinfo, days_by_sen
         inputs[(sensor, day_end)][variable] = DailyInputs(mean_24h=mean_24h, max_8h=max_8h, max_1h=max_1h)
     rows: list[tuple[Any, ...]] = []
     ends = [(s, b[1]) for (s, _), b in zip(keys, bounds, strict=True)]
+    templates: dict[tuple[IndexValue, ...], tuple[tuple[tuple[Any, ...], tuple[Any, ...]], ...]] = {}
     for sensor, end in ends:
         day = inputs.get((sensor, end))
         if day:
-            rows.extend(_rows_with_dominant(list(daily_us_aqi(day, indicative=sensor not in stations)), sensor, end,
-                                            now))
+            values = daily_us_aqi(day, indicative=sensor not in stations)
+            shape = templates.get(values)
+            if shape is None:  # the sub-indices are looked up truncated: few distinct days a run
+                shape = templates[values] = _templates(list(values))
+            rows.extend((sensor, *head, end, *tail, now) for head, tail in shape)
     return rows, ends
 
 

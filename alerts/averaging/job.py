@@ -125,6 +125,12 @@ def _load_hours(conn: psycopg.Connection, series: Series, wp: np.ndarray, we: np
                      packed([r[4] for r in rows], "?"))
 
 
+def _by_end(ends: np.ndarray, values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored averages in the order of their ends (a year's mean sums its days oldest first)."""
+    order = np.argsort(ends, kind="stable")
+    return ends[order], values[order], valid[order]
+
+
 def _year_rows(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, units_of: Mapping[Pair, str],
                tz: tzinfo, last_end: datetime, now: datetime) -> list[tuple[Any, ...]]:
     """The ended local years holding a written day (`annual_average` of the stored days; once a year)."""
@@ -132,7 +138,7 @@ def _year_rows(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, unit
              if (ys := {d.year for d in ds if year_bounds(d.year, tz)[1] <= last_end})}
     if not years:
         return []
-    stored = {pair: (packed([e], ">f8"), packed([v], ">f8"), packed([ok], "?"))
+    stored = {pair: _by_end(packed([e], ">f8"), packed([v], ">f8"), packed([ok], "?"))
               for pair, _, e, v, ok in windows_store.stored_packed(conn, "day", {
                   p: (year_bounds(min(ys), tz)[0], year_bounds(max(ys), tz)[1]) for p, ys in years.items()})}
     rows = []
