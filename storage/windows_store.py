@@ -25,7 +25,7 @@ from psycopg import sql
 from storage.writer import LATE_MARK_LOCK
 
 __all__ = ["active_series", "claim", "computed_through", "delete_marks", "dirty_marks", "due_samples", "log_windows",
-           "set_computed_through", "stored_packed", "upsert_averages", "window_samples"]
+           "set_computed_through", "stored_hours", "stored_packed", "upsert_averages", "window_samples"]
 
 Pair = tuple[str, str]  # (sensor_id, variable)
 
@@ -87,6 +87,15 @@ GROUP BY 1, 2
 _STORED_RANGE = f"""
 SELECT {_PACKED_AVERAGES}
 FROM averages a WHERE a.period = %(period)s AND a.period_end > %(lo)s AND a.period_end <= %(hi)s
+GROUP BY 1, 2
+"""
+
+# every series' stored hours in one range scan, with the unit of the hours holding samples in a sub-range (the
+# series active then: `active_series` without a second scan)
+_HOURS_RANGE = f"""
+SELECT {_PACKED_AVERAGES},
+       min(a.unit) FILTER (WHERE a.samples > 0 AND a.period_end > %(since)s AND a.period_end <= %(until)s)
+FROM averages a WHERE a.period = '1h' AND a.period_end > %(lo)s AND a.period_end <= %(hi)s
 GROUP BY 1, 2
 """
 
@@ -175,6 +184,16 @@ def stored_packed(conn: psycopg.Connection, period: str, windows: Mapping[Pair, 
             "lo": [windows[p][0] for p in scattered], "hi": [windows[p][1] for p in scattered], "period": period}))
     return [((sensor, variable), n, ends, values, valid) for result in results
             for sensor, variable, n, ends, values, valid in result if (sensor, variable) in windows]
+
+
+def stored_hours(conn: psycopg.Connection, lo: datetime, hi: datetime, since: datetime, until: datetime
+                 ) -> list[tuple[Pair, int, bytes, bytes, bytes, str | None]]:
+    """Every series' stored '1h' averages ending in (lo, hi], packed like `stored_packed`, each with the unit of
+    its hours that hold samples and end in (since, until] (None when it has none; `active_series` from the same
+    scan, since ⊂ (lo, hi])."""
+    rows = conn.cursor(binary=True).execute(_HOURS_RANGE, {"lo": lo, "hi": hi, "since": since, "until": until})
+    return [((sensor, variable), n, ends, values, valid, unit)
+            for sensor, variable, n, ends, values, valid, unit in rows]
 
 
 def upsert_averages(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:

@@ -109,7 +109,8 @@ def _nowcast_rows(now: datetime, pairs: Sequence[Pair], hours: HourTable, sensor
 def _daily_rows(conn: psycopg.Connection, now: datetime, tz: tzinfo, days_by_sensor: Mapping[str, set[date]],
                 stations: set[str]) -> tuple[list[tuple[Any, ...]], list[tuple[str, datetime]]]:
     keys = [(s, d) for s in sorted(days_by_sensor) for d in sorted(days_by_sensor[s])]
-    bounds = [day_bounds(d, tz) for _, d in keys]
+    of_day = {d: day_bounds(d, tz) for d in {d for _, d in keys}}
+    bounds = [of_day[d] for _, d in keys]
     inputs: dict[tuple[str, datetime], dict[str, DailyInputs]] = defaultdict(dict)
     result = indices_store.daily_inputs(conn, [(s, b[0], b[1]) for (s, _), b in zip(keys, bounds, strict=True)],
                                         list(AQI_POLLUTANTS))

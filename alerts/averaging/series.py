@@ -114,7 +114,10 @@ class SampleSet:
         times, _, _, sid = self.arrays(series)
         due = self._due if self._due is not None else np.zeros(0, dtype=bool)
         first = np.full(len(series), np.inf)
-        np.minimum.at(first, sid[due], times[due])
+        s, t = sid[due], times[due]
+        if s.size:  # the samples of a series are contiguous (class docstring): a minimum per run
+            starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
+            np.minimum.at(first, s[starts], np.minimum.reduceat(t, starts))
         return first
 
 
