@@ -108,27 +108,28 @@ def _load_hours(conn: psycopg.Connection, series: Series, wp: np.ndarray, we: np
     them), for the written series and, for a NowCast pollutant, the sensor's other NowCast pollutants (its indices
     are recomputed together). `scanned`: the stored hours of every series ending after a bound (epoch s), read
     with the due hours (`windows_store.stored_hours`); series whose span starts before it are read here."""
-    windows: dict[Pair, tuple[datetime, datetime]] = {}
+    spans: dict[Pair, tuple[float, float]] = {}  # (lo, hi] in epoch seconds
     ids = np.unique(wp)
     start = np.full(len(series), np.inf)
     stop = np.full(len(series), -np.inf)
     np.minimum.at(start, wp, we)
     np.maximum.at(stop, wp, we)
+    last = last_end.timestamp()
     for i, a, b in zip(ids.tolist(), start[ids].tolist(), stop[ids].tolist(), strict=True):
-        span = (datetime.fromtimestamp(a, UTC) - 26 * HOUR, min(last_end, datetime.fromtimestamp(b, UTC) + 25 * HOUR))
+        span = (a - 26 * 3600.0, min(last, b + 25 * 3600.0))
         sensor, variable = series.pairs[i]
-        windows[(sensor, variable)] = span
+        spans[(sensor, variable)] = span
         if variable in NOWCAST_POLLUTANTS:
             for other in NOWCAST_POLLUTANTS:
-                windows.setdefault((sensor, other), span)
+                spans.setdefault((sensor, other), span)
     rows: list[tuple[Any, ...]] = []
     if scanned is not None:  # a span inside the scan is read from it (rows outside a span are never looked up)
-        bound = datetime.fromtimestamp(scanned[0], UTC)
-        rows = [r for r in scanned[1] if r[0] in windows and windows[r[0]][0] >= bound]
+        rows = [r for r in scanned[1] if r[0] in spans and spans[r[0]][0] >= scanned[0]]
         inside = {r[0] for r in rows}
-        windows = {p: w for p, w in windows.items() if p not in inside and w[0] < bound}
-    if windows:
-        rows += windows_store.stored_packed(conn, "1h", windows)
+        spans = {p: w for p, w in spans.items() if p not in inside and w[0] < scanned[0]}
+    if spans:
+        rows += windows_store.stored_packed(conn, "1h", {
+            p: (datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC)) for p, (lo, hi) in spans.items()})
     sid = np.repeat(np.array([series.add(pair) for pair, *_ in rows], dtype=np.int64), [r[1] for r in rows])
     ends = packed([r[2] for r in rows], ">f8")
     # the hours being written replace what is stored under their keys
@@ -148,8 +149,8 @@ def _by_end(ends: np.ndarray, values: np.ndarray, valid: np.ndarray) -> tuple[np
 def _year_rows(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, units_of: Mapping[Pair, str],
                tz: tzinfo, last_end: datetime, now: datetime) -> list[tuple[Any, ...]]:
     """The ended local years holding a written day (`annual_average` of the stored days; once a year)."""
-    years = {p: ys for p, ds in days.items()
-             if (ys := {d.year for d in ds if year_bounds(d.year, tz)[1] <= last_end})}
+    ended = {y: year_bounds(y, tz)[1] <= last_end for y in {d.year for ds in days.values() for d in ds}}
+    years = {p: ys for p, ds in days.items() if (ys := {d.year for d in ds if ended[d.year]})}
     if not years:
         return []
     stored = {pair: _by_end(packed([e], ">f8"), packed([v], ">f8"), packed([ok], "?"))

@@ -184,11 +184,11 @@ class Stamps:
 
     def rows(self, pairs: list[Pair], units: list[str], period: str, p: np.ndarray, e: np.ndarray, hours: int,
              avg: Averages, now: datetime) -> list[tuple[Any, ...]]:
-        values, coverage, samples, valid = (avg.value.tolist(), avg.coverage.tolist(), avg.samples.tolist(),
-                                            avg.valid.tolist())
-        out = []
-        for i, (pi, end) in enumerate(zip(p.tolist(), e.tolist(), strict=True)):
-            n = samples[i]
-            out.append((*pairs[pi], period, self.at(end - hours * 3600.0), self.at(end), values[i] if n else None,
-                        units[pi], coverage[i], n, valid[i], now))
-        return out
+        """The `averages` rows of windows (series `p`, end `e`) of `hours` hours: the value None without samples."""
+        ends, at = np.unique(e, return_inverse=True)
+        stop = [self.at(x) for x in ends.tolist()]
+        begin = [self.at(x - hours * 3600.0) for x in ends.tolist()]
+        samples = avg.samples.tolist()
+        return [(*pairs[pi], period, begin[k], stop[k], v if n else None, units[pi], c, n, ok, now)
+                for pi, k, v, c, n, ok in zip(p.tolist(), at.tolist(), avg.value.tolist(), avg.coverage.tolist(),
+                                               samples, avg.valid.tolist(), strict=True)]
