@@ -24,7 +24,7 @@ from psycopg import sql
 
 from storage.writer import LATE_MARK_LOCK
 
-__all__ = ["active_series", "claim", "computed_through", "delete_marks", "dirty_marks", "due_samples", "log_windows",
+__all__ = ["claim", "computed_through", "delete_marks", "dirty_marks", "due_samples", "log_windows",
            "set_computed_through", "stored_hours", "stored_packed", "upsert_averages", "window_samples"]
 
 Pair = tuple[str, str]  # (sensor_id, variable)
@@ -63,11 +63,6 @@ WHERE {_IS_PRIMARY}
 GROUP BY 1, 2, 3
 """
 
-_ACTIVE = """
-SELECT DISTINCT sensor_id COLLATE "C", variable COLLATE "C", unit FROM averages
-WHERE period = '1h' AND period_end > %(since)s AND period_end <= %(until)s AND samples > 0
-"""
-
 # stored averages of one period per series, packed like the samples: (sensor, variable, n, ends, values, valid)
 _PACKED_AVERAGES = """
     a.sensor_id COLLATE "C", a.variable COLLATE "C", count(*),
@@ -91,7 +86,7 @@ GROUP BY 1, 2
 """
 
 # every series' stored hours in one range scan, with the unit of the hours holding samples in a sub-range (the
-# series active then: `active_series` without a second scan)
+# series active then, without a second scan)
 _HOURS_RANGE = f"""
 SELECT {_PACKED_AVERAGES},
        min(a.unit) FILTER (WHERE a.samples > 0 AND a.period_end > %(since)s AND a.period_end <= %(until)s)
@@ -161,11 +156,6 @@ def window_samples(conn: psycopg.Connection, windows: Sequence[tuple[str, str, d
         "t0": [w[2] for w in windows], "t1": [w[3] for w in windows]})
 
 
-def active_series(conn: psycopg.Connection, since: datetime, until: datetime) -> Iterable[tuple[Any, ...]]:
-    """(sensor, variable, unit) of the series with a '1h' average holding samples ending in (since, until]."""
-    return conn.execute(_ACTIVE, {"since": since, "until": until})
-
-
 # ------------------------------------------------------------------------------------ stored averages
 
 def stored_packed(conn: psycopg.Connection, period: str, windows: Mapping[Pair, tuple[datetime, datetime]]
@@ -189,8 +179,8 @@ def stored_packed(conn: psycopg.Connection, period: str, windows: Mapping[Pair, 
 def stored_hours(conn: psycopg.Connection, lo: datetime, hi: datetime, since: datetime, until: datetime
                  ) -> list[tuple[Pair, int, bytes, bytes, bytes, str | None]]:
     """Every series' stored '1h' averages ending in (lo, hi], packed like `stored_packed`, each with the unit of
-    its hours that hold samples and end in (since, until] (None when it has none; `active_series` from the same
-    scan, since ⊂ (lo, hi])."""
+    its hours that hold samples and end in (since, until] (None when it has none; the series active then, from the
+    same scan; since ⊂ (lo, hi])."""
     rows = conn.cursor(binary=True).execute(_HOURS_RANGE, {"lo": lo, "hi": hi, "since": since, "until": until})
     return [((sensor, variable), n, ends, values, valid, unit)
             for sensor, variable, n, ends, values, valid, unit in rows]
