@@ -14,7 +14,14 @@ heaviest regular tick (a day boundary); the yearly one (once a year) is not meas
 Baseline: the same 1 h, 8 h and 24 h windows computed by one SQL statement (a `GROUP BY time_bucket('1 hour')`
 over the hour's readings with the excluded flags filtered out, joined to the stored hours and aggregated), fetched
 to the client and not written: the floor of computing these windows inside the database. Best of 3. The ratio
-is aqnet's tick over the baseline. Goal: < 2 s per tick for 10,000 sensors on 2 cores (reported, not a gate).
+is aqnet's tick over the baseline. Goals at 10,000 sensors (issue 19; reported, not a gate): < 2 s per tick on
+2 cores, and at most 2x the baseline's time.
+
+Where the tick goes (issue 19, 10,000 sensors): reading the hour's 600,000 samples packed per series (about the
+baseline's own cost, since both group the same rows), reading the 24 stored hours of every series (one range
+scan), the numpy averages (a small share), upserting 40,000 averages and COPYing 30,000 index rows into their
+hypertables (about as much as the baseline again), the daily AQI inputs. The writes have no counterpart in the
+baseline, which is why the ratio stays above 1 however fast the arithmetic gets.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ TZ = ZoneInfo("America/Bogota")
 TICK_END = datetime(2026, 3, 2, tzinfo=TZ).astimezone(UTC)  #: local midnight: the tick includes the day
 CADENCE_S = 60.0
 GOAL_S = 2.0  #: issue 9's goal for 10,000 sensors per tick on 2 cores
+GOAL_RATIO = 2.0  #: issue 19's goal: the tick at most this many times the SQL baseline's time
 
 _SEED_READINGS = """
 INSERT INTO measurements (time, sensor_id, variable, value, unit, flags, raw_value, raw_unit, device_id, received_at)
@@ -158,7 +166,9 @@ def report(results: Sequence[TickResult]) -> list[str]:
     lines = [(f"one tick at a day boundary (1h, 8h, 24h, day, NowCast IBOCA + US AQI, daily AQI), PM2.5 every "
              f"{CADENCE_S:g} s; baseline: one SQL GROUP BY time_bucket (1h/8h/24h, fetched, not written)")]
     for r in results:
-        goal = "" if r.sensors < 10_000 else (f"  goal < {GOAL_S:g} s: " + ("met" if r.tick_s < GOAL_S else "MISSED"))
+        goal = "" if r.sensors < 10_000 else (
+            f"  goal < {GOAL_S:g} s: " + ("met" if r.tick_s < GOAL_S else "MISSED")
+            + f"; goal <= {GOAL_RATIO:g}x the baseline: " + ("met" if r.ratio <= GOAL_RATIO else "MISSED"))
         written = ", ".join(f"{k} {v}" for k, v in r.rows.items() if v)
         lines.append(f"  {r.sensors:>6} sensors: aqnet {r.tick_s:7.3f} s  SQL baseline {r.baseline_s:7.3f} s  "
                      f"({r.ratio:.1f}x the baseline's time; {r.sensors / r.tick_s:,.0f} sensors/s){goal}")

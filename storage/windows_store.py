@@ -5,6 +5,8 @@ reads and the idempotent upsert) and its log (`window_computations`). I/O (psyco
 
 Samples and stored averages are read packed, one row per series (and device): big-endian float8 / int4 / bool
 arrays in one bytea each, for numpy to read at once, not one Python object per sample; a NULL value is NaN.
+They are grouped under ``COLLATE "C"`` (byte order: the same groups as any deterministic collation, sorted
+without the locale's rules) and in no order inside a group: `alerts.averaging.series.SampleSet` orders them.
 The claim takes the exclusive advisory lock `storage.writer.LATE_MARK_LOCK`: from then on every measurement
 written before the claim marks its (sensor, variable, 15-minute slot) in `dirty_slots`.
 `window_computations` has one 'due' row per (period, end) under a unique index; 'late' rows log recomputations.
@@ -22,8 +24,8 @@ from psycopg import sql
 
 from storage.writer import LATE_MARK_LOCK
 
-__all__ = ["active_series", "claim", "computed_through", "delete_marks", "dirty_marks", "due_samples", "log_windows",
-           "set_computed_through", "stored_packed", "upsert_averages", "window_samples"]
+__all__ = ["claim", "computed_through", "delete_marks", "dirty_marks", "due_samples", "log_windows",
+           "set_computed_through", "stored_hours", "stored_packed", "upsert_averages", "window_samples"]
 
 Pair = tuple[str, str]  # (sensor_id, variable)
 
@@ -37,7 +39,7 @@ ON CONFLICT (job) DO UPDATE SET claimed_through = greatest(job_watermarks.claime
 # the samples of a series and device as three packed big-endian arrays (time, value, flags): one bytea each,
 # read with numpy at once, not one Python object per sample; a NULL value is NaN (not valid)
 _SAMPLE_COLUMNS = """
-    m.sensor_id, m.variable, m.device_id, min(m.unit), count(*),
+    m.sensor_id COLLATE "C", m.variable COLLATE "C", m.device_id COLLATE "C", min(m.unit), count(*),
     string_agg(float8send(date_part('epoch', m.time)), ''::bytea),
     string_agg(float8send(coalesce(m.value, 'NaN'::float8)), ''::bytea), string_agg(int4send(m.flags), ''::bytea)
 """
@@ -61,14 +63,10 @@ WHERE {_IS_PRIMARY}
 GROUP BY 1, 2, 3
 """
 
-_ACTIVE = """
-SELECT DISTINCT sensor_id, variable, unit FROM averages
-WHERE period = '1h' AND period_end > %(since)s AND period_end <= %(until)s AND samples > 0
-"""
-
 # stored averages of one period per series, packed like the samples: (sensor, variable, n, ends, values, valid)
 _PACKED_AVERAGES = """
-    a.sensor_id, a.variable, count(*), string_agg(float8send(date_part('epoch', a.period_end)), ''::bytea),
+    a.sensor_id COLLATE "C", a.variable COLLATE "C", count(*),
+    string_agg(float8send(date_part('epoch', a.period_end)), ''::bytea),
     string_agg(float8send(coalesce(a.value, 'NaN'::float8)), ''::bytea), string_agg(boolsend(a.valid), ''::bytea)
 """
 
@@ -84,6 +82,15 @@ GROUP BY 1, 2
 _STORED_RANGE = f"""
 SELECT {_PACKED_AVERAGES}
 FROM averages a WHERE a.period = %(period)s AND a.period_end > %(lo)s AND a.period_end <= %(hi)s
+GROUP BY 1, 2
+"""
+
+# every series' stored hours in one range scan, with the unit of the hours holding samples in a sub-range (the
+# series active then, without a second scan)
+_HOURS_RANGE = f"""
+SELECT {_PACKED_AVERAGES},
+       min(a.unit) FILTER (WHERE a.samples > 0 AND a.period_end > %(since)s AND a.period_end <= %(until)s)
+FROM averages a WHERE a.period = '1h' AND a.period_end > %(lo)s AND a.period_end <= %(hi)s
 GROUP BY 1, 2
 """
 
@@ -149,11 +156,6 @@ def window_samples(conn: psycopg.Connection, windows: Sequence[tuple[str, str, d
         "t0": [w[2] for w in windows], "t1": [w[3] for w in windows]})
 
 
-def active_series(conn: psycopg.Connection, since: datetime, until: datetime) -> Iterable[tuple[Any, ...]]:
-    """(sensor, variable, unit) of the series with a '1h' average holding samples ending in (since, until]."""
-    return conn.execute(_ACTIVE, {"since": since, "until": until})
-
-
 # ------------------------------------------------------------------------------------ stored averages
 
 def stored_packed(conn: psycopg.Connection, period: str, windows: Mapping[Pair, tuple[datetime, datetime]]
@@ -172,6 +174,16 @@ def stored_packed(conn: psycopg.Connection, period: str, windows: Mapping[Pair, 
             "lo": [windows[p][0] for p in scattered], "hi": [windows[p][1] for p in scattered], "period": period}))
     return [((sensor, variable), n, ends, values, valid) for result in results
             for sensor, variable, n, ends, values, valid in result if (sensor, variable) in windows]
+
+
+def stored_hours(conn: psycopg.Connection, lo: datetime, hi: datetime, since: datetime, until: datetime
+                 ) -> list[tuple[Pair, int, bytes, bytes, bytes, str | None]]:
+    """Every series' stored '1h' averages ending in (lo, hi], packed like `stored_packed`, each with the unit of
+    its hours that hold samples and end in (since, until] (None when it has none; the series active then, from the
+    same scan; since ⊂ (lo, hi])."""
+    rows = conn.cursor(binary=True).execute(_HOURS_RANGE, {"lo": lo, "hi": hi, "since": since, "until": until})
+    return [((sensor, variable), n, ends, values, valid, unit)
+            for sensor, variable, n, ends, values, valid, unit in rows]
 
 
 def upsert_averages(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:

@@ -109,7 +109,8 @@ def _nowcast_rows(now: datetime, pairs: Sequence[Pair], hours: HourTable, sensor
 def _daily_rows(conn: psycopg.Connection, now: datetime, tz: tzinfo, days_by_sensor: Mapping[str, set[date]],
                 stations: set[str]) -> tuple[list[tuple[Any, ...]], list[tuple[str, datetime]]]:
     keys = [(s, d) for s in sorted(days_by_sensor) for d in sorted(days_by_sensor[s])]
-    bounds = [day_bounds(d, tz) for _, d in keys]
+    of_day = {d: day_bounds(d, tz) for d in {d for _, d in keys}}
+    bounds = [of_day[d] for _, d in keys]
     inputs: dict[tuple[str, datetime], dict[str, DailyInputs]] = defaultdict(dict)
     result = indices_store.daily_inputs(conn, [(s, b[0], b[1]) for (s, _), b in zip(keys, bounds, strict=True)],
                                         list(AQI_POLLUTANTS))
@@ -117,11 +118,15 @@ def _daily_rows(conn: psycopg.Connection, now: datetime, tz: tzinfo, days_by_sen
         inputs[(sensor, day_end)][variable] = DailyInputs(mean_24h=mean_24h, max_8h=max_8h, max_1h=max_1h)
     rows: list[tuple[Any, ...]] = []
     ends = [(s, b[1]) for (s, _), b in zip(keys, bounds, strict=True)]
+    templates: dict[tuple[IndexValue, ...], tuple[tuple[tuple[Any, ...], tuple[Any, ...]], ...]] = {}
     for sensor, end in ends:
         day = inputs.get((sensor, end))
         if day:
-            rows.extend(_rows_with_dominant(list(daily_us_aqi(day, indicative=sensor not in stations)), sensor, end,
-                                            now))
+            values = daily_us_aqi(day, indicative=sensor not in stations)
+            shape = templates.get(values)
+            if shape is None:  # the sub-indices are looked up truncated: few distinct days a run
+                shape = templates[values] = _templates(list(values))
+            rows.extend((sensor, *head, end, *tail, now) for head, tail in shape)
     return rows, ends
 
 

@@ -48,7 +48,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Literal
 
 from alerts.averaging.nowcast import denoise, truncated_quanta
@@ -263,9 +263,15 @@ def us_aqi(variable: str, concentration_ugm3: float, averaging: str, *, indicati
     if table_key is None:
         accepted = sorted(a for v, a in _US_TABLES if v == variable)
         raise ValueError(f"us_aqi: {variable} averaging {averaging!r}: expected one of {accepted}")
-    _, unit, _ = spec
-    decimals = spec[2]
-    q = truncated_quanta(max(to_table_units(variable, concentration_ugm3), 0.0), decimals)
+    q = truncated_quanta(max(to_table_units(variable, concentration_ugm3), 0.0), spec[2])
+    return _us_aqi_at(variable, table_key, averaging, q, indicative)
+
+
+@lru_cache(maxsize=8192)
+def _us_aqi_at(variable: str, table_key: str, averaging: str, q: int, indicative: bool) -> IndexValue | None:
+    """`us_aqi` from the truncated concentration `q` (in quanta of the table's precision) on: a few thousand
+    distinct values a run, so the averaging job's many series share the lookups."""
+    _, unit, decimals = _POLLUTANTS[variable]
     segments = _us_table(variable, table_key)
     seg = _segment(q, segments)
     beyond = False
@@ -280,6 +286,12 @@ def us_aqi(variable: str, concentration_ugm3: float, averaging: str, *, indicati
     return IndexValue(index="us_aqi", pollutant=variable, averaging=averaging, value=value, category=cat["name"],
                       colour=cat["color_hex"], concentration=q / 10**decimals, unit=unit, level=level,
                       indicative=indicative, beyond_index=beyond)
+
+
+@lru_cache(maxsize=8192)
+def _as_daily(value: IndexValue, averaging: str) -> IndexValue:
+    """`value` under its daily averaging name (shared like `_us_aqi_at`)."""
+    return replace(value, averaging=averaging)
 
 
 def iboca(variable: str, concentration_ugm3: float, averaging: str = "nowcast", *, indicative: bool = False
@@ -354,7 +366,7 @@ def daily_us_aqi(day: Mapping[str, DailyInputs], *, indicative: bool = False) ->
         if ugm3 is None:
             return None
         value = us_aqi(variable, ugm3, averaging, indicative=indicative)
-        return None if value is None else replace(value, averaging=DAILY_AVERAGING[averaging])
+        return None if value is None else _as_daily(value, DAILY_AVERAGING[averaging])
 
     out: list[IndexValue] = []
     for variable in AQI_POLLUTANTS:

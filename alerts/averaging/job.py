@@ -55,7 +55,7 @@ from alerts.averaging.series import (
     unique_windows,
     unit_of,
 )
-from alerts.averaging.vectorised import HourTable, hourly_averages, packed, window_averages
+from alerts.averaging.vectorised import Averages, HourTable, hourly_averages, packed, window_averages
 from alerts.averaging.windows import (
     day_bounds,
     days_ending_in,
@@ -101,38 +101,59 @@ class WindowRun:
 
 # ------------------------------------------------------------------------------------------- stored hours
 
-def _load_hours(conn: psycopg.Connection, series: Series, wp: np.ndarray, we: np.ndarray,
-                last_end: datetime) -> HourTable:
-    """The stored '1h' averages around the written hours: the 24 h before them (rolling windows, their days) to
-    the 25 h after (the windows and days holding them), for the written series and, for a NowCast pollutant, the
-    sensor's other NowCast pollutants (its indices are recomputed together)."""
-    windows: dict[Pair, tuple[datetime, datetime]] = {}
+def _load_hours(conn: psycopg.Connection, series: Series, wp: np.ndarray, we: np.ndarray, hourly: Averages,
+                last_end: datetime, scanned: tuple[float, list[tuple[Any, ...]]] | None) -> HourTable:
+    """The '1h' averages around the written hours, as stored once the hours `hourly` (series `wp`, end `we`) are
+    written: the 24 h before them (rolling windows, their days) to the 25 h after (the windows and days holding
+    them), for the written series and, for a NowCast pollutant, the sensor's other NowCast pollutants (its indices
+    are recomputed together). `scanned`: the stored hours of every series ending after a bound (epoch s), read
+    with the due hours (`windows_store.stored_hours`); series whose span starts before it are read here."""
+    spans: dict[Pair, tuple[float, float]] = {}  # (lo, hi] in epoch seconds
     ids = np.unique(wp)
-    lo = np.full(len(series), np.inf)
-    hi = np.full(len(series), -np.inf)
-    np.minimum.at(lo, wp, we)
-    np.maximum.at(hi, wp, we)
-    for i, a, b in zip(ids.tolist(), lo[ids].tolist(), hi[ids].tolist(), strict=True):
-        span = (datetime.fromtimestamp(a, UTC) - 26 * HOUR, min(last_end, datetime.fromtimestamp(b, UTC) + 25 * HOUR))
+    start = np.full(len(series), np.inf)
+    stop = np.full(len(series), -np.inf)
+    np.minimum.at(start, wp, we)
+    np.maximum.at(stop, wp, we)
+    last = last_end.timestamp()
+    for i, a, b in zip(ids.tolist(), start[ids].tolist(), stop[ids].tolist(), strict=True):
+        span = (a - 26 * 3600.0, min(last, b + 25 * 3600.0))
         sensor, variable = series.pairs[i]
-        windows[(sensor, variable)] = span
+        spans[(sensor, variable)] = span
         if variable in NOWCAST_POLLUTANTS:
             for other in NOWCAST_POLLUTANTS:
-                windows.setdefault((sensor, other), span)
-    rows = windows_store.stored_packed(conn, "1h", windows)
-    sid = np.repeat([series.add(pair) for pair, *_ in rows], [n for _, n, *_ in rows]).astype(np.int64)
-    return HourTable(sid, packed([r[2] for r in rows], ">f8"), packed([r[3] for r in rows], ">f8"),
-                     packed([r[4] for r in rows], "?"))
+                spans.setdefault((sensor, other), span)
+    rows: list[tuple[Any, ...]] = []
+    if scanned is not None:  # a span inside the scan is read from it (rows outside a span are never looked up)
+        rows = [r for r in scanned[1] if r[0] in spans and spans[r[0]][0] >= scanned[0]]
+        inside = {r[0] for r in rows}
+        spans = {p: w for p, w in spans.items() if p not in inside and w[0] < scanned[0]}
+    if spans:
+        rows += windows_store.stored_packed(conn, "1h", {
+            p: (datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC)) for p, (lo, hi) in spans.items()})
+    sid = np.repeat(np.array([series.add(pair) for pair, *_ in rows], dtype=np.int64), [r[1] for r in rows])
+    ends = packed([r[2] for r in rows], ">f8")
+    # the hours being written replace what is stored under their keys
+    key = sid * (1 << 32) + ends.astype(np.int64)
+    kept = ~np.isin(key, wp * (1 << 32) + we.astype(np.int64))
+    return HourTable(np.concatenate((sid[kept], wp)), np.concatenate((ends[kept], we)),
+                     np.concatenate((packed([r[3] for r in rows], ">f8")[kept], hourly.value)),
+                     np.concatenate((packed([r[4] for r in rows], "?")[kept], hourly.valid)))
+
+
+def _by_end(ends: np.ndarray, values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored averages in the order of their ends (a year's mean sums its days oldest first)."""
+    order = np.argsort(ends, kind="stable")
+    return ends[order], values[order], valid[order]
 
 
 def _year_rows(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, units_of: Mapping[Pair, str],
                tz: tzinfo, last_end: datetime, now: datetime) -> list[tuple[Any, ...]]:
     """The ended local years holding a written day (`annual_average` of the stored days; once a year)."""
-    years = {p: ys for p, ds in days.items()
-             if (ys := {d.year for d in ds if year_bounds(d.year, tz)[1] <= last_end})}
+    ended = {y: year_bounds(y, tz)[1] <= last_end for y in {d.year for ds in days.values() for d in ds}}
+    years = {p: ys for p, ds in days.items() if (ys := {d.year for d in ds if ended[d.year]})}
     if not years:
         return []
-    stored = {pair: (packed([e], ">f8"), packed([v], ">f8"), packed([ok], "?"))
+    stored = {pair: _by_end(packed([e], ">f8"), packed([v], ">f8"), packed([ok], "?"))
               for pair, _, e, v, ok in windows_store.stored_packed(conn, "day", {
                   p: (year_bounds(min(ys), tz)[0], year_bounds(max(ys), tz)[1]) for p, ys in years.items()})}
     rows = []
@@ -198,9 +219,12 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
         keys = [(p, e) for p, ends in sorted(late.items()) for e in sorted(ends)]
         got.add(windows_store.window_samples(conn, [(p[0], p[1], e - HOUR, e) for p, e in keys]), due=False)
     active: dict[Pair, str] = {}
-    if due:
-        for sensor, variable, unit in windows_store.active_series(conn, due[0] - HOUR - HISTORY, due[0] - HOUR):
-            active[(sensor, variable)] = unit
+    scanned: tuple[float, list[tuple[Any, ...]]] | None = None
+    if due:  # the stored hours every due series may need, and which series were active before the due hours
+        lo = due[0] - 26 * HOUR
+        stored = windows_store.stored_hours(conn, lo, last_end, due[0] - HOUR - HISTORY, due[0] - HOUR)
+        active = {r[0]: r[5] for r in stored if r[5] is not None}
+        scanned = (lo.timestamp(), stored)
 
     # 3. the hourly averages, every series at once (alerts.averaging.vectorised)
     series = Series(sorted(set(got.devices) | set(active)))
@@ -219,19 +243,19 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     t, v, ok, sid = got.arrays(series)
     hourly = hourly_averages(sid, t, v, ok, wp, we, cadence[wp])
     stamps = Stamps()
-    windows_store.upsert_averages(conn, stamps.rows(series.pairs, units, "1h", wp, we, 1, hourly, now))
+    rows = stamps.rows(series.pairs, units, "1h", wp, we, 1, hourly, now)
     counts: dict[str, int] = {"1h": len(hourly)}
     logged: dict[str, np.ndarray] = {"1h": we}
 
-    # 4. rolling windows and days holding a written hour, from the stored hours (just written ones included)
-    table = _load_hours(conn, series, wp, we, last_end)
+    # 4. rolling windows and days holding a written hour, from the stored hours (the written ones in place)
+    table = _load_hours(conn, series, wp, we, hourly, last_end, scanned)
     last = last_end.timestamp()
     for period, (n, need) in ROLLING_PERIODS.items():
         rp, re_ = unique_windows(np.repeat(wp, n), (we[:, None] + np.arange(n) * 3600.0).ravel(), last)
         values, valid = table.get(rp[:, None], re_[:, None] - np.arange(n - 1, -1, -1) * 3600.0)
-        rows = stamps.rows(series.pairs, units, period, rp, re_, n, window_averages(values, valid, need), now)
-        windows_store.upsert_averages(conn, rows)
-        counts[period], logged[period] = len(rows), re_
+        got_rows = stamps.rows(series.pairs, units, period, rp, re_, n, window_averages(values, valid, need), now)
+        rows += got_rows
+        counts[period], logged[period] = len(got_rows), re_
     days, dp, de, dh = day_windows(series, wp, we, last_end, tz)
     day_rows: list[tuple[Any, ...]] = []
     for hours in np.unique(dh).tolist():  # 24 h, or 23 / 25 across a DST change
@@ -239,7 +263,7 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
         values, valid = table.get(dp[mine, None], de[mine, None] - np.arange(hours - 1, -1, -1) * 3600.0)
         day_rows += stamps.rows(series.pairs, units, "day", dp[mine], de[mine], hours,
                                 window_averages(values, valid, min_valid_hours(hours)), now)
-    windows_store.upsert_averages(conn, day_rows)
+    windows_store.upsert_averages(conn, rows + day_rows)  # the year reads the days, the indices all of them
     counts["day"], logged["day"] = len(day_rows), np.array([r[4].timestamp() for r in day_rows])
     units_of = dict(zip(series.pairs, units, strict=False))  # the NowCast siblings added after have no rows
     year_rows = _year_rows(conn, days, units_of=units_of, tz=tz, last_end=last_end, now=now)

@@ -63,41 +63,61 @@ class Series:
 
 
 class SampleSet:
-    """Samples fetched packed per (sensor, variable, device) (module docstring), joined into arrays at once."""
+    """Samples fetched packed per (sensor, variable, device) (module docstring), joined into arrays at once.
+
+    The arrays hold the samples in a fixed order whatever order the database returned them in: by series and
+    device (code-point order of their names, PostgreSQL's ``COLLATE "C"``), then by time. A mean's last bit
+    depends on the order it sums in (`alerts.averaging.vectorised`), so the same samples always give the same
+    average, bit for bit."""
 
     def __init__(self) -> None:
         self.devices: dict[Pair, set[str]] = defaultdict(set)
         self.units: dict[Pair, str] = {}
-        self._chunks: list[tuple[Pair, int, bool]] = []
+        self._chunks: list[tuple[Pair, str, int, bool]] = []
         self._packed: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._due: np.ndarray | None = None
 
     def add(self, rows: Iterable[tuple[Any, ...]], *, due: bool) -> None:
+        """Add the packed rows of one read; `due`: they are the due hours' samples (else late windows')."""
         for sensor, variable, device, unit, n, times, values, flags in rows:
             pair = (sensor, variable)
             self.devices[pair].add(device)
             self.units.setdefault(pair, unit)
-            self._chunks.append((pair, n, due))
+            self._chunks.append((pair, device, n, due))
             self._arrays = None
             for out, chunk in zip(self._packed, (times, values, flags), strict=True):
                 out.append(chunk)
 
     def arrays(self, series: Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Times (epoch s), values (NULL → NaN), validity (`sample_validity`) and series id of every sample."""
+        """Times (epoch s), values (NULL → NaN), validity (`sample_validity`) and series id of every sample, in
+        the class docstring's order."""
         if self._arrays is not None:
             return self._arrays
-        times, values = packed(self._packed[0], ">f8"), packed(self._packed[1], ">f8")
-        valid = sample_validity(values, packed(self._packed[2], ">i4"))
-        sid = np.repeat([series.index[p] for p, _, _ in self._chunks], [n for _, n, _ in self._chunks])
-        self._arrays = times, values, valid, sid.astype(np.int64)
+        order = sorted(range(len(self._chunks)), key=lambda i: self._chunks[i][:2])
+        chunks = [self._chunks[i] for i in order]
+        times, values, flags = (packed([part[i] for i in order], dtype)
+                                for part, dtype in zip(self._packed, (">f8", ">f8", ">i4"), strict=True))
+        counts = [n for _, _, n, _ in chunks]
+        group = np.repeat(np.arange(len(chunks)), counts)
+        if times.size > 1 and not np.all((times[1:] >= times[:-1]) | (group[1:] != group[:-1])):
+            by_time = np.lexsort((times, group))  # a chunk's times are distinct (measurements_key)
+            times, values, flags = times[by_time], values[by_time], flags[by_time]
+        valid = sample_validity(values, flags)
+        sid = np.repeat(np.array([series.index[p] for p, _, _, _ in chunks], dtype=np.int64), counts)
+        self._due = np.repeat(np.array([d for _, _, _, d in chunks], dtype=bool), counts)
+        self._arrays = times, values, valid, sid
         return self._arrays
 
     def first_due(self, series: Series) -> np.ndarray:
         """Per series id: the earliest time of its due samples (+inf without any)."""
         times, _, _, sid = self.arrays(series)
-        due = np.repeat([d for _, _, d in self._chunks], [n for _, n, _ in self._chunks]).astype(bool)
+        due = self._due if self._due is not None else np.zeros(0, dtype=bool)
         first = np.full(len(series), np.inf)
-        np.minimum.at(first, sid[due], times[due])
+        s, t = sid[due], times[due]
+        if s.size:  # the samples of a series are contiguous (class docstring): a minimum per run
+            starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
+            np.minimum.at(first, s[starts], np.minimum.reduceat(t, starts))
         return first
 
 
@@ -164,11 +184,11 @@ class Stamps:
 
     def rows(self, pairs: list[Pair], units: list[str], period: str, p: np.ndarray, e: np.ndarray, hours: int,
              avg: Averages, now: datetime) -> list[tuple[Any, ...]]:
-        values, coverage, samples, valid = (avg.value.tolist(), avg.coverage.tolist(), avg.samples.tolist(),
-                                            avg.valid.tolist())
-        out = []
-        for i, (pi, end) in enumerate(zip(p.tolist(), e.tolist(), strict=True)):
-            n = samples[i]
-            out.append((*pairs[pi], period, self.at(end - hours * 3600.0), self.at(end), values[i] if n else None,
-                        units[pi], coverage[i], n, valid[i], now))
-        return out
+        """The `averages` rows of windows (series `p`, end `e`) of `hours` hours: the value None without samples."""
+        ends, at = np.unique(e, return_inverse=True)
+        stop = [self.at(x) for x in ends.tolist()]
+        begin = [self.at(x - hours * 3600.0) for x in ends.tolist()]
+        samples = avg.samples.tolist()
+        return [(*pairs[pi], period, begin[k], stop[k], v if n else None, units[pi], c, n, ok, now)
+                for pi, k, v, c, n, ok in zip(p.tolist(), at.tolist(), avg.value.tolist(), avg.coverage.tolist(),
+                                               samples, avg.valid.tolist(), strict=True)]

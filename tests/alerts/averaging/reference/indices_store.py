@@ -1,0 +1,85 @@
+"""Stage 3 — the `indices` table as the averaging job's index step writes it: which sensors are reference stations,
+the daily US AQI inputs from the stored averages, and the whole-window rewrite of index rows. I/O (psycopg 3,
+sync), for `alerts.averaging.index_job`, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+__all__ = ["INDEX_COLUMNS", "daily_inputs", "replace_indices", "stations"]
+
+INDEX_COLUMNS = ("sensor_id", "index", "pollutant", "averaging", "period_end", "value", "level", "category",
+                 "colour", "action", "concentration", "unit", "indicative", "beyond_index", "dominant", "computed_at")
+_TYPES = ("text", "text", "text", "text", "timestamptz", "int4", "int4", "text", "text", "text", "float8", "text",
+          "bool", "bool", "bool", "timestamptz")
+
+_DAILY_RANGE = """
+SELECT a.sensor_id, %(end)s::timestamptz, a.variable,
+       max(a.value) FILTER (WHERE a.period = 'day' AND a.period_end = %(end)s AND a.valid),
+       max(a.value) FILTER (WHERE a.period = '8h' AND a.valid),
+       max(a.value) FILTER (WHERE a.period = '1h' AND a.valid)
+FROM averages a WHERE a.variable = ANY(%(variables)s) AND a.period IN ('day', '8h', '1h')
+                  AND a.period_end > %(start)s AND a.period_end <= %(end)s
+GROUP BY 1, 3
+"""
+
+#: sensors sharing one window above which one range scan beats per-sensor index lookups
+_RANGE_SCAN_MIN = 50
+
+_DAILY = """
+SELECT w.sensor_id, w.day_end, a.variable,
+       max(a.value) FILTER (WHERE a.period = 'day' AND a.period_end = w.day_end AND a.valid),
+       max(a.value) FILTER (WHERE a.period = '8h' AND a.valid),
+       max(a.value) FILTER (WHERE a.period = '1h' AND a.valid)
+FROM unnest(%(sensors)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS w(sensor_id, day_start, day_end)
+JOIN averages a ON a.sensor_id = w.sensor_id AND a.variable = ANY(%(variables)s) AND a.period IN ('day', '8h', '1h')
+               AND a.period_end > w.day_start AND a.period_end <= w.day_end
+GROUP BY 1, 2, 3
+"""
+
+_DELETE = """
+DELETE FROM indices i USING unnest(%(sensors)s::text[], %(ends)s::timestamptz[]) AS k(sensor_id, period_end)
+WHERE i.sensor_id = k.sensor_id AND i.period_end = k.period_end AND i.averaging = ANY(%(averagings)s)
+"""
+
+
+def stations(conn: psycopg.Connection, sensors: AbstractSet[str]) -> set[str]:
+    """Which of `sensors` are reference stations (`sensors.kind` = 'station'): their indices are not indicative."""
+    rows = conn.execute("SELECT id FROM sensors WHERE kind = 'station' AND id = ANY(%s)", (sorted(sensors),))
+    return {r[0] for r in rows}
+
+
+def daily_inputs(conn: psycopg.Connection, windows: Sequence[tuple[str, datetime, datetime]],
+                 variables: Sequence[str]) -> Iterable[tuple[Any, ...]]:
+    """Per (sensor, day start, day end) window and variable of `variables`: (sensor, day end, variable, the valid
+    'day' average ending at the day's end, the largest valid '8h' and '1h' averages ending in the day). One range
+    scan when many sensors share one day, one indexed lookup per sensor otherwise."""
+    bounds = [(w[1], w[2]) for w in windows]
+    if len(windows) >= _RANGE_SCAN_MIN and len(set(bounds)) == 1:
+        return conn.execute(_DAILY_RANGE, {"start": bounds[0][0], "end": bounds[0][1],
+                                           "variables": list(variables)})
+    return conn.execute(_DAILY, {
+        "sensors": [w[0] for w in windows], "starts": [b[0] for b in bounds], "ends": [b[1] for b in bounds],
+        "variables": list(variables)})
+
+
+def replace_indices(conn: psycopg.Connection, keys: list[tuple[str, datetime]], averagings: list[str],
+                    rows: list[tuple[Any, ...]]) -> None:
+    """Delete the `averagings` rows of each (sensor, period_end) in `keys`, then COPY `rows` (`INDEX_COLUMNS`)."""
+    if not keys:
+        return
+    conn.execute(_DELETE, {"sensors": [k[0] for k in keys], "ends": [k[1] for k in keys], "averagings": averagings})
+    if not rows:
+        return
+    cols = sql.SQL(", ").join(map(sql.Identifier, INDEX_COLUMNS))
+    with conn.cursor() as cur, cur.copy(sql.SQL("COPY indices ({}) FROM STDIN (FORMAT BINARY)").format(cols)) as cp:
+        cp.set_types(list(_TYPES))
+        for row in rows:
+            cp.write_row(row)

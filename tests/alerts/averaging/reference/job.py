@@ -1,0 +1,284 @@
+"""The averaging job: every 1 h, 8 h / 24 h rolling, calendar-day and calendar-year average due up to `now`, plus
+the windows late data touched, then their indices (`alerts.averaging.index_job`). I/O glue (psycopg 3, sync) over the
+pure `alerts.averaging.averages`, `alerts.averaging.windows`; its queries are `storage.windows_store`.
+
+`compute_windows(conn, now, ...)` is pure over the injected clock: it never reads the wall clock, computes only
+windows that have ended by ``now - settle``, and is idempotent (a second call with the same `now` computes
+nothing). The same call catches up after downtime (bounded by `lookback_h`) and drives accelerated simulations.
+
+How it knows what is due (bookkeeping in migration 0006):
+- `job_watermarks['averages'].computed_through`: every hour ending at or before it has been computed. A run
+  computes the hour ends in (computed_through, last_end], at most `lookback_h` of them, where last_end is the
+  latest local hour end at or before ``now - settle``; the days and years ending in that range too. It sets
+  computed_through = last_end in the same transaction as the windows, so a crash leaves nothing half-done
+  and a window is computed as due exactly once (`window_computations` has one 'due' row per window, under a
+  unique index; two leaders racing serialise on the watermark row, `FOR UPDATE`).
+- Late data: before computing, the run advances `claimed_through` to last_end in its own short transaction
+  under the exclusive advisory lock `storage.writer.LATE_MARK_LOCK`; from then on every measurement written
+  before the claim marks its (sensor, variable, 15-minute slot) in `dirty_slots` (writer, reprocess). The run
+  recomputes the 1 h averages of the marked hours that are not due anyway, and everything holding them: the
+  8 h / 24 h windows ending in the 7 / 23 hours after, the day, the year if it has ended, the NowCasts of the
+  11 hours after and the daily AQI. It deletes only the marks it read (same `mark` number), so a write racing
+  the run is recomputed by the next one.
+
+Which series get rows: a (sensor, variable) with readings in the due hours, from its first hour with data on,
+and one that had readings in the 24 hours before them (so a silent sensor's hours are stored as invalid with
+coverage 0 for a day, and its rolling windows age out). Only the primary device's readings count
+(`primary_devices`); a series without a primary pools every device, the expected sample count summed over them.
+A series whose device has no configured cadence is skipped with an error in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from alerts.averaging.averages import HOUR, ROLLING_PERIODS, Average, annual_average, min_valid_hours
+from alerts.averaging.nowcast import NOWCAST_POLLUTANTS
+from alerts.averaging.windows import (
+    day_bounds,
+    days_ending_in,
+    hour_end_at_or_before,
+    hour_end_containing,
+    hour_ends_in,
+    year_bounds,
+    years_ending_in,
+)
+from sensors.domain import load
+from tests.alerts.averaging.reference import windows_store
+from tests.alerts.averaging.reference.index_job import write_indices
+from tests.alerts.averaging.reference.series import (
+    Pair,
+    SampleSet,
+    Series,
+    Stamps,
+    cadence_for,
+    day_windows,
+    hour_windows,
+    unique_windows,
+    unit_of,
+)
+from tests.alerts.averaging.reference.vectorised import HourTable, hourly_averages, packed, window_averages
+
+__all__ = ["JOB", "WindowRun", "compute_windows", "network_timezone"]
+
+log = logging.getLogger(__name__)
+
+JOB = "averages"  #: job_watermarks.job of this job (storage.writer reads its claim)
+HISTORY = 24 * HOUR  #: a series with readings this long before the due hours still gets (invalid) hours
+
+
+def network_timezone() -> tzinfo:
+    """The bundled network's time zone (reference.json `site.timezone`, America/Bogota)."""
+    from zoneinfo import ZoneInfo
+    return ZoneInfo(load("reference")["site"]["timezone"])
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRun:
+    """What one run computed: the due window ends, the series recomputed for late data, rows written."""
+
+    last_end: datetime  #: the latest hour end considered (UTC)
+    due_hours: tuple[datetime, ...] = ()  #: hour ends computed as due
+    due_days: tuple[date, ...] = ()
+    due_years: tuple[int, ...] = ()
+    late: Mapping[Pair, tuple[datetime, ...]] = field(default_factory=dict)  #: late hour ends per series
+    rows: Mapping[str, int] = field(default_factory=dict)  #: period (1h, 8h, 24h, day, year, nowcast, daily_aqi)
+
+    @property
+    def written(self) -> int:
+        """Average rows written (the indices not counted)."""
+        return sum(n for p, n in self.rows.items() if p in ("1h", "8h", "24h", "day", "year"))
+
+
+# ------------------------------------------------------------------------------------------- stored hours
+
+def _load_hours(conn: psycopg.Connection, series: Series, wp: np.ndarray, we: np.ndarray,
+                last_end: datetime) -> HourTable:
+    """The stored '1h' averages around the written hours: the 24 h before them (rolling windows, their days) to
+    the 25 h after (the windows and days holding them), for the written series and, for a NowCast pollutant, the
+    sensor's other NowCast pollutants (its indices are recomputed together)."""
+    windows: dict[Pair, tuple[datetime, datetime]] = {}
+    ids = np.unique(wp)
+    lo = np.full(len(series), np.inf)
+    hi = np.full(len(series), -np.inf)
+    np.minimum.at(lo, wp, we)
+    np.maximum.at(hi, wp, we)
+    for i, a, b in zip(ids.tolist(), lo[ids].tolist(), hi[ids].tolist(), strict=True):
+        span = (datetime.fromtimestamp(a, UTC) - 26 * HOUR, min(last_end, datetime.fromtimestamp(b, UTC) + 25 * HOUR))
+        sensor, variable = series.pairs[i]
+        windows[(sensor, variable)] = span
+        if variable in NOWCAST_POLLUTANTS:
+            for other in NOWCAST_POLLUTANTS:
+                windows.setdefault((sensor, other), span)
+    rows = windows_store.stored_packed(conn, "1h", windows)
+    sid = np.repeat([series.add(pair) for pair, *_ in rows], [n for _, n, *_ in rows]).astype(np.int64)
+    return HourTable(sid, packed([r[2] for r in rows], ">f8"), packed([r[3] for r in rows], ">f8"),
+                     packed([r[4] for r in rows], "?"))
+
+
+def _year_rows(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, units_of: Mapping[Pair, str],
+               tz: tzinfo, last_end: datetime, now: datetime) -> list[tuple[Any, ...]]:
+    """The ended local years holding a written day (`annual_average` of the stored days; once a year)."""
+    years = {p: ys for p, ds in days.items()
+             if (ys := {d.year for d in ds if year_bounds(d.year, tz)[1] <= last_end})}
+    if not years:
+        return []
+    stored = {pair: (packed([e], ">f8"), packed([v], ">f8"), packed([ok], "?"))
+              for pair, _, e, v, ok in windows_store.stored_packed(conn, "day", {
+                  p: (year_bounds(min(ys), tz)[0], year_bounds(max(ys), tz)[1]) for p, ys in years.items()})}
+    rows = []
+    for pair, ys in sorted(years.items()):
+        ends, values, valid = stored.get(pair, (np.empty(0), np.empty(0), np.empty(0, dtype=bool)))
+        for year in sorted(ys):
+            start, end = year_bounds(year, tz)
+            daily = [Average(value=None if math.isnan(v) else v, coverage=0.0, samples=0 if math.isnan(v) else 1,
+                             valid=ok and not math.isnan(v))
+                     for e, v, ok in zip(ends.tolist(), values.tolist(), valid.tolist(), strict=True)
+                     if start.timestamp() < e <= end.timestamp()]
+            avg = annual_average(daily, start, end)
+            rows.append((pair[0], pair[1], "year", start, end, avg.value, units_of[pair], avg.coverage, avg.samples,
+                         avg.valid, now))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- the job
+
+def compute_windows(conn: psycopg.Connection, now: datetime, *, cadence_s: float | Mapping[str, float],
+                    default_cadence_s: float | None = None, tz: tzinfo | None = None, lookback_h: int = 72,
+                    settle_s: float = 0.0, indices: bool = True) -> WindowRun:
+    """Compute every window due up to ``now - settle_s`` and every window late data touched (module docstring).
+
+    `cadence_s`: seconds between samples, one number for every device or device_id → seconds (falling back to
+    `default_cadence_s`). `tz` defaults to the network's. `indices`: also write the NowCast and daily AQI
+    indices of the windows written (`alerts.averaging.index_job`). `conn` must be idle; each step commits on its own.
+    """
+    if lookback_h < 1:
+        raise ValueError(f"compute_windows: lookback_h: expected >= 1, got {lookback_h}")
+    if settle_s < 0:
+        raise ValueError(f"compute_windows: settle_s: expected >= 0, got {settle_s}")
+    tz = tz or network_timezone()
+    last_end = hour_end_at_or_before(now - timedelta(seconds=settle_s), tz)
+    windows_store.claim(conn, JOB, last_end)  # the claim: writers from now on mark what they write before last_end
+    with conn.transaction():
+        return _run(conn, now, last_end, tz=tz, cadence_s=cadence_s, default_cadence_s=default_cadence_s,
+                    lookback_h=lookback_h, indices=indices)
+
+
+def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzinfo,
+         cadence_s: float | Mapping[str, float], default_cadence_s: float | None, lookback_h: int,
+         indices: bool) -> WindowRun:
+    through = windows_store.computed_through(conn, JOB)
+    floor = last_end - lookback_h * HOUR
+    after = max(through, floor) if through is not None else floor
+    due = hour_ends_in(after, last_end)
+    due_set = set(due)
+
+    # 1. late marks: hours already computed (or never due) that got readings after their computation
+    marks = windows_store.dirty_marks(conn, last_end)
+    late: dict[Pair, set[datetime]] = defaultdict(set)
+    for sensor, variable, slot, _ in marks:
+        end = hour_end_containing(slot, tz)
+        if end not in due_set and end <= last_end:
+            late[(sensor, variable)].add(end)
+
+    # 2. the samples: due hours for every series, late hours for the marked ones
+    got = SampleSet()
+    if due:
+        got.add(windows_store.due_samples(conn, due[0] - HOUR, due[-1]), due=True)
+    if late:
+        keys = [(p, e) for p, ends in sorted(late.items()) for e in sorted(ends)]
+        got.add(windows_store.window_samples(conn, [(p[0], p[1], e - HOUR, e) for p, e in keys]), due=False)
+    active: dict[Pair, str] = {}
+    if due:
+        for sensor, variable, unit in windows_store.active_series(conn, due[0] - HOUR - HISTORY, due[0] - HOUR):
+            active[(sensor, variable)] = unit
+
+    # 3. the hourly averages, every series at once (alerts.averaging.vectorised)
+    series = Series(sorted(set(got.devices) | set(active)))
+    wp, we = hour_windows(series, got, active, late, due)
+    cadence = np.empty(len(series))
+    for i, pair in enumerate(series.pairs):
+        devices = got.devices.get(pair)
+        c = 3600.0 if not devices else cadence_for(sorted(devices), cadence_s, default_cadence_s)
+        if c is None:  # no sample at all: coverage 0 whatever the cadence (3600 above)
+            log.error("averages of sensor %s %s not computed: no cadence_s configured for device(s) %s",
+                      pair[0], pair[1], sorted(devices or ()))
+        cadence[i] = math.nan if c is None else c
+    keep = ~np.isnan(cadence[wp])
+    wp, we = wp[keep], we[keep]
+    units = [unit_of(p[1], got.units.get(p) or active.get(p)) for p in series.pairs]
+    t, v, ok, sid = got.arrays(series)
+    hourly = hourly_averages(sid, t, v, ok, wp, we, cadence[wp])
+    stamps = Stamps()
+    windows_store.upsert_averages(conn, stamps.rows(series.pairs, units, "1h", wp, we, 1, hourly, now))
+    counts: dict[str, int] = {"1h": len(hourly)}
+    logged: dict[str, np.ndarray] = {"1h": we}
+
+    # 4. rolling windows and days holding a written hour, from the stored hours (just written ones included)
+    table = _load_hours(conn, series, wp, we, last_end)
+    last = last_end.timestamp()
+    for period, (n, need) in ROLLING_PERIODS.items():
+        rp, re_ = unique_windows(np.repeat(wp, n), (we[:, None] + np.arange(n) * 3600.0).ravel(), last)
+        values, valid = table.get(rp[:, None], re_[:, None] - np.arange(n - 1, -1, -1) * 3600.0)
+        rows = stamps.rows(series.pairs, units, period, rp, re_, n, window_averages(values, valid, need), now)
+        windows_store.upsert_averages(conn, rows)
+        counts[period], logged[period] = len(rows), re_
+    days, dp, de, dh = day_windows(series, wp, we, last_end, tz)
+    day_rows: list[tuple[Any, ...]] = []
+    for hours in np.unique(dh).tolist():  # 24 h, or 23 / 25 across a DST change
+        mine = dh == hours
+        values, valid = table.get(dp[mine, None], de[mine, None] - np.arange(hours - 1, -1, -1) * 3600.0)
+        day_rows += stamps.rows(series.pairs, units, "day", dp[mine], de[mine], hours,
+                                window_averages(values, valid, min_valid_hours(hours)), now)
+    windows_store.upsert_averages(conn, day_rows)
+    counts["day"], logged["day"] = len(day_rows), np.array([r[4].timestamp() for r in day_rows])
+    units_of = dict(zip(series.pairs, units, strict=False))  # the NowCast siblings added after have no rows
+    year_rows = _year_rows(conn, days, units_of=units_of, tz=tz, last_end=last_end, now=now)
+    windows_store.upsert_averages(conn, year_rows)
+    counts["year"], logged["year"] = len(year_rows), np.array([r[4].timestamp() for r in year_rows])
+
+    # 5. indices of the windows written (same transaction: never averages without their indices)
+    due_days = days_ending_in(after, last_end, tz) if due else []
+    due_years = years_ending_in(after, last_end, tz) if due else []
+    due_ends = {"1h": due_set, "8h": due_set, "24h": due_set,
+                "day": {day_bounds(d, tz)[1] for d in due_days}, "year": {year_bounds(y, tz)[1] for y in due_years}}
+    if indices:
+        counts.update(write_indices(conn, now, tz=tz, pairs=series.pairs, hour_pairs=wp, hour_ends=we, hours=table,
+                                    days=days, last_end=last_end, due_hours=due_ends["1h"],
+                                    due_day_ends=due_ends["day"]))
+
+    # 6. bookkeeping: the log, the consumed marks, the watermark
+    _log_averages(conn, now, due_ends, logged)
+    if marks:
+        windows_store.delete_marks(conn, marks)
+    if due:
+        windows_store.set_computed_through(conn, JOB, last_end)
+    written = {series.pairs[i] for i in np.unique(wp).tolist()}
+    late_done = {p: tuple(sorted(e)) for p, e in late.items() if p in written}
+    result = WindowRun(last_end, tuple(due), tuple(due_days), tuple(due_years), late_done, counts)
+    if due or late_done:
+        log.info("averages up to %s: %d due hour(s), %d series with late data, rows %s", last_end, len(due),
+                 len(late_done), counts)
+    return result
+
+
+def _log_averages(conn: psycopg.Connection, now: datetime, due_ends: Mapping[str, set[datetime]],
+                  logged: Mapping[str, np.ndarray]) -> None:
+    """One `window_computations` row per (period, end, reason): 'due' for the due windows, 'late' for others."""
+    for period, due in due_ends.items():
+        ends, n = np.unique(logged.get(period, np.empty(0)), return_counts=True)
+        tallies: dict[str, dict[datetime, int]] = {"due": dict.fromkeys(due, 0), "late": {}}
+        for e, k in zip(ends.tolist(), n.tolist(), strict=True):
+            end = datetime.fromtimestamp(e, UTC)
+            tallies["due" if end in due else "late"][end] = k  # a due window with no series is still logged
+        for reason, by_end in tallies.items():
+            windows_store.log_windows(conn, period, reason, by_end, now)

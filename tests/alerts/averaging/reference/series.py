@@ -1,0 +1,174 @@
+"""Stage 4, averages — pure (numpy, no I/O, no clock): the averaging job's series and windows as arrays: the (sensor,
+variable) series of one run numbered, the samples fetched packed per series and device joined into numpy arrays, and
+which hours, rolling windows and local days to compute — the inputs of `alerts.averaging.vectorised`, for
+`alerts.averaging.job`.
+
+Samples arrive packed as `storage.windows_store` reads them: per (sensor, variable, device), a count and three
+big-endian arrays (epoch seconds, value with NULL as NaN, QC flags).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, tzinfo
+from typing import Any
+
+import numpy as np
+
+from alerts.averaging.averages import HOUR, sample_validity
+from alerts.averaging.windows import day_bounds, day_of_hour_end
+from sensors.variables import VARIABLES
+from tests.alerts.averaging.reference.vectorised import Averages, packed
+
+__all__ = ["Pair", "SampleSet", "Series", "Stamps", "cadence_for", "day_windows", "hour_windows", "unique_windows",
+           "unit_of"]
+
+Pair = tuple[str, str]  # (sensor_id, variable)
+
+
+def cadence_for(devices: Iterable[str], cadence_s: float | Mapping[str, float],
+                default_cadence_s: float | None) -> float | None:
+    """Effective cadence of the devices pooled for a series: 1 / Σ 1/cadence; None if one is unknown."""
+    rate = 0.0
+    for device in devices:
+        c = cadence_s if isinstance(cadence_s, int | float) else cadence_s.get(device, default_cadence_s)
+        if c is None or not c > 0:
+            return None
+        rate += 1.0 / c
+    return 1.0 / rate if rate else None
+
+
+def unit_of(variable: str, seen: str | None) -> str:
+    known = VARIABLES.get(variable)
+    return known.unit if known is not None else (seen or "")
+
+
+class Series:
+    """The (sensor, variable) series of one run, numbered: the ids of the vectorised arrays."""
+
+    def __init__(self, pairs: Iterable[Pair]) -> None:
+        self.pairs: list[Pair] = list(pairs)
+        self.index: dict[Pair, int] = {p: i for i, p in enumerate(self.pairs)}
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def add(self, pair: Pair) -> int:
+        if pair not in self.index:
+            self.index[pair] = len(self.pairs)
+            self.pairs.append(pair)
+        return self.index[pair]
+
+
+class SampleSet:
+    """Samples fetched packed per (sensor, variable, device) (module docstring), joined into arrays at once."""
+
+    def __init__(self) -> None:
+        self.devices: dict[Pair, set[str]] = defaultdict(set)
+        self.units: dict[Pair, str] = {}
+        self._chunks: list[tuple[Pair, int, bool]] = []
+        self._packed: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def add(self, rows: Iterable[tuple[Any, ...]], *, due: bool) -> None:
+        for sensor, variable, device, unit, n, times, values, flags in rows:
+            pair = (sensor, variable)
+            self.devices[pair].add(device)
+            self.units.setdefault(pair, unit)
+            self._chunks.append((pair, n, due))
+            self._arrays = None
+            for out, chunk in zip(self._packed, (times, values, flags), strict=True):
+                out.append(chunk)
+
+    def arrays(self, series: Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Times (epoch s), values (NULL → NaN), validity (`sample_validity`) and series id of every sample."""
+        if self._arrays is not None:
+            return self._arrays
+        times, values = packed(self._packed[0], ">f8"), packed(self._packed[1], ">f8")
+        valid = sample_validity(values, packed(self._packed[2], ">i4"))
+        sid = np.repeat([series.index[p] for p, _, _ in self._chunks], [n for _, n, _ in self._chunks])
+        self._arrays = times, values, valid, sid.astype(np.int64)
+        return self._arrays
+
+    def first_due(self, series: Series) -> np.ndarray:
+        """Per series id: the earliest time of its due samples (+inf without any)."""
+        times, _, _, sid = self.arrays(series)
+        due = np.repeat([d for _, _, d in self._chunks], [n for _, n, _ in self._chunks]).astype(bool)
+        first = np.full(len(series), np.inf)
+        np.minimum.at(first, sid[due], times[due])
+        return first
+
+
+def hour_windows(series: Series, got: SampleSet, active: Mapping[Pair, str],
+                 late: Mapping[Pair, set[datetime]], due: list[datetime]) -> tuple[np.ndarray, np.ndarray]:
+    """The hours to compute, as (series id, end) arrays sorted by series then end: every due hour of an active
+    series, the due hours of a new series from its first hour with data on (an hour end e is at or after the
+    end of the hour holding the first sample t iff e > t), and the late hours."""
+    due_s = np.array([e.timestamp() for e in due])
+    after = got.first_due(series) if due else np.full(len(series), np.inf)
+    after[[series.index[p] for p in active]] = -np.inf
+    wp, wd = np.nonzero(due_s[None, :] > after[:, None]) if due else (np.empty(0, int), np.empty(0, int))
+    late_p = [series.index[p] for p, ends in late.items() if p in series.index for _ in ends]
+    late_e = [e.timestamp() for p, ends in late.items() if p in series.index for e in ends]
+    wp = np.concatenate((wp, late_p)).astype(np.int64)
+    we = np.concatenate((due_s[wd], late_e)).astype(float)
+    order = np.lexsort((we, wp))
+    return wp[order], we[order]
+
+
+def unique_windows(p: np.ndarray, e: np.ndarray, last: float) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (series id, end) with end <= last, sorted by series then end."""
+    keep = e <= last
+    p, e = p[keep], e[keep]
+    order = np.lexsort((e, p))
+    p, e = p[order], e[order]
+    first = np.ones(p.shape, dtype=bool)
+    first[1:] = (p[1:] != p[:-1]) | (e[1:] != e[:-1])
+    return p[first], e[first]
+
+
+def day_windows(series: Series, wp: np.ndarray, we: np.ndarray, last_end: datetime, tz: tzinfo
+                ) -> tuple[dict[Pair, set[date]], np.ndarray, np.ndarray, np.ndarray]:
+    """The ended local days holding a written hour: per series, and as (series id, day end, hours) arrays."""
+    ends = np.unique(we)
+    day_of = [day_of_hour_end(datetime.fromtimestamp(e, UTC), tz) for e in ends.tolist()]
+    bounds = {d: day_bounds(d, tz) for d in set(day_of)}
+    ordinal = np.array([d.toordinal() for d in day_of], dtype=np.int64)
+    ended = np.array([bounds[d][1] <= last_end for d in day_of], dtype=bool)
+    at = np.searchsorted(ends, we)
+    keep = ended[at] if ends.size else np.zeros(0, dtype=bool)
+    dp, dord = unique_windows(wp[keep], ordinal[at[keep]].astype(float), math.inf)
+    days: dict[Pair, set[date]] = defaultdict(set)
+    de, dh = np.empty(dp.shape), np.empty(dp.shape, dtype=np.int64)
+    for i, (p, o) in enumerate(zip(dp.tolist(), dord.tolist(), strict=True)):
+        day = date.fromordinal(int(o))
+        days[series.pairs[p]].add(day)
+        start, end = bounds[day]
+        de[i], dh[i] = end.timestamp(), round((end - start) / HOUR)
+    return days, dp.astype(np.int64), de, dh
+
+
+class Stamps:
+    """Average rows for the COPY, with one datetime per distinct end."""
+
+    def __init__(self) -> None:
+        self._at: dict[float, datetime] = {}
+
+    def at(self, epoch: float) -> datetime:
+        got = self._at.get(epoch)
+        if got is None:
+            got = self._at[epoch] = datetime.fromtimestamp(epoch, UTC)
+        return got
+
+    def rows(self, pairs: list[Pair], units: list[str], period: str, p: np.ndarray, e: np.ndarray, hours: int,
+             avg: Averages, now: datetime) -> list[tuple[Any, ...]]:
+        values, coverage, samples, valid = (avg.value.tolist(), avg.coverage.tolist(), avg.samples.tolist(),
+                                            avg.valid.tolist())
+        out = []
+        for i, (pi, end) in enumerate(zip(p.tolist(), e.tolist(), strict=True)):
+            n = samples[i]
+            out.append((*pairs[pi], period, self.at(end - hours * 3600.0), self.at(end), values[i] if n else None,
+                        units[pi], coverage[i], n, valid[i], now))
+        return out
