@@ -8,13 +8,14 @@ runs the ack once that letter is durable: a poison message is never redelivered 
 dropped. Receive-time readings carry their message's identity (`sensors.delivery`: session, packet id, digest,
 DUP flag), so a message committed but not acknowledged is a duplicate when the broker sends it again.
 
-Bounded: at most `max_pending` messages wait in memory. The bound that holds them back is the broker's in-flight
-window: acks go out only after the commit, and the broker sends no more unacknowledged QoS 1 messages than the
-session's MQTT 5 Receive Maximum (`mqtt.receive_maximum`; the daemon sets `max_pending` to it) or, over MQTT
-3.1.1, its own `max_inflight_messages` (deploy/mosquitto/aqnet.conf: 1000, the same). A message arriving while the
-queue is full is not kept: it is counted (`overflowed`) and logged, and never acknowledged, so a QoS 1 message
-comes back from the broker's session at the next connection; a QoS 0 message (at most once, by MQTT's definition,
-and outside the in-flight window) is lost, which is what QoS 0 means.
+Bounded: at most `max_pending` messages wait in memory. Acks go out only after the commit, so the broker's
+in-flight window (the session's MQTT 5 Receive Maximum, `mqtt.receive_maximum`, or over MQTT 3.1.1 Mosquitto's
+`max_inflight_messages`) normally holds the rest back; the bound itself is the client's (`MqttSubscriberClient`'s
+`max_pending`, the daemon sets it to the Receive Maximum): once that many messages wait, its network thread stops
+reading until `run` takes one (`taken()`), so TCP holds the broker back even when the broker sends past its
+window (Mosquitto 2.0.11 does: eclipse-mosquitto/mosquitto#2301). No message is ever dropped: one dropped
+unacknowledged would hold a slot of the broker's window until the next connection, and enough of them stall the
+intake.
 """
 
 from __future__ import annotations
@@ -103,13 +104,14 @@ class MqttSubscriber:
                  on_message_seen: Callable[[Message], None] | None = None, max_pending: int = 1000) -> None:
         if max_pending < 1:
             raise ValueError(f"MQTT subscriber: max_pending must be >= 1, got {max_pending}")
+        self.max_pending = max_pending  #: the client factory bounds its client with it
         self._intake = intake
         self._submit = submit
         self._reject = reject
         self._unmapped = on_unmapped
         self._seen = on_message_seen
-        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=max_pending)
-        self._overflowed = 0
+        # unbounded here: the client stops reading at max_pending (module docstring)
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self._client = client_factory(self._offer)
         self._started = False
         self._handled = 0
@@ -124,22 +126,8 @@ class MqttSubscriber:
         """Messages received and not yet handled (liveness: pending work)."""
         return self._queue.qsize()
 
-    @property
-    def overflowed(self) -> int:
-        """Messages not kept because `max_pending` were already waiting (never acknowledged by aqnet)."""
-        return self._overflowed
-
     def _offer(self, message: Message) -> None:
-        """Queue one message from the client, or count and drop it when the queue is full (see the docstring)."""
-        if self._queue.full():
-            self._overflowed += 1
-            log.log(logging.WARNING if self._overflowed == 1 else logging.DEBUG,
-                    "MQTT: %d messages already wait (the bound, max_pending); message %d on %s (QoS %d) not kept "
-                    "nor acknowledged%s (%d so far): the broker's in-flight window should prevent this: set "
-                    "mqtt.receive_maximum / max_inflight_messages to at most the bound", self._queue.maxsize,
-                    message.mid, message.topic, message.qos,
-                    ", the broker sends it again" if message.qos else ", QoS 0: lost", self._overflowed)
-            return
+        """Queue one message from the client (its `max_pending` bounds how many wait)."""
         self._queue.put_nowait(message)
 
     @property
@@ -160,6 +148,7 @@ class MqttSubscriber:
             self._started = True
         while True:
             message = await self._queue.get()
+            self._client.taken()
             try:
                 await self.handle(message)
             finally:

@@ -57,6 +57,9 @@ class _Client:
     def ack(self, message: Message) -> None:
         self.acked.append(message)
 
+    def taken(self) -> None:
+        pass
+
 
 @dataclass
 class Run:

@@ -86,6 +86,10 @@ class MqttSubscriberClient:
         on_message: called in the event loop for each message.
         on_connection: called in the event loop with True/False on connect/disconnect.
         receive_maximum: MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the broker may send.
+        max_pending: how many messages may be handed to `on_message` and not yet `taken()` (None: no bound).
+            When that many wait, the network thread waits too before it reads the next packet: TCP holds the
+            broker back, whatever its in-flight accounting does (Mosquitto 2.0.11 sends past the Receive
+            Maximum: eclipse-mosquitto/mosquitto#2301), and no message is ever dropped unacknowledged.
         session_expiry_s: how long the broker keeps the session while aqnet is away (MQTT 5).
         reconnect_min_s, reconnect_max_s: the reconnect backoff (see `Backoff`).
         rng: randomness of the backoff jitter (a seeded `random.Random` in tests).
@@ -101,7 +105,8 @@ class MqttSubscriberClient:
                  rng: random.Random | None = None, protocol: Protocol = "auto", ca_file: str | None = None,
                  cert_file: str | None = None, key_file: str | None = None, connect_timeout_s: float = 5.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 monotonic: Callable[[], float] = time.monotonic, verify_read_s: float | None = 10.0) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, verify_read_s: float | None = 10.0,
+                 max_pending: int | None = None) -> None:
         if not client_id:
             raise ValueError(f"MQTT {redact_url(url)}: a persistent session needs a client_id")
         if not 1 <= receive_maximum <= 65535:
@@ -128,6 +133,11 @@ class MqttSubscriberClient:
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._ack_lock = threading.Lock()  # an ack and a new connection's start never interleave
+        if max_pending is not None and max_pending < 1:
+            raise ValueError(f"MQTT {redact_url(url)}: max_pending must be >= 1, got {max_pending}")
+        #: one slot per message handed over and not yet taken (the network thread's backpressure)
+        self._slots = threading.BoundedSemaphore(max_pending) if max_pending else None
+        self.held_back_s = 0.0  #: seconds the network thread waited for a free slot (the broker held back)
         self._thread: threading.Thread | None = None
         self._state = "new"
         self._connection = 0
@@ -414,6 +424,18 @@ class MqttSubscriberClient:
                 self._probes_settled()
             return
         self._last_message_at = self._monotonic()
+        if self._slots is not None and not self._slots.acquire(blocking=False):
+            # max_pending messages wait: stop reading (the broker's TCP window fills and it holds back)
+            waited_from = self._monotonic()
+            while not self._slots.acquire(timeout=0.25):
+                if self._stop.is_set():  # not handed over, not acknowledged: the broker sends it again
+                    return
+            self.held_back_s += self._monotonic() - waited_from
         message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, bool(msg.retain), self._clock(),
                           dup=bool(msg.dup), connection=self._connection)
         _post(self._loop, self._on_message, message)
+
+    def taken(self) -> None:
+        """One message handed to `on_message` has been taken for handling: its slot is free again."""
+        if self._slots is not None:
+            self._slots.release()
