@@ -6,6 +6,8 @@ A: under a steady publish load the daemon (`python -m aqnet run`) is SIGKILLed t
    redelivered (DUP) at least one message to the restarted daemon.
 B: aqnet is stopped, N messages are published (queued in its persistent session), the broker is restarted
    (SIGTERM: Mosquitto writes its persistence file), aqnet is started: all N arrive.
+C: a flood, published much faster than aqnet stores it: every message is stored without waiting for a reconnect
+   (the client, not the broker's in-flight accounting, holds the rest back: sensors.mqtt.subscriber).
 """
 
 from __future__ import annotations
@@ -330,3 +332,24 @@ def test_messages_queued_across_a_broker_restart_all_arrive(
         runner.terminate()
     finally:
         publisher.close()
+
+
+def test_a_flood_is_stored_whole_without_a_reconnect(
+        mosquitto_factory: Callable[..., MosquittoBroker], runner_factory: Callable[..., DaemonRunner],
+        database_url: str) -> None:
+    broker = mosquitto_factory()
+    runner = runner_factory(broker, batch_max_age_s=0.5, batch_max=200)
+    publisher = LedgerPublisher(broker.port, rate_per_s=1)
+    try:
+        runner.start()
+        runner.wait_connected()
+        publisher.publish(20_000)  # as fast as paho sends them
+        ledger = publisher.ledger(timeout_s=120)
+        assert len(ledger) == 2 * 20_000, "the broker acknowledged every message"
+        _wait_for_ledger(database_url, ledger, runner, timeout_s=180)
+        _assert_database_equals_ledger(database_url, ledger)
+        assert runner.metric("aqnet_mqtt_connection_attempts") == 1.0, "no reconnect was needed"
+        runner.terminate()
+    finally:
+        publisher.close()
+    assert "messages already wait" not in runner.log_tail()
