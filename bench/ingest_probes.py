@@ -14,8 +14,6 @@ import math
 import os
 import pstats
 import re
-import shutil
-import sys
 import threading
 import time
 import urllib.request
@@ -28,7 +26,7 @@ from pathlib import Path
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["POLL_S", "CommitObserver", "CpuMeter", "hottest", "peak_rss_kib", "py_spy", "scrape", "with_children"]
+__all__ = ["POLL_S", "CommitObserver", "CpuMeter", "hottest", "peak_rss_kib", "scrape", "with_children"]
 
 POLL_S = 0.05  #: commit-time resolution: how often the observer reads each sensor's newest stored time
 #: a frame of aqnet's own code, in cProfile's paths or py-spy's "func (path:line)"
@@ -134,11 +132,6 @@ def scrape(port: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return {s.name + "".join(f'{{{k}="{v}"}}' for k, v in sorted(s.labels.items())): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def py_spy() -> str | None:
-    """The py-spy executable on PATH or beside this interpreter, if installed."""
-    return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
 
 
 def hottest(profiler: str, out: Path, n: int = 10) -> list[str]:
