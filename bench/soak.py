@@ -193,7 +193,7 @@ def run(*, minutes: float = 30.0, rate: float = SENSOR_RATE, load_sensors: int =
             progress(f"soak: {rate:,.0f} readings/s from {load_sensors:,d} synthetic sensors for {minutes:g} min "
                      f"plus the simulated network; sampling every {sample_s:g} s into {out}")
             t0 = time.monotonic()
-            last_rows, last_t = daemon.metric(ROWS), t0
+            last_rows, last_t = _rows(daemon), t0
             tree = TreeCpu(daemon.proc.pid)
             tree.start()
             next_print = t0
@@ -202,7 +202,7 @@ def run(*, minutes: float = 30.0, rate: float = SENSOR_RATE, load_sensors: int =
                 if daemon.proc.poll() is not None or sim.poll() is not None:
                     raise RuntimeError(f"soak: the {'daemon' if daemon.proc.poll() is not None else 'simulators'} "
                                        f"exited; logs in {tmp} and {out}")
-                t, rows = time.monotonic(), daemon.metric(ROWS)
+                t, rows = time.monotonic(), _rows(daemon)
                 cpu = tree.stop()
                 tree.start()
                 samples.append(Sample(t - t0, (rows - last_rows) / (t - last_t), tree_rss_kib(daemon.proc.pid) / 1024,
@@ -214,7 +214,7 @@ def run(*, minutes: float = 30.0, rate: float = SENSOR_RATE, load_sensors: int =
                              f"  daemon {s.cores:.2f} CPU s/s")
                     next_print = t + max(sample_s, 30.0)
             published, lag = load.join(120)
-            _drain(daemon)
+            stored = _drain(url, started, published)
             per, p50, p99 = _latencies(url, started, started + timedelta(seconds=duration), sample_s,
                                        warmup_s(duration))
         finally:
@@ -237,6 +237,7 @@ def run(*, minutes: float = 30.0, rate: float = SENSOR_RATE, load_sensors: int =
                         {"rate": f"{rate:,.0f} readings/s asked ({len(WIDE)}-value messages)",
                          "synthetic sensors": f"{load_sensors:,d}", "publishers": str(publishers),
                          "worst publisher lag": f"{lag:.2f} s", "minutes": f"{minutes:g}",
+                         "synthetic messages": f"{published:,d} published, {stored:,d} stored",
                          "sample interval": f"{sample_s:g} s", "started": started.isoformat(timespec="seconds"),
                          "simulated network": f"scenario normal, polls and messages every {INTERVAL_S:g} s"})
     write_csv(result, out / "soak.csv")
@@ -262,14 +263,26 @@ def _wait_listening(config: dict[str, Any], sim: subprocess.Popen[bytes], timeou
             time.sleep(0.1)
 
 
-def _drain(daemon: Daemon, timeout_s: float = 120.0) -> None:
-    """Wait until the daemon's committed-rows counter stops moving (two still samples 1 s apart)."""
-    deadline, last, still = time.monotonic() + timeout_s, daemon.metric(ROWS), 0
-    while still < 2 and time.monotonic() < deadline:
-        time.sleep(1.0)
-        now = daemon.metric(ROWS)
-        still = still + 1 if now == last or math.isnan(now) else 0
-        last = now
+def _rows(daemon: Daemon) -> float:
+    """Rows the daemon inserted so far (0 before its first write creates the counter's series)."""
+    n = daemon.metric(ROWS)
+    return 0.0 if math.isnan(n) else n
+
+
+def _drain(url: str, start: datetime, published: int, stall_s: float = 10.0) -> int:
+    """Wait until every synthetic message published since `start` is stored (its pm25 row), or nothing more was
+    stored for `stall_s`; the number stored."""
+    last, moved = -1, time.monotonic()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(*) FROM measurements WHERE variable = 'pm25' AND sensor_id LIKE "
+                               "'SYN-M%%' AND time >= %s", (start,)).fetchone()
+            n = int(row[0]) if row else 0
+            if n >= published or time.monotonic() - moved > stall_s:
+                return n
+            if n != last:
+                last, moved = n, time.monotonic()
+            time.sleep(0.5)
 
 
 def add_options(cli: argparse._ActionsContainer, *, shared: bool = True) -> None:
