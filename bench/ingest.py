@@ -180,9 +180,11 @@ class _Stack:
 
     def phase(self, name: str, url: str, prefix: str, indices: range, consumer_pid: int | None, *,
               rate: float | None = None, on_poll: Callable[[], None] | None = None,
-              names: tuple[str, ...] = VALUES) -> Phase:
+              names: tuple[str, ...] = VALUES, around: tuple[Callable[[], object], Callable[[], object]] | None = None
+              ) -> Phase:
         """Publish `indices` (at `rate` messages/s, or flat out), each message with the values of `names`, and
-        wait until the consumer stored them all."""
+        wait until the consumer stored them all; `around`: called just before the first publish and just after
+        the last commit (a profiler's start and stop)."""
         last: dict[str, datetime] = {}
         for i in indices[-len(SENSORS):]:
             last[sensor_of(i)] = reading_time(self.t0, i)
@@ -203,8 +205,12 @@ class _Stack:
                 tree.start()
             observer = CommitObserver(url, last, poll)
             observer.start()
+            if around is not None:
+                around[0]()
             pubs.go()
             observer.join()
+            if around is not None:
+                around[1]()
             cpu = meter.stop()
             processes = tree.stop().per_process if tree is not None else ()
             published, cpu["publishers"] = pubs.join()
@@ -316,10 +322,10 @@ def run(*, readings: int = 100_000, publishers: int = 3, naive_readings: int = 5
                 purl, ptmp = stack.database("bench_profile"), tmp / "profile"
                 ptmp.mkdir()
                 daemon = Daemon(ptmp, bench_config(ptmp, purl, broker), profiler)
+                lines: list[str] = []
                 try:
-                    daemon.profile_start()
-                    stack.phase("profile", purl, "aqnet", range(min(messages, PROFILE_MESSAGES)), daemon.proc.pid)
-                    lines = daemon.profile_stop()
+                    stack.phase("profile", purl, "aqnet", range(min(messages, PROFILE_MESSAGES)), daemon.proc.pid,
+                                around=(daemon.profile_start, lambda: lines.extend(daemon.profile_stop())))
                 finally:
                     daemon.stop()
                 result = IngestBench(*[getattr(result, f) for f in ("aqnet", "paced", "ceiling", "copy", "naive",

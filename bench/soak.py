@@ -189,7 +189,8 @@ def run(*, minutes: float = 30.0, rate: float = SENSOR_RATE, load_sensors: int =
             daemon = Daemon(tmp, config)
             sensors = [s.id for s in synthetic_network(0, load_sensors)]
             load = _Load(publishers, broker.port, sensors, rate / len(WIDE), duration)
-            started = datetime.fromtimestamp(load.go(), UTC)
+            # the messages' times are cut to the millisecond: the first may be stamped just before the start
+            started = datetime.fromtimestamp(math.floor(load.go() * 1000) / 1000, UTC)
             progress(f"soak: {rate:,.0f} readings/s from {load_sensors:,d} synthetic sensors for {minutes:g} min "
                      f"plus the simulated network; sampling every {sample_s:g} s into {out}")
             t0 = time.monotonic()

@@ -86,8 +86,9 @@ def warmup_s(duration_s: float) -> float:
 
 
 def rss_band(samples: Sequence[Sample], warmup: float) -> RssBand:
-    """The band of the samples taken at or after `warmup` s (NaN figures and 0 samples when there is none)."""
-    after = [s.rss_mib for s in samples if s.t_s >= warmup and not math.isnan(s.rss_mib)]
+    """The band of the samples taken after `warmup` s (an interval ending at the warm-up is part of it); NaN
+    figures and 0 samples when there is none."""
+    after = [s.rss_mib for s in samples if s.t_s > warmup and not math.isnan(s.rss_mib)]
     if not after:
         return RssBand(math.nan, math.nan, math.nan, 0)
     return RssBand(statistics.median(after), min(after), max(after), len(after))
@@ -96,7 +97,7 @@ def rss_band(samples: Sequence[Sample], warmup: float) -> RssBand:
 def verdict_lines(r: SoakResult) -> list[str]:
     """What the soak prints at the end: readings/s, the RSS band and the p99 after warm-up, each with its goal."""
     b = r.band
-    after = [s for s in r.samples if s.t_s >= r.warmup_s]
+    after = [s for s in r.samples if s.t_s > r.warmup_s]
     mean_rate = statistics.fmean(s.readings_per_s for s in after) if after else math.nan
     mean_cores = statistics.fmean(s.cores for s in after) if after else math.nan
     rss = ("met" if b.ok else "MISSED") if b.samples else "not measured"

@@ -31,7 +31,7 @@ __all__ = ["Spy", "TreeCpu", "TreeCpuResult", "descendants", "proc_name", "ptrac
 #: a frame of aqnet's own code, in py-spy's "func (path:line)"
 _OURS = re.compile(r"\((?:.*/)?(sensors|ingest|storage|aqnet|alerts)/")
 #: where a thread waits (py-spy records only threads it sees running, but a few wait states slip through)
-_IDLE = re.compile(r"^(poll|select|epoll|_poll|acquire|wait|sleep|_recv_into|recv|accept|read) \(")
+_IDLE = re.compile(r"^(?:\w+\.)*(poll|select|epoll|_poll|acquire|wait|sleep|_recv_into|accept) \(")
 _PROCESS = re.compile(r'^process (\d+):"(.*)"$')
 _THREAD = re.compile(r"^thread \((?:0x)?([0-9A-Fa-f]+)\)(?::\s*(.*))?$")
 
@@ -180,8 +180,8 @@ class Spy:
         self.proc = subprocess.Popen([exe, "record", "--pid", str(self.pid), "--subprocesses", "--threads",
                                       "--format", "raw", "--rate", str(self.rate), "--nonblocking",
                                       "-o", str(self.out)], stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
-        self._t0 = time.monotonic()
         time.sleep(0.5)  # py-spy attaches before the measured work starts
+        self._t0 = time.monotonic()
 
     def stop(self) -> None:
         """Stop recording and wait (up to 30 s) for the profile to be written."""
@@ -242,8 +242,8 @@ def summarise(raw: str, *, rate: int, wall_s: float, top: int = 4) -> list[str]:
         process, thread, frames = _split(stack)
         leaf = frames[-1] if frames else "(no Python frame)"
         samples[process][thread][leaf] += int(count)
-        inner = [f for f in frames if _OURS.search(f)]
-        if inner:  # the innermost aqnet frame: what of ours the time is under
+        inner = [f for f in frames[:-1] if _OURS.search(f)]
+        if inner:  # the innermost aqnet frame above the leaf: what of ours the time is under
             ours[process][thread][inner[-1]] += int(count)
     per_core = rate * wall_s if rate > 0 and wall_s > 0 else 0.0
     lines: list[str] = []
@@ -260,5 +260,5 @@ def summarise(raw: str, *, rate: int, wall_s: float, top: int = 4) -> list[str]:
             lines.extend(f"      self {v / t:6.1%}  {k}" for k, v in hot)
             mine = ours[process][thread].most_common(1)
             if mine:
-                lines.append(f"      under {mine[0][1] / t:5.1%}  {mine[0][0]}  (innermost aqnet frame)")
+                lines.append(f"      under {mine[0][1] / t:5.1%}  {mine[0][0]}  (innermost aqnet caller)")
     return lines
