@@ -203,7 +203,9 @@ class _Stack:
             meter.start()
             if tree is not None:
                 tree.start()
-            observer = CommitObserver(url, last, poll)
+            observer = CommitObserver(url, last, poll, total=(reading_time(self.t0, indices[0]),
+                                                              reading_time(self.t0, indices[-1]),
+                                                              len(indices) * len(names)))
             observer.start()
             if around is not None:
                 around[0]()
@@ -344,9 +346,11 @@ def report(r: IngestBench) -> list[str]:
     """The aligned lines `main` prints, each figure with its unit."""
     s, m, a, p = r.settings, r.metrics, r.aqnet, r.paced
 
+    def lost(ph: Phase) -> str:
+        return f", {ph.expected - ph.rows:,d} MISSING" if ph.rows != ph.expected else ""
+
     def rate(ph: Phase, extra: str = "") -> str:
-        lost = f", {ph.expected - ph.rows:,d} MISSING" if ph.rows != ph.expected else ""
-        return f"{ph.per_s:12,.0f} readings/s  ({ph.rows:,d} rows in {ph.wall_s:.2f} s{lost}{extra})"
+        return f"{ph.per_s:12,.0f} readings/s  ({ph.rows:,d} rows in {ph.wall_s:.2f} s{lost(ph)}{extra})"
 
     def usage(ph: Phase) -> str:
         return (f", CPU {ph.cpu_s.get('consumer', 0) / ph.wall_s:.0%} of a core, peak RSS "
@@ -369,7 +373,7 @@ def report(r: IngestBench) -> list[str]:
         f"aqnet                      {rate(a, usage(a))}",
         (f"aqnet publish→commit       p50 {p.latency_s(0.5) * 1e3:,.0f} ms, p99 {p.latency_s(0.99) * 1e3:,.0f} ms  "
         f"(asked {p.offered_per_s:,.0f} readings/s, publishers offered {p.achieved_per_s:,.0f} readings/s in "
-        f"{len(WIDE)}-value messages; {p.expected:,d} readings, {p.per_s:,.0f} stored/s, peak RSS "
+        f"{len(WIDE)}-value messages; {p.expected:,d} readings{lost(p)}, {p.per_s:,.0f} stored/s, peak RSS "
         f"{p.rss_kib / 1024:.0f} MiB)"),
         (f"ratios                     aqnet/ceiling {r.of_ceiling:.1%} (goal ≥ {GOAL_OF_CEILING:.0%}), aqnet/copy "
         f"subscriber {r.of_copy:.1%} (goal ≥ {GOAL_OF_COPY:.0%}), aqnet/naive {r.over_naive:.1f}x"),

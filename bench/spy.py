@@ -5,7 +5,8 @@ recordings of it (`py-spy record --subprocesses --threads --format raw`) summari
   cluster's postmaster and backends), per process, between `start()` and `stop()`. A descendant that exited in
   between is still in the total through its parent's reaped-children time (cutime + cstime).
 - `Spy`: py-spy recording a process tree (all its Python processes and threads) while running; `summarise`
-  (pure) turns the raw output into lines: per process and thread, its share of a core and its hottest frames.
+  (pure) turns the raw output into lines: per process and thread, the share of the wall it was active and its
+  hottest frames (CPU seconds themselves come from `TreeCpu`).
 - py-spy needs ptrace permission over the target: as root it has it; otherwise `ptrace_hint()` says how to
   allow it (`kernel.yama.ptrace_scope`). I/O (/proc, a py-spy child process), except `summarise`.
 """
@@ -231,8 +232,9 @@ def _split(stack: str) -> tuple[str, str, list[str]]:
 
 def summarise(raw: str, *, rate: int, wall_s: float, top: int = 4) -> list[str]:
     """Per process and per thread of a py-spy raw recording (`--subprocesses --threads`, lines of
-    "process ..;thread ..;frame;..;frame count"): its share of one core (samples ÷ rate ÷ wall), its hottest
-    frames by self time, and the aqnet function holding most of its time. Pure."""
+    "process ..;thread ..;frame;..;frame count"): the share of the wall it was active (samples ÷ rate ÷ wall;
+    py-spy samples a thread that runs or waits for the GIL or a CPU, not one blocked in I/O), its hottest frames
+    by self time, and the aqnet function most of its time is under. Pure."""
     samples: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
     ours: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
     for line in raw.splitlines():
@@ -250,11 +252,12 @@ def summarise(raw: str, *, rate: int, wall_s: float, top: int = 4) -> list[str]:
     by_process = sorted(samples.items(), key=lambda kv: -sum(sum(c.values()) for c in kv[1].values()))
     for process, threads in by_process:
         n = sum(sum(c.values()) for c in threads.values())
-        lines.append(f"  {process}: {n / per_core:.0%} of a core" if per_core else f"  {process}: {n} samples")
+        lines.append(f"  {process}: threads active {n / per_core:.0%} of the wall (summed)" if per_core
+                     else f"  {process}: {n} samples")
         for thread, leaves in sorted(threads.items(), key=lambda kv: -sum(kv[1].values())):
             t = sum(leaves.values())
             busy = sum(v for k, v in leaves.items() if not _IDLE.match(k))
-            share = f"{t / per_core:.0%} of a core" if per_core else f"{t} samples"
+            share = f"active {t / per_core:.0%} of the wall" if per_core else f"{t} samples"
             lines.append(f"    thread {thread}: {share}, waiting {1 - busy / t:.0%}")
             hot = [(k, v) for k, v in leaves.most_common() if not _IDLE.match(k)][:top]
             lines.extend(f"      self {v / t:6.1%}  {k}" for k, v in hot)

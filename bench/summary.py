@@ -59,7 +59,8 @@ def ingest_rows(r: IngestBench) -> list[Row]:
     rate = Row(
         f"MQTT → TimescaleDB, {a.expected:,d} readings",
         (f"{a.per_s:,.0f} readings/s = {r.of_ceiling:.1%} of the ceiling, {r.of_copy:.1%} of the hand-written "
-         f"subscriber, {r.over_naive:.1f}× naive"),
+         f"subscriber, {r.over_naive:.1f}× naive" + (f" ({a.expected - a.rows:,d} rows MISSING)" if a.rows != a.expected
+                                                       else "")),
         (f"ceiling `psql \\copy` {r.ceiling.per_s:,.0f}; hand-written COPY subscriber {r.copy.per_s:,.0f}; "
          f"naive INSERT {r.naive.per_s:,.0f}"),
         f"≥ {GOAL_OF_CEILING:.0%} of the ceiling and ≥ {GOAL_OF_COPY:.0%} of the hand-written subscriber",

@@ -129,7 +129,7 @@ def test_json_is_valid_and_nan_becomes_null() -> None:
                                         "values": {"x": None, "y": 1.5}}]}
 
 
-def test_py_spy_summary_is_per_process_and_thread_with_core_shares() -> None:
+def test_py_spy_summary_is_per_process_and_thread_with_active_shares() -> None:
     main = 'process 10:"python -m aqnet run";'
     raw = "\n".join([
         (f"{main}thread (11): MainThread;run (aqnet/cli.py:3);normalise (ingest/normalise.py:80);"
@@ -139,9 +139,9 @@ def test_py_spy_summary_is_per_process_and_thread_with_core_shares() -> None:
         f'{main}process 13:"python -m aqnet intake";thread (13): MainThread;loads (json/__init__.py:346) 100',
     ])
     lines = summarise(raw, rate=100, wall_s=2.0)
-    assert lines[0] == "  pid 10 python -m aqnet run: 65% of a core"
-    assert "    thread MainThread (11): 40% of a core, waiting 25%" in lines
+    assert lines[0] == "  pid 10 python -m aqnet run: threads active 65% of the wall (summed)"
+    assert "    thread MainThread (11): active 40% of the wall, waiting 25%" in lines
     assert "      self  75.0%  <genexpr> (ingest/units.py:9)" in lines
     assert "      under 75.0%  normalise (ingest/normalise.py:80)  (innermost aqnet caller)" in lines
-    assert "  pid 13 python -m aqnet intake: 50% of a core" in lines
+    assert "  pid 13 python -m aqnet intake: threads active 50% of the wall (summed)" in lines
     assert not any("select (selectors.py" in line for line in lines)
