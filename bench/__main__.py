@@ -28,10 +28,8 @@ goes is printed for every process and thread before the table. py-spy needs ptra
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -39,10 +37,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bench import averages, modbus, sim_speed, soak, summary
+from bench import averages, modbus, profiles, sim_speed, soak, summary
 from bench import ingest as ingest_e2e
-from bench.ingest_daemon import profiler_for
-from bench.spy import Spy, TreeCpu, ptrace_hint
 from ingest.normalise import ConditionsBook, normalise
 from ingest.qc import check
 from sensors.mqtt.payloads.aqnet_json import decode_readings as decode
@@ -93,46 +89,6 @@ def run_ingest() -> None:
     print(f"decode+normalise+qc      {N / ingest_s:12,.0f} messages/s  ({ingest_s / base_s:.1f}x the baseline's time)")
 
 
-#: a missed goal's profiling run of the Modbus benchmark is this long at most, in s
-PROFILE_MODBUS_S = 20.0
-
-
-def _where(title: str, fn: Callable[[], object]) -> list[str]:
-    """Run `fn` under py-spy (this process and its children, every thread) and return where the time went:
-    CPU of every process of the tree, then per process and thread its hottest frames."""
-    hint = ptrace_hint()
-    if hint:
-        return [f"where the time goes: {title}: not profiled: {hint}"]
-    with tempfile.TemporaryDirectory(prefix="aqnet-bench-spy-") as tmp:
-        spy, tree = Spy(os.getpid(), Path(tmp) / "spy.raw"), TreeCpu(os.getpid())
-        spy.start()
-        tree.start()
-        try:
-            fn()
-        finally:
-            cpu = tree.stop()
-            spy.stop()
-        lines = [f"where the time goes: {title} (py-spy of a separate run; its figures are not reported)",
-                 f"  CPU of every process: {cpu.cores:.2f} CPU s per wall s over {cpu.wall_s:.1f} s"]
-        lines += [f"    pid {pid:>7}  {s:7.1f} s  {name}" for pid, name, s in cpu.per_process if s >= 0.05]
-        return lines + spy.lines()
-
-
-def _profiles(opts: argparse.Namespace, rows: dict[str, summary.Row]) -> list[str]:
-    """Where the time goes for the missed Modbus and scheduler goals (the ingest profile is `bench.ingest`'s)."""
-    out: list[str] = []
-    m, a = rows.get("modbus"), rows.get("averages")
-    if m is not None and profiler_for(opts.profile, m.met is False):
-        duration = min(opts.duration, PROFILE_MODBUS_S)
-        out += _where(f"Modbus, {opts.stations} stations for {duration:g} s", lambda: asyncio.run(modbus.run(
-            stations=opts.stations, interval_s=opts.interval, duration_s=duration, baseline_s=opts.baseline,
-            clients=opts.clients)))
-    if a is not None and profiler_for(opts.profile, a.met is False):
-        sensors = int(a.values["sensors"])
-        out += _where(f"scheduler tick, {sensors:,d} sensors (seeding included)", lambda: averages.run([sensors]))
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark named on the command line (default: all of them) and print the closing table; return
     the benchmarks' results by name."""
@@ -176,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         rows["averages"] = summary.averages_row(results["averages"])
     if not rows:
         return results
-    for line in _profiles(opts, rows):
+    for line in profiles.missed(opts, rows):
         print(line)
     print("\nissue 19: every figure against its baseline of the same run (2 cores; goals reported, not a gate)")
     for line in summary.table(list(rows.values())):
