@@ -145,3 +145,15 @@ def test_py_spy_summary_is_per_process_and_thread_with_active_shares() -> None:
     assert "      under 75.0%  normalise (ingest/normalise.py:80)  (innermost aqnet caller)" in lines
     assert "  pid 13 python -m aqnet intake: threads active 50% of the wall (summed)" in lines
     assert not any("select (selectors.py" in line for line in lines)
+
+
+def test_missing_rows_miss_the_goal_whatever_the_rate() -> None:
+    r = _ingest(aqnet_per_s=40_000.0)
+    lossy = IngestBench(Phase("aqnet", r.aqnet.rows - 5, r.aqnet.expected, r.aqnet.wall_s, cpu_s=r.aqnet.cpu_s),
+                        Phase("paced", 7_000, 8_000, 1.0, (0.1,), offered_per_s=8_000.0, achieved_per_s=8_000.0),
+                        r.ceiling, r.copy, r.naive, r.settings, r.metrics)
+    rows = summary.ingest_rows(lossy)
+    assert rows[0].met is False
+    assert rows[0].aqnet.endswith("(5 rows MISSING)")
+    assert rows[1].met is False
+    assert "1,000 rows MISSING" in rows[1].aqnet
