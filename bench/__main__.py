@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -134,11 +135,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return results
     for line in profiles.missed(opts, rows):
         print(line)
-    print("\nissue 19: every figure against its baseline of the same run (2 cores; goals reported, not a gate)")
+    print(f"\nissue 19: every figure against its baseline of the same run ({os.cpu_count()} CPUs; goals for 2 cores, "
+          "reported, not a gate)")
     for line in summary.table(list(rows.values())):
         print(line)
     if opts.json is not None:
-        doc = summary.to_json(list(rows.values()), cpus=os.cpu_count(), argv=list(argv or []))
+        args = list(sys.argv[1:] if argv is None else argv)
+        doc = summary.to_json(list(rows.values()), cpus=os.cpu_count(), argv=args)
         opts.json.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"written {opts.json}")
     return results
