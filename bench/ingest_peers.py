@@ -31,10 +31,14 @@ from psycopg import sql
 from sensors.network import bundled_network
 from sensors.variables import VARIABLES
 
-__all__ = ["COLUMNS", "SENSORS", "VALUES", "Publishers", "payload", "reading_time", "sensor_of", "subscriber"]
+__all__ = ["COLUMNS", "SENSORS", "VALUES", "WIDE", "Publishers", "payload", "reading_time", "sensor_of", "stream",
+           "subscriber"]
 
 INFLIGHT = 100  #: a publisher's unacknowledged messages at most
 VALUES = ("pm25", "pm10", "temperature", "relativehumidity")  #: what a bundled microsensor reports
+#: eight values, the 10,000-sensor rate's message (issue 19: 10,000 sensors × 8 values every 10 s): a low-cost
+#: node with a PM sensor of four size bins, temperature, humidity, pressure and an NDIR CO2 cell
+WIDE = ("pm1", "pm25", "pm4", "pm10", "temperature", "relativehumidity", "pressure", "co2")
 SENSORS = tuple(s.id for s in bundled_network({}) if s.kind == "microsensor")
 #: the columns the peers fill (storage/migrations/0001_initial.sql); columns added later keep their defaults
 COLUMNS = ("time", "sensor_id", "variable", "value", "unit", "flags", "raw_value", "raw_unit", "device_id",
@@ -52,21 +56,29 @@ def reading_time(t0: datetime, i: int) -> datetime:
     return t0 + timedelta(milliseconds=i)
 
 
-def payload(t0: datetime, i: int) -> bytes:
-    """Message `i` as aqnet JSON (plausible values, no QC flag)."""
-    values = {"pm25": 8.5 + i % 30, "pm10": 20.0 + i % 40, "temperature": 14.0 + i % 10 / 10,
-              "relativehumidity": 60.0 + i % 30}
-    return json.dumps({"time": reading_time(t0, i).isoformat(timespec="milliseconds"), "values": values}).encode()
+def _values(i: int, names: tuple[str, ...]) -> dict[str, float]:
+    """Message `i`'s plausible values (Bogotá: ~750 hPa at 2,600 m) of the variables `names`."""
+    every = {"pm1": 6.0 + i % 20, "pm25": 8.5 + i % 30, "pm4": 15.0 + i % 35, "pm10": 20.0 + i % 40,
+             "temperature": 14.0 + i % 10 / 10, "relativehumidity": 60.0 + i % 30, "pressure": 750.0 + i % 5,
+             "co2": 420.0 + i % 60}
+    return {name: every[name] for name in names}
 
 
-def _publisher(port: int, prefix: str, t0: datetime, indices: list[int], rate: float | None, pipe: Any) -> None:
+def payload(t0: datetime, i: int, names: tuple[str, ...] = VALUES) -> bytes:
+    """Message `i` as aqnet JSON with the values of `names` (plausible values, no QC flag)."""
+    return json.dumps({"time": reading_time(t0, i).isoformat(timespec="milliseconds"),
+                       "values": _values(i, names)}).encode()
+
+
+def _publisher(port: int, prefix: str, t0: datetime, indices: list[int], rate: float | None, names: tuple[str, ...],
+               pipe: Any) -> None:
     """A publisher process: connect, say ready, wait for the start time, publish, wait for every PUBACK.
 
     One thread drives paho (no loop_start): `publish` writes at once and `loop` reads the PUBACKs. At most
     `INFLIGHT` messages are unacknowledged: paho scans its in-flight messages on every PUBACK, and a network
     thread beside the publishing one hands the GIL back and forth: each tripled the CPU per message here.
     """
-    messages = [(f"{prefix}/{sensor_of(i)}/readings", payload(t0, i)) for i in indices]
+    messages = [(f"{prefix}/{sensor_of(i)}/readings", payload(t0, i, names)) for i in indices]
     acked = [0]
 
     def on_publish(client: paho.Client, userdata: object, mid: int, reason: object, props: object) -> None:
@@ -102,17 +114,64 @@ def _publisher(port: int, prefix: str, t0: datetime, indices: list[int], rate: f
     pipe.send((times.tobytes(), time.process_time() - cpu0))
 
 
-class Publishers:
-    """`n` publisher processes, each owning the messages of every n-th sensor (so a sensor's order is kept)."""
+def stream(port: int, prefix: str, sensors: list[str], rate: float, seconds: float, names: tuple[str, ...],
+           pipe: Any) -> None:
+    """A soak publisher process: message k at `start + k / rate` from `sensors[k % len(sensors)]`, stamped with
+    the time it is published (a live sensor's reading), for `seconds`; then sends (messages, CPU s, worst lag s).
 
-    def __init__(self, n: int, port: int, prefix: str, t0: datetime, indices: range, rate: float | None) -> None:
+    The lag is how far behind its schedule the publisher fell (the offered rate is short when it grows)."""
+    acked = [0]
+
+    def on_publish(client: paho.Client, userdata: object, mid: int, reason: object, props: object) -> None:
+        acked[0] += 1
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-stream-{os.getpid()}",
+                         protocol=paho.MQTTv311)
+    client.max_inflight_messages_set(INFLIGHT)
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", port)
+    while not client.is_connected():
+        client.loop(0.01)
+    pipe.send("ready")
+    while not pipe.poll():
+        client.loop(0.01)
+    start_at: float = pipe.recv()
+    cpu0, lag, k = time.process_time(), 0.0, 0
+    topics = [f"{prefix}/{sid}/readings" for sid in sensors]
+    while (due := start_at + k / rate) < start_at + seconds:
+        while (now := time.time()) < due:
+            client.loop(max(0.0, min(0.01, due - now)))
+        while k - acked[0] >= INFLIGHT:
+            client.loop(0.01)
+        now = time.time()
+        lag = max(lag, now - due)
+        doc = {"time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"), "values": _values(k, names)}
+        client.publish(topics[k % len(topics)], json.dumps(doc).encode(), qos=1)
+        k += 1
+        if k % 32 == 0:
+            client.loop(0)
+        if pipe.poll():  # told to stop early
+            break
+    deadline = time.time() + 60
+    while acked[0] < k and time.time() < deadline:
+        client.loop(0.01)
+    client.disconnect()
+    pipe.send((k, time.process_time() - cpu0, lag))
+
+
+class Publishers:
+    """`n` publisher processes, each owning the messages of every n-th sensor (so a sensor's order is kept);
+    `rate`: messages/s in all (None: flat out); `names`: the variables each message carries."""
+
+    def __init__(self, n: int, port: int, prefix: str, t0: datetime, indices: range, rate: float | None,
+                 names: tuple[str, ...] = VALUES) -> None:
         ctx = mp.get_context("spawn")
         self.slices = self.partition(n, indices)
         self.pipes, self.procs = [], []
         for part in self.slices:
             mine, theirs = ctx.Pipe()
             share = rate * len(part) / len(indices) if rate else None
-            proc = ctx.Process(target=_publisher, args=(port, prefix, t0, part, share, theirs), daemon=True)
+            proc = ctx.Process(target=_publisher, args=(port, prefix, t0, part, share, names, theirs), daemon=True)
             proc.start()
             self.pipes.append(mine)
             self.procs.append(proc)

@@ -14,8 +14,6 @@ import math
 import os
 import pstats
 import re
-import shutil
-import sys
 import threading
 import time
 import urllib.request
@@ -28,7 +26,7 @@ from pathlib import Path
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["POLL_S", "CommitObserver", "CpuMeter", "hottest", "peak_rss_kib", "py_spy", "scrape", "with_children"]
+__all__ = ["POLL_S", "CommitObserver", "CpuMeter", "hottest", "peak_rss_kib", "scrape", "with_children"]
 
 POLL_S = 0.05  #: commit-time resolution: how often the observer reads each sensor's newest stored time
 #: a frame of aqnet's own code, in cProfile's paths or py-spy's "func (path:line)"
@@ -87,16 +85,18 @@ class CpuMeter:
 
 
 class CommitObserver(threading.Thread):
-    """Polls each sensor's newest stored pm25 time until every sensor reached `last[sensor]`, or nothing new
-    was stored for `stall_s`; `on_poll` runs after each poll."""
+    """Polls each sensor's newest stored pm25 time until every sensor reached `last[sensor]` (and, given `total`
+    = (first time, last time, rows), that many rows are stored between those times: a batch written late, e.g.
+    replayed from the spool, may land after newer ones), or nothing new was stored for `stall_s`; `on_poll`
+    runs after each poll."""
 
     _QUERY = ("SELECT s, (SELECT max(time) FROM measurements m WHERE m.sensor_id = s AND m.variable = 'pm25') "
               "FROM unnest(%s::text[]) AS s")
 
     def __init__(self, url: str, last: dict[str, datetime], on_poll: Callable[[], None] | None = None,
-                 stall_s: float = 30.0) -> None:
+                 stall_s: float = 30.0, total: tuple[datetime, datetime, int] | None = None) -> None:
         super().__init__(name="bench-commit-observer", daemon=True)
-        self.url, self.last, self.on_poll, self.stall_s = url, last, on_poll, stall_s
+        self.url, self.last, self.on_poll, self.stall_s, self.total = url, last, on_poll, stall_s, total
         self.seen: dict[str, tuple[list[float], list[datetime]]] = {s: ([], []) for s in last}
         self.done_at = math.nan  #: time of the poll that saw every message stored (NaN: it stalled)
         self.last_progress = math.nan  #: time of the last poll that saw something new
@@ -113,7 +113,7 @@ class CommitObserver(threading.Thread):
                         newest[sensor], self.last_progress = at, t
                         self.seen[sensor][0].append(t)
                         self.seen[sensor][1].append(at)
-                if all(newest[s] >= self.last[s] for s in sensors):
+                if all(newest[s] >= self.last[s] for s in sensors) and self._all_stored(conn, t):
                     self.done_at = t
                     return
                 if t - self.last_progress > self.stall_s:
@@ -121,6 +121,18 @@ class CommitObserver(threading.Thread):
                 if self.on_poll is not None:
                     self.on_poll()
                 time.sleep(max(0.0, POLL_S - (time.time() - t)))
+
+    def _all_stored(self, conn: psycopg.Connection, t: float) -> bool:
+        if self.total is None:
+            return True
+        lo, hi, n = self.total
+        row = conn.execute("SELECT count(*) FROM measurements WHERE time BETWEEN %s AND %s", (lo, hi)).fetchone()
+        stored = int(row[0]) if row else 0
+        if stored > self._stored:
+            self._stored, self.last_progress = stored, t
+        return stored >= n
+
+    _stored = 0
 
     def committed_at(self, sensor: str, at: datetime) -> float:
         """When the message of `sensor` with reading time `at` was first seen stored (NaN: never)."""
@@ -134,11 +146,6 @@ def scrape(port: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return {s.name + "".join(f'{{{k}="{v}"}}' for k, v in sorted(s.labels.items())): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def py_spy() -> str | None:
-    """The py-spy executable on PATH or beside this interpreter, if installed."""
-    return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
 
 
 def hottest(profiler: str, out: Path, n: int = 10) -> list[str]:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import ingest
+from bench import ingest, ingest_daemon
 from bench.__main__ import main as bench_main
-from bench.ingest_peers import SENSORS, VALUES, Publishers, payload, reading_time, sensor_of
+from bench.ingest_peers import SENSORS, VALUES, WIDE, Publishers, payload, reading_time, sensor_of
 from bench.ingest_probes import hottest
 
 T0 = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
@@ -27,6 +27,15 @@ def test_every_message_has_its_own_reading_time_and_the_four_microsensor_values(
     assert set(doc["values"]) == set(VALUES)
     assert datetime.fromisoformat(doc["time"]) == reading_time(T0, 26)
     assert sensor_of(0) == sensor_of(len(SENSORS)) == "MS01" and sensor_of(1) == "MS02"
+
+
+def test_the_10000_sensor_rate_is_8000_readings_per_s_in_eight_value_messages() -> None:
+    assert ingest.SENSOR_RATE == 8_000  # 10,000 sensors × 8 values every 10 s (issue 19)
+    assert len(WIDE) == len(set(WIDE)) == 8
+    assert set(VALUES) <= set(WIDE)
+    doc = __import__("json").loads(payload(T0, 7, WIDE))
+    assert list(doc["values"]) == list(WIDE)
+    assert all(isinstance(v, float) for v in doc["values"].values())
 
 
 def test_publishers_split_messages_so_one_publisher_owns_each_sensor() -> None:
@@ -61,13 +70,13 @@ def test_profile_summary_leaves_waiting_out_and_shows_aqnet_functions(tmp_path: 
 
 def test_profile_switch_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AQNET_BENCH_PROFILE", raising=False)
-    assert ingest._profiler("auto", short=False) is None
-    assert ingest._profiler("auto", short=True) in ("py-spy", "cprofile")
-    assert ingest._profiler("never", short=True) is None
+    assert ingest_daemon.profiler_for("auto", short=False) is None
+    assert ingest_daemon.profiler_for("auto", short=True) in ("py-spy", "cprofile")
+    assert ingest_daemon.profiler_for("never", short=True) is None
     monkeypatch.setenv("AQNET_BENCH_PROFILE", "1")
-    assert ingest._profiler("never", short=False) in ("py-spy", "cprofile")
+    assert ingest_daemon.profiler_for("never", short=False) in ("py-spy", "cprofile")
     monkeypatch.setenv("AQNET_BENCH_PROFILE", "0")
-    assert ingest._profiler("always", short=True) is None
+    assert ingest_daemon.profiler_for("always", short=True) is None
 
 
 def test_too_small_a_workload_is_refused() -> None:
@@ -97,8 +106,10 @@ def test_tiny_run_prints_every_figure_and_stores_every_reading(capsys: pytest.Ca
                         ("ceiling (psql \\copy)", "readings/s"), ("copy subscriber", "readings/s"),
                         ("naive peer (INSERT each)", "readings/s"), ("aqnet ", "readings/s"),
                         ("aqnet publish→commit", "p99"), ("ratios", "aqnet/naive"), ("CPU during aqnet", "daemon"),
-                        ("aqnet writer", "batches"), ("where aqnet's time goes", "of a separate run")]:
+                        ("aqnet writer", "batches"), ("where aqnet's time goes", "of a separate run"),
+                        ("| publish→commit at 8,000 readings/s offered", "p99"), ("goals met:", "of 3")]:
         assert any(line.startswith(label) and unit in line for line in lines), (label, printed)
     assert "MISSING" not in printed  # every published reading was stored, by every consumer
     assert "(400 rows in" in printed and "(200 rows in" in printed
+    assert "asked 8,000 readings/s, publishers offered" in printed and "8,000 readings, " in printed
     assert "nan" not in printed.split("where aqnet's time goes")[0]
