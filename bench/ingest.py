@@ -47,7 +47,7 @@ import psycopg
 from psycopg import sql
 
 from aqnet.localstack import MosquittoBroker, TimescaleCluster, free_port
-from bench.ingest_daemon import Daemon, bench_config, profiler_for
+from bench.ingest_daemon import DEFAULT_PROCESSES, Daemon, bench_config, profiler_for
 from bench.ingest_peers import SENSORS, VALUES, WIDE, Publishers, reading_time, sensor_of, subscriber
 from bench.ingest_probes import CommitObserver, CpuMeter, scrape, with_children
 from bench.spy import TreeCpu, descendants, tree_rss_kib
@@ -276,7 +276,7 @@ def _peer_phase(stack: _Stack, mode: str, readings: int, settings: dict[str, Any
 
 
 def run(*, readings: int = 100_000, publishers: int = 3, naive_readings: int = 5_000, latency_s: float = 15.0,
-        rate: float = SENSOR_RATE, profile: str = "auto") -> IngestBench:
+        rate: float = SENSOR_RATE, profile: str = "auto", processes: int = DEFAULT_PROCESSES) -> IngestBench:
     """Start the stack, measure aqnet (flat out, then at `rate` readings/s) and the three baselines; profile
     aqnet if asked or short of a goal."""
     if min(readings, naive_readings) < len(VALUES) * len(SENSORS) or publishers < 1 or not rate > 0 or \
@@ -297,11 +297,12 @@ def run(*, readings: int = 100_000, publishers: int = 3, naive_readings: int = 5
             t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
             stack = _Stack(cluster, broker, publishers, t0)
             url = stack.database("bench_aqnet")
-            daemon = Daemon(tmp, bench_config(tmp, url, broker))
+            daemon = Daemon(tmp, bench_config(tmp, url, broker, processes))
             s = daemon.settings
             settings = {"mqtt.receive_maximum": s.mqtt.receive_maximum, "ingest.batch_max": s.ingest.batch_max,
                         "ingest.batch_max_age_s": s.ingest.batch_max_age_s, "ingest.queue_max": s.ingest.queue_max,
                         "database.pool_max_size": s.database.pool_max_size, "publishers": publishers,
+                        "ingest.processes": s.ingest.processes,
                         "messages": messages, "rate": rate}
             queue = [0.0]
             sampled = [0.0]
@@ -326,7 +327,7 @@ def run(*, readings: int = 100_000, publishers: int = 3, naive_readings: int = 5
             if profiler:
                 purl, ptmp = stack.database("bench_profile"), tmp / "profile"
                 ptmp.mkdir()
-                daemon = Daemon(ptmp, bench_config(ptmp, purl, broker), profiler)
+                daemon = Daemon(ptmp, bench_config(ptmp, purl, broker, processes), profiler)
                 lines: list[str] = []
                 try:
                     stack.phase("profile", purl, "aqnet", range(min(messages, PROFILE_MESSAGES)), daemon.proc.pid,
@@ -367,7 +368,8 @@ def report(r: IngestBench) -> list[str]:
     lines = [
         (f"aqnet settings             mqtt.receive_maximum {s['mqtt.receive_maximum']}, ingest.batch_max "
         f"{s['ingest.batch_max']} messages, batch_max_age_s {s['ingest.batch_max_age_s']:g}, queue_max "
-        f"{s['ingest.queue_max']:,d}, pool_max_size {s['database.pool_max_size']} (defaults)"),
+        f"{s['ingest.queue_max']:,d}, pool_max_size {s['database.pool_max_size']} (defaults); ingest.processes "
+        f"{s.get('ingest.processes', 1)}"),
         (f"workload                   {a.expected:,d} readings: {s['messages']:,d} aqnet JSON messages × {len(VALUES)} "
         f"from {len(SENSORS)} microsensors, {s['publishers']} publisher processes, QoS 1"),
         f"ceiling (psql \\copy)       {rate(r.ceiling)}",
@@ -407,6 +409,8 @@ def add_options(cli: argparse._ActionsContainer) -> None:
     cli.add_argument("--rate", type=float, default=SENSOR_RATE,
                      help="readings/s offered by the fixed-rate phase (ingest-e2e) and the synthetic load (soak), in "
                           "8-value messages (default: the 10,000-sensor rate, %(default)g)")
+    cli.add_argument("--processes", type=int, default=DEFAULT_PROCESSES,
+                     help="aqnet's ingest.processes (default: one per core, %(default)s)")
     cli.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
                      help="profile the daemon in an extra run: auto = when a goal is missed (env "
                           "AQNET_BENCH_PROFILE=1/0 overrides; default: %(default)s)")
@@ -420,7 +424,8 @@ def main(argv: Sequence[str] | None = None, *, options: argparse.Namespace | Non
         options = cli.parse_args(argv)
     try:
         result = run(readings=options.readings, publishers=options.publishers, naive_readings=options.naive_readings,
-                     latency_s=options.latency_s, rate=options.rate, profile=options.profile)
+                     latency_s=options.latency_s, rate=options.rate, profile=options.profile,
+                     processes=options.processes)
     except ValueError as exc:
         raise SystemExit(f"python -m bench ingest-e2e: {exc}") from None
     for line in report(result):

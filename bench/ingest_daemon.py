@@ -28,7 +28,7 @@ from bench.ingest_probes import hottest, scrape
 from bench.spy import Spy, py_spy
 from sensors.network import bundled_network
 
-__all__ = ["STATIONS", "Daemon", "bench_config", "profiler_for"]
+__all__ = ["DEFAULT_PROCESSES", "STATIONS", "Daemon", "bench_config", "profiler_for"]
 
 STATIONS = tuple(s.id for s in bundled_network({}) if s.kind == "station")
 
@@ -44,8 +44,14 @@ main()
 """
 
 
-def bench_config(tmp: Path, url: str, broker: MosquittoBroker) -> dict[str, Any]:
-    """The ingest benchmark's daemon configuration (free ports, spool under `tmp`)."""
+#: the daemon's processes in the benchmarks (`ingest.processes`): one per core
+DEFAULT_PROCESSES = max(1, os.cpu_count() or 1)
+
+
+def bench_config(tmp: Path, url: str, broker: MosquittoBroker, processes: int = DEFAULT_PROCESSES
+                 ) -> dict[str, Any]:
+    """The ingest benchmark's daemon configuration (free ports, spool under `tmp`, `processes` intake
+    processes)."""
     dead = free_port()  # nothing listens there: every station poll fails fast, as with a cut link
     return {"database": {"url": url}, "mqtt": {"url": broker.url, "client_id": "aqnet-bench"},
             "network": {"stations": {c: {"host": "127.0.0.1", "port": dead} for c in STATIONS},
@@ -53,6 +59,7 @@ def bench_config(tmp: Path, url: str, broker: MosquittoBroker) -> dict[str, Any]
                         "microsensors": {sid: {} for sid in SENSORS}},
             "http": {"internal": {"port": free_port()}, "intake": {"port": free_port()}, "api": {"port": free_port()}},
             "scheduler": {"averages_every_s": 86_400},
+            "ingest": {"processes": processes},
             "storage": {"spool_dir": str(tmp / "spool")}}
 
 
@@ -85,7 +92,7 @@ class Daemon:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         self.spy: Spy | None = None
         deadline = time.monotonic() + 60
-        while self.metric("aqnet_mqtt_connected") != 1:
+        while self.metric("aqnet_mqtt_connected") != self.settings.ingest.processes:  # summed over processes
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"bench: aqnet did not connect to the broker; log {self.log}:\n"

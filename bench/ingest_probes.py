@@ -142,10 +142,15 @@ class CommitObserver(threading.Thread):
 
 
 def scrape(port: int) -> dict[str, float]:
-    """The daemon's /metrics on 127.0.0.1:`port` as `name{label="value",...}` → value."""
+    """The daemon's /metrics on 127.0.0.1:`port` as `name{label="value",...}` → value, summed over the `process`
+    label of a daemon with several processes (the whole daemon's figure)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {s.name + "".join(f'{{{k}="{v}"}}' for k, v in sorted(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = s.name + "".join(f'{{{k}="{v}"}}' for k, v in sorted(s.labels.items()) if k != "process")
+            out[key] = out.get(key, 0.0) + s.value
+    return out
 
 
 def hottest(profiler: str, out: Path, n: int = 10) -> list[str]:

@@ -41,7 +41,7 @@ import yaml
 
 from aqnet.localstack import MosquittoBroker, TimescaleCluster, free_port
 from bench.ingest import SENSOR_RATE
-from bench.ingest_daemon import STATIONS, Daemon
+from bench.ingest_daemon import DEFAULT_PROCESSES, STATIONS, Daemon
 from bench.ingest_peers import WIDE, stream
 from bench.soak_report import Sample, SoakResult, plot, verdict_lines, warmup_s, write_csv, write_markdown
 from bench.spy import TreeCpu, tree_rss_kib
@@ -90,14 +90,16 @@ def _register(url: str, load_sensors: int) -> None:
     asyncio.run(go())
 
 
-def _config(tmp: Path, url: str, broker: MosquittoBroker) -> dict[str, Any]:
-    """The daemon's (and the simulators') configuration, as `aqnet up` writes it in real time."""
+def _config(tmp: Path, url: str, broker: MosquittoBroker, processes: int = DEFAULT_PROCESSES) -> dict[str, Any]:
+    """The daemon's (and the simulators') configuration, as `aqnet up` writes it in real time, with `processes`
+    intake processes."""
     return {"database": {"url": url}, "mqtt": {"url": broker.url, "client_id": "aqnet-soak"},
             "network": {"stations": {c: {"host": "127.0.0.1", "port": free_port()} for c in STATIONS},
                         "microsensor_cadence_s": INTERVAL_S},
             "modbus": {"poll_interval_s": INTERVAL_S},
             "http": {"internal": {"port": free_port()}, "intake": {"port": free_port()}, "api": {"port": free_port()}},
             "scheduler": {"averages_every_s": 60.0},
+            "ingest": {"processes": processes},
             "storage": {"spool_dir": str(tmp / "spool")},
             "alerts": {"signing_key_file": str(tmp / "alert-signing.key"),
                        "link_key_file": str(tmp / "alert-link.key")}}
@@ -156,7 +158,8 @@ def _latencies(url: str, start: datetime, end: datetime, step: float, warmup: fl
 
 
 def run(*, minutes: float = 30.0, rate: float = SENSOR_RATE, load_sensors: int = 1_000, publishers: int = 3,
-        sample_s: float = 5.0, out: Path, progress: Callable[[str], None] = print) -> SoakResult:
+        sample_s: float = 5.0, out: Path, progress: Callable[[str], None] = print,
+        processes: int = DEFAULT_PROCESSES) -> SoakResult:
     """Run the soak; write soak.csv, soak.md and soak.png into `out`; return the result."""
     if not (minutes > 0 and rate > 0 and sample_s > 0 and 1 <= load_sensors <= 9_999 and publishers >= 1):
         raise ValueError(f"expected minutes, rate, sample_s > 0, 1 <= load_sensors <= 9999 and publishers >= 1, got "
@@ -178,7 +181,7 @@ def run(*, minutes: float = 30.0, rate: float = SENSOR_RATE, load_sensors: int =
             with psycopg.connect(url) as conn:
                 migrate(conn)
             _register(url, load_sensors)
-            config = _config(tmp, url, broker)
+            config = _config(tmp, url, broker, processes)
             (tmp / "simulators.yaml").write_text(yaml.safe_dump(config))
             with (out / "simulators.log").open("ab") as log:
                 sim = subprocess.Popen([sys.executable, "-m", "aqnet", "simulate", "--config",
@@ -287,7 +290,8 @@ def _drain(url: str, start: datetime, published: int, stall_s: float = 10.0) -> 
 
 
 def add_options(cli: argparse._ActionsContainer, *, shared: bool = True) -> None:
-    """The soak's options; `shared`: also `--rate` and `--publishers` (which `python -m bench` already has)."""
+    """The soak's options; `shared`: also `--rate`, `--publishers` and `--processes` (which `python -m bench`
+    already has)."""
     cli.add_argument("--minutes", type=float, default=30.0, help="length of the load, in min (default: %(default)s)")
     cli.add_argument("--load-sensors", type=int, default=1_000,
                      help="synthetic microsensors the load is spread over (default: %(default)s)")
@@ -295,6 +299,8 @@ def add_options(cli: argparse._ActionsContainer, *, shared: bool = True) -> None
     cli.add_argument("--out", type=Path, default=None,
                      help="output directory (default: ./var/soak/<UTC date and time>)")
     if shared:
+        cli.add_argument("--processes", type=int, default=DEFAULT_PROCESSES,
+                         help="aqnet's ingest.processes (default: one per core, %(default)s)")
         cli.add_argument("--rate", type=float, default=SENSOR_RATE,
                          help="readings/s of the synthetic load (default: the 10,000-sensor rate, %(default)g)")
         cli.add_argument("--publishers", type=int, default=3, help="publisher processes (default: %(default)s)")
@@ -309,7 +315,8 @@ def main(argv: Sequence[str] | None = None, *, options: argparse.Namespace | Non
     out = options.out or Path("var") / "soak" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
         result = run(minutes=options.minutes, rate=options.rate, load_sensors=options.load_sensors,
-                     publishers=options.publishers, sample_s=options.sample_s, out=out)
+                     publishers=options.publishers, sample_s=options.sample_s, out=out,
+                     processes=getattr(options, "processes", DEFAULT_PROCESSES))
     except ValueError as exc:
         raise SystemExit(f"python -m bench soak: {exc}") from None
     for line in verdict_lines(result):
