@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -39,6 +39,8 @@ _EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illega
                     4: "server device failure", 5: "acknowledge", 6: "server device busy",
                     8: "memory parity error", 10: "gateway path unavailable",
                     11: "gateway target device failed to respond"}
+#: function codes 1 and 2 read bits (coils, discrete inputs); 3 and 4 read registers
+_LAST_BIT_FUNCTION = 2
 
 
 class _Disconnected(Exception):
@@ -72,7 +74,10 @@ class ModbusReadError(Exception):
 
 class ConnectionLost:
     """Set by a pymodbus client's connection callback when its connection drops; while a request is waiting
-    (`watching`), setting it cancels the waiting task, which `cut_off` then recognises and takes back."""
+    on that connection (`watch`), setting it cancels the waiting task, which `cut_off` then recognises and
+    takes back."""
+
+    __slots__ = ("_cancelled", "_set", "_waiter")
 
     def __init__(self) -> None:
         self._set = False
@@ -80,9 +85,11 @@ class ConnectionLost:
         self._cancelled = False
 
     def is_set(self) -> bool:
+        """True once the connection has dropped."""
         return self._set
 
     def set(self) -> None:
+        """The connection dropped: cancel the request waiting on it, if any."""
         self._set = True
         waiter = self._waiter
         # from the event loop's callback only: a client closing itself inside the request ends that request anyway
@@ -90,20 +97,20 @@ class ConnectionLost:
             self._cancelled = True
             waiter.cancel()
 
-    @contextlib.asynccontextmanager
-    async def watching(self) -> AsyncIterator[None]:
-        """While the body runs, a dropped connection cancels it and the body ends in `_Disconnected`."""
-        self._waiter, self._cancelled = asyncio.current_task(), False
-        try:
-            yield
-        except asyncio.CancelledError:
-            if self.cut_off():
-                raise _Disconnected from None
-            raise
-        finally:
-            self._waiter = None
-            if self._cancelled:  # the request ended some other way before the cancellation reached it
-                self.cut_off()
+    def check(self) -> None:
+        """Raise `_Disconnected` when the connection has already dropped."""
+        if self._set:
+            raise _Disconnected
+
+    def watch(self, task: asyncio.Task[Any] | None) -> None:
+        """`task` now waits for an answer on this connection (None: nobody does)."""
+        self._waiter, self._cancelled = task, False
+
+    def unwatch(self) -> None:
+        """The request has ended; a cancellation that did not reach it is taken back."""
+        self._waiter = None
+        if self._cancelled:  # the request ended some other way before the cancellation reached it
+            self.cut_off()
 
     def cut_off(self) -> bool:
         """True (once) when the current task's cancellation came from `set`: the cancellation is withdrawn."""
@@ -114,6 +121,69 @@ class ConnectionLost:
         if task is not None:
             task.uncancel()
         return True
+
+
+class _Guard:
+    """A last-resort deadline for the one request a link has in flight (pymodbus times a request out itself).
+
+    Where `asyncio.timeout` arms and cancels a timer per request, the guard keeps at most one timer per link
+    and moves it lazily: when it fires before the current request's deadline it is set again for that
+    deadline, so back-to-back requests cost one timer per `span_s`, not one each. At the deadline the waiting
+    task is cancelled, and `cut_off` turns that cancellation back into a timeout.
+    """
+
+    __slots__ = ("_base", "_deadline", "_fired", "_handle", "_loop", "_span_s", "_task")
+
+    def __init__(self, span_s: float) -> None:
+        self._span_s = span_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._deadline = 0.0
+        self._fired = False
+        self._base = 0  # the task's cancellation requests when the request began
+
+    def start(self, task: asyncio.Task[Any]) -> None:
+        """`task` begins a request: it is cancelled if the request is still running `span_s` from now."""
+        loop = task.get_loop()
+        if self._loop is not loop:  # a link reused on another event loop: the old loop's timer is gone
+            if self._handle is not None:
+                self._handle.cancel()
+                self._handle = None
+            self._loop = loop
+        self._task, self._fired, self._base = task, False, task.cancelling()
+        self._deadline = loop.time() + self._span_s
+        if self._handle is None:
+            self._handle = loop.call_at(self._deadline, self._check)
+
+    def stop(self) -> None:
+        """The request has ended; a cancellation that did not reach it is taken back."""
+        self._task = None
+        if self._fired:
+            self.cut_off()
+
+    def cut_off(self) -> bool:
+        """True (once) when the current task's cancellation came from the deadline alone: it is withdrawn."""
+        if not self._fired:
+            return False
+        self._fired = False
+        task = asyncio.current_task()
+        return task is None or task.uncancel() <= self._base
+
+    def _check(self) -> None:
+        self._handle = None
+        task, loop = self._task, self._loop
+        if task is None or loop is None:
+            return
+        if self._deadline - loop.time() > _GUARD_SLACK_S:  # an earlier request's deadline: wait for this one's
+            self._handle = loop.call_at(self._deadline, self._check)
+            return
+        self._fired = True
+        task.cancel()
+
+
+#: how early the guard may fire (the event loop runs a timer up to its clock resolution early)
+_GUARD_SLACK_S = 1e-3
 
 
 class ModbusLinkBase:
@@ -147,6 +217,7 @@ class ModbusLinkBase:
         self._failures = 0  # consecutive failed connects
         self._next_connect_at = 0.0
         self._lost = ConnectionLost()  # set when the current connection drops
+        self._guard = _Guard(timeout_s * 2)  # guard only: pymodbus times a request out at timeout_s itself
         self._stale = False  # bytes of an unanswered request may still arrive: discard them before the next
         self.drain_s = 0.0  # RTU links: how long to let a late answer arrive after a timeout before discarding
 
@@ -168,45 +239,73 @@ class ModbusLinkBase:
         """After a request timed out (TCP: drop the connection, so a late answer cannot meet the next)."""
         self._drop()
 
+    def _error(self, reason: str, detail: str, table: str, address: int, count: int, unit_id: int,
+               code: int | None = None) -> ModbusReadError:
+        return ModbusReadError(reason, detail, host=self.host, port=self.port, unit_id=unit_id, table=table,
+                               address=address, count=count, exception_code=code, endpoint=self.endpoint)
+
     async def read(self, table: str, address: int, count: int, unit_id: int) -> list[int] | list[bool]:
         """Read `count` registers (or bits) of `table` from 0-based `address` of device `unit_id`."""
-        if table not in _READ:
+        call = _READ.get(table)
+        if call is None:
             raise ValueError(f"table: expected {'|'.join(_READ)}, got {table!r}")
-
-        def error(reason: str, detail: str, code: int | None = None) -> ModbusReadError:
-            return ModbusReadError(reason, detail, host=self.host, port=self.port, unit_id=unit_id,
-                                   table=table, address=address, count=count, exception_code=code,
-                                   endpoint=self.endpoint)
-
-        async with self._lock:
-            client = await self._ensure_connected(error)
-            method_name, function_code = _READ[table]
-            method = getattr(client, method_name)
+        lock = self._lock
+        await lock.acquire()
+        try:
+            client = self._client
+            if client is None or not client.connected:
+                client = await self._ensure_connected(table, address, count, unit_id)
+            method_name, function_code = call
+            # pymodbus keeps waiting for an answer after the peer closed the connection: stop at the
+            # disconnect. The request runs in the reading task itself (no extra task, no asyncio.wait, no
+            # timer of its own): a disconnect cancels that task through `ConnectionLost`, the guard's deadline
+            # through `_Guard`, and the cancellation is taken back here as _Disconnected or a timeout.
+            lost, guard = self._lost, self._guard
             try:
-                response = await self._race_disconnect(method(address, count=count, device_id=unit_id))
+                lost.check()
+                task = asyncio.current_task()
+                assert task is not None
+                lost.watch(task)
+                guard.start(task)
+                try:
+                    response = await getattr(client, method_name)(address, count=count, device_id=unit_id)
+                except asyncio.CancelledError:
+                    if lost.cut_off():
+                        raise _Disconnected from None
+                    if guard.cut_off():
+                        raise TimeoutError from None
+                    raise
+                finally:
+                    lost.unwatch()
+                    guard.stop()
             except asyncio.CancelledError:
                 self._drop()  # the answer may still arrive: never let it meet the next request
                 raise
             except _Disconnected:
                 self._drop()
-                raise error("connection", "connection closed by the peer during the request") from None
+                raise self._error("connection", "connection closed by the peer during the request", table,
+                                  address, count, unit_id) from None
             except TimeoutError:
                 self._on_timeout()
-                raise error("timeout", f"no response within {self.timeout_s} s") from None
+                raise self._error("timeout", f"no response within {self.timeout_s} s", table, address, count,
+                                  unit_id) from None
             except ModbusIOException as exc:
                 if "no response" in str(exc).lower():
                     self._on_timeout()
-                    raise error("timeout", f"no response within {self.timeout_s} s") from None
+                    raise self._error("timeout", f"no response within {self.timeout_s} s", table, address,
+                                      count, unit_id) from None
                 self._drop()
-                raise error("protocol", str(exc)) from None
+                raise self._error("protocol", str(exc), table, address, count, unit_id) from None
             except ConnectionException as exc:
                 self._drop()
-                raise error("connection", f"connection lost: {exc}") from None
+                raise self._error("connection", f"connection lost: {exc}", table, address, count,
+                                  unit_id) from None
             except ModbusException as exc:
                 self._drop()
-                raise error("protocol", str(exc)) from None
+                raise self._error("protocol", str(exc), table, address, count, unit_id) from None
             finally:
-                pause = max(self.request_gap_s, self.drain_s) if self._stale else self.request_gap_s
+                stale = self._stale
+                pause = max(self.request_gap_s, self.drain_s) if stale else self.request_gap_s
                 if pause:
                     await asyncio.sleep(pause)
                 if self._stale:
@@ -214,36 +313,30 @@ class ModbusLinkBase:
             if response.isError():
                 code = getattr(response, "exception_code", None)
                 name = _EXCEPTION_NAMES.get(code or 0, "unknown exception")
-                raise error("exception_response", f"exception code {code} ({name})", code)
+                raise self._error("exception_response", f"exception code {code} ({name})", table, address,
+                                  count, unit_id, code)
             # an RTU frame carries no transaction id: an answer to another request must not pass for this one
             if response.function_code != function_code:
                 self._drop()  # reopening flushes whatever else is queued on the line
-                raise error("protocol", f"answer has function code {response.function_code}, "
-                                        f"expected {function_code}")
-            bits = table in ("coil", "discrete_input")
-            values = response.bits if bits else response.registers
-            if len(values) < count or (not bits and len(values) != count):  # bits come padded to a byte
-                self._drop()
-                raise error("protocol", f"expected {count} value(s), got {len(values)}")
+                raise self._error("protocol", f"answer has function code {response.function_code}, "
+                                              f"expected {function_code}", table, address, count, unit_id)
+            values = response.bits if function_code <= _LAST_BIT_FUNCTION else response.registers
+            if len(values) < count or (function_code > _LAST_BIT_FUNCTION and len(values) != count):
+                self._drop()  # bits come padded to a byte
+                raise self._error("protocol", f"expected {count} value(s), got {len(values)}", table, address,
+                                  count, unit_id)
             return list(values[:count])
+        finally:
+            lock.release()
 
-    async def _race_disconnect(self, request: Awaitable[Any]) -> Any:
-        # pymodbus keeps waiting for an answer after the peer closed the connection: stop at the disconnect. The
-        # request runs in the reading task itself (no extra task, no asyncio.wait per read): a disconnect cancels
-        # that task through `ConnectionLost`, and the cancellation is taken back here and becomes _Disconnected.
-        lost = self._lost
-        if lost.is_set():
-            raise _Disconnected
-        async with lost.watching(), asyncio.timeout(self.timeout_s * 2):  # guard: pymodbus times out itself
-            return await request
-
-    async def _ensure_connected(self, error: Callable[..., ModbusReadError]) -> Any:
+    async def _ensure_connected(self, table: str, address: int, count: int, unit_id: int) -> Any:
         if self._client is not None and self._client.connected:
             return self._client
         now = self._monotonic()
         if now < self._next_connect_at:
             wait_s = self._next_connect_at - now
-            raise error("connection", f"not connected; next connect attempt in {wait_s:.1f} s")
+            raise self._error("connection", f"not connected; next connect attempt in {wait_s:.1f} s", table,
+                              address, count, unit_id)
         self._drop()
         lost = ConnectionLost()
         client = self._new_client(lost)
@@ -259,8 +352,8 @@ class ModbusLinkBase:
         delay = min(self.backoff_initial_s * 2 ** self._failures, self.backoff_max_s)
         self._failures += 1
         self._next_connect_at = self._monotonic() + delay
-        raise error("connection", f"cannot connect within {self.timeout_s} s ({self._unreachable}); "
-                                  f"next attempt in {delay:.1f} s")
+        raise self._error("connection", f"cannot connect within {self.timeout_s} s ({self._unreachable}); "
+                                        f"next attempt in {delay:.1f} s", table, address, count, unit_id)
 
     _unreachable: ClassVar[str] = "refused or unreachable"
 

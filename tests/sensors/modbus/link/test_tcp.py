@@ -38,3 +38,77 @@ async def test_peer_closing_during_a_request_is_a_connection_failure_and_the_tas
         await link.close()
         server.close()
         await server.wait_closed()
+
+
+class _Answer:
+    """A pymodbus-like response of `count` registers."""
+
+    def __init__(self, count: int) -> None:
+        self.registers = list(range(count))
+        self.function_code = 3
+
+    def isError(self) -> bool:  # pymodbus spells it so
+        return False
+
+
+class _SlowClient:
+    """A connected pymodbus-like client whose reads take `delays` in turn; a delay of None never ends (a client
+    that neither answers nor times out by itself)."""
+
+    def __init__(self, delays: list[float | None]) -> None:
+        self.connected = True
+        self.delays = delays
+        self.closed = 0
+
+    async def connect(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed += 1
+
+    async def read_holding_registers(self, address: int, *, count: int, device_id: int) -> _Answer:
+        delay = self.delays.pop(0)
+        await (asyncio.Event().wait() if delay is None else asyncio.sleep(delay))
+        return _Answer(count)
+
+
+class _FakeLink(ModbusLink):
+    def __init__(self, client: _SlowClient, timeout_s: float) -> None:
+        super().__init__("127.0.0.1", 1, timeout_s=timeout_s)
+        self.fake = client
+
+    def _new_client(self, lost: object) -> _SlowClient:
+        return self.fake
+
+
+async def test_a_request_the_client_never_ends_is_a_timeout_at_the_guard_and_the_link_reads_again() -> None:
+    client = _SlowClient([None, 0.0])
+    link = _FakeLink(client, timeout_s=0.05)  # the guard ends a request at twice the timeout
+    with pytest.raises(ModbusReadError) as caught:
+        await asyncio.wait_for(link.read("holding", 0, 2, unit_id=1), timeout=30)
+    assert caught.value.reason == "timeout", caught.value
+    assert client.closed == 1  # TCP: the connection is dropped, so a late answer never meets the next request
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    assert await link.read("holding", 0, 2, unit_id=1) == [0, 1]
+    await asyncio.sleep(0)  # still runnable: no cancellation left pending on this task
+
+
+async def test_the_guard_of_an_earlier_request_does_not_end_a_later_one() -> None:
+    # each request takes 0.3 s of the guard's 0.5 s: the timer set for the first fires during the second, and
+    # must wait for the second's own deadline instead of cancelling it
+    client = _SlowClient([0.3, 0.3, 0.3])
+    link = _FakeLink(client, timeout_s=0.25)
+    for _ in range(3):
+        assert await link.read("holding", 0, 3, unit_id=1) == [0, 1, 2]
+    assert client.closed == 0
+
+
+async def test_a_cancel_from_outside_during_a_request_is_not_taken_for_the_guard() -> None:
+    client = _SlowClient([None])
+    link = _FakeLink(client, timeout_s=0.05)
+    task = asyncio.create_task(link.read("holding", 0, 2, unit_id=1))
+    await asyncio.sleep(0.02)
+    task.cancel()  # the poller being stopped, well before the guard's deadline
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert client.closed == 1  # the answer may still arrive: the connection is dropped
