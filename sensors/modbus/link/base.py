@@ -10,6 +10,13 @@ A timeout costs that request its timeout and nothing more. On TCP the connection
 never be taken for the next request's (the next read reconnects); an RTU link (`sensors.modbus.link.rtu`) keeps
 its port open and discards the late bytes instead. Failures are raised as `ModbusReadError` with a
 machine-readable `reason`. Part of `sensors.modbus.link`, whose index lists the links.
+
+A request runs in the reading task itself, with no timer of its own: a dropped connection (`ConnectionLost`)
+and the deadline (`_Guard`, one lazily moved timer per link) cancel the waiting task, and the cancellation is
+taken back as a connection failure or a timeout. With the pymodbus clients aqnet creates, the request goes
+through `sensors.modbus.link.exchange` (no wait_for of pymodbus' per request) and the deadline is `timeout_s`;
+with any other client, through its public read method, which times out by itself, and the deadline is twice
+that, a guard only.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from sensors.modbus.link.exchange import direct_exchange, exchange
 
 __all__ = ["ModbusLinkBase", "ModbusReadError"]
 
@@ -218,6 +227,8 @@ class ModbusLinkBase:
         self._next_connect_at = 0.0
         self._lost = ConnectionLost()  # set when the current connection drops
         self._guard = _Guard(timeout_s * 2)  # guard only: pymodbus times a request out at timeout_s itself
+        self._direct_guard = _Guard(timeout_s)  # the deadline of a request sent by `exchange`
+        self._direct = False  # the current client's requests go through `exchange`
         self._stale = False  # bytes of an unanswered request may still arrive: discard them before the next
         self.drain_s = 0.0  # RTU links: how long to let a late answer arrive after a timeout before discarding
 
@@ -225,6 +236,12 @@ class ModbusLinkBase:
     def endpoint(self) -> str:
         """host:port (or the serial port's path), as log lines write it."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def direct(self) -> bool:
+        """True while requests go through `sensors.modbus.link.exchange` (the connected pymodbus client has the
+        transaction manager it drives), False when they go through pymodbus' public read methods."""
+        return self._client is not None and self._direct
 
     @property
     def connected(self) -> bool:
@@ -260,7 +277,8 @@ class ModbusLinkBase:
             # disconnect. The request runs in the reading task itself (no extra task, no asyncio.wait, no
             # timer of its own): a disconnect cancels that task through `ConnectionLost`, the guard's deadline
             # through `_Guard`, and the cancellation is taken back here as _Disconnected or a timeout.
-            lost, guard = self._lost, self._guard
+            lost, direct = self._lost, self._direct
+            guard = self._direct_guard if direct else self._guard
             try:
                 lost.check()
                 task = asyncio.current_task()
@@ -268,7 +286,10 @@ class ModbusLinkBase:
                 lost.watch(task)
                 guard.start(task)
                 try:
-                    response = await getattr(client, method_name)(address, count=count, device_id=unit_id)
+                    if direct:  # no wait_for of pymodbus': the guard is the request's timeout
+                        response = await exchange(client, table, address, count, unit_id)
+                    else:
+                        response = await getattr(client, method_name)(address, count=count, device_id=unit_id)
                 except asyncio.CancelledError:
                     if lost.cut_off():
                         raise _Disconnected from None
@@ -347,6 +368,7 @@ class ModbusLinkBase:
             self._failures = 0
             self._next_connect_at = 0.0
             self._client = client
+            self._direct = direct_exchange(client)
             return client
         client.close()
         delay = min(self.backoff_initial_s * 2 ** self._failures, self.backoff_max_s)

@@ -4,6 +4,8 @@ closing the connection ends as a "connection" failure, not as a wait for the tim
 from __future__ import annotations
 
 import asyncio
+import struct
+from collections.abc import Callable
 
 import pytest
 
@@ -112,3 +114,75 @@ async def test_a_cancel_from_outside_during_a_request_is_not_taken_for_the_guard
     with pytest.raises(asyncio.CancelledError):
         await task
     assert client.closed == 1  # the answer may still arrive: the connection is dropped
+
+
+async def _mbap_peer(answer: Callable[[bytes], bytes | None]) -> tuple[asyncio.Server, int]:
+    """A TCP peer that reads 12-byte Modbus TCP read requests and writes `answer(request)` (None: stays silent)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while request := await reader.readexactly(12):
+                reply = answer(request)
+                if reply is not None:
+                    writer.write(reply)
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def _registers_reply(request: bytes, *, unit: int | None = None, values: list[int] | None = None) -> bytes:
+    """The answer to a read-holding-registers request: `values` (default 0, 1, …), from `unit` (default the
+    request's)."""
+    tid, unit_id, count = request[0:2], request[6], struct.unpack(">H", request[10:12])[0]
+    words = values if values is not None else list(range(count))
+    pdu = bytes([3, 2 * len(words)]) + struct.pack(f">{len(words)}H", *words)
+    return tid + b"\x00\x00" + struct.pack(">HB", len(pdu) + 1, unit if unit is not None else unit_id) + pdu
+
+
+async def test_reads_go_through_the_direct_exchange_and_decode_like_pymodbus_read_methods() -> None:
+    server, port = await _mbap_peer(lambda request: _registers_reply(request, values=[7, 65535, 0]))
+    link = ModbusLink("127.0.0.1", port, timeout_s=5.0)
+    try:
+        for _ in range(3):
+            assert await link.read("holding", 10, 3, unit_id=4) == [7, 65535, 0]
+        assert link.direct  # the installed pymodbus has the transaction manager `exchange` drives
+        client = link._client  # the same request through pymodbus' own method answers the same
+        assert (await client.read_holding_registers(10, count=3, device_id=4)).registers == [7, 65535, 0]
+    finally:
+        await link.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_direct_request_nobody_answers_is_a_timeout_and_the_next_one_reconnects() -> None:
+    answered = [False, True]
+    server, port = await _mbap_peer(lambda request: _registers_reply(request) if answered.pop(0) else None)
+    link = ModbusLink("127.0.0.1", port, timeout_s=0.2)
+    try:
+        with pytest.raises(ModbusReadError) as caught:
+            await asyncio.wait_for(link.read("holding", 0, 2, unit_id=1), timeout=30)
+        assert caught.value.reason == "timeout" and "no response within 0.2 s" in str(caught.value)
+        assert not link.connected  # TCP: dropped, so a late answer never meets the next request
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        assert await link.read("holding", 0, 2, unit_id=1) == [0, 1]
+    finally:
+        await link.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_an_answer_from_another_unit_is_never_taken_for_the_request() -> None:
+    server, port = await _mbap_peer(lambda request: _registers_reply(request, unit=request[6] + 1))
+    link = ModbusLink("127.0.0.1", port, timeout_s=0.2)
+    try:
+        with pytest.raises(ModbusReadError) as caught:
+            await asyncio.wait_for(link.read("holding", 0, 2, unit_id=1), timeout=30)
+        assert caught.value.reason == "timeout", caught.value  # pymodbus skips the frame: no answer came
+    finally:
+        await link.close()
+        server.close()
+        await server.wait_closed()
