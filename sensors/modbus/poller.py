@@ -287,10 +287,14 @@ class StationPoller:
             backfilled = await self._fill_windows(entry)
             if backfilled and await _call(self._on_readings, backfilled) is False:
                 refused_after = first_after  # refused again: the whole range stays to be read back
-        if refused_after is None and await _call(self._on_readings, result) is False:
-            refused_after = state.last_time or (live_time - timedelta(microseconds=1))
-            if state.dropped_after is not None and can_backfill:
-                refused_after = live_time - timedelta(microseconds=1)  # the older range was just read back
+        if refused_after is None:
+            outcome = self._on_readings(result)  # `_call`, inline: the one callback of every good poll
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
+            if outcome is False:
+                refused_after = state.last_time or (live_time - timedelta(microseconds=1))
+                if state.dropped_after is not None and can_backfill:
+                    refused_after = live_time - timedelta(microseconds=1)  # the older range was just read back
         if refused_after is not None:
             state.dropped_after = refused_after
             return result
