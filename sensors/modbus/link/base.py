@@ -12,7 +12,7 @@ its port open and discards the late bytes instead. Failures are raised as `Modbu
 machine-readable `reason`. Part of `sensors.modbus.link`, whose index lists the links.
 
 A request runs in the reading task itself, with no timer of its own: a dropped connection (`ConnectionLost`)
-and the deadline (`_Guard`, one lazily moved timer per link) cancel the waiting task, and the cancellation is
+and the deadline (`Deadline`, one lazily moved timer per link) cancel the waiting task, and the cancellation is
 taken back as a connection failure or a timeout. With the pymodbus clients aqnet creates, the request goes
 through `sensors.modbus.link.exchange` (no wait_for of pymodbus' per request) and the deadline is `timeout_s`;
 with any other client, through its public read method, which times out by itself, and the deadline is twice
@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from sensors.modbus.link.exchange import direct_exchange, exchange
+from sensors.modbus.link.watch import ConnectionLost, Deadline, Disconnected
 
 __all__ = ["ModbusLinkBase", "ModbusReadError"]
 
@@ -50,10 +51,6 @@ _EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illega
                     11: "gateway target device failed to respond"}
 #: function codes 1 and 2 read bits (coils, discrete inputs); 3 and 4 read registers
 _LAST_BIT_FUNCTION = 2
-
-
-class _Disconnected(Exception):
-    """The connection dropped while a request was waiting for its answer."""
 
 
 class ModbusReadError(Exception):
@@ -79,120 +76,6 @@ class ModbusReadError(Exception):
         self.exception_code = exception_code
         super().__init__(
             f"modbus {self.endpoint} unit {unit_id}: {table} {address}×{count}: {reason}: {detail}")
-
-
-class ConnectionLost:
-    """Set by a pymodbus client's connection callback when its connection drops; while a request is waiting
-    on that connection (`watch`), setting it cancels the waiting task, which `cut_off` then recognises and
-    takes back."""
-
-    __slots__ = ("_cancelled", "_set", "_waiter")
-
-    def __init__(self) -> None:
-        self._set = False
-        self._waiter: asyncio.Task[Any] | None = None
-        self._cancelled = False
-
-    def is_set(self) -> bool:
-        """True once the connection has dropped."""
-        return self._set
-
-    def set(self) -> None:
-        """The connection dropped: cancel the request waiting on it, if any."""
-        self._set = True
-        waiter = self._waiter
-        # from the event loop's callback only: a client closing itself inside the request ends that request anyway
-        if waiter is not None and not self._cancelled and waiter is not asyncio.current_task():
-            self._cancelled = True
-            waiter.cancel()
-
-    def check(self) -> None:
-        """Raise `_Disconnected` when the connection has already dropped."""
-        if self._set:
-            raise _Disconnected
-
-    def watch(self, task: asyncio.Task[Any] | None) -> None:
-        """`task` now waits for an answer on this connection (None: nobody does)."""
-        self._waiter, self._cancelled = task, False
-
-    def unwatch(self) -> None:
-        """The request has ended; a cancellation that did not reach it is taken back."""
-        self._waiter = None
-        if self._cancelled:  # the request ended some other way before the cancellation reached it
-            self.cut_off()
-
-    def cut_off(self) -> bool:
-        """True (once) when the current task's cancellation came from `set`: the cancellation is withdrawn."""
-        if not self._cancelled:
-            return False
-        self._cancelled = False
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        return True
-
-
-class _Guard:
-    """A last-resort deadline for the one request a link has in flight (pymodbus times a request out itself).
-
-    Where `asyncio.timeout` arms and cancels a timer per request, the guard keeps at most one timer per link
-    and moves it lazily: when it fires before the current request's deadline it is set again for that
-    deadline, so back-to-back requests cost one timer per `span_s`, not one each. At the deadline the waiting
-    task is cancelled, and `cut_off` turns that cancellation back into a timeout.
-    """
-
-    __slots__ = ("_base", "_deadline", "_fired", "_handle", "_loop", "_span_s", "_task")
-
-    def __init__(self, span_s: float) -> None:
-        self._span_s = span_s
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._deadline = 0.0
-        self._fired = False
-        self._base = 0  # the task's cancellation requests when the request began
-
-    def start(self, task: asyncio.Task[Any]) -> None:
-        """`task` begins a request: it is cancelled if the request is still running `span_s` from now."""
-        loop = task.get_loop()
-        if self._loop is not loop:  # a link reused on another event loop: the old loop's timer is gone
-            if self._handle is not None:
-                self._handle.cancel()
-                self._handle = None
-            self._loop = loop
-        self._task, self._fired, self._base = task, False, task.cancelling()
-        self._deadline = loop.time() + self._span_s
-        if self._handle is None:
-            self._handle = loop.call_at(self._deadline, self._check)
-
-    def stop(self) -> None:
-        """The request has ended; a cancellation that did not reach it is taken back."""
-        self._task = None
-        if self._fired:
-            self.cut_off()
-
-    def cut_off(self) -> bool:
-        """True (once) when the current task's cancellation came from the deadline alone: it is withdrawn."""
-        if not self._fired:
-            return False
-        self._fired = False
-        task = asyncio.current_task()
-        return task is None or task.uncancel() <= self._base
-
-    def _check(self) -> None:
-        self._handle = None
-        task, loop = self._task, self._loop
-        if task is None or loop is None:
-            return
-        if self._deadline - loop.time() > _GUARD_SLACK_S:  # an earlier request's deadline: wait for this one's
-            self._handle = loop.call_at(self._deadline, self._check)
-            return
-        self._fired = True
-        task.cancel()
-
-
-#: how early the guard may fire (the event loop runs a timer up to its clock resolution early)
-_GUARD_SLACK_S = 1e-3
 
 
 class ModbusLinkBase:
@@ -226,8 +109,8 @@ class ModbusLinkBase:
         self._failures = 0  # consecutive failed connects
         self._next_connect_at = 0.0
         self._lost = ConnectionLost()  # set when the current connection drops
-        self._guard = _Guard(timeout_s * 2)  # guard only: pymodbus times a request out at timeout_s itself
-        self._direct_guard = _Guard(timeout_s)  # the deadline of a request sent by `exchange`
+        self._guard = Deadline(timeout_s * 2)  # guard only: pymodbus' read methods time out at timeout_s
+        self._direct_guard = Deadline(timeout_s)  # the deadline of a request sent by `exchange`
         self._direct = False  # the current client's requests go through `exchange`
         self._stale = False  # bytes of an unanswered request may still arrive: discard them before the next
         self.drain_s = 0.0  # RTU links: how long to let a late answer arrive after a timeout before discarding
@@ -276,7 +159,7 @@ class ModbusLinkBase:
             # pymodbus keeps waiting for an answer after the peer closed the connection: stop at the
             # disconnect. The request runs in the reading task itself (no extra task, no asyncio.wait, no
             # timer of its own): a disconnect cancels that task through `ConnectionLost`, the guard's deadline
-            # through `_Guard`, and the cancellation is taken back here as _Disconnected or a timeout.
+            # through `Deadline`, and the cancellation is taken back here as Disconnected or a timeout.
             lost, direct = self._lost, self._direct
             guard = self._direct_guard if direct else self._guard
             try:
@@ -292,7 +175,7 @@ class ModbusLinkBase:
                         response = await getattr(client, method_name)(address, count=count, device_id=unit_id)
                 except asyncio.CancelledError:
                     if lost.cut_off():
-                        raise _Disconnected from None
+                        raise Disconnected from None
                     if guard.cut_off():
                         raise TimeoutError from None
                     raise
@@ -302,7 +185,7 @@ class ModbusLinkBase:
             except asyncio.CancelledError:
                 self._drop()  # the answer may still arrive: never let it meet the next request
                 raise
-            except _Disconnected:
+            except Disconnected:
                 self._drop()
                 raise self._error("connection", "connection closed by the peer during the request", table,
                                   address, count, unit_id) from None
