@@ -4,10 +4,6 @@ Both halves run in this one process against the same simulated stations (`simula
 one per bundled station, on free ports), so the servers' work is in both figures and they compare across
 machines:
 
-- baseline: bare `AsyncModbusTcpClient`s, one per station server (or `clients` of them), each reading 40
-  holding registers of its station's history ring (PDU address 5000, which every sim profile serves) back to
-  back for `baseline_s` (after a warm-up, in 5 rounds: the median round is kept): reads/s and process CPU
-  per read.
 - aqnet: `stations` stations (the 19 bundled ones, plus copies of them under new ids that point at the same
   servers, so copies share their original's link) polled by `sensors.modbus.poller.StationPoller` every
   `interval_s` through one `sensors.modbus.link.LinkRegistry`, started all at once as the daemon starts them,
@@ -15,26 +11,41 @@ machines:
   warm-up; the next `duration_s / interval_s` ticks are measured: polls done against expected (a tick with no
   completed read before the next one is a missed poll), the interval between successive polls of a device
   (mean and p95), how long after its tick a poll completed (p95), process CPU per poll and requests per poll.
+- baseline (`bench.modbus_raw`): bare `AsyncModbusTcpClient`s, one per station server (or `clients` of them),
+  each reading 40 holding registers of its station's history ring back to back. After a warm-up round before
+  the pollers start, one round runs in the quiet part of every measured tick (once that tick's polls are done,
+  ending well before the next), `baseline_s` in all: the round with the median CPU per read is the baseline.
+  Interleaved so, both halves meet the same machine: a shared machine's speed wanders by ±20 % from one
+  second to the next. The rounds' CPU and requests are taken out of the polling figures.
 
 A poll is one read of one device (one `read_device`: every request its read plan needs). The sustainable rates
-are 1 / CPU per poll and 1 / CPU per read, i.e. what one fully busy core would do; their ratio is printed.
-No figure here is asserted by a test.
+are 1 / CPU per poll and 1 / CPU per read, i.e. what one fully busy core would do; their ratio is printed, per
+tick too, with the goal (issue 19: requests at >= 0.6x the raw rate per CPU second, 0 missed polls). No figure
+here is asserted by a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import math
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from pymodbus.client import AsyncModbusTcpClient
-
+from bench.modbus_raw import (
+    BASELINE_ADDRESS,
+    BASELINE_COUNT,
+    BaselineResult,
+    RawClients,
+    measure_baseline,
+    median_round,
+)
 from sensors.modbus.link import LinkRegistry
 from sensors.modbus.poller import StationPoller
 from sensors.modbus.profile import Profile, load_profile
@@ -44,34 +55,11 @@ from sensors.sensor import Sensor
 from simulators.signals import CitySignals
 from simulators.station import StationServer
 
-__all__ = ["BaselineResult", "ModbusBench", "PollingResult", "main", "measure_baseline", "measure_polling",
-           "replicate", "report", "run"]
+__all__ = ["BASELINE_ADDRESS", "BASELINE_COUNT", "GOAL_REQUEST_RATIO", "BaselineResult", "ModbusBench",
+           "PollingResult", "main", "measure_baseline", "measure_polling", "replicate", "report", "run"]
 
-#: the baseline's request: 40 holding registers of the history ring every sim profile serves from PDU 5000
-BASELINE_ADDRESS = 5000
-BASELINE_COUNT = 40
-
-
-@dataclass(frozen=True, slots=True)
-class BaselineResult:
-    """Raw pymodbus reads of `count` registers, back to back from `clients` concurrent clients (one round)."""
-
-    clients: int
-    count: int  #: registers per read
-    reads: int
-    wall_s: float
-    cpu_s: float  #: process CPU (client and servers) over the same span
-    rounds: int = 1  #: the round reported is the median of this many
-
-    @property
-    def reads_per_s(self) -> float:
-        """Reads completed per wall-clock second."""
-        return self.reads / self.wall_s
-
-    @property
-    def cpu_per_read_s(self) -> float:
-        """Process CPU per read, in s."""
-        return self.cpu_s / self.reads
+#: issue 19's goal: aqnet's requests per CPU second at least this share of the raw pymodbus reads per CPU second
+GOAL_REQUEST_RATIO = 0.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +75,14 @@ class PollingResult:
     done: int  #: due polls that completed (readings or a gap) before the device's next tick
     gaps: int  #: completed polls that were gaps (failed reads)
     polls: int  #: every poll completed in the CPU window (the measured ticks' and any late warm-up ones)
-    requests: int  #: requests the servers received in the CPU window
-    cpu_s: float  #: process CPU over the CPU window (pollers, links and servers)
+    requests: int  #: requests the servers received from the pollers in the CPU window
+    cpu_s: float  #: process CPU over the CPU window (pollers, links and servers), baseline rounds taken out
     intervals_s: tuple[float, ...]  #: time between successive polls of a device, per device and tick
     delays_s: tuple[float, ...]  #: time from each measured tick to its poll's completion
+    #: per measured tick (its window: from just before it to just before the next): polls, requests, CPU
+    tick_polls: tuple[int, ...] = ()
+    tick_requests: tuple[int, ...] = ()
+    tick_cpu_s: tuple[float, ...] = ()
 
     @property
     def missed(self) -> int:
@@ -127,8 +119,10 @@ class PollingResult:
 class ModbusBench:
     """Both halves of one run."""
 
-    baseline: BaselineResult
+    baseline: BaselineResult  #: the median round
     polling: PollingResult
+    #: every baseline round, in order: with interleaving, round k ran in measured tick k's quiet part
+    rounds: tuple[BaselineResult, ...] = ()
 
     @property
     def sustainable_polls_per_s(self) -> float:
@@ -149,6 +143,22 @@ class ModbusBench:
     def request_ratio(self) -> float:
         """aqnet's sustainable request rate (requests per poll ÷ CPU per poll) ÷ the raw read rate."""
         return self.poll_ratio * self.polling.requests_per_poll
+
+    @property
+    def tick_request_ratios(self) -> tuple[float, ...]:
+        """Per measured tick with its own baseline round: the tick's requests per CPU s ÷ the round's reads
+        per CPU s (empty without interleaved rounds)."""
+        p = self.polling
+        if len(self.rounds) != len(p.tick_cpu_s):
+            return ()
+        return tuple(requests / cpu * r.cpu_per_read_s
+                     for requests, cpu, r in zip(p.tick_requests, p.tick_cpu_s, self.rounds, strict=True)
+                     if cpu > 0 and r.reads)
+
+    @property
+    def goal_met(self) -> bool:
+        """Issue 19's goal: requests at >= GOAL_REQUEST_RATIO of the raw rate per CPU s, and no missed poll."""
+        return self.request_ratio >= GOAL_REQUEST_RATIO and self.polling.missed == 0
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -197,99 +207,118 @@ class _HeldSignals:
         return value
 
 
-async def measure_baseline(servers: Sequence[StationServer], *, duration_s: float, clients: int = 4,
-                           rounds: int = 5) -> BaselineResult:
-    """Raw pymodbus reads of 40 holding registers, back to back, from `clients` clients (one per server).
+class _Slots:
+    """Counts, per tick slot (k: from tick k to tick k + 1), the devices whose first poll of the slot is done,
+    and tells when all of them are."""
 
-    After a warm-up, `duration_s` is split into `rounds` rounds; the round with the median CPU per read is
-    returned (the rate of a shared machine wanders by ±20 % from one second to the next).
-    """
-    if not 1 <= clients <= len(servers):
-        raise ValueError(f"clients: expected 1..{len(servers)} (one per station server), got {clients}")
-    if rounds < 1:
-        raise ValueError(f"rounds: expected >= 1, got {rounds}")
-    targets = []
+    def __init__(self, t0: float, interval_s: float, devices: int) -> None:
+        self._t0, self._interval_s, self._devices = t0, interval_s, devices
+        self._seen: dict[str, int] = {}
+        self._done: defaultdict[int, int] = defaultdict(int)
+        self._full: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
+
+    def completed(self, device_id: str, at: float) -> None:
+        """`device_id` completed a poll at loop time `at`."""
+        k = math.floor((at - self._t0) / self._interval_s)
+        if self._seen.get(device_id) == k:
+            return
+        self._seen[device_id] = k
+        self._done[k] += 1
+        if self._done[k] >= self._devices:
+            self._full[k].set()
+
+    async def wait(self, k: int, deadline: float) -> None:
+        """Until every device has completed a poll in slot `k`, or loop time `deadline`."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                await self._full[k].wait()
+
+
+async def _sleep_until(at: float) -> None:
     loop = asyncio.get_running_loop()
-
-    async def hammer(i: int, end: float) -> int:
-        client, unit_id = targets[i]
-        reads = 0
-        while loop.time() < end:
-            response = await client.read_holding_registers(BASELINE_ADDRESS, count=BASELINE_COUNT,
-                                                           device_id=unit_id)
-            if response.isError() or len(response.registers) != BASELINE_COUNT:
-                raise RuntimeError(f"baseline: station {servers[i].sensor.id} unit {unit_id}: holding "
-                                   f"{BASELINE_ADDRESS}×{BASELINE_COUNT} answered {response}")
-            reads += 1
-        return reads
-
-    async def one_round(span_s: float) -> BaselineResult:
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        end = loop.time() + span_s
-        counts = await asyncio.gather(*(hammer(i, end) for i in range(len(targets))))
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        return BaselineResult(len(targets), BASELINE_COUNT, sum(counts), wall, cpu, rounds)
-
-    try:
-        for server in servers[:clients]:
-            unit_id = server.sensor.devices[0].unit_id
-            client = AsyncModbusTcpClient(server.host, port=server.port, timeout=2.0, retries=0)
-            targets.append((client, unit_id))
-            if not await client.connect():
-                raise RuntimeError(f"baseline: cannot connect to station {server.sensor.id} at "
-                                   f"{server.host}:{server.port}")
-        await one_round(min(0.5, duration_s))  # warm-up
-        results = [await one_round(duration_s / rounds) for _ in range(rounds)]
-    finally:
-        for client, _ in targets:
-            client.close()
-    return sorted(results, key=lambda r: r.cpu_per_read_s)[(rounds - 1) // 2]
+    await asyncio.sleep(max(0.0, at - loop.time()))
 
 
 async def measure_polling(servers: Sequence[StationServer], stations: Sequence[Sensor], *, interval_s: float,
                           duration_s: float) -> PollingResult:
     """Poll `stations` every `interval_s` with StationPoller; measure the ticks in `duration_s` after warm-up."""
+    polling, _ = await _measure(servers, stations, interval_s=interval_s, duration_s=duration_s)
+    return polling
+
+
+async def _measure(servers: Sequence[StationServer], stations: Sequence[Sensor], *, interval_s: float,
+                   duration_s: float, raw: RawClients | None = None,
+                   raw_round_s: float = 0.0) -> tuple[PollingResult, list[BaselineResult]]:
+    """`measure_polling`, with a `raw` round of up to `raw_round_s` in the quiet part of every measured tick."""
     ticks = max(1, round(duration_s / interval_s))
     names = {d.profile for s in stations for d in s.devices}
     profiles: dict[str, Profile] = {name: load_profile(name) for name in names}
     loop = asyncio.get_running_loop()
     completions: dict[str, list[float]] = defaultdict(list)
     gap_times: list[float] = []
+    devices = [d.id for s in stations for d in s.devices if d.protocol.startswith("modbus")]
+    t0 = loop.time()
+    slots = _Slots(t0, interval_s, len(devices))
 
     def on_readings(readings: list[RawReading]) -> None:
         if readings and readings[0].time_source == "received":  # not a backfill (there is none without outages)
-            completions[readings[0].device_id].append(loop.time())
+            now = loop.time()
+            completions[readings[0].device_id].append(now)
+            slots.completed(readings[0].device_id, now)
 
     def on_gap(gap: Gap) -> None:
         now = loop.time()
         completions[gap.device_id].append(now)
         gap_times.append(now)
+        slots.completed(gap.device_id, now)
 
     links = LinkRegistry()
     pollers = [StationPoller(s, links.link_for, profiles, _wall_clock, interval_s=interval_s,
                              on_readings=on_readings, on_gap=on_gap) for s in stations]
-    devices = [d.id for s in stations for d in s.devices if d.protocol.startswith("modbus")]
-    t0 = loop.time()
     tasks = [asyncio.create_task(p.run(), name=f"bench-poll-{p.sensor.id}") for p in pollers]
+    rounds: list[BaselineResult] = []
+    lead = min(0.1, interval_s / 10)  # a window opens this long before its tick
+    # (loop time, process CPU, requests the servers received, baseline rounds so far) at each window's start
+    marks: list[tuple[float, float, int, int]] = []
+
+    def mark() -> None:
+        marks.append((loop.time(), time.process_time(), sum(sum(s.requests.values()) for s in servers),
+                      len(rounds)))
+
     try:
         # the CPU window opens just before the first measured tick (the warm-up tick's polls are done by then)
-        await asyncio.sleep(max(0.0, t0 + interval_s - min(0.1, interval_s / 10) - loop.time()))
+        await _sleep_until(t0 + interval_s - lead)
         for server in servers:
             server.clear_requests()
-        window_start = loop.time()
-        cpu0 = time.process_time()
+        for k in range(1, ticks + 1):
+            mark()
+            tick = t0 + k * interval_s
+            if raw is not None:
+                await slots.wait(k, tick + interval_s / 2)
+                span = min(raw_round_s, tick + 0.8 * interval_s - lead - loop.time())  # leave the last 20 % quiet
+                if span > 0:
+                    rounds.append(await raw.round(span))
+            if k < ticks:
+                await _sleep_until(tick + interval_s - lead)
         # stop after the last measured tick's reads have begun; stop() lets the reads in progress finish
-        await asyncio.sleep(max(0.0, t0 + ticks * interval_s + min(1.0, interval_s / 2) - loop.time()))
+        await _sleep_until(t0 + ticks * interval_s + min(1.0, interval_s / 2))
         for poller in pollers:
             await poller.stop()
         await asyncio.gather(*tasks)
-        cpu = time.process_time() - cpu0
+        mark()
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await links.close()
-    requests = sum(sum(server.requests.values()) for server in servers)
+    window_start = marks[0][0]
+    tick_polls, tick_requests, tick_cpu = [], [], []
+    for (start, cpu0, req0, r0), (end, cpu1, req1, r1) in itertools.pairwise(marks):
+        inside = rounds[r0:r1]
+        tick_polls.append(sum(1 for times in completions.values() for t in times if start <= t < end))
+        tick_requests.append(req1 - req0 - sum(r.reads for r in inside))
+        tick_cpu.append(cpu1 - cpu0 - sum(r.cpu_s for r in inside))
     done, intervals, delays = 0, [], []
     for device in devices:
         times = sorted(completions.get(device, ()))
@@ -302,13 +331,16 @@ async def measure_polling(servers: Sequence[StationServer], stations: Sequence[S
         intervals.extend(b - a for a, b in itertools.pairwise(times) if b >= window_start)
     polls = sum(1 for times in completions.values() for t in times if t >= window_start)
     gaps = sum(1 for t in gap_times if t >= window_start)
-    return PollingResult(len(stations), len(devices), len(links.links), interval_s, ticks, len(devices) * ticks,
-                         done, gaps, polls, requests, cpu, tuple(intervals), tuple(delays))
+    polling = PollingResult(len(stations), len(devices), len(links.links), interval_s, ticks, len(devices) * ticks,
+                            done, gaps, polls, sum(tick_requests), sum(tick_cpu), tuple(intervals), tuple(delays),
+                            tuple(tick_polls), tuple(tick_requests), tuple(tick_cpu))
+    return polling, rounds
 
 
 async def run(*, stations: int = 190, interval_s: float = 10.0, duration_s: float = 60.0, baseline_s: float = 3.0,
               clients: int | None = None, seed: int = 1) -> ModbusBench:
-    """Start the bundled stations' servers, measure the baseline, then aqnet's polling of `stations` stations.
+    """Start the bundled stations' servers and poll `stations` stations, with the raw baseline's rounds
+    (`baseline_s` in all) between the ticks.
 
     `clients`: raw pymodbus clients of the baseline, at most one per server (default: one per server, as aqnet
     has one link per server).
@@ -319,37 +351,47 @@ async def run(*, stations: int = 190, interval_s: float = 10.0, duration_s: floa
     bundled = [s for s in bundled_network() if s.kind == "station"]
     values = _HeldSignals(CitySignals(seed), _wall_clock())
     servers = [StationServer(s, values, _wall_clock) for s in bundled[:stations]]
+    ticks = max(1, round(duration_s / interval_s))
     try:
         for server in servers:
             await server.start()
         served = {s.sensor.id: s.endpoint for s in servers}
         network = [s for s in bundled_network(served) if s.id in served]
-        baseline = await measure_baseline(servers, duration_s=baseline_s,
-                                          clients=min(clients or len(servers), len(servers)))
-        polling = await measure_polling(servers, replicate(network, stations), interval_s=interval_s,
-                                        duration_s=duration_s)
+        async with RawClients(servers, min(clients or len(servers), len(servers))) as raw:
+            await raw.round(min(0.5, baseline_s))  # warm-up
+            polling, rounds = await _measure(servers, replicate(network, stations), interval_s=interval_s,
+                                             duration_s=duration_s, raw=raw, raw_round_s=baseline_s / ticks)
+            if not rounds:  # no tick left room for a round: measure the baseline after the polling
+                rounds = [await raw.round(baseline_s / 5) for _ in range(5)]
     finally:
         for server in servers:
             await server.stop()
-    return ModbusBench(baseline, polling)
+    return ModbusBench(median_round(rounds), polling, tuple(rounds))
 
 
 def report(result: ModbusBench) -> list[str]:
     """The aligned lines `main` prints, each figure with its unit."""
     b, p = result.baseline, result.polling
+    per_tick = result.tick_request_ratios
+    spread = (f"per tick {min(per_tick):.2f}x..{max(per_tick):.2f}x, median {statistics.median(per_tick):.2f}x"
+              if per_tick else "no per-tick figure")
+    verdict = "met" if result.goal_met else "NOT met"
     return [
         (f"raw pymodbus read          {b.reads_per_s:12,.0f} reads/s  ({b.clients} clients, {b.count} registers, "
-        f"{b.cpu_per_read_s * 1e6:.0f} µs CPU/read, median of {b.rounds} rounds)"),
+        f"{b.cpu_per_read_s * 1e6:.0f} µs CPU/read, median of {b.rounds} rounds between the ticks)"),
         (f"aqnet stations polled      {p.stations:12,d} stations ({p.devices:,d} devices on {p.links} links, "
         f"every {p.interval_s:g} s, {p.ticks} measured ticks)"),
         (f"polls done                 {p.done:12,d} of {p.expected:,d} due  ({p.missed:,d} missed, "
         f"{p.gaps:,d} gaps)"),
         (f"cadence achieved           {p.mean_interval_s:12.3f} s mean interval  "
         f"({p.p95_interval_s:.3f} s p95; completed {p.p95_delay_s:.3f} s after the tick, p95)"),
-        f"CPU per poll               {p.cpu_per_poll_s * 1e6:12,.0f} µs  ({p.requests_per_poll:.2f} requests/poll)",
+        (f"CPU per poll               {p.cpu_per_poll_s * 1e6:12,.0f} µs  ({p.requests_per_poll:.2f} requests/poll, "
+        f"{p.cpu_per_poll_s / p.requests_per_poll * 1e6:,.0f} µs CPU/request)"),
         (f"sustainable poll rate      {result.sustainable_polls_per_s:12,.0f} polls/s  "
         f"({result.poll_ratio:.2f}x the raw {result.sustainable_reads_per_s:,.0f} reads/s per CPU second; "
         f"requests {result.request_ratio:.2f}x)"),
+        (f"goal                       {verdict:>12s}  (requests >= {GOAL_REQUEST_RATIO:.2f}x raw per CPU second: "
+        f"{result.request_ratio:.2f}x, {spread}; 0 missed polls: {p.missed:,d} missed)"),
     ]
 
 

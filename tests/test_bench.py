@@ -6,6 +6,7 @@ No timing is asserted (the figures depend on the machine); the counts are, since
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -77,12 +78,19 @@ def test_modbus_bench_polls_three_stations_and_prints_every_figure(capsys: pytes
     assert math.isfinite(poll.mean_interval_s) and math.isfinite(poll.p95_delay_s)
     assert poll.cpu_per_poll_s > 0 and poll.requests_per_poll > 0
     assert result.poll_ratio > 0 and result.request_ratio == pytest.approx(result.poll_ratio * poll.requests_per_poll)
+    # a baseline round in each measured tick's quiet part, taken out of the polling figures tick by tick
+    assert len(result.rounds) == base.rounds == poll.ticks and replace(base, rounds=1) in result.rounds
+    assert len(poll.tick_polls) == len(poll.tick_requests) == len(poll.tick_cpu_s) == poll.ticks
+    assert sum(poll.tick_requests) == poll.requests and sum(poll.tick_cpu_s) == pytest.approx(poll.cpu_s)
+    assert len(result.tick_request_ratios) == poll.ticks and all(r > 0 for r in result.tick_request_ratios)
+    assert result.goal_met == (result.request_ratio >= modbus.GOAL_REQUEST_RATIO and poll.missed == 0)
 
     lines = printed.splitlines()
     assert lines == modbus.report(result)
     for label, unit in [("raw pymodbus read", "reads/s"), ("aqnet stations polled", "stations"),
                         ("polls done", "missed"), ("cadence achieved", "s mean interval"),
-                        ("CPU per poll", "µs"), ("sustainable poll rate", "polls/s")]:
+                        ("CPU per poll", "µs"), ("sustainable poll rate", "polls/s"),
+                        ("goal", "met")]:
         assert any(line.startswith(label) and unit in line for line in lines), (label, printed)
     assert f"{poll.done:,d} of {poll.expected:,d} due" in printed
     assert f"{poll.devices:,d} devices on 3 links" in printed

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -32,6 +32,7 @@ __all__ = [
     "StatusSpec",
     "ValueSpec",
     "check_encoding",
+    "compile_decoder",
     "decode_value",
     "device_status",
     "encode_value",
@@ -176,6 +177,71 @@ def decode_value(registers: Sequence[int | bool], spec: ValueSpec) -> float:
         return raw  # type: ignore[no-any-return]  # an int64 stays exact when nothing scales it
     scaled: float = raw * spec.scale + spec.offset
     return scaled
+
+
+def _word_moves(order: str) -> tuple[bool, bool] | None:
+    """(reverse the words, swap each word's bytes) that turn registers in `order` into a big-endian value, or
+    None when the order is no such pair (every order in ORDERS is one; the generic path covers any other)."""
+    width = len(order) // 2
+    big_endian = [chr(ord("A") + i) for i in range(len(order))]
+    for reverse in (False, True):
+        for swap in (False, True):
+            words = [order[2 * i:2 * i + 2] for i in range(width)]
+            if reverse:
+                words.reverse()
+            if swap:
+                words = [w[::-1] for w in words]
+            if list("".join(words)) == big_endian:
+                return reverse, swap
+    return None
+
+
+def compile_decoder(spec: ValueSpec) -> Callable[[Sequence[int | bool]], float]:
+    """`decode_value` for one spec, with the format, byte order and scaling worked out once.
+
+    `compile_decoder(spec)(registers) == decode_value(registers, spec)` for every input, same type and same
+    ValueError: anything the fast path cannot take (a register outside 0..65535 or not an int, a wrong count,
+    a spec `decode_value` refuses) goes through `decode_value` itself.
+    """
+    data_type, scale, offset = spec.data_type, spec.scale, spec.offset
+
+    def slow(registers: Sequence[int | bool]) -> float:
+        return decode_value(registers, spec)
+
+    try:
+        width = register_count(data_type)
+        order = None if data_type == "bool" else _resolved_order(spec)
+    except ValueError:
+        return slow
+    if order is None:
+        def decode_bit(registers: Sequence[int | bool]) -> float:
+            if len(registers) != 1:
+                return slow(registers)
+            return float(bool(registers[0])) * scale + offset
+        return decode_bit
+    moves = _word_moves(order)
+    if moves is None:
+        return slow
+    reverse, swap = moves
+    pack = struct.Struct(("<" if swap else ">") + "H" * width).pack
+    unpack = struct.Struct(">" + _STRUCT[data_type][0]).unpack
+    exact = scale == 1 and offset == 0
+    pack_error = struct.error
+
+    def decode(registers: Sequence[int | bool]) -> float:
+        if len(registers) != width:
+            return slow(registers)
+        try:
+            wire = pack(*(registers[::-1] if reverse else registers))
+        except pack_error:  # a register outside 0..65535, or not an int: decode_value says which
+            return slow(registers)
+        (raw,) = unpack(wire)
+        if exact:
+            return raw  # type: ignore[no-any-return]  # an int64 stays exact when nothing scales it
+        scaled: float = raw * scale + offset
+        return scaled
+
+    return decode
 
 
 def encode_value(value: float, spec: ValueSpec) -> list[int]:

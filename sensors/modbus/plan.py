@@ -5,17 +5,20 @@ address and extend the current request while the next field starts where it ends
 per read (125 registers for FC 3/4, 2000 bits for FC 1/2: Modbus Application Protocol V1.1b3, 6.1-6.4).
 `max_gap` lets a request read through a few unmapped registers; it is 0 by default because some analysers
 answer ILLEGAL DATA ADDRESS for registers that are not in their map. `split_response` slices a response back
-into fields.
+into fields. `DevicePlan` is one device's whole read worked out once (requests, field slices, a decoder per
+variable, the status bits per status word), so a poll does no planning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from sensors.modbus.profile import BIT_TABLES, STATUS_FIELD, Profile, Table
+from sensors.modbus.decode import compile_decoder, device_status, status_flags, status_word
+from sensors.modbus.profile import BIT_TABLES, STATUS_FIELD, Profile, StatusRegister, Table, VariableSpec
 
-__all__ = ["MAX_BITS", "MAX_REGISTERS", "Field", "Request", "plan_requests", "split_response"]
+__all__ = ["MAX_BITS", "MAX_REGISTERS", "DevicePlan", "Field", "Request", "device_plan", "plan_requests",
+           "split_response"]
 
 #: Modbus Application Protocol V1.1b3: read holding/input registers 1..125 (6.3, 6.4), coils/inputs 1..2000
 MAX_REGISTERS = 125
@@ -99,3 +102,44 @@ def split_response(request: Request,
         raise ValueError(f"{request.table} {request.address}×{request.count}: response has only "
                          f"{len(values)} value(s)")
     return {f.name: list(values[f.offset:f.offset + f.count]) for f in request.fields}
+
+
+#: distinct status reads remembered per plan (a status register has at most 65,536 words)
+_STATUS_MEMO = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePlan:
+    """One device's read worked out once: `plan_requests(profile, variables)`, where each field sits in its
+    request's response, and a decoder per variable (`sensors.modbus.decode.compile_decoder`)."""
+
+    requests: tuple[Request, ...]
+    #: per request: (field name, first, end) slices of its response
+    cuts: tuple[tuple[tuple[str, int, int], ...], ...]
+    #: the variables in the device's order: (name, spec, decoder)
+    variables: tuple[tuple[str, VariableSpec, Callable[[Sequence[int | bool]], float]], ...]
+    status: StatusRegister | None
+    _status_bits: dict[tuple[int | bool, ...], int]
+
+    def status_bits(self, values: Sequence[int | bool]) -> int:
+        """The `RawReading.device_status` bits of a status read: `device_status(status_flags(status_word(...)))`
+        (0 without a status register); each distinct read is worked out once."""
+        if self.status is None:
+            return 0
+        key = tuple(values)
+        bits = self._status_bits.get(key)
+        if bits is None:
+            bits = device_status(status_flags(status_word(values, self.status), self.status))
+            if len(self._status_bits) < _STATUS_MEMO:
+                self._status_bits[key] = bits
+        return bits
+
+
+def device_plan(profile: Profile, variables: Iterable[str]) -> DevicePlan:
+    """The `DevicePlan` reading `variables` of `profile` and its status (KeyError for an unknown variable)."""
+    names = tuple(variables)
+    requests = tuple(plan_requests(profile, names))
+    cuts = tuple(tuple((f.name, f.offset, f.offset + f.count) for f in r.fields) for r in requests)
+    specs = [(name, profile.variable(name)) for name in names]
+    decoders = tuple((name, spec, compile_decoder(spec)) for name, spec in specs)
+    return DevicePlan(requests, cuts, decoders, profile.status, {})

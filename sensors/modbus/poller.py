@@ -21,7 +21,6 @@ next successful poll.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import math
@@ -171,7 +170,8 @@ class StationPoller:
             self._devices.append(_Entry(device, link, profile, device_interval))
         if errors:
             raise ValueError(f"sensor {sensor.id}: cannot poll:\n  " + "\n  ".join(errors))
-        self._stop = asyncio.Event()
+        self._stopping = False
+        self._sleepers: set[asyncio.Future[None]] = set()  # the device loops' waits for their next tick
         self._task: asyncio.Task[None] | None = None
 
     @staticmethod
@@ -202,14 +202,17 @@ class StationPoller:
     async def run(self) -> None:
         """Poll every device on its interval, one task per device, until `stop()` or cancellation."""
         self._task = asyncio.current_task()
-        self._stop.clear()
+        self._stopping = False
         async with asyncio.TaskGroup() as group:
             for entry in self._devices:
                 group.create_task(self._device_loop(entry), name=f"poll-{entry.device.id}")
 
     async def stop(self) -> None:
         """Ask `run()` to return after the reads in progress, and wait for it."""
-        self._stop.set()
+        self._stopping = True
+        for sleeper in self._sleepers:
+            if not sleeper.done():
+                sleeper.set_result(None)
         task = self._task
         if task is not None and task is not asyncio.current_task() and not task.done():
             await asyncio.wait([task])
@@ -217,7 +220,7 @@ class StationPoller:
     async def _device_loop(self, entry: _Entry) -> None:
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
-        while not self._stop.is_set():
+        while not self._stopping:
             await self._poll(entry)
             interval = self._real_seconds(entry.interval_s)
             now = loop.time()
@@ -230,9 +233,18 @@ class StationPoller:
             wake = next_tick
             if entry.state.retry_in_s is not None:
                 wake = min(wake, now + entry.state.retry_in_s)
-            with contextlib.suppress(TimeoutError):  # asyncio.timeout: a cancel is never dropped (3.11's wait_for)
-                async with asyncio.timeout(max(0.0, wake - now)):
-                    await self._stop.wait()
+            if self._stopping:
+                break
+            # until `wake`, or until stop(): a future and one timer (no asyncio.timeout and no TimeoutError per
+            # tick); a cancel ends the wait at once
+            sleeper: asyncio.Future[None] = loop.create_future()
+            timer = loop.call_at(wake, _wake, sleeper)
+            self._sleepers.add(sleeper)
+            try:
+                await sleeper
+            finally:
+                timer.cancel()
+                self._sleepers.discard(sleeper)
 
     async def _poll(self, entry: _Entry) -> list[RawReading] | Gap:
         device, state = entry.device, entry.state
@@ -275,10 +287,14 @@ class StationPoller:
             backfilled = await self._fill_windows(entry)
             if backfilled and await _call(self._on_readings, backfilled) is False:
                 refused_after = first_after  # refused again: the whole range stays to be read back
-        if refused_after is None and await _call(self._on_readings, result) is False:
-            refused_after = state.last_time or (live_time - timedelta(microseconds=1))
-            if state.dropped_after is not None and can_backfill:
-                refused_after = live_time - timedelta(microseconds=1)  # the older range was just read back
+        if refused_after is None:
+            outcome = self._on_readings(result)  # `_call`, inline: the one callback of every good poll
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
+            if outcome is False:
+                refused_after = state.last_time or (live_time - timedelta(microseconds=1))
+                if state.dropped_after is not None and can_backfill:
+                    refused_after = live_time - timedelta(microseconds=1)  # the older range was just read back
         if refused_after is not None:
             state.dropped_after = refused_after
             return result
@@ -332,6 +348,11 @@ class StationPoller:
         retry = min(entry.state.retry_in_s or entry.interval_s, entry.interval_s)
         _log.log(logging.ERROR if first else logging.DEBUG, "%s: %s: %s; gap recorded, retry in %.3g s",
                  self._where(entry), gap.reason, gap.detail, retry)
+
+
+def _wake(sleeper: asyncio.Future[None]) -> None:
+    if not sleeper.done():
+        sleeper.set_result(None)
 
 
 async def _call(callback: Callable[[Any], Any], value: Any) -> Any:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from sensors.modbus.decode import decode_value, device_status, status_flags, status_word
 from sensors.modbus.history import HEADER_REGISTERS, HistoryRecord, decode_slots, parse_header, read_chunks
 from sensors.modbus.link import ModbusReadError
-from sensors.modbus.plan import plan_requests, split_response
+from sensors.modbus.plan import DevicePlan, device_plan
 from sensors.modbus.profile import STATUS_FIELD, Profile
 from sensors.reading import Conditions, Gap, RawReading
 from sensors.sensor import Device
@@ -58,42 +57,63 @@ async def read_device(link: Link, device: Device, profile: Profile, clock: Clock
     return result
 
 
-async def read_device_failure(link: Link, device: Device, profile: Profile, clock: Clock,
-                       conditions: Conditions | None) -> tuple[list[RawReading] | Gap, tuple[str, int, int] | None]:
-    """`read_device`, plus (table, address, count) of what failed when it is a Gap."""
-    if device.unit_id is None:
-        raise ValueError(f"device {device.id}: not a Modbus device (no unit_id)")
+#: (id of the profile, variables) → (that profile, its plan): a poll plans nothing; bounded, cleared when full
+_PLANS: dict[tuple[int, tuple[str, ...]], tuple[Profile, DevicePlan]] = {}
+_MAX_PLANS = 4096
+
+
+def _plan(device: Device, profile: Profile) -> DevicePlan:
+    key = (id(profile), device.variables)
+    cached = _PLANS.get(key)
+    if cached is not None and cached[0] is profile:
+        return cached[1]
     missing = [v for v in device.variables if v not in profile.variable_names]
     if missing:
         raise ValueError(
             f"device {device.id}: profile {profile.name} has no variable(s) {', '.join(missing)}")
+    plan = device_plan(profile, device.variables)
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[key] = (profile, plan)
+    return plan
+
+
+async def read_device_failure(link: Link, device: Device, profile: Profile, clock: Clock,
+                       conditions: Conditions | None) -> tuple[list[RawReading] | Gap, tuple[str, int, int] | None]:
+    """`read_device`, plus (table, address, count) of what failed when it is a Gap."""
+    unit_id = device.unit_id
+    if unit_id is None:
+        raise ValueError(f"device {device.id}: not a Modbus device (no unit_id)")
+    plan = _plan(device, profile)
     resolved = resolve_conditions(device, profile, conditions)
-    fields: dict[str, list[int | bool]] = {}
-    for request in plan_requests(profile, device.variables):
+    fields: dict[str, Sequence[int | bool]] = {}
+    for request, cuts in zip(plan.requests, plan.cuts, strict=True):
         try:
-            values = await link.read(request.table, request.address, request.count, device.unit_id)
+            values = await link.read(request.table, request.address, request.count, unit_id)
         except ModbusReadError as exc:
             return (Gap(device.sensor_id, device.id, clock(), exc.reason,
                         f"{exc.table} {exc.address}×{exc.count}: {exc.detail}"),
                     (request.table, request.address, request.count))
-        fields.update(split_response(request, values))  # type: ignore[arg-type]
+        if len(values) < request.count:  # as split_response refuses it
+            raise ValueError(f"{request.table} {request.address}×{request.count}: response has only "
+                             f"{len(values)} value(s)")
+        for name, first, end in cuts:
+            fields[name] = values[first:end]
     received = clock()
-    status_bits = 0
-    if profile.status is not None:
-        status_bits = device_status(status_flags(status_word(fields[STATUS_FIELD], profile.status), profile.status))
+    status_bits = plan.status_bits(fields[STATUS_FIELD]) if plan.status is not None else 0
     readings: list[RawReading] = []
     skipped: list[str] = []
-    for name in device.variables:
-        spec = profile.variable(name)
+    sensor_id, device_id = device.sensor_id, device.id
+    for name, spec, decode in plan.variables:
         try:
-            value = decode_value(fields[name], spec)
+            value = decode(fields[name])
         except ValueError as exc:
-            return (Gap(device.sensor_id, device.id, received, "decode", f"{name}: {exc}"),
+            return (Gap(sensor_id, device_id, received, "decode", f"{name}: {exc}"),
                     (spec.table, spec.pdu_address, spec.count))
         if not math.isfinite(value):
             skipped.append(name)  # a NaN/inf float is the device saying "no value": no reading, never a zero
             continue
-        readings.append(RawReading(device.sensor_id, device.id, name, value, spec.unit, received, received,
+        readings.append(RawReading(sensor_id, device_id, name, value, spec.unit, received, received,
                                    conditions=resolved, device_status=status_bits, time_source="received"))
     if skipped:
         _log.debug("device %s: non-finite value(s) for %s: no reading", device.id, ", ".join(skipped))

@@ -2,7 +2,8 @@
 
 Index: `sensors.modbus.link.base` (`ModbusLinkBase`: lock, pacing, timeouts, backoff, reconnect; `ModbusReadError`),
 `.tcp` (`ModbusLink`: Modbus TCP), `.rtu` (`SerialLink`, `RtuOverTcpLink`, the serial timing), `.registry`
-(`LinkRegistry`: one link per physical link).
+(`LinkRegistry`: one link per physical link), `.exchange` (one request and its answer without pymodbus'
+per-request wait_for), `.watch` (`ConnectionLost`, `Deadline`: what ends a request early).
 """
 
 from __future__ import annotations

@@ -10,6 +10,13 @@ A timeout costs that request its timeout and nothing more. On TCP the connection
 never be taken for the next request's (the next read reconnects); an RTU link (`sensors.modbus.link.rtu`) keeps
 its port open and discards the late bytes instead. Failures are raised as `ModbusReadError` with a
 machine-readable `reason`. Part of `sensors.modbus.link`, whose index lists the links.
+
+A request runs in the reading task itself, with no timer of its own: a dropped connection (`ConnectionLost`)
+and the deadline (`Deadline`, one lazily moved timer per link) cancel the waiting task, and the cancellation is
+taken back as a connection failure or a timeout. With the pymodbus clients aqnet creates, the request goes
+through `sensors.modbus.link.exchange` (no wait_for of pymodbus' per request) and the deadline is `timeout_s`;
+with any other client, through its public read method, which times out by itself, and the deadline is twice
+that, a guard only.
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from sensors.modbus.link.exchange import direct_exchange, exchange
+from sensors.modbus.link.watch import ConnectionLost, Deadline, Disconnected
 
 __all__ = ["ModbusLinkBase", "ModbusReadError"]
 
@@ -39,10 +49,8 @@ _EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illega
                     4: "server device failure", 5: "acknowledge", 6: "server device busy",
                     8: "memory parity error", 10: "gateway path unavailable",
                     11: "gateway target device failed to respond"}
-
-
-class _Disconnected(Exception):
-    """The connection dropped while a request was waiting for its answer."""
+#: function codes 1 and 2 read bits (coils, discrete inputs); 3 and 4 read registers
+_LAST_BIT_FUNCTION = 2
 
 
 class ModbusReadError(Exception):
@@ -68,52 +76,6 @@ class ModbusReadError(Exception):
         self.exception_code = exception_code
         super().__init__(
             f"modbus {self.endpoint} unit {unit_id}: {table} {address}×{count}: {reason}: {detail}")
-
-
-class ConnectionLost:
-    """Set by a pymodbus client's connection callback when its connection drops; while a request is waiting
-    (`watching`), setting it cancels the waiting task, which `cut_off` then recognises and takes back."""
-
-    def __init__(self) -> None:
-        self._set = False
-        self._waiter: asyncio.Task[Any] | None = None
-        self._cancelled = False
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def set(self) -> None:
-        self._set = True
-        waiter = self._waiter
-        # from the event loop's callback only: a client closing itself inside the request ends that request anyway
-        if waiter is not None and not self._cancelled and waiter is not asyncio.current_task():
-            self._cancelled = True
-            waiter.cancel()
-
-    @contextlib.asynccontextmanager
-    async def watching(self) -> AsyncIterator[None]:
-        """While the body runs, a dropped connection cancels it and the body ends in `_Disconnected`."""
-        self._waiter, self._cancelled = asyncio.current_task(), False
-        try:
-            yield
-        except asyncio.CancelledError:
-            if self.cut_off():
-                raise _Disconnected from None
-            raise
-        finally:
-            self._waiter = None
-            if self._cancelled:  # the request ended some other way before the cancellation reached it
-                self.cut_off()
-
-    def cut_off(self) -> bool:
-        """True (once) when the current task's cancellation came from `set`: the cancellation is withdrawn."""
-        if not self._cancelled:
-            return False
-        self._cancelled = False
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        return True
 
 
 class ModbusLinkBase:
@@ -147,6 +109,9 @@ class ModbusLinkBase:
         self._failures = 0  # consecutive failed connects
         self._next_connect_at = 0.0
         self._lost = ConnectionLost()  # set when the current connection drops
+        self._guard = Deadline(timeout_s * 2)  # guard only: pymodbus' read methods time out at timeout_s
+        self._direct_guard = Deadline(timeout_s)  # the deadline of a request sent by `exchange`
+        self._direct = False  # the current client's requests go through `exchange`
         self._stale = False  # bytes of an unanswered request may still arrive: discard them before the next
         self.drain_s = 0.0  # RTU links: how long to let a late answer arrive after a timeout before discarding
 
@@ -154,6 +119,12 @@ class ModbusLinkBase:
     def endpoint(self) -> str:
         """host:port (or the serial port's path), as log lines write it."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def direct(self) -> bool:
+        """True while requests go through `sensors.modbus.link.exchange` (the connected pymodbus client has the
+        transaction manager it drives), False when they go through pymodbus' public read methods."""
+        return self._client is not None and self._direct
 
     @property
     def connected(self) -> bool:
@@ -168,45 +139,77 @@ class ModbusLinkBase:
         """After a request timed out (TCP: drop the connection, so a late answer cannot meet the next)."""
         self._drop()
 
+    def _error(self, reason: str, detail: str, table: str, address: int, count: int, unit_id: int,
+               code: int | None = None) -> ModbusReadError:
+        return ModbusReadError(reason, detail, host=self.host, port=self.port, unit_id=unit_id, table=table,
+                               address=address, count=count, exception_code=code, endpoint=self.endpoint)
+
     async def read(self, table: str, address: int, count: int, unit_id: int) -> list[int] | list[bool]:
         """Read `count` registers (or bits) of `table` from 0-based `address` of device `unit_id`."""
-        if table not in _READ:
+        call = _READ.get(table)
+        if call is None:
             raise ValueError(f"table: expected {'|'.join(_READ)}, got {table!r}")
-
-        def error(reason: str, detail: str, code: int | None = None) -> ModbusReadError:
-            return ModbusReadError(reason, detail, host=self.host, port=self.port, unit_id=unit_id,
-                                   table=table, address=address, count=count, exception_code=code,
-                                   endpoint=self.endpoint)
-
-        async with self._lock:
-            client = await self._ensure_connected(error)
-            method_name, function_code = _READ[table]
-            method = getattr(client, method_name)
+        lock = self._lock
+        await lock.acquire()
+        try:
+            client = self._client
+            if client is None or not client.connected:
+                client = await self._ensure_connected(table, address, count, unit_id)
+            method_name, function_code = call
+            # pymodbus keeps waiting for an answer after the peer closed the connection: stop at the
+            # disconnect. The request runs in the reading task itself (no extra task, no asyncio.wait, no
+            # timer of its own): a disconnect cancels that task through `ConnectionLost`, the guard's deadline
+            # through `Deadline`, and the cancellation is taken back here as Disconnected or a timeout.
+            lost, direct = self._lost, self._direct
+            guard = self._direct_guard if direct else self._guard
             try:
-                response = await self._race_disconnect(method(address, count=count, device_id=unit_id))
+                lost.check()
+                task = asyncio.current_task()
+                assert task is not None
+                lost.watch(task)
+                guard.start(task)
+                try:
+                    if direct:  # no wait_for of pymodbus': the guard is the request's timeout
+                        response = await exchange(client, table, address, count, unit_id)
+                    else:
+                        response = await getattr(client, method_name)(address, count=count, device_id=unit_id)
+                except asyncio.CancelledError:
+                    if lost.cut_off():
+                        raise Disconnected from None
+                    if guard.cut_off():
+                        raise TimeoutError from None
+                    raise
+                finally:
+                    lost.unwatch()
+                    guard.stop()
             except asyncio.CancelledError:
                 self._drop()  # the answer may still arrive: never let it meet the next request
                 raise
-            except _Disconnected:
+            except Disconnected:
                 self._drop()
-                raise error("connection", "connection closed by the peer during the request") from None
+                raise self._error("connection", "connection closed by the peer during the request", table,
+                                  address, count, unit_id) from None
             except TimeoutError:
                 self._on_timeout()
-                raise error("timeout", f"no response within {self.timeout_s} s") from None
+                raise self._error("timeout", f"no response within {self.timeout_s} s", table, address, count,
+                                  unit_id) from None
             except ModbusIOException as exc:
                 if "no response" in str(exc).lower():
                     self._on_timeout()
-                    raise error("timeout", f"no response within {self.timeout_s} s") from None
+                    raise self._error("timeout", f"no response within {self.timeout_s} s", table, address,
+                                      count, unit_id) from None
                 self._drop()
-                raise error("protocol", str(exc)) from None
+                raise self._error("protocol", str(exc), table, address, count, unit_id) from None
             except ConnectionException as exc:
                 self._drop()
-                raise error("connection", f"connection lost: {exc}") from None
+                raise self._error("connection", f"connection lost: {exc}", table, address, count,
+                                  unit_id) from None
             except ModbusException as exc:
                 self._drop()
-                raise error("protocol", str(exc)) from None
+                raise self._error("protocol", str(exc), table, address, count, unit_id) from None
             finally:
-                pause = max(self.request_gap_s, self.drain_s) if self._stale else self.request_gap_s
+                stale = self._stale
+                pause = max(self.request_gap_s, self.drain_s) if stale else self.request_gap_s
                 if pause:
                     await asyncio.sleep(pause)
                 if self._stale:
@@ -214,36 +217,30 @@ class ModbusLinkBase:
             if response.isError():
                 code = getattr(response, "exception_code", None)
                 name = _EXCEPTION_NAMES.get(code or 0, "unknown exception")
-                raise error("exception_response", f"exception code {code} ({name})", code)
+                raise self._error("exception_response", f"exception code {code} ({name})", table, address,
+                                  count, unit_id, code)
             # an RTU frame carries no transaction id: an answer to another request must not pass for this one
             if response.function_code != function_code:
                 self._drop()  # reopening flushes whatever else is queued on the line
-                raise error("protocol", f"answer has function code {response.function_code}, "
-                                        f"expected {function_code}")
-            bits = table in ("coil", "discrete_input")
-            values = response.bits if bits else response.registers
-            if len(values) < count or (not bits and len(values) != count):  # bits come padded to a byte
-                self._drop()
-                raise error("protocol", f"expected {count} value(s), got {len(values)}")
+                raise self._error("protocol", f"answer has function code {response.function_code}, "
+                                              f"expected {function_code}", table, address, count, unit_id)
+            values = response.bits if function_code <= _LAST_BIT_FUNCTION else response.registers
+            if len(values) < count or (function_code > _LAST_BIT_FUNCTION and len(values) != count):
+                self._drop()  # bits come padded to a byte
+                raise self._error("protocol", f"expected {count} value(s), got {len(values)}", table, address,
+                                  count, unit_id)
             return list(values[:count])
+        finally:
+            lock.release()
 
-    async def _race_disconnect(self, request: Awaitable[Any]) -> Any:
-        # pymodbus keeps waiting for an answer after the peer closed the connection: stop at the disconnect. The
-        # request runs in the reading task itself (no extra task, no asyncio.wait per read): a disconnect cancels
-        # that task through `ConnectionLost`, and the cancellation is taken back here and becomes _Disconnected.
-        lost = self._lost
-        if lost.is_set():
-            raise _Disconnected
-        async with lost.watching(), asyncio.timeout(self.timeout_s * 2):  # guard: pymodbus times out itself
-            return await request
-
-    async def _ensure_connected(self, error: Callable[..., ModbusReadError]) -> Any:
+    async def _ensure_connected(self, table: str, address: int, count: int, unit_id: int) -> Any:
         if self._client is not None and self._client.connected:
             return self._client
         now = self._monotonic()
         if now < self._next_connect_at:
             wait_s = self._next_connect_at - now
-            raise error("connection", f"not connected; next connect attempt in {wait_s:.1f} s")
+            raise self._error("connection", f"not connected; next connect attempt in {wait_s:.1f} s", table,
+                              address, count, unit_id)
         self._drop()
         lost = ConnectionLost()
         client = self._new_client(lost)
@@ -254,13 +251,14 @@ class ModbusLinkBase:
             self._failures = 0
             self._next_connect_at = 0.0
             self._client = client
+            self._direct = direct_exchange(client)
             return client
         client.close()
         delay = min(self.backoff_initial_s * 2 ** self._failures, self.backoff_max_s)
         self._failures += 1
         self._next_connect_at = self._monotonic() + delay
-        raise error("connection", f"cannot connect within {self.timeout_s} s ({self._unreachable}); "
-                                  f"next attempt in {delay:.1f} s")
+        raise self._error("connection", f"cannot connect within {self.timeout_s} s ({self._unreachable}); "
+                                        f"next attempt in {delay:.1f} s", table, address, count, unit_id)
 
     _unreachable: ClassVar[str] = "refused or unreachable"
 

@@ -20,8 +20,9 @@ from typing import Any, ClassVar
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.framer import FramerType
 
-from sensors.modbus.link.base import ConnectionLost, ModbusLinkBase
+from sensors.modbus.link.base import ModbusLinkBase
 from sensors.modbus.link.tcp import ModbusLink
+from sensors.modbus.link.watch import ConnectionLost
 
 __all__ = ["HA_SERIAL_GAP_S", "SERIAL_DEFAULTS", "RtuOverTcpLink", "SerialLink", "default_serial_gap_s",
            "silent_interval_s"]

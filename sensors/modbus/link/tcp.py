@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.framer import FramerType
 
-from sensors.modbus.link.base import ConnectionLost, ModbusLinkBase
+from sensors.modbus.link.base import ModbusLinkBase
+from sensors.modbus.link.watch import ConnectionLost
 
 __all__ = ["ModbusLink"]
 

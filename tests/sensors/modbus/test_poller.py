@@ -365,6 +365,26 @@ async def test_poller_logs_first_failure_error_repeats_debug_recovery_info(
 
 
 @pytest.mark.integration
+async def test_stop_ends_the_wait_for_the_next_tick_and_the_poller_runs_again(server: StationServer,
+                                                                             clock: Clock) -> None:
+    sensor = at_port(station(), server.port)
+    lnk = ModbusLink("127.0.0.1", server.port, timeout_s=1.0)
+    batches: list[list[RawReading]] = []
+    poller = StationPoller(sensor, lnk, profiles(), clock, interval_s=3600, on_readings=batches.append,
+                           on_gap=lambda g: None)
+    try:
+        for run in (1, 2):  # a stopped poller can run again, and stop() ends its hour-long wait each time
+            task = asyncio.create_task(poller.run())
+            while len(batches) < run * len(sensor.devices):
+                await asyncio.sleep(0.01)
+            await asyncio.wait_for(poller.stop(), timeout=30)
+            assert task.done() and task.exception() is None
+        assert len(batches) == 2 * len(sensor.devices)  # one poll per device per run, none after stop()
+    finally:
+        await lnk.close()
+
+
+@pytest.mark.integration
 async def test_poller_cancel_stops_cleanly(server: StationServer, clock: Clock) -> None:
     sensor = at_port(station(), server.port)
     lnk = ModbusLink("127.0.0.1", server.port, timeout_s=1.0)
