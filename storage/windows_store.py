@@ -15,17 +15,18 @@ written before the claim marks its (sensor, variable, 15-minute slot) in `dirty_
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from ingest.reading import EXCLUDED
 from storage.writer import LATE_MARK_LOCK
 
-__all__ = ["claim", "computed_through", "delete_marks", "dirty_marks", "due_samples", "log_windows",
-           "set_computed_through", "stored_hours", "stored_packed", "upsert_averages", "window_samples"]
+__all__ = ["claim", "computed_through", "delete_marks", "dirty_marks", "due_hours", "log_windows",
+           "set_computed_through", "stored_hours", "stored_packed", "upsert_averages", "window_hours"]
 
 Pair = tuple[str, str]  # (sensor_id, variable)
 
@@ -36,31 +37,41 @@ ON CONFLICT (job) DO UPDATE SET claimed_through = greatest(job_watermarks.claime
                                 updated_at = now()
 """
 
-# the samples of a series and device as three packed big-endian arrays (time, value, flags): one bytea each,
-# read with numpy at once, not one Python object per sample; a NULL value is NaN (not valid)
-_SAMPLE_COLUMNS = """
-    m.sensor_id COLLATE "C", m.variable COLLATE "C", m.device_id COLLATE "C", min(m.unit), count(*),
-    string_agg(float8send(date_part('epoch', m.time)), ''::bytea),
-    string_agg(float8send(coalesce(m.value, 'NaN'::float8)), ''::bytea), string_agg(int4send(m.flags), ''::bytea)
-"""
-_PRIMARY = "LEFT JOIN primary_devices p ON p.sensor_id = m.sensor_id AND p.variable = m.variable"
-_IS_PRIMARY = "(p.device_id IS NULL OR p.device_id = m.device_id)"
+# a sample counts when its value is finite and it has no excluded QC bit (alerts.averaging.averages.sample_validity:
+# a NULL, NaN or infinite value does not count; NaN is above every number in PostgreSQL, so it fails `< 'Infinity'`)
+_COUNTS = "(m.flags & %(excluded)s::int4) = 0 AND m.value > '-Infinity'::float8 AND m.value < 'Infinity'::float8"
 
-_DUE_SAMPLES = f"""
-SELECT {_SAMPLE_COLUMNS}
-FROM measurements m {_PRIMARY}
-WHERE m.time >= %(start)s AND m.time < %(end)s AND {_IS_PRIMARY}
-GROUP BY 1, 2, 3
+# the samples of one hour of a series and device summed in the database (time_bucket): its unit, the valid
+# samples' count and sum, and the first sample's time (valid or not) in epoch seconds; the primary-device filter
+# applies to the groups (a device's groups are all in or all out), so the hash aggregate sees no join
+_HOUR_SUMS = f"""
+    min(m.unit) AS unit, count(*) FILTER (WHERE {_COUNTS}) AS n,
+    coalesce(sum(m.value) FILTER (WHERE {_COUNTS}), 0) AS total, min(m.time) AS first
+"""
+_PRIMARY_GROUPS = """
+SELECT h.sensor_id, h.variable, h.device_id, h.unit, date_part('epoch', h.stop), h.n, h.total,
+       date_part('epoch', h.first)
+FROM h LEFT JOIN primary_devices p ON p.sensor_id = h.sensor_id AND p.variable = h.variable
+WHERE p.device_id IS NULL OR p.device_id = h.device_id
 """
 
-_WINDOW_SAMPLES = f"""
-SELECT {_SAMPLE_COLUMNS}
-FROM unnest(%(sensors)s::text[], %(variables)s::text[], %(t0)s::timestamptz[], %(t1)s::timestamptz[])
-     AS w(sensor_id, variable, t0, t1)
-JOIN measurements m ON m.sensor_id = w.sensor_id AND m.variable = w.variable AND m.time >= w.t0 AND m.time < w.t1
-{_PRIMARY}
-WHERE {_IS_PRIMARY}
-GROUP BY 1, 2, 3
+_DUE_HOURS = f"""
+WITH h AS (
+    SELECT m.sensor_id, m.variable, m.device_id, time_bucket('1 hour', m.time, %(end)s) + interval '1 hour' AS stop,
+           {_HOUR_SUMS}
+    FROM measurements m WHERE m.time >= %(start)s AND m.time < %(end)s
+    GROUP BY 1, 2, 3, 4)
+{_PRIMARY_GROUPS}
+"""
+
+_WINDOW_HOURS = f"""
+WITH h AS (
+    SELECT m.sensor_id, m.variable, m.device_id, w.t1 AS stop, {_HOUR_SUMS}
+    FROM unnest(%(sensors)s::text[], %(variables)s::text[], %(t0)s::timestamptz[], %(t1)s::timestamptz[])
+         AS w(sensor_id, variable, t0, t1)
+    JOIN measurements m ON m.sensor_id = w.sensor_id AND m.variable = w.variable AND m.time >= w.t0 AND m.time < w.t1
+    GROUP BY 1, 2, 3, 4)
+{_PRIMARY_GROUPS}
 """
 
 # stored averages of one period per series, packed like the samples: (sensor, variable, n, ends, values, valid)
@@ -142,18 +153,21 @@ def delete_marks(conn: psycopg.Connection, marks: Sequence[tuple[Any, ...]]) -> 
 
 # ------------------------------------------------------------------------------------ samples, series
 
-def due_samples(conn: psycopg.Connection, start: datetime, end: datetime) -> Iterable[tuple[Any, ...]]:
-    """Every series' samples in [start, end), packed per (sensor, variable, device): sensor, variable, device,
-    unit, count, times, values, flags."""
-    return conn.cursor(binary=True).execute(_DUE_SAMPLES, {"start": start, "end": end})
+def due_hours(conn: psycopg.Connection, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
+    """The samples of the whole hours in [start, end) (`end` an hour end), summed per (sensor, variable, device,
+    hour) over the primary device's samples (`primary_devices`; every device without one): sensor, variable,
+    device, unit, hour end (epoch s), valid samples, their sum, first sample's time (epoch s)."""
+    return conn.cursor(binary=True).execute(_DUE_HOURS, {"start": start, "end": end,
+                                                         "excluded": int(EXCLUDED)}).fetchall()
 
 
-def window_samples(conn: psycopg.Connection, windows: Sequence[tuple[str, str, datetime, datetime]]
-                   ) -> Iterable[tuple[Any, ...]]:
-    """The samples of each (sensor, variable, t0, t1) window in [t0, t1), packed like `due_samples`."""
-    return conn.cursor(binary=True).execute(_WINDOW_SAMPLES, {
+def window_hours(conn: psycopg.Connection, windows: Sequence[tuple[str, str, datetime, datetime]]
+                 ) -> list[tuple[Any, ...]]:
+    """The samples of each (sensor, variable, t0, t1) window in [t0, t1) (distinct windows of a series never
+    overlap), summed like `due_hours`, the window's end t1 as the hour end."""
+    return conn.cursor(binary=True).execute(_WINDOW_HOURS, {
         "sensors": [w[0] for w in windows], "variables": [w[1] for w in windows],
-        "t0": [w[2] for w in windows], "t1": [w[3] for w in windows]})
+        "t0": [w[2] for w in windows], "t1": [w[3] for w in windows], "excluded": int(EXCLUDED)}).fetchall()
 
 
 # ------------------------------------------------------------------------------------ stored averages

@@ -45,8 +45,8 @@ from alerts.averaging.averages import HOUR, ROLLING_PERIODS, Average, annual_ave
 from alerts.averaging.index_job import write_indices
 from alerts.averaging.nowcast import NOWCAST_POLLUTANTS
 from alerts.averaging.series import (
+    HourSums,
     Pair,
-    SampleSet,
     Series,
     Stamps,
     cadence_for,
@@ -55,7 +55,7 @@ from alerts.averaging.series import (
     unique_windows,
     unit_of,
 )
-from alerts.averaging.vectorised import Averages, HourTable, hourly_averages, packed, window_averages
+from alerts.averaging.vectorised import Averages, HourTable, hourly_from_sums, packed, window_averages
 from alerts.averaging.windows import (
     day_bounds,
     days_ending_in,
@@ -211,13 +211,13 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
         if end not in due_set and end <= last_end:
             late[(sensor, variable)].add(end)
 
-    # 2. the samples: due hours for every series, late hours for the marked ones
-    got = SampleSet()
+    # 2. the samples, summed per hour in the database: due hours for every series, late hours for the marked ones
+    got = HourSums()
     if due:
-        got.add(windows_store.due_samples(conn, due[0] - HOUR, due[-1]), due=True)
+        got.add(windows_store.due_hours(conn, due[0] - HOUR, due[-1]), due=True)
     if late:
         keys = [(p, e) for p, ends in sorted(late.items()) for e in sorted(ends)]
-        got.add(windows_store.window_samples(conn, [(p[0], p[1], e - HOUR, e) for p, e in keys]), due=False)
+        got.add(windows_store.window_hours(conn, [(p[0], p[1], e - HOUR, e) for p, e in keys]), due=False)
     active: dict[Pair, str] = {}
     scanned: tuple[float, list[tuple[Any, ...]]] | None = None
     if due:  # the stored hours every due series may need, and which series were active before the due hours
@@ -240,8 +240,7 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     keep = ~np.isnan(cadence[wp])
     wp, we = wp[keep], we[keep]
     units = [unit_of(p[1], got.units.get(p) or active.get(p)) for p in series.pairs]
-    t, v, ok, sid = got.arrays(series)
-    hourly = hourly_averages(sid, t, v, ok, wp, we, cadence[wp])
+    hourly = hourly_from_sums(*got.arrays(series), wp, we, cadence[wp])
     stamps = Stamps()
     rows = stamps.rows(series.pairs, units, "1h", wp, we, 1, hourly, now)
     counts: dict[str, int] = {"1h": len(hourly)}

@@ -1,10 +1,10 @@
 """Stage 4, averages — pure (numpy, no I/O, no clock): the averaging job's series and windows as arrays: the (sensor,
-variable) series of one run numbered, the samples fetched packed per series and device joined into numpy arrays, and
-which hours, rolling windows and local days to compute — the inputs of `alerts.averaging.vectorised`, for
+variable) series of one run numbered, the samples' hourly sums read from the database as numpy arrays, and which
+hours, rolling windows and local days to compute — the inputs of `alerts.averaging.vectorised`, for
 `alerts.averaging.job`.
 
-Samples arrive packed as `storage.windows_store` reads them: per (sensor, variable, device), a count and three
-big-endian arrays (epoch seconds, value with NULL as NaN, QC flags).
+Samples arrive summed as `storage.windows_store` reads them: per (sensor, variable, device, hour), the unit, the
+hour's end, the count and sum of its valid samples and the time of its first sample (valid or not).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from alerts.averaging.averages import HOUR, sample_validity
-from alerts.averaging.vectorised import Averages, packed
+from alerts.averaging.averages import HOUR
+from alerts.averaging.vectorised import Averages
 from alerts.averaging.windows import day_bounds, day_of_hour_end
 from sensors.variables import VARIABLES
 
-__all__ = ["Pair", "SampleSet", "Series", "Stamps", "cadence_for", "day_windows", "hour_windows", "unique_windows",
+__all__ = ["HourSums", "Pair", "Series", "Stamps", "cadence_for", "day_windows", "hour_windows", "unique_windows",
            "unit_of"]
 
 Pair = tuple[str, str]  # (sensor_id, variable)
@@ -62,66 +62,44 @@ class Series:
         return self.index[pair]
 
 
-class SampleSet:
-    """Samples fetched packed per (sensor, variable, device) (module docstring), joined into arrays at once.
-
-    The arrays hold the samples in a fixed order whatever order the database returned them in: by series and
-    device (code-point order of their names, PostgreSQL's ``COLLATE "C"``), then by time. A mean's last bit
-    depends on the order it sums in (`alerts.averaging.vectorised`), so the same samples always give the same
-    average, bit for bit."""
+class HourSums:
+    """The samples of the hours read, summed in the database per (sensor, variable, device, hour) as
+    `storage.windows_store.due_hours` / `window_hours` return them (module docstring), as arrays at once."""
 
     def __init__(self) -> None:
         self.devices: dict[Pair, set[str]] = defaultdict(set)
         self.units: dict[Pair, str] = {}
-        self._chunks: list[tuple[Pair, str, int, bool]] = []
-        self._packed: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
-        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._due: np.ndarray | None = None
+        self._rows: list[tuple[Pair, float, int, float, float, bool]] = []
 
     def add(self, rows: Iterable[tuple[Any, ...]], *, due: bool) -> None:
-        """Add the packed rows of one read; `due`: they are the due hours' samples (else late windows')."""
-        for sensor, variable, device, unit, n, times, values, flags in rows:
+        """Add the rows of one read; `due`: they are the due hours' (else late windows')."""
+        for sensor, variable, device, unit, end, n, total, first in rows:
             pair = (sensor, variable)
             self.devices[pair].add(device)
-            self.units.setdefault(pair, unit)
-            self._chunks.append((pair, device, n, due))
-            self._arrays = None
-            for out, chunk in zip(self._packed, (times, values, flags), strict=True):
-                out.append(chunk)
+            seen = self.units.get(pair)
+            if seen is None or unit < seen:  # the least unit seen, whatever order the rows came in
+                self.units[pair] = unit
+            self._rows.append((pair, end, n, total, first, due))
 
     def arrays(self, series: Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Times (epoch s), values (NULL → NaN), validity (`sample_validity`) and series id of every sample, in
-        the class docstring's order."""
-        if self._arrays is not None:
-            return self._arrays
-        order = sorted(range(len(self._chunks)), key=lambda i: self._chunks[i][:2])
-        chunks = [self._chunks[i] for i in order]
-        times, values, flags = (packed([part[i] for i in order], dtype)
-                                for part, dtype in zip(self._packed, (">f8", ">f8", ">i4"), strict=True))
-        counts = [n for _, _, n, _ in chunks]
-        group = np.repeat(np.arange(len(chunks)), counts)
-        if times.size > 1 and not np.all((times[1:] >= times[:-1]) | (group[1:] != group[:-1])):
-            by_time = np.lexsort((times, group))  # a chunk's times are distinct (measurements_key)
-            times, values, flags = times[by_time], values[by_time], flags[by_time]
-        valid = sample_validity(values, flags)
-        sid = np.repeat(np.array([series.index[p] for p, _, _, _ in chunks], dtype=np.int64), counts)
-        self._due = np.repeat(np.array([d for _, _, _, d in chunks], dtype=bool), counts)
-        self._arrays = times, values, valid, sid
-        return self._arrays
+        """Series id, hour end (epoch s), valid samples and their sum of every (series, device, hour) read."""
+        rows = self._rows
+        sid = np.array([series.index[r[0]] for r in rows], dtype=np.int64)
+        end = np.array([r[1] for r in rows], dtype=float)
+        n = np.array([r[2] for r in rows], dtype=np.int64)
+        total = np.array([r[3] for r in rows], dtype=float)
+        return sid, end, n, total
 
     def first_due(self, series: Series) -> np.ndarray:
         """Per series id: the earliest time of its due samples (+inf without any)."""
-        times, _, _, sid = self.arrays(series)
-        due = self._due if self._due is not None else np.zeros(0, dtype=bool)
         first = np.full(len(series), np.inf)
-        s, t = sid[due], times[due]
-        if s.size:  # the samples of a series are contiguous (class docstring): a minimum per run
-            starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
-            np.minimum.at(first, s[starts], np.minimum.reduceat(t, starts))
+        due = [(series.index[r[0]], r[4]) for r in self._rows if r[5]]
+        if due:
+            np.minimum.at(first, np.array([d[0] for d in due], dtype=np.int64), np.array([d[1] for d in due]))
         return first
 
 
-def hour_windows(series: Series, got: SampleSet, active: Mapping[Pair, str],
+def hour_windows(series: Series, got: HourSums, active: Mapping[Pair, str],
                  late: Mapping[Pair, set[datetime]], due: list[datetime]) -> tuple[np.ndarray, np.ndarray]:
     """The hours to compute, as (series id, end) arrays sorted by series then end: every due hour of an active
     series, the due hours of a new series from its first hour with data on (an hour end e is at or after the
