@@ -5,7 +5,7 @@ sync), for `alerts.averaging.index_job`, in the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
@@ -20,26 +20,29 @@ INDEX_COLUMNS = ("sensor_id", "index", "pollutant", "averaging", "period_end", "
 _TYPES = ("text", "text", "text", "text", "timestamptz", "int4", "int4", "text", "text", "text", "float8", "text",
           "bool", "bool", "bool", "timestamptz")
 
-_DAILY_RANGE = """
+# only the (period, variable) pairs the daily index reads: 'day' for the 24-h means, '8h' and '1h' for the maxima
+_WANTED = """((a.period = 'day' AND a.variable = ANY(%(day)s)) OR (a.period = '8h' AND a.variable = ANY(%(h8)s))
+      OR (a.period = '1h' AND a.variable = ANY(%(h1)s)))"""
+
+_DAILY_RANGE = f"""
 SELECT a.sensor_id, %(end)s::timestamptz, a.variable,
        max(a.value) FILTER (WHERE a.period = 'day' AND a.period_end = %(end)s AND a.valid),
        max(a.value) FILTER (WHERE a.period = '8h' AND a.valid),
        max(a.value) FILTER (WHERE a.period = '1h' AND a.valid)
-FROM averages a WHERE a.variable = ANY(%(variables)s) AND a.period IN ('day', '8h', '1h')
-                  AND a.period_end > %(start)s AND a.period_end <= %(end)s
+FROM averages a WHERE {_WANTED} AND a.period_end > %(start)s AND a.period_end <= %(end)s
 GROUP BY 1, 3
 """
 
 #: sensors sharing one window above which one range scan beats per-sensor index lookups
 _RANGE_SCAN_MIN = 50
 
-_DAILY = """
+_DAILY = f"""
 SELECT w.sensor_id, w.day_end, a.variable,
        max(a.value) FILTER (WHERE a.period = 'day' AND a.period_end = w.day_end AND a.valid),
        max(a.value) FILTER (WHERE a.period = '8h' AND a.valid),
        max(a.value) FILTER (WHERE a.period = '1h' AND a.valid)
 FROM unnest(%(sensors)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS w(sensor_id, day_start, day_end)
-JOIN averages a ON a.sensor_id = w.sensor_id AND a.variable = ANY(%(variables)s) AND a.period IN ('day', '8h', '1h')
+JOIN averages a ON a.sensor_id = w.sensor_id AND {_WANTED}
                AND a.period_end > w.day_start AND a.period_end <= w.day_end
 GROUP BY 1, 2, 3
 """
@@ -62,17 +65,19 @@ def stations(conn: psycopg.Connection, sensors: AbstractSet[str]) -> set[str]:
 
 
 def daily_inputs(conn: psycopg.Connection, windows: Sequence[tuple[str, datetime, datetime]],
-                 variables: Sequence[str]) -> Iterable[tuple[Any, ...]]:
-    """Per (sensor, day start, day end) window and variable of `variables`: (sensor, day end, variable, the valid
-    'day' average ending at the day's end, the largest valid '8h' and '1h' averages ending in the day). One range
-    scan when many sensors share one day, one indexed lookup per sensor otherwise."""
+                 inputs: Mapping[str, Sequence[str]]) -> Iterable[tuple[Any, ...]]:
+    """Per (sensor, day start, day end) window and variable of `inputs`: (sensor, day end, variable, the valid
+    'day' average ending at the day's end, the largest valid '8h' and '1h' averages ending in the day), each read
+    only for the variables whose `inputs` ('24h', '8h', '1h') name it (None otherwise). One range scan when many
+    sensors share one day, one indexed lookup per sensor otherwise."""
+    wanted = {k: sorted(v for v, used in inputs.items() if a in used) for k, a in
+              (("day", "24h"), ("h8", "8h"), ("h1", "1h"))}
     bounds = [(w[1], w[2]) for w in windows]
     if len(windows) >= _RANGE_SCAN_MIN and len(set(bounds)) == 1:
-        return conn.execute(_DAILY_RANGE, {"start": bounds[0][0], "end": bounds[0][1],
-                                           "variables": list(variables)})
+        return conn.execute(_DAILY_RANGE, {"start": bounds[0][0], "end": bounds[0][1], **wanted})
     return conn.execute(_DAILY, {
         "sensors": [w[0] for w in windows], "starts": [b[0] for b in bounds], "ends": [b[1] for b in bounds],
-        "variables": list(variables)})
+        **wanted})
 
 
 def replace_indices(conn: psycopg.Connection, keys: list[tuple[str, datetime]], averagings: list[str],

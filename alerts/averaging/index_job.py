@@ -35,6 +35,7 @@ from alerts.averaging.averages import HOUR
 from alerts.averaging.indices import (
     AQI_POLLUTANTS,
     DAILY_AVERAGING,
+    DAILY_INPUTS,
     DailyInputs,
     IndexValue,
     daily_us_aqi,
@@ -111,21 +112,23 @@ def _daily_rows(conn: psycopg.Connection, now: datetime, tz: tzinfo, days_by_sen
     keys = [(s, d) for s in sorted(days_by_sensor) for d in sorted(days_by_sensor[s])]
     of_day = {d: day_bounds(d, tz) for d in {d for _, d in keys}}
     bounds = [of_day[d] for _, d in keys]
-    inputs: dict[tuple[str, datetime], dict[str, DailyInputs]] = defaultdict(dict)
+    inputs: dict[tuple[str, datetime], list[tuple[str, DailyInputs]]] = defaultdict(list)
     result = indices_store.daily_inputs(conn, [(s, b[0], b[1]) for (s, _), b in zip(keys, bounds, strict=True)],
-                                        list(AQI_POLLUTANTS))
+                                        DAILY_INPUTS)
     for sensor, day_end, variable, mean_24h, max_8h, max_1h in result:
-        inputs[(sensor, day_end)][variable] = DailyInputs(mean_24h=mean_24h, max_8h=max_8h, max_1h=max_1h)
+        inputs[(sensor, day_end)].append((variable, DailyInputs(mean_24h=mean_24h, max_8h=max_8h, max_1h=max_1h)))
     rows: list[tuple[Any, ...]] = []
     ends = [(s, b[1]) for (s, _), b in zip(keys, bounds, strict=True)]
-    templates: dict[tuple[IndexValue, ...], tuple[tuple[tuple[Any, ...], tuple[Any, ...]], ...]] = {}
+    # the sub-indices are looked up truncated: few distinct days a run, each looked up once
+    templates: dict[tuple[Any, ...], tuple[tuple[tuple[Any, ...], tuple[Any, ...]], ...]] = {}
     for sensor, end in ends:
         day = inputs.get((sensor, end))
         if day:
-            values = daily_us_aqi(day, indicative=sensor not in stations)
-            shape = templates.get(values)
-            if shape is None:  # the sub-indices are looked up truncated: few distinct days a run
-                shape = templates[values] = _templates(list(values))
+            indicative = sensor not in stations
+            key = (indicative, *sorted(day))
+            shape = templates.get(key)
+            if shape is None:
+                shape = templates[key] = _templates(list(daily_us_aqi(dict(day), indicative=indicative)))
             rows.extend((sensor, *head, end, *tail, now) for head, tail in shape)
     return rows, ends
 
