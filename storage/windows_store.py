@@ -16,19 +16,40 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
 from ingest.reading import EXCLUDED
+from storage import pgarrays
 from storage.writer import LATE_MARK_LOCK
 
-__all__ = ["claim", "computed_through", "delete_marks", "dirty_marks", "due_hours", "log_windows",
-           "set_computed_through", "stored_hours", "stored_packed", "upsert_averages", "window_hours"]
+__all__ = ["AverageColumns", "claim", "computed_through", "delete_marks", "dirty_marks", "due_hours",
+           "log_windows", "set_computed_through", "stored_hours", "stored_packed", "upsert_averages", "window_hours",
+           "write_averages"]
 
 Pair = tuple[str, str]  # (sensor_id, variable)
+
+
+@dataclass(frozen=True, slots=True)
+class AverageColumns:
+    """Average windows as columns, one element per window (`write_averages`): no row built in Python."""
+
+    sensors: list[bytes]  #: the series' sensor ids, encoded (`storage.pgarrays.text_elements`)
+    variables: list[bytes]  #: their variables, encoded
+    units: list[bytes]  #: their units, encoded
+    series: np.ndarray  #: per window, an index into the three lists above
+    period: list[bytes]  #: per window, its period encoded ('1h', '8h', '24h', 'day', 'year')
+    start: np.ndarray  #: epoch seconds
+    end: np.ndarray  #: epoch seconds
+    value: np.ndarray  #: the mean (any number where samples is 0: stored NULL)
+    coverage: np.ndarray
+    samples: np.ndarray
+    valid: np.ndarray
 
 
 _CLAIM = """
@@ -107,6 +128,24 @@ GROUP BY 1, 2
 
 #: series sharing one window above which one range scan beats per-series index lookups
 _RANGE_SCAN_MIN = 50
+
+_STAGING = """
+CREATE TEMPORARY TABLE IF NOT EXISTS _aqnet_averages (LIKE averages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+"""
+_STAGE_COLUMNS = """
+INSERT INTO _aqnet_averages (sensor_id, variable, period, period_start, period_end, value, unit, coverage, samples,
+                             valid, computed_at)
+SELECT w.sensor_id, w.variable, w.period, to_timestamp(w.t0), to_timestamp(w.t1),
+       CASE WHEN w.samples > 0 THEN w.value END, w.unit, w.coverage, w.samples, w.valid, %(now)s
+FROM unnest(%(sensors)b, %(variables)b, %(units)b, %(period)b, %(t0)b, %(t1)b, %(value)b, %(coverage)b,
+            %(samples)b, %(valid)b) AS w(sensor_id, variable, unit, period, t0, t1, value, coverage, samples, valid)
+"""
+_DELETE_STAGED = """
+DELETE FROM averages a USING _aqnet_averages t
+WHERE a.sensor_id = t.sensor_id AND a.variable = t.variable AND a.period = t.period AND a.period_end = t.period_end
+  AND a.period_end BETWEEN %(first)s AND %(last)s
+"""
+_INSERT_STAGED = "INSERT INTO averages SELECT * FROM _aqnet_averages"
 
 _AVERAGE_COLUMNS = ("sensor_id", "variable", "period", "period_start", "period_end", "value", "unit", "coverage",
                     "samples", "valid", "computed_at")
@@ -201,24 +240,47 @@ def stored_hours(conn: psycopg.Connection, lo: datetime, hi: datetime, since: da
 
 
 def upsert_averages(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """COPY into a staging table, then one idempotent upsert keyed by averages_key."""
+    """Write average rows (`_AVERAGE_COLUMNS`), replacing those with the same key (averages_key): staged by COPY,
+    then `_replace_staged`."""
     if not rows:
         return
     cols = sql.SQL(", ").join(map(sql.Identifier, _AVERAGE_COLUMNS))
     with conn.cursor() as cur:
-        cur.execute("CREATE TEMPORARY TABLE IF NOT EXISTS _aqnet_averages "
-                    "(LIKE averages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        cur.execute(_STAGING)
         with cur.copy(sql.SQL("COPY _aqnet_averages ({}) FROM STDIN (FORMAT BINARY)").format(cols)) as copy:
             copy.set_types(list(_AVERAGE_TYPES))
             for row in rows:
                 copy.write_row(row)
-        cur.execute(sql.SQL("""
-            INSERT INTO averages ({cols}) SELECT {cols} FROM _aqnet_averages
-            ON CONFLICT (sensor_id, variable, period, period_end) DO UPDATE SET
-                period_start = EXCLUDED.period_start, value = EXCLUDED.value, unit = EXCLUDED.unit,
-                coverage = EXCLUDED.coverage, samples = EXCLUDED.samples, valid = EXCLUDED.valid,
-                computed_at = EXCLUDED.computed_at""").format(cols=cols))
-        cur.execute("TRUNCATE _aqnet_averages")
+        _replace_staged(cur, min(r[4] for r in rows), max(r[4] for r in rows))
+
+
+def write_averages(conn: psycopg.Connection, windows: AverageColumns, now: datetime) -> None:
+    """Write averages given as columns (`AverageColumns`), replacing those with the same key (averages_key); a
+    window's value is NULL where it has no sample. Staged by one INSERT from binary arrays
+    (`storage.pgarrays`), then `_replace_staged`."""
+    if not windows.series.size:
+        return
+    with conn.cursor() as cur:
+        pgarrays.register(cur)
+        cur.execute(_STAGING)
+        cur.execute(_STAGE_COLUMNS, {
+            "sensors": pgarrays.text_array(windows.sensors, windows.series),
+            "variables": pgarrays.text_array(windows.variables, windows.series),
+            "units": pgarrays.text_array(windows.units, windows.series), "now": now,
+            "period": pgarrays.text_array(windows.period), "t0": pgarrays.float8_array(windows.start),
+            "t1": pgarrays.float8_array(windows.end), "value": pgarrays.float8_array(windows.value),
+            "coverage": pgarrays.float8_array(windows.coverage), "samples": pgarrays.int4_array(windows.samples),
+            "valid": pgarrays.bool_array(windows.valid)})
+        _replace_staged(cur, datetime.fromtimestamp(float(windows.end.min()), UTC),
+                        datetime.fromtimestamp(float(windows.end.max()), UTC))
+
+
+def _replace_staged(cur: psycopg.Cursor[Any], first: datetime, last: datetime) -> None:
+    """Replace the stored averages keyed like the staged ones (ending in [first, last], which bounds the scan) by
+    them: a DELETE of the keys, then a plain INSERT (an upsert's speculative insertion costs more per row)."""
+    cur.execute(_DELETE_STAGED, {"first": first, "last": last})
+    cur.execute(_INSERT_STAGED)
+    cur.execute("TRUNCATE _aqnet_averages")
 
 
 # ------------------------------------------------------------------------------------ the log

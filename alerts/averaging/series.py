@@ -21,8 +21,10 @@ from alerts.averaging.averages import HOUR
 from alerts.averaging.vectorised import Averages
 from alerts.averaging.windows import day_bounds, day_of_hour_end
 from sensors.variables import VARIABLES
+from storage import pgarrays
+from storage.windows_store import AverageColumns
 
-__all__ = ["HourSums", "Pair", "Series", "Stamps", "cadence_for", "day_windows", "hour_windows", "unique_windows",
+__all__ = ["AverageBatch", "HourSums", "Pair", "Series", "cadence_for", "day_windows", "hour_windows", "unique_windows",
            "unit_of"]
 
 Pair = tuple[str, str]  # (sensor_id, variable)
@@ -148,25 +150,29 @@ def day_windows(series: Series, wp: np.ndarray, we: np.ndarray, last_end: dateti
     return days, dp.astype(np.int64), de, dh
 
 
-class Stamps:
-    """Average rows for the COPY, with one datetime per distinct end."""
+class AverageBatch:
+    """Average windows gathered as columns for `storage.windows_store.write_averages`: no row is built in Python."""
 
     def __init__(self) -> None:
-        self._at: dict[float, datetime] = {}
+        self._parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, Averages]] = []
 
-    def at(self, epoch: float) -> datetime:
-        got = self._at.get(epoch)
-        if got is None:
-            got = self._at[epoch] = datetime.fromtimestamp(epoch, UTC)
-        return got
+    def add(self, period: str, p: np.ndarray, e: np.ndarray, hours: int, avg: Averages) -> np.ndarray:
+        """Add the windows (series `p`, end `e` in epoch s) of `hours` hours of `period`; returns their ends."""
+        self._parts.append((period, p, e, e - hours * 3600.0, avg))
+        return e
 
-    def rows(self, pairs: list[Pair], units: list[str], period: str, p: np.ndarray, e: np.ndarray, hours: int,
-             avg: Averages, now: datetime) -> list[tuple[Any, ...]]:
-        """The `averages` rows of windows (series `p`, end `e`) of `hours` hours: the value None without samples."""
-        ends, at = np.unique(e, return_inverse=True)
-        stop = [self.at(x) for x in ends.tolist()]
-        begin = [self.at(x - hours * 3600.0) for x in ends.tolist()]
-        samples = avg.samples.tolist()
-        return [(*pairs[pi], period, begin[k], stop[k], v if n else None, units[pi], c, n, ok, now)
-                for pi, k, v, c, n, ok in zip(p.tolist(), at.tolist(), avg.value.tolist(), avg.coverage.tolist(),
-                                               samples, avg.valid.tolist(), strict=True)]
+    def columns(self, pairs: list[Pair], units: list[str]) -> AverageColumns:
+        """Every window added, in the order added; `pairs` and `units` name the series ids."""
+        parts = self._parts
+        period = {name: pgarrays.text_elements([name])[0] for name in {x[0] for x in parts}}
+
+        def joined(arrays: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(arrays) if arrays else np.empty(0)
+        return AverageColumns(
+            sensors=pgarrays.text_elements(p[0] for p in pairs), variables=pgarrays.text_elements(p[1] for p in pairs),
+            units=pgarrays.text_elements(units), series=joined([x[1] for x in parts]).astype(np.int64),
+            period=[period[x[0]] for x in parts for _ in range(x[1].size)], start=joined([x[3] for x in parts]),
+            end=joined([x[2] for x in parts]),
+            value=joined([np.where(x[4].samples > 0, x[4].value, 0.0) for x in parts]),
+            coverage=joined([x[4].coverage for x in parts]), samples=joined([x[4].samples for x in parts]),
+            valid=joined([x[4].valid for x in parts]).astype(bool))
