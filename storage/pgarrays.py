@@ -5,7 +5,7 @@ string for quoting), which for tens of thousands of values costs more than the s
 
 The binary array format (PostgreSQL ``array_send``): dimensions (1), a has-nulls flag, the element type's OID, the
 length and lower bound (1), then every element as a 4-byte length and its binary value (``float8send``,
-``int4send``, ``boolsend``, the UTF-8 bytes of a text). No element is NULL.
+``int4send``, ``boolsend``, the UTF-8 bytes of a text). Only a text element may be NULL (length -1).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from psycopg.pq import Format
 
 __all__ = ["PgArray", "bool_array", "float8_array", "int4_array", "register", "text_array", "text_elements"]
 
+_NULL = struct.pack(">i", -1)  #: a NULL element (array_recv sets the array's null bitmap from it)
 #: element type → (element OID, array OID) (pg_type)
 _OIDS = {"float8": (701, 1022), "int4": (23, 1007), "bool": (16, 1000), "text": (25, 1009)}
 
@@ -64,10 +65,13 @@ def bool_array(values: np.ndarray | Sequence[bool]) -> PgArray:
     return _fixed("bool", np.asarray(values, dtype=bool).ravel().astype(np.uint8), "u1", 1)
 
 
-def text_elements(strings: Iterable[str]) -> list[bytes]:
-    """Each string as one encoded array element (length and UTF-8 bytes), for `text_array` to pick from."""
+def text_elements(strings: Iterable[str | None]) -> list[bytes]:
+    """Each string as one encoded array element (length and UTF-8 bytes; None a NULL), for `text_array`."""
     out = []
     for s in strings:
+        if s is None:
+            out.append(_NULL)
+            continue
         b = s.encode()
         out.append(struct.pack(">i", len(b)) + b)
     return out
