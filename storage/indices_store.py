@@ -5,46 +5,50 @@ sync), for `alerts.averaging.index_job`, in the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import psycopg
-from psycopg import sql
 
-__all__ = ["INDEX_COLUMNS", "daily_inputs", "replace_indices", "stations"]
+from storage import pgarrays
+
+__all__ = ["INDEX_COLUMNS", "TEMPLATE_COLUMNS", "IndexWindows", "daily_inputs", "replace_indices", "stations"]
 
 INDEX_COLUMNS = ("sensor_id", "index", "pollutant", "averaging", "period_end", "value", "level", "category",
                  "colour", "action", "concentration", "unit", "indicative", "beyond_index", "dominant", "computed_at")
-_TYPES = ("text", "text", "text", "text", "timestamptz", "int4", "int4", "text", "text", "text", "float8", "text",
-          "bool", "bool", "bool", "timestamptz")
 
-_DAILY_RANGE = """
+# only the (period, variable) pairs the daily index reads: 'day' for the 24-h means, '8h' and '1h' for the maxima
+_WANTED = """((a.period = 'day' AND a.variable = ANY(%(day)s)) OR (a.period = '8h' AND a.variable = ANY(%(h8)s))
+      OR (a.period = '1h' AND a.variable = ANY(%(h1)s)))"""
+
+_DAILY_RANGE = f"""
 SELECT a.sensor_id, %(end)s::timestamptz, a.variable,
        max(a.value) FILTER (WHERE a.period = 'day' AND a.period_end = %(end)s AND a.valid),
        max(a.value) FILTER (WHERE a.period = '8h' AND a.valid),
        max(a.value) FILTER (WHERE a.period = '1h' AND a.valid)
-FROM averages a WHERE a.variable = ANY(%(variables)s) AND a.period IN ('day', '8h', '1h')
-                  AND a.period_end > %(start)s AND a.period_end <= %(end)s
+FROM averages a WHERE {_WANTED} AND a.period_end > %(start)s AND a.period_end <= %(end)s
 GROUP BY 1, 3
 """
 
 #: sensors sharing one window above which one range scan beats per-sensor index lookups
 _RANGE_SCAN_MIN = 50
 
-_DAILY = """
+_DAILY = f"""
 SELECT w.sensor_id, w.day_end, a.variable,
        max(a.value) FILTER (WHERE a.period = 'day' AND a.period_end = w.day_end AND a.valid),
        max(a.value) FILTER (WHERE a.period = '8h' AND a.valid),
        max(a.value) FILTER (WHERE a.period = '1h' AND a.valid)
 FROM unnest(%(sensors)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS w(sensor_id, day_start, day_end)
-JOIN averages a ON a.sensor_id = w.sensor_id AND a.variable = ANY(%(variables)s) AND a.period IN ('day', '8h', '1h')
+JOIN averages a ON a.sensor_id = w.sensor_id AND {_WANTED}
                AND a.period_end > w.day_start AND a.period_end <= w.day_end
 GROUP BY 1, 2, 3
 """
 
-# the keys of the windows rewritten, COPY'd (binary) rather than sent as arrays: thousands a run
+# the keys of the windows rewritten, staged (thousands a run: a join with a table plans better than with unnest)
 _KEYS = """
 CREATE TEMPORARY TABLE IF NOT EXISTS _aqnet_index_keys (sensor_id text, period_end timestamptz) ON COMMIT DELETE ROWS
 """
@@ -62,38 +66,88 @@ def stations(conn: psycopg.Connection, sensors: AbstractSet[str]) -> set[str]:
 
 
 def daily_inputs(conn: psycopg.Connection, windows: Sequence[tuple[str, datetime, datetime]],
-                 variables: Sequence[str]) -> Iterable[tuple[Any, ...]]:
-    """Per (sensor, day start, day end) window and variable of `variables`: (sensor, day end, variable, the valid
-    'day' average ending at the day's end, the largest valid '8h' and '1h' averages ending in the day). One range
-    scan when many sensors share one day, one indexed lookup per sensor otherwise."""
+                 inputs: Mapping[str, Sequence[str]]) -> Iterable[tuple[Any, ...]]:
+    """Per (sensor, day start, day end) window and variable of `inputs`: (sensor, day end, variable, the valid
+    'day' average ending at the day's end, the largest valid '8h' and '1h' averages ending in the day), each read
+    only for the variables whose `inputs` ('24h', '8h', '1h') name it (None otherwise). One range scan when many
+    sensors share one day, one indexed lookup per sensor otherwise."""
+    wanted = {k: sorted(v for v, used in inputs.items() if a in used) for k, a in
+              (("day", "24h"), ("h8", "8h"), ("h1", "1h"))}
     bounds = [(w[1], w[2]) for w in windows]
     if len(windows) >= _RANGE_SCAN_MIN and len(set(bounds)) == 1:
-        return conn.execute(_DAILY_RANGE, {"start": bounds[0][0], "end": bounds[0][1],
-                                           "variables": list(variables)})
+        return conn.execute(_DAILY_RANGE, {"start": bounds[0][0], "end": bounds[0][1], **wanted})
     return conn.execute(_DAILY, {
         "sensors": [w[0] for w in windows], "starts": [b[0] for b in bounds], "ends": [b[1] for b in bounds],
-        "variables": list(variables)})
+        **wanted})
 
 
-def replace_indices(conn: psycopg.Connection, keys: list[tuple[str, datetime]], averagings: list[str],
-                    rows: list[tuple[Any, ...]]) -> None:
-    """Delete the `averagings` rows of each (sensor, period_end) in `keys` (the ends' range bounds the scan to the
-    chunks and index range holding them), then COPY `rows` (`INDEX_COLUMNS`)."""
-    if not keys:
+@dataclass(frozen=True, slots=True)
+class IndexWindows:
+    """Index windows (sensor, period end) and their rows, as columns: a row is a window's sensor and end with one
+    of a few distinct templates (the other `INDEX_COLUMNS` but computed_at), so no row is built in Python."""
+
+    sensors: list[str]  #: sensor ids, numbered
+    sensor: np.ndarray  #: per window, an index into `sensors`
+    end: np.ndarray  #: per window, its period_end in epoch seconds
+    templates: list[tuple[Any, ...]]  #: TEMPLATE_COLUMNS values
+    window: np.ndarray  #: per row, its window
+    template: np.ndarray  #: per row, its template
+
+    def __len__(self) -> int:
+        return int(self.window.size)
+
+
+#: the columns of an `IndexWindows` template
+TEMPLATE_COLUMNS = ("index", "pollutant", "averaging", "value", "level", "category", "colour", "action",
+                    "concentration", "unit", "indicative", "beyond_index", "dominant")
+
+_STAGE_KEYS = """
+INSERT INTO _aqnet_index_keys (sensor_id, period_end)
+SELECT s, to_timestamp(e) FROM unnest(%(sensors)b, %(ends)b) AS k(s, e)
+"""
+_INSERT_ROWS = """
+INSERT INTO indices (sensor_id, index, pollutant, averaging, period_end, value, level, category, colour, action,
+                     concentration, unit, indicative, beyond_index, dominant, computed_at)
+SELECT r.sensor_id, r.index, r.pollutant, r.averaging, to_timestamp(r.e), r.value, r.level, r.category, r.colour,
+       r.action, r.concentration, r.unit, r.indicative, r.beyond_index, r.dominant, %(now)s
+FROM unnest(%(sensor_id)b, %(e)b, %(index)b, %(pollutant)b, %(averaging)b, %(value)b, %(level)b, %(category)b,
+            %(colour)b, %(action)b, %(concentration)b, %(unit)b, %(indicative)b, %(beyond_index)b, %(dominant)b)
+     AS r(sensor_id, e, index, pollutant, averaging, value, level, category, colour, action, concentration, unit,
+          indicative, beyond_index, dominant)
+"""
+_KINDS = {"index": "text", "pollutant": "text", "averaging": "text", "value": "int4", "level": "int4",
+          "category": "text", "colour": "text", "action": "text", "concentration": "float8", "unit": "text",
+          "indicative": "bool", "beyond_index": "bool", "dominant": "bool"}
+
+
+def replace_indices(conn: psycopg.Connection, windows: IndexWindows, averagings: list[str], now: datetime) -> None:
+    """Delete the `averagings` rows of each window of `windows` (the ends' range bounds the scan to the chunks and
+    index range holding them), then insert its rows, computed at `now`; both from binary arrays
+    (`storage.pgarrays`)."""
+    if not windows.sensor.size:
         return
-    ends = [k[1] for k in keys]
+    names = pgarrays.text_elements(windows.sensors)
     with conn.cursor() as cur:
+        pgarrays.register(cur)
         cur.execute(_KEYS)
-        with cur.copy("COPY _aqnet_index_keys (sensor_id, period_end) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(["text", "timestamptz"])
-            for key in keys:
-                copy.write_row(key)
-        cur.execute(_DELETE, {"averagings": averagings, "first": min(ends), "last": max(ends)})
+        cur.execute(_STAGE_KEYS, {"sensors": pgarrays.text_array(names, windows.sensor),
+                                  "ends": pgarrays.float8_array(windows.end)})
+        cur.execute(_DELETE, {"averagings": averagings,
+                              "first": datetime.fromtimestamp(float(windows.end.min()), UTC),
+                              "last": datetime.fromtimestamp(float(windows.end.max()), UTC)})
         cur.execute("TRUNCATE _aqnet_index_keys")
-    if not rows:
-        return
-    cols = sql.SQL(", ").join(map(sql.Identifier, INDEX_COLUMNS))
-    with conn.cursor() as cur, cur.copy(sql.SQL("COPY indices ({}) FROM STDIN (FORMAT BINARY)").format(cols)) as cp:
-        cp.set_types(list(_TYPES))
-        for row in rows:
-            cp.write_row(row)
+        if not len(windows):
+            return
+        params: dict[str, Any] = {"now": now, "sensor_id": pgarrays.text_array(names, windows.sensor[windows.window]),
+                                  "e": pgarrays.float8_array(windows.end[windows.window])}
+        for k, (name, kind) in enumerate(_KINDS.items()):
+            column = [t[k] for t in windows.templates]
+            if kind == "text":
+                params[name] = pgarrays.text_array(pgarrays.text_elements(column), windows.template)
+            elif kind == "int4":
+                params[name] = pgarrays.int4_array(np.array(column, dtype=np.int64)[windows.template])
+            elif kind == "float8":
+                params[name] = pgarrays.float8_array(np.array(column, dtype=float)[windows.template])
+            else:
+                params[name] = pgarrays.bool_array(np.array(column, dtype=bool)[windows.template])
+        cur.execute(_INSERT_ROWS, params)

@@ -15,19 +15,41 @@ written before the claim marks its (sensor, variable, 15-minute slot) in `dirty_
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
+from ingest.reading import EXCLUDED
+from storage import pgarrays
 from storage.writer import LATE_MARK_LOCK
 
-__all__ = ["claim", "computed_through", "delete_marks", "dirty_marks", "due_samples", "log_windows",
-           "set_computed_through", "stored_hours", "stored_packed", "upsert_averages", "window_samples"]
+__all__ = ["AverageColumns", "claim", "computed_through", "delete_marks", "dirty_marks", "due_hours",
+           "log_windows", "set_computed_through", "stored_hours", "stored_packed", "upsert_averages", "window_hours",
+           "write_averages"]
 
 Pair = tuple[str, str]  # (sensor_id, variable)
+
+
+@dataclass(frozen=True, slots=True)
+class AverageColumns:
+    """Average windows as columns, one element per window (`write_averages`): no row built in Python."""
+
+    sensors: list[bytes]  #: the series' sensor ids, encoded (`storage.pgarrays.text_elements`)
+    variables: list[bytes]  #: their variables, encoded
+    units: list[bytes]  #: their units, encoded
+    series: np.ndarray  #: per window, an index into the three lists above
+    period: list[bytes]  #: per window, its period encoded ('1h', '8h', '24h', 'day', 'year')
+    start: np.ndarray  #: epoch seconds
+    end: np.ndarray  #: epoch seconds
+    value: np.ndarray  #: the mean (any number where samples is 0: stored NULL)
+    coverage: np.ndarray
+    samples: np.ndarray
+    valid: np.ndarray
 
 
 _CLAIM = """
@@ -36,31 +58,41 @@ ON CONFLICT (job) DO UPDATE SET claimed_through = greatest(job_watermarks.claime
                                 updated_at = now()
 """
 
-# the samples of a series and device as three packed big-endian arrays (time, value, flags): one bytea each,
-# read with numpy at once, not one Python object per sample; a NULL value is NaN (not valid)
-_SAMPLE_COLUMNS = """
-    m.sensor_id COLLATE "C", m.variable COLLATE "C", m.device_id COLLATE "C", min(m.unit), count(*),
-    string_agg(float8send(date_part('epoch', m.time)), ''::bytea),
-    string_agg(float8send(coalesce(m.value, 'NaN'::float8)), ''::bytea), string_agg(int4send(m.flags), ''::bytea)
-"""
-_PRIMARY = "LEFT JOIN primary_devices p ON p.sensor_id = m.sensor_id AND p.variable = m.variable"
-_IS_PRIMARY = "(p.device_id IS NULL OR p.device_id = m.device_id)"
+# a sample counts when its value is finite and it has no excluded QC bit (alerts.averaging.averages.sample_validity:
+# a NULL, NaN or infinite value does not count; NaN is above every number in PostgreSQL, so it fails `< 'Infinity'`)
+_COUNTS = "(m.flags & %(excluded)s::int4) = 0 AND m.value > '-Infinity'::float8 AND m.value < 'Infinity'::float8"
 
-_DUE_SAMPLES = f"""
-SELECT {_SAMPLE_COLUMNS}
-FROM measurements m {_PRIMARY}
-WHERE m.time >= %(start)s AND m.time < %(end)s AND {_IS_PRIMARY}
-GROUP BY 1, 2, 3
+# the samples of one hour of a series and device summed in the database (time_bucket): its unit, the valid
+# samples' count and sum, and the first sample's time (valid or not) in epoch seconds; the primary-device filter
+# applies to the groups (a device's groups are all in or all out), so the hash aggregate sees no join
+_HOUR_SUMS = f"""
+    min(m.unit) AS unit, count(*) FILTER (WHERE {_COUNTS}) AS n,
+    coalesce(sum(m.value) FILTER (WHERE {_COUNTS}), 0) AS total, min(m.time) AS first
+"""
+_PRIMARY_GROUPS = """
+SELECT h.sensor_id, h.variable, h.device_id, h.unit, date_part('epoch', h.stop), h.n, h.total,
+       date_part('epoch', h.first)
+FROM h LEFT JOIN primary_devices p ON p.sensor_id = h.sensor_id AND p.variable = h.variable
+WHERE p.device_id IS NULL OR p.device_id = h.device_id
 """
 
-_WINDOW_SAMPLES = f"""
-SELECT {_SAMPLE_COLUMNS}
-FROM unnest(%(sensors)s::text[], %(variables)s::text[], %(t0)s::timestamptz[], %(t1)s::timestamptz[])
-     AS w(sensor_id, variable, t0, t1)
-JOIN measurements m ON m.sensor_id = w.sensor_id AND m.variable = w.variable AND m.time >= w.t0 AND m.time < w.t1
-{_PRIMARY}
-WHERE {_IS_PRIMARY}
-GROUP BY 1, 2, 3
+_DUE_HOURS = f"""
+WITH h AS (
+    SELECT m.sensor_id, m.variable, m.device_id, time_bucket('1 hour', m.time, %(end)s) + interval '1 hour' AS stop,
+           {_HOUR_SUMS}
+    FROM measurements m WHERE m.time >= %(start)s AND m.time < %(end)s
+    GROUP BY 1, 2, 3, 4)
+{_PRIMARY_GROUPS}
+"""
+
+_WINDOW_HOURS = f"""
+WITH h AS (
+    SELECT m.sensor_id, m.variable, m.device_id, w.t1 AS stop, {_HOUR_SUMS}
+    FROM unnest(%(sensors)s::text[], %(variables)s::text[], %(t0)s::timestamptz[], %(t1)s::timestamptz[])
+         AS w(sensor_id, variable, t0, t1)
+    JOIN measurements m ON m.sensor_id = w.sensor_id AND m.variable = w.variable AND m.time >= w.t0 AND m.time < w.t1
+    GROUP BY 1, 2, 3, 4)
+{_PRIMARY_GROUPS}
 """
 
 # stored averages of one period per series, packed like the samples: (sensor, variable, n, ends, values, valid)
@@ -96,6 +128,24 @@ GROUP BY 1, 2
 
 #: series sharing one window above which one range scan beats per-series index lookups
 _RANGE_SCAN_MIN = 50
+
+_STAGING = """
+CREATE TEMPORARY TABLE IF NOT EXISTS _aqnet_averages (LIKE averages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+"""
+_STAGE_COLUMNS = """
+INSERT INTO _aqnet_averages (sensor_id, variable, period, period_start, period_end, value, unit, coverage, samples,
+                             valid, computed_at)
+SELECT w.sensor_id, w.variable, w.period, to_timestamp(w.t0), to_timestamp(w.t1),
+       CASE WHEN w.samples > 0 THEN w.value END, w.unit, w.coverage, w.samples, w.valid, %(now)s
+FROM unnest(%(sensors)b, %(variables)b, %(units)b, %(period)b, %(t0)b, %(t1)b, %(value)b, %(coverage)b,
+            %(samples)b, %(valid)b) AS w(sensor_id, variable, unit, period, t0, t1, value, coverage, samples, valid)
+"""
+_DELETE_STAGED = """
+DELETE FROM averages a USING _aqnet_averages t
+WHERE a.sensor_id = t.sensor_id AND a.variable = t.variable AND a.period = t.period AND a.period_end = t.period_end
+  AND a.period_end BETWEEN %(first)s AND %(last)s
+"""
+_INSERT_STAGED = "INSERT INTO averages SELECT * FROM _aqnet_averages"
 
 _AVERAGE_COLUMNS = ("sensor_id", "variable", "period", "period_start", "period_end", "value", "unit", "coverage",
                     "samples", "valid", "computed_at")
@@ -142,18 +192,21 @@ def delete_marks(conn: psycopg.Connection, marks: Sequence[tuple[Any, ...]]) -> 
 
 # ------------------------------------------------------------------------------------ samples, series
 
-def due_samples(conn: psycopg.Connection, start: datetime, end: datetime) -> Iterable[tuple[Any, ...]]:
-    """Every series' samples in [start, end), packed per (sensor, variable, device): sensor, variable, device,
-    unit, count, times, values, flags."""
-    return conn.cursor(binary=True).execute(_DUE_SAMPLES, {"start": start, "end": end})
+def due_hours(conn: psycopg.Connection, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
+    """The samples of the whole hours in [start, end) (`end` an hour end), summed per (sensor, variable, device,
+    hour) over the primary device's samples (`primary_devices`; every device without one): sensor, variable,
+    device, unit, hour end (epoch s), valid samples, their sum, first sample's time (epoch s)."""
+    return conn.cursor(binary=True).execute(_DUE_HOURS, {"start": start, "end": end,
+                                                         "excluded": int(EXCLUDED)}).fetchall()
 
 
-def window_samples(conn: psycopg.Connection, windows: Sequence[tuple[str, str, datetime, datetime]]
-                   ) -> Iterable[tuple[Any, ...]]:
-    """The samples of each (sensor, variable, t0, t1) window in [t0, t1), packed like `due_samples`."""
-    return conn.cursor(binary=True).execute(_WINDOW_SAMPLES, {
+def window_hours(conn: psycopg.Connection, windows: Sequence[tuple[str, str, datetime, datetime]]
+                 ) -> list[tuple[Any, ...]]:
+    """The samples of each (sensor, variable, t0, t1) window in [t0, t1) (distinct windows of a series never
+    overlap), summed like `due_hours`, the window's end t1 as the hour end."""
+    return conn.cursor(binary=True).execute(_WINDOW_HOURS, {
         "sensors": [w[0] for w in windows], "variables": [w[1] for w in windows],
-        "t0": [w[2] for w in windows], "t1": [w[3] for w in windows]})
+        "t0": [w[2] for w in windows], "t1": [w[3] for w in windows], "excluded": int(EXCLUDED)}).fetchall()
 
 
 # ------------------------------------------------------------------------------------ stored averages
@@ -187,24 +240,47 @@ def stored_hours(conn: psycopg.Connection, lo: datetime, hi: datetime, since: da
 
 
 def upsert_averages(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """COPY into a staging table, then one idempotent upsert keyed by averages_key."""
+    """Write average rows (`_AVERAGE_COLUMNS`), replacing those with the same key (averages_key): staged by COPY,
+    then `_replace_staged`."""
     if not rows:
         return
     cols = sql.SQL(", ").join(map(sql.Identifier, _AVERAGE_COLUMNS))
     with conn.cursor() as cur:
-        cur.execute("CREATE TEMPORARY TABLE IF NOT EXISTS _aqnet_averages "
-                    "(LIKE averages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+        cur.execute(_STAGING)
         with cur.copy(sql.SQL("COPY _aqnet_averages ({}) FROM STDIN (FORMAT BINARY)").format(cols)) as copy:
             copy.set_types(list(_AVERAGE_TYPES))
             for row in rows:
                 copy.write_row(row)
-        cur.execute(sql.SQL("""
-            INSERT INTO averages ({cols}) SELECT {cols} FROM _aqnet_averages
-            ON CONFLICT (sensor_id, variable, period, period_end) DO UPDATE SET
-                period_start = EXCLUDED.period_start, value = EXCLUDED.value, unit = EXCLUDED.unit,
-                coverage = EXCLUDED.coverage, samples = EXCLUDED.samples, valid = EXCLUDED.valid,
-                computed_at = EXCLUDED.computed_at""").format(cols=cols))
-        cur.execute("TRUNCATE _aqnet_averages")
+        _replace_staged(cur, min(r[4] for r in rows), max(r[4] for r in rows))
+
+
+def write_averages(conn: psycopg.Connection, windows: AverageColumns, now: datetime) -> None:
+    """Write averages given as columns (`AverageColumns`), replacing those with the same key (averages_key); a
+    window's value is NULL where it has no sample. Staged by one INSERT from binary arrays
+    (`storage.pgarrays`), then `_replace_staged`."""
+    if not windows.series.size:
+        return
+    with conn.cursor() as cur:
+        pgarrays.register(cur)
+        cur.execute(_STAGING)
+        cur.execute(_STAGE_COLUMNS, {
+            "sensors": pgarrays.text_array(windows.sensors, windows.series),
+            "variables": pgarrays.text_array(windows.variables, windows.series),
+            "units": pgarrays.text_array(windows.units, windows.series), "now": now,
+            "period": pgarrays.text_array(windows.period), "t0": pgarrays.float8_array(windows.start),
+            "t1": pgarrays.float8_array(windows.end), "value": pgarrays.float8_array(windows.value),
+            "coverage": pgarrays.float8_array(windows.coverage), "samples": pgarrays.int4_array(windows.samples),
+            "valid": pgarrays.bool_array(windows.valid)})
+        _replace_staged(cur, datetime.fromtimestamp(float(windows.end.min()), UTC),
+                        datetime.fromtimestamp(float(windows.end.max()), UTC))
+
+
+def _replace_staged(cur: psycopg.Cursor[Any], first: datetime, last: datetime) -> None:
+    """Replace the stored averages keyed like the staged ones (ending in [first, last], which bounds the scan) by
+    them: a DELETE of the keys, then a plain INSERT (an upsert's speculative insertion costs more per row)."""
+    cur.execute(_DELETE_STAGED, {"first": first, "last": last})
+    cur.execute(_INSERT_STAGED)
+    cur.execute("TRUNCATE _aqnet_averages")
 
 
 # ------------------------------------------------------------------------------------ the log

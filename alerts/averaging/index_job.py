@@ -35,6 +35,7 @@ from alerts.averaging.averages import HOUR
 from alerts.averaging.indices import (
     AQI_POLLUTANTS,
     DAILY_AVERAGING,
+    DAILY_INPUTS,
     DailyInputs,
     IndexValue,
     daily_us_aqi,
@@ -65,18 +66,53 @@ def _rows_with_dominant(values: list[IndexValue], sensor: str, end: datetime, no
     return out
 
 
-#: stands for the sensor-specific times that `_templates` slices away
+#: stands for the sensor-specific times that `_template` slices away
 _PLACEHOLDER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _templates(values: list[IndexValue]) -> tuple[tuple[tuple[Any, ...], tuple[Any, ...]], ...]:
-    """`_rows_with_dominant`'s rows without sensor, end and now: (columns before period_end, columns after)."""
-    return tuple((r[1:4], r[5:15]) for r in _rows_with_dominant(values, "", _PLACEHOLDER, _PLACEHOLDER))
+class _Shapes:
+    """The rows of many index windows as a few shapes: a shape is the list of template rows (`_rows_with_dominant`
+    without sensor, end and now: `indices_store.TEMPLATE_COLUMNS`) one window gets; built once per distinct key."""
+
+    def __init__(self) -> None:
+        self.templates: list[tuple[Any, ...]] = []
+        self._ids: dict[tuple[Any, ...], int] = {}
+        self._of: dict[Any, int] = {}
+        self._shapes: list[list[int]] = []
+
+    def known(self, key: Any) -> int | None:
+        """The shape of `key`, if built."""
+        return self._of.get(key)
+
+    def add(self, key: Any, values: list[IndexValue]) -> int:
+        """Build the shape of `key` from its index values."""
+        ids = []
+        for r in _rows_with_dominant(values, "", _PLACEHOLDER, _PLACEHOLDER):
+            t = (*r[1:4], *r[5:15])
+            if t not in self._ids:
+                self._ids[t] = len(self.templates)
+                self.templates.append(t)
+            ids.append(self._ids[t])
+        self._shapes.append(ids)
+        self._of[key] = len(self._shapes) - 1
+        return self._of[key]
+
+    def windows(self, sensors: list[str], sensor: np.ndarray, end: np.ndarray, shape: np.ndarray
+                ) -> indices_store.IndexWindows:
+        """The windows (sensor number, end) with their shapes, expanded into rows."""
+        sizes = np.array([len(x) for x in self._shapes] or [0], dtype=np.int64)
+        flat = np.array([t for x in self._shapes for t in x] or [0], dtype=np.int64)
+        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        counts = sizes[shape] if shape.size else np.zeros(0, dtype=np.int64)
+        window = np.repeat(np.arange(shape.size), counts)
+        within = np.arange(window.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        template = flat[np.repeat(starts[shape], counts) + within] if window.size else window
+        return indices_store.IndexWindows(sensors, sensor, end, self.templates, window, template)
 
 
-def _nowcast_rows(now: datetime, pairs: Sequence[Pair], hours: HourTable, sensors: list[str], ns: np.ndarray,
-                  ne: np.ndarray, stations: set[str]) -> list[tuple[Any, ...]]:
-    """The NowCast index rows of the windows (sensor number `ns`, end `ne`), from the stored hours."""
+def _nowcast_windows(pairs: Sequence[Pair], hours: HourTable, sensors: list[str], ns: np.ndarray, ne: np.ndarray,
+                     stations: set[str]) -> indices_store.IndexWindows:
+    """The NowCast index windows (sensor number `ns`, end `ne`) and their rows, from the stored hours."""
     index = {p: i for i, p in enumerate(pairs)}
     offsets = np.arange(WINDOW_HOURS - 1, -1, -1) * HOUR.total_seconds()
     concentrations = []
@@ -85,49 +121,54 @@ def _nowcast_rows(now: datetime, pairs: Sequence[Pair], hours: HourTable, sensor
         values, valid = hours.get(ids[:, None], ne[:, None] - offsets)
         c = nowcast_values(np.where(valid & (ids[:, None] >= 0), values, np.nan), pollutant)
         concentrations.append([None if math.isnan(x) else x for x in c.tolist()])
-    templates: dict[tuple[Any, ...], tuple[tuple[tuple[Any, ...], tuple[Any, ...]], ...]] = {}
-    stamps: dict[float, datetime] = {}
-    rows: list[tuple[Any, ...]] = []
-    for i, (s, e) in enumerate(zip(ns.tolist(), ne.tolist(), strict=True)):
-        sensor = sensors[s]
-        key: tuple[Any, ...] = (sensor not in stations, *(c[i] for c in concentrations))
-        shape = templates.get(key)
-        if shape is None:  # a NowCast is truncated (0.1 µg/m³ PM2.5, 1 µg/m³ PM10): few distinct keys a run
+    indicative = [s not in stations for s in sensors]
+    shapes = _Shapes()
+    shape = np.empty(ns.size, dtype=np.int64)
+    for i, s in enumerate(ns.tolist()):
+        key = (indicative[s], *(c[i] for c in concentrations))
+        got = shapes.known(key)
+        if got is None:  # a NowCast is truncated (0.1 µg/m³ PM2.5, 1 µg/m³ PM10): few distinct keys a run
             values_: list[IndexValue] = []
             for pollutant, conc in zip(NOWCAST_POLLUTANTS, key[1:], strict=True):
                 if conc is not None:
                     for fn in (us_aqi, iboca):
-                        got = fn(pollutant, conc, "nowcast", indicative=key[0])
-                        if got is not None:
-                            values_.append(got)
-            shape = templates[key] = _templates(values_)
-        end = stamps.get(e) or stamps.setdefault(e, datetime.fromtimestamp(e, UTC))
-        rows.extend((sensor, *head, end, *tail, now) for head, tail in shape)
-    return rows
+                        v = fn(pollutant, conc, "nowcast", indicative=key[0])
+                        if v is not None:
+                            values_.append(v)
+            got = shapes.add(key, values_)
+        shape[i] = got
+    return shapes.windows(sensors, ns, ne, shape)
 
 
-def _daily_rows(conn: psycopg.Connection, now: datetime, tz: tzinfo, days_by_sensor: Mapping[str, set[date]],
-                stations: set[str]) -> tuple[list[tuple[Any, ...]], list[tuple[str, datetime]]]:
-    keys = [(s, d) for s in sorted(days_by_sensor) for d in sorted(days_by_sensor[s])]
+def _daily_windows(conn: psycopg.Connection, tz: tzinfo, days_by_sensor: Mapping[str, set[date]],
+                   stations: set[str]) -> indices_store.IndexWindows:
+    """The daily AQI windows (sensor, day) and their rows, from the stored day, 8-h and 1-h averages."""
+    sensors = sorted(days_by_sensor)
+    keys = [(k, d) for k, s in enumerate(sensors) for d in sorted(days_by_sensor[s])]
     of_day = {d: day_bounds(d, tz) for d in {d for _, d in keys}}
     bounds = [of_day[d] for _, d in keys]
-    inputs: dict[tuple[str, datetime], dict[str, DailyInputs]] = defaultdict(dict)
-    result = indices_store.daily_inputs(conn, [(s, b[0], b[1]) for (s, _), b in zip(keys, bounds, strict=True)],
-                                        list(AQI_POLLUTANTS))
+    inputs: dict[tuple[str, datetime], list[tuple[str, DailyInputs]]] = defaultdict(list)
+    result = indices_store.daily_inputs(
+        conn, [(sensors[k], b[0], b[1]) for (k, _), b in zip(keys, bounds, strict=True)], DAILY_INPUTS)
     for sensor, day_end, variable, mean_24h, max_8h, max_1h in result:
-        inputs[(sensor, day_end)][variable] = DailyInputs(mean_24h=mean_24h, max_8h=max_8h, max_1h=max_1h)
-    rows: list[tuple[Any, ...]] = []
-    ends = [(s, b[1]) for (s, _), b in zip(keys, bounds, strict=True)]
-    templates: dict[tuple[IndexValue, ...], tuple[tuple[tuple[Any, ...], tuple[Any, ...]], ...]] = {}
-    for sensor, end in ends:
-        day = inputs.get((sensor, end))
-        if day:
-            values = daily_us_aqi(day, indicative=sensor not in stations)
-            shape = templates.get(values)
-            if shape is None:  # the sub-indices are looked up truncated: few distinct days a run
-                shape = templates[values] = _templates(list(values))
-            rows.extend((sensor, *head, end, *tail, now) for head, tail in shape)
-    return rows, ends
+        inputs[(sensor, day_end)].append((variable, DailyInputs(mean_24h=mean_24h, max_8h=max_8h, max_1h=max_1h)))
+    # the sub-indices are looked up truncated: few distinct days a run, each looked up once
+    shapes = _Shapes()
+    none = shapes.add(None, [])
+    shape = np.empty(len(keys), dtype=np.int64)
+    for i, ((k, _), (_, end)) in enumerate(zip(keys, bounds, strict=True)):
+        day = inputs.get((sensors[k], end))
+        if not day:
+            shape[i] = none
+            continue
+        indicative = sensors[k] not in stations
+        key = (indicative, *sorted(day))
+        got = shapes.known(key)
+        if got is None:
+            got = shapes.add(key, list(daily_us_aqi(dict(day), indicative=indicative)))
+        shape[i] = got
+    return shapes.windows(sensors, np.array([k for k, _ in keys], dtype=np.int64),
+                          np.array([b[1].timestamp() for b in bounds]), shape)
 
 
 def write_indices(conn: psycopg.Connection, now: datetime, *, tz: tzinfo, pairs: Sequence[Pair],
@@ -162,17 +203,15 @@ def write_indices(conn: psycopg.Connection, now: datetime, *, tz: tzinfo, pairs:
     stations = indices_store.stations(conn, set(sensors) | set(daily))
     counts = {"nowcast": 0, "daily_aqi": 0}
     if ns.size:
-        rows = _nowcast_rows(now, pairs, hours, sensors, ns, ne, stations)
-        stamps = {e: datetime.fromtimestamp(e, UTC) for e in np.unique(ne).tolist()}
-        keys = [(sensors[s], stamps[e]) for s, e in zip(ns.tolist(), ne.tolist(), strict=True)]
-        indices_store.replace_indices(conn, keys, ["nowcast"], rows)
-        counts["nowcast"] = len(rows)
-        _log(conn, "nowcast", keys, due_hours, now)
+        windows = _nowcast_windows(pairs, hours, sensors, ns, ne, stations)
+        indices_store.replace_indices(conn, windows, ["nowcast"], now)
+        counts["nowcast"] = len(windows)
+        _log(conn, "nowcast", windows.end, due_hours, now)
     if daily:
-        rows, keys = _daily_rows(conn, now, tz, daily, stations)
-        indices_store.replace_indices(conn, keys, sorted(DAILY_AVERAGING.values()), rows)
-        counts["daily_aqi"] = len(rows)
-        _log(conn, "daily_aqi", keys, due_day_ends, now)
+        windows = _daily_windows(conn, tz, daily, stations)
+        indices_store.replace_indices(conn, windows, sorted(DAILY_AVERAGING.values()), now)
+        counts["daily_aqi"] = len(windows)
+        _log(conn, "daily_aqi", windows.end, due_day_ends, now)
     return counts
 
 
@@ -185,10 +224,13 @@ def _distinct(p: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p[first], e[first]
 
 
-def _log(conn: psycopg.Connection, period: str, keys: list[tuple[str, datetime]], due: AbstractSet[datetime],
+def _log(conn: psycopg.Connection, period: str, window_ends: np.ndarray, due: AbstractSet[datetime],
          now: datetime) -> None:
-    tallies: dict[str, dict[datetime, int]] = {"due": defaultdict(int), "late": defaultdict(int)}
-    for _, end in keys:
-        tallies["due" if end in due else "late"][end] += 1
+    """Log the windows ending at `window_ends` (epoch s, one per window): 'due' at a due end, 'late' otherwise."""
+    tallies: dict[str, dict[datetime, int]] = {"due": {}, "late": {}}
+    ends, n = np.unique(window_ends, return_counts=True)
+    for e, k in zip(ends.tolist(), n.tolist(), strict=True):
+        end = datetime.fromtimestamp(e, UTC)
+        tallies["due" if end in due else "late"][end] = k
     for reason, by_end in tallies.items():
         windows_store.log_windows(conn, period, reason, by_end, now)

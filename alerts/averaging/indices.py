@@ -59,6 +59,7 @@ from sensors.variables import VARIABLES
 __all__ = [
     "AQI_POLLUTANTS",
     "DAILY_AVERAGING",
+    "DAILY_INPUTS",
     "DailyInputs",
     "IndexValue",
     "daily_us_aqi",
@@ -108,6 +109,10 @@ IBOCA_DECIMALS = 1
 
 #: the daily averaging names (module docstring; indices.json `us_epa_aqi.rules[0]`)
 DAILY_AVERAGING = {"24h": "day_24h", "8h": "day_max_8h", "1h": "day_max_1h"}
+#: code → the `DailyInputs` that `daily_us_aqi` reads for it ('24h' mean_24h, '8h' max_8h, '1h' max_1h): the daily
+#: averagings that have a US AQI table (the others are never looked up, so the index job does not read them)
+DAILY_INPUTS: dict[str, tuple[str, ...]] = {
+    code: tuple(a for a in DAILY_AVERAGING if (code, a) in _US_TABLES) for code in AQI_POLLUTANTS}
 
 
 @dataclass(frozen=True, slots=True)

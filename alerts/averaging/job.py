@@ -45,17 +45,17 @@ from alerts.averaging.averages import HOUR, ROLLING_PERIODS, Average, annual_ave
 from alerts.averaging.index_job import write_indices
 from alerts.averaging.nowcast import NOWCAST_POLLUTANTS
 from alerts.averaging.series import (
+    AverageBatch,
+    HourSums,
     Pair,
-    SampleSet,
     Series,
-    Stamps,
     cadence_for,
     day_windows,
     hour_windows,
     unique_windows,
     unit_of,
 )
-from alerts.averaging.vectorised import Averages, HourTable, hourly_averages, packed, window_averages
+from alerts.averaging.vectorised import Averages, HourTable, hourly_from_sums, packed, window_averages
 from alerts.averaging.windows import (
     day_bounds,
     days_ending_in,
@@ -211,13 +211,13 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
         if end not in due_set and end <= last_end:
             late[(sensor, variable)].add(end)
 
-    # 2. the samples: due hours for every series, late hours for the marked ones
-    got = SampleSet()
+    # 2. the samples, summed per hour in the database: due hours for every series, late hours for the marked ones
+    got = HourSums()
     if due:
-        got.add(windows_store.due_samples(conn, due[0] - HOUR, due[-1]), due=True)
+        got.add(windows_store.due_hours(conn, due[0] - HOUR, due[-1]), due=True)
     if late:
         keys = [(p, e) for p, ends in sorted(late.items()) for e in sorted(ends)]
-        got.add(windows_store.window_samples(conn, [(p[0], p[1], e - HOUR, e) for p, e in keys]), due=False)
+        got.add(windows_store.window_hours(conn, [(p[0], p[1], e - HOUR, e) for p, e in keys]), due=False)
     active: dict[Pair, str] = {}
     scanned: tuple[float, list[tuple[Any, ...]]] | None = None
     if due:  # the stored hours every due series may need, and which series were active before the due hours
@@ -240,12 +240,10 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     keep = ~np.isnan(cadence[wp])
     wp, we = wp[keep], we[keep]
     units = [unit_of(p[1], got.units.get(p) or active.get(p)) for p in series.pairs]
-    t, v, ok, sid = got.arrays(series)
-    hourly = hourly_averages(sid, t, v, ok, wp, we, cadence[wp])
-    stamps = Stamps()
-    rows = stamps.rows(series.pairs, units, "1h", wp, we, 1, hourly, now)
+    hourly = hourly_from_sums(*got.arrays(series), wp, we, cadence[wp])
+    batch = AverageBatch()
     counts: dict[str, int] = {"1h": len(hourly)}
-    logged: dict[str, np.ndarray] = {"1h": we}
+    logged: dict[str, np.ndarray] = {"1h": batch.add("1h", wp, we, 1, hourly)}
 
     # 4. rolling windows and days holding a written hour, from the stored hours (the written ones in place)
     table = _load_hours(conn, series, wp, we, hourly, last_end, scanned)
@@ -253,18 +251,19 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     for period, (n, need) in ROLLING_PERIODS.items():
         rp, re_ = unique_windows(np.repeat(wp, n), (we[:, None] + np.arange(n) * 3600.0).ravel(), last)
         values, valid = table.get(rp[:, None], re_[:, None] - np.arange(n - 1, -1, -1) * 3600.0)
-        got_rows = stamps.rows(series.pairs, units, period, rp, re_, n, window_averages(values, valid, need), now)
-        rows += got_rows
-        counts[period], logged[period] = len(got_rows), re_
+        counts[period] = re_.size
+        logged[period] = batch.add(period, rp, re_, n, window_averages(values, valid, need))
     days, dp, de, dh = day_windows(series, wp, we, last_end, tz)
-    day_rows: list[tuple[Any, ...]] = []
+    day_ends = []
     for hours in np.unique(dh).tolist():  # 24 h, or 23 / 25 across a DST change
         mine = dh == hours
         values, valid = table.get(dp[mine, None], de[mine, None] - np.arange(hours - 1, -1, -1) * 3600.0)
-        day_rows += stamps.rows(series.pairs, units, "day", dp[mine], de[mine], hours,
-                                window_averages(values, valid, min_valid_hours(hours)), now)
-    windows_store.upsert_averages(conn, rows + day_rows)  # the year reads the days, the indices all of them
-    counts["day"], logged["day"] = len(day_rows), np.array([r[4].timestamp() for r in day_rows])
+        day_ends.append(batch.add("day", dp[mine], de[mine], hours,
+                                  window_averages(values, valid, min_valid_hours(hours))))
+    windows_store.write_averages(conn, batch.columns(series.pairs, units), now)  # the year reads the days, the
+    # indices all of them
+    logged["day"] = np.concatenate(day_ends) if day_ends else np.empty(0)
+    counts["day"] = logged["day"].size
     units_of = dict(zip(series.pairs, units, strict=False))  # the NowCast siblings added after have no rows
     year_rows = _year_rows(conn, days, units_of=units_of, tz=tz, last_end=last_end, now=now)
     windows_store.upsert_averages(conn, year_rows)

@@ -1,10 +1,10 @@
 """Stage 4, averages — pure (numpy, no I/O, no clock): the averaging job's series and windows as arrays: the (sensor,
-variable) series of one run numbered, the samples fetched packed per series and device joined into numpy arrays, and
-which hours, rolling windows and local days to compute — the inputs of `alerts.averaging.vectorised`, for
+variable) series of one run numbered, the samples' hourly sums read from the database as numpy arrays, and which
+hours, rolling windows and local days to compute — the inputs of `alerts.averaging.vectorised`, for
 `alerts.averaging.job`.
 
-Samples arrive packed as `storage.windows_store` reads them: per (sensor, variable, device), a count and three
-big-endian arrays (epoch seconds, value with NULL as NaN, QC flags).
+Samples arrive summed as `storage.windows_store` reads them: per (sensor, variable, device, hour), the unit, the
+hour's end, the count and sum of its valid samples and the time of its first sample (valid or not).
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from alerts.averaging.averages import HOUR, sample_validity
-from alerts.averaging.vectorised import Averages, packed
+from alerts.averaging.averages import HOUR
+from alerts.averaging.vectorised import Averages
 from alerts.averaging.windows import day_bounds, day_of_hour_end
 from sensors.variables import VARIABLES
+from storage import pgarrays
+from storage.windows_store import AverageColumns
 
-__all__ = ["Pair", "SampleSet", "Series", "Stamps", "cadence_for", "day_windows", "hour_windows", "unique_windows",
+__all__ = ["AverageBatch", "HourSums", "Pair", "Series", "cadence_for", "day_windows", "hour_windows", "unique_windows",
            "unit_of"]
 
 Pair = tuple[str, str]  # (sensor_id, variable)
@@ -62,66 +64,44 @@ class Series:
         return self.index[pair]
 
 
-class SampleSet:
-    """Samples fetched packed per (sensor, variable, device) (module docstring), joined into arrays at once.
-
-    The arrays hold the samples in a fixed order whatever order the database returned them in: by series and
-    device (code-point order of their names, PostgreSQL's ``COLLATE "C"``), then by time. A mean's last bit
-    depends on the order it sums in (`alerts.averaging.vectorised`), so the same samples always give the same
-    average, bit for bit."""
+class HourSums:
+    """The samples of the hours read, summed in the database per (sensor, variable, device, hour) as
+    `storage.windows_store.due_hours` / `window_hours` return them (module docstring), as arrays at once."""
 
     def __init__(self) -> None:
         self.devices: dict[Pair, set[str]] = defaultdict(set)
         self.units: dict[Pair, str] = {}
-        self._chunks: list[tuple[Pair, str, int, bool]] = []
-        self._packed: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
-        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._due: np.ndarray | None = None
+        self._rows: list[tuple[Pair, float, int, float, float, bool]] = []
 
     def add(self, rows: Iterable[tuple[Any, ...]], *, due: bool) -> None:
-        """Add the packed rows of one read; `due`: they are the due hours' samples (else late windows')."""
-        for sensor, variable, device, unit, n, times, values, flags in rows:
+        """Add the rows of one read; `due`: they are the due hours' (else late windows')."""
+        for sensor, variable, device, unit, end, n, total, first in rows:
             pair = (sensor, variable)
             self.devices[pair].add(device)
-            self.units.setdefault(pair, unit)
-            self._chunks.append((pair, device, n, due))
-            self._arrays = None
-            for out, chunk in zip(self._packed, (times, values, flags), strict=True):
-                out.append(chunk)
+            seen = self.units.get(pair)
+            if seen is None or unit < seen:  # the least unit seen, whatever order the rows came in
+                self.units[pair] = unit
+            self._rows.append((pair, end, n, total, first, due))
 
     def arrays(self, series: Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Times (epoch s), values (NULL → NaN), validity (`sample_validity`) and series id of every sample, in
-        the class docstring's order."""
-        if self._arrays is not None:
-            return self._arrays
-        order = sorted(range(len(self._chunks)), key=lambda i: self._chunks[i][:2])
-        chunks = [self._chunks[i] for i in order]
-        times, values, flags = (packed([part[i] for i in order], dtype)
-                                for part, dtype in zip(self._packed, (">f8", ">f8", ">i4"), strict=True))
-        counts = [n for _, _, n, _ in chunks]
-        group = np.repeat(np.arange(len(chunks)), counts)
-        if times.size > 1 and not np.all((times[1:] >= times[:-1]) | (group[1:] != group[:-1])):
-            by_time = np.lexsort((times, group))  # a chunk's times are distinct (measurements_key)
-            times, values, flags = times[by_time], values[by_time], flags[by_time]
-        valid = sample_validity(values, flags)
-        sid = np.repeat(np.array([series.index[p] for p, _, _, _ in chunks], dtype=np.int64), counts)
-        self._due = np.repeat(np.array([d for _, _, _, d in chunks], dtype=bool), counts)
-        self._arrays = times, values, valid, sid
-        return self._arrays
+        """Series id, hour end (epoch s), valid samples and their sum of every (series, device, hour) read."""
+        rows = self._rows
+        sid = np.array([series.index[r[0]] for r in rows], dtype=np.int64)
+        end = np.array([r[1] for r in rows], dtype=float)
+        n = np.array([r[2] for r in rows], dtype=np.int64)
+        total = np.array([r[3] for r in rows], dtype=float)
+        return sid, end, n, total
 
     def first_due(self, series: Series) -> np.ndarray:
         """Per series id: the earliest time of its due samples (+inf without any)."""
-        times, _, _, sid = self.arrays(series)
-        due = self._due if self._due is not None else np.zeros(0, dtype=bool)
         first = np.full(len(series), np.inf)
-        s, t = sid[due], times[due]
-        if s.size:  # the samples of a series are contiguous (class docstring): a minimum per run
-            starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
-            np.minimum.at(first, s[starts], np.minimum.reduceat(t, starts))
+        due = [(series.index[r[0]], r[4]) for r in self._rows if r[5]]
+        if due:
+            np.minimum.at(first, np.array([d[0] for d in due], dtype=np.int64), np.array([d[1] for d in due]))
         return first
 
 
-def hour_windows(series: Series, got: SampleSet, active: Mapping[Pair, str],
+def hour_windows(series: Series, got: HourSums, active: Mapping[Pair, str],
                  late: Mapping[Pair, set[datetime]], due: list[datetime]) -> tuple[np.ndarray, np.ndarray]:
     """The hours to compute, as (series id, end) arrays sorted by series then end: every due hour of an active
     series, the due hours of a new series from its first hour with data on (an hour end e is at or after the
@@ -170,25 +150,29 @@ def day_windows(series: Series, wp: np.ndarray, we: np.ndarray, last_end: dateti
     return days, dp.astype(np.int64), de, dh
 
 
-class Stamps:
-    """Average rows for the COPY, with one datetime per distinct end."""
+class AverageBatch:
+    """Average windows gathered as columns for `storage.windows_store.write_averages`: no row is built in Python."""
 
     def __init__(self) -> None:
-        self._at: dict[float, datetime] = {}
+        self._parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, Averages]] = []
 
-    def at(self, epoch: float) -> datetime:
-        got = self._at.get(epoch)
-        if got is None:
-            got = self._at[epoch] = datetime.fromtimestamp(epoch, UTC)
-        return got
+    def add(self, period: str, p: np.ndarray, e: np.ndarray, hours: int, avg: Averages) -> np.ndarray:
+        """Add the windows (series `p`, end `e` in epoch s) of `hours` hours of `period`; returns their ends."""
+        self._parts.append((period, p, e, e - hours * 3600.0, avg))
+        return e
 
-    def rows(self, pairs: list[Pair], units: list[str], period: str, p: np.ndarray, e: np.ndarray, hours: int,
-             avg: Averages, now: datetime) -> list[tuple[Any, ...]]:
-        """The `averages` rows of windows (series `p`, end `e`) of `hours` hours: the value None without samples."""
-        ends, at = np.unique(e, return_inverse=True)
-        stop = [self.at(x) for x in ends.tolist()]
-        begin = [self.at(x - hours * 3600.0) for x in ends.tolist()]
-        samples = avg.samples.tolist()
-        return [(*pairs[pi], period, begin[k], stop[k], v if n else None, units[pi], c, n, ok, now)
-                for pi, k, v, c, n, ok in zip(p.tolist(), at.tolist(), avg.value.tolist(), avg.coverage.tolist(),
-                                               samples, avg.valid.tolist(), strict=True)]
+    def columns(self, pairs: list[Pair], units: list[str]) -> AverageColumns:
+        """Every window added, in the order added; `pairs` and `units` name the series ids."""
+        parts = self._parts
+        period = {name: pgarrays.text_elements([name])[0] for name in {x[0] for x in parts}}
+
+        def joined(arrays: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(arrays) if arrays else np.empty(0)
+        return AverageColumns(
+            sensors=pgarrays.text_elements(p[0] for p in pairs), variables=pgarrays.text_elements(p[1] for p in pairs),
+            units=pgarrays.text_elements(units), series=joined([x[1] for x in parts]).astype(np.int64),
+            period=[period[x[0]] for x in parts for _ in range(x[1].size)], start=joined([x[3] for x in parts]),
+            end=joined([x[2] for x in parts]),
+            value=joined([np.where(x[4].samples > 0, x[4].value, 0.0) for x in parts]),
+            coverage=joined([x[4].coverage for x in parts]), samples=joined([x[4].samples for x in parts]),
+            valid=joined([x[4].valid for x in parts]).astype(bool))

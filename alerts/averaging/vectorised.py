@@ -1,10 +1,15 @@
-"""The averages and the NowCast of many series at once, equal bit for bit to the per-series pure functions
+"""The averages and the NowCast of many series at once, equal to the per-series pure functions
 (`alerts.averaging.averages.hourly_average`, `rolling_average`, `daily_average`,
 `alerts.averaging.nowcast.nowcast`). Pure (numpy), no I/O, no clock. The averaging job (`alerts.averaging.job`)
 calls these; the per-series functions stay the definition, and `tests/alerts/averaging/test_vectorised.py` checks
 the equality on random series.
 
-Bit-for-bit: numpy's ``mean`` sums with pairwise summation, and so does a reduction along the contiguous last
+Hourly averages start from the samples already summed per hour in the database (`hourly_from_sums`): counts,
+coverage and validity are equal, the mean is the database's sum over the count, which differs from numpy's
+pairwise mean of the same samples by the order of the additions (a few units in the last place). The windows
+over hourly values below are equal bit for bit:
+
+numpy's ``mean`` sums with pairwise summation, and so does a reduction along the contiguous last
 axis of a 2-D array, row by row; ``np.add.reduceat`` and cumulative sums do not (they round differently). So
 every mean here gathers each window's valid inputs, in their input order, into the rows of a matrix of one
 width per distinct count and sums along axis 1. A count, a coverage and a validity use the same float
@@ -25,7 +30,8 @@ import numpy as np
 from alerts.averaging.averages import SUBHOURLY_COMPLETENESS, Average
 from alerts.averaging.nowcast import MIN_RECENT_VALID, MIN_WEIGHT, NOWCAST_POLLUTANTS, WINDOW_HOURS, nowcast
 
-__all__ = ["Averages", "HourTable", "hourly_averages", "nowcast_values", "packed", "segment_means", "window_averages"]
+__all__ = ["Averages", "HourTable", "hourly_from_sums", "nowcast_values", "packed", "segment_means",
+           "window_averages"]
 
 _HOUR_S = 3600.0
 #: a truncation decided closer than this to a step (in units of the last decimal kept) goes to `nowcast`
@@ -134,74 +140,55 @@ def window_averages(values: np.ndarray, valid: np.ndarray, min_valid: int | np.n
     return Averages(value=mean, coverage=n / hours, samples=n, valid=n >= need)
 
 
-def hourly_averages(series: np.ndarray, times: np.ndarray, values: np.ndarray, valid: np.ndarray,
-                    window_series: np.ndarray, window_ends: np.ndarray, cadence_s: np.ndarray | float) -> Averages:
-    """Hourly averages of many series at once: window i is the hour ending at ``window_ends[i]`` (epoch seconds)
-    of series ``window_series[i]``, with the cadence ``cadence_s[i]`` (or one for all). Samples are given by
-    series id, time (epoch seconds), value and validity mask (`alerts.averaging.averages.sample_validity`), in any
-    order. Equal to `alerts.averaging.averages.hourly_average(times[s], values[s], valid[s], end, cadence)` for each
-    window, s the samples of its series. Windows of one series whose ends are a whole number of hours apart must be
-    distinct (the same window twice is computed once and returned twice)."""
+def hourly_from_sums(series: np.ndarray, ends: np.ndarray, counts: np.ndarray, sums: np.ndarray,
+                     window_series: np.ndarray, window_ends: np.ndarray, cadence_s: np.ndarray | float) -> Averages:
+    """Hourly averages of many series from their valid samples summed per hour (and device): group i holds
+    ``counts[i]`` valid samples of series ``series[i]`` summing to ``sums[i]`` in the hour ending at ``ends[i]``
+    (epoch seconds, whole); several groups of one hour (devices pooled) add up. Window j is the hour ending at
+    ``window_ends[j]`` of series ``window_series[j]`` with the cadence ``cadence_s[j]`` (or one for all). The
+    count, coverage and validity equal `alerts.averaging.averages.hourly_average`'s; the mean is the sum over
+    the count, equal to its mean up to the order of the additions (a few units in the last place)."""
     s = np.asarray(series, dtype=np.int64)
-    t = np.asarray(times, dtype=float)
-    v = np.asarray(values, dtype=float)
-    ok = np.asarray(valid, dtype=bool)
-    if not s.shape == t.shape == v.shape == ok.shape or s.ndim != 1:
-        raise ValueError(f"hourly_averages: series {s.shape}, times {t.shape}, values {v.shape}, valid {ok.shape}: "
-                         "expected equal 1-D shapes")
+    e = np.asarray(ends, dtype=float)
+    n = np.asarray(counts, dtype=np.int64)
+    total = np.asarray(sums, dtype=float)
+    if not s.shape == e.shape == n.shape == total.shape or s.ndim != 1:
+        raise ValueError(f"hourly_from_sums: series {s.shape}, ends {e.shape}, counts {n.shape}, sums "
+                         f"{total.shape}: expected equal 1-D shapes")
     ws = np.asarray(window_series, dtype=np.int64)
     we = np.asarray(window_ends, dtype=float)
     if ws.shape != we.shape or ws.ndim != 1:
-        raise ValueError(f"hourly_averages: window_series {ws.shape} and window_ends {we.shape}: expected equal "
+        raise ValueError(f"hourly_from_sums: window_series {ws.shape} and window_ends {we.shape}: expected equal "
                          "1-D shapes")
     cad = np.broadcast_to(np.asarray(cadence_s, dtype=float), we.shape)
     if cad.size and not (np.all(np.isfinite(cad)) and np.all(cad > 0)):
-        raise ValueError("hourly_averages: cadence_s: expected positive numbers of seconds, got "
+        raise ValueError("hourly_from_sums: cadence_s: expected positive numbers of seconds, got "
                          f"{np.unique(cad[~(np.isfinite(cad) & (cad > 0))]).tolist()}")
-    counts = np.zeros(we.shape, dtype=np.int64)
-    means = np.full(we.shape, np.nan)
-    use = ok & np.isfinite(v)
-    us, ut, uv = s[use], t[use], v[use]
-    phase = np.mod(we, _HOUR_S)
-    for p in np.unique(phase):  # windows on one grid of whole hours (usually one)
-        mine = np.flatnonzero(phase == p)
-        c, m = _grid_hours(us, ut, uv, ws[mine], we[mine])
-        counts[mine], means[mine] = c, m
+    got = np.zeros(we.shape, dtype=np.int64)
+    added = np.zeros(we.shape)
+    if s.size and we.size:
+        base = min(float(e.min()), float(we.min()))
+        span = int(max(float(e.max()), float(we.max())) - base) + 1
+        wkey = ws * span + np.rint(we - base).astype(np.int64)
+        order = np.argsort(wkey, kind="stable")
+        key = s * span + np.rint(e - base).astype(np.int64)
+        pos = np.minimum(np.searchsorted(wkey[order], key), wkey.size - 1)
+        hit = wkey[order][pos] == key
+        at = order[pos[hit]]  # a window asked twice gets its groups once (the first one) ...
+        np.add.at(got, at, n[hit])
+        np.add.at(added, at, total[hit])
+        first = np.ones(we.shape, dtype=bool)  # ... and every copy of it the same numbers
+        ranked = wkey[order]
+        first[order[1:]] = ranked[1:] != ranked[:-1]
+        if not first.all():
+            lead = order[np.searchsorted(ranked, wkey)]
+            got, added = got[lead], added[lead]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = np.where(got > 0, added / got, np.nan)
     expected = _HOUR_S / cad
-    coverage = np.minimum(1.0, counts / expected)
-    is_valid = (counts > 0) & (counts >= SUBHOURLY_COMPLETENESS * expected - 1e-9)
-    return Averages(value=means, coverage=coverage, samples=counts, valid=is_valid)
-
-
-def _grid_hours(s: np.ndarray, t: np.ndarray, v: np.ndarray, ws: np.ndarray, we: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Counts and means of windows whose ends lie on one grid of whole hours, from the valid samples."""
-    origin = we.min()
-    kw = np.rint((we - origin) / _HOUR_S).astype(np.int64)
-    k0, k1 = int(kw.min()), int(kw.max())
-    width = k1 - k0 + 3  # room for the ±1 hour candidates below
-    keys, inverse = np.unique(ws * width + (kw - k0 + 1), return_inverse=True)
-    ends = np.empty(keys.shape)
-    ends[inverse] = we
-    # the window candidate of each sample, then an exact check with the per-series comparisons
-    # (end - 3600 <= t < end) on it and its neighbours
-    k = np.floor((t - origin) / _HOUR_S).astype(np.int64) + 1
-    window = np.full(t.shape, -1, dtype=np.int64)
-    for delta in (0, -1, 1):
-        kk = k + delta
-        inside = (kk >= k0) & (kk <= k1) & (window < 0)
-        key = s * width + (kk - k0 + 1)
-        pos = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
-        hit = inside & (keys[pos] == key)
-        end = ends[pos]
-        hit &= (t >= end - _HOUR_S) & (t < end)
-        window[hit] = pos[hit]
-    take = np.flatnonzero(window >= 0)
-    order = take[np.argsort(window[take], kind="stable")]  # by window, input order kept inside one
-    counts = np.bincount(window[take], minlength=len(keys)).astype(np.int64)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-    means = segment_means(v[order], starts, counts)
-    return counts[inverse], means[inverse]
+    coverage = np.minimum(1.0, got / expected)
+    is_valid = (got > 0) & (got >= SUBHOURLY_COMPLETENESS * expected - 1e-9)
+    return Averages(value=means, coverage=coverage, samples=got, valid=is_valid)
 
 
 def nowcast_values(hourly: np.ndarray, pollutant: str) -> np.ndarray:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from alerts.averaging.indices import (
     AQI_POLLUTANTS,
+    DAILY_INPUTS,
     DailyInputs,
     IndexValue,
     daily_us_aqi,
@@ -312,6 +313,19 @@ def test_daily_aqi_uses_the_epa_averaging_per_pollutant():
     assert (got["co"].value, got["co"].averaging) == (101, "day_max_8h")
     assert (got["no2"].value, got["no2"].averaging) == (51, "day_max_1h")
     assert dominant(got.values()).pollutant == "co"
+
+
+_input_st = st.one_of(st.none(), st.floats(0, 5000, allow_nan=False))
+
+
+@given(st.dictionaries(st.sampled_from(AQI_POLLUTANTS), st.tuples(_input_st, _input_st, _input_st)), st.booleans())
+def test_daily_aqi_reads_only_its_daily_inputs(day, indicative):
+    # the index job reads from the database only the inputs DAILY_INPUTS names: the others change nothing
+    full = {v: DailyInputs(mean_24h=a, max_8h=b, max_1h=c) for v, (a, b, c) in day.items()}
+    read = {v: DailyInputs(**{f: getattr(d, f) if a in DAILY_INPUTS[v] else None for f, a in
+                              (("mean_24h", "24h"), ("max_8h", "8h"), ("max_1h", "1h"))}) for v, d in full.items()}
+    assert daily_us_aqi(read, indicative=indicative) == daily_us_aqi(full, indicative=indicative)
+    assert DAILY_INPUTS["pm25"] == ("24h",) and set(DAILY_INPUTS["o3"]) == {"8h", "1h"}
 
 
 def test_daily_ozone_reports_the_larger_of_8h_and_1h():

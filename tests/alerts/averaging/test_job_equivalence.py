@@ -3,8 +3,15 @@ implementation it replaced (`tests.alerts.averaging.reference`) run the same ran
 several variables and devices (a primary device or pooled ones, a device without a cadence), random gaps, QC
 flags, NULL and non-finite values, ticks at random times (catch-up after an outage, a day boundary, a year's end,
 a DST change, a half-hour zone), late rows with their marks between ticks — on a real TimescaleDB, and must leave
-identical tables: every average (values to the bit), index, log row, late mark and watermark, and return equal
-runs."""
+the same tables and return equal runs.
+
+Averaged values (the `value` column of `averages`) may differ in their last bits: the job sums the samples in the
+database, per device and hour, where the reference takes numpy's pairwise mean in time order; they must agree
+within a relative 1e-9 (absolute 1e-12 near zero). Everything else is compared exactly: counts, coverage,
+validity, units, every index row, log row, late mark and watermark. Index rows need no tolerance: every index
+rounds its input to 9 decimals before truncating it (`alerts.averaging.nowcast.denoise`, VARIABLES.md), so inputs a
+few units in the last place apart truncate identically unless one sits within those units of a rounding
+boundary at the 9th decimal; such a draw fails this test and shows both rows (it is not hidden)."""
 
 from __future__ import annotations
 
@@ -188,6 +195,12 @@ def conn(database_url: str) -> Iterator[psycopg.Connection]:
         yield c
 
 
+#: how far an averaged value may stray from the reference's: the job sums samples in the database (per device
+#: and hour) and the reference in numpy (pairwise, in time order), so the last bits of a mean differ
+REL_TOL, ABS_TOL = 1e-9, 1e-12
+_VALUE = 5  #: the value column of the averages query in `play`
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equal, NaN equal to NaN (a float compared bit for bit otherwise)."""
     if isinstance(a, float) and isinstance(b, float):
@@ -195,6 +208,16 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, tuple | list) and isinstance(b, tuple | list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
+
+
+def _close_value(want: tuple[Any, ...], got: tuple[Any, ...]) -> bool:
+    """An average equal to the reference's but for its value, which is within the tolerance (None for None)."""
+    w, g = want[_VALUE], got[_VALUE]
+    if not _same(want[:_VALUE] + want[_VALUE + 1:], got[:_VALUE] + got[_VALUE + 1:]):
+        return False
+    if w is None or g is None:
+        return w is g
+    return math.isclose(w, g, rel_tol=REL_TOL, abs_tol=ABS_TOL)
 
 
 @settings(max_examples=12, deadline=None, derandomize=False,
@@ -211,7 +234,8 @@ def test_the_job_leaves_what_the_reference_leaves(conn: psycopg.Connection, scen
     assert sum(len(rows) for rows in want.values()) > 0
     for name in want:
         assert len(got[name]) == len(want[name]), name
-        bad = [(w, g) for w, g in zip(want[name], got[name], strict=True) if not _same(w, g)]
+        bad = [(w, g) for w, g in zip(want[name], got[name], strict=True) if not _same(w, g)
+               and not (name == "averages" and _close_value(w, g))]
         assert not bad, f"{name}: first differences {bad[:3]}"
     for w, g in zip(want_runs, got_runs, strict=True):
         assert (g.last_end, g.due_hours, g.due_days, g.due_years, dict(g.late), dict(g.rows)) == (
