@@ -16,6 +16,7 @@ Molecular weights come from the bundled `conversions.json` (CRC atomic weights),
 
 from __future__ import annotations
 
+import functools
 import math
 import unicodedata
 from dataclasses import dataclass
@@ -151,6 +152,9 @@ def _key(unit: str) -> str:
     return "".join(text.split()).replace("·", "").replace("*", "")
 
 
+# memoised: a pure function of a handful of distinct strings, called for every reading (an unknown unit raises
+# and is not cached); bounded, since the strings come from devices
+@functools.lru_cache(maxsize=1024)
 def parse_unit(unit: str) -> str:
     """Return the canonical spelling of an accepted unit string ("ug/m3" → "µg/m³"), or raise UnitError."""
     canonical = _ALIASES.get(_key(unit))
@@ -164,6 +168,7 @@ def _accepted_dimensions(variable_code: str) -> tuple[str, ...]:
     return _DIMENSIONS_BY_CODE.get(var.code) or _DIMENSIONS_BY_KIND.get(var.kind, ())
 
 
+@functools.lru_cache(maxsize=256)
 def accepted_units(variable_code: str) -> tuple[str, ...]:
     """Canonical spellings of every unit `variable_code` may be reported in."""
     dims = _accepted_dimensions(variable_code)
