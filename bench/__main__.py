@@ -20,13 +20,18 @@ import argparse
 import json
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from bench import averages, modbus, sim_speed
 from bench import ingest as ingest_e2e
-from ingest.normalise import ConditionsBook, normalise
-from ingest.qc import check
+from ingest.batch import BatchNormaliser, normalise_each
+from ingest.calibration import CalibrationBook
+from ingest.maintenance import MaintenanceBook
+from ingest.normalise import ConditionsBook
+from ingest.plausibility import TimeWindow
+from sensors.reading import RawReading
 from sensors.mqtt.payloads.aqnet_json import decode_readings as decode
 from sensors.network import bundled_network
 
@@ -53,26 +58,66 @@ def _best_of(fn: Callable[[], object], repeats: int = 3) -> float:
 
 
 def run_ingest() -> None:
-    """Run the ingest benchmark and print its lines."""
+    """Run the ingest benchmark and print its lines: the reading-by-reading (scalar) path and the batch path of
+    `ingest.batch`, one message per call as the pipeline normalises a driver's submission, and 100 messages per
+    call (numpy), all against `json.loads` in the same run."""
     payloads = _payloads()
     tz = ZoneInfo("America/Bogota")
     now = datetime(2026, 11, 23, 14, tzinfo=UTC)
-    book = ConditionsBook(bundled_network())
+    network = bundled_network()
+    messages = [decode(topic, p, sensor_id=topic.split("/")[1], device_id=topic.split("/")[1], now=now, tz=tz)
+                for topic, p in payloads]
 
     def baseline() -> None:
         for _, p in payloads:
             json.loads(p)
 
-    def ingest() -> None:
-        for topic, p in payloads:
-            sid = topic.split("/")[1]
-            for raw in decode(topic, p, sensor_id=sid, device_id=sid, now=now, tz=tz):
-                reading = normalise(raw, book.for_sensor(sid, now))
-                check(reading, None, now)
+    def decoded() -> list[list[RawReading]]:
+        return [decode(topic, p, sensor_id=topic.split("/")[1], device_id=topic.split("/")[1], now=now, tz=tz)
+                for topic, p in payloads]
 
-    base_s, ingest_s = _best_of(baseline), _best_of(ingest)
+    def books() -> dict[str, Any]:
+        return {"conditions": ConditionsBook(network), "qc": {}, "ranges": {}, "calibrations": CalibrationBook(),
+                "maintenance": MaintenanceBook()}
+
+    def scalar() -> None:
+        kw = books()
+        for raws in decoded():
+            normalise_each(raws, now, time_window=TimeWindow(), **kw)
+
+    def pipeline_path(normaliser: BatchNormaliser) -> Callable[[], None]:
+        def run() -> None:
+            kw = books()
+            for raws in decoded():
+                normaliser(raws, now, **kw)
+        return run
+
+    def batched(size: int) -> Callable[[], None]:
+        normaliser = BatchNormaliser(min_batch=0)
+
+        def run() -> None:
+            kw = books()
+            raws = [r for m in decoded() for r in m]
+            per = len(raws) // len(messages) * size
+            for i in range(0, len(raws), per):
+                normaliser(raws[i:i + per], now, **kw)
+        return run
+
+    decode_s = _best_of(decoded)
+    base_s = _best_of(baseline)
     print(f"json.loads baseline      {N / base_s:12,.0f} messages/s")
-    print(f"decode+normalise+qc      {N / ingest_s:12,.0f} messages/s  ({ingest_s / base_s:.1f}x the baseline's time)")
+    print(f"decode only              {N / decode_s:12,.0f} messages/s")
+    rows = [("scalar, 1 msg/call", scalar),
+            ("pipeline, 1 msg/call", pipeline_path(BatchNormaliser())),
+            ("numpy, 1 msg/call", pipeline_path(BatchNormaliser(min_batch=0))),
+            ("numpy, 100 msgs/call", batched(100)),
+            ("numpy, 1000 msgs/call", batched(1000))]
+    scalar_s = 0.0
+    for name, fn in rows:
+        spent = _best_of(fn)
+        scalar_s = scalar_s or spent
+        print(f"decode+normalise+qc {name:22} {N / spent:10,.0f} messages/s  ({spent / base_s:.1f}x the baseline's "
+              f"time; normalise+qc {(scalar_s - decode_s) / (spent - decode_s):.2f}x the scalar path's speed)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
