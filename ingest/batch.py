@@ -65,6 +65,7 @@ _CALIBRATED, _NEGATIVE, _OUT_OF_RANGE = int(QC.CALIBRATED), int(QC.NEGATIVE), in
 _RECEIVE_TIME, _MAINTENANCE = int(QC.RECEIVE_TIME), int(QC.MAINTENANCE)
 
 SeriesKey = tuple[str, str, str]
+_UNKNOWN = object()  # a (unit, variable) not planned yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +165,7 @@ class BatchNormaliser:
         self.skew_tolerance_s = skew_tolerance_s
         self.min_batch = min_batch
         self._plans: dict[tuple[str, str], _Plan | None] = {}
-        self._flags: dict[int, QC] = {}
+        self._met: dict[str, int] = {}  #: variable code → _met_first (0: meteorological)
 
     def __call__(self, raws: Sequence[RawReading], now: datetime, *, conditions: ConditionsBook,
                  qc: dict[SeriesKey, QCState], ranges: Mapping[tuple[str, str], tuple[float, float]],
@@ -174,12 +175,17 @@ class BatchNormaliser:
             return normalise_each(raws, now, conditions=conditions, qc=qc, ranges=ranges, calibrations=calibrations,
                                   maintenance=maintenance, time_window=self.time_window,
                                   skew_tolerance_s=self.skew_tolerance_s)
-        ordered = sorted(raws, key=_met_first)
-        split = next((i for i, raw in enumerate(ordered) if _met_first(raw)), len(ordered))
+        met_of = self._met
+        order = [met_of.get(raw.variable) for raw in raws]
+        if None in order:
+            order = [_met_first(raw) for raw in raws]
+            met_of.update((raw.variable, o) for raw, o in zip(raws, order, strict=True))
+        # sorted(raws, key=_met_first) as a stable partition
+        met = [raw for o, raw in zip(order, raws, strict=True) if not o]
+        rest = [raw for o, raw in zip(order, raws, strict=True) if o]
         out = Normalised()
         books = (conditions, qc, ranges, calibrations, maintenance)
-        if split:
-            met = ordered[:split]
+        if met:
             try:
                 done = self._part(met, now, None, *books)
             except _NeedsSequence:
@@ -191,8 +197,7 @@ class BatchNormaliser:
                     conditions.observe(reading)
             out.readings.extend(done.readings)
             out.refused.extend(done.refused)
-        if split < len(ordered):
-            rest = ordered[split:]
+        if rest:
             sites: dict[str, _Site] = {}
             for raw in rest:
                 if raw.sensor_id not in sites:
@@ -217,12 +222,6 @@ class BatchNormaliser:
                                          DEFAULT_FLATLINE_AFTER_S.get(code, math.nan))
         return self._plans[key]
 
-    def _qc_flags(self, bits: int) -> QC:
-        flags = self._flags.get(bits)
-        if flags is None:
-            flags = self._flags[bits] = QC(bits)
-        return flags
-
     def _refusal(self, raw: RawReading, now: datetime, site: SiteConditions | None,
                  ranges: Mapping[tuple[str, str], tuple[float, float]],
                  calibrations: CalibrationBook | None) -> Refusal:
@@ -240,8 +239,13 @@ class BatchNormaliser:
               maintenance: MaintenanceBook | None) -> Normalised:
         # one part of a batch: all of it meteorological (sites None) or none of it
         del conditions  # observed by the caller, after the part
-        earliest = now - timedelta(days=self.time_window.past_days)
-        latest = now + timedelta(seconds=self.time_window.future_s)
+        earliest = _us(now - timedelta(days=self.time_window.past_days))
+        latest = _us(now + timedelta(seconds=self.time_window.future_s))
+        has_cals = calibrations is not None and len(calibrations) > 0
+        known = self._plans
+        us_of: dict[int, int] = {}  # id(datetime) → µs: a message's readings share their times
+        t_us: list[int] = []
+        received_us: list[int] = []
         refused: list[tuple[int, Refusal]] = []
         kept: list[RawReading] = []
         kept_pos: list[int] = []
@@ -251,14 +255,21 @@ class BatchNormaliser:
         periods: dict[tuple[str, str], tuple[tuple[datetime, ...], tuple[Calibration, ...]]] = {}
         unit_ok: dict[tuple[int, str], bool] = {}
         for pos, raw in enumerate(raws):
-            site = sites[raw.sensor_id] if sites is not None else None
+            t, received = raw.time, raw.received_at
+            if (t_at := us_of.get(id(t))) is None:
+                t_at = us_of[id(t)] = _us(t)
+            if (received_at := us_of.get(id(received))) is None:
+                received_at = us_of[id(received)] = _us(received)
             value = raw.value
-            plan = self._plan(raw.unit, raw.variable)
-            bad = (raw.time_source == "device" and not earliest <= raw.time <= latest) or \
+            plan = known.get((raw.unit, raw.variable), _UNKNOWN)
+            if plan is _UNKNOWN:
+                plan = self._plan(raw.unit, raw.variable)
+            bad = (raw.time_source == "device" and not earliest <= t_at <= latest) or \
                 not (isinstance(value, int | float) and math.isfinite(value)) or plan is None or \
                 (plan.mass and raw.conditions is None)
             cal = None
-            if not bad and calibrations is not None:
+            if not bad and has_cals:
+                assert calibrations is not None
                 key = (raw.device_id, raw.variable)
                 entry = periods.get(key)
                 if entry is None:
@@ -272,13 +283,14 @@ class BatchNormaliser:
                         ok = unit_ok[(cal.id, raw.unit)] = cal.applies_to_unit(raw.unit)
                     bad = not ok
             if bad:
+                site = sites[raw.sensor_id] if sites is not None else None
                 refused.append((pos, self._refusal(raw, now, site.site if site else None, ranges, calibrations)))
                 continue
             rh = math.nan
             if cal is not None and cal.needs_humidity:
-                if site is None:
+                if sites is None:
                     raise _NeedsSequence
-                usable = site.site.rh_pct
+                usable = sites[raw.sensor_id].site.rh_pct
                 if usable is None or not (math.isfinite(usable) and 0.0 <= usable < 100.0):
                     cal = None  # no usable RH: stored uncalibrated (Calibration.apply returns None)
                 else:
@@ -289,7 +301,10 @@ class BatchNormaliser:
             plans.append(plan)
             cals.append(cal)
             rhs.append(rh)
-        readings, late = self._arrays(kept, plans, cals, rhs, now, sites, qc, ranges, maintenance)
+            t_us.append(t_at)
+            received_us.append(received_at)
+        readings, late = self._arrays(kept, plans, cals, rhs, np.array(t_us, np.int64),
+                                      np.array(received_us, np.int64), now, sites, qc, ranges, maintenance)
         for i in late:
             raw, site = kept[i], sites[kept[i].sensor_id] if sites is not None else None
             refused.append((kept_pos[i], self._refusal(raw, now, site.site if site else None, ranges, calibrations)))
@@ -297,7 +312,7 @@ class BatchNormaliser:
         return Normalised(readings, [r for _, r in refused])
 
     def _arrays(self, raws: list[RawReading], plans: list[_Plan], cals: list[Calibration | None],
-                rhs: list[float], now: datetime, sites: dict[str, _Site] | None,
+                rhs: list[float], t_us: np.ndarray, received_us: np.ndarray, now: datetime, sites: dict[str, _Site] | None,
                 qc: dict[SeriesKey, QCState], ranges: Mapping[tuple[str, str], tuple[float, float]],
                 maintenance: MaintenanceBook | None) -> tuple[list[Reading], list[int]]:
         # → (readings, indices of the raws whose calibration is not finite: refused after all)
@@ -317,6 +332,7 @@ class BatchNormaliser:
             cals = [c for c, ok in zip(cals, keep, strict=True) if ok]
             rhs = [r for r, ok in zip(rhs, keep, strict=True) if ok]
             x, calibrated, n = x[finite], calibrated[finite], len(raws)
+            t_us, received_us = t_us[finite], received_us[finite]
             if n == 0:
                 return [], late
         factors = [sites[raw.sensor_id].factor if sites is not None and plan.mass and raw.conditions == "local"
@@ -332,8 +348,6 @@ class BatchNormaliser:
                            np.int64, n)
         base |= np.where((value < 0) & (conv[:, 6] == 0), _NEGATIVE, 0)
         base |= np.where((lo_hi[:, 0] <= x) & (x <= lo_hi[:, 1]), 0, _OUT_OF_RANGE)
-        t_us = np.fromiter((_us(raw.time) for raw in raws), np.int64, n)
-        received_us = np.fromiter((_us(raw.received_at) for raw in raws), np.int64, n)
         keys = [(raw.sensor_id, raw.device_id, raw.variable) for raw in raws]
         added, states = check_batch(
             keys, [raw.time for raw in raws], [raw.value for raw in raws], t_us=t_us, received_us=received_us,
@@ -345,6 +359,7 @@ class BatchNormaliser:
             flags |= _maintenance(raws, t_us, maintenance)
         qc.update(states)  # type: ignore[arg-type]
         out: list[Reading] = []
+        flags_of = {bits: QC(bits) for bits in np.unique(flags).tolist()}
         for raw, plan, cal, rh, v, bits in zip(raws, plans, cals, rhs, value.tolist(), flags.tolist(), strict=True):
             temp_c = pressure_hpa = source = None
             if plan.mass:
@@ -355,7 +370,7 @@ class BatchNormaliser:
                 else:
                     source = REPORTED_REFERENCE
             out.append(Reading(raw.sensor_id, raw.device_id, raw.variable, raw.time, v, plan.unit,
-                               self._qc_flags(bits), raw.value, raw.unit, raw.received_at, temp_c, pressure_hpa,
+                               flags_of[bits], raw.value, raw.unit, raw.received_at, temp_c, pressure_hpa,
                                source, cal.id if cal is not None else None,
                                rh if cal is not None and cal.needs_humidity else None, raw.delivery))
         return out, late

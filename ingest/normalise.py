@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 
 from ingest import units
 from ingest.calibration import CalibrationBook
-from ingest.reading import QC, Reading
+from ingest.reading import EXCLUDED, QC, Reading
 from sensors.domain import load
 from sensors.reading import Conditions, RawReading
 from sensors.sensor import Sensor
@@ -65,6 +65,8 @@ _TEMPERATURE, _PRESSURE, _HUMIDITY = "temperature", "pressure", "relativehumidit
 REPORTED_REFERENCE = "reported-reference"
 #: flags `renormalise` re-derives; every other bit of a stored reading is kept
 _REDERIVED = QC.CALIBRATED | QC.NEGATIVE
+#: Reading.valid, as a plain int (an IntFlag operation costs more than the rest of observe)
+_EXCLUDED = int(EXCLUDED)
 #: mean Earth radius in km (IUGG mean radius R1), for the great-circle distance
 _EARTH_RADIUS_KM = 6371.0088
 
@@ -258,7 +260,7 @@ class ConditionsBook:
         sensor and of its neighbours.
         """
         series = self._latest.get(reading.variable)
-        if series is None or not reading.valid or not math.isfinite(reading.value):
+        if series is None or int(reading.flags) & _EXCLUDED or not math.isfinite(reading.value):
             return
         if (reading.variable == _TEMPERATURE and not reading.value > -units.ZERO_C_IN_K) or \
                 (reading.variable == _PRESSURE and not reading.value > 0):
