@@ -20,8 +20,8 @@ import argparse
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bench import averages, modbus, sim_speed
@@ -31,9 +31,9 @@ from ingest.calibration import CalibrationBook
 from ingest.maintenance import MaintenanceBook
 from ingest.normalise import ConditionsBook
 from ingest.plausibility import TimeWindow
-from sensors.reading import RawReading
 from sensors.mqtt.payloads.aqnet_json import decode_readings as decode
 from sensors.network import bundled_network
+from sensors.reading import RawReading
 
 N = 20_000
 

@@ -55,7 +55,7 @@ __all__ = ["DEFAULT_MIN_BATCH", "BatchNormaliser", "Normalised", "Refusal", "nor
 
 #: below this many readings a batch takes the reference path (measured with `python -m bench ingest`: numpy's
 #: fixed cost per array operation outweighs its gain on a driver's submission of a few readings)
-DEFAULT_MIN_BATCH = 32
+DEFAULT_MIN_BATCH = 80
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -65,7 +65,6 @@ _CALIBRATED, _NEGATIVE, _OUT_OF_RANGE = int(QC.CALIBRATED), int(QC.NEGATIVE), in
 _RECEIVE_TIME, _MAINTENANCE = int(QC.RECEIVE_TIME), int(QC.MAINTENANCE)
 
 SeriesKey = tuple[str, str, str]
-_UNKNOWN = object()  # a (unit, variable) not planned yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +139,7 @@ class _Plan:
     flatline_after_s: float  #: NaN: not checked
 
 
-class _NeedsSequence(Exception):  # noqa: N818 - control flow inside this module, never raised out of it
+class _NeedsSequence(Exception):
     """A met reading with a humidity calibration: its RH may come from the reading before it."""
 
 
@@ -176,9 +175,9 @@ class BatchNormaliser:
                                   maintenance=maintenance, time_window=self.time_window,
                                   skew_tolerance_s=self.skew_tolerance_s)
         met_of = self._met
-        order = [met_of.get(raw.variable) for raw in raws]
-        if None in order:
-            order = [_met_first(raw) for raw in raws]
+        cached = [met_of.get(raw.variable) for raw in raws]
+        order = [_met_first(raw) if o is None else o for raw, o in zip(raws, cached, strict=True)]
+        if None in cached:
             met_of.update((raw.variable, o) for raw, o in zip(raws, order, strict=True))
         # sorted(raws, key=_met_first) as a stable partition
         met = [raw for o, raw in zip(order, raws, strict=True) if not o]
@@ -218,7 +217,8 @@ class BatchNormaliser:
             else:
                 var = variable(code)
                 mass = var.kind in (Kind.MASS, Kind.GAS) and units.parse_unit(unit) in _MASS_UNITS
-                self._plans[key] = _Plan(conv, var.unit, mass, code in _SIGNED, DEFAULT_SPIKE_LIMITS.get(code, math.nan),
+                self._plans[key] = _Plan(conv, var.unit, mass, code in _SIGNED,
+                                         DEFAULT_SPIKE_LIMITS.get(code, math.nan),
                                          DEFAULT_FLATLINE_AFTER_S.get(code, math.nan))
         return self._plans[key]
 
@@ -261,8 +261,8 @@ class BatchNormaliser:
             if (received_at := us_of.get(id(received))) is None:
                 received_at = us_of[id(received)] = _us(received)
             value = raw.value
-            plan = known.get((raw.unit, raw.variable), _UNKNOWN)
-            if plan is _UNKNOWN:
+            plan = known.get((raw.unit, raw.variable))
+            if plan is None and (raw.unit, raw.variable) not in known:
                 plan = self._plan(raw.unit, raw.variable)
             bad = (raw.time_source == "device" and not earliest <= t_at <= latest) or \
                 not (isinstance(value, int | float) and math.isfinite(value)) or plan is None or \
@@ -312,7 +312,8 @@ class BatchNormaliser:
         return Normalised(readings, [r for _, r in refused])
 
     def _arrays(self, raws: list[RawReading], plans: list[_Plan], cals: list[Calibration | None],
-                rhs: list[float], t_us: np.ndarray, received_us: np.ndarray, now: datetime, sites: dict[str, _Site] | None,
+                rhs: list[float], t_us: np.ndarray, received_us: np.ndarray, now: datetime,
+                sites: dict[str, _Site] | None,
                 qc: dict[SeriesKey, QCState], ranges: Mapping[tuple[str, str], tuple[float, float]],
                 maintenance: MaintenanceBook | None) -> tuple[list[Reading], list[int]]:
         # → (readings, indices of the raws whose calibration is not finite: refused after all)
@@ -357,7 +358,7 @@ class BatchNormaliser:
         flags = base | added
         if maintenance is not None:
             flags |= _maintenance(raws, t_us, maintenance)
-        qc.update(states)  # type: ignore[arg-type]
+        qc.update(states)
         out: list[Reading] = []
         flags_of = {bits: QC(bits) for bits in np.unique(flags).tolist()}
         for raw, plan, cal, rh, v, bits in zip(raws, plans, cals, rhs, value.tolist(), flags.tolist(), strict=True):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +30,7 @@ from ingest.reading import QC
 
 __all__ = ["check_batch"]
 
+K = TypeVar("K", bound=Hashable)
 _I64 = npt.NDArray[np.int64]
 _F64 = npt.NDArray[np.float64]
 _B = npt.NDArray[np.bool_]
@@ -42,11 +44,11 @@ def _shift(a: _I64, first: int) -> _I64:
     return out
 
 
-def check_batch(keys: Sequence[Hashable], times: Sequence[datetime], raws: Sequence[float], *,
+def check_batch(keys: Sequence[K], times: Sequence[datetime], raws: Sequence[float], *,
                 t_us: _I64, received_us: _I64, value: _F64, raw_value: _F64, spike_limit: _F64,
-                flatline_after: _F64, states: Mapping[Hashable, QCState], now_us: int,
+                flatline_after: _F64, states: Mapping[K, QCState], now_us: int,
                 to_us: Callable[[datetime], int], skew_tolerance_s: float, stale_after_s: float,
-                spike_min_interval_s: float) -> tuple[_I64, dict[Hashable, QCState]]:
+                spike_min_interval_s: float) -> tuple[_I64, dict[K, QCState]]:
     """The QC bits `check` adds to each reading (int64, processing order) and every touched series' new state.
 
     `keys[i]` names reading i's series, `times[i]`/`raws[i]` are its `Reading.time` and `raw_value` (kept in the
@@ -57,16 +59,17 @@ def check_batch(keys: Sequence[Hashable], times: Sequence[datetime], raws: Seque
     convert = to_us
     skew = (t_us - np.minimum(np.int64(now_us), received_us)) / 1e6 > skew_tolerance_s
     stale = (received_us - t_us) / 1e6 > stale_after_s
-    added: _I64 = np.where(skew, np.int64(QC.CLOCK_SKEW), np.int64(0)) | \
-        np.where(stale, np.int64(QC.STALE), np.int64(0))
+    added: _I64 = np.zeros(n, np.int64)
+    added[skew] |= int(QC.CLOCK_SKEW)
+    added[stale] |= int(QC.STALE)
     # series numbers, and a pseudo-row per series with a state that has seen a reading
-    series: dict[Hashable, int] = {}
+    series: dict[K, int] = {}
     sid = np.fromiter((series.setdefault(k, len(series)) for k in keys), np.int64, n)
     ordered = list(series)
     inits = [(j, states[k]) for j, k in enumerate(ordered)
              if (s := states.get(k)) is not None and s.last_time is not None]
     m0 = len(inits)
-    init_t = np.fromiter((int(convert(s.last_time)) for _, s in inits), np.int64, m0)
+    init_t = np.fromiter((int(convert(s.last_time)) if s.last_time is not None else 0 for _, s in inits), np.int64, m0)
     init_run = np.fromiter((int(convert(s.run_start)) if s.run_start is not None else 0 for _, s in inits),
                            np.int64, m0)
     init_has_run = np.fromiter((s.run_start is not None for _, s in inits), np.bool_, m0)
@@ -127,7 +130,7 @@ def check_batch(keys: Sequence[Hashable], times: Sequence[datetime], raws: Seque
     readings_rows = ~is_init
     added[perm[readings_rows]] |= row_added[readings_rows]
     # each series' newest accepted reading becomes its state
-    new_states: dict[Hashable, QCState] = {}
+    new_states: dict[K, QCState] = {}
     last_rows = np.flatnonzero(np.append(seg[1:] != seg[:-1], True)) if m else rows
     newest = np.maximum.accumulate(np.where(accepted, rows, -1))
     for end in last_rows.tolist():

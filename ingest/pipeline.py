@@ -7,7 +7,9 @@ sink has committed it. A write that fails is retried with backoff and never ackn
 episode, DEBUG while it repeats, INFO when writes succeed again). Refused input travels with the batch as
 `ingest.letter.Letter`s — messages the driver could not decode (`letters=`) and readings that cannot be
 normalised — and the sink makes them durable with the readings, so nothing is acknowledged on a log line alone.
-Readings inside a
+A submission is
+normalised and checked as one batch (`ingest.batch`: numpy from 80 readings on, identical to reading by reading,
+meteorological readings first). Readings inside a
 maintenance window get QC.MAINTENANCE (`ingest.maintenance`); the books the pipeline reads (calibrations,
 maintenance, site conditions, ranges) are immutable and swapped whole by the daemon when the registry changes.
 """

@@ -170,7 +170,8 @@ def _pm(value: float, at: datetime, variable: str = "pm25", unit: str = "µg/m³
 
 def test_spike_limits_and_the_one_minute_floor_match_at_their_edges() -> None:
     t = T0 + timedelta(hours=1)
-    # 0 → 300 µg/m³ 30 s apart is 300 per minute over the 60 s floor (no spike), 600 without it; 500 is the limit (490 no, 510 yes)
+    # 0 → 300 µg/m³ 30 s apart is 300 per minute over the 60 s floor (no spike), 600 without it; the limit is
+    # 500 per minute (490 no, 510 yes)
     batch = [_pm(0.0, t), _pm(300.0, t + timedelta(seconds=30)), _pm(790.0, t + timedelta(minutes=1, seconds=30)),
              _pm(1300.0, t + timedelta(minutes=2, seconds=30))]
     got = _both_agree([batch], [t + timedelta(minutes=5)])
