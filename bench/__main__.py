@@ -40,10 +40,14 @@ from zoneinfo import ZoneInfo
 
 from bench import averages, modbus, profiles, sim_speed, soak, summary
 from bench import ingest as ingest_e2e
-from ingest.normalise import ConditionsBook, normalise
-from ingest.qc import check
+from ingest.batch import BatchNormaliser, normalise_each
+from ingest.calibration import CalibrationBook
+from ingest.maintenance import MaintenanceBook
+from ingest.normalise import ConditionsBook
+from ingest.plausibility import TimeWindow
 from sensors.mqtt.payloads.aqnet_json import decode_readings as decode
 from sensors.network import bundled_network
+from sensors.reading import RawReading
 
 N = 20_000
 
@@ -68,26 +72,67 @@ def _best_of(fn: Callable[[], object], repeats: int = 3) -> float:
 
 
 def run_ingest() -> None:
-    """Run the ingest benchmark and print its lines."""
+    """Run the ingest benchmark and print its lines: the reading-by-reading (scalar) path and the batch path of
+    `ingest.batch`, one message per call as the pipeline normalises a driver's submission, and 100 messages per
+    call (numpy), all against `json.loads` in the same run."""
     payloads = _payloads()
     tz = ZoneInfo("America/Bogota")
     now = datetime(2026, 11, 23, 14, tzinfo=UTC)
-    book = ConditionsBook(bundled_network())
+    network = bundled_network()
+    messages = [decode(topic, p, sensor_id=topic.split("/")[1], device_id=topic.split("/")[1], now=now, tz=tz)
+                for topic, p in payloads]
 
     def baseline() -> None:
         for _, p in payloads:
             json.loads(p)
 
-    def ingest() -> None:
-        for topic, p in payloads:
-            sid = topic.split("/")[1]
-            for raw in decode(topic, p, sensor_id=sid, device_id=sid, now=now, tz=tz):
-                reading = normalise(raw, book.for_sensor(sid, now))
-                check(reading, None, now)
+    def decoded() -> list[list[RawReading]]:
+        return [decode(topic, p, sensor_id=topic.split("/")[1], device_id=topic.split("/")[1], now=now, tz=tz)
+                for topic, p in payloads]
 
-    base_s, ingest_s = _best_of(baseline), _best_of(ingest)
+    def books() -> dict[str, Any]:
+        return {"conditions": ConditionsBook(network), "qc": {}, "ranges": {}, "calibrations": CalibrationBook(),
+                "maintenance": MaintenanceBook()}
+
+    def scalar() -> None:
+        kw = books()
+        for raws in messages:
+            normalise_each(raws, now, time_window=TimeWindow(), **kw)
+
+    def per_message(normaliser: BatchNormaliser) -> Callable[[], None]:
+        def run() -> None:
+            kw = books()
+            for raws in messages:
+                normaliser(raws, now, **kw)
+        return run
+
+    def batched(size: int) -> Callable[[], None]:
+        normaliser = BatchNormaliser(min_batch=0)
+        raws = [r for m in messages for r in m]
+        per = len(raws) // len(messages) * size
+
+        def run() -> None:
+            kw = books()
+            for i in range(0, len(raws), per):
+                normaliser(raws[i:i + per], now, **kw)
+        return run
+
+    base_s, decode_s = _best_of(baseline), _best_of(decoded)
     print(f"json.loads baseline      {N / base_s:12,.0f} messages/s")
-    print(f"decode+normalise+qc      {N / ingest_s:12,.0f} messages/s  ({ingest_s / base_s:.1f}x the baseline's time)")
+    print(f"decode only              {N / decode_s:12,.0f} messages/s")
+    rows = [("scalar (reference), 1 msg/call", scalar),
+            ("pipeline path, 1 msg/call", per_message(BatchNormaliser())),
+            ("numpy, 1 msg/call", per_message(BatchNormaliser(min_batch=0))),
+            ("numpy, 10 msgs/call", batched(10)),
+            ("numpy, 100 msgs/call", batched(100)),
+            ("numpy, 1000 msgs/call", batched(1000))]
+    scalar_s = 0.0
+    for name, fn in rows:
+        spent = _best_of(fn)
+        scalar_s = scalar_s or spent
+        print(f"normalise+qc {name:31} {N / spent:9,.0f} messages/s ({scalar_s / spent:.2f}x the scalar path); "
+              f"decode+normalise+qc {N / (decode_s + spent):7,.0f} messages/s "
+              f"({(decode_s + spent) / base_s:.1f}x the baseline's time)")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -214,6 +214,10 @@ class CalibrationBook:
             return cals[i]
         return None
 
+    def periods(self, device_id: str, variable_code: str) -> tuple[tuple[datetime, ...], tuple[Calibration, ...]]:
+        """The calibrations of (device, variable) sorted by start, with their starts (for a batch's bisect)."""
+        return self._index.get((device_id, variable_code), ((), ()))
+
     def __iter__(self) -> Iterator[Calibration]:
         for _, cals in self._index.values():
             yield from cals

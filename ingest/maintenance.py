@@ -77,6 +77,11 @@ class MaintenanceBook:
         """Sensors whose lifecycle state is maintenance (every reading flagged)."""
         return self._sensors
 
+    def windows_of(self, sensor_id: str) -> tuple[MaintenanceWindow, ...]:
+        """Every window of `sensor_id` (of any device or variable), by start."""
+        entry = self._index.get(sensor_id)
+        return () if entry is None else entry[1]
+
     def window_for(self, sensor_id: str, device_id: str, variable: str, time: datetime
                    ) -> MaintenanceWindow | None:
         """The first window (by start) covering a reading of (sensor, device, variable) at `time`, or None."""

@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 
 from ingest import units
 from ingest.calibration import CalibrationBook
-from ingest.reading import QC, Reading
+from ingest.reading import EXCLUDED, QC, Reading
 from sensors.domain import load
 from sensors.reading import Conditions, RawReading
 from sensors.sensor import Sensor
@@ -65,6 +65,8 @@ _TEMPERATURE, _PRESSURE, _HUMIDITY = "temperature", "pressure", "relativehumidit
 REPORTED_REFERENCE = "reported-reference"
 #: flags `renormalise` re-derives; every other bit of a stored reading is kept
 _REDERIVED = QC.CALIBRATED | QC.NEGATIVE
+#: Reading.valid, as a plain int (an IntFlag operation costs more than the rest of observe)
+_EXCLUDED = int(EXCLUDED)
 #: mean Earth radius in km (IUGG mean radius R1), for the great-circle distance
 _EARTH_RADIUS_KM = 6371.0088
 
@@ -237,6 +239,8 @@ class ConditionsBook:
         self._stations = sorted(s.id for s in network if s.kind == "station")
         self._defaults = defaults or site_default_conditions()
         self._max_age = max_age
+        #: sensor id → the other stations by (distance, id), nearest first; filled on first use
+        self._nearest: dict[str, tuple[str, ...]] = {}
         #: variable → sensor id → (time, value in °C, hPa or %)
         self._latest: dict[str, dict[str, tuple[datetime, float]]] = {_TEMPERATURE: {}, _PRESSURE: {},
                                                                         _HUMIDITY: {}}
@@ -253,9 +257,17 @@ class ConditionsBook:
         return book
 
     def observe(self, reading: Reading) -> None:
-        """Record a valid ground temperature (°C), pressure (hPa) or RH (%) unless a newer one is recorded."""
+        """Record a valid ground temperature (°C), pressure (hPa) or RH (%) unless a newer one is recorded.
+
+        A temperature at or below -273.15 °C or a pressure at or below 0 hPa is not a condition any correction
+        can use (`SiteConditions` refuses it): it is not recorded, so it cannot refuse the later readings of the
+        sensor and of its neighbours.
+        """
         series = self._latest.get(reading.variable)
-        if series is None or not reading.valid or not math.isfinite(reading.value):
+        if series is None or int(reading.flags) & _EXCLUDED or not math.isfinite(reading.value):
+            return
+        if (reading.variable == _TEMPERATURE and not reading.value > -units.ZERO_C_IN_K) or \
+                (reading.variable == _PRESSURE and not reading.value > 0):
             return
         last = series.get(reading.sensor_id)
         if last is None or reading.time >= last[0]:
@@ -265,9 +277,11 @@ class ConditionsBook:
 
     def record(self, variable: str, sensor_id: str, time: datetime, value: float) -> None:
         """Record a T (°C), P (hPa) or RH (%) observed elsewhere (another process) unless a newer one is
-        recorded; unlike `observe`, `on_observe` is not called."""
+        recorded; unlike `observe`, `on_observe` is not called. An implausible T or P is not recorded (`observe`)."""
         series = self._latest.get(variable)
         if series is None or not math.isfinite(value):
+            return
+        if (variable == _TEMPERATURE and not value > -units.ZERO_C_IN_K) or (variable == _PRESSURE and not value > 0):
             return
         last = series.get(sensor_id)
         if last is None or time >= last[0]:
@@ -283,18 +297,23 @@ class ConditionsBook:
         own = self._fresh(var, sensor_id, now)
         if own is not None:
             return own, "own"
-        here = self._coords.get(sensor_id)
-        if here is not None:
-            candidates = []
-            for other in self._stations:
-                value = self._fresh(var, other, now) if other != sensor_id else None
-                if value is not None:
-                    distance = _great_circle_km(*here, *self._coords[other])
-                    candidates.append((distance, other, value))
-            if candidates:
-                _, other, value = min(candidates)  # ties broken by sensor id: deterministic
+        for other in self._nearest_stations(sensor_id):
+            value = self._fresh(var, other, now)
+            if value is not None:
                 return value, f"nearest:{other}"
         return default, "site-default"
+
+    def _nearest_stations(self, sensor_id: str) -> tuple[str, ...]:
+        # the stations other than `sensor_id` by (distance, id): ties broken by sensor id, deterministic. The
+        # network is fixed for the book's life (with_network builds a new book), so the order is computed once.
+        order = self._nearest.get(sensor_id)
+        if order is None:
+            here = self._coords.get(sensor_id)
+            order = () if here is None else tuple(other for _, other in sorted(
+                (_great_circle_km(*here, *self._coords[other]), other)
+                for other in self._stations if other != sensor_id))
+            self._nearest[sensor_id] = order
+        return order
 
     def for_sensor(self, sensor_id: str, now: datetime) -> SiteConditions:
         """T and P for `sensor_id` at `now`: own if recent, else nearest station's, else site defaults; own RH."""

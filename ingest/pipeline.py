@@ -7,7 +7,9 @@ sink has committed it. A write that fails is retried with backoff and never ackn
 episode, DEBUG while it repeats, INFO when writes succeed again). Refused input travels with the batch as
 `ingest.letter.Letter`s — messages the driver could not decode (`letters=`) and readings that cannot be
 normalised — and the sink makes them durable with the readings, so nothing is acknowledged on a log line alone.
-Readings inside a
+A submission is
+normalised and checked as one batch (`ingest.batch`: numpy from 80 readings on, identical to reading by reading,
+meteorological readings first). Readings inside a
 maintenance window get QC.MAINTENANCE (`ingest.maintenance`); the books the pipeline reads (calibrations,
 maintenance, site conditions, ranges) are immutable and swapped whole by the daemon when the registry changes.
 """
@@ -22,16 +24,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from ingest.batch import BatchNormaliser
 from ingest.batcher import Batcher
 from ingest.calibration import CalibrationBook
 from ingest.letter import Letter
-from ingest.maintenance import MaintenanceBook, flag_maintenance
-from ingest.normalise import ConditionsBook, SiteConditions, normalise
+from ingest.maintenance import MaintenanceBook
+from ingest.normalise import ConditionsBook
 from ingest.plausibility import TimeWindow
-from ingest.qc import QCState, check
+from ingest.qc import QCState
 from ingest.reading import Reading
 from sensors.reading import RawReading
-from sensors.variables import Kind, UnknownVariableError, variable
 
 __all__ = ["Pipeline", "PipelineObserver", "Sink"]
 
@@ -68,14 +70,6 @@ def _letter_of(raw: RawReading, reason: str, detail: str) -> Letter:
                   raw.received_at, sensor_id=raw.sensor_id, reading=reading)
 
 
-def _met_first(raw: RawReading) -> int:
-    # temperature and pressure of a message are observed before its mass concentrations are corrected
-    try:
-        return 0 if variable(raw.variable).kind is Kind.MET else 1
-    except UnknownVariableError:
-        return 1
-
-
 class Pipeline:
     """Normalises, checks and batches readings into a Sink; see the module docstring for the contract."""
 
@@ -86,8 +80,9 @@ class Pipeline:
                  calibrations: CalibrationBook | None = None, maintenance: MaintenanceBook | None = None,
                  time_window: TimeWindow | None = None) -> None:
         self._sink = sink
-        #: device times outside it are refused as dead letters (ingest.plausibility)
-        self._time_window = time_window or TimeWindow()
+        #: normalisation and QC of a submission (ingest.batch): device times outside `time_window` are refused
+        #: as dead letters (ingest.plausibility); numpy over the submission when it is large enough
+        self._normaliser = BatchNormaliser(time_window=time_window, skew_tolerance_s=clock_skew_tolerance_s)
         #: site conditions (T, P, RH) per sensor; the daemon swaps in a new book when the network changes
         self.conditions = conditions
         self._observer = observer
@@ -99,7 +94,6 @@ class Pipeline:
         self._qc: dict[tuple[str, str, str], QCState] = {}
         self._max_age_s = batch_max_age_s
         self._retry_max_s = retry_max_s
-        self._skew_tolerance_s = clock_skew_tolerance_s
         #: the calibrations in force; the daemon swaps in a fresh immutable book on each refresh
         self.calibrations = calibrations
         #: the maintenance windows in force (QC.MAINTENANCE); swapped in like the calibrations
@@ -118,36 +112,15 @@ class Pipeline:
 
     def _normalise(self, raws: Sequence[RawReading], ack: Callable[[], None] | None = None,
                    letters: Sequence[Letter] = ()) -> _Envelope:
-        now = self._clock()
-        readings: list[Reading] = []
+        done = self._normaliser(raws, self._clock(), conditions=self.conditions, qc=self._qc, ranges=self.ranges,
+                                calibrations=self.calibrations, maintenance=self.maintenance)
         refused = list(letters)
-        # only meteorological readings change the conditions book, and they come first: after them, a sensor's
-        # site conditions are the same for the rest of the submission, so they are looked up once
-        sites: dict[str, SiteConditions] = {}
-        conditions, ranges, maintenance = self.conditions, self.ranges, self.maintenance
-        for raw in sorted(raws, key=_met_first):
-            try:
-                self._time_window.check(raw, now)
-                if _met_first(raw) == 0:
-                    site = conditions.for_sensor(raw.sensor_id, now)
-                else:
-                    site = sites.get(raw.sensor_id) or sites.setdefault(
-                        raw.sensor_id, conditions.for_sensor(raw.sensor_id, now))
-                reading = normalise(raw, site, range_=ranges.get((raw.device_id, raw.variable)),
-                                    calibrations=self.calibrations)
-            except ValueError as exc:  # UnitError, UnknownVariableError, undeclared conditions
-                log.warning("sensor %s device %s: %s rejected: %s", raw.sensor_id, raw.device_id, raw.variable, exc)
-                reason = getattr(exc, "reason", type(exc).__name__)
-                self._observer.rejected(raw, reason, str(exc))
-                refused.append(_letter_of(raw, reason, str(exc)))
-                continue
-            key = (reading.sensor_id, reading.device_id, reading.variable)
-            reading, self._qc[key] = check(reading, self._qc.get(key), now, skew_tolerance_s=self._skew_tolerance_s)
-            # flagged before it may become a site condition: a reading in maintenance is not valid
-            reading = flag_maintenance(reading, maintenance)
-            conditions.observe(reading)
-            readings.append(reading)
-        return _Envelope(readings, ack, refused)
+        for r in done.refused:  # UnitError, UnknownVariableError, NormaliseError
+            raw = r.raw
+            log.warning("sensor %s device %s: %s rejected: %s", raw.sensor_id, raw.device_id, raw.variable, r.detail)
+            self._observer.rejected(raw, r.reason, r.detail)
+            refused.append(_letter_of(raw, r.reason, r.detail))
+        return _Envelope(done.readings, ack, refused)
 
     def try_submit(self, raws: Sequence[RawReading], letters: Sequence[Letter] = ()) -> bool:
         """Like `submit` for drivers that must not wait (Modbus pollers): False, and nothing queued, when the

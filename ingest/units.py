@@ -16,6 +16,7 @@ Molecular weights come from the bundled `conversions.json` (CRC atomic weights),
 
 from __future__ import annotations
 
+import functools
 import math
 import unicodedata
 from dataclasses import dataclass
@@ -28,8 +29,10 @@ __all__ = [
     "MOLAR_VOLUME_L",
     "P_REF_HPA",
     "T_REF_K",
+    "Conversion",
     "UnitError",
     "accepted_units",
+    "conversion",
     "convert",
     "from_canonical",
     "molar_mass",
@@ -151,6 +154,9 @@ def _key(unit: str) -> str:
     return "".join(text.split()).replace("·", "").replace("*", "")
 
 
+# memoised: a pure function of a handful of distinct strings, called for every reading (an unknown unit raises
+# and is not cached); bounded, since the strings come from devices
+@functools.lru_cache(maxsize=1024)
 def parse_unit(unit: str) -> str:
     """Return the canonical spelling of an accepted unit string ("ug/m3" → "µg/m³"), or raise UnitError."""
     canonical = _ALIASES.get(_key(unit))
@@ -164,6 +170,7 @@ def _accepted_dimensions(variable_code: str) -> tuple[str, ...]:
     return _DIMENSIONS_BY_CODE.get(var.code) or _DIMENSIONS_BY_KIND.get(var.kind, ())
 
 
+@functools.lru_cache(maxsize=256)
 def accepted_units(variable_code: str) -> tuple[str, ...]:
     """Canonical spellings of every unit `variable_code` may be reported in."""
     dims = _accepted_dimensions(variable_code)
@@ -241,6 +248,34 @@ def convert(value: float, from_unit: str, variable_code: str) -> float:
     if variable_code == "co2":  # canonical ppm, base of the mixing-ratio dimension is ppb
         return value * spec.scale / 1e3
     return value * spec.scale
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """`convert` of one (reported unit, variable) as arithmetic a batch can apply: ((x + add) · mul1 · mul2) / div.
+
+    The operations are those of `convert`, in its order, so a float64 array gives the same values bit for bit
+    (a -0.0 may come out as 0.0, which compares equal); identity steps (+ 0, · 1, / 1) are exact.
+    """
+
+    add: float
+    mul1: float
+    mul2: float
+    div: float
+
+
+def conversion(from_unit: str, variable_code: str) -> Conversion:
+    """The `Conversion` equal to `convert(·, from_unit, variable_code)`; raises as `convert` does."""
+    canonical, spec = _fitting_unit(from_unit, variable_code)
+    if spec.dimension == "temperature":
+        if canonical == "°F":  # (x - 32) · 5 / 9
+            return Conversion(-32.0, 5.0, 1.0, 9.0)
+        return Conversion(-ZERO_C_IN_K if canonical == "K" else 0.0, 1.0, 1.0, 1.0)
+    if spec.dimension == "mixing_ratio" and variable(variable_code).kind is Kind.GAS:
+        return Conversion(0.0, spec.scale, molar_mass(variable_code), MOLAR_VOLUME_L)  # x·scale·M / 24.45
+    if variable_code == "co2":
+        return Conversion(0.0, spec.scale, 1.0, 1e3)
+    return Conversion(0.0, spec.scale, 1.0, 1.0)
 
 
 def from_canonical(value: float, to_unit: str, variable_code: str) -> float:
