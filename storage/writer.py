@@ -26,8 +26,9 @@ Implements `ingest.pipeline.Sink`. Per batch, inside one transaction:
 3. late data: every inserted row whose time is before the averaging job's claim (`job_watermarks.claimed_through`)
    marks its (sensor, variable, 15-minute slot) in `dirty_slots`, in the same transaction (the full path in its
    statement; the fast path marks the rows before the claim it read: usually none in live data), so the job
-   recomputes the windows it touches (alerts.averaging.job). The transaction first takes the shared advisory lock `LATE_MARK_LOCK`; the job advances its claim under the exclusive one, so a write
-   either commits before the job reads the measurements or sees the new claim and marks (never both missed);
+   recomputes the windows it touches (alerts.averaging.job). The transaction first takes the shared advisory lock
+   `LATE_MARK_LOCK`; the job advances its claim under the exclusive one, so a write either commits before the job
+   reads the measurements or sees the new claim and marks (never both missed);
 4. receive-time readings (no device clock) carry the identity of their message: before the rows are written, a
    redelivered message takes the time its first delivery was stored with, and the batch's receipts are saved
    (`storage.deliveries`), so a message committed but not acknowledged is a duplicate when it comes again;
