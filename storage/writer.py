@@ -96,11 +96,15 @@ class WriteResult:
             raise ValueError(f"WriteResult counts must be >= 0, got {self}")
 
 
-#: the shared lock, then the claim in a second statement (its own snapshot, taken once the lock is held): one round
-#: trip (no parameters: the simple query protocol runs both)
-_LOCK_AND_CLAIM = sql.SQL("SELECT pg_advisory_xact_lock_shared({lock}); "
-                          "SELECT claimed_through FROM job_watermarks WHERE job = 'averages'").format(
+#: the shared lock, then the claim in a second statement (its own snapshot, taken once the lock is held), in one
+#: round trip (no parameters: the simple query protocol runs them all); `_OPEN_FAST` also opens the fast path's
+#: savepoint (released by the commit; rolled back to on a miss)
+_OPEN = sql.SQL("SELECT pg_advisory_xact_lock_shared({lock}); "
+                "SELECT claimed_through FROM job_watermarks WHERE job = 'averages'").format(
     lock=sql.Literal(LATE_MARK_LOCK))
+_SAVEPOINT = sql.SQL("SAVEPOINT aqnet_fast_path")
+_ROLLBACK_TO_SAVEPOINT = sql.SQL("ROLLBACK TO SAVEPOINT aqnet_fast_path")
+_OPEN_FAST = sql.SQL("{}; {}").format(_OPEN, _SAVEPOINT)
 _COPY_MEASUREMENTS = sql.SQL("COPY measurements ({}) FROM STDIN (FORMAT BINARY)").format(
     sql.SQL(", ").join(sql.Identifier(c) for c in MEASUREMENT_COLUMNS))
 #: the fast path's late marks: (sensor_id, variable, time) of the rows before the claim, as three arrays
@@ -231,21 +235,28 @@ class TimescaleWriter:
             stored = await deadletter.record_letters(conn, letters)
             if not batch:
                 return WriteResult(0, 0, 0, stored)
+            settle = any(r.delivery is not None for r in batch)  # receipts may change times: rows after them
+            rows = [] if settle else [reading_row(r) for r in batch]
+            fast = self._fast_path and self._expect_new and (settle or keys_unique(rows))
             # the lock is released at commit and taken before any snapshot that reads measurements (module
-            # docstring, point 3); the claim read after it cannot move until then
-            await cur.execute(_LOCK_AND_CLAIM)
+            # docstring, point 3); the claim read after it cannot move until then. One round trip, with the fast
+            # path's savepoint when it is known to be due.
+            await cur.execute(_OPEN_FAST if fast and not settle else _OPEN)
             cur.nextset()
             claim_row = await cur.fetchone()
             claim: datetime | None = claim_row[0] if claim_row else None
-            if any(r.delivery is not None for r in batch):  # point 4, under the lock like the rows it settles
+            if settle:  # point 4, under the lock like the rows it settles
                 batch, receipts = deliveries.settle(batch, await deliveries.load(cur, batch))
                 await deliveries.save(cur, receipts)
-            rows = [reading_row(r) for r in batch]
-            if self._fast_path and self._expect_new and keys_unique(rows):
+                rows = [reading_row(r) for r in batch]
+                fast = fast and keys_unique(rows)
+                if fast:
+                    await cur.execute(_SAVEPOINT)
+            if fast:
                 try:
-                    async with conn.transaction():  # a savepoint: a miss leaves the rest of the transaction
-                        await _copy_new(cur, rows, claim)
+                    await _copy_new(cur, rows, claim)
                 except (errors.UniqueViolation, errors.DeadlockDetected):
+                    await cur.execute(_ROLLBACK_TO_SAVEPOINT)  # the rest of the transaction goes on
                     self._expect_new = False
                     self.stats.misses += 1
                 else:
