@@ -4,13 +4,15 @@ Implements `ingest.pipeline.Sink`. Per batch, inside one transaction:
 
 1. the shared advisory lock `LATE_MARK_LOCK` (point 3), then the averaging job's claim;
 2. *fast path*, the common case — every key new: when no two rows of the batch share a key (checked in Python)
-   and the last batches were all new, a binary `COPY` of the rows (`storage.rows`) straight into `measurements`
+   and misses do not come in a row, a binary `COPY` of the rows (`storage.rows`) straight into `measurements`
    inside a savepoint. Any stored key makes the COPY fail on the unique constraint (a key being inserted by a
    concurrent transaction makes it wait for that one's outcome): the savepoint is rolled back and the batch takes
-   the full path. After such a miss the next batches are classified directly (a redelivery burst after a restart
-   would otherwise pay twice per batch), until one comes out all new again. A COPY that succeeded stored exactly
-   what the classification would have: every row an insert.
-   *Full path* (a miss, a key repeated in the batch, or while misses are expected): a binary `COPY` into a
+   the full path. A miss costs little (the COPY stops at the first stored key; three round trips) but a burst of
+   them — redeliveries after a restart, a Modbus backfill of stored history — would pay it on every batch: after
+   `MISSES_IN_A_ROW` consecutive misses the batches are classified directly until one comes out all new again;
+   an isolated miss (measured: a stored key in every fifth batch) does not stop the next batch trying. A COPY that
+   succeeded stored exactly what the classification would have: every row an insert.
+   *Full path* (a miss, a key repeated in the batch, or during a burst of misses): a binary `COPY` into a
    temporary staging table (`ON COMMIT DROP`), then one statement classifies every staged row against
    `measurements` and against the earlier rows of the batch with the same key (sensor_id, device_id, variable,
    time) — first write wins:
@@ -59,10 +61,12 @@ from ingest.reading import QC, Reading
 from storage import deadletter, deliveries
 from storage.rows import MEASUREMENT_COLUMNS, MEASUREMENT_TYPES, Row, reading_row
 
-__all__ = ["LATE_MARK_LOCK", "LATE_SLOT", "MARK_LATE", "SLOT_OF", "TimescaleWriter", "WriteResult", "WriterStats",
-           "keys_unique", "late_rows"]
+__all__ = ["LATE_MARK_LOCK", "LATE_SLOT", "MARK_LATE", "MISSES_IN_A_ROW", "SLOT_OF", "TimescaleWriter", "WriteResult",
+           "WriterStats", "keys_unique", "late_rows"]
 
 _STAGING = "_aqnet_staging"
+#: consecutive fast-path misses after which batches are classified directly (module docstring, point 2)
+MISSES_IN_A_ROW = 2
 _RACE_RETRIES = 3
 
 #: pg_advisory_xact_lock key: shared by measurement writers, exclusive while the averaging job claims windows
@@ -208,8 +212,8 @@ class TimescaleWriter:
     def __init__(self, pool: AsyncConnectionPool[Any], *, fast_path: bool = True) -> None:
         self.pool = pool
         self._fast_path = fast_path
-        #: False after a fast-path miss, until a classified batch comes out all new again (module docstring)
-        self._expect_new = True
+        #: consecutive fast-path misses; from MISSES_IN_A_ROW on, batches are classified until one is all new
+        self._misses = 0
         self.stats = WriterStats()
 
     async def write(self, batch: Sequence[Reading], letters: Sequence[Letter] = ()) -> WriteResult:
@@ -237,7 +241,7 @@ class TimescaleWriter:
                 return WriteResult(0, 0, 0, stored)
             settle = any(r.delivery is not None for r in batch)  # receipts may change times: rows after them
             rows = [] if settle else [reading_row(r) for r in batch]
-            fast = self._fast_path and self._expect_new and (settle or keys_unique(rows))
+            fast = self._fast_path and self._misses < MISSES_IN_A_ROW and (settle or keys_unique(rows))
             # the lock is released at commit and taken before any snapshot that reads measurements (module
             # docstring, point 3); the claim read after it cannot move until then. One round trip, with the fast
             # path's savepoint when it is known to be due.
@@ -257,15 +261,16 @@ class TimescaleWriter:
                     await _copy_new(cur, rows, claim)
                 except (errors.UniqueViolation, errors.DeadlockDetected):
                     await cur.execute(_ROLLBACK_TO_SAVEPOINT)  # the rest of the transaction goes on
-                    self._expect_new = False
+                    self._misses += 1
                     self.stats.misses += 1
                 else:
                     self.stats.fast += 1
+                    self._misses = 0
                     return WriteResult(len(rows), 0, 0, stored)
             result = await _classify(cur, rows, stored)
             self.stats.classified += 1
-            if self._fast_path and not self._expect_new:
-                self._expect_new = result.inserted == len(rows)
+            if result.inserted == len(rows):  # all new: the burst of misses, if any, is over
+                self._misses = 0
         return result
 
 

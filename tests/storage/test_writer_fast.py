@@ -21,7 +21,7 @@ from ingest.reading import QC, Reading
 from sensors.delivery import Delivery
 from sensors.network import bundled_network
 from storage.rows import MEASUREMENT_COLUMNS, reading_row
-from storage.writer import TimescaleWriter, WriteResult, keys_unique, late_rows
+from storage.writer import MISSES_IN_A_ROW, TimescaleWriter, WriteResult, keys_unique, late_rows
 
 T0 = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
 NETWORK = bundled_network()
@@ -124,21 +124,22 @@ async def test_a_batch_of_new_keys_takes_the_fast_path(database_url: str) -> Non
 async def test_a_stored_key_mid_batch_is_a_miss_then_classified(database_url: str) -> None:
     first = [reading(10.0, 0), reading(20.0, 1)]
     second = [reading(30.0, 2), reading(10.0, 0), reading(40.0, 3), reading(21.0, 1), reading(50.0, 4)]
-    third = [reading(60.0, 5)]  # classified (misses are expected), all new: the next one goes fast again
-    fourth = [reading(70.0, 6)]
-    writer, results = await both_paths(database_url, [first, second, third, fourth], None)
-    assert results == [WriteResult(1 + 1, 0, 0), WriteResult(3, 1, 1), WriteResult(1, 0, 0), WriteResult(1, 0, 0)]
-    assert (writer.stats.fast, writer.stats.misses, writer.stats.classified) == (2, 1, 2)
+    third = [reading(60.0, 5)]  # an isolated miss: the next batch tries the fast path again
+    writer, results = await both_paths(database_url, [first, second, third], None)
+    assert results == [WriteResult(2, 0, 0), WriteResult(3, 1, 1), WriteResult(1, 0, 0)]
+    assert (writer.stats.fast, writer.stats.misses, writer.stats.classified) == (2, 1, 1)
 
 
-async def test_after_a_miss_batches_are_classified_until_one_is_all_new(database_url: str) -> None:
+async def test_after_misses_in_a_row_batches_are_classified_until_one_is_all_new(database_url: str) -> None:
+    assert MISSES_IN_A_ROW == 2
     stored = [reading(float(m), m) for m in range(4)]
     redelivered = [[stored[0], stored[1]], [stored[2], reading(9.0, 9)], [stored[3]], [reading(8.0, 8)],
                    [reading(7.0, 7)]]
     writer, results = await both_paths(database_url, [stored, *redelivered], None)
     assert [r.duplicates for r in results] == [0, 2, 1, 1, 0, 0]
-    # one miss, then classified while duplicates keep coming, and the first all-new batch restores the fast path
-    assert (writer.stats.fast, writer.stats.misses, writer.stats.classified) == (2, 1, 4)
+    # two misses in a row, then classified directly while duplicates keep coming (no third miss); the first
+    # all-new batch ends the burst and the next one goes fast again
+    assert (writer.stats.fast, writer.stats.misses, writer.stats.classified) == (2, 2, 4)
 
 
 async def test_a_key_repeated_inside_a_batch_is_classified_without_a_miss(database_url: str) -> None:
