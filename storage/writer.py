@@ -221,26 +221,24 @@ class TimescaleWriter:
         conflicts are dead-lettered (see the module docstring)."""
         if not batch and not letters:
             return WriteResult(0, 0, 0)
-        for r in batch:  # pure part first: bad rows fail early
-            reading_row(r)
+        rows = [reading_row(r) for r in batch]  # pure part first: bad rows fail early
         for attempt in range(1, _RACE_RETRIES + 1):
             try:
                 async with self.pool.connection() as conn:
-                    return await self._write(conn, batch, letters)
+                    return await self._write(conn, batch, rows, letters)
             except (_RacedError, errors.DeadlockDetected) as exc:
                 if attempt == _RACE_RETRIES:
                     raise RuntimeError(f"measurements: concurrent writers kept taking this batch's keys "
                                        f"({type(exc).__name__}); gave up after {attempt} attempts") from None
         raise AssertionError("unreachable")
 
-    async def _write(self, conn: AsyncConnection[Any], batch: Sequence[Reading],
+    async def _write(self, conn: AsyncConnection[Any], batch: Sequence[Reading], rows: list[Row],
                      letters: Sequence[Letter]) -> WriteResult:
         async with conn.transaction(), conn.cursor() as cur:
             stored = await deadletter.record_letters(conn, letters)
             if not batch:
                 return WriteResult(0, 0, 0, stored)
-            settle = any(r.delivery is not None for r in batch)  # receipts may change times: rows after them
-            rows = [] if settle else [reading_row(r) for r in batch]
+            settle = any(r.delivery is not None for r in batch)  # receipts may change times: rows again after them
             fast = self._fast_path and self._misses < MISSES_IN_A_ROW and (settle or keys_unique(rows))
             # the lock is released at commit and taken before any snapshot that reads measurements (module
             # docstring, point 3); the claim read after it cannot move until then. One round trip, with the fast
