@@ -50,7 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from psycopg import AsyncConnection, AsyncCursor, errors, sql
@@ -62,7 +62,7 @@ from storage import deadletter, deliveries
 from storage.rows import MEASUREMENT_COLUMNS, MEASUREMENT_TYPES, Row, reading_row
 
 __all__ = ["LATE_MARK_LOCK", "LATE_SLOT", "MARK_LATE", "MISSES_IN_A_ROW", "SLOT_OF", "TimescaleWriter", "WriteResult",
-           "WriterStats", "keys_unique", "late_rows"]
+           "WriterStats", "keys_unique", "late_marks", "late_rows"]
 
 _STAGING = "_aqnet_staging"
 #: consecutive fast-path misses after which batches are classified directly (module docstring, point 2)
@@ -115,6 +115,8 @@ _COPY_MEASUREMENTS = sql.SQL("COPY measurements ({}) FROM STDIN (FORMAT BINARY)"
 _MARK_ROWS = MARK_LATE.format(select=f"""
     SELECT DISTINCT sensor_id, variable, {SLOT_OF.format(time="time")}
     FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS late(sensor_id, variable, time)""")
+#: `SLOT_OF`'s origin
+_SLOT_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 _TIME, _SENSOR, _VARIABLE, _DEVICE = (MEASUREMENT_COLUMNS.index(c) for c in ("time", "sensor_id", "variable",
                                                                             "device_id"))
 
@@ -293,6 +295,20 @@ def late_rows(rows: Sequence[Row], claim: datetime | None) -> list[Row]:
     return [r for r in rows if cast("datetime", r[_TIME]) < claim]
 
 
+def late_marks(rows: Sequence[Row], claim: datetime | None) -> list[tuple[str, str, datetime]]:
+    """(sensor_id, variable, time) standing for the late-data slots of the rows before `claim`: the earliest and
+    the latest time of each (sensor, variable, 15-minute bin), so a batch of hundreds of late rows sends a handful.
+    The database bins them again with `SLOT_OF`; the two ends also cover a server whose date_bin rounds times
+    before its origin (2000) toward it, where a bin boundary falls in the slot before. Pure."""
+    ends: dict[tuple[str, str, int], tuple[datetime, datetime]] = {}
+    for r in late_rows(rows, claim):
+        t = cast("datetime", r[_TIME])
+        key = (cast("str", r[_SENSOR]), cast("str", r[_VARIABLE]), (t - _SLOT_ORIGIN) // LATE_SLOT)
+        low, high = ends.get(key, (t, t))
+        ends[key] = (min(low, t), max(high, t))
+    return [(s, v, t) for (s, v, _), pair in ends.items() for t in sorted(set(pair))]
+
+
 async def _copy_new(cur: AsyncCursor[Any], rows: Sequence[Row], claim: datetime | None) -> None:
     """Fast path: COPY the rows straight into `measurements` and mark the late ones' slots. Raises UniqueViolation
     when a key is already stored (the caller's savepoint undoes the COPY)."""
@@ -300,9 +316,8 @@ async def _copy_new(cur: AsyncCursor[Any], rows: Sequence[Row], claim: datetime 
         copy.set_types(list(MEASUREMENT_TYPES))
         for row in rows:
             await copy.write_row(row)
-    late = late_rows(rows, claim)
-    if late:
-        marks = list({(r[_SENSOR], r[_VARIABLE], r[_TIME]) for r in late})
+    marks = late_marks(rows, claim)
+    if marks:
         await cur.execute(_MARK_ROWS, ([m[0] for m in marks], [m[1] for m in marks], [m[2] for m in marks]))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg_pool import AsyncConnectionPool
 
@@ -21,7 +21,7 @@ from ingest.reading import QC, Reading
 from sensors.delivery import Delivery
 from sensors.network import bundled_network
 from storage.rows import MEASUREMENT_COLUMNS, reading_row
-from storage.writer import MISSES_IN_A_ROW, TimescaleWriter, WriteResult, keys_unique, late_rows
+from storage.writer import MISSES_IN_A_ROW, TimescaleWriter, WriteResult, keys_unique, late_marks, late_rows
 
 T0 = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
 NETWORK = bundled_network()
@@ -109,6 +109,40 @@ def test_late_rows_are_those_before_the_claim() -> None:
     assert late_rows(rows, None) == []
     assert late_rows(rows, T0) == []
     assert late_rows(rows, T0 + timedelta(minutes=2)) == [rows[1], rows[3]]
+
+
+ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+SLOT = timedelta(minutes=15)
+
+
+def floor_slot(t: datetime) -> datetime:
+    """date_bin('15 minutes', t, origin) as PostgreSQL computes it."""
+    return ORIGIN + (t - ORIGIN) // SLOT * SLOT
+
+
+def trunc_slot(t: datetime) -> datetime:
+    """The same on a server that rounds times before the origin toward it."""
+    n = (t - ORIGIN) / SLOT
+    return ORIGIN + int(n) * SLOT if n < 0 and n != int(n) else floor_slot(t)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["pm25", "pm10"]),
+                          st.integers(-4000, 4000).map(lambda m: ORIGIN + timedelta(minutes=m))
+                          | st.integers(-200_000, 200_000).map(lambda s: ORIGIN + timedelta(seconds=s)),
+                          st.booleans()), max_size=40),
+       st.none() | st.integers(-3000, 3000).map(lambda m: ORIGIN + timedelta(minutes=m)))
+@example([("pm25", ORIGIN - 2 * SLOT, False), ("pm25", ORIGIN - SLOT - timedelta(minutes=5), False)], ORIGIN)
+@example([("pm25", ORIGIN - timedelta(minutes=1), False), ("pm25", ORIGIN - SLOT, False)], ORIGIN)
+def test_late_marks_stand_for_every_slot_of_the_late_rows(rows: list[tuple[str, datetime, bool]],
+                                                          claim: datetime | None) -> None:
+    built = [reading_row(Reading(sensor_id="MS0" + str(int(other)), device_id="d", variable=v, time=t, value=1.0,
+                                 unit="µg/m³", flags=NO_FLAGS, raw_value=1.0, raw_unit="ug/m3", received_at=t))
+             for v, t, other in rows]
+    marks = late_marks(built, claim)
+    late = late_rows(built, claim)
+    assert len(marks) <= 2 * len({(r[1], r[2], floor_slot(r[0])) for r in late})  # type: ignore[arg-type]
+    for slot in (floor_slot, trunc_slot):
+        assert {(s, v, slot(t)) for s, v, t in marks} == {(r[1], r[2], slot(r[0])) for r in late}  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------ the two paths agree
