@@ -2,9 +2,11 @@
 
 Drivers call `submit(raw_readings, ack, letters=())`; it waits while the bounded queue is full, which is the
 backpressure that reaches the drivers (the MQTT broker then keeps the unacknowledged messages). A batch is written
-when it holds `batch_max` submissions or its oldest is `batch_max_age_s` old; the acks of a batch run only after the
-sink has committed it. A write that fails is retried with backoff and never acknowledged meanwhile (one ERROR line per
-episode, DEBUG while it repeats, INFO when writes succeed again). Refused input travels with the batch as
+when it holds `batch_max` submissions or its oldest is `batch_max_age_s` old; up to `writes_in_flight` batches are
+written at once (`ingest.inflight`), and the acks of a batch run only after the sink has committed it and every
+earlier batch was acknowledged (MQTT acknowledges in the order messages arrived). A write that fails is retried
+with backoff and never acknowledged meanwhile (one ERROR line per episode, DEBUG while it repeats, INFO when no
+batch is failing any more). Refused input travels with the batch as
 `ingest.letter.Letter`s — messages the driver could not decode (`letters=`) and readings that cannot be
 normalised — and the sink makes them durable with the readings, so nothing is acknowledged on a log line alone.
 A submission is
@@ -27,6 +29,7 @@ from typing import Protocol
 from ingest.batch import BatchNormaliser
 from ingest.batcher import Batcher
 from ingest.calibration import CalibrationBook
+from ingest.inflight import WriteWindow
 from ingest.letter import Letter
 from ingest.maintenance import MaintenanceBook
 from ingest.normalise import ConditionsBook
@@ -132,9 +135,14 @@ class Pipeline:
         return True
 
     async def run(self) -> None:
-        """Batch and write until cancelled or `close()`d; flushes what it holds before returning."""
+        """Batch and write until cancelled or `close()`d; flushes what it holds, and waits for every batch in
+        flight, before returning. A cancel abandons the batches in flight (never acknowledged, nor anything after
+        them: the broker redelivers)."""
+        window = WriteWindow(self.writes_in_flight)
+        self._retrying: set[object] = set()  #: batches in flight whose last write attempt failed
         try:
             while True:
+                await window.free()  # input waits in the queue while every slot is taken
                 try:  # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancel (a stop) as get returns
                     async with asyncio.timeout(self._max_age_s / 2):
                         env = await self._queue.get()
@@ -146,7 +154,11 @@ class Pipeline:
                 batch = self._batcher.add(env, now) if env is not None else None
                 batch = batch or self._batcher.due(now)
                 if batch:
-                    await self._write(batch)
+                    await self._write(window, batch)
+                window.raise_failure()
+        except asyncio.CancelledError:
+            window.cancel()
+            raise
         finally:
             rest = self._batcher.drain()
             while not self._queue.empty():
@@ -154,19 +166,37 @@ class Pipeline:
                 if env is not None:
                     rest.append(env)
             if rest:
-                await self._write(rest)
+                await self._write(window, rest)
+            await window.drain()
+        window.raise_failure()
 
     _closing = False
-    _failing: type[Exception] | None = None  #: the kind of the last write failure, until a write succeeds
+    _failing: type[Exception] | None = None  #: the kind of the last write failure, until no batch is failing
+    #: batches written at once (`ingest.writes_in_flight`, set before `run()`): a batch's write starts while up to
+    #: this many earlier ones are not yet acknowledged; acknowledgements stay in order (`ingest.inflight`)
+    writes_in_flight = 1
 
     def close(self) -> None:
-        """Ask `run()` to flush and return once the queue is empty."""
+        """Ask `run()` to flush and return once the queue is empty and every batch in flight is acknowledged."""
         self._closing = True
 
-    async def _write(self, envelopes: list[_Envelope]) -> None:
+    async def _write(self, window: WriteWindow, envelopes: list[_Envelope]) -> None:
+        """Start writing a batch in the window (waits for a free slot); its acks run once it and every earlier
+        batch are durable."""
         batch = [r for env in envelopes for r in env.readings]
         letters = [x for env in envelopes for x in env.letters]
+
+        def ack() -> None:
+            for env in envelopes:
+                if env.ack is not None:
+                    env.ack()
+
+        await window.start(lambda: self._store(batch, letters), ack, lambda: _keys(batch))
+
+    async def _store(self, batch: list[Reading], letters: list[Letter]) -> None:
+        """Write a batch to the sink, retrying with backoff until it is durable."""
         attempt = 0
+        key = object()  # this batch, among those being retried
         while batch or letters:
             attempt += 1
             started = time.perf_counter()
@@ -181,14 +211,20 @@ class Pipeline:
                 log.log(level, "writing a batch of %d readings and %d dead letters failed (attempt %d): %s; retry "
                         "in %.1f s, nothing acknowledged meanwhile", len(batch), len(letters), attempt, exc, delay)
                 self._failing = type(exc)
+                self._retrying.add(key)
                 await asyncio.sleep(delay)
                 continue
             self._observer.written(batch, result, time.perf_counter() - started)
-            if self._failing is not None:
+            self._retrying.discard(key)
+            if self._failing is not None and not self._retrying:  # the episode ends with its last failing batch
                 log.info("batches are written again (after %d attempts for this one); acknowledging again",
                          attempt)
                 self._failing = None
             break
-        for env in envelopes:
-            if env.ack is not None:
-                env.ack()
+
+
+def _keys(batch: Sequence[Reading]) -> set[object]:
+    """What two batches must not write at once: measurement keys and receive-time message identities."""
+    keys: set[object] = {(r.sensor_id, r.device_id, r.variable, r.time) for r in batch}
+    keys.update(r.delivery.key for r in batch if r.delivery is not None)
+    return keys

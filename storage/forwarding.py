@@ -7,7 +7,9 @@ Contract (implements `ingest.pipeline.Sink`: `write` returns once the batch is d
   the batch is appended to the spool instead (fsync'ed: durable, so the pipeline acknowledges it). A write that
   timed out may still have committed; replaying it is then a no-op (the writer ignores exact repeats).
 - spool not empty: every new batch is appended to the spool too, behind the older ones, so batches reach the
-  database in the order they were accepted.
+  database in the order they were accepted. Concurrent `write` calls (the pipeline's `ingest.writes_in_flight`)
+  write to the database side by side while the spool is empty; batches that share a key are never in flight
+  together (`ingest.pipeline`), so their order holds whichever way each goes.
 - spool full (its byte limit, or the disk: ENOSPC): `write` raises `SpoolFullError`; the pipeline then retries
   and acknowledges nothing meanwhile (MQTT messages stay with the broker). One ERROR line when that starts, one
   INFO line when a batch is stored again (not one per retry); `stats().spool.full`/`disk_full` meanwhile.
@@ -119,16 +121,21 @@ class ForwardingSink:
     async def write(self, batch: Sequence[Reading], letters: Sequence[Letter] = ()) -> object:
         """Store a batch and its letters durably: in the database (the writer's result) or in the spool
         (`Spooled`)."""
+        async with self._lock:  # the route is decided once no append is under way
+            direct = self._spool.is_empty
+        why = ""
+        if direct:  # concurrent direct writes run side by side, each on a connection of its own
+            try:
+                result = await self._write_db(batch, letters)
+            except (psycopg.OperationalError, TimeoutError) as exc:
+                why = _describe(exc)
+            else:
+                self._stored_again()
+                return result
         async with self._lock:
-            if self._spool.is_empty:
-                try:
-                    result = await self._write_db(batch, letters)
-                except (psycopg.OperationalError, TimeoutError) as exc:
-                    self._set_state("spooling", f"database unreachable ({_describe(exc)}); spooling batches to "
-                                                f"{self._spool.directory}")
-                else:
-                    self._stored_again()
-                    return result
+            if direct:
+                self._set_state("spooling", f"database unreachable ({why}); spooling batches to "
+                                            f"{self._spool.directory}")
             try:
                 size = await asyncio.to_thread(self._spool.append, batch, letters)
             except SpoolFullError as exc:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ingest.reading import QC, Reading
 
-__all__ = ["MEASUREMENT_COLUMNS", "MEASUREMENT_KEY", "MEASUREMENT_TYPES", "reading_row", "row_reading"]
+__all__ = ["MEASUREMENT_COLUMNS", "MEASUREMENT_KEY", "MEASUREMENT_TYPES", "Row", "reading_row", "row_reading"]
 
 #: (column, PostgreSQL type), in table order (storage/migrations/0001_initial.sql, then 0002)
 _COLUMNS: tuple[tuple[str, str], ...] = (
@@ -40,6 +40,7 @@ MEASUREMENT_TYPES: tuple[str, ...] = tuple(t for _, t in _COLUMNS)
 #: the unique key of a measurement (constraint measurements_key)
 MEASUREMENT_KEY: tuple[str, ...] = ("sensor_id", "device_id", "variable", "time")
 
+#: one measurements row, in `MEASUREMENT_COLUMNS` order
 Row = tuple[object, ...]
 
 

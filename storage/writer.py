@@ -2,9 +2,20 @@
 
 Implements `ingest.pipeline.Sink`. Per batch, inside one transaction:
 
-1. binary `COPY` of the rows (`storage.rows`) into a temporary staging table (`ON COMMIT DROP`);
-2. one statement classifies every staged row against `measurements` and against the earlier rows of the batch
-   with the same key (sensor_id, device_id, variable, time) — first write wins:
+1. the shared advisory lock `LATE_MARK_LOCK` (point 3), then the averaging job's claim;
+2. *fast path*, the common case — every key new: when no two rows of the batch share a key (checked in Python)
+   and misses do not come in a row, a binary `COPY` of the rows (`storage.rows`) straight into `measurements`
+   inside a savepoint. Any stored key makes the COPY fail on the unique constraint (a key being inserted by a
+   concurrent transaction makes it wait for that one's outcome): the savepoint is rolled back and the batch takes
+   the full path. A miss costs little (the COPY stops at the first stored key; three round trips) but a burst of
+   them — redeliveries after a restart, a Modbus backfill of stored history — would pay it on every batch: after
+   `MISSES_IN_A_ROW` consecutive misses the batches are classified directly until one comes out all new again;
+   an isolated miss (measured: a stored key in every fifth batch) does not stop the next batch trying. A COPY that
+   succeeded stored exactly what the classification would have: every row an insert.
+   *Full path* (a miss, a key repeated in the batch, or during a burst of misses): a binary `COPY` into a
+   temporary staging table (`ON COMMIT DROP`), then one statement classifies every staged row against
+   `measurements` and against the earlier rows of the batch with the same key (sensor_id, device_id, variable,
+   time) — first write wins:
    - *insert*: a new key (its first occurrence in the batch);
    - *duplicate*: the key exists (stored, or earlier in the batch) with the same value and flags — an exact
      repeat, e.g. a redelivered MQTT message or a re-polled register: a no-op. The flags that depend on when and
@@ -15,41 +26,47 @@ Implements `ingest.pipeline.Sink`. Per batch, inside one transaction:
      silently dropped, never overwriting what was stored;
    then inserts (`ON CONFLICT DO NOTHING`) and dead-letters accordingly;
 3. late data: every inserted row whose time is before the averaging job's claim (`job_watermarks.claimed_through`)
-   marks its (sensor, variable, 15-minute slot) in `dirty_slots`, in the same statement, so the job recomputes the
-   windows it touches (alerts.averaging.job). The transaction first takes the shared advisory lock
+   marks its (sensor, variable, 15-minute slot) in `dirty_slots`, in the same transaction (the full path in its
+   statement; the fast path marks the rows before the claim it read: usually none in live data), so the job
+   recomputes the windows it touches (alerts.averaging.job). The transaction first takes the shared advisory lock
    `LATE_MARK_LOCK`; the job advances its claim under the exclusive one, so a write either commits before the job
-   reads the measurements or sees the new claim and marks (never both missed).
-
-4. receive-time readings (no device clock) carry the identity of their message: before staging, a redelivered
-   message takes the time its first delivery was stored with, and the batch's receipts are saved
+   reads the measurements or sees the new claim and marks (never both missed);
+4. receive-time readings (no device clock) carry the identity of their message: before the rows are written, a
+   redelivered message takes the time its first delivery was stored with, and the batch's receipts are saved
    (`storage.deliveries`), so a message committed but not acknowledged is a duplicate when it comes again;
 5. the batch's letters (`ingest.letter.Letter`: refused messages and readings) are inserted into `dead_letters`:
    a refusal is acknowledged only once it is durable, like a reading.
 
 When a concurrent writer commits one of our new keys between our snapshot and our insert, the insert count
 falls short: the transaction is rolled back and the batch retried, so the row is classified against the
-committed value. `write` returns when the batch is committed (durable); connection errors propagate
-(psycopg.OperationalError: the pipeline retries or spools).
+committed value; so is a transaction the database ended to break a deadlock between writers (inserting shared keys
+in different orders). Concurrent `write` calls run on connections of their own: of two concurrent writes of one
+key, the one that commits first is the first write (`ingest.pipeline` keeps batches that share keys in order).
+`write` returns when the batch is committed (durable); connection errors propagate (psycopg.OperationalError: the
+pipeline retries or spools).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, AsyncCursor, errors, sql
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.letter import Letter
 from ingest.reading import QC, Reading
 from storage import deadletter, deliveries
-from storage.rows import MEASUREMENT_COLUMNS, MEASUREMENT_TYPES, reading_row
+from storage.rows import MEASUREMENT_COLUMNS, MEASUREMENT_TYPES, Row, reading_row
 
-__all__ = ["LATE_MARK_LOCK", "LATE_SLOT", "MARK_LATE", "SLOT_OF", "TimescaleWriter", "WriteResult"]
+__all__ = ["LATE_MARK_LOCK", "LATE_SLOT", "MARK_LATE", "MISSES_IN_A_ROW", "SLOT_OF", "TimescaleWriter", "WriteResult",
+           "WriterStats", "keys_unique", "late_marks", "late_rows"]
 
 _STAGING = "_aqnet_staging"
+#: consecutive fast-path misses after which batches are classified directly (module docstring, point 2)
+MISSES_IN_A_ROW = 2
 _RACE_RETRIES = 3
 
 #: pg_advisory_xact_lock key: shared by measurement writers, exclusive while the averaging job claims windows
@@ -81,6 +98,27 @@ class WriteResult:
     def __post_init__(self) -> None:
         if min(self.inserted, self.duplicates, self.conflicts, self.letters) < 0:
             raise ValueError(f"WriteResult counts must be >= 0, got {self}")
+
+
+#: the shared lock, then the claim in a second statement (its own snapshot, taken once the lock is held), in one
+#: round trip (no parameters: the simple query protocol runs them all); `_OPEN_FAST` also opens the fast path's
+#: savepoint (released by the commit; rolled back to on a miss)
+_OPEN = sql.SQL("SELECT pg_advisory_xact_lock_shared({lock}); "
+                "SELECT claimed_through FROM job_watermarks WHERE job = 'averages'").format(
+    lock=sql.Literal(LATE_MARK_LOCK))
+_SAVEPOINT = sql.SQL("SAVEPOINT aqnet_fast_path")
+_ROLLBACK_TO_SAVEPOINT = sql.SQL("ROLLBACK TO SAVEPOINT aqnet_fast_path")
+_OPEN_FAST = sql.SQL("{}; {}").format(_OPEN, _SAVEPOINT)
+_COPY_MEASUREMENTS = sql.SQL("COPY measurements ({}) FROM STDIN (FORMAT BINARY)").format(
+    sql.SQL(", ").join(sql.Identifier(c) for c in MEASUREMENT_COLUMNS))
+#: the fast path's late marks: (sensor_id, variable, time) of the rows before the claim, as three arrays
+_MARK_ROWS = MARK_LATE.format(select=f"""
+    SELECT DISTINCT sensor_id, variable, {SLOT_OF.format(time="time")}
+    FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS late(sensor_id, variable, time)""")
+#: `SLOT_OF`'s origin
+_SLOT_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+_TIME, _SENSOR, _VARIABLE, _DEVICE = (MEASUREMENT_COLUMNS.index(c) for c in ("time", "sensor_id", "variable",
+                                                                            "device_id"))
 
 
 class _RacedError(Exception):
@@ -166,49 +204,134 @@ SELECT (SELECT count(*) FROM classified WHERE outcome = 'insert'),
 
 
 class TimescaleWriter:
-    """Writes batches of Readings to `measurements` through a psycopg_pool AsyncConnectionPool."""
+    """Writes batches of Readings to `measurements` through a psycopg_pool AsyncConnectionPool.
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    Args:
+        pool: the connection pool; concurrent `write` calls each take a connection of their own.
+        fast_path: try the fast path (module docstring, point 2); False always classifies (tests compare both).
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[Any], *, fast_path: bool = True) -> None:
         self.pool = pool
+        self._fast_path = fast_path
+        #: consecutive fast-path misses; from MISSES_IN_A_ROW on, batches are classified until one is all new
+        self._misses = 0
+        self.stats = WriterStats()
 
     async def write(self, batch: Sequence[Reading], letters: Sequence[Letter] = ()) -> WriteResult:
         """Store a batch and its letters in one transaction; returns once committed. Exact repeats are no-ops,
         conflicts are dead-lettered (see the module docstring)."""
         if not batch and not letters:
             return WriteResult(0, 0, 0)
-        for r in batch:  # pure part first: bad rows fail early
-            reading_row(r)
+        rows = [reading_row(r) for r in batch]  # pure part first: bad rows fail early
         for attempt in range(1, _RACE_RETRIES + 1):
             try:
                 async with self.pool.connection() as conn:
-                    return await self._write(conn, batch, letters)
-            except _RacedError:
+                    return await self._write(conn, batch, rows, letters)
+            except (_RacedError, errors.DeadlockDetected) as exc:
                 if attempt == _RACE_RETRIES:
-                    raise RuntimeError(f"measurements: a concurrent writer kept inserting this batch's keys; "
-                                       f"gave up after {attempt} attempts") from None
+                    raise RuntimeError(f"measurements: concurrent writers kept taking this batch's keys "
+                                       f"({type(exc).__name__}); gave up after {attempt} attempts") from None
         raise AssertionError("unreachable")
 
-    async def _write(self, conn: AsyncConnection[Any], batch: Sequence[Reading],
+    async def _write(self, conn: AsyncConnection[Any], batch: Sequence[Reading], rows: list[Row],
                      letters: Sequence[Letter]) -> WriteResult:
         async with conn.transaction(), conn.cursor() as cur:
             stored = await deadletter.record_letters(conn, letters)
             if not batch:
                 return WriteResult(0, 0, 0, stored)
-            # released at commit; taken before the MERGE's snapshot (module docstring, point 3)
-            await cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (LATE_MARK_LOCK,))
-            if any(r.delivery is not None for r in batch):  # point 4, under the lock like the rows it settles
+            settle = any(r.delivery is not None for r in batch)  # receipts may change times: rows again after them
+            fast = self._fast_path and self._misses < MISSES_IN_A_ROW and (settle or keys_unique(rows))
+            # the lock is released at commit and taken before any snapshot that reads measurements (module
+            # docstring, point 3); the claim read after it cannot move until then. One round trip, with the fast
+            # path's savepoint when it is known to be due.
+            await cur.execute(_OPEN_FAST if fast and not settle else _OPEN)
+            cur.nextset()
+            claim_row = await cur.fetchone()
+            claim: datetime | None = claim_row[0] if claim_row else None
+            if settle:  # point 4, under the lock like the rows it settles
                 batch, receipts = deliveries.settle(batch, await deliveries.load(cur, batch))
                 await deliveries.save(cur, receipts)
-            rows = [(i, *reading_row(r)) for i, r in enumerate(batch)]
-            await cur.execute(_create_staging())
-            async with cur.copy(_copy_staging()) as copy:
-                copy.set_types(["int4", *MEASUREMENT_TYPES])
-                for row in rows:
-                    await copy.write_row(row)
-            await cur.execute(_MERGE)
-            counts = await cur.fetchone()
-            assert counts is not None
-            expected, inserted, duplicates, conflicts = (int(c) for c in counts)
-            if inserted != expected:
-                raise _RacedError
-        return WriteResult(inserted, duplicates, conflicts, stored)
+                rows = [reading_row(r) for r in batch]
+                fast = fast and keys_unique(rows)
+                if fast:
+                    await cur.execute(_SAVEPOINT)
+            if fast:
+                try:
+                    await _copy_new(cur, rows, claim)
+                except (errors.UniqueViolation, errors.DeadlockDetected):
+                    await cur.execute(_ROLLBACK_TO_SAVEPOINT)  # the rest of the transaction goes on
+                    self._misses += 1
+                    self.stats.misses += 1
+                else:
+                    self.stats.fast += 1
+                    self._misses = 0
+                    return WriteResult(len(rows), 0, 0, stored)
+            result = await _classify(cur, rows, stored)
+            self.stats.classified += 1
+            if result.inserted == len(rows):  # all new: the burst of misses, if any, is over
+                self._misses = 0
+        return result
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Batches written by the fast path, fast-path misses (then classified), and batches classified in all."""
+
+    fast: int = 0
+    misses: int = 0
+    classified: int = 0
+
+
+def keys_unique(rows: Sequence[Row]) -> bool:
+    """True when no two rows share a measurement key (sensor_id, device_id, variable, time). Pure."""
+    return len({(r[_SENSOR], r[_DEVICE], r[_VARIABLE], r[_TIME]) for r in rows}) == len(rows)
+
+
+def late_rows(rows: Sequence[Row], claim: datetime | None) -> list[Row]:
+    """The rows before the averaging job's claim (they mark their slots late); none without a claim. Pure."""
+    if claim is None:
+        return []
+    return [r for r in rows if cast("datetime", r[_TIME]) < claim]
+
+
+def late_marks(rows: Sequence[Row], claim: datetime | None) -> list[tuple[str, str, datetime]]:
+    """(sensor_id, variable, time) standing for the late-data slots of the rows before `claim`: the earliest and
+    the latest time of each (sensor, variable, 15-minute bin), so a batch of hundreds of late rows sends a handful.
+    The database bins them again with `SLOT_OF`; the two ends also cover a server whose date_bin rounds times
+    before its origin (2000) toward it, where a bin boundary falls in the slot before. Pure."""
+    ends: dict[tuple[str, str, int], tuple[datetime, datetime]] = {}
+    for r in late_rows(rows, claim):
+        t = cast("datetime", r[_TIME])
+        key = (cast("str", r[_SENSOR]), cast("str", r[_VARIABLE]), (t - _SLOT_ORIGIN) // LATE_SLOT)
+        low, high = ends.get(key, (t, t))
+        ends[key] = (min(low, t), max(high, t))
+    return [(s, v, t) for (s, v, _), pair in ends.items() for t in sorted(set(pair))]
+
+
+async def _copy_new(cur: AsyncCursor[Any], rows: Sequence[Row], claim: datetime | None) -> None:
+    """Fast path: COPY the rows straight into `measurements` and mark the late ones' slots. Raises UniqueViolation
+    when a key is already stored (the caller's savepoint undoes the COPY)."""
+    async with cur.copy(_COPY_MEASUREMENTS) as copy:
+        copy.set_types(list(MEASUREMENT_TYPES))
+        for row in rows:
+            await copy.write_row(row)
+    marks = late_marks(rows, claim)
+    if marks:
+        await cur.execute(_MARK_ROWS, ([m[0] for m in marks], [m[1] for m in marks], [m[2] for m in marks]))
+
+
+async def _classify(cur: AsyncCursor[Any], rows: Sequence[Row], stored: int) -> WriteResult:
+    """Full path: stage the rows, classify and store them in one statement (module docstring, point 2)."""
+    await cur.execute(_create_staging())
+    async with cur.copy(_copy_staging()) as copy:
+        copy.set_types(["int4", *MEASUREMENT_TYPES])
+        for i, row in enumerate(rows):
+            await copy.write_row((i, *row))
+    await cur.execute(_MERGE)
+    counts = await cur.fetchone()
+    assert counts is not None
+    expected, inserted, duplicates, conflicts = (int(c) for c in counts)
+    if inserted != expected:
+        raise _RacedError
+    return WriteResult(inserted, duplicates, conflicts, stored)

@@ -89,6 +89,7 @@ def start_pipeline(w: Wiring, sink: ForwardingSink, observer: PipelineMetrics) -
                         batch_max=s.ingest.batch_max, batch_max_age_s=s.ingest.batch_max_age_s,
                         queue_max=s.ingest.queue_max, clock_skew_tolerance_s=s.ingest.clock_skew_tolerance_s,
                         time_window=TimeWindow(s.ingest.device_time_past_days, s.ingest.device_time_future_s))
+    pipeline.writes_in_flight = max(1, min(s.ingest.writes_in_flight, s.database.pool_max_size - 1))
     # the pipeline's batcher and unacknowledged envelopes cannot be rebuilt: if it dies, the daemon exits
     w.start("pipeline", pipeline.run, restart=False)
     return WritePath(pipeline, written, sink)
