@@ -93,6 +93,10 @@ class TaskSupervisor:
         entry.task = asyncio.get_running_loop().create_task(self._supervise(entry), name=name)
         return entry.task
 
+    def __contains__(self, name: object) -> bool:
+        """A task called `name` was started."""
+        return name in self._tasks
+
     def task(self, name: str) -> asyncio.Task[None]:
         """The supervising task of `name` (await it to wait for the end of a task asked to finish)."""
         task = self._tasks[name].task

@@ -319,7 +319,8 @@ class Daemon:
         for server in self.http_servers.values():
             server.should_exit = True
         # each HTTP server ends by itself (should_exit), unless it is waiting for a restart
-        http_tasks = [f"http-{name}" for name in LISTENERS]
+        # an intake process of several serves no HTTP (aqnet.daemon.processes)
+        http_tasks = [t for t in (f"http-{name}" for name in LISTENERS) if t in tasks]
         stopped = tasks.cancel(except_=("pipeline", *(t for t in http_tasks if t not in tasks.down())))
         pollers.cancel()
         await asyncio.gather(*stopped, *pollers.tasks, *(tasks.task(t) for t in http_tasks), return_exceptions=True)

@@ -152,6 +152,8 @@ def test_two_processes_share_the_load_survive_a_killed_worker_and_stop_cleanly(
         publisher.close()
     log = runner.log_tail()
     assert "[intake-1]" in log, "the intake process's log lines name it"
+    assert "intake process 1 stopped (status 0)" in log, "the intake process stopped cleanly, after its flush"
+    assert "Traceback" not in log
 
 
 def test_site_conditions_observed_by_one_process_correct_readings_taken_by_the_other(
