@@ -21,7 +21,7 @@ class IngestSettings(Section):
         "A batch is written when its oldest submission is this old."))
     queue_max: Annotated[int, Field(ge=1)] = Field(default=10_000, description=(
         "Submissions waiting before drivers are slowed down."))
-    writes_in_flight: Annotated[int, Field(ge=1)] = Field(default=2, description=(
+    writes_in_flight: Annotated[int, Field(ge=1, le=32)] = Field(default=2, description=(
         "Batches written to the database at once, each on a connection of its own; acknowledgements still go out "
         "after durability and in the order messages arrived. At most `database.pool_max_size` − 1 are used (the "
         "rest of the pool serves the scheduler and readiness); 1 writes one batch at a time."))
