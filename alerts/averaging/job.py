@@ -66,7 +66,7 @@ from alerts.averaging.windows import (
     years_ending_in,
 )
 from sensors.domain import load
-from storage import windows_store
+from storage import indices_store, windows_store
 
 __all__ = ["JOB", "WindowRun", "compute_windows", "network_timezone"]
 
@@ -101,13 +101,34 @@ class WindowRun:
 
 # ------------------------------------------------------------------------------------------- stored hours
 
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    """Every series' stored hours ending after `lo` (epoch s), as `windows_store.stored_hours` reads them, unpacked:
+    one entry per series in `pairs` / `counts` / `units`, its hours consecutive in `ends` / `values` / `valid`."""
+
+    lo: float
+    pairs: list[Pair]
+    counts: np.ndarray
+    units: list[str | None]  #: the unit of its hours holding samples before the due hours (None: none)
+    ends: np.ndarray
+    values: np.ndarray
+    valid: np.ndarray
+
+    @classmethod
+    def of(cls, lo: datetime, rows: list[tuple[Any, ...]]) -> _Scan:
+        """Unpack the rows of `windows_store.stored_hours` read from `lo`."""
+        return cls(lo.timestamp(), [r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int64),
+                   [r[5] for r in rows], packed([r[2] for r in rows], ">f8"), packed([r[3] for r in rows], ">f8"),
+                   packed([r[4] for r in rows], "?"))
+
+
 def _load_hours(conn: psycopg.Connection, series: Series, wp: np.ndarray, we: np.ndarray, hourly: Averages,
-                last_end: datetime, scanned: tuple[float, list[tuple[Any, ...]]] | None) -> HourTable:
+                last_end: datetime, scan: _Scan | None) -> HourTable:
     """The '1h' averages around the written hours, as stored once the hours `hourly` (series `wp`, end `we`) are
     written: the 24 h before them (rolling windows, their days) to the 25 h after (the windows and days holding
     them), for the written series and, for a NowCast pollutant, the sensor's other NowCast pollutants (its indices
-    are recomputed together). `scanned`: the stored hours of every series ending after a bound (epoch s), read
-    with the due hours (`windows_store.stored_hours`); series whose span starts before it are read here."""
+    are recomputed together). `scan`: the stored hours of every series ending after a bound, read before the due
+    hours (`windows_store.stored_hours`); series whose span starts before it are read here."""
     spans: dict[Pair, tuple[float, float]] = {}  # (lo, hi] in epoch seconds
     ids = np.unique(wp)
     start = np.full(len(series), np.inf)
@@ -122,22 +143,30 @@ def _load_hours(conn: psycopg.Connection, series: Series, wp: np.ndarray, we: np
         if variable in NOWCAST_POLLUTANTS:
             for other in NOWCAST_POLLUTANTS:
                 spans.setdefault((sensor, other), span)
-    rows: list[tuple[Any, ...]] = []
-    if scanned is not None:  # a span inside the scan is read from it (rows outside a span are never looked up)
-        rows = [r for r in scanned[1] if r[0] in spans and spans[r[0]][0] >= scanned[0]]
-        inside = {r[0] for r in rows}
-        spans = {p: w for p, w in spans.items() if p not in inside and w[0] < scanned[0]}
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # series id, ends, values, valid
+    if scan is not None:  # a span inside the scan is read from it (hours outside a span are never looked up)
+        take = np.array([p in spans and spans[p][0] >= scan.lo for p in scan.pairs], dtype=bool)
+        inside = [p for p, t in zip(scan.pairs, take.tolist(), strict=True) if t]
+        hours = np.repeat(take, scan.counts)
+        parts.append((np.repeat(np.array([series.add(p) for p in inside], dtype=np.int64), scan.counts[take]),
+                      scan.ends[hours], scan.values[hours], scan.valid[hours]))
+        seen = set(inside)
+        spans = {p: w for p, w in spans.items() if p not in seen and w[0] < scan.lo}
     if spans:
-        rows += windows_store.stored_packed(conn, "1h", {
-            p: (datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC)) for p, (lo, hi) in spans.items()})
-    sid = np.repeat(np.array([series.add(pair) for pair, *_ in rows], dtype=np.int64), [r[1] for r in rows])
-    ends = packed([r[2] for r in rows], ">f8")
+        rows = windows_store.stored_packed(conn, "1h", {
+            p: (datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC))
+            for p, (lo, hi) in spans.items()}).result()
+        parts.append((np.repeat(np.array([series.add(pair) for pair, *_ in rows], dtype=np.int64),
+                                [r[1] for r in rows]), packed([r[2] for r in rows], ">f8"),
+                      packed([r[3] for r in rows], ">f8"), packed([r[4] for r in rows], "?")))
+    sid, ends, values, valid = (np.concatenate([x[k] for x in parts]) if parts else np.empty(0) for k in range(4))
+    sid = sid.astype(np.int64)
     # the hours being written replace what is stored under their keys
     key = sid * (1 << 32) + ends.astype(np.int64)
     kept = ~np.isin(key, wp * (1 << 32) + we.astype(np.int64))
     return HourTable(np.concatenate((sid[kept], wp)), np.concatenate((ends[kept], we)),
-                     np.concatenate((packed([r[3] for r in rows], ">f8")[kept], hourly.value)),
-                     np.concatenate((packed([r[4] for r in rows], "?")[kept], hourly.valid)))
+                     np.concatenate((values[kept], hourly.value)),
+                     np.concatenate((valid[kept].astype(bool), hourly.valid)))
 
 
 def _by_end(ends: np.ndarray, values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -146,17 +175,17 @@ def _by_end(ends: np.ndarray, values: np.ndarray, valid: np.ndarray) -> tuple[np
     return ends[order], values[order], valid[order]
 
 
-def _year_rows(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, units_of: Mapping[Pair, str],
-               tz: tzinfo, last_end: datetime, now: datetime) -> list[tuple[Any, ...]]:
+def _years(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, series: Series, tz: tzinfo,
+           last_end: datetime) -> AverageBatch:
     """The ended local years holding a written day (`annual_average` of the stored days; once a year)."""
+    batch = AverageBatch()
     ended = {y: year_bounds(y, tz)[1] <= last_end for y in {d.year for ds in days.values() for d in ds}}
     years = {p: ys for p, ds in days.items() if (ys := {d.year for d in ds if ended[d.year]})}
     if not years:
-        return []
+        return batch
     stored = {pair: _by_end(packed([e], ">f8"), packed([v], ">f8"), packed([ok], "?"))
               for pair, _, e, v, ok in windows_store.stored_packed(conn, "day", {
-                  p: (year_bounds(min(ys), tz)[0], year_bounds(max(ys), tz)[1]) for p, ys in years.items()})}
-    rows = []
+                  p: (year_bounds(min(ys), tz)[0], year_bounds(max(ys), tz)[1]) for p, ys in years.items()}).result()}
     for pair, ys in sorted(years.items()):
         ends, values, valid = stored.get(pair, (np.empty(0), np.empty(0), np.empty(0, dtype=bool)))
         for year in sorted(ys):
@@ -166,9 +195,10 @@ def _year_rows(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, unit
                      for e, v, ok in zip(ends.tolist(), values.tolist(), valid.tolist(), strict=True)
                      if start.timestamp() < e <= end.timestamp()]
             avg = annual_average(daily, start, end)
-            rows.append((pair[0], pair[1], "year", start, end, avg.value, units_of[pair], avg.coverage, avg.samples,
-                         avg.valid, now))
-    return rows
+            batch.add("year", np.array([series.index[pair]]), np.array([end.timestamp()]), round((end - start) / HOUR),
+                      Averages(np.array([math.nan if avg.value is None else avg.value]), np.array([avg.coverage]),
+                               np.array([avg.samples]), np.array([avg.valid])))
+    return batch
 
 
 # ------------------------------------------------------------------------------------------- the job
@@ -188,43 +218,50 @@ def compute_windows(conn: psycopg.Connection, now: datetime, *, cadence_s: float
         raise ValueError(f"compute_windows: settle_s: expected >= 0, got {settle_s}")
     tz = tz or network_timezone()
     last_end = hour_end_at_or_before(now - timedelta(seconds=settle_s), tz)
-    windows_store.claim(conn, JOB, last_end)  # the claim: writers from now on mark what they write before last_end
-    with conn.transaction():
-        return _run(conn, now, last_end, tz=tz, cadence_s=cadence_s, default_cadence_s=default_cadence_s,
-                    lookback_h=lookback_h, indices=indices)
+    # one pipeline: the server runs each statement while the job computes (only a result asked for is waited for)
+    with conn.pipeline():
+        windows_store.claim(conn, JOB, last_end)  # the claim: writers from now on mark what they write before last_end
+        with conn.transaction():
+            return _run(conn, now, last_end, tz=tz, cadence_s=cadence_s, default_cadence_s=default_cadence_s,
+                        lookback_h=lookback_h, indices=indices)
 
 
 def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzinfo,
          cadence_s: float | Mapping[str, float], default_cadence_s: float | None, lookback_h: int,
          indices: bool) -> WindowRun:
-    through = windows_store.computed_through(conn, JOB)
+    watermark = windows_store.computed_through(conn, JOB)
+    marks_read = windows_store.dirty_marks(conn, last_end)
+    stations = indices_store.stations(conn) if indices else None
+    through = watermark.result()
     floor = last_end - lookback_h * HOUR
     after = max(through, floor) if through is not None else floor
     due = hour_ends_in(after, last_end)
     due_set = set(due)
 
     # 1. late marks: hours already computed (or never due) that got readings after their computation
-    marks = windows_store.dirty_marks(conn, last_end)
+    marks = marks_read.result()
     late: dict[Pair, set[datetime]] = defaultdict(set)
     for sensor, variable, slot, _ in marks:
         end = hour_end_containing(slot, tz)
         if end not in due_set and end <= last_end:
             late[(sensor, variable)].add(end)
 
-    # 2. the samples, summed per hour in the database: due hours for every series, late hours for the marked ones
-    got = HourSums()
+    # 2. the stored hours every due series may need, and which series were active before the due hours; then the
+    # samples, summed per hour in the database (due hours for every series, late hours for the marked ones) while
+    # the stored hours are unpacked
+    scan = None
     if due:
-        got.add(windows_store.due_hours(conn, due[0] - HOUR, due[-1]), due=True)
-    if late:
-        keys = [(p, e) for p, ends in sorted(late.items()) for e in sorted(ends)]
-        got.add(windows_store.window_hours(conn, [(p[0], p[1], e - HOUR, e) for p, e in keys]), due=False)
-    active: dict[Pair, str] = {}
-    scanned: tuple[float, list[tuple[Any, ...]]] | None = None
-    if due:  # the stored hours every due series may need, and which series were active before the due hours
         lo = due[0] - 26 * HOUR
-        stored = windows_store.stored_hours(conn, lo, last_end, due[0] - HOUR - HISTORY, due[0] - HOUR)
-        active = {r[0]: r[5] for r in stored if r[5] is not None}
-        scanned = (lo.timestamp(), stored)
+        scan = windows_store.stored_hours(conn, lo, last_end, due[0] - HOUR - HISTORY, due[0] - HOUR).result()
+    sums = [windows_store.due_hours(conn, due[0] - HOUR, due[-1])] if due else []
+    keys = [(p, e) for p, ends in sorted(late.items()) for e in sorted(ends)]
+    if keys:
+        sums.append(windows_store.window_hours(conn, [(p[0], p[1], e - HOUR, e) for p, e in keys]))
+    scanned = _Scan.of(lo, scan) if scan is not None else None
+    active = {p: u for p, u in zip(scanned.pairs, scanned.units, strict=True) if u is not None} if scanned else {}
+    got = HourSums()
+    for i, pending in enumerate(sums):
+        got.add(pending.result(), due=bool(due) and i == 0)
 
     # 3. the hourly averages, every series at once (alerts.averaging.vectorised)
     series = Series(sorted(set(got.devices) | set(active)))
@@ -264,20 +301,20 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     # indices all of them
     logged["day"] = np.concatenate(day_ends) if day_ends else np.empty(0)
     counts["day"] = logged["day"].size
-    units_of = dict(zip(series.pairs, units, strict=False))  # the NowCast siblings added after have no rows
-    year_rows = _year_rows(conn, days, units_of=units_of, tz=tz, last_end=last_end, now=now)
-    windows_store.upsert_averages(conn, year_rows)
-    counts["year"], logged["year"] = len(year_rows), np.array([r[4].timestamp() for r in year_rows])
+    years = _years(conn, days, series=series, tz=tz, last_end=last_end)
+    windows_store.write_averages(conn, years.columns(series.pairs, units), now)
+    logged["year"] = years.ends()
+    counts["year"] = logged["year"].size
 
     # 5. indices of the windows written (same transaction: never averages without their indices)
     due_days = days_ending_in(after, last_end, tz) if due else []
     due_years = years_ending_in(after, last_end, tz) if due else []
     due_ends = {"1h": due_set, "8h": due_set, "24h": due_set,
                 "day": {day_bounds(d, tz)[1] for d in due_days}, "year": {year_bounds(y, tz)[1] for y in due_years}}
-    if indices:
+    if stations is not None:
         counts.update(write_indices(conn, now, tz=tz, pairs=series.pairs, hour_pairs=wp, hour_ends=we, hours=table,
                                     days=days, last_end=last_end, due_hours=due_ends["1h"],
-                                    due_day_ends=due_ends["day"]))
+                                    due_day_ends=due_ends["day"], stations=stations.result()))
 
     # 6. bookkeeping: the log, the consumed marks, the watermark
     _log_averages(conn, now, due_ends, logged)

@@ -161,6 +161,10 @@ class AverageBatch:
         self._parts.append((period, p, e, e - hours * 3600.0, avg))
         return e
 
+    def ends(self) -> np.ndarray:
+        """The ends of every window added, in the order added."""
+        return np.concatenate([x[2] for x in self._parts]) if self._parts else np.empty(0)
+
     def columns(self, pairs: list[Pair], units: list[str]) -> AverageColumns:
         """Every window added, in the order added; `pairs` and `units` name the series ids."""
         parts = self._parts
