@@ -246,41 +246,44 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
         if end not in due_set and end <= last_end:
             late[(sensor, variable)].add(end)
 
-    # 2. the stored hours every due series may need, and which series were active before the due hours; then the
-    # samples, summed per hour in the database (due hours for every series, late hours for the marked ones) while
-    # the stored hours are unpacked
-    scan = None
-    if due:
-        lo = due[0] - 26 * HOUR
-        scan = windows_store.stored_hours(conn, lo, last_end, due[0] - HOUR - HISTORY, due[0] - HOUR).result()
+    # 2. the samples, summed per hour in the database: due hours for every series, late hours for the marked ones;
+    # then the stored hours every due series may need, and which series were active before the due hours, read
+    # while the sums are taken in
     sums = [windows_store.due_hours(conn, due[0] - HOUR, due[-1])] if due else []
     keys = [(p, e) for p, ends in sorted(late.items()) for e in sorted(ends)]
     if keys:
         sums.append(windows_store.window_hours(conn, [(p[0], p[1], e - HOUR, e) for p, e in keys]))
-    scanned = _Scan.of(lo, scan) if scan is not None else None
-    active = {p: u for p, u in zip(scanned.pairs, scanned.units, strict=True) if u is not None} if scanned else {}
+    results = [pending.result() for pending in sums]
+    lo = due[0] - 26 * HOUR if due else last_end
+    stored = windows_store.stored_hours(conn, lo, last_end, due[0] - HOUR - HISTORY, due[0] - HOUR) if due else None
     got = HourSums()
-    for i, pending in enumerate(sums):
-        got.add(pending.result(), due=bool(due) and i == 0)
+    for i, rows in enumerate(results):
+        got.add(rows, due=bool(due) and i == 0)
+    cadence_of = {pair: cadence_for(sorted(devices), cadence_s, default_cadence_s)
+                  for pair, devices in got.devices.items()}
+    scanned = _Scan.of(lo, stored.result()) if stored is not None else None
+    active = {p: u for p, u in zip(scanned.pairs, scanned.units, strict=True) if u is not None} if scanned else {}
 
-    # 3. the hourly averages, every series at once (alerts.averaging.vectorised)
+    # 3. the hourly averages, every series at once (alerts.averaging.vectorised), written while the windows holding
+    # them are computed
     series = Series(sorted(set(got.devices) | set(active)))
     wp, we = hour_windows(series, got, active, late, due)
     cadence = np.empty(len(series))
     for i, pair in enumerate(series.pairs):
-        devices = got.devices.get(pair)
-        c = 3600.0 if not devices else cadence_for(sorted(devices), cadence_s, default_cadence_s)
-        if c is None:  # no sample at all: coverage 0 whatever the cadence (3600 above)
+        c = cadence_of.get(pair, 3600.0)  # no sample at all: coverage 0 whatever the cadence
+        if c is None:
             log.error("averages of sensor %s %s not computed: no cadence_s configured for device(s) %s",
-                      pair[0], pair[1], sorted(devices or ()))
+                      pair[0], pair[1], sorted(got.devices[pair]))
         cadence[i] = math.nan if c is None else c
     keep = ~np.isnan(cadence[wp])
     wp, we = wp[keep], we[keep]
     units = [unit_of(p[1], got.units.get(p) or active.get(p)) for p in series.pairs]
     hourly = hourly_from_sums(*got.arrays(series), wp, we, cadence[wp])
-    batch = AverageBatch()
+    first = AverageBatch()
     counts: dict[str, int] = {"1h": len(hourly)}
-    logged: dict[str, np.ndarray] = {"1h": batch.add("1h", wp, we, 1, hourly)}
+    logged: dict[str, np.ndarray] = {"1h": first.add("1h", wp, we, 1, hourly)}
+    windows_store.write_averages(conn, first.columns(series.pairs, units), now)
+    batch = AverageBatch()
 
     # 4. rolling windows and days holding a written hour, from the stored hours (the written ones in place)
     table = _load_hours(conn, series, wp, we, hourly, last_end, scanned)
