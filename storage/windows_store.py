@@ -62,7 +62,8 @@ class AverageColumns:
     variables: list[bytes]  #: their variables, encoded
     units: list[bytes]  #: their units, encoded
     series: np.ndarray  #: per window, an index into the three lists above
-    period: list[bytes]  #: per window, its period encoded ('1h', '8h', '24h', 'day', 'year')
+    period_names: list[bytes]  #: the periods, encoded ('1h', '8h', '24h', 'day', 'year')
+    period: np.ndarray  #: per window, an index into `period_names`
     start: np.ndarray  #: epoch seconds
     end: np.ndarray  #: epoch seconds
     value: np.ndarray  #: the mean (any number where samples is 0: stored NULL)
@@ -251,7 +252,9 @@ def stored_hours(conn: psycopg.Connection, lo: datetime, hi: datetime, since: da
     """Every series' stored '1h' averages ending in (lo, hi], packed like `stored_packed`, each with the unit of
     its hours that hold samples and end in (since, until] (None when it has none; the series active then, from the
     same scan; since ⊂ (lo, hi])."""
+    conn.execute("SET LOCAL work_mem = '64MB'")
     cur = conn.cursor(binary=True).execute(_HOURS_RANGE, {"lo": lo, "hi": hi, "since": since, "until": until})
+    conn.execute("RESET work_mem")
     return Pending([cur], lambda rows: [((sensor, variable), n, ends, values, valid, unit)
                                         for sensor, variable, n, ends, values, valid, unit in rows])
 
@@ -268,7 +271,7 @@ def write_averages(conn: psycopg.Connection, windows: AverageColumns, now: datet
         "sensors": pgarrays.text_array(windows.sensors, windows.series),
         "variables": pgarrays.text_array(windows.variables, windows.series),
         "units": pgarrays.text_array(windows.units, windows.series), "now": now,
-        "period": pgarrays.text_array(windows.period), "t0": pgarrays.float8_array(windows.start),
+        "period": pgarrays.text_array(windows.period_names, windows.period), "t0": pgarrays.float8_array(windows.start),
         "t1": pgarrays.float8_array(windows.end), "value": pgarrays.float8_array(windows.value),
         "coverage": pgarrays.float8_array(windows.coverage), "samples": pgarrays.int4_array(windows.samples),
         "valid": pgarrays.bool_array(windows.valid),

@@ -49,10 +49,11 @@ from alerts.averaging.series import (
     HourSums,
     Pair,
     Series,
+    SeriesNames,
     cadence_for,
     day_windows,
     hour_windows,
-    unique_windows,
+    rolling_windows,
     unit_of,
 )
 from alerts.averaging.vectorised import Averages, HourTable, hourly_from_sums, packed, window_averages
@@ -282,14 +283,15 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     first = AverageBatch()
     counts: dict[str, int] = {"1h": len(hourly)}
     logged: dict[str, np.ndarray] = {"1h": first.add("1h", wp, we, 1, hourly)}
-    windows_store.write_averages(conn, first.columns(series.pairs, units), now)
+    names = SeriesNames.of(series.pairs, units)  # the NowCast siblings added after have no windows
+    windows_store.write_averages(conn, first.columns(names), now)
     batch = AverageBatch()
 
     # 4. rolling windows and days holding a written hour, from the stored hours (the written ones in place)
     table = _load_hours(conn, series, wp, we, hourly, last_end, scanned)
     last = last_end.timestamp()
     for period, (n, need) in ROLLING_PERIODS.items():
-        rp, re_ = unique_windows(np.repeat(wp, n), (we[:, None] + np.arange(n) * 3600.0).ravel(), last)
+        rp, re_ = rolling_windows(wp, we, n, last)
         values, valid = table.get(rp[:, None], re_[:, None] - np.arange(n - 1, -1, -1) * 3600.0)
         counts[period] = re_.size
         logged[period] = batch.add(period, rp, re_, n, window_averages(values, valid, need))
@@ -300,12 +302,13 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
         values, valid = table.get(dp[mine, None], de[mine, None] - np.arange(hours - 1, -1, -1) * 3600.0)
         day_ends.append(batch.add("day", dp[mine], de[mine], hours,
                                   window_averages(values, valid, min_valid_hours(hours))))
-    windows_store.write_averages(conn, batch.columns(series.pairs, units), now)  # the year reads the days, the
+    windows_store.write_averages(conn, batch.columns(names), now)  # the year reads the days, the
     # indices all of them
     logged["day"] = np.concatenate(day_ends) if day_ends else np.empty(0)
     counts["day"] = logged["day"].size
     years = _years(conn, days, series=series, tz=tz, last_end=last_end)
-    windows_store.write_averages(conn, years.columns(series.pairs, units), now)
+    if len(years):
+        windows_store.write_averages(conn, years.columns(names), now)
     logged["year"] = years.ends()
     counts["year"] = logged["year"].size
 
