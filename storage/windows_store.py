@@ -33,7 +33,8 @@ from storage import pgarrays
 from storage.writer import LATE_MARK_LOCK
 
 __all__ = ["AverageColumns", "Pending", "claim", "computed_through", "delete_marks", "dirty_marks", "due_hours",
-           "log_windows", "set_computed_through", "stored_hours", "stored_packed", "window_hours", "write_averages"]
+           "due_units", "log_windows", "set_computed_through", "stored_hours", "stored_packed", "window_hours",
+           "write_averages"]
 
 Pair = tuple[str, str]  # (sensor_id, variable)
 T = TypeVar("T")
@@ -82,38 +83,35 @@ ON CONFLICT (job) DO UPDATE SET claimed_through = greatest(job_watermarks.claime
 # a NULL, NaN or infinite value does not count; NaN is above every number in PostgreSQL, so it fails `< 'Infinity'`)
 _COUNTS = "(m.flags & %(excluded)s::int4) = 0 AND m.value > '-Infinity'::float8 AND m.value < 'Infinity'::float8"
 
-# the samples of one hour of a series and device summed in the database (time_bucket): its unit, the valid
-# samples' count and sum, and the first sample's time (valid or not) in epoch seconds; the primary-device filter
-# applies to the groups (a device's groups are all in or all out), so the hash aggregate sees no join
-_HOUR_SUMS = f"""
-    min(m.unit) AS unit, count(*) FILTER (WHERE {_COUNTS}) AS n,
-    coalesce(sum(m.value) FILTER (WHERE {_COUNTS}), 0) AS total, min(m.time) AS first
-"""
+# the samples of one hour of a series and device summed in the database (time_bucket): the valid samples' count and
+# sum (`_SUMS`), or the least unit of its samples (`_UNITS`, read only for variables outside the vocabulary, whose
+# unit the job takes from the data); the primary-device filter applies to the groups (a device's groups are all in
+# or all out), so the hash aggregate sees no join
+_SUMS = (f"count(*) FILTER (WHERE {_COUNTS}) AS n, coalesce(sum(m.value) FILTER (WHERE {_COUNTS}), 0) AS total",
+         "h.n, h.total")
+_UNITS = ("min(m.unit) AS unit", "h.unit")
 _PRIMARY_GROUPS = """
-SELECT h.sensor_id, h.variable, h.device_id, h.unit, date_part('epoch', h.stop), h.n, h.total,
-       date_part('epoch', h.first)
+SELECT h.sensor_id, h.variable, h.device_id, date_part('epoch', h.stop), {out}
 FROM h LEFT JOIN primary_devices p ON p.sensor_id = h.sensor_id AND p.variable = h.variable
 WHERE p.device_id IS NULL OR p.device_id = h.device_id
 """
 
-_DUE_HOURS = f"""
+_DUE_HOURS = """
 WITH h AS (
     SELECT m.sensor_id, m.variable, m.device_id, time_bucket('1 hour', m.time, %(end)s) + interval '1 hour' AS stop,
-           {_HOUR_SUMS}
-    FROM measurements m WHERE m.time >= %(start)s AND m.time < %(end)s
+           {aggregates}
+    FROM measurements m WHERE m.time >= %(start)s AND m.time < %(end)s {variables}
     GROUP BY 1, 2, 3, 4)
-{_PRIMARY_GROUPS}
-"""
+""" + _PRIMARY_GROUPS
 
-_WINDOW_HOURS = f"""
+_WINDOW_HOURS = """
 WITH h AS (
-    SELECT m.sensor_id, m.variable, m.device_id, w.t1 AS stop, {_HOUR_SUMS}
+    SELECT m.sensor_id, m.variable, m.device_id, w.t1 AS stop, {aggregates}
     FROM unnest(%(sensors)s::text[], %(variables)s::text[], %(t0)s::timestamptz[], %(t1)s::timestamptz[])
          AS w(sensor_id, variable, t0, t1)
     JOIN measurements m ON m.sensor_id = w.sensor_id AND m.variable = w.variable AND m.time >= w.t0 AND m.time < w.t1
     GROUP BY 1, 2, 3, 4)
-{_PRIMARY_GROUPS}
-"""
+""" + _PRIMARY_GROUPS
 
 # stored averages of one period per series, packed like the samples: (sensor, variable, n, ends, values, valid)
 _PACKED_AVERAGES = """
@@ -212,16 +210,28 @@ def delete_marks(conn: psycopg.Connection, marks: Sequence[tuple[Any, ...]]) -> 
 def due_hours(conn: psycopg.Connection, start: datetime, end: datetime) -> Pending[list[tuple[Any, ...]]]:
     """The samples of the whole hours in [start, end) (`end` an hour end), summed per (sensor, variable, device,
     hour) over the primary device's samples (`primary_devices`; every device without one): sensor, variable,
-    device, unit, hour end (epoch s), valid samples, their sum, first sample's time (epoch s)."""
-    return Pending([conn.cursor(binary=True).execute(_DUE_HOURS, {"start": start, "end": end,
-                                                                  "excluded": int(EXCLUDED)})], list)
+    device, hour end (epoch s), valid samples, their sum. A group exists when the hour holds a sample, valid or
+    not."""
+    query = _DUE_HOURS.format(aggregates=_SUMS[0], variables="", out=_SUMS[1])
+    return Pending([conn.cursor(binary=True).execute(query, {"start": start, "end": end,
+                                                             "excluded": int(EXCLUDED)})], list)
 
 
-def window_hours(conn: psycopg.Connection, windows: Sequence[tuple[str, str, datetime, datetime]]
-                 ) -> Pending[list[tuple[Any, ...]]]:
+def due_units(conn: psycopg.Connection, start: datetime, end: datetime, variables: Sequence[str]
+              ) -> Pending[list[tuple[Any, ...]]]:
+    """The least unit of each group of `due_hours` of the `variables`: sensor, variable, device, hour end, unit."""
+    query = _DUE_HOURS.format(aggregates=_UNITS[0], variables="AND m.variable = ANY(%(variables)s)", out=_UNITS[1])
+    return Pending([conn.cursor(binary=True).execute(query, {"start": start, "end": end,
+                                                             "variables": list(variables)})], list)
+
+
+def window_hours(conn: psycopg.Connection, windows: Sequence[tuple[str, str, datetime, datetime]], *,
+                 units: bool = False) -> Pending[list[tuple[Any, ...]]]:
     """The samples of each (sensor, variable, t0, t1) window in [t0, t1) (distinct windows of a series never
-    overlap), summed like `due_hours`, the window's end t1 as the hour end."""
-    return Pending([conn.cursor(binary=True).execute(_WINDOW_HOURS, {
+    overlap), summed like `due_hours`, the window's end t1 as the hour end; or, with `units`, their least unit
+    per group like `due_units`."""
+    out = _UNITS if units else _SUMS
+    return Pending([conn.cursor(binary=True).execute(_WINDOW_HOURS.format(aggregates=out[0], out=out[1]), {
         "sensors": [w[0] for w in windows], "variables": [w[1] for w in windows],
         "t0": [w[2] for w in windows], "t1": [w[3] for w in windows], "excluded": int(EXCLUDED)})], list)
 

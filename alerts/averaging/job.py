@@ -69,6 +69,7 @@ from alerts.averaging.windows import (
     years_ending_in,
 )
 from sensors.domain import load
+from sensors.variables import VARIABLES
 from storage import indices_store, windows_store
 
 __all__ = ["JOB", "WindowRun", "compute_windows", "network_timezone"]
@@ -277,6 +278,13 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     got = HourSums()
     for i, rows in enumerate(results):
         got.add(rows, due=bool(due) and i == 0)
+    outside = sorted({v for _, v in got.devices if v not in VARIABLES})  # their unit comes from the samples
+    if outside:
+        reads = [windows_store.due_units(conn, due[0] - HOUR, due[-1], outside)] if due else []
+        if late_outside := [(p[0], p[1], e - HOUR, e) for p, e in keys if p[1] in outside]:
+            reads.append(windows_store.window_hours(conn, late_outside, units=True))
+        for pending in reads:
+            got.add_units(pending.result())
     cadence_of = {pair: cadence_for(sorted(devices), cadence_s, default_cadence_s)
                   for pair, devices in got.devices.items()}
     scanned = _Scan.of(lo, stored.result()) if stored is not None else None

@@ -3,8 +3,9 @@ variable) series of one run numbered, the samples' hourly sums read from the dat
 hours, rolling windows and local days to compute — the inputs of `alerts.averaging.vectorised`, for
 `alerts.averaging.job`.
 
-Samples arrive summed as `storage.windows_store` reads them: per (sensor, variable, device, hour), the unit, the
-hour's end, the count and sum of its valid samples and the time of its first sample (valid or not).
+Samples arrive summed as `storage.windows_store` reads them: per (sensor, variable, device, hour holding a sample,
+valid or not), the hour's end and the count and sum of its valid samples; the units of the groups only for variables
+outside the vocabulary (`unit_of`).
 """
 
 from __future__ import annotations
@@ -72,17 +73,23 @@ class HourSums:
     def __init__(self) -> None:
         self.devices: dict[Pair, set[str]] = defaultdict(set)
         self.units: dict[Pair, str] = {}
-        self._rows: list[tuple[Pair, float, int, float, float, bool]] = []
+        self._rows: list[tuple[Pair, float, int, float, bool]] = []
 
     def add(self, rows: Iterable[tuple[Any, ...]], *, due: bool) -> None:
         """Add the rows of one read; `due`: they are the due hours' (else late windows')."""
-        for sensor, variable, device, unit, end, n, total, first in rows:
+        for sensor, variable, device, end, n, total in rows:
             pair = (sensor, variable)
             self.devices[pair].add(device)
+            self._rows.append((pair, end, n, total, due))
+
+    def add_units(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Take the units of groups (`storage.windows_store.due_units`): a series' unit is the least seen, whatever
+        order the rows came in (only read for variables outside the vocabulary: `unit_of`)."""
+        for sensor, variable, _, _, unit in rows:
+            pair = (sensor, variable)
             seen = self.units.get(pair)
-            if seen is None or unit < seen:  # the least unit seen, whatever order the rows came in
+            if seen is None or unit < seen:
                 self.units[pair] = unit
-            self._rows.append((pair, end, n, total, first, due))
 
     def arrays(self, series: Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Series id, hour end (epoch s), valid samples and their sum of every (series, device, hour) read."""
@@ -94,19 +101,21 @@ class HourSums:
         return sid, end, n, total
 
     def first_due(self, series: Series) -> np.ndarray:
-        """Per series id: the earliest time of its due samples (+inf without any)."""
+        """Per series id: the start of its first due hour holding a sample (+inf without any); an hour end e is at
+        or after the end of that hour iff e > this start."""
         first = np.full(len(series), np.inf)
-        due = [(series.index[r[0]], r[4]) for r in self._rows if r[5]]
+        due = [(series.index[r[0]], r[1]) for r in self._rows if r[4]]
         if due:
-            np.minimum.at(first, np.array([d[0] for d in due], dtype=np.int64), np.array([d[1] for d in due]))
+            np.minimum.at(first, np.array([d[0] for d in due], dtype=np.int64),
+                          np.array([d[1] for d in due]) - HOUR.total_seconds())
         return first
 
 
 def hour_windows(series: Series, got: HourSums, active: Mapping[Pair, str],
                  late: Mapping[Pair, set[datetime]], due: list[datetime]) -> tuple[np.ndarray, np.ndarray]:
     """The hours to compute, as (series id, end) arrays sorted by series then end: every due hour of an active
-    series, the due hours of a new series from its first hour with data on (an hour end e is at or after the
-    end of the hour holding the first sample t iff e > t), and the late hours."""
+    series, the due hours of a new series from its first hour with data on (`HourSums.first_due`), and the late
+    hours."""
     due_s = np.array([e.timestamp() for e in due])
     after = got.first_due(series) if due else np.full(len(series), np.inf)
     after[[series.index[p] for p in active]] = -np.inf
