@@ -32,9 +32,9 @@ from ingest.reading import EXCLUDED
 from storage import pgarrays
 from storage.writer import LATE_MARK_LOCK
 
-__all__ = ["AverageColumns", "Pending", "claim", "computed_through", "delete_marks", "dirty_marks", "due_hours",
-           "due_units", "log_windows", "set_computed_through", "stored_hours", "stored_packed", "window_hours",
-           "write_averages"]
+__all__ = ["AverageColumns", "Pending", "active_units", "claim", "computed_through", "delete_marks", "dirty_marks",
+           "due_hours", "due_units", "log_windows", "set_computed_through", "stored_hours", "stored_packed",
+           "window_hours", "write_averages"]
 
 Pair = tuple[str, str]  # (sensor_id, variable)
 T = TypeVar("T")
@@ -135,12 +135,19 @@ FROM averages a WHERE a.period = %(period)s AND a.period_end > %(lo)s AND a.peri
 GROUP BY 1, 2
 """
 
-# every series' stored hours in one range scan, with the unit of the hours holding samples in a sub-range (the
-# series active then, without a second scan)
+# every series' stored hours in one range scan, with whether it has hours holding samples in a sub-range (the series
+# active then, without a second scan)
 _HOURS_RANGE = f"""
 SELECT {_PACKED_AVERAGES},
-       min(a.unit) FILTER (WHERE a.samples > 0 AND a.period_end > %(since)s AND a.period_end <= %(until)s)
+       bool_or(a.samples > 0 AND a.period_end > %(since)s AND a.period_end <= %(until)s)
 FROM averages a WHERE a.period = '1h' AND a.period_end > %(lo)s AND a.period_end <= %(hi)s
+GROUP BY 1, 2
+"""
+# the least unit of the hours holding samples in a range, of the series of some variables
+_ACTIVE_UNITS = """
+SELECT a.sensor_id, a.variable, min(a.unit) FROM averages a
+WHERE a.period = '1h' AND a.samples > 0 AND a.period_end > %(since)s AND a.period_end <= %(until)s
+  AND a.variable = ANY(%(variables)s)
 GROUP BY 1, 2
 """
 
@@ -258,15 +265,23 @@ def stored_packed(conn: psycopg.Connection, period: str, windows: Mapping[Pair, 
 
 
 def stored_hours(conn: psycopg.Connection, lo: datetime, hi: datetime, since: datetime, until: datetime
-                 ) -> Pending[list[tuple[Pair, int, bytes, bytes, bytes, str | None]]]:
-    """Every series' stored '1h' averages ending in (lo, hi], packed like `stored_packed`, each with the unit of
-    its hours that hold samples and end in (since, until] (None when it has none; the series active then, from the
-    same scan; since ⊂ (lo, hi])."""
+                 ) -> Pending[list[tuple[Pair, int, bytes, bytes, bytes, bool]]]:
+    """Every series' stored '1h' averages ending in (lo, hi], packed like `stored_packed`, each with whether it has
+    hours holding samples that end in (since, until] (the series active then, from the same scan; since ⊂ (lo, hi];
+    their unit: `active_units`)."""
     conn.execute("SET LOCAL work_mem = '64MB'")
     cur = conn.cursor(binary=True).execute(_HOURS_RANGE, {"lo": lo, "hi": hi, "since": since, "until": until})
     conn.execute("RESET work_mem")
-    return Pending([cur], lambda rows: [((sensor, variable), n, ends, values, valid, unit)
-                                        for sensor, variable, n, ends, values, valid, unit in rows])
+    return Pending([cur], lambda rows: [((sensor, variable), n, ends, values, valid, active)
+                                        for sensor, variable, n, ends, values, valid, active in rows])
+
+
+def active_units(conn: psycopg.Connection, since: datetime, until: datetime, variables: Sequence[str]
+                 ) -> Pending[dict[Pair, str]]:
+    """The least unit of the '1h' averages holding samples and ending in (since, until] of each series of the
+    `variables`."""
+    cur = conn.execute(_ACTIVE_UNITS, {"since": since, "until": until, "variables": list(variables)})
+    return Pending([cur], lambda rows: {(sensor, variable): unit for sensor, variable, unit in rows})
 
 
 def write_averages(conn: psycopg.Connection, windows: AverageColumns, now: datetime) -> None:

@@ -113,7 +113,7 @@ class _Scan:
     lo: float
     pairs: list[Pair]
     counts: np.ndarray
-    units: list[str | None]  #: the unit of its hours holding samples before the due hours (None: none)
+    active: list[bool]  #: whether it has hours holding samples before the due hours
     ends: np.ndarray
     values: np.ndarray
     valid: np.ndarray
@@ -122,7 +122,7 @@ class _Scan:
     def of(cls, lo: datetime, rows: list[tuple[Any, ...]]) -> _Scan:
         """Unpack the rows of `windows_store.stored_hours` read from `lo`."""
         return cls(lo.timestamp(), [r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int64),
-                   [r[5] for r in rows], packed([r[2] for r in rows], ">f8"), packed([r[3] for r in rows], ">f8"),
+                   [bool(r[5]) for r in rows], packed([r[2] for r in rows], ">f8"), packed([r[3] for r in rows], ">f8"),
                    packed([r[4] for r in rows], "?"))
 
 
@@ -288,7 +288,12 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     cadence_of = {pair: cadence_for(sorted(devices), cadence_s, default_cadence_s)
                   for pair, devices in got.devices.items()}
     scanned = _Scan.of(lo, stored.result()) if stored is not None else None
-    active = {p: u for p, u in zip(scanned.pairs, scanned.units, strict=True) if u is not None} if scanned else {}
+    active: dict[Pair, str | None] = {}  # the series active before the due hours, and their unit when it comes
+    if scanned is not None:  # from the data (outside the vocabulary)
+        active = dict.fromkeys(p for p, a in zip(scanned.pairs, scanned.active, strict=True) if a)
+        if outside_active := sorted({v for _, v in active if v not in VARIABLES}):
+            active.update(windows_store.active_units(conn, due[0] - HOUR - HISTORY, due[0] - HOUR,
+                                                     outside_active).result())
 
     # 3. the hourly averages, every series at once (alerts.averaging.vectorised), written while the windows holding
     # them are computed

@@ -111,7 +111,7 @@ class HourSums:
         return first
 
 
-def hour_windows(series: Series, got: HourSums, active: Mapping[Pair, str],
+def hour_windows(series: Series, got: HourSums, active: Mapping[Pair, str | None],
                  late: Mapping[Pair, set[datetime]], due: list[datetime]) -> tuple[np.ndarray, np.ndarray]:
     """The hours to compute, as (series id, end) arrays sorted by series then end: every due hour of an active
     series, the due hours of a new series from its first hour with data on (`HourSums.first_due`), and the late
