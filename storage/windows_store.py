@@ -8,10 +8,12 @@ Every read returns a `Pending`: the statement is sent, and `Pending.result` wait
 outside one, it has already run. Writes return nothing: in pipeline mode they are waited for by the next result
 asked for, or when the pipeline ends.
 
-Samples and stored averages are read packed, one row per series (and device): big-endian float8 / int4 / bool
-arrays in one bytea each, for numpy to read at once, not one Python object per sample; a NULL value is NaN.
-They are grouped under ``COLLATE "C"`` (byte order: the same groups as any deterministic collation, sorted
-without the locale's rules) and in no order inside a group: `alerts.averaging.series.SampleSet` orders them.
+Samples are summed in the database per (series, device, hour): one row per group, not one per sample. Stored
+averages are read packed, one row per series: big-endian float8 / bool arrays in one bytea each, for numpy to read
+at once, not one Python object per hour; a NULL value is NaN. They are grouped under ``COLLATE "C"`` (byte order:
+the same groups as any deterministic collation, sorted without the locale's rules) and in no order inside a group
+(each hour carries its end). Averages are written from binary arrays (`storage.pgarrays`) by one statement that
+deletes the keys it rewrites and inserts the rows.
 The claim takes the exclusive advisory lock `storage.writer.LATE_MARK_LOCK`: from then on every measurement
 written before the claim marks its (sensor, variable, 15-minute slot) in `dirty_slots`.
 `window_computations` has one 'due' row per (period, end) under a unique index; 'late' rows log recomputations.

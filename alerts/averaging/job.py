@@ -26,6 +26,13 @@ and one that had readings in the 24 hours before them (so a silent sensor's hour
 coverage 0 for a day, and its rolling windows age out). Only the primary device's readings count
 (`primary_devices`); a series without a primary pools every device, the expected sample count summed over them.
 A series whose device has no configured cadence is skipped with an error in the log.
+
+How a run spends its time (issue 19): the claim and the run go through one psycopg pipeline, so the server
+executes each statement while the job computes, and the job waits only where it needs a result. The samples are
+summed per (series, device, hour) in the database; the stored hours are read while those sums are taken in; the
+hourly averages are written while the rolling windows and days are computed; the NowCasts are computed while those
+windows are written and the daily AQI inputs read, the daily indices while the NowCasts are written. Python's
+cyclic garbage collector is paused for the run (`_collector_paused`).
 """
 
 from __future__ import annotations
@@ -38,14 +45,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any
 
 import numpy as np
 import psycopg
 
 from alerts.averaging.averages import HOUR, ROLLING_PERIODS, Average, annual_average, min_valid_hours
+from alerts.averaging.hours import Scan, load_hours
 from alerts.averaging.index_job import write_indices
-from alerts.averaging.nowcast import NOWCAST_POLLUTANTS
 from alerts.averaging.series import (
     AverageBatch,
     HourSums,
@@ -58,7 +64,7 @@ from alerts.averaging.series import (
     rolling_windows,
     unit_of,
 )
-from alerts.averaging.vectorised import Averages, HourTable, hourly_from_sums, packed, window_averages
+from alerts.averaging.vectorised import Averages, hourly_from_sums, packed, window_averages
 from alerts.averaging.windows import (
     day_bounds,
     days_ending_in,
@@ -103,88 +109,7 @@ class WindowRun:
         return sum(n for p, n in self.rows.items() if p in ("1h", "8h", "24h", "day", "year"))
 
 
-# ------------------------------------------------------------------------------------------- stored hours
-
-@dataclass(frozen=True, slots=True)
-class _Scan:
-    """Every series' stored hours ending after `lo` (epoch s), as `windows_store.stored_hours` reads them, unpacked:
-    one entry per series in `pairs` / `counts` / `units`, its hours consecutive in `ends` / `values` / `valid`."""
-
-    lo: float
-    pairs: list[Pair]
-    counts: np.ndarray
-    active: list[bool]  #: whether it has hours holding samples before the due hours
-    ends: np.ndarray
-    values: np.ndarray
-    valid: np.ndarray
-
-    @classmethod
-    def of(cls, lo: datetime, rows: list[tuple[Any, ...]]) -> _Scan:
-        """Unpack the rows of `windows_store.stored_hours` read from `lo`."""
-        return cls(lo.timestamp(), [r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int64),
-                   [bool(r[5]) for r in rows], packed([r[2] for r in rows], ">f8"), packed([r[3] for r in rows], ">f8"),
-                   packed([r[4] for r in rows], "?"))
-
-
-def _load_hours(conn: psycopg.Connection, series: Series, wp: np.ndarray, we: np.ndarray, hourly: Averages,
-                last_end: datetime, scan: _Scan | None) -> HourTable:
-    """The '1h' averages around the written hours, as stored once the hours `hourly` (series `wp`, end `we`, sorted
-    by series) are written: the 24 h before them (rolling windows, their days) to the 25 h after (the windows and
-    days holding them), for the written series and, for a NowCast pollutant, the sensor's other NowCast pollutants
-    (its indices are recomputed together; they take the span of the sensor's first written one). `scan`: the
-    stored hours of every series ending after a bound, read before the due hours (`windows_store.stored_hours`); a
-    series whose span starts before it is read here."""
-    ids = wp[np.r_[True, wp[1:] != wp[:-1]]] if wp.size else wp
-    start = np.full(len(series), np.inf)
-    stop = np.full(len(series), -np.inf)
-    np.minimum.at(start, wp, we)
-    np.maximum.at(stop, wp, we)
-    lo = start - 26 * 3600.0  # spans (lo, hi] in epoch seconds, by series id (+inf: none)
-    hi = np.minimum(last_end.timestamp(), stop + 25 * 3600.0)
-    sibling: dict[str, tuple[float, float]] = {}  # sensor → the span of its first written NowCast pollutant
-    for i in ids.tolist():
-        sensor, variable = series.pairs[i]
-        if variable in NOWCAST_POLLUTANTS and sensor not in sibling:
-            sibling[sensor] = (float(lo[i]), float(hi[i]))
-
-    def span(pair: Pair) -> tuple[float, float] | None:
-        i = series.index.get(pair)
-        if i is not None and i < lo.size and lo[i] < np.inf:
-            return float(lo[i]), float(hi[i])
-        return sibling.get(pair[0]) if pair[1] in NOWCAST_POLLUTANTS else None
-
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # series id, ends, values, valid
-    seen: set[Pair] = set()
-    if scan is not None:  # a span inside the scan is read from it (hours outside a span are never looked up)
-        spans = [span(p) for p in scan.pairs]
-        take = np.array([w is not None and w[0] >= scan.lo for w in spans], dtype=bool)
-        inside = [p for p, t in zip(scan.pairs, take.tolist(), strict=True) if t]
-        hours = np.repeat(take, scan.counts)
-        parts.append((np.repeat(np.array([series.add(p) for p in inside], dtype=np.int64), scan.counts[take]),
-                      scan.ends[hours], scan.values[hours], scan.valid[hours]))
-        seen = set(inside)
-    floor = scan.lo if scan is not None else np.inf
-    rest = {}  # the spans the scan does not hold
-    for i in ids.tolist():
-        pair = series.pairs[i]
-        wanted = [pair]
-        if pair[1] in NOWCAST_POLLUTANTS:
-            wanted += [(pair[0], other) for other in NOWCAST_POLLUTANTS]
-        for p in wanted:
-            if p not in seen and p not in rest and (w := span(p)) is not None and w[0] < floor:
-                rest[p] = w
-    if rest:
-        rows = windows_store.stored_packed(conn, "1h", {
-            p: (datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC)) for p, (a, b) in rest.items()}).result()
-        parts.append((np.repeat(np.array([series.add(pair) for pair, *_ in rows], dtype=np.int64),
-                                [r[1] for r in rows]), packed([r[2] for r in rows], ">f8"),
-                      packed([r[3] for r in rows], ">f8"), packed([r[4] for r in rows], "?")))
-    sid, ends, values, valid = (np.concatenate([x[k] for x in parts]) if parts else np.empty(0) for k in range(4))
-    # the hours being written come first: they replace what is stored under their keys (HourTable keeps a key's
-    # first value)
-    return HourTable(np.concatenate((wp, sid.astype(np.int64))), np.concatenate((we, ends)),
-                     np.concatenate((hourly.value, values)), np.concatenate((hourly.valid, valid.astype(bool))))
-
+# ------------------------------------------------------------------------------------------- years
 
 def _by_end(ends: np.ndarray, values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stored averages in the order of their ends (a year's mean sums its days oldest first)."""
@@ -300,7 +225,7 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
             got.add_units(pending.result())
     cadence_of = {pair: cadence_for(sorted(devices), cadence_s, default_cadence_s)
                   for pair, devices in got.devices.items()}
-    scanned = _Scan.of(lo, stored.result()) if stored is not None else None
+    scanned = Scan.of(lo, stored.result()) if stored is not None else None
     active: dict[Pair, str | None] = {}  # the series active before the due hours, and their unit when it comes
     if scanned is not None:  # from the data (outside the vocabulary)
         active = dict.fromkeys(p for p, a in zip(scanned.pairs, scanned.active, strict=True) if a)
@@ -331,7 +256,7 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     batch = AverageBatch()
 
     # 4. rolling windows and days holding a written hour, from the stored hours (the written ones in place)
-    table = _load_hours(conn, series, wp, we, hourly, last_end, scanned)
+    table = load_hours(conn, series, wp, we, hourly, last_end, scanned)
     last = last_end.timestamp()
     for period, (n, need) in ROLLING_PERIODS.items():
         rp, re_ = rolling_windows(wp, we, n, last)
