@@ -1,12 +1,12 @@
 """Stage 3 — the `indices` table as the averaging job's index step writes it: which sensors are reference stations,
 the daily US AQI inputs from the stored averages, and the whole-window rewrite of index rows. I/O (psycopg 3,
-sync), for `alerts.averaging.index_job`, in the caller's transaction.
+sync), for `alerts.averaging.index_job`, in the caller's transaction. Reads return a `storage.windows_store.Pending`
+(sent; its result waited for when asked), so that in pipeline mode the server works while the caller computes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +15,7 @@ import numpy as np
 import psycopg
 
 from storage import pgarrays
+from storage.windows_store import Pending
 
 __all__ = ["INDEX_COLUMNS", "TEMPLATE_COLUMNS", "IndexWindows", "daily_inputs", "replace_indices", "stations"]
 
@@ -48,25 +49,13 @@ JOIN averages a ON a.sensor_id = w.sensor_id AND {_WANTED}
 GROUP BY 1, 2, 3
 """
 
-# the keys of the windows rewritten, staged (thousands a run: a join with a table plans better than with unnest)
-_KEYS = """
-CREATE TEMPORARY TABLE IF NOT EXISTS _aqnet_index_keys (sensor_id text, period_end timestamptz) ON COMMIT DELETE ROWS
-"""
-_DELETE = """
-DELETE FROM indices i USING _aqnet_index_keys k
-WHERE i.sensor_id = k.sensor_id AND i.period_end = k.period_end AND i.averaging = ANY(%(averagings)s)
-  AND i.period_end BETWEEN %(first)s AND %(last)s
-"""
-
-
-def stations(conn: psycopg.Connection, sensors: AbstractSet[str]) -> set[str]:
-    """Which of `sensors` are reference stations (`sensors.kind` = 'station'): their indices are not indicative."""
-    rows = conn.execute("SELECT id FROM sensors WHERE kind = 'station' AND id = ANY(%s)", (sorted(sensors),))
-    return {r[0] for r in rows}
+def stations(conn: psycopg.Connection) -> Pending[set[str]]:
+    """The reference stations (`sensors.kind` = 'station'): their indices are not indicative."""
+    return Pending([conn.execute("SELECT id FROM sensors WHERE kind = 'station'")], lambda rows: {r[0] for r in rows})
 
 
 def daily_inputs(conn: psycopg.Connection, windows: Sequence[tuple[str, datetime, datetime]],
-                 inputs: Mapping[str, Sequence[str]]) -> Iterable[tuple[Any, ...]]:
+                 inputs: Mapping[str, Sequence[str]]) -> Pending[list[tuple[Any, ...]]]:
     """Per (sensor, day start, day end) window and variable of `inputs`: (sensor, day end, variable, the valid
     'day' average ending at the day's end, the largest valid '8h' and '1h' averages ending in the day), each read
     only for the variables whose `inputs` ('24h', '8h', '1h') name it (None otherwise). One range scan when many
@@ -75,10 +64,10 @@ def daily_inputs(conn: psycopg.Connection, windows: Sequence[tuple[str, datetime
               (("day", "24h"), ("h8", "8h"), ("h1", "1h"))}
     bounds = [(w[1], w[2]) for w in windows]
     if len(windows) >= _RANGE_SCAN_MIN and len(set(bounds)) == 1:
-        return conn.execute(_DAILY_RANGE, {"start": bounds[0][0], "end": bounds[0][1], **wanted})
-    return conn.execute(_DAILY, {
+        return Pending([conn.execute(_DAILY_RANGE, {"start": bounds[0][0], "end": bounds[0][1], **wanted})], list)
+    return Pending([conn.execute(_DAILY, {
         "sensors": [w[0] for w in windows], "starts": [b[0] for b in bounds], "ends": [b[1] for b in bounds],
-        **wanted})
+        **wanted})], list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +90,17 @@ class IndexWindows:
 TEMPLATE_COLUMNS = ("index", "pollutant", "averaging", "value", "level", "category", "colour", "action",
                     "concentration", "unit", "indicative", "beyond_index", "dominant")
 
-_STAGE_KEYS = """
-INSERT INTO _aqnet_index_keys (sensor_id, period_end)
-SELECT s, to_timestamp(e) FROM unnest(%(sensors)b, %(ends)b) AS k(s, e)
-"""
-_INSERT_ROWS = """
+# the windows rewritten lose their rows of the given averagings (bounded by the ends' range), then get their new
+# rows, in one statement: the INSERT reads the DELETE's count, so the keys are gone before the first row goes in
+_REPLACE = """
+WITH k AS MATERIALIZED (
+    SELECT s AS sensor_id, to_timestamp(e) AS period_end FROM unnest(%(sensors)b, %(ends)b) AS k(s, e)
+), gone AS (
+    DELETE FROM indices i USING k
+    WHERE i.sensor_id = k.sensor_id AND i.period_end = k.period_end AND i.averaging = ANY(%(averagings)s)
+      AND i.period_end BETWEEN %(first)s AND %(last)s
+    RETURNING 1
+)
 INSERT INTO indices (sensor_id, index, pollutant, averaging, period_end, value, level, category, colour, action,
                      concentration, unit, indicative, beyond_index, dominant, computed_at)
 SELECT r.sensor_id, r.index, r.pollutant, r.averaging, to_timestamp(r.e), r.value, r.level, r.category, r.colour,
@@ -113,7 +108,8 @@ SELECT r.sensor_id, r.index, r.pollutant, r.averaging, to_timestamp(r.e), r.valu
 FROM unnest(%(sensor_id)b, %(e)b, %(index)b, %(pollutant)b, %(averaging)b, %(value)b, %(level)b, %(category)b,
             %(colour)b, %(action)b, %(concentration)b, %(unit)b, %(indicative)b, %(beyond_index)b, %(dominant)b)
      AS r(sensor_id, e, index, pollutant, averaging, value, level, category, colour, action, concentration, unit,
-          indicative, beyond_index, dominant)
+          indicative, beyond_index, dominant),
+     (SELECT count(*) FROM gone) AS deleted
 """
 _KINDS = {"index": "text", "pollutant": "text", "averaging": "text", "value": "int4", "level": "int4",
           "category": "text", "colour": "text", "action": "text", "concentration": "float8", "unit": "text",
@@ -122,32 +118,27 @@ _KINDS = {"index": "text", "pollutant": "text", "averaging": "text", "value": "i
 
 def replace_indices(conn: psycopg.Connection, windows: IndexWindows, averagings: list[str], now: datetime) -> None:
     """Delete the `averagings` rows of each window of `windows` (the ends' range bounds the scan to the chunks and
-    index range holding them), then insert its rows, computed at `now`; both from binary arrays
-    (`storage.pgarrays`)."""
+    index range holding them), then insert its rows, computed at `now`: one statement (`_REPLACE`) from binary
+    arrays (`storage.pgarrays`)."""
     if not windows.sensor.size:
         return
     names = pgarrays.text_elements(windows.sensors)
-    with conn.cursor() as cur:
-        pgarrays.register(cur)
-        cur.execute(_KEYS)
-        cur.execute(_STAGE_KEYS, {"sensors": pgarrays.text_array(names, windows.sensor),
-                                  "ends": pgarrays.float8_array(windows.end)})
-        cur.execute(_DELETE, {"averagings": averagings,
-                              "first": datetime.fromtimestamp(float(windows.end.min()), UTC),
-                              "last": datetime.fromtimestamp(float(windows.end.max()), UTC)})
-        cur.execute("TRUNCATE _aqnet_index_keys")
-        if not len(windows):
-            return
-        params: dict[str, Any] = {"now": now, "sensor_id": pgarrays.text_array(names, windows.sensor[windows.window]),
-                                  "e": pgarrays.float8_array(windows.end[windows.window])}
-        for k, (name, kind) in enumerate(_KINDS.items()):
-            column = [t[k] for t in windows.templates]
-            if kind == "text":
-                params[name] = pgarrays.text_array(pgarrays.text_elements(column), windows.template)
-            elif kind == "int4":
-                params[name] = pgarrays.int4_array(np.array(column, dtype=np.int64)[windows.template])
-            elif kind == "float8":
-                params[name] = pgarrays.float8_array(np.array(column, dtype=float)[windows.template])
-            else:
-                params[name] = pgarrays.bool_array(np.array(column, dtype=bool)[windows.template])
-        cur.execute(_INSERT_ROWS, params)
+    params: dict[str, Any] = {
+        "now": now, "averagings": averagings, "sensors": pgarrays.text_array(names, windows.sensor),
+        "ends": pgarrays.float8_array(windows.end), "first": datetime.fromtimestamp(float(windows.end.min()), UTC),
+        "last": datetime.fromtimestamp(float(windows.end.max()), UTC),
+        "sensor_id": pgarrays.text_array(names, windows.sensor[windows.window]),
+        "e": pgarrays.float8_array(windows.end[windows.window])}
+    for k, (name, kind) in enumerate(_KINDS.items()):
+        column = [t[k] for t in windows.templates]
+        if kind == "text":
+            params[name] = pgarrays.text_array(pgarrays.text_elements(column), windows.template)
+        elif kind == "int4":
+            params[name] = pgarrays.int4_array(np.array(column, dtype=np.int64)[windows.template])
+        elif kind == "float8":
+            params[name] = pgarrays.float8_array(np.array(column, dtype=float)[windows.template])
+        else:
+            params[name] = pgarrays.bool_array(np.array(column, dtype=bool)[windows.template])
+    cur = conn.cursor()
+    pgarrays.register(cur)
+    cur.execute(_REPLACE, params)

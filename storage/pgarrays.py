@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 
 import numpy as np
 import psycopg
@@ -81,8 +82,10 @@ def text_array(elements: Sequence[bytes], pick: np.ndarray | Sequence[int] | Non
     """text[] of the encoded `elements` (`text_elements`), or of ``elements[i]`` for each i in `pick`."""
     if pick is None:
         return _array("text", len(elements), b"".join(elements))
-    idx = np.asarray(pick, dtype=np.int64).tolist()
-    return _array("text", len(idx), b"".join([elements[i] for i in idx]))
+    idx = np.asarray(pick, dtype=np.int64).ravel().tolist()
+    if len(idx) < 2:  # itemgetter of one index returns the element itself, not a tuple
+        return _array("text", len(idx), b"".join([elements[i] for i in idx]))
+    return _array("text", len(idx), b"".join(itemgetter(*idx)(elements)))
 
 
 def _dumper(element: str) -> type[Dumper]:

@@ -1,12 +1,19 @@
 """Stage 3 — the averaging job's tables: its watermark and claim (`job_watermarks`), the late-data marks
 (`dirty_slots`), the samples it averages (`measurements`, primary devices only), the stored `averages` (packed
-reads and the idempotent upsert) and its log (`window_computations`). I/O (psycopg 3, sync), for
+reads and the idempotent write) and its log (`window_computations`). I/O (psycopg 3, sync), for
 `alerts.averaging.job`; every function runs in the caller's transaction except `claim`, which is its own.
 
-Samples and stored averages are read packed, one row per series (and device): big-endian float8 / int4 / bool
-arrays in one bytea each, for numpy to read at once, not one Python object per sample; a NULL value is NaN.
-They are grouped under ``COLLATE "C"`` (byte order: the same groups as any deterministic collation, sorted
-without the locale's rules) and in no order inside a group: `alerts.averaging.series.SampleSet` orders them.
+Every read returns a `Pending`: the statement is sent, and `Pending.result` waits for it. In pipeline mode
+(`psycopg.Connection.pipeline`, as the job runs) the server works on it while the caller does something else;
+outside one, it has already run. Writes return nothing: in pipeline mode they are waited for by the next result
+asked for, or when the pipeline ends.
+
+Samples are summed in the database per (series, device, hour): one row per group, not one per sample. Stored
+averages are read packed, one row per series: big-endian float8 / bool arrays in one bytea each, for numpy to read
+at once, not one Python object per hour; a NULL value is NaN. They are grouped under ``COLLATE "C"`` (byte order:
+the same groups as any deterministic collation, sorted without the locale's rules) and in no order inside a group
+(each hour carries its end). Averages are written from binary arrays (`storage.pgarrays`) by one statement that
+deletes the keys it rewrites and inserts the rows.
 The claim takes the exclusive advisory lock `storage.writer.LATE_MARK_LOCK`: from then on every measurement
 written before the claim marks its (sensor, variable, 15-minute slot) in `dirty_slots`.
 `window_computations` has one 'due' row per (period, end) under a unique index; 'late' rows log recomputations.
@@ -15,24 +22,39 @@ written before the claim marks its (sensor, variable, 15-minute slot) in `dirty_
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
 from ingest.reading import EXCLUDED
 from storage import pgarrays
 from storage.writer import LATE_MARK_LOCK
 
-__all__ = ["AverageColumns", "claim", "computed_through", "delete_marks", "dirty_marks", "due_hours",
-           "log_windows", "set_computed_through", "stored_hours", "stored_packed", "upsert_averages", "window_hours",
-           "write_averages"]
+__all__ = ["AverageColumns", "Pending", "active_units", "claim", "computed_through", "delete_marks", "dirty_marks",
+           "due_hours", "due_units", "log_windows", "set_computed_through", "stored_hours", "stored_packed",
+           "window_hours", "write_averages"]
 
 Pair = tuple[str, str]  # (sensor_id, variable)
+T = TypeVar("T")
+
+
+class Pending(Generic[T]):
+    """A read sent to the server (module docstring): `result` waits for its rows (in pipeline mode, and for every
+    statement sent before it) and converts them."""
+
+    __slots__ = ("_convert", "_cursors")
+
+    def __init__(self, cursors: Sequence[psycopg.Cursor[Any]], convert: Callable[[list[Any]], T]) -> None:
+        self._cursors = cursors
+        self._convert = convert
+
+    def result(self) -> T:
+        """The rows of every statement sent, in order, converted."""
+        return self._convert([row for cur in self._cursors for row in cur.fetchall()])
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +65,8 @@ class AverageColumns:
     variables: list[bytes]  #: their variables, encoded
     units: list[bytes]  #: their units, encoded
     series: np.ndarray  #: per window, an index into the three lists above
-    period: list[bytes]  #: per window, its period encoded ('1h', '8h', '24h', 'day', 'year')
+    period_names: list[bytes]  #: the periods, encoded ('1h', '8h', '24h', 'day', 'year')
+    period: np.ndarray  #: per window, an index into `period_names`
     start: np.ndarray  #: epoch seconds
     end: np.ndarray  #: epoch seconds
     value: np.ndarray  #: the mean (any number where samples is 0: stored NULL)
@@ -62,38 +85,35 @@ ON CONFLICT (job) DO UPDATE SET claimed_through = greatest(job_watermarks.claime
 # a NULL, NaN or infinite value does not count; NaN is above every number in PostgreSQL, so it fails `< 'Infinity'`)
 _COUNTS = "(m.flags & %(excluded)s::int4) = 0 AND m.value > '-Infinity'::float8 AND m.value < 'Infinity'::float8"
 
-# the samples of one hour of a series and device summed in the database (time_bucket): its unit, the valid
-# samples' count and sum, and the first sample's time (valid or not) in epoch seconds; the primary-device filter
-# applies to the groups (a device's groups are all in or all out), so the hash aggregate sees no join
-_HOUR_SUMS = f"""
-    min(m.unit) AS unit, count(*) FILTER (WHERE {_COUNTS}) AS n,
-    coalesce(sum(m.value) FILTER (WHERE {_COUNTS}), 0) AS total, min(m.time) AS first
-"""
+# the samples of one hour of a series and device summed in the database (time_bucket): the valid samples' count and
+# sum (`_SUMS`), or the least unit of its samples (`_UNITS`, read only for variables outside the vocabulary, whose
+# unit the job takes from the data); the primary-device filter applies to the groups (a device's groups are all in
+# or all out), so the hash aggregate sees no join
+_SUMS = (f"count(*) FILTER (WHERE {_COUNTS}) AS n, coalesce(sum(m.value) FILTER (WHERE {_COUNTS}), 0) AS total",
+         "h.n, h.total")
+_UNITS = ("min(m.unit) AS unit", "h.unit")
 _PRIMARY_GROUPS = """
-SELECT h.sensor_id, h.variable, h.device_id, h.unit, date_part('epoch', h.stop), h.n, h.total,
-       date_part('epoch', h.first)
+SELECT h.sensor_id, h.variable, h.device_id, date_part('epoch', h.stop), {out}
 FROM h LEFT JOIN primary_devices p ON p.sensor_id = h.sensor_id AND p.variable = h.variable
 WHERE p.device_id IS NULL OR p.device_id = h.device_id
 """
 
-_DUE_HOURS = f"""
+_DUE_HOURS = """
 WITH h AS (
     SELECT m.sensor_id, m.variable, m.device_id, time_bucket('1 hour', m.time, %(end)s) + interval '1 hour' AS stop,
-           {_HOUR_SUMS}
-    FROM measurements m WHERE m.time >= %(start)s AND m.time < %(end)s
+           {aggregates}
+    FROM measurements m WHERE m.time >= %(start)s AND m.time < %(end)s {variables}
     GROUP BY 1, 2, 3, 4)
-{_PRIMARY_GROUPS}
-"""
+""" + _PRIMARY_GROUPS
 
-_WINDOW_HOURS = f"""
+_WINDOW_HOURS = """
 WITH h AS (
-    SELECT m.sensor_id, m.variable, m.device_id, w.t1 AS stop, {_HOUR_SUMS}
+    SELECT m.sensor_id, m.variable, m.device_id, w.t1 AS stop, {aggregates}
     FROM unnest(%(sensors)s::text[], %(variables)s::text[], %(t0)s::timestamptz[], %(t1)s::timestamptz[])
          AS w(sensor_id, variable, t0, t1)
     JOIN measurements m ON m.sensor_id = w.sensor_id AND m.variable = w.variable AND m.time >= w.t0 AND m.time < w.t1
     GROUP BY 1, 2, 3, 4)
-{_PRIMARY_GROUPS}
-"""
+""" + _PRIMARY_GROUPS
 
 # stored averages of one period per series, packed like the samples: (sensor, variable, n, ends, values, valid)
 _PACKED_AVERAGES = """
@@ -117,41 +137,46 @@ FROM averages a WHERE a.period = %(period)s AND a.period_end > %(lo)s AND a.peri
 GROUP BY 1, 2
 """
 
-# every series' stored hours in one range scan, with the unit of the hours holding samples in a sub-range (the
-# series active then, without a second scan)
+# every series' stored hours in one range scan, with whether it has hours holding samples in a sub-range (the series
+# active then, without a second scan)
 _HOURS_RANGE = f"""
 SELECT {_PACKED_AVERAGES},
-       min(a.unit) FILTER (WHERE a.samples > 0 AND a.period_end > %(since)s AND a.period_end <= %(until)s)
+       bool_or(a.samples > 0 AND a.period_end > %(since)s AND a.period_end <= %(until)s)
 FROM averages a WHERE a.period = '1h' AND a.period_end > %(lo)s AND a.period_end <= %(hi)s
+GROUP BY 1, 2
+"""
+# the least unit of the hours holding samples in a range, of the series of some variables
+_ACTIVE_UNITS = """
+SELECT a.sensor_id, a.variable, min(a.unit) FROM averages a
+WHERE a.period = '1h' AND a.samples > 0 AND a.period_end > %(since)s AND a.period_end <= %(until)s
+  AND a.variable = ANY(%(variables)s)
 GROUP BY 1, 2
 """
 
 #: series sharing one window above which one range scan beats per-series index lookups
 _RANGE_SCAN_MIN = 50
 
-_STAGING = """
-CREATE TEMPORARY TABLE IF NOT EXISTS _aqnet_averages (LIKE averages INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+# the windows written replace the stored ones with the same key (averages_key) in one statement: the keys are
+# deleted (bounded by the ends' range) before the first row is inserted (the INSERT reads the DELETE's count), and
+# a plain INSERT follows (an upsert's speculative insertion costs more per row)
+_WRITE = """
+WITH w AS MATERIALIZED (
+    SELECT w.sensor_id, w.variable, w.period, to_timestamp(w.t0) AS period_start, to_timestamp(w.t1) AS period_end,
+           CASE WHEN w.samples > 0 THEN w.value END AS value, w.unit, w.coverage, w.samples, w.valid
+    FROM unnest(%(sensors)b, %(variables)b, %(units)b, %(period)b, %(t0)b, %(t1)b, %(value)b, %(coverage)b,
+                %(samples)b, %(valid)b) AS w(sensor_id, variable, unit, period, t0, t1, value, coverage, samples, valid)
+), gone AS (
+    DELETE FROM averages a USING w
+    WHERE a.sensor_id = w.sensor_id AND a.variable = w.variable AND a.period = w.period AND a.period_end = w.period_end
+      AND a.period_end BETWEEN %(first)s AND %(last)s
+    RETURNING 1
+)
+INSERT INTO averages (sensor_id, variable, period, period_start, period_end, value, unit, coverage, samples, valid,
+                      computed_at)
+SELECT w.sensor_id, w.variable, w.period, w.period_start, w.period_end, w.value, w.unit, w.coverage, w.samples,
+       w.valid, %(now)s
+FROM w, (SELECT count(*) FROM gone) AS deleted
 """
-_STAGE_COLUMNS = """
-INSERT INTO _aqnet_averages (sensor_id, variable, period, period_start, period_end, value, unit, coverage, samples,
-                             valid, computed_at)
-SELECT w.sensor_id, w.variable, w.period, to_timestamp(w.t0), to_timestamp(w.t1),
-       CASE WHEN w.samples > 0 THEN w.value END, w.unit, w.coverage, w.samples, w.valid, %(now)s
-FROM unnest(%(sensors)b, %(variables)b, %(units)b, %(period)b, %(t0)b, %(t1)b, %(value)b, %(coverage)b,
-            %(samples)b, %(valid)b) AS w(sensor_id, variable, unit, period, t0, t1, value, coverage, samples, valid)
-"""
-_DELETE_STAGED = """
-DELETE FROM averages a USING _aqnet_averages t
-WHERE a.sensor_id = t.sensor_id AND a.variable = t.variable AND a.period = t.period AND a.period_end = t.period_end
-  AND a.period_end BETWEEN %(first)s AND %(last)s
-"""
-_INSERT_STAGED = "INSERT INTO averages SELECT * FROM _aqnet_averages"
-
-_AVERAGE_COLUMNS = ("sensor_id", "variable", "period", "period_start", "period_end", "value", "unit", "coverage",
-                    "samples", "valid", "computed_at")
-_AVERAGE_TYPES = ("text", "text", "text", "timestamptz", "timestamptz", "float8", "text", "float8", "int4", "bool",
-                  "timestamptz")
-
 
 # ------------------------------------------------------------------------------------ watermark, marks
 
@@ -163,11 +188,10 @@ def claim(conn: psycopg.Connection, job: str, end: datetime) -> None:
         conn.execute(_CLAIM, {"job": job, "end": end})
 
 
-def computed_through(conn: psycopg.Connection, job: str) -> datetime | None:
+def computed_through(conn: psycopg.Connection, job: str) -> Pending[datetime | None]:
     """`job`'s watermark, its row locked FOR UPDATE (two leaders racing serialise here); None before the first."""
-    row = conn.execute("SELECT computed_through FROM job_watermarks WHERE job = %s FOR UPDATE", (job,)).fetchone()
-    through: datetime | None = row[0] if row else None
-    return through
+    cur = conn.execute("SELECT computed_through FROM job_watermarks WHERE job = %s FOR UPDATE", (job,))
+    return Pending([cur], lambda rows: rows[0][0] if rows else None)
 
 
 def set_computed_through(conn: psycopg.Connection, job: str, end: datetime) -> None:
@@ -176,10 +200,10 @@ def set_computed_through(conn: psycopg.Connection, job: str, end: datetime) -> N
                  (end, job))
 
 
-def dirty_marks(conn: psycopg.Connection, before: datetime) -> list[tuple[Any, ...]]:
+def dirty_marks(conn: psycopg.Connection, before: datetime) -> Pending[list[tuple[Any, ...]]]:
     """The late-data marks of slots starting before `before`: (sensor_id, variable, slot_start, mark)."""
-    return conn.execute("SELECT sensor_id, variable, slot_start, mark FROM dirty_slots WHERE slot_start < %s",
-                        (before,)).fetchall()
+    return Pending([conn.execute("SELECT sensor_id, variable, slot_start, mark FROM dirty_slots "
+                                 "WHERE slot_start < %s", (before,))], list)
 
 
 def delete_marks(conn: psycopg.Connection, marks: Sequence[tuple[Any, ...]]) -> None:
@@ -192,95 +216,94 @@ def delete_marks(conn: psycopg.Connection, marks: Sequence[tuple[Any, ...]]) -> 
 
 # ------------------------------------------------------------------------------------ samples, series
 
-def due_hours(conn: psycopg.Connection, start: datetime, end: datetime) -> list[tuple[Any, ...]]:
+def due_hours(conn: psycopg.Connection, start: datetime, end: datetime) -> Pending[list[tuple[Any, ...]]]:
     """The samples of the whole hours in [start, end) (`end` an hour end), summed per (sensor, variable, device,
     hour) over the primary device's samples (`primary_devices`; every device without one): sensor, variable,
-    device, unit, hour end (epoch s), valid samples, their sum, first sample's time (epoch s)."""
-    return conn.cursor(binary=True).execute(_DUE_HOURS, {"start": start, "end": end,
-                                                         "excluded": int(EXCLUDED)}).fetchall()
+    device, hour end (epoch s), valid samples, their sum. A group exists when the hour holds a sample, valid or
+    not."""
+    query = _DUE_HOURS.format(aggregates=_SUMS[0], variables="", out=_SUMS[1])
+    return Pending([conn.cursor(binary=True).execute(query, {"start": start, "end": end,
+                                                             "excluded": int(EXCLUDED)})], list)
 
 
-def window_hours(conn: psycopg.Connection, windows: Sequence[tuple[str, str, datetime, datetime]]
-                 ) -> list[tuple[Any, ...]]:
+def due_units(conn: psycopg.Connection, start: datetime, end: datetime, variables: Sequence[str]
+              ) -> Pending[list[tuple[Any, ...]]]:
+    """The least unit of each group of `due_hours` of the `variables`: sensor, variable, device, hour end, unit."""
+    query = _DUE_HOURS.format(aggregates=_UNITS[0], variables="AND m.variable = ANY(%(variables)s)", out=_UNITS[1])
+    return Pending([conn.cursor(binary=True).execute(query, {"start": start, "end": end,
+                                                             "variables": list(variables)})], list)
+
+
+def window_hours(conn: psycopg.Connection, windows: Sequence[tuple[str, str, datetime, datetime]], *,
+                 units: bool = False) -> Pending[list[tuple[Any, ...]]]:
     """The samples of each (sensor, variable, t0, t1) window in [t0, t1) (distinct windows of a series never
-    overlap), summed like `due_hours`, the window's end t1 as the hour end."""
-    return conn.cursor(binary=True).execute(_WINDOW_HOURS, {
+    overlap), summed like `due_hours`, the window's end t1 as the hour end; or, with `units`, their least unit
+    per group like `due_units`."""
+    out = _UNITS if units else _SUMS
+    return Pending([conn.cursor(binary=True).execute(_WINDOW_HOURS.format(aggregates=out[0], out=out[1]), {
         "sensors": [w[0] for w in windows], "variables": [w[1] for w in windows],
-        "t0": [w[2] for w in windows], "t1": [w[3] for w in windows], "excluded": int(EXCLUDED)}).fetchall()
+        "t0": [w[2] for w in windows], "t1": [w[3] for w in windows], "excluded": int(EXCLUDED)})], list)
 
 
 # ------------------------------------------------------------------------------------ stored averages
 
 def stored_packed(conn: psycopg.Connection, period: str, windows: Mapping[Pair, tuple[datetime, datetime]]
-                  ) -> list[tuple[Pair, int, bytes, bytes, bytes]]:
+                  ) -> Pending[list[tuple[Pair, int, bytes, bytes, bytes]]]:
     """Stored averages of `period` ending in each series' (lo, hi], packed (`_PACKED_AVERAGES`): one range scan
     per window many series share (the due hours), one indexed lookup per series for the others (late data)."""
     groups: dict[tuple[datetime, datetime], list[Pair]] = defaultdict(list)
     for pair, window in windows.items():
         groups[window].append(pair)
     scattered = sorted(p for ps in groups.values() if len(ps) < _RANGE_SCAN_MIN for p in ps)
-    results = [conn.cursor(binary=True).execute(_STORED_RANGE, {"lo": lo, "hi": hi, "period": period})
+    cursors = [conn.cursor(binary=True).execute(_STORED_RANGE, {"lo": lo, "hi": hi, "period": period})
                for (lo, hi), ps in groups.items() if len(ps) >= _RANGE_SCAN_MIN]
     if scattered:
-        results.append(conn.cursor(binary=True).execute(_STORED, {
+        cursors.append(conn.cursor(binary=True).execute(_STORED, {
             "sensors": [p[0] for p in scattered], "variables": [p[1] for p in scattered],
             "lo": [windows[p][0] for p in scattered], "hi": [windows[p][1] for p in scattered], "period": period}))
-    return [((sensor, variable), n, ends, values, valid) for result in results
-            for sensor, variable, n, ends, values, valid in result if (sensor, variable) in windows]
+    return Pending(cursors, lambda rows: [((sensor, variable), n, ends, values, valid)
+                                          for sensor, variable, n, ends, values, valid in rows
+                                          if (sensor, variable) in windows])
 
 
 def stored_hours(conn: psycopg.Connection, lo: datetime, hi: datetime, since: datetime, until: datetime
-                 ) -> list[tuple[Pair, int, bytes, bytes, bytes, str | None]]:
-    """Every series' stored '1h' averages ending in (lo, hi], packed like `stored_packed`, each with the unit of
-    its hours that hold samples and end in (since, until] (None when it has none; the series active then, from the
-    same scan; since ⊂ (lo, hi])."""
-    rows = conn.cursor(binary=True).execute(_HOURS_RANGE, {"lo": lo, "hi": hi, "since": since, "until": until})
-    return [((sensor, variable), n, ends, values, valid, unit)
-            for sensor, variable, n, ends, values, valid, unit in rows]
+                 ) -> Pending[list[tuple[Pair, int, bytes, bytes, bytes, bool]]]:
+    """Every series' stored '1h' averages ending in (lo, hi], packed like `stored_packed`, each with whether it has
+    hours holding samples that end in (since, until] (the series active then, from the same scan; since ⊂ (lo, hi];
+    their unit: `active_units`)."""
+    conn.execute("SET LOCAL work_mem = '64MB'")
+    cur = conn.cursor(binary=True).execute(_HOURS_RANGE, {"lo": lo, "hi": hi, "since": since, "until": until})
+    conn.execute("RESET work_mem")
+    return Pending([cur], lambda rows: [((sensor, variable), n, ends, values, valid, active)
+                                        for sensor, variable, n, ends, values, valid, active in rows])
 
 
-def upsert_averages(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Write average rows (`_AVERAGE_COLUMNS`), replacing those with the same key (averages_key): staged by COPY,
-    then `_replace_staged`."""
-    if not rows:
-        return
-    cols = sql.SQL(", ").join(map(sql.Identifier, _AVERAGE_COLUMNS))
-    with conn.cursor() as cur:
-        cur.execute(_STAGING)
-        with cur.copy(sql.SQL("COPY _aqnet_averages ({}) FROM STDIN (FORMAT BINARY)").format(cols)) as copy:
-            copy.set_types(list(_AVERAGE_TYPES))
-            for row in rows:
-                copy.write_row(row)
-        _replace_staged(cur, min(r[4] for r in rows), max(r[4] for r in rows))
+def active_units(conn: psycopg.Connection, since: datetime, until: datetime, variables: Sequence[str]
+                 ) -> Pending[dict[Pair, str]]:
+    """The least unit of the '1h' averages holding samples and ending in (since, until] of each series of the
+    `variables`."""
+    cur = conn.execute(_ACTIVE_UNITS, {"since": since, "until": until, "variables": list(variables)})
+    return Pending([cur], lambda rows: {(sensor, variable): unit for sensor, variable, unit in rows})
 
 
 def write_averages(conn: psycopg.Connection, windows: AverageColumns, now: datetime) -> None:
     """Write averages given as columns (`AverageColumns`), replacing those with the same key (averages_key); a
-    window's value is NULL where it has no sample. Staged by one INSERT from binary arrays
-    (`storage.pgarrays`), then `_replace_staged`."""
+    window's value is NULL where it has no sample. One statement (`_WRITE`) from binary arrays
+    (`storage.pgarrays`)."""
     if not windows.series.size:
         return
-    with conn.cursor() as cur:
-        pgarrays.register(cur)
-        cur.execute(_STAGING)
-        cur.execute(_STAGE_COLUMNS, {
-            "sensors": pgarrays.text_array(windows.sensors, windows.series),
-            "variables": pgarrays.text_array(windows.variables, windows.series),
-            "units": pgarrays.text_array(windows.units, windows.series), "now": now,
-            "period": pgarrays.text_array(windows.period), "t0": pgarrays.float8_array(windows.start),
-            "t1": pgarrays.float8_array(windows.end), "value": pgarrays.float8_array(windows.value),
-            "coverage": pgarrays.float8_array(windows.coverage), "samples": pgarrays.int4_array(windows.samples),
-            "valid": pgarrays.bool_array(windows.valid)})
-        _replace_staged(cur, datetime.fromtimestamp(float(windows.end.min()), UTC),
-                        datetime.fromtimestamp(float(windows.end.max()), UTC))
-
-
-def _replace_staged(cur: psycopg.Cursor[Any], first: datetime, last: datetime) -> None:
-    """Replace the stored averages keyed like the staged ones (ending in [first, last], which bounds the scan) by
-    them: a DELETE of the keys, then a plain INSERT (an upsert's speculative insertion costs more per row)."""
-    cur.execute(_DELETE_STAGED, {"first": first, "last": last})
-    cur.execute(_INSERT_STAGED)
-    cur.execute("TRUNCATE _aqnet_averages")
+    cur = conn.cursor()
+    pgarrays.register(cur)
+    cur.execute(_WRITE, {
+        "sensors": pgarrays.text_array(windows.sensors, windows.series),
+        "variables": pgarrays.text_array(windows.variables, windows.series),
+        "units": pgarrays.text_array(windows.units, windows.series), "now": now,
+        "period": pgarrays.text_array(windows.period_names, windows.period), "t0": pgarrays.float8_array(windows.start),
+        "t1": pgarrays.float8_array(windows.end), "value": pgarrays.float8_array(windows.value),
+        "coverage": pgarrays.float8_array(windows.coverage), "samples": pgarrays.int4_array(windows.samples),
+        "valid": pgarrays.bool_array(windows.valid),
+        "first": datetime.fromtimestamp(float(windows.end.min()), UTC),
+        "last": datetime.fromtimestamp(float(windows.end.max()), UTC)})
 
 
 # ------------------------------------------------------------------------------------ the log

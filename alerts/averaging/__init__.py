@@ -1,11 +1,12 @@
 """Stage 4, averages and indices — what the scheduler computes from the stored measurements: hourly, rolling
 (8 h / 24 h), calendar-day and calendar-year averages with their completeness rules, the NowCast and the air
 quality indices (US EPA AQI, IBOCA), and the averaging job that writes them. Pure modules (`averages`,
-`vectorised`, `nowcast`, `indices`, `windows`) and I/O glue (`job`, `index_job`, psycopg 3 sync).
+`vectorised`, `nowcast`, `indices`, `windows`, `series`) and I/O glue (`job`, `hours`, `index_job`, psycopg 3 sync).
 
 Index: `alerts.averaging.averages` (per-series averages), `alerts.averaging.vectorised` (many series at once),
 `alerts.averaging.nowcast`, `alerts.averaging.indices`, `alerts.averaging.windows` (which windows are due),
-`alerts.averaging.job` (`compute_windows`) and its index step `alerts.averaging.index_job`.
+`alerts.averaging.series` (a run's series and windows as arrays), `alerts.averaging.job` (`compute_windows`), the
+stored hours it reads `alerts.averaging.hours` and its index step `alerts.averaging.index_job`.
 """
 
 from __future__ import annotations

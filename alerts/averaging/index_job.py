@@ -111,7 +111,7 @@ class _Shapes:
 
 
 def _nowcast_windows(pairs: Sequence[Pair], hours: HourTable, sensors: list[str], ns: np.ndarray, ne: np.ndarray,
-                     stations: set[str]) -> indices_store.IndexWindows:
+                     stations: AbstractSet[str]) -> indices_store.IndexWindows:
     """The NowCast index windows (sensor number `ns`, end `ne`) and their rows, from the stored hours."""
     index = {p: i for i, p in enumerate(pairs)}
     offsets = np.arange(WINDOW_HOURS - 1, -1, -1) * HOUR.total_seconds()
@@ -140,16 +140,19 @@ def _nowcast_windows(pairs: Sequence[Pair], hours: HourTable, sensors: list[str]
     return shapes.windows(sensors, ns, ne, shape)
 
 
-def _daily_windows(conn: psycopg.Connection, tz: tzinfo, days_by_sensor: Mapping[str, set[date]],
-                   stations: set[str]) -> indices_store.IndexWindows:
-    """The daily AQI windows (sensor, day) and their rows, from the stored day, 8-h and 1-h averages."""
+def _daily_keys(tz: tzinfo, days_by_sensor: Mapping[str, set[date]]
+                ) -> tuple[list[str], list[tuple[int, date]], list[tuple[datetime, datetime]]]:
+    """The daily AQI windows: the sensors numbered, (sensor number, day) per window, and each window's bounds."""
     sensors = sorted(days_by_sensor)
     keys = [(k, d) for k, s in enumerate(sensors) for d in sorted(days_by_sensor[s])]
     of_day = {d: day_bounds(d, tz) for d in {d for _, d in keys}}
-    bounds = [of_day[d] for _, d in keys]
+    return sensors, keys, [of_day[d] for _, d in keys]
+
+
+def _daily_windows(sensors: list[str], keys: list[tuple[int, date]], bounds: list[tuple[datetime, datetime]],
+                   result: list[tuple[Any, ...]], stations: AbstractSet[str]) -> indices_store.IndexWindows:
+    """The daily AQI windows (`_daily_keys`) and their rows, from their inputs (`indices_store.daily_inputs`)."""
     inputs: dict[tuple[str, datetime], list[tuple[str, DailyInputs]]] = defaultdict(list)
-    result = indices_store.daily_inputs(
-        conn, [(sensors[k], b[0], b[1]) for (k, _), b in zip(keys, bounds, strict=True)], DAILY_INPUTS)
     for sensor, day_end, variable, mean_24h, max_8h, max_1h in result:
         inputs[(sensor, day_end)].append((variable, DailyInputs(mean_24h=mean_24h, max_8h=max_8h, max_1h=max_1h)))
     # the sub-indices are looked up truncated: few distinct days a run, each looked up once
@@ -174,11 +177,13 @@ def _daily_windows(conn: psycopg.Connection, tz: tzinfo, days_by_sensor: Mapping
 def write_indices(conn: psycopg.Connection, now: datetime, *, tz: tzinfo, pairs: Sequence[Pair],
                   hour_pairs: np.ndarray, hour_ends: np.ndarray, hours: HourTable,
                   days: Mapping[Pair, AbstractSet[date]], last_end: datetime, due_hours: AbstractSet[datetime],
-                  due_day_ends: AbstractSet[datetime]) -> dict[str, int]:
+                  due_day_ends: AbstractSet[datetime], stations: AbstractSet[str]) -> dict[str, int]:
     """Rewrite the NowCast indices and daily US AQI that the written hours (series number `hour_pairs` into
     `pairs`, end `hour_ends` in epoch seconds) and ended `days` of each series change, from the stored hours
-    `hours` (by series number); log them in `window_computations`; return rows written by kind ('nowcast',
-    'daily_aqi')."""
+    `hours` (by series number) and the stored averages (`conn`: they must have been written, or sent before in
+    pipeline mode); `stations`: the reference stations. Log them in `window_computations`; return rows written by
+    kind ('nowcast', 'daily_aqi'). In pipeline mode the NowCasts are computed while the server writes the averages
+    and reads the daily inputs, and the daily indices while it writes the NowCasts."""
     written = np.unique(hour_pairs).tolist()
     is_nowcast = np.array([p[1] in NOWCAST_POLLUTANTS for p in pairs] or [False], dtype=bool)[hour_pairs]
     sensors = sorted({pairs[i][0] for i in written if pairs[i][1] in NOWCAST_POLLUTANTS})
@@ -200,15 +205,19 @@ def write_indices(conn: psycopg.Connection, now: datetime, *, tz: tzinfo, pairs:
             later[e] = {d for d in ds if day_bounds(d, tz)[1] <= last_end}
         for i, e in zip(hour_pairs[eight].tolist(), hour_ends[eight].tolist(), strict=True):
             daily[pairs[i][0]].update(later[e])
-    stations = indices_store.stations(conn, set(sensors) | set(daily))
-    counts = {"nowcast": 0, "daily_aqi": 0}
-    if ns.size:
-        windows = _nowcast_windows(pairs, hours, sensors, ns, ne, stations)
-        indices_store.replace_indices(conn, windows, ["nowcast"], now)
-        counts["nowcast"] = len(windows)
-        _log(conn, "nowcast", windows.end, due_hours, now)
     if daily:
-        windows = _daily_windows(conn, tz, daily, stations)
+        day_sensors, keys, bounds = _daily_keys(tz, daily)
+        inputs = indices_store.daily_inputs(
+            conn, [(day_sensors[k], b[0], b[1]) for (k, _), b in zip(keys, bounds, strict=True)], DAILY_INPUTS)
+    counts = {"nowcast": 0, "daily_aqi": 0}
+    nowcasts = _nowcast_windows(pairs, hours, sensors, ns, ne, stations) if ns.size else None
+    rows = inputs.result() if daily else []
+    if nowcasts is not None:
+        indices_store.replace_indices(conn, nowcasts, ["nowcast"], now)
+        counts["nowcast"] = len(nowcasts)
+        _log(conn, "nowcast", nowcasts.end, due_hours, now)
+    if daily:
+        windows = _daily_windows(day_sensors, keys, bounds, rows, stations)
         indices_store.replace_indices(conn, windows, sorted(DAILY_AVERAGING.values()), now)
         counts["daily_aqi"] = len(windows)
         _log(conn, "daily_aqi", windows.end, due_day_ends, now)

@@ -26,36 +26,45 @@ and one that had readings in the 24 hours before them (so a silent sensor's hour
 coverage 0 for a day, and its rolling windows age out). Only the primary device's readings count
 (`primary_devices`); a series without a primary pools every device, the expected sample count summed over them.
 A series whose device has no configured cadence is skipped with an error in the log.
+
+How a run spends its time (issue 19): the claim and the run go through one psycopg pipeline, so the server
+executes each statement while the job computes, and the job waits only where it needs a result. The samples are
+summed per (series, device, hour) in the database; the stored hours are read while those sums are taken in; the
+hourly averages are written while the rolling windows and days are computed; the NowCasts are computed while those
+windows are written and the daily AQI inputs read, the daily indices while the NowCasts are written. Python's
+cyclic garbage collector is paused for the run (`_collector_paused`).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any
 
 import numpy as np
 import psycopg
 
 from alerts.averaging.averages import HOUR, ROLLING_PERIODS, Average, annual_average, min_valid_hours
+from alerts.averaging.hours import Scan, load_hours
 from alerts.averaging.index_job import write_indices
-from alerts.averaging.nowcast import NOWCAST_POLLUTANTS
 from alerts.averaging.series import (
     AverageBatch,
     HourSums,
     Pair,
     Series,
+    SeriesNames,
     cadence_for,
     day_windows,
     hour_windows,
-    unique_windows,
+    rolling_windows,
     unit_of,
 )
-from alerts.averaging.vectorised import Averages, HourTable, hourly_from_sums, packed, window_averages
+from alerts.averaging.vectorised import Averages, hourly_from_sums, packed, window_averages
 from alerts.averaging.windows import (
     day_bounds,
     days_ending_in,
@@ -66,7 +75,8 @@ from alerts.averaging.windows import (
     years_ending_in,
 )
 from sensors.domain import load
-from storage import windows_store
+from sensors.variables import VARIABLES
+from storage import indices_store, windows_store
 
 __all__ = ["JOB", "WindowRun", "compute_windows", "network_timezone"]
 
@@ -99,46 +109,7 @@ class WindowRun:
         return sum(n for p, n in self.rows.items() if p in ("1h", "8h", "24h", "day", "year"))
 
 
-# ------------------------------------------------------------------------------------------- stored hours
-
-def _load_hours(conn: psycopg.Connection, series: Series, wp: np.ndarray, we: np.ndarray, hourly: Averages,
-                last_end: datetime, scanned: tuple[float, list[tuple[Any, ...]]] | None) -> HourTable:
-    """The '1h' averages around the written hours, as stored once the hours `hourly` (series `wp`, end `we`) are
-    written: the 24 h before them (rolling windows, their days) to the 25 h after (the windows and days holding
-    them), for the written series and, for a NowCast pollutant, the sensor's other NowCast pollutants (its indices
-    are recomputed together). `scanned`: the stored hours of every series ending after a bound (epoch s), read
-    with the due hours (`windows_store.stored_hours`); series whose span starts before it are read here."""
-    spans: dict[Pair, tuple[float, float]] = {}  # (lo, hi] in epoch seconds
-    ids = np.unique(wp)
-    start = np.full(len(series), np.inf)
-    stop = np.full(len(series), -np.inf)
-    np.minimum.at(start, wp, we)
-    np.maximum.at(stop, wp, we)
-    last = last_end.timestamp()
-    for i, a, b in zip(ids.tolist(), start[ids].tolist(), stop[ids].tolist(), strict=True):
-        span = (a - 26 * 3600.0, min(last, b + 25 * 3600.0))
-        sensor, variable = series.pairs[i]
-        spans[(sensor, variable)] = span
-        if variable in NOWCAST_POLLUTANTS:
-            for other in NOWCAST_POLLUTANTS:
-                spans.setdefault((sensor, other), span)
-    rows: list[tuple[Any, ...]] = []
-    if scanned is not None:  # a span inside the scan is read from it (rows outside a span are never looked up)
-        rows = [r for r in scanned[1] if r[0] in spans and spans[r[0]][0] >= scanned[0]]
-        inside = {r[0] for r in rows}
-        spans = {p: w for p, w in spans.items() if p not in inside and w[0] < scanned[0]}
-    if spans:
-        rows += windows_store.stored_packed(conn, "1h", {
-            p: (datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC)) for p, (lo, hi) in spans.items()})
-    sid = np.repeat(np.array([series.add(pair) for pair, *_ in rows], dtype=np.int64), [r[1] for r in rows])
-    ends = packed([r[2] for r in rows], ">f8")
-    # the hours being written replace what is stored under their keys
-    key = sid * (1 << 32) + ends.astype(np.int64)
-    kept = ~np.isin(key, wp * (1 << 32) + we.astype(np.int64))
-    return HourTable(np.concatenate((sid[kept], wp)), np.concatenate((ends[kept], we)),
-                     np.concatenate((packed([r[3] for r in rows], ">f8")[kept], hourly.value)),
-                     np.concatenate((packed([r[4] for r in rows], "?")[kept], hourly.valid)))
-
+# ------------------------------------------------------------------------------------------- years
 
 def _by_end(ends: np.ndarray, values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stored averages in the order of their ends (a year's mean sums its days oldest first)."""
@@ -146,17 +117,17 @@ def _by_end(ends: np.ndarray, values: np.ndarray, valid: np.ndarray) -> tuple[np
     return ends[order], values[order], valid[order]
 
 
-def _year_rows(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, units_of: Mapping[Pair, str],
-               tz: tzinfo, last_end: datetime, now: datetime) -> list[tuple[Any, ...]]:
+def _years(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, series: Series, tz: tzinfo,
+           last_end: datetime) -> AverageBatch:
     """The ended local years holding a written day (`annual_average` of the stored days; once a year)."""
+    batch = AverageBatch()
     ended = {y: year_bounds(y, tz)[1] <= last_end for y in {d.year for ds in days.values() for d in ds}}
     years = {p: ys for p, ds in days.items() if (ys := {d.year for d in ds if ended[d.year]})}
     if not years:
-        return []
+        return batch
     stored = {pair: _by_end(packed([e], ">f8"), packed([v], ">f8"), packed([ok], "?"))
               for pair, _, e, v, ok in windows_store.stored_packed(conn, "day", {
-                  p: (year_bounds(min(ys), tz)[0], year_bounds(max(ys), tz)[1]) for p, ys in years.items()})}
-    rows = []
+                  p: (year_bounds(min(ys), tz)[0], year_bounds(max(ys), tz)[1]) for p, ys in years.items()}).result()}
     for pair, ys in sorted(years.items()):
         ends, values, valid = stored.get(pair, (np.empty(0), np.empty(0), np.empty(0, dtype=bool)))
         for year in sorted(ys):
@@ -166,9 +137,10 @@ def _year_rows(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, unit
                      for e, v, ok in zip(ends.tolist(), values.tolist(), valid.tolist(), strict=True)
                      if start.timestamp() < e <= end.timestamp()]
             avg = annual_average(daily, start, end)
-            rows.append((pair[0], pair[1], "year", start, end, avg.value, units_of[pair], avg.coverage, avg.samples,
-                         avg.valid, now))
-    return rows
+            batch.add("year", np.array([series.index[pair]]), np.array([end.timestamp()]), round((end - start) / HOUR),
+                      Averages(np.array([math.nan if avg.value is None else avg.value]), np.array([avg.coverage]),
+                               np.array([avg.samples]), np.array([avg.valid])))
+    return batch
 
 
 # ------------------------------------------------------------------------------------------- the job
@@ -188,68 +160,106 @@ def compute_windows(conn: psycopg.Connection, now: datetime, *, cadence_s: float
         raise ValueError(f"compute_windows: settle_s: expected >= 0, got {settle_s}")
     tz = tz or network_timezone()
     last_end = hour_end_at_or_before(now - timedelta(seconds=settle_s), tz)
-    windows_store.claim(conn, JOB, last_end)  # the claim: writers from now on mark what they write before last_end
-    with conn.transaction():
-        return _run(conn, now, last_end, tz=tz, cadence_s=cadence_s, default_cadence_s=default_cadence_s,
-                    lookback_h=lookback_h, indices=indices)
+    # one pipeline: the server runs each statement while the job computes (only a result asked for is waited for)
+    with _collector_paused(), conn.pipeline():
+        windows_store.claim(conn, JOB, last_end)  # the claim: writers from now on mark what they write before last_end
+        with conn.transaction():
+            return _run(conn, now, last_end, tz=tz, cadence_s=cadence_s, default_cadence_s=default_cadence_s,
+                        lookback_h=lookback_h, indices=indices)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for one run. A run makes and frees hundreds of thousands of tuples
+    and lists (rows, keys), freed by reference counting, but their allocations trigger the collector hundreds of
+    times, and the full collections among them walk the whole process heap (0.12-0.14 s of a 10,000-sensor tick in
+    the benchmark, more in the daemon's bigger heap). Cycles made meanwhile are collected after the run."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzinfo,
          cadence_s: float | Mapping[str, float], default_cadence_s: float | None, lookback_h: int,
          indices: bool) -> WindowRun:
-    through = windows_store.computed_through(conn, JOB)
+    watermark = windows_store.computed_through(conn, JOB)
+    marks_read = windows_store.dirty_marks(conn, last_end)
+    stations = indices_store.stations(conn) if indices else None
+    through = watermark.result()
     floor = last_end - lookback_h * HOUR
     after = max(through, floor) if through is not None else floor
     due = hour_ends_in(after, last_end)
     due_set = set(due)
 
     # 1. late marks: hours already computed (or never due) that got readings after their computation
-    marks = windows_store.dirty_marks(conn, last_end)
+    marks = marks_read.result()
     late: dict[Pair, set[datetime]] = defaultdict(set)
     for sensor, variable, slot, _ in marks:
         end = hour_end_containing(slot, tz)
         if end not in due_set and end <= last_end:
             late[(sensor, variable)].add(end)
 
-    # 2. the samples, summed per hour in the database: due hours for every series, late hours for the marked ones
+    # 2. the samples, summed per hour in the database: due hours for every series, late hours for the marked ones;
+    # then the stored hours every due series may need, and which series were active before the due hours, read
+    # while the sums are taken in
+    sums = [windows_store.due_hours(conn, due[0] - HOUR, due[-1])] if due else []
+    keys = [(p, e) for p, ends in sorted(late.items()) for e in sorted(ends)]
+    if keys:
+        sums.append(windows_store.window_hours(conn, [(p[0], p[1], e - HOUR, e) for p, e in keys]))
+    results = [pending.result() for pending in sums]
+    lo = due[0] - 26 * HOUR if due else last_end
+    stored = windows_store.stored_hours(conn, lo, last_end, due[0] - HOUR - HISTORY, due[0] - HOUR) if due else None
     got = HourSums()
-    if due:
-        got.add(windows_store.due_hours(conn, due[0] - HOUR, due[-1]), due=True)
-    if late:
-        keys = [(p, e) for p, ends in sorted(late.items()) for e in sorted(ends)]
-        got.add(windows_store.window_hours(conn, [(p[0], p[1], e - HOUR, e) for p, e in keys]), due=False)
-    active: dict[Pair, str] = {}
-    scanned: tuple[float, list[tuple[Any, ...]]] | None = None
-    if due:  # the stored hours every due series may need, and which series were active before the due hours
-        lo = due[0] - 26 * HOUR
-        stored = windows_store.stored_hours(conn, lo, last_end, due[0] - HOUR - HISTORY, due[0] - HOUR)
-        active = {r[0]: r[5] for r in stored if r[5] is not None}
-        scanned = (lo.timestamp(), stored)
+    for i, rows in enumerate(results):
+        got.add(rows, due=bool(due) and i == 0)
+    outside = sorted({v for _, v in got.devices if v not in VARIABLES})  # their unit comes from the samples
+    if outside:
+        reads = [windows_store.due_units(conn, due[0] - HOUR, due[-1], outside)] if due else []
+        if late_outside := [(p[0], p[1], e - HOUR, e) for p, e in keys if p[1] in outside]:
+            reads.append(windows_store.window_hours(conn, late_outside, units=True))
+        for pending in reads:
+            got.add_units(pending.result())
+    cadence_of = {pair: cadence_for(sorted(devices), cadence_s, default_cadence_s)
+                  for pair, devices in got.devices.items()}
+    scanned = Scan.of(lo, stored.result()) if stored is not None else None
+    active: dict[Pair, str | None] = {}  # the series active before the due hours, and their unit when it comes
+    if scanned is not None:  # from the data (outside the vocabulary)
+        active = dict.fromkeys(p for p, a in zip(scanned.pairs, scanned.active, strict=True) if a)
+        if outside_active := sorted({v for _, v in active if v not in VARIABLES}):
+            active.update(windows_store.active_units(conn, due[0] - HOUR - HISTORY, due[0] - HOUR,
+                                                     outside_active).result())
 
-    # 3. the hourly averages, every series at once (alerts.averaging.vectorised)
+    # 3. the hourly averages, every series at once (alerts.averaging.vectorised), written while the windows holding
+    # them are computed
     series = Series(sorted(set(got.devices) | set(active)))
     wp, we = hour_windows(series, got, active, late, due)
     cadence = np.empty(len(series))
     for i, pair in enumerate(series.pairs):
-        devices = got.devices.get(pair)
-        c = 3600.0 if not devices else cadence_for(sorted(devices), cadence_s, default_cadence_s)
-        if c is None:  # no sample at all: coverage 0 whatever the cadence (3600 above)
+        c = cadence_of.get(pair, 3600.0)  # no sample at all: coverage 0 whatever the cadence
+        if c is None:
             log.error("averages of sensor %s %s not computed: no cadence_s configured for device(s) %s",
-                      pair[0], pair[1], sorted(devices or ()))
+                      pair[0], pair[1], sorted(got.devices[pair]))
         cadence[i] = math.nan if c is None else c
     keep = ~np.isnan(cadence[wp])
     wp, we = wp[keep], we[keep]
     units = [unit_of(p[1], got.units.get(p) or active.get(p)) for p in series.pairs]
     hourly = hourly_from_sums(*got.arrays(series), wp, we, cadence[wp])
-    batch = AverageBatch()
+    first = AverageBatch()
     counts: dict[str, int] = {"1h": len(hourly)}
-    logged: dict[str, np.ndarray] = {"1h": batch.add("1h", wp, we, 1, hourly)}
+    logged: dict[str, np.ndarray] = {"1h": first.add("1h", wp, we, 1, hourly)}
+    names = SeriesNames.of(series.pairs, units)  # the NowCast siblings added after have no windows
+    windows_store.write_averages(conn, first.columns(names), now)
+    batch = AverageBatch()
 
     # 4. rolling windows and days holding a written hour, from the stored hours (the written ones in place)
-    table = _load_hours(conn, series, wp, we, hourly, last_end, scanned)
+    table = load_hours(conn, series, wp, we, hourly, last_end, scanned)
     last = last_end.timestamp()
     for period, (n, need) in ROLLING_PERIODS.items():
-        rp, re_ = unique_windows(np.repeat(wp, n), (we[:, None] + np.arange(n) * 3600.0).ravel(), last)
+        rp, re_ = rolling_windows(wp, we, n, last)
         values, valid = table.get(rp[:, None], re_[:, None] - np.arange(n - 1, -1, -1) * 3600.0)
         counts[period] = re_.size
         logged[period] = batch.add(period, rp, re_, n, window_averages(values, valid, need))
@@ -260,24 +270,25 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
         values, valid = table.get(dp[mine, None], de[mine, None] - np.arange(hours - 1, -1, -1) * 3600.0)
         day_ends.append(batch.add("day", dp[mine], de[mine], hours,
                                   window_averages(values, valid, min_valid_hours(hours))))
-    windows_store.write_averages(conn, batch.columns(series.pairs, units), now)  # the year reads the days, the
+    windows_store.write_averages(conn, batch.columns(names), now)  # the year reads the days, the
     # indices all of them
     logged["day"] = np.concatenate(day_ends) if day_ends else np.empty(0)
     counts["day"] = logged["day"].size
-    units_of = dict(zip(series.pairs, units, strict=False))  # the NowCast siblings added after have no rows
-    year_rows = _year_rows(conn, days, units_of=units_of, tz=tz, last_end=last_end, now=now)
-    windows_store.upsert_averages(conn, year_rows)
-    counts["year"], logged["year"] = len(year_rows), np.array([r[4].timestamp() for r in year_rows])
+    years = _years(conn, days, series=series, tz=tz, last_end=last_end)
+    if len(years):
+        windows_store.write_averages(conn, years.columns(names), now)
+    logged["year"] = years.ends()
+    counts["year"] = logged["year"].size
 
     # 5. indices of the windows written (same transaction: never averages without their indices)
     due_days = days_ending_in(after, last_end, tz) if due else []
     due_years = years_ending_in(after, last_end, tz) if due else []
     due_ends = {"1h": due_set, "8h": due_set, "24h": due_set,
                 "day": {day_bounds(d, tz)[1] for d in due_days}, "year": {year_bounds(y, tz)[1] for y in due_years}}
-    if indices:
+    if stations is not None:
         counts.update(write_indices(conn, now, tz=tz, pairs=series.pairs, hour_pairs=wp, hour_ends=we, hours=table,
                                     days=days, last_end=last_end, due_hours=due_ends["1h"],
-                                    due_day_ends=due_ends["day"]))
+                                    due_day_ends=due_ends["day"], stations=stations.result()))
 
     # 6. bookkeeping: the log, the consumed marks, the watermark
     _log_averages(conn, now, due_ends, logged)

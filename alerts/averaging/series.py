@@ -3,8 +3,9 @@ variable) series of one run numbered, the samples' hourly sums read from the dat
 hours, rolling windows and local days to compute — the inputs of `alerts.averaging.vectorised`, for
 `alerts.averaging.job`.
 
-Samples arrive summed as `storage.windows_store` reads them: per (sensor, variable, device, hour), the unit, the
-hour's end, the count and sum of its valid samples and the time of its first sample (valid or not).
+Samples arrive summed as `storage.windows_store` reads them: per (sensor, variable, device, hour holding a sample,
+valid or not), the hour's end and the count and sum of its valid samples; the units of the groups only for variables
+outside the vocabulary (`unit_of`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
@@ -24,8 +26,8 @@ from sensors.variables import VARIABLES
 from storage import pgarrays
 from storage.windows_store import AverageColumns
 
-__all__ = ["AverageBatch", "HourSums", "Pair", "Series", "cadence_for", "day_windows", "hour_windows", "unique_windows",
-           "unit_of"]
+__all__ = ["AverageBatch", "HourSums", "Pair", "Series", "SeriesNames", "cadence_for", "day_windows", "hour_windows",
+           "rolling_windows", "unique_windows", "unit_of"]
 
 Pair = tuple[str, str]  # (sensor_id, variable)
 
@@ -71,17 +73,23 @@ class HourSums:
     def __init__(self) -> None:
         self.devices: dict[Pair, set[str]] = defaultdict(set)
         self.units: dict[Pair, str] = {}
-        self._rows: list[tuple[Pair, float, int, float, float, bool]] = []
+        self._rows: list[tuple[Pair, float, int, float, bool]] = []
 
     def add(self, rows: Iterable[tuple[Any, ...]], *, due: bool) -> None:
         """Add the rows of one read; `due`: they are the due hours' (else late windows')."""
-        for sensor, variable, device, unit, end, n, total, first in rows:
+        for sensor, variable, device, end, n, total in rows:
             pair = (sensor, variable)
             self.devices[pair].add(device)
+            self._rows.append((pair, end, n, total, due))
+
+    def add_units(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Take the units of groups (`storage.windows_store.due_units`): a series' unit is the least seen, whatever
+        order the rows came in (only read for variables outside the vocabulary: `unit_of`)."""
+        for sensor, variable, _, _, unit in rows:
+            pair = (sensor, variable)
             seen = self.units.get(pair)
-            if seen is None or unit < seen:  # the least unit seen, whatever order the rows came in
+            if seen is None or unit < seen:
                 self.units[pair] = unit
-            self._rows.append((pair, end, n, total, first, due))
 
     def arrays(self, series: Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Series id, hour end (epoch s), valid samples and their sum of every (series, device, hour) read."""
@@ -93,19 +101,21 @@ class HourSums:
         return sid, end, n, total
 
     def first_due(self, series: Series) -> np.ndarray:
-        """Per series id: the earliest time of its due samples (+inf without any)."""
+        """Per series id: the start of its first due hour holding a sample (+inf without any); an hour end e is at
+        or after the end of that hour iff e > this start."""
         first = np.full(len(series), np.inf)
-        due = [(series.index[r[0]], r[4]) for r in self._rows if r[5]]
+        due = [(series.index[r[0]], r[1]) for r in self._rows if r[4]]
         if due:
-            np.minimum.at(first, np.array([d[0] for d in due], dtype=np.int64), np.array([d[1] for d in due]))
+            np.minimum.at(first, np.array([d[0] for d in due], dtype=np.int64),
+                          np.array([d[1] for d in due]) - HOUR.total_seconds())
         return first
 
 
-def hour_windows(series: Series, got: HourSums, active: Mapping[Pair, str],
+def hour_windows(series: Series, got: HourSums, active: Mapping[Pair, str | None],
                  late: Mapping[Pair, set[datetime]], due: list[datetime]) -> tuple[np.ndarray, np.ndarray]:
     """The hours to compute, as (series id, end) arrays sorted by series then end: every due hour of an active
-    series, the due hours of a new series from its first hour with data on (an hour end e is at or after the
-    end of the hour holding the first sample t iff e > t), and the late hours."""
+    series, the due hours of a new series from its first hour with data on (`HourSums.first_due`), and the late
+    hours."""
     due_s = np.array([e.timestamp() for e in due])
     after = got.first_due(series) if due else np.full(len(series), np.inf)
     after[[series.index[p] for p in active]] = -np.inf
@@ -116,6 +126,14 @@ def hour_windows(series: Series, got: HourSums, active: Mapping[Pair, str],
     we = np.concatenate((due_s[wd], late_e)).astype(float)
     order = np.lexsort((we, wp))
     return wp[order], we[order]
+
+
+def rolling_windows(p: np.ndarray, e: np.ndarray, hours: int, last: float) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct windows of `hours` hours holding an hour (series `p`, end `e`) and ending at or before `last`:
+    (series id, end) sorted by series then end (the windows ending 0 … hours-1 h after each hour)."""
+    keep = [e + k * 3600.0 <= last for k in range(hours)]
+    return unique_windows(np.concatenate([p[m] for m in keep]),
+                          np.concatenate([e[m] + k * 3600.0 for k, m in enumerate(keep)]), last)
 
 
 def unique_windows(p: np.ndarray, e: np.ndarray, last: float) -> tuple[np.ndarray, np.ndarray]:
@@ -141,13 +159,32 @@ def day_windows(series: Series, wp: np.ndarray, we: np.ndarray, last_end: dateti
     keep = ended[at] if ends.size else np.zeros(0, dtype=bool)
     dp, dord = unique_windows(wp[keep], ordinal[at[keep]].astype(float), math.inf)
     days: dict[Pair, set[date]] = defaultdict(set)
-    de, dh = np.empty(dp.shape), np.empty(dp.shape, dtype=np.int64)
-    for i, (p, o) in enumerate(zip(dp.tolist(), dord.tolist(), strict=True)):
-        day = date.fromordinal(int(o))
-        days[series.pairs[p]].add(day)
-        start, end = bounds[day]
-        de[i], dh[i] = end.timestamp(), round((end - start) / HOUR)
+    dord = dord.astype(np.int64)
+    ords = np.unique(dord)
+    of = {o: date.fromordinal(int(o)) for o in ords.tolist()}
+    at_day = np.searchsorted(ords, dord)
+    de = np.array([bounds[of[o]][1].timestamp() for o in ords.tolist()])[at_day] if ords.size else np.empty(0)
+    dh = np.array([round((bounds[of[o]][1] - bounds[of[o]][0]) / HOUR) for o in ords.tolist()],
+                  dtype=np.int64)[at_day] if ords.size else np.empty(0, dtype=np.int64)
+    pairs = series.pairs
+    for p, o in zip(dp.tolist(), dord.tolist(), strict=True):
+        days[pairs[p]].add(of[o])
     return days, dp.astype(np.int64), de, dh
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesNames:
+    """The series' sensor ids, variables and units encoded once for `storage.pgarrays` (`AverageBatch.columns`)."""
+
+    sensors: list[bytes]
+    variables: list[bytes]
+    units: list[bytes]
+
+    @classmethod
+    def of(cls, pairs: list[Pair], units: list[str]) -> SeriesNames:
+        """The names of the series ids `pairs` and their `units`."""
+        return cls(pgarrays.text_elements(p[0] for p in pairs), pgarrays.text_elements(p[1] for p in pairs),
+                   pgarrays.text_elements(units))
 
 
 class AverageBatch:
@@ -161,18 +198,31 @@ class AverageBatch:
         self._parts.append((period, p, e, e - hours * 3600.0, avg))
         return e
 
-    def columns(self, pairs: list[Pair], units: list[str]) -> AverageColumns:
-        """Every window added, in the order added; `pairs` and `units` name the series ids."""
+    def ends(self) -> np.ndarray:
+        """The ends of every window added, in the order added."""
+        return np.concatenate([x[2] for x in self._parts]) if self._parts else np.empty(0)
+
+    def __len__(self) -> int:
+        return sum(x[1].size for x in self._parts)
+
+    def columns(self, names: SeriesNames) -> AverageColumns:
+        """Every window added, ordered by series id, period name and end (the order of the table's key when the ids
+        follow the sorted series: the rows then go into its index page after page); `names` name the series ids."""
         parts = self._parts
-        period = {name: pgarrays.text_elements([name])[0] for name in {x[0] for x in parts}}
+        periods = sorted({x[0] for x in parts})
+        rank = {name: i for i, name in enumerate(periods)}
 
         def joined(arrays: list[np.ndarray]) -> np.ndarray:
             return np.concatenate(arrays) if arrays else np.empty(0)
+        series = joined([x[1] for x in parts]).astype(np.int64)
+        period = joined([np.full(x[1].size, rank[x[0]], dtype=np.int64) for x in parts]).astype(np.int64)
+        end = joined([x[2] for x in parts])
+        order = np.lexsort((end, period, series))
         return AverageColumns(
-            sensors=pgarrays.text_elements(p[0] for p in pairs), variables=pgarrays.text_elements(p[1] for p in pairs),
-            units=pgarrays.text_elements(units), series=joined([x[1] for x in parts]).astype(np.int64),
-            period=[period[x[0]] for x in parts for _ in range(x[1].size)], start=joined([x[3] for x in parts]),
-            end=joined([x[2] for x in parts]),
-            value=joined([np.where(x[4].samples > 0, x[4].value, 0.0) for x in parts]),
-            coverage=joined([x[4].coverage for x in parts]), samples=joined([x[4].samples for x in parts]),
-            valid=joined([x[4].valid for x in parts]).astype(bool))
+            sensors=names.sensors, variables=names.variables, units=names.units, series=series[order],
+            period_names=pgarrays.text_elements(periods),
+            period=period[order], start=joined([x[3] for x in parts])[order], end=end[order],
+            value=joined([np.where(x[4].samples > 0, x[4].value, 0.0) for x in parts])[order],
+            coverage=joined([x[4].coverage for x in parts])[order],
+            samples=joined([x[4].samples for x in parts])[order],
+            valid=joined([x[4].valid for x in parts]).astype(bool)[order])

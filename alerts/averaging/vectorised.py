@@ -63,35 +63,66 @@ def packed(chunks: list[bytes], dtype: str) -> np.ndarray:
     return np.frombuffer(b"".join(chunks), dtype=dtype).astype(np.dtype(dtype).newbyteorder("="))
 
 
+#: cells (series × hours) up to which `HourTable` keeps a dense matrix (9 bytes a cell)
+_DENSE_CELLS = 4_000_000
+
+
 class HourTable:
     """Stored hourly values by (series id, end in whole epoch seconds), looked up many at once. Ends that are not
-    whole seconds are never found (hour ends always are)."""
+    whole seconds are never found (hour ends always are). A key given twice keeps its first value.
+
+    When the ends lie on one hourly grid and series × hours stays small (`_DENSE_CELLS`: a run's table spans a
+    few days), the values are kept in a dense series × hour matrix and looked up by position; otherwise (or with
+    a key given twice) by binary search in the sorted keys. Both give the same answers."""
 
     def __init__(self, series: np.ndarray, ends: np.ndarray, values: np.ndarray, valid: np.ndarray) -> None:
         s = np.asarray(series, dtype=np.int64)
         e = np.asarray(ends, dtype=float)
         whole = e == np.rint(e)
         s, e = s[whole], np.rint(e[whole]).astype(np.int64)
+        v = np.asarray(values, dtype=float)[whole]
+        ok = np.asarray(valid, dtype=bool)[whole]
+        self._size = int(s.size)
         self._base = int(e.min()) if e.size else 0
         self._span = int(e.max()) - self._base + 1 if e.size else 1
-        keys = s * self._span + (e - self._base)
+        self._dense: tuple[np.ndarray, np.ndarray] | None = None
+        rel = e - self._base
+        if s.size and s.min() >= 0 and not (rel % 3600).any():
+            rows, width = int(s.max()) + 1, int(rel.max()) // 3600 + 1
+            cell = s * width + rel // 3600
+            if rows * width <= _DENSE_CELLS and np.bincount(cell, minlength=rows * width).max() <= 1:
+                dense_values = np.full((rows, width), np.nan)
+                dense_valid = np.zeros((rows, width), dtype=bool)
+                dense_values.flat[cell] = v
+                dense_valid.flat[cell] = ok
+                self._dense = (dense_values, dense_valid)
+                return
+        keys = s * self._span + rel
         order = np.argsort(keys, kind="stable")
         self._keys = keys[order]
-        self._values = np.asarray(values, dtype=float)[whole][order]
-        self._valid = np.asarray(valid, dtype=bool)[whole][order]
+        self._values = v[order]
+        self._valid = ok[order]
 
     def __len__(self) -> int:
-        return int(self._keys.size)
+        return self._size
 
     def get(self, series: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Values (NaN where absent) and validity (False where absent) at `series` × `ends` (broadcast)."""
         s, e = np.broadcast_arrays(np.asarray(series, dtype=np.int64), np.asarray(ends, dtype=float))
         values = np.full(s.shape, np.nan)
         valid = np.zeros(s.shape, dtype=bool)
-        if not self._keys.size:
+        if not self._size:
             return values, valid
         rel = np.rint(e) - self._base
         inside = (e == np.rint(e)) & (rel >= 0) & (rel < self._span)
+        if self._dense is not None:
+            dense_values, dense_valid = self._dense
+            rows, width = dense_values.shape
+            inside &= (s >= 0) & (s < rows) & (rel % 3600 == 0)
+            at = np.where(inside, s * width + rel // 3600, 0).astype(np.int64)
+            values[inside] = dense_values.flat[at[inside]]
+            valid[inside] = dense_valid.flat[at[inside]]
+            return values, valid
         key = s * self._span + np.where(inside, rel, 0).astype(np.int64)
         pos = np.minimum(np.searchsorted(self._keys, key), self._keys.size - 1)
         hit = inside & (self._keys[pos] == key)

@@ -33,7 +33,8 @@ from alerts.averaging import job
 from tests.alerts.averaging.reference import job as reference
 
 H = timedelta(hours=1)
-VARIABLES = {"pm25": "µg/m³", "pm10": "µg/m³", "o3": "µg/m³", "co": "mg/m³", "no2": "µg/m³"}
+#: variable → unit of its rows; x_lab is outside the vocabulary (sensors.variables): its unit comes from the samples
+VARIABLES = {"pm25": "µg/m³", "pm10": "µg/m³", "o3": "µg/m³", "co": "mg/m³", "no2": "µg/m³", "x_lab": "ppq"}
 FLAGS = (1, 2, 4, 32, 64, 128, 256, 33)  # 1|32|64|128 exclude; 2, 4, 256 do not
 #: (time zone, local start date): an ordinary day, a year's end, a DST start, a half-hour zone
 PLACES = (("America/Bogota", datetime(2026, 3, 1)), ("America/Bogota", datetime(2025, 12, 31)),

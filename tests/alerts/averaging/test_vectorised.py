@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alerts.averaging import vectorised
 from alerts.averaging.averages import (
     Average,
     daily_average,
@@ -205,3 +206,37 @@ def test_hour_table_finds_stored_hours_and_misses_the_rest() -> None:
     assert len(table) == 3
     empty = HourTable(np.empty(0), np.empty(0), np.empty(0), np.empty(0, dtype=bool))
     assert not empty.get(np.array([0]), np.array([3600.0]))[1].any()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_hour_table_dense_or_sorted_answers_like_a_dict(data: st.DataObject) -> None:
+    """The table finds each (series, whole-second end) it was given, the first value of a key given twice, and
+    nothing else; its dense matrix (hours on one grid) and its sorted keys (any ends, or forced by a zero cell
+    budget) answer alike."""
+    base = data.draw(st.sampled_from([0.0, 1_772_400_000.0, 1_772_401_800.0]))
+    offsets = st.one_of(st.integers(-3, 40).map(lambda k: k * 3600.0), st.sampled_from([1800.0, 0.5, 7199.0]))
+    n = data.draw(st.integers(0, 30))
+    series = np.array(data.draw(st.lists(st.integers(0, 6), min_size=n, max_size=n)), dtype=np.int64)
+    ends = base + np.array(data.draw(st.lists(offsets, min_size=n, max_size=n)), dtype=float)
+    values = np.array(data.draw(st.lists(st.floats(-5, 5) | st.just(math.nan), min_size=n, max_size=n)), dtype=float)
+    valid = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    expected: dict[tuple[int, float], tuple[float, bool]] = {}
+    for s, e, v, ok in zip(series.tolist(), ends.tolist(), values.tolist(), valid.tolist(), strict=True):
+        if e == round(e):
+            expected.setdefault((s, e), (v, ok))
+    m = data.draw(st.integers(1, 40))
+    ask_s = np.array(data.draw(st.lists(st.integers(-1, 7), min_size=m, max_size=m)), dtype=np.int64)
+    ask_e = base + np.array(data.draw(st.lists(offsets, min_size=m, max_size=m)), dtype=float)
+    answers = []
+    for cells in (vectorised._DENSE_CELLS, 0):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(vectorised, "_DENSE_CELLS", cells)
+            table = HourTable(series, ends, values, valid)
+        got_v, got_ok = table.get(ask_s, ask_e)
+        for s, e, v, ok in zip(ask_s.tolist(), ask_e.tolist(), got_v.tolist(), got_ok.tolist(), strict=True):
+            want_v, want_ok = expected.get((s, e), (math.nan, False))
+            assert ok == want_ok and (v == want_v or (math.isnan(v) and math.isnan(want_v))), (s, e)
+        answers.append((got_v, got_ok))
+    np.testing.assert_array_equal(answers[0][0], answers[1][0])
+    np.testing.assert_array_equal(answers[0][1], answers[1][1])

@@ -174,3 +174,17 @@ async def test_a_late_reading_recomputes_exactly_the_windows_it_touches(database
     assert conn.execute("SELECT count(*) FROM dirty_slots").fetchone() == (0,)
     # nothing left to do
     assert compute_windows(conn, later, cadence_s=CADENCE, tz=BOGOTA).late == {}
+
+
+def test_a_variable_outside_the_vocabulary_keeps_the_unit_of_its_samples(conn):
+    """The unit of a variable the vocabulary does not know comes from the data: the least unit of its samples in
+    the hours with samples, and, for the hours after the series went silent (invalid, coverage 0), the least unit of
+    its stored hours that held samples."""
+    rows = [(t, "MS01", "x_lab", v, u, 0, v, u, "MS01-pm", at(2)) for t, v, u in
+            [(at(2) - H + timedelta(minutes=5 * i), 1.0 + i, "ppq" if i % 2 else "ppb") for i in range(12)]]
+    insert(conn, rows)
+    compute_windows(conn, at(2, 5), cadence_s=CADENCE, tz=BOGOTA)
+    compute_windows(conn, at(4, 5), cadence_s=CADENCE, tz=BOGOTA)  # silent since 02:00
+    got = conn.execute("SELECT period_end, unit, samples FROM averages WHERE variable = 'x_lab' AND period = '1h' "
+                       "ORDER BY period_end").fetchall()
+    assert got == [(at(2), "ppb", 12), (at(3), "ppb", 0), (at(4), "ppb", 0)]
