@@ -97,11 +97,18 @@ async def _sync_device(cur: AsyncCursor[Any], s: Sensor, d: Device, row: dict[st
     return True
 
 
+#: pg_advisory_xact_lock key of the registry's seeding ("aqnetsee" in ASCII, as a bigint)
+SEED_LOCK = 0x6171_6E65_7473_6565
+
+
 async def _upsert(conn: AsyncConnection[Any], sensors: Sequence[Sensor]) -> RegistryResult:
     primaries = _primaries(sensors)
     sensor_ids = [s.id for s in sensors]
     device_ids = [d.id for s in sensors for d in s.devices]
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        # one seeder at a time: FOR UPDATE locks the rows that exist, not the ones two seeders (the daemon and
+        # `aqnet simulate`) would both insert; the SELECTs below run after the lock, so they see the other's rows
+        await cur.execute("SELECT pg_advisory_xact_lock(%s)", (SEED_LOCK,))
         await cur.execute("SELECT id, lifecycle FROM sensors WHERE id = ANY(%s) FOR UPDATE", (sensor_ids,))
         existing = {r["id"]: r["lifecycle"] for r in await cur.fetchall()}
         await cur.execute("SELECT * FROM devices WHERE id = ANY(%s) FOR UPDATE", (device_ids,))

@@ -3,6 +3,8 @@ real TimescaleDB."""
 
 from __future__ import annotations
 
+import asyncio
+
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -402,3 +404,20 @@ async def test_config_seeding_respects_technicians(conn: psycopg.AsyncConnection
     [entry] = await registry.audit_log(conn, limit=1)
     assert (entry.actor, entry.action, entry.device_id) == ("config", "device.config", "USQ-nox")
     assert (entry.before, entry.after) == ({"port": 502}, {"port": 1502})
+
+
+async def test_two_seeders_at_once_both_succeed_and_add_each_sensor_once(database_url: str) -> None:
+    # `aqnet simulate` seeds its posting microsensors while the daemon seeds the configured network: both saw a
+    # sensor missing and the second INSERT failed the daemon's start (UniqueViolation on sensors_pkey)
+    network = bundled_network()
+    for _ in range(3):
+        conns = [await psycopg.AsyncConnection.connect(database_url) for _ in range(4)]
+        try:
+            results = await asyncio.gather(*(registry.upsert_registry(c, network) for c in conns))
+        finally:
+            for c in conns:
+                await c.close()
+        assert all(r.sensors == 44 for r in results)
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        added = [e for e in await registry.audit_log(conn, limit=1000) if e.action == "sensor.add"]
+    assert len(added) == 44
