@@ -4,7 +4,6 @@ real TimescaleDB."""
 from __future__ import annotations
 
 import asyncio
-
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
