@@ -17,14 +17,18 @@ to the client and not written: the floor of computing these windows inside the d
 is aqnet's tick over the baseline. Goals at 10,000 sensors (issue 19; reported, not a gate): < 2 s per tick on
 2 cores, and at most 2x the baseline's time.
 
-Where the tick goes (issue 19, 10,000 sensors, CPU seconds on a shared 2-core machine): the database does about
-two thirds — summing the hour's 600,000 samples per series, device and hour (`time_bucket`, ~0.12 s plus two
-parallel workers; only ~10,000 sums reach Python), reading the 26 stored hours of every series packed per series
-(~0.16 s: `string_agg` has no parallel combine in PostgreSQL 15), writing 40,000 averages (~0.2 s: staged from
-binary arrays, the keys deleted, a plain INSERT) and 30,000 index rows (~0.16 s), the daily AQI inputs (~0.03 s);
-Python about 0.4 s (the stored-hour table and rolling means in numpy, the NowCast, the daily AQI lookups, one per
-distinct day of inputs). The writes have no counterpart in the baseline, which is why the ratio stays well above 1
-however fast the arithmetic gets.
+Where the tick goes (issue 19, round 3; 10,000 sensors, a shared 2-core machine, each statement timed with the
+pipeline off): the database does ~0.65 s — summing the hour's 600,000 samples per series, device and hour
+(`time_bucket`, ~0.13 s with two parallel workers; the baseline does the same), reading the 25 stored hours of every
+series packed per series (~0.13 s in one process: `string_agg` has no parallel combine in PostgreSQL 15), the daily
+AQI inputs (~0.03 s) and the writes, ~0.36 s by themselves (10,000 hourly averages ~0.05 s, 30,000 8 h / 24 h / day
+averages ~0.14 s, 20,000 NowCast index rows ~0.11 s, 10,000 daily ones ~0.06 s; each a DELETE of its keys and a plain
+INSERT in one statement, from binary arrays). Python takes ~0.25 s of CPU, most of it while the server works (one
+psycopg pipeline: the stored hours are read while the sums are taken in, the hourly averages written while the
+rolling windows are computed, the NowCasts computed while the windows are written, the daily indices while the
+NowCasts are), ~0.1 s not. So the tick is ~0.75-0.9 s against a ~0.3 s baseline: the writes alone, which the
+baseline does not do, are ~1.2x its time, and the server's share ~2.2x; <= 2x needs less server work (PostgreSQL 16's
+parallel `string_agg` and bulk relation extension, or fewer indexes on `indices`), not faster Python.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
@@ -160,8 +160,10 @@ def compute_windows(conn: psycopg.Connection, now: datetime, *, cadence_s: float
         raise ValueError(f"compute_windows: settle_s: expected >= 0, got {settle_s}")
     tz = tz or network_timezone()
     last_end = hour_end_at_or_before(now - timedelta(seconds=settle_s), tz)
-    # one pipeline: the server runs each statement while the job computes (only a result asked for is waited for)
-    with _collector_paused(), conn.pipeline():
+    # one pipeline: the server runs each statement while the job computes (only a result asked for is waited for);
+    # without pipeline support in libpq (< 14) every statement is waited for, with the same results
+    pipeline = conn.pipeline() if psycopg.Pipeline.is_supported() else nullcontext()
+    with _collector_paused(), pipeline:
         windows_store.claim(conn, JOB, last_end)  # the claim: writers from now on mark what they write before last_end
         with conn.transaction():
             return _run(conn, now, last_end, tz=tz, cadence_s=cadence_s, default_cadence_s=default_cadence_s,

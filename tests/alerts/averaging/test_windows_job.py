@@ -74,7 +74,9 @@ def computed_at(conn: psycopg.Connection, now: datetime, table: str = "averages"
                             (now,)).fetchall())
 
 
-def test_outage_then_catch_up_computes_each_missed_window_once(conn):
+@pytest.mark.parametrize("pipeline", [True, False], ids=["pipeline", "libpq-without-pipeline"])
+def test_outage_then_catch_up_computes_each_missed_window_once(conn, monkeypatch, pipeline):
+    monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: pipeline))
     fill(conn, range(1, 31))
     first = at(2, 5)
     run = compute_windows(conn, first, cadence_s=CADENCE, tz=BOGOTA)
