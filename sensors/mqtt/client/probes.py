@@ -9,7 +9,9 @@ any login publish; payload `aqnet-probe <nonce>`, QoS 1, not retained) and waits
 back: not back in time → SubscriptionRefused ("delivers nothing"); the probe publish itself refused (PUBACK
 failure) → a WARNING that read access could not be checked. Shared (`$share/…`) filters are not probed
 (another member of the group may receive it). A message whose payload starts with `aqnet-probe ` is acked
-and never handed to `on_message`.
+and never handed to `on_message`. Any other message delivered proves read access to the filters it matches, and
+moves the others' deadline on: after a restart the probes queue behind the session's backlog, which the client
+reads only as fast as the pipeline takes it (`MqttSubscriberClient`'s `max_pending`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ def probe_topic(filter_: str, username: str | None) -> str | None:
         return None
     level = username or "aqnet-probe"
     return "/".join(level if part in ("+", "#") else part for part in filter_.split("/"))
+
+
+def _matches(filter_: str, topic: str) -> bool:
+    """MQTT topic filter matching (`+` one level, `#` the rest). Pure."""
+    f, t = filter_.split("/"), topic.split("/")
+    for i, part in enumerate(f):
+        if part == "#":
+            return True
+        if i >= len(t) or (part != "+" and part != t[i]):
+            return False
+    return len(f) == len(t)
 
 
 class ReadProbes:
@@ -61,6 +74,18 @@ class ReadProbes:
             self._probes[topic] = (filter_, payload)
             self._mids[publish(topic, payload)] = topic
         self._deadline = self._monotonic() + self._verify_read_s
+
+    def delivered(self, topic: str) -> list[str]:
+        """A message (not a probe) arrived on `topic`: the filters it proves read access to (their probes are
+        settled), and the deadline of the others moves on — the broker is delivering what it queued for the
+        session (a backlog after a restart, held back by the subscriber's bound) and the probes wait behind it."""
+        if not self._probes:
+            return []
+        proved = [t for t, (f, _) in self._probes.items() if _matches(f, topic)]
+        filters = [self._probes.pop(t)[0] for t in proved]
+        if self._deadline is not None and self._verify_read_s is not None:
+            self._deadline = max(self._deadline, self._monotonic() + self._verify_read_s)
+        return filters
 
     def overdue(self) -> list[tuple[str, str]]:
         """(filter, probe topic) of every probe not back by the deadline, which are then forgotten."""

@@ -424,6 +424,11 @@ class MqttSubscriberClient:
                 self._probes_settled()
             return
         self._last_message_at = self._monotonic()
+        if self._read_probes.pending:  # a delivery proves read access to its filters; the probes may queue behind
+            for filter_ in self._read_probes.delivered(msg.topic):
+                log.info("MQTT %s: read access to %s verified by a delivery (user %s)", self._url, filter_,
+                         self._url.username or "anonymous")
+            self._probes_settled()
         if self._slots is not None and not self._slots.acquire(blocking=False):
             # max_pending messages wait: stop reading (the broker's TCP window fills and it holds back)
             waited_from = self._monotonic()
