@@ -59,14 +59,15 @@ def broker(tmp_path: Path, pki: Path):  # type: ignore[no-untyped-def]
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 15
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "mosquitto exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mosquitto did not start"
-                time.sleep(0.1)
+        for listening in (port, services_port):  # both listeners: the second may open a moment after the first
+            while True:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "mosquitto exited"
+                try:
+                    socket.create_connection(("127.0.0.1", listening), timeout=1).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, f"mosquitto did not listen on {listening}"
+                    time.sleep(0.1)
         yield {"port": port, "services_port": services_port, "ca": pki / "ca.pem", "log": tmp_path / "mosquitto.log"}
     finally:
         proc.terminate()
