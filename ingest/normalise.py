@@ -263,29 +263,28 @@ class ConditionsBook:
         can use (`SiteConditions` refuses it): it is not recorded, so it cannot refuse the later readings of the
         sensor and of its neighbours.
         """
-        series = self._latest.get(reading.variable)
-        if series is None or int(reading.flags) & _EXCLUDED or not math.isfinite(reading.value):
+        if int(reading.flags) & _EXCLUDED:
             return
-        if (reading.variable == _TEMPERATURE and not reading.value > -units.ZERO_C_IN_K) or \
-                (reading.variable == _PRESSURE and not reading.value > 0):
-            return
-        last = series.get(reading.sensor_id)
-        if last is None or reading.time >= last[0]:
-            series[reading.sensor_id] = (reading.time, reading.value)
-            if self.on_observe is not None:
-                self.on_observe(reading.variable, reading.sensor_id, reading.time, reading.value)
+        if self._store(reading.variable, reading.sensor_id, reading.time, reading.value) and self.on_observe:
+            self.on_observe(reading.variable, reading.sensor_id, reading.time, reading.value)
 
     def record(self, variable: str, sensor_id: str, time: datetime, value: float) -> None:
         """Record a T (°C), P (hPa) or RH (%) observed elsewhere (another process) unless a newer one is
         recorded; unlike `observe`, `on_observe` is not called. An implausible T or P is not recorded (`observe`)."""
+        self._store(variable, sensor_id, time, value)
+
+    def _store(self, variable: str, sensor_id: str, time: datetime, value: float) -> bool:
+        """Keep a finite, plausible condition unless a newer one is kept; whether it was kept."""
         series = self._latest.get(variable)
         if series is None or not math.isfinite(value):
-            return
+            return False
         if (variable == _TEMPERATURE and not value > -units.ZERO_C_IN_K) or (variable == _PRESSURE and not value > 0):
-            return
+            return False
         last = series.get(sensor_id)
-        if last is None or time >= last[0]:
-            series[sensor_id] = (time, value)
+        if last is not None and time < last[0]:
+            return False
+        series[sensor_id] = (time, value)
+        return True
 
     def _fresh(self, var: str, sensor_id: str, now: datetime) -> float | None:
         entry = self._latest[var].get(sensor_id)

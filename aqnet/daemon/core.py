@@ -27,7 +27,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -340,7 +340,19 @@ def run_daemon(settings: Settings) -> int:
             loop.add_signal_handler(sig, daemon.stop)
         await daemon.run()
 
-    return _exit_status(main)
+    try:
+        asyncio.run(main())
+    except ChannelConfigError as exc:  # nothing was started
+        for line in exc.errors:
+            log.error("invalid alert delivery settings: %s", line)
+        return 2
+    except StartupRefused as exc:  # the broker refused a subscription or the alert topic: never run deaf
+        log.error("aqnet daemon not started: %s", exc)
+        return EXIT_REFUSED
+    except TaskFailedError as exc:  # stopped and flushed: systemd (Restart=on-failure) or the container restarts
+        log.critical("aqnet daemon exits with status 1: %s", exc)
+        return 1
+    return 0
 
 
 async def run_worker(settings: Settings, role: Role, channel: Channel, *,
@@ -361,18 +373,3 @@ async def run_worker(settings: Settings, role: Role, channel: Channel, *,
         channel.close()
     return 0
 
-
-def _exit_status(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
-    try:
-        asyncio.run(main())
-    except ChannelConfigError as exc:  # nothing was started
-        for line in exc.errors:
-            log.error("invalid alert delivery settings: %s", line)
-        return 2
-    except StartupRefused as exc:  # the broker refused a subscription or the alert topic: never run deaf
-        log.error("aqnet daemon not started: %s", exc)
-        return EXIT_REFUSED
-    except TaskFailedError as exc:  # stopped and flushed: systemd (Restart=on-failure) or the container restarts
-        log.critical("aqnet daemon exits with status 1: %s", exc)
-        return 1
-    return 0

@@ -71,6 +71,12 @@ class Channel:
         self._writer.write(encode_frame(message))
         await self._writer.drain()
 
+    def buffered(self) -> int:
+        """Bytes written and not yet taken by the other process (0 once closed)."""
+        if self._writer is None or self._writer.is_closing():
+            return 0
+        return int(self._writer.transport.get_write_buffer_size())
+
     def send_nowait(self, *message: Any) -> None:
         """Queue one message without waiting for the pipe (the caller bounds what it queues)."""
         if self._writer is None or self._writer.is_closing():

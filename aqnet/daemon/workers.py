@@ -90,7 +90,6 @@ class IntakeProcess:
         self._log_level = log_level
         self._relay = relay
         self._channel: Channel | None = None
-        self._writer: asyncio.StreamWriter | None = None
         self._answers: dict[int, asyncio.Future[tuple[list[Metric], dict[str, Any]]]] = {}
         self._numbers = itertools.count(1)
         self.pid: int | None = None
@@ -104,7 +103,6 @@ class IntakeProcess:
         assert proc.stdout is not None
         assert proc.stdin is not None
         self.pid = proc.pid
-        self._writer = proc.stdin
         self._channel = channel = Channel(proc.stdout, proc.stdin)
         try:
             await channel.send("start", self._settings, self.role, self._log_level)
@@ -133,8 +131,8 @@ class IntakeProcess:
 
     def send_conditions(self, observations: list[Observation]) -> None:
         """Pass site conditions on, unless the pipe is backed up (they are sent again, newer, soon)."""
-        channel, writer = self._channel, self._writer
-        if channel is None or writer is None or writer.transport.get_write_buffer_size() > _MAX_BUFFERED:
+        channel = self._channel
+        if channel is None or channel.buffered() > _MAX_BUFFERED:
             return
         channel.send_nowait("observe", observations)
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
+from sensors.mqtt.directory import topic_matches
+
 __all__ = ["PROBE_PREFIX", "ReadProbes", "probe_topic"]
 
 PROBE_PREFIX = b"aqnet-probe "  #: payload prefix of the read-access probes (never a reading)
@@ -31,17 +33,6 @@ def probe_topic(filter_: str, username: str | None) -> str | None:
         return None
     level = username or "aqnet-probe"
     return "/".join(level if part in ("+", "#") else part for part in filter_.split("/"))
-
-
-def _matches(filter_: str, topic: str) -> bool:
-    """MQTT topic filter matching (`+` one level, `#` the rest). Pure."""
-    f, t = filter_.split("/"), topic.split("/")
-    for i, part in enumerate(f):
-        if part == "#":
-            return True
-        if i >= len(t) or (part != "+" and part != t[i]):
-            return False
-    return len(f) == len(t)
 
 
 class ReadProbes:
@@ -81,7 +72,7 @@ class ReadProbes:
         session (a backlog after a restart, held back by the subscriber's bound) and the probes wait behind it."""
         if not self._probes:
             return []
-        proved = [t for t, (f, _) in self._probes.items() if _matches(f, topic)]
+        proved = [t for t, (f, _) in self._probes.items() if topic_matches(f, topic)]
         filters = [self._probes.pop(t)[0] for t in proved]
         if self._deadline is not None and self._verify_read_s is not None:
             self._deadline = max(self._deadline, self._monotonic() + self._verify_read_s)

@@ -3,7 +3,8 @@ probes waiting while the session's backlog is read (after a restart they queue b
 
 from __future__ import annotations
 
-from sensors.mqtt.client.probes import ReadProbes, _matches
+from sensors.mqtt.client.probes import ReadProbes
+from sensors.mqtt.directory import topic_matches as _matches
 
 
 class Clock:
