@@ -204,8 +204,10 @@ class Spy:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def lines(self, top: int = 4) -> list[str]:
-        """The recording summarised per process and thread; why there is none when py-spy failed."""
+    def lines(self, top: int | None = None) -> list[str]:
+        """The recording summarised per process and thread (the `top` hottest frames of each thread; 4, or
+        `AQNET_BENCH_TOP` when set); why there is none when py-spy failed."""
+        top = top if top is not None else int(os.environ.get("AQNET_BENCH_TOP", "4"))
         if not self.out.exists() or not self.out.stat().st_size:
             err = self.log.read_text(errors="replace").strip() if self.log.exists() else ""
             return [(f"  (py-spy wrote no samples: {err.splitlines()[-1] if err else 'no output'}; "

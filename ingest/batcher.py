@@ -1,7 +1,8 @@
 """Size-or-age batching (ingest stage). Pure: no timers inside; the caller passes `now` to every call.
 
-Contract: items come out in the order they went in, each exactly once. A batch is released by `add` when it
-reaches `max_size` items, by `due(now)` once its oldest item has waited `max_age_s` seconds, or by `drain()`
+Contract: items come out in the order they went in, each exactly once. An item counts `size` (1 unless `add` is told
+otherwise: the pipeline adds groups of submissions, each counting its messages). A batch is released by `add` when it
+reaches `max_size`, by `due(now)` once its oldest item has waited `max_age_s` seconds, or by `drain()`
 (shutdown flush). `deadline()` tells the shell when to call `due` next, so it can sleep exactly that long.
 """
 
@@ -27,17 +28,26 @@ class Batcher(Generic[T]):
         self.max_size = max_size
         self.max_age_s = max_age_s
         self._items: list[T] = []
+        self._size = 0  #: the pending items' sizes, summed
         self._oldest: datetime | None = None  #: when the first pending item was added
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def add(self, item: T, now: datetime) -> list[T] | None:
-        """Append `item`; return the full batch when it reaches `max_size`, else None."""
+    @property
+    def size(self) -> int:
+        """The pending items' sizes, summed."""
+        return self._size
+
+    def add(self, item: T, now: datetime, size: int = 1) -> list[T] | None:
+        """Append `item`, counting `size`; return the full batch when it reaches `max_size`, else None."""
+        if size < 1:
+            raise ValueError(f"Batcher: an item's size must be >= 1, got {size}")
         if self._oldest is None:
             self._oldest = now
         self._items.append(item)
-        if len(self._items) >= self.max_size:
+        self._size += size
+        if self._size >= self.max_size:
             return self.drain()
         return None
 
@@ -56,5 +66,5 @@ class Batcher(Generic[T]):
 
     def drain(self) -> list[T]:
         """Release everything pending (possibly an empty list)."""
-        batch, self._items, self._oldest = self._items, [], None
+        batch, self._items, self._oldest, self._size = self._items, [], None, 0
         return batch

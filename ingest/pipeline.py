@@ -9,9 +9,13 @@ with backoff and never acknowledged meanwhile (one ERROR line per episode, DEBUG
 batch is failing any more). Refused input travels with the batch as
 `ingest.letter.Letter`s — messages the driver could not decode (`letters=`) and readings that cannot be
 normalised — and the sink makes them durable with the readings, so nothing is acknowledged on a log line alone.
-A submission is
-normalised and checked as one batch (`ingest.batch`: numpy from 80 readings on, identical to reading by reading,
-meteorological readings first). Readings inside a
+Submissions wait in the
+queue as they came (a driver's `submit` does no work beyond queueing); the run loop takes every submission waiting,
+up to the batch's room, and normalises and checks them as one group (`ingest.batch`: numpy from 80 readings on,
+identical to reading by reading over the group, meteorological readings first), at the clock of the group's last
+submission. A group's site conditions are therefore the newest recorded up to the end of the group: a reading may
+be corrected with a temperature or pressure that arrived a moment after it (never one older than the book's
+`max_age`). Readings inside a
 maintenance window get QC.MAINTENANCE (`ingest.maintenance`); the books the pipeline reads (calibrations,
 maintenance, site conditions, ranges) are immutable and swapped whole by the daemon when the registry changes.
 """
@@ -24,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from ingest.batch import BatchNormaliser
 from ingest.batcher import Batcher
@@ -60,9 +64,22 @@ class PipelineObserver(Protocol):
 
 
 @dataclass(slots=True)
+class _Submission:
+    """One driver submission as it came, waiting in the queue."""
+
+    raws: Sequence[RawReading]
+    ack: Callable[[], None] | None
+    letters: Sequence[Letter]
+    at: datetime  #: the clock when it was submitted
+    books: tuple[object, ...]  #: the calibrations, maintenance and ranges in force when it was submitted
+
+
+@dataclass(slots=True)
 class _Envelope:
+    """A group of submissions, normalised: their readings, acks (in submission order) and letters."""
+
     readings: list[Reading]
-    ack: Callable[[], None] | None = field(default=None)
+    acks: list[Callable[[], None]] = field(default_factory=list)
     letters: list[Letter] = field(default_factory=list)
 
 
@@ -93,7 +110,7 @@ class Pipeline:
         #: (device id, variable) → plausible range in the reported unit; the daemon swaps in a new mapping
         self.ranges: Mapping[tuple[str, str], tuple[float, float]] = dict(ranges or {})
         self._batcher: Batcher[_Envelope] = Batcher(max_size=batch_max, max_age_s=batch_max_age_s)
-        self._queue: asyncio.Queue[_Envelope | None] = asyncio.Queue(maxsize=queue_max)
+        self._queue: asyncio.Queue[_Submission] = asyncio.Queue(maxsize=queue_max)
         self._qc: dict[tuple[str, str, str], QCState] = {}
         self._max_age_s = batch_max_age_s
         self._retry_max_s = retry_max_s
@@ -109,30 +126,57 @@ class Pipeline:
 
     async def submit(self, raws: Sequence[RawReading], ack: Callable[[], None] | None = None,
                      letters: Sequence[Letter] = ()) -> None:
-        """Normalise and queue one driver submission; `ack` runs once all its readings and letters (refused input
-        to keep as dead letters) are durable."""
-        await self._queue.put(self._normalise(raws, ack, letters))
-
-    def _normalise(self, raws: Sequence[RawReading], ack: Callable[[], None] | None = None,
-                   letters: Sequence[Letter] = ()) -> _Envelope:
-        done = self._normaliser(raws, self._clock(), conditions=self.conditions, qc=self._qc, ranges=self.ranges,
-                                calibrations=self.calibrations, maintenance=self.maintenance)
-        refused = list(letters)
-        for r in done.refused:  # UnitError, UnknownVariableError, NormaliseError
-            raw = r.raw
-            log.warning("sensor %s device %s: %s rejected: %s", raw.sensor_id, raw.device_id, raw.variable, r.detail)
-            self._observer.rejected(raw, r.reason, r.detail)
-            refused.append(_letter_of(raw, r.reason, r.detail))
-        return _Envelope(done.readings, ack, refused)
+        """Queue one driver submission (waits while the queue is full); `ack` runs once all its readings and
+        letters (refused input to keep as dead letters) are durable."""
+        await self._queue.put(_Submission(raws, ack, letters, self._clock(), self._books()))
 
     def try_submit(self, raws: Sequence[RawReading], letters: Sequence[Letter] = ()) -> bool:
         """Like `submit` for drivers that must not wait (Modbus pollers): False, and nothing queued, when the
         queue is full."""
         if self._queue.full():
             return False
-        envelope = self._normalise(raws, None, letters)
-        self._queue.put_nowait(envelope)
+        self._queue.put_nowait(_Submission(raws, None, letters, self._clock(), self._books()))
         return True
+
+    def _books(self) -> tuple[object, ...]:
+        return (self.calibrations, self.maintenance, self.ranges)
+
+    def _normalise(self, group: Sequence[_Submission]) -> _Envelope:
+        """Normalise and check a group of submissions (one set of books) as one batch (module docstring)."""
+        raws = [raw for sub in group for raw in sub.raws] if len(group) > 1 else list(group[0].raws)
+        calibrations, maintenance, ranges = group[0].books
+        done = self._normaliser(raws, group[-1].at, conditions=self.conditions, qc=self._qc,
+                                ranges=cast("Mapping[tuple[str, str], tuple[float, float]]", ranges),
+                                calibrations=cast("CalibrationBook | None", calibrations),
+                                maintenance=cast("MaintenanceBook | None", maintenance))
+        refused = [x for sub in group for x in sub.letters]
+        for r in done.refused:  # UnitError, UnknownVariableError, NormaliseError
+            raw = r.raw
+            log.warning("sensor %s device %s: %s rejected: %s", raw.sensor_id, raw.device_id, raw.variable, r.detail)
+            self._observer.rejected(raw, r.reason, r.detail)
+            refused.append(_letter_of(raw, r.reason, r.detail))
+        return _Envelope(done.readings, [sub.ack for sub in group if sub.ack is not None], refused)
+
+    def _take(self, first: _Submission) -> list[_Submission]:
+        """`first` and the submissions waiting behind it that were submitted under the same books, up to the
+        pending batch's room (at least one); the first one under other books is held for the next group."""
+        group = [first]
+        room = self._batcher.max_size - self._batcher.size
+        queue = self._queue
+        while len(group) < room and not queue.empty():
+            sub = queue.get_nowait()
+            if not all(a is b for a, b in zip(sub.books, first.books, strict=True)):
+                self._held = sub
+                break
+            group.append(sub)
+        return group
+
+    def _next(self) -> _Submission | None:
+        """The submission held back by `_take`, else the queue's first, else None (without waiting)."""
+        if self._held is not None:
+            sub, self._held = self._held, None
+            return sub
+        return self._queue.get_nowait() if not self._queue.empty() else None
 
     async def run(self) -> None:
         """Batch and write until cancelled or `close()`d; flushes what it holds, and waits for every batch in
@@ -143,15 +187,19 @@ class Pipeline:
         try:
             while True:
                 await window.free()  # input waits in the queue while every slot is taken
-                try:  # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancel (a stop) as get returns
-                    async with asyncio.timeout(self._max_age_s / 2):
-                        env = await self._queue.get()
-                except TimeoutError:
-                    env = None
-                    if self._queue.empty() and self._closing:
-                        break
+                group: list[_Submission] | None = None
+                first = self._next()
+                if first is not None:
+                    group = self._take(first)
+                else:
+                    try:  # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancel (a stop) as get returns
+                        async with asyncio.timeout(self._max_age_s / 2):
+                            group = self._take(await self._queue.get())
+                    except TimeoutError:
+                        if self._queue.empty() and self._closing:
+                            break
                 now = self._clock()
-                batch = self._batcher.add(env, now) if env is not None else None
+                batch = self._batcher.add(self._normalise(group), now, len(group)) if group is not None else None
                 batch = batch or self._batcher.due(now)
                 if batch:
                     await self._write(window, batch)
@@ -161,16 +209,15 @@ class Pipeline:
             raise
         finally:
             rest = self._batcher.drain()
-            while not self._queue.empty():
-                env = self._queue.get_nowait()
-                if env is not None:
-                    rest.append(env)
+            while (first := self._next()) is not None:
+                rest.append(self._normalise(self._take(first)))
             if rest:
                 await self._write(window, rest)
             await window.drain()
         window.raise_failure()
 
     _closing = False
+    _held: _Submission | None = None  #: taken from the queue, not yet in a group (`_take`)
     _failing: type[Exception] | None = None  #: the kind of the last write failure, until no batch is failing
     #: batches written at once (`ingest.writes_in_flight`, set before `run()`): a batch's write starts while up to
     #: this many earlier ones are not yet acknowledged; acknowledgements stay in order (`ingest.inflight`)
@@ -188,8 +235,8 @@ class Pipeline:
 
         def ack() -> None:
             for env in envelopes:
-                if env.ack is not None:
-                    env.ack()
+                for each in env.acks:
+                    each()
 
         await window.start(lambda: self._store(batch, letters), ack, lambda: _keys(batch))
 

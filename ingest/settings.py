@@ -22,9 +22,9 @@ class IngestSettings(Section):
     queue_max: Annotated[int, Field(ge=1)] = Field(default=10_000, description=(
         "Submissions waiting before drivers are slowed down."))
     writes_in_flight: Annotated[int, Field(ge=1, le=32)] = Field(default=2, description=(
-        "Batches written to the database at once, each on a connection of its own; acknowledgements still go out "
-        "after durability and in the order messages arrived. At most `database.pool_max_size` − 1 are used (the "
-        "rest of the pool serves the scheduler and readiness); 1 writes one batch at a time."))
+        "Batches written to the database at once, each on a connection of its own (the writer's pool, beside "
+        "`database.pool_max_size`); acknowledgements still go out after durability and in the order messages "
+        "arrived; 1 writes one batch at a time."))
     clock_skew_tolerance_s: Annotated[float, Field(ge=0)] = Field(default=300.0, description=(
         "A device time further than this ahead of its receipt is flagged `CLOCK_SKEW` (excluded)."))
     device_time_past_days: Annotated[float, Field(gt=0)] = Field(default=30.0, description=(

@@ -26,7 +26,7 @@ from storage.forwarding import ForwardingSink
 from storage.migrate import migrate
 from storage.registry import upsert_registry
 from storage.spool import Spool
-from storage.writer import TimescaleWriter
+from storage.writer_thread import WriterThread
 
 __all__ = ["WritePath", "open_database", "open_storage", "start_pipeline"]
 
@@ -65,14 +65,21 @@ async def open_database(stack: contextlib.AsyncExitStack, s: Settings, *,
 async def open_storage(w: Wiring, pool: AsyncConnectionPool[Any], seed: list[Sensor] | None,
                        observer: PipelineMetrics, role: Role) -> ForwardingSink:
     """Open the spool (this process's: `aqnet.daemon.processes`), seed the registry (unless `seed` is None), and
-    start the forwarding sink (database, else spool) and its replay."""
+    start the measurements writer (in a thread of its own), the forwarding sink (database, else spool) and its
+    replay."""
     s = w.settings
     spool = Spool(role.spool_dir(s.storage.spool_dir), max_bytes=role.spool_max_bytes(s.storage.spool_max_bytes),
                   near_full_fraction=s.storage.spool_near_full_fraction)
     w.stack.callback(spool.close)
     if seed is not None:
         await upsert_registry(pool, seed)
-    writer = TimescaleWriter(pool)
+    # the measurements writer runs on an event loop of its own, with a pool of its own (one connection per batch
+    # in flight): its round trips do not wait for this loop's turns (storage.writer_thread)
+    writer = WriterThread(s.database.url, pool_kwargs={
+        "min_size": 1, "max_size": s.ingest.writes_in_flight, "timeout": s.database.pool_timeout_s,
+        "kwargs": {"application_name": "aqnet-writer"}, "reconnect_timeout": s.storage.unreachable_after_s})
+    await writer.start()
+    w.stack.push_async_callback(writer.close)
     sink = ForwardingSink(writer, spool, clock=w.clock, replay_retry_s=s.storage.replay_retry_s,
                           unreachable_after_s=s.storage.unreachable_after_s, on_replayed=observer.replayed)
     w.stack.push_async_callback(sink.close)
@@ -89,7 +96,7 @@ def start_pipeline(w: Wiring, sink: ForwardingSink, observer: PipelineMetrics) -
                         batch_max=s.ingest.batch_max, batch_max_age_s=s.ingest.batch_max_age_s,
                         queue_max=s.ingest.queue_max, clock_skew_tolerance_s=s.ingest.clock_skew_tolerance_s,
                         time_window=TimeWindow(s.ingest.device_time_past_days, s.ingest.device_time_future_s))
-    pipeline.writes_in_flight = max(1, min(s.ingest.writes_in_flight, s.database.pool_max_size - 1))
+    pipeline.writes_in_flight = s.ingest.writes_in_flight
     # the pipeline's batcher and unacknowledged envelopes cannot be rebuilt: if it dies, the daemon exits
     w.start("pipeline", pipeline.run, restart=False)
     return WritePath(pipeline, written, sink)

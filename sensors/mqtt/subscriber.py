@@ -37,6 +37,9 @@ __all__ = ["Intake", "MqttSubscriber", "Rejection", "format_filters", "with_deli
 
 log = logging.getLogger(__name__)
 
+#: messages handled between two turns given to the event loop's other tasks (`MqttSubscriber.run`)
+YIELD_EVERY = 50
+
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
@@ -153,6 +156,10 @@ class MqttSubscriber:
                 await self.handle(message)
             finally:
                 self._handled += 1
+            if self._handled % YIELD_EVERY == 0:
+                # a queue that is never empty nor full never suspends this loop: let the other tasks (the
+                # pipeline's writes among them) run between runs of messages
+                await asyncio.sleep(0)
 
     async def handle(self, message: Message) -> None:
         """Decode one message and submit its readings, or reject it."""

@@ -93,3 +93,29 @@ def test_no_item_lost_or_duplicated(max_size: int, max_age_s: float, ops: list[t
         assert len(b) + len(out) == len(added)
     out.extend(b.drain())
     assert out == added  # in order, each exactly once
+
+
+@given(max_size=st.integers(min_value=1, max_value=50), sizes=st.lists(st.integers(min_value=1, max_value=30),
+                                                                         max_size=100))
+def test_sized_items_release_a_batch_once_their_sizes_reach_max_size(max_size: int, sizes: list[int]) -> None:
+    """An item counts its size (the pipeline's groups of submissions count their messages): `add` releases the
+    batch on the item that brings the sum to `max_size` or past it, never earlier, and loses nothing."""
+    b: Batcher[int] = Batcher(max_size=max_size, max_age_s=60)
+    out: list[int] = []
+    for i, size in enumerate(sizes):
+        before = b.size
+        batch = b.add(i, at(0), size)
+        if before + size >= max_size:
+            assert batch is not None and batch[-1] == i and sum(sizes[j] for j in batch) == before + size
+            assert b.size == 0 and len(b) == 0
+            out.extend(batch)
+        else:
+            assert batch is None and b.size == before + size
+    out.extend(b.drain())
+    assert out == list(range(len(sizes)))
+
+
+def test_an_item_of_size_below_one_is_refused() -> None:
+    b: Batcher[int] = Batcher(max_size=3, max_age_s=1)
+    with pytest.raises(ValueError, match="size must be >= 1, got 0"):
+        b.add(1, at(0), 0)

@@ -123,3 +123,54 @@ async def test_a_refusing_sink_stops_acks_and_fills_the_bounded_queue_then_resum
     assert sorted(acks) == list(range(8))
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
     assert any("written again" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
+
+
+async def test_waiting_submissions_are_normalised_as_one_group_and_acked_in_order() -> None:
+    """Drivers only queue: the run loop takes every submission waiting (up to the batch's room) and normalises them
+    in one call, so one-value messages reach the numpy path together; each keeps its ack, in submission order."""
+    sink = Sink()
+    pipeline = Pipeline(sink, conditions=ConditionsBook(bundled_network()), observer=Observer(), clock=lambda: NOW,
+                        batch_max=150, batch_max_age_s=0.05)
+    calls: list[int] = []
+    normaliser = pipeline._normaliser
+
+    def counting(raws, *args, **kw):
+        calls.append(len(raws))
+        return normaliser(raws, *args, **kw)
+
+    pipeline._normaliser = counting  # type: ignore[assignment]
+    acks: list[int] = []
+    for i in range(200):  # queued before the loop runs: 150 fill the first batch's room, 50 the next group
+        await pipeline.submit([_raw("pm25", float(i), "ug/m3", NOW - timedelta(seconds=200 - i), "local")],
+                              lambda i=i: acks.append(i))
+    task = asyncio.create_task(pipeline.run())
+    for _ in range(500):
+        if len(acks) == 200:
+            break
+        await asyncio.sleep(0.01)
+    pipeline.close()
+    await task
+    assert calls == [150, 50]
+    assert acks == list(range(200))
+    assert [len(b) for b in sink.batches] == [150, 50]
+    assert [r.raw_value for b in sink.batches for r in b] == [float(i) for i in range(200)]
+
+
+async def test_a_group_never_spans_a_swap_of_the_books() -> None:
+    """Submissions queued under one calibration/maintenance/ranges book are normalised with it, even when the
+    daemon swaps in another before the run loop takes them."""
+    sink = Sink()
+    pipeline = Pipeline(sink, conditions=ConditionsBook(bundled_network()), observer=Observer(), clock=lambda: NOW,
+                        batch_max_age_s=0.05)
+    await pipeline.submit([_raw("pm25", 1.0, "ug/m3", NOW - timedelta(seconds=2), "local")])
+    pipeline.ranges = {("MS01", "pm25"): (0.0, 0.5)}  # the second submission's value is out of this range
+    await pipeline.submit([_raw("pm25", 1.0, "ug/m3", NOW - timedelta(seconds=1), "local")])
+    task = asyncio.create_task(pipeline.run())
+    for _ in range(200):
+        if sum(len(b) for b in sink.batches) == 2:
+            break
+        await asyncio.sleep(0.01)
+    pipeline.close()
+    await task
+    flags = [bool(r.flags & QC.OUT_OF_RANGE) for b in sink.batches for r in sorted(b, key=lambda r: r.time)]
+    assert flags == [False, True]

@@ -36,6 +36,7 @@ uses are `sensors.mqtt.client.connection`'s, its paho calls `sensors.mqtt.client
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -138,6 +139,10 @@ class MqttSubscriberClient:
         #: one slot per message handed over and not yet taken (the network thread's backpressure)
         self._slots = threading.BoundedSemaphore(max_pending) if max_pending else None
         self.held_back_s = 0.0  #: seconds the network thread waited for a free slot (the broker held back)
+        #: messages handed over by the network thread, not yet passed to `on_message` in the event loop; one
+        #: wake-up of the loop carries every message that arrived before it runs (`_hand_over`)
+        self._inbox: collections.deque[Message] = collections.deque()
+        self._wake_posted = False
         self._thread: threading.Thread | None = None
         self._state = "new"
         self._connection = 0
@@ -438,7 +443,22 @@ class MqttSubscriberClient:
             self.held_back_s += self._monotonic() - waited_from
         message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, bool(msg.retain), self._clock(),
                           dup=bool(msg.dup), connection=self._connection)
-        _post(self._loop, self._on_message, message)
+        self._hand_over(message)
+
+    def _hand_over(self, message: Message) -> None:
+        """Network thread: queue `message` for the event loop, waking the loop only when no wake-up is on its
+        way (a wake-up is a write to the loop's self-pipe: one per burst of messages, not one per message)."""
+        self._inbox.append(message)
+        if not self._wake_posted:
+            self._wake_posted = True
+            _post(self._loop, self._deliver_inbox)
+
+    def _deliver_inbox(self) -> None:
+        """Event loop: pass every queued message to `on_message`, in arrival order."""
+        self._wake_posted = False  # first: a message appended from now on posts a wake-up of its own
+        inbox, deliver = self._inbox, self._on_message
+        while inbox:
+            deliver(inbox.popleft())
 
     def taken(self) -> None:
         """One message handed to `on_message` has been taken for handling: its slot is free again."""

@@ -54,15 +54,17 @@ class DecodedValue:
     conditions: Conditions | None  #: "local" for mass concentrations of low-cost sensors, None for the rest
 
     def __post_init__(self) -> None:
-        where = f"DecodedValue {self.channel or '-'}/{self.variable}"
         if self.variable not in VARIABLES:
-            raise ValueError(f"{where}: variable must be a sensors.variables code")
+            raise ValueError(f"{self._where()}: variable must be a sensors.variables code")
         if self.time.tzinfo is None or self.time.utcoffset() is None:
-            raise ValueError(f"{where}: time must be timezone-aware, got {self.time!r}")
+            raise ValueError(f"{self._where()}: time must be timezone-aware, got {self.time!r}")
         if not math.isfinite(self.value):
-            raise ValueError(f"{where}: value must be finite, got {self.value!r}")
+            raise ValueError(f"{self._where()}: value must be finite, got {self.value!r}")
         if self.time_source not in ("device", "received"):
-            raise ValueError(f"{where}: time_source must be device or received, got {self.time_source!r}")
+            raise ValueError(f"{self._where()}: time_source must be device or received, got {self.time_source!r}")
+
+    def _where(self) -> str:
+        return f"DecodedValue {self.channel or '-'}/{self.variable}"
 
 
 @dataclass(frozen=True, slots=True)

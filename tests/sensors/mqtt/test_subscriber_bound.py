@@ -109,3 +109,59 @@ async def test_the_client_stops_reading_at_max_pending_and_loses_nothing(
         pub.disconnect()
     finally:
         await asyncio.to_thread(client.stop)
+
+
+async def test_the_subscriber_lets_other_tasks_run_during_a_run_of_messages() -> None:
+    """A queue that is never empty nor full never suspends `run`: it yields every YIELD_EVERY messages, so the
+    pipeline's writes (other tasks) are not starved while a backlog is handled."""
+    from sensors.mqtt.subscriber import YIELD_EVERY
+
+    async def submit(readings: object, ack: Callable[[], None]) -> None:  # never suspends, as a queue with room
+        pass
+
+    sub, client = _subscriber(1000, submit)
+    for mid in range(1, 4 * YIELD_EVERY + 1):
+        client.on_message(Message("aqnet/MS01/readings", b'{"values": {"pm25": 1}}', 1, mid, False, NOW))
+    seen: list[int] = []
+
+    async def other() -> None:
+        seen.append(sub.handled)
+
+    task = asyncio.create_task(sub.run())
+    side = asyncio.create_task(other())
+    await side
+    for _ in range(100):
+        await asyncio.sleep(0)
+    task.cancel()
+    assert seen == [YIELD_EVERY]
+    assert sub.handled == 4 * YIELD_EVERY
+
+
+async def test_the_network_thread_hands_a_burst_over_with_one_wake_up_in_order() -> None:
+    """One write to the loop's self-pipe per burst, not per message; every message delivered once, in order."""
+    import threading
+
+    loop = asyncio.get_running_loop()
+    got: list[Message] = []
+    client = MqttSubscriberClient("mqtt://127.0.0.1:1", client_id="burst", topics=["t"], loop=loop,
+                                  on_message=got.append, verify_read_s=None)
+    wake_ups: list[int] = []
+    deliver = client._deliver_inbox
+
+    def counting() -> None:
+        wake_ups.append(len(client._inbox))
+        deliver()
+
+    client._deliver_inbox = counting  # type: ignore[method-assign]
+    messages = [Message("t", str(i).encode(), 1, i + 1, False, NOW) for i in range(500)]
+    thread = threading.Thread(target=lambda: [client._hand_over(m) for m in messages])
+    thread.start()
+    thread.join()  # the loop does not run meanwhile: the whole burst waits behind one wake-up
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert got == messages
+    assert wake_ups == [500]
+    client._hand_over(messages[0])  # the next burst wakes the loop again
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert wake_ups == [500, 1] and len(got) == 501
