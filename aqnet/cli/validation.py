@@ -1,8 +1,9 @@
-"""`aqnet validation validate | invalidate | undo | audit | values` and `aqnet alerts record`: validation by people
-and the record of decisions on alerts. Shell (click); I/O. Parses, calls `storage.validation` and
-`storage.alert_record`, renders an aligned table or `--json`, sets the exit code (1 when refused: a token that is
-not a technician's or an officer's, an unknown sensor, device or decision, an undo already done, an unreachable
-database; 2 on a usage error such as an unknown reason).
+"""`aqnet validation validate | invalidate | undo | audit | values`, `aqnet alerts record` and `aqnet sensors
+publication`: validation by people, the record of decisions on alerts, and what the public may see of a sensor.
+Shell (click); I/O. Parses, calls `storage.validation`, `storage.alert_record` and `storage.publication`, renders
+an aligned table or `--json`, sets the exit code (1 when refused: a token that is not a technician's or an
+officer's, an unknown sensor, device or decision, an undo already done, an unreachable database; 2 on a usage
+error such as an unknown reason).
 
 `validate`, `invalidate` and `undo` need a technician's or an officer's API token (`--token`, or the environment
 variable AQNET_TOKEN; `aqnet tokens create --role technician|officer`): the actor recorded is the token's name and
@@ -30,7 +31,7 @@ from aqnet.cli.times import parse_time
 from ingest.validation import REASONS, DecisionError, Period, Scope
 from sensors.redact import redact
 
-__all__ = ["alert_record_command", "validation"]
+__all__ = ["alert_record_command", "publication_command", "validation"]
 
 T = TypeVar("T")
 VALIDATOR_HELP = ("a technician's or officer's API token (`aqnet tokens create --role technician`); "
@@ -247,3 +248,32 @@ def alert_record_command(alert_id: int, names: bool, url: str | None, config_pat
           "" if r["threshold"] is None else f"{r['threshold']:g}", r["source"] or "",
           "" if r["period_end"] is None else f"{r['period'] or ''} to {r['period_end'].astimezone(ctx.tz):%H:%M}",
           r["actor"] or "", r["note"] or ""] for r in rows]))
+
+
+@click.command("publication")
+@click.argument("sensor_id", metavar="SENSOR")
+@click.option("--operator", default=None, help="the institution responsible for the sensor")
+@click.option("--location", "location", type=click.Choice(["exact", "coarse", "by-kind"]), default=None,
+              help="publish the location exactly, coarsely (rounded to 0.01°), or by kind (stations exact, "
+                   "microsensors coarse)")
+@click.option("--actor", default=None, help="who makes the change (default: $USER)")
+@_common
+def publication_command(sensor_id: str, operator: str | None, location: str | None, actor: str | None,
+                        url: str | None, config_path: Path | None, var_dir: Path, as_json: bool) -> None:
+    """Show or set a sensor's operator and whether its location may be published exactly (recorded in the
+    registry's audit log)."""
+    import getpass
+
+    from storage.publication import set_publication
+    from storage.registry.models import RegistryError
+
+    ctx = _Ctx(url, config_path, var_dir, as_json)
+    changes: dict[str, Any] = {} if location is None else {
+        "location_publication": None if location == "by-kind" else location}
+    try:
+        row = ctx.run(lambda conn: set_publication(conn, sensor_id, operator=operator,
+                                                   actor=f"cli:{actor or getpass.getuser()}", **changes))
+    except RegistryError as exc:
+        ctx.fail(exc.code, exc.message)
+    ctx.echo(row, f"{row['id']}: operator {row['operator'] or '(not set)'}; location published "
+                  f"{row['location_publication']} at {row['lat']}, {row['lon']}")

@@ -76,3 +76,24 @@ def test_validation_commands_by_role_with_audit_and_values(database_url: str) ->
     values = json.loads(_run(database_url, "values", "KEN", "pm25", *period).output)
     assert len(values) == 6 and {(v["decision"], v["verification"], v["validity"]) for v in values} == {
         ("invalidate", 1, -1)}
+
+
+def test_sensor_operator_and_location_publication(database_url: str) -> None:
+    harness, _ = _setup(database_url)
+    (lat, lon), = harness.query("SELECT lat, lon FROM sensors WHERE id = 'KEN'")
+
+    def publication(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["sensors", "publication", "KEN", *args, "--url", database_url, "--json",
+                                        "--actor", "ana"])
+
+    shown = publication()
+    assert shown.exit_code == 0, shown.output
+    assert (json.loads(shown.output)["location_publication"], json.loads(shown.output)["lat"]) == ("exact", lat)
+    coarse = json.loads(publication("--operator", "Secretaría Distrital de Ambiente", "--location", "coarse").output)
+    assert (coarse["operator"], coarse["location_publication"]) == ("Secretaría Distrital de Ambiente", "coarse")
+    assert (coarse["lat"], coarse["lon"]) == (round(lat, 2), round(lon, 2)) and coarse["address"] == ""
+    assert harness.query("SELECT actor, action, after->>'location_publication' FROM audit_log "
+                         "WHERE action = 'publication'") == [("cli:ana", "publication", "coarse")]
+    assert publication("--location", "blurred").exit_code == 2
+    unknown = CliRunner().invoke(cli, ["sensors", "publication", "NOPE", "--url", database_url, "--json"])
+    assert unknown.exit_code == 1 and json.loads(unknown.output)["error"]["code"] == "not_found"
