@@ -36,7 +36,7 @@ CREATE TABLE validation_decisions (
 CREATE INDEX validation_decisions_sensor_idx ON validation_decisions (sensor_id, time_from, time_to);
 CREATE INDEX validation_decisions_time_idx ON validation_decisions (decided_at DESC);
 COMMENT ON TABLE validation_decisions IS
-    'Validation by people, append-only (no UPDATE, DELETE or TRUNCATE): a technician or officer validated a period '
+    'Validation by people, append-only (UPDATE and DELETE refused): a technician or officer validated a period '
     'of a series, invalidated it with a reason, or undid an earlier decision (undoes; an undo repeats its scope '
     'and period). Of the decisions in force (validation_in_force) covering a value, the latest (highest id) '
     'decides. Raw values are never changed; averages and indices are recomputed through dirty_slots.';
@@ -62,8 +62,6 @@ END
 $$;
 CREATE TRIGGER validation_decisions_append_only BEFORE UPDATE OR DELETE ON validation_decisions
     FOR EACH ROW EXECUTE FUNCTION validation_decisions_append_only();
-CREATE TRIGGER validation_decisions_no_truncate BEFORE TRUNCATE ON validation_decisions
-    FOR EACH STATEMENT EXECUTE FUNCTION validation_decisions_append_only();
 
 CREATE VIEW validation_in_force AS
 SELECT d.id, d.action, d.sensor_id, d.device_id, d.variable, d.time_from, d.time_to, d.reason, d.reason_text,
