@@ -1,5 +1,6 @@
 """Stage 3 — the averaging job's tables: its watermark and claim (`job_watermarks`), the late-data marks
-(`dirty_slots`), the samples it averages (`measurements`, primary devices only), the stored `averages` (packed
+(`dirty_slots`), the samples it averages (`measurements`, primary devices only; readings a person invalidated do
+not count, `storage.validation`), the stored `averages` (packed
 reads and the idempotent write) and its log (`window_computations`). I/O (psycopg 3, sync), for
 `alerts.averaging.job`; every function runs in the caller's transaction except `claim`, which is its own.
 
@@ -32,6 +33,7 @@ import psycopg
 
 from ingest.reading import EXCLUDED
 from storage import pgarrays
+from storage.validation import DECIDING_SQL, INVALIDATED_SENSORS_SQL
 from storage.writer import LATE_MARK_LOCK
 
 __all__ = ["AverageColumns", "Pending", "active_units", "claim", "computed_through", "delete_marks", "dirty_marks",
@@ -81,9 +83,15 @@ ON CONFLICT (job) DO UPDATE SET claimed_through = greatest(job_watermarks.claime
                                 updated_at = now()
 """
 
-# a sample counts when its value is finite and it has no excluded QC bit (alerts.averaging.averages.sample_validity:
+# a sample counts when its value is finite, it has no excluded QC bit (alerts.averaging.averages.sample_validity:
 # a NULL, NaN or infinite value does not count; NaN is above every number in PostgreSQL, so it fails `< 'Infinity'`)
-_COUNTS = "(m.flags & %(excluded)s::int4) = 0 AND m.value > '-Infinity'::float8 AND m.value < 'Infinity'::float8"
+# and no person invalidated it (storage.validation: the latest decision in force covering it is not an
+# invalidation). The decision is looked up only for the sensors with an invalidation meeting the statement's
+# [%(start)s, %(end)s) (an array computed once): with none, a sample costs one comparison with an empty array
+_NOT_INVALIDATED = (f"NOT (m.sensor_id = ANY({INVALIDATED_SENSORS_SQL.format(start='%(start)s', end='%(end)s')}) "
+                    f"AND coalesce({DECIDING_SQL.format(excluding='0')} = 'invalidate', false))")
+_COUNTS = ("(m.flags & %(excluded)s::int4) = 0 AND m.value > '-Infinity'::float8 AND m.value < 'Infinity'::float8 "
+           f"AND {_NOT_INVALIDATED}")
 
 # the samples of one hour of a series and device summed in the database (time_bucket): the valid samples' count and
 # sum (`_SUMS`), or the least unit of its samples (`_UNITS`, read only for variables outside the vocabulary, whose
@@ -242,7 +250,9 @@ def window_hours(conn: psycopg.Connection, windows: Sequence[tuple[str, str, dat
     out = _UNITS if units else _SUMS
     return Pending([conn.cursor(binary=True).execute(_WINDOW_HOURS.format(aggregates=out[0], out=out[1]), {
         "sensors": [w[0] for w in windows], "variables": [w[1] for w in windows],
-        "t0": [w[2] for w in windows], "t1": [w[3] for w in windows], "excluded": int(EXCLUDED)})], list)
+        "t0": [w[2] for w in windows], "t1": [w[3] for w in windows], "excluded": int(EXCLUDED),
+        "start": min((w[2] for w in windows), default=None), "end": max((w[3] for w in windows), default=None)})],
+        list)
 
 
 # ------------------------------------------------------------------------------------ stored averages

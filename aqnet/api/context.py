@@ -1,11 +1,13 @@
 """What every HTTP API operation depends on, as FastAPI dependencies: the router's context (`Context`: the
 pooled database, the clock, the acknowledgement links' key, the network's time zone and language) and the
-caller's bearer token checked for a role (`Reader`, `Technician`, `Officer`). Shell (FastAPI over
-`storage.tokens` through `aqnet.http.auth`); I/O: `ApiContext.db` and the role checks use the database.
+caller's bearer token checked for a role (`Reader`, `Technician`, `Officer`, `Validator`: technician or officer).
+Shell (FastAPI over `storage.tokens` through `aqnet.http.auth`); I/O: `ApiContext.db` and the role checks use the
+database.
 
 Contract: `aqnet.api.router.api_router` binds one `ApiContext` to each request (`bind_context`); `ApiContext.db()`
 is one pooled connection, committed on success, with `RegistryError`/`AlertError` mapped to 404, 409 or 422, a
-value the database refuses (SQLSTATE class 22) or an unusable calibration to 422, and an unreachable database to
+value the database refuses (SQLSTATE class 22) or an unusable calibration to 422, a refused validation decision
+(`DecisionRefused`) to 403, 404, 409 or 422, and an unreachable database to
 503 (the answer names no host: the log line has the detail). A role check answers 401 without a known token, 403
 for another role, 429 after too many failures from the address, 503 when tokens cannot be checked.
 """
@@ -30,15 +32,17 @@ from ingest.calibration import CalibrationError
 from storage.alerts_store import AlertError
 from storage.registry.models import RegistryError
 from storage.tokens import ROLES, ApiToken, Role
+from storage.validation import DecisionRefused
 
-__all__ = ["OFFICER", "READERS", "TECHNICIAN", "ApiContext", "Context", "Officer", "Reader", "Technician",
-           "actor", "api_context", "bind_context"]
+__all__ = ["OFFICER", "READERS", "TECHNICIAN", "VALIDATORS", "ApiContext", "Context", "Officer", "Reader",
+           "Technician", "Validator", "actor", "api_context", "bind_context"]
 
 log = logging.getLogger("aqnet.api")
 
 READERS: frozenset[Role] = frozenset(ROLES)  #: every role reads
 TECHNICIAN: frozenset[Role] = frozenset({"technician"})  #: registry and maintenance writes
 OFFICER: frozenset[Role] = frozenset({"officer"})  #: alert operations (acknowledge, resolve, annotate: issue 10)
+VALIDATORS: frozenset[Role] = frozenset({"technician", "officer"})  #: validation by people (issue 21)
 
 _bearer = HTTPBearer(auto_error=False, bearerFormat="aqn_<43 characters>",
                      description="a token from `aqnet tokens create --role technician|officer|reader`")
@@ -65,6 +69,8 @@ class ApiContext:
             raise problem(STATUS.get(exc.code, 422), exc.code, exc.message, exc.field) from None
         except AlertError as exc:
             raise problem(STATUS.get(exc.code, 422), exc.code, exc.message) from None
+        except DecisionRefused as exc:
+            raise problem({**STATUS, "forbidden": 403}.get(exc.code, 422), exc.code, exc.message, exc.field) from None
         except CalibrationError as exc:
             raise problem(422, "invalid_calibration", str(exc)) from None
         except psycopg.errors.DataError as exc:  # SQLSTATE class 22: the database refused a value
@@ -124,6 +130,7 @@ def _role(allowed: Iterable[Role]) -> Callable[..., Awaitable[ApiToken]]:
 Reader = Annotated[ApiToken, Depends(_role(READERS))]
 Technician = Annotated[ApiToken, Depends(_role(TECHNICIAN))]
 Officer = Annotated[ApiToken, Depends(_role(OFFICER))]
+Validator = Annotated[ApiToken, Depends(_role(VALIDATORS))]
 
 
 def actor(token: ApiToken) -> str:

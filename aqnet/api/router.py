@@ -5,7 +5,8 @@ alerts, for field apps, officers and other city systems. Shell (FastAPI over `st
 Contract: every operation needs `Authorization: Bearer <token>` (`aqnet tokens create`), except the signed
 acknowledgement link (`aqnet.api.ack_link`): 401 without one or with an unknown or revoked token, 403 when the
 token's role may not do it. Every role reads; technicians write the registry and maintenance windows; officers
-acknowledge, resolve and annotate alerts. Each request runs its storage calls on one pooled connection, committed
+acknowledge, resolve and annotate alerts; technicians and officers validate data (`aqnet.api.validation`). Each
+request runs its storage calls on one pooled connection, committed
 before the response is sent. Errors are `{"detail": ApiError}`; `storage.registry.RegistryError` and
 `storage.alerts_store.AlertError` map to 404 (not_found), 409 (duplicate, conflict, illegal_transition) or 422
 (the rest); a value the database refuses (SQLSTATE class 22: out of range, NUL character) is a 422 too
@@ -22,7 +23,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.routing import APIRoute
 from psycopg_pool import AsyncConnectionPool
 
-from aqnet.api import ack_link, alerts, calibrations, maintenance, registry
+from aqnet.api import ack_link, alerts, calibrations, maintenance, registry, validation
 from aqnet.api.context import ApiContext, bind_context
 from aqnet.http.auth import Authenticator
 
@@ -42,7 +43,8 @@ def api_router(pool: AsyncConnectionPool[Any], *, clock: Callable[[], datetime] 
     context = ApiContext(pool, auth or Authenticator(pool), clock, signing_key, tz_name, language)
     r = APIRouter(prefix=PREFIX, dependencies=[Depends(bind_context(context))])
     # the signed link before the alerts: POST /alerts/ack/{token} must not be taken for POST /alerts/{alert_id}/ack
-    operations = (registry.router, calibrations.router, maintenance.router, ack_link.router, alerts.router)
+    operations = (registry.router, calibrations.router, maintenance.router, ack_link.router, alerts.router,
+                  validation.router)
     for routes in operations:
         r.include_router(routes)
     _allow_headers(r, operations)
