@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -58,7 +59,7 @@ def test_window_at_agrees_with_occurrences(t: datetime, at_minute: int, every: i
         assert run.starts_at <= t < run.purge_ends_at
     # consecutive runs are every_days apart (no DST in Bogotá)
     starts = [r.starts_at for r in around]
-    assert all(b - a == timedelta(days=every) for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a == timedelta(days=every) for a, b in itertools.pairwise(starts))
 
 
 @pytest.mark.parametrize(("kw", "message"), [
