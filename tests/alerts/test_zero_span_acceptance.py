@@ -159,5 +159,5 @@ def test_a_drifting_analyser_without_status_bit_is_checked_nightly_excluded_reco
     assert alerts == [("zero-span-check", "zero_span", "technicians", "firing", "KEN", "o3")]
     events = conn.execute("SELECT kind, note FROM alert_events ORDER BY id").fetchall()
     # later nights' failing checks add nothing but the reminder nobody acknowledged it (escalation)
-    assert [k for k, _ in events][0] == "raised" and {k for k, _ in events[1:]} <= {"unacknowledged"}
+    assert events[0][0] == "raised" and {k for k, _ in events[1:]} <= {"unacknowledged"}
     assert "zero/span check" in events[0][1] and "KEN-o3" in events[0][1]
