@@ -39,3 +39,23 @@ def test_with_checks_only_touches_its_sensor_and_variable() -> None:
     during = T0 + timedelta(hours=1, minutes=15)
     assert source("KEN", "o3", during) == 400.0
     assert source("KEN", "no2", during) == 12.0 and source("USQ", "o3", during) == 12.0
+
+
+def test_the_simulated_network_serves_the_analysers_checks_and_drift() -> None:
+    from sensors.network import bundled_network
+    from simulators.network_sim import SimulatedNetwork
+    from simulators.signals import CitySignals
+
+    network = [s for s in bundled_network() if s.id == "KEN"]
+    device = next(d for d in network[0].devices if "o3" in d.variables)
+    schedule = CheckSchedule("KEN", device.id, "o3", UTC, at_minute=60, zero_min=10, span_min=10, purge_min=10,
+                             span_value=400.0, unit="ppb")
+    analyser = DriftingAnalyser(schedule, since=T0, span_pct_per_day=1.0)
+    signals = CitySignals(7)
+    sim = SimulatedNetwork(network, signals, lambda: T0, analysers=[analyser])
+    day3 = T0 + timedelta(days=3)
+    span_time = day3 + timedelta(hours=1, minutes=15)
+    assert sim.value("KEN", "o3", span_time) == pytest.approx(400.0 * analyser.gain(span_time))
+    noon = day3 + timedelta(hours=12)
+    assert sim.value("KEN", "o3", noon) == pytest.approx(signals.value("KEN", "o3", noon) * 1.035)
+    assert sim.value("KEN", "no2", noon) == signals.value("KEN", "no2", noon)
