@@ -11,12 +11,14 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from alerts.settings import AlertsSettings, SchedulerSettings
 from ingest.settings import IngestSettings
+from ingest.zero_span_settings import ZeroSpanSettings
 from sensors.settings import ClockSettings, ModbusSettings, MqttSettings, NetworkSettings, Section
 from storage.settings import DatabaseSettings, DeadLetterSettings, RegistrySettings, RetentionSettings, StorageSettings
 
@@ -209,6 +211,13 @@ class Settings(Section):
         "TimescaleDB housekeeping: retention and compression."))
     supervision: SupervisionSettings = Field(default=SupervisionSettings(), description=(
         "How the daemon's tasks are supervised and its health judged."))
+    zero_span: ZeroSpanSettings = Field(default=ZeroSpanSettings(), description=(
+        "Scheduled zero/span checks of reference analysers and their acceptance limits."))
+
+    @model_validator(mode="after")
+    def _zero_span(self) -> Settings:
+        self.zero_span.schedules(ZoneInfo(self.network.timezone))  # raises naming the inconsistent check
+        return self
 
 
 class ConfigError(ValueError):

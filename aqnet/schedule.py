@@ -34,7 +34,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from alerts.delivery.dispatch import Dispatcher
-from alerts.jobs import run_stage_jobs
+from alerts.jobs import ZeroSpanJob, run_stage_jobs
 from alerts.leader import Leadership
 from alerts.rules.model import SEVERITIES, Rule, default_rules, parse_rules
 from aqnet.config import Settings
@@ -74,6 +74,8 @@ def add_stage_jobs(scheduler: AsyncIOScheduler, settings: Settings, *, clock: Cl
     s = settings
     rules = list(rules) if rules is not None else load_rules(s)
     leadership = Leadership(s.database.url)
+    zero_span = ZeroSpanJob(tuple(s.zero_span.schedules(tz)), s.zero_span.limit_map(),
+                            s.zero_span.stable_fraction, s.zero_span.drift_checks)
 
     async def leader_job() -> None:
         was = leadership.is_leader
@@ -93,7 +95,8 @@ def add_stage_jobs(scheduler: AsyncIOScheduler, settings: Settings, *, clock: Cl
             with psycopg.connect(s.database.url, autocommit=True, application_name="aqnet-jobs") as conn:
                 run = run_stage_jobs(conn, now, rules, cadence_s=cadences, tz=tz, lookback_h=s.scheduler.lookback_h,
                                      settle_s=s.scheduler.settle_s,
-                                     escalate_after_min=s.alerts.escalate_unacknowledged_after_min)
+                                     escalate_after_min=s.alerts.escalate_unacknowledged_after_min,
+                                     zero_span=zero_span)
             for event in run.events:
                 log.info("alert: %s", event)
 

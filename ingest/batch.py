@@ -96,6 +96,10 @@ def _us(t: datetime) -> int:
     return (t - _EPOCH) // _US
 
 
+def _from_us(us: int) -> datetime:
+    return _EPOCH + us * _US
+
+
 def normalise_each(raws: Sequence[RawReading], now: datetime, *, conditions: ConditionsBook,
                    qc: dict[SeriesKey, QCState], ranges: Mapping[tuple[str, str], tuple[float, float]],
                    calibrations: CalibrationBook | None, maintenance: MaintenanceBook | None,
@@ -420,10 +424,10 @@ def _maintenance(raws: list[RawReading], t_us: np.ndarray, book: MaintenanceBook
         if sensor_id in book.sensors_in_maintenance:
             flags[idx] = _MAINTENANCE
             continue
-        windows = book.windows_of(sensor_id)
+        t = t_us[idx]
+        windows = book.windows_between(sensor_id, _from_us(int(t.min())), _from_us(int(t.max())))
         if not windows:
             continue
-        t = t_us[idx]
         hit = np.zeros(len(idx), np.bool_)
         for w in windows:
             mask = (t >= _us(w.starts_at)) & (t < _us(w.ends_at))

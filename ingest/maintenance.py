@@ -12,6 +12,10 @@ Contract:
   device's readings; `variable` set → only that variable (of that device when both are set).
 - A sensor whose lifecycle is `maintenance` (the registry's state) is in maintenance for all its readings, at
   any time, for as long as the state lasts: `MaintenanceBook(windows, sensors_in_maintenance=...)`.
+- Scheduled zero/span checks (`sensors.zero_span.CheckSchedule`, from the `zero_span.checks` settings) of
+  analysers without a zero/span status bit: every run of a schedule, from its start to the end of its purge
+  time, is a window of that device (`reason` "zero/span check (scheduled)"), so the check's readings and those
+  of the purge after it are flagged QC.MAINTENANCE like any other maintenance.
 - The book is immutable once built; the daemon builds a new one from the registry on each change and hands it
   to the pipeline, like the calibration book.
 """
@@ -21,11 +25,15 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ingest.reading import QC, Reading
+from sensors.zero_span import CheckSchedule, CheckWindow, occurrences, window_at
 
-__all__ = ["MaintenanceBook", "MaintenanceWindow", "flag_maintenance"]
+__all__ = ["CHECK_REASON", "MaintenanceBook", "MaintenanceWindow", "flag_maintenance"]
+
+#: the reason of the windows a scheduled zero/span check makes
+CHECK_REASON = "zero/span check (scheduled)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +70,7 @@ class MaintenanceBook:
     """The maintenance windows in force, indexed by sensor and start time, plus sensors in maintenance."""
 
     def __init__(self, windows: Iterable[MaintenanceWindow] = (), *,
-                 sensors_in_maintenance: Iterable[str] = ()) -> None:
+                 sensors_in_maintenance: Iterable[str] = (), checks: Iterable[CheckSchedule] = ()) -> None:
         by_sensor: dict[str, list[MaintenanceWindow]] = {}
         for window in windows:
             by_sensor.setdefault(window.sensor_id, []).append(window)
@@ -71,6 +79,25 @@ class MaintenanceBook:
             found.sort(key=lambda w: (w.starts_at, w.ends_at))
             self._index[sensor_id] = (tuple(w.starts_at for w in found), tuple(found))
         self._sensors = frozenset(sensors_in_maintenance)
+        self._checks: dict[str, tuple[CheckSchedule, ...]] = {}
+        for check in checks:
+            self._checks[check.sensor_id] = (*self._checks.get(check.sensor_id, ()), check)
+
+    @property
+    def checks(self) -> tuple[CheckSchedule, ...]:
+        """The scheduled zero/span checks the book flags."""
+        return tuple(c for found in self._checks.values() for c in found)
+
+    def with_checks(self, checks: Iterable[CheckSchedule]) -> MaintenanceBook:
+        """This book with `checks` as its scheduled zero/span checks (a new book; this one is unchanged)."""
+        return MaintenanceBook(self, sensors_in_maintenance=self._sensors, checks=checks)
+
+    def windows_between(self, sensor_id: str, start: datetime, end: datetime) -> tuple[MaintenanceWindow, ...]:
+        """Every window of `sensor_id` that may cover a time in [start, end]: its stored windows and the runs of
+        its scheduled checks overlapping that range."""
+        runs = [_as_window(run) for check in self._checks.get(sensor_id, ())
+                for run in occurrences(check, start, end + _TICK)]
+        return (*self.windows_of(sensor_id), *runs)
 
     @property
     def sensors_in_maintenance(self) -> frozenset[str]:
@@ -86,13 +113,17 @@ class MaintenanceBook:
                    ) -> MaintenanceWindow | None:
         """The first window (by start) covering a reading of (sensor, device, variable) at `time`, or None."""
         entry = self._index.get(sensor_id)
-        if entry is None:
-            return None
-        starts, windows = entry
-        # only windows starting at or before `time` can cover it; windows may overlap, so look at all of them
-        for window in windows[:bisect.bisect_right(starts, time)]:
-            if window.covers(sensor_id, device_id, variable, time):
-                return window
+        if entry is not None:
+            starts, windows = entry
+            # only windows starting at or before `time` can cover it; windows may overlap, so look at all of them
+            for window in windows[:bisect.bisect_right(starts, time)]:
+                if window.covers(sensor_id, device_id, variable, time):
+                    return window
+        for check in self._checks.get(sensor_id, ()):
+            if check.covers(device_id):
+                run = window_at(check, time)
+                if run is not None:
+                    return _as_window(run)
         return None
 
     def in_maintenance(self, sensor_id: str, device_id: str, variable: str, time: datetime) -> bool:
@@ -105,6 +136,15 @@ class MaintenanceBook:
 
     def __len__(self) -> int:
         return sum(len(windows) for _, windows in self._index.values())
+
+
+_TICK = timedelta(microseconds=1)
+
+
+def _as_window(run: CheckWindow) -> MaintenanceWindow:
+    """A scheduled check's run, purge included, as a maintenance window of its device."""
+    return MaintenanceWindow(sensor_id=run.schedule.sensor_id, starts_at=run.starts_at, ends_at=run.purge_ends_at,
+                             device_id=run.schedule.device_id, reason=CHECK_REASON)
 
 
 def flag_maintenance(reading: Reading, book: MaintenanceBook | None) -> Reading:

@@ -30,6 +30,7 @@ from sensors.clock import Clock
 from sensors.modbus.profile import load_profile
 from sensors.network import ANALYSERS, topic_for
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
+from simulators.analyser_checks import DriftingAnalyser
 from simulators.faults import FaultPlan, StationFaults
 from simulators.rtu import RtuStationServer
 from simulators.signals import CitySignals
@@ -89,6 +90,8 @@ class SimulatedNetwork:
         fleet: a factory (microsensors, value source) → the microsensor fleet to run, or None for no fleet
             (the fleet is NET's `simulators.microsensor.MicrosensorFleet`; `aqnet.simulate` builds it).
         history_period_s: the simulated loggers' logging period, in simulated seconds.
+        analysers: analysers that run scheduled zero/span checks and drift
+            (`simulators.analyser_checks.DriftingAnalyser`; each schedule's unit must be its profile's unit).
         fault_check_s: the fault task wakes at least this often (real seconds).
     """
 
@@ -96,13 +99,15 @@ class SimulatedNetwork:
                  plan: FaultPlan | None = None, real_seconds: Callable[[float], float] | None = None,
                  rtu_ports: Mapping[str, str] | None = None,
                  fleet: Callable[[Sequence[Sensor]], Any] | None = None,
-                 history_period_s: float = 60.0, fault_check_s: float = 1.0) -> None:
+                 history_period_s: float = 60.0, fault_check_s: float = 1.0,
+                 analysers: Sequence[DriftingAnalyser] = ()) -> None:
         self.network = list(network)
         self.signals = signals
         self.clock = clock
         self.plan = plan or FaultPlan()
         self._real_seconds = real_seconds or (lambda s: s)
         self.fault_check_s = fault_check_s
+        self._analysers = {(a.schedule.sensor_id, a.schedule.variable): a for a in analysers}
         self.stations: dict[str, StationServer] = {}
         self.rtu: dict[str, RtuStationServer] = {}
         rtu_ports = dict(rtu_ports or {})
@@ -128,8 +133,13 @@ class SimulatedNetwork:
     def value(self, sensor_id: str, variable: str, t: datetime) -> float:
         """The value a station's analyser reports at `t`, in its profile's unit, with the value faults in force
         (NaN: no value, which the driver skips)."""
-        value = self.plan.value(sensor_id, variable, t, lambda at: self.signals.value(sensor_id, variable, at),
-                                station=True)
+        analyser = self._analysers.get((sensor_id, variable))
+
+        def reported(at: datetime) -> float:
+            ambient = self.signals.value(sensor_id, variable, at)
+            return ambient if analyser is None else analyser.reading(ambient, at)  # its checks and drift
+
+        value = self.plan.value(sensor_id, variable, t, reported, station=True)
         return math.nan if value is None else value
 
     async def apply_faults(self, now: datetime | None = None) -> None:

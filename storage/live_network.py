@@ -41,6 +41,7 @@ from sensors.modbus.supervisor import PollerPlan, PollerSupervisor, PollTarget, 
 from sensors.mqtt.directory import DeviceDirectory, topic_matches
 from sensors.mqtt.subscriber import Intake
 from sensors.sensor import MODBUS_PROTOCOLS, Device, Sensor
+from sensors.zero_span import CheckSchedule
 from storage.registry import list_maintenance, list_sensors, load_network, registry_version
 from storage.registry.calibrations import load_calibration_book
 
@@ -86,10 +87,10 @@ class RegistrySnapshot:
     calibrations: CalibrationBook
 
 
-async def load_snapshot(conn: AsyncConnection[Any], *, now: datetime,
-                        maintenance_lookback_s: float) -> RegistrySnapshot:
+async def load_snapshot(conn: AsyncConnection[Any], *, now: datetime, maintenance_lookback_s: float,
+                        checks: Sequence[CheckSchedule] = ()) -> RegistrySnapshot:
     """Read the registry: the network the drivers use, windows ending after `now - maintenance_lookback_s`,
-    calibrations.
+    calibrations; `checks`: the scheduled zero/span checks the maintenance book flags too (settings).
 
     Raises CalibrationError for calibrations that cannot be used, psycopg errors when the database fails."""
     version = await registry_version(conn)  # first: a change committed meanwhile shows up on the next check
@@ -100,7 +101,8 @@ async def load_snapshot(conn: AsyncConnection[Any], *, now: datetime,
                for w in stored]
     in_maintenance = [s.id for s in await list_sensors(conn, lifecycle="maintenance")]
     calibrations = await load_calibration_book(conn)
-    return RegistrySnapshot(version, tuple(network), MaintenanceBook(windows, sensors_in_maintenance=in_maintenance),
+    return RegistrySnapshot(version, tuple(network), MaintenanceBook(windows, sensors_in_maintenance=in_maintenance,
+                                                                        checks=checks),
                             calibrations)
 
 
@@ -204,11 +206,13 @@ class RegistryFollower:
     """
 
     def __init__(self, pool: AsyncConnectionPool[Any], apply: Callable[[RegistrySnapshot], Awaitable[object]], *,
-                 refresh_s: float, maintenance_lookback_s: float, clock: Clock, version: int | None = None) -> None:
+                 refresh_s: float, maintenance_lookback_s: float, clock: Clock, version: int | None = None,
+                 checks: Sequence[CheckSchedule] = ()) -> None:
         self._pool = pool
         self._apply = apply
         self._refresh_s = refresh_s
         self._lookback_s = maintenance_lookback_s
+        self._checks = tuple(checks)
         self._clock = clock
         self.version = version  #: the registry version the running stages follow
         #: when that version was applied (daemon clock)
@@ -223,7 +227,8 @@ class RegistryFollower:
                 if version == self.version:
                     self._recovered()
                     return False
-                snapshot = await load_snapshot(conn, now=self._clock(), maintenance_lookback_s=self._lookback_s)
+                snapshot = await load_snapshot(conn, now=self._clock(), maintenance_lookback_s=self._lookback_s,
+                                               checks=self._checks)
             await self._apply(snapshot)
         except (psycopg.Error, CalibrationError, ValueError, OSError) as exc:
             level = logging.DEBUG if self._failing else logging.ERROR

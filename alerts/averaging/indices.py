@@ -28,8 +28,12 @@ Averaging names (the `averaging` argument and `IndexValue.averaging`; JOBS store
 Special rules (indices.json `us_epa_aqi.rules`), where `us_aqi` returns None:
 - O3 '8h' above 0.200 ppm: "8-h O3 > 0.200 ppm does not define AQI >= 301 - use 1-h O3".
 - O3 '1h' below 0.125 ppm: the 1-h table starts at AQI 101 (INDICES.md table: "–" below 0.125).
-- SO2 '1h' above 304 ppb: "1-h values define the AQI up to 200 only".
 - SO2 '24h' below 305 ppb: "for AQI >= 201 use 24-h SO2": the 24-h table starts at 305 ppb.
+SO2 '1h' at or above 305 ppb is not None but 200 (category 'Unhealthy', not `beyond_index`): EPA-454/B-24-002 p.16
+(indices.json `us_epa_aqi.rules[2]`): "when the daily maximum 1-h SO2 is >= 305 ppb and the 24-h average is
+< 305 ppb, use 200 for the lower and upper AQI breakpoints, i.e. the SO2 AQI is 200 (when the 24-h average is
+>= 305 ppb, the 24-h table gives the AQI)". An hourly value stands alone (no 24-h average beside it), so it gets
+200; `daily_us_aqi` applies the 24-h half of the sentence.
 Above the top breakpoint of any other table (PM2.5 > 325.4, PM10 > 604, CO > 50.4, NO2 > 2049, O3 1-h > 0.604,
 SO2 24-h > 1004) aqnet extrapolates with the last band and sets `beyond_index` (indices.json rules[3]:
 "RECOMMENDED extrapolate and flag beyond_index=true", 40 CFR 58 App. G 12(ii); examples.json EX019: 400 µg/m³
@@ -99,9 +103,12 @@ _US_TABLES: dict[tuple[str, str], str] = {
     ("so2", "24h"): "SO2_24h_ppb",
     ("no2", "1h"): "NO2_1h_ppb",
 }
-#: tables that end where another averaging takes over: no extrapolation above their top (indices.json rules[1],
-#: rules[2]: 8-h O3 stops at AQI 300, 1-h SO2 at 200)
-_NO_EXTRAPOLATION = frozenset({"O3_8h_ppm", "SO2_1h_ppb"})
+#: tables that end where another averaging takes over: no extrapolation above their top (indices.json rules[1]:
+#: 8-h O3 stops at AQI 300)
+_NO_EXTRAPOLATION = frozenset({"O3_8h_ppm"})
+#: tables whose values above their top get one fixed index, not an extrapolation: 1-h SO2 ≥ 305 ppb → 200
+#: (EPA-454/B-24-002 p.16, indices.json `us_epa_aqi.rules[2]`: "use 200 for the lower and upper AQI breakpoints")
+_ABOVE_TOP_FIXED: dict[str, int] = {"SO2_1h_ppb": 200}
 
 #: IBOCA's input is truncated to 0.1 µg/m³ (indices.json `iboca.concentration_input`: "truncation to 0.1 ug/m3 is
 #: an assumption (the resolution reportedly does not state rounding)")
@@ -258,9 +265,9 @@ def us_aqi(variable: str, concentration_ugm3: float, averaging: str, *, indicati
            ) -> IndexValue | None:
     """The US EPA AQI sub-index of `variable` for a concentration in µg/m³ over `averaging` ('nowcast', '24h',
     '8h', '1h'; module docstring), or None when the EPA's rules say that averaging defines no index at that
-    level (O3 8-h > 0.200 ppm, O3 1-h < 0.125 ppm, SO2 1-h > 304 ppb, SO2 24-h < 305 ppb) or `variable` has no
-    AQI table (a vocabulary code other than pm25, pm10, o3, co, so2, no2). A pollutant with a table but not for
-    `averaging` (e.g. pm25 '8h') raises ValueError."""
+    level (O3 8-h > 0.200 ppm, O3 1-h < 0.125 ppm, SO2 24-h < 305 ppb) or `variable` has no AQI table (a
+    vocabulary code other than pm25, pm10, o3, co, so2, no2). SO2 1-h ≥ 305 ppb is 200 (EPA-454/B-24-002 p.16;
+    module docstring). A pollutant with a table but not for `averaging` (e.g. pm25 '8h') raises ValueError."""
     spec = _pollutant(variable, "us_aqi")
     if spec is None:
         return None
@@ -284,8 +291,12 @@ def _us_aqi_at(variable: str, table_key: str, averaging: str, q: int, indicative
         if q < segments[0].q_lo:
             return None  # below a table that starts above 0: O3 1-h (< 0.125 ppm), SO2 24-h (< 305 ppb)
         if table_key in _NO_EXTRAPOLATION:
-            return None  # O3 8-h > 0.200 ppm, SO2 1-h > 304 ppb: another averaging defines these levels
-        seg, beyond = segments[-1], True  # 40 CFR 58 App. G 12(ii): extrapolate with the last band
+            return None  # O3 8-h > 0.200 ppm: the 1-h table defines these levels
+        fixed = _ABOVE_TOP_FIXED.get(table_key)
+        if fixed is not None:  # SO2 1-h ≥ 305 ppb: I_lo = I_hi = 200 (EPA-454/B-24-002 p.16), so I = 200
+            seg = _Segment(q, q + 1, fixed, fixed, 0)
+        else:
+            seg, beyond = segments[-1], True  # 40 CFR 58 App. G 12(ii): extrapolate with the last band
     value = seg.index(q)
     level, cat = _us_category(value)
     return IndexValue(index="us_aqi", pollutant=variable, averaging=averaging, value=value, category=cat["name"],
@@ -355,9 +366,11 @@ def daily_us_aqi(day: Mapping[str, DailyInputs], *, indicative: bool = False) ->
     - co: `max_8h` → 'day_max_8h'. no2: `max_1h` → 'day_max_1h'.
     - o3: `max_8h` (8-h table, up to AQI 300) and `max_1h` (1-h table, from AQI 101); when both define an index
       the larger is reported (rules[1]: "the larger of the 1-h and 8-h indices may be reported").
-    - so2: `max_1h` while it defines the AQI (≤ 200); above that the 24-h table from `mean_24h` (rules[2]).
-      When the 1-h value is above 304 ppb and the 24-h mean below 305 ppb (or missing), neither table defines
-      an index and SO2 gets none: the domain files give no rule for that case (reported to the lead).
+    - so2: `max_1h` while it is ≤ 304 ppb (1-h table, AQI ≤ 200). At or above 305 ppb, EPA-454/B-24-002 p.16
+      (rules[2]): "when the daily maximum 1-h SO2 is >= 305 ppb and the 24-h average is < 305 ppb, use 200 for
+      the lower and upper AQI breakpoints, i.e. the SO2 AQI is 200 (when the 24-h average is >= 305 ppb, the
+      24-h table gives the AQI)": the 24-h table from `mean_24h` when it is ≥ 305 ppb ('day_24h'), otherwise 200
+      ('day_max_1h'; also when the day has no valid 24-h mean, since the 1-h value alone reaches 200).
 
     `day` maps vocabulary codes to their inputs; a code without an AQI table raises ValueError. Returns the
     sub-indices in the order pm25, pm10, o3, co, so2, no2 (pass them to `dominant` for the day's AQI).
@@ -389,7 +402,10 @@ def daily_us_aqi(day: Mapping[str, DailyInputs], *, indicative: bool = False) ->
             both = [v for v in (one(variable, d.max_8h, "8h"), one(variable, d.max_1h, "1h")) if v is not None]
             chosen = max(both, key=lambda v: v.value) if both else None
         else:  # so2
-            chosen = one(variable, d.max_1h, "1h") or one(variable, d.mean_24h, "24h")
+            chosen = one(variable, d.max_1h, "1h")
+            if chosen is None or chosen.concentration > _us_table("so2", "SO2_1h_ppb")[-1].q_hi:
+                # 1-h ≥ 305 ppb (or none): the 24-h table when the 24-h mean is ≥ 305 ppb (it starts there)
+                chosen = one(variable, d.mean_24h, "24h") or chosen
         if chosen is not None:
             out.append(chosen)
     return tuple(out)

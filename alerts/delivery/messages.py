@@ -7,7 +7,7 @@ Contract:
   source says it is unverified), the period in the network's local time (`tz`, default America/Bogota) with its
   coverage, the episode's start, the dashboard and acknowledgement links when given.
 - Microsensor alerts are marked indicative (not compliance data). Equipment alerts (no_data, flatline,
-  device_fault) are worded for technicians ("sin datos desde hace 45 min").
+  device_fault, zero_span) are worded for technicians ("sin datos desde hace 45 min").
 - IBOCA (kind index) messages name the category; the action level the resolution associates with it is quoted
   only as information, in one sentence saying that declaring an "Alerta fase" is the city's act, per zone.
   Nothing else in an index message mentions an alert phase.
@@ -34,7 +34,7 @@ __all__ = ["DEFAULT_TZ", "PAYLOAD_SCHEMA", "Language", "Message", "notice_payloa
 Language = Literal["es", "en"]
 DEFAULT_TZ = "America/Bogota"  #: the network's local time zone unless the caller says otherwise
 PAYLOAD_SCHEMA = "aqnet.alert/1"
-_EQUIPMENT = ("no_data", "flatline", "device_fault")
+_EQUIPMENT = ("no_data", "flatline", "device_fault", "zero_span")
 
 
 @dataclass(frozen=True, slots=True)

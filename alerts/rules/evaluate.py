@@ -49,6 +49,7 @@ from alerts.rules.observations import (
     maintenance_windows,
     scope_key,
     threshold_observations,
+    zero_span_observations,
 )
 from alerts.rules.state import AlertEvent, AlertState, AlertUnacknowledged, mark_unacknowledged, overdue, step
 from storage import alert_episodes, rule_inputs
@@ -177,7 +178,10 @@ def _would_raise(rule: Rule, state: AlertState | None, value: float | None) -> s
 def _evaluate_rule(conn: psycopg.Connection, rule: Rule, now: datetime, *, tz: tzinfo, last_end: datetime,
                    max_age_h: float, lookback_h: float, after_min: float, windows: Sequence[MaintenanceWindow]
                    ) -> list[AlertEvent]:
-    if rule.equipment:
+    if rule.kind == "zero_span":
+        observations = zero_span_observations(conn, rule, now, tz)
+        rule = rule.model_copy(update={"min_duration": 1})  # one check is one evaluation
+    elif rule.equipment:
         observations = equipment_observations(conn, rule, now, windows, tz)
         rule = rule.model_copy(update={"min_duration": 1})  # equipment thresholds are durations already
     elif rule.kind == "index":

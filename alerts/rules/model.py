@@ -10,7 +10,8 @@ A rule has a `kind`:
   IBOCA) or None for the overall (dominant) index;
 - equipment kinds ``no_data`` (minutes since the sensor's last reading), ``flatline`` (minutes the variable
   stayed within `flatline_tolerance`) and ``device_fault`` (minutes the readings are flagged DEVICE_INVALID),
-  levels in unit "min", always for the technicians.
+  levels in unit "min", and ``zero_span`` (the latest zero/span check's worse error as a percentage of its
+  acceptance limit, `ingest.zero_span_eval`; levels in unit "%", 100 being the limit), always for the technicians.
 
 `sensors` says whose data (reference stations, microsensors: indicative, or all for equipment rules), `scope`
 whether one alert is kept per sensor, per locality or for the network (the value of a locality / the network is
@@ -64,15 +65,16 @@ Audience = Literal["officers", "technicians"]  #: who an alert is for (routing, 
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")  #: ascending
 Period = Literal["1h", "8h", "24h", "day"]
-RuleKind = Literal["threshold", "index", "no_data", "flatline", "device_fault"]
+RuleKind = Literal["threshold", "index", "no_data", "flatline", "device_fault", "zero_span"]
 IndexName = Literal["iboca", "us_aqi"]
 Scope = Literal["sensor", "locality", "network"]
 SensorsSelection = Literal["reference", "microsensor", "all"]
 Status = Literal["verified_primary", "verified_secondary", "secondary_single", "unverified"]
 
-EQUIPMENT_KINDS: frozenset[str] = frozenset({"no_data", "flatline", "device_fault"})
+EQUIPMENT_KINDS: frozenset[str] = frozenset({"no_data", "flatline", "device_fault", "zero_span"})
 INDEX_UNITS: dict[str, str] = {"iboca": "IBOCA", "us_aqi": "AQI"}
-MINUTES = "min"  #: the unit of every equipment rule's levels
+MINUTES = "min"  #: the unit of the timed equipment rules' levels (no_data, flatline, device_fault)
+PERCENT_OF_LIMIT = "%"  #: the unit of a zero_span rule's levels: the check's error as % of its acceptance limit
 
 DEFAULT_RULES_RESOURCE = "default_rules.yaml"
 
@@ -177,6 +179,8 @@ class Rule(_Model):
         return problems
 
     def _expected_unit(self) -> str | None:
+        if self.kind == "zero_span":
+            return PERCENT_OF_LIMIT
         if self.kind in EQUIPMENT_KINDS:
             return MINUTES
         if self.kind == "index":
@@ -187,8 +191,8 @@ class Rule(_Model):
         problems: list[str] = []
         unit = self._expected_unit()
         if unit is not None:
-            what = {"index": f"the {self.index} index", "threshold": f"canonical unit of {self.variable}"}.get(
-                self.kind, "minutes, equipment rules")
+            what = {"index": f"the {self.index} index", "threshold": f"canonical unit of {self.variable}",
+                    "zero_span": "percent of the check's acceptance limit"}.get(self.kind, "minutes, equipment rules")
             for i, lv in enumerate(self.levels):
                 if lv.unit != unit:
                     problems.append(f"levels[{i}].unit: expected {unit!r} ({what}), got {lv.unit!r}")
@@ -203,7 +207,8 @@ class Rule(_Model):
         if self.kind in EQUIPMENT_KINDS:
             for i, lv in enumerate(self.levels):
                 if lv.threshold <= 0:
-                    problems.append(f"levels[{i}].threshold: expected > 0 minutes, got {lv.threshold}")
+                    problems.append(f"levels[{i}].threshold: expected > 0 {'minutes' if unit == MINUTES else unit}, "
+                                    f"got {lv.threshold}")
         names = [lv.name for lv in self.levels]
         if len(set(names)) != len(names):
             problems.append(f"levels: names must be unique, got {names}")
@@ -230,7 +235,7 @@ class Rule(_Model):
 
     @property
     def equipment(self) -> bool:
-        """True for the technicians' equipment kinds (no_data, flatline, device_fault)."""
+        """True for the technicians' equipment kinds (no_data, flatline, device_fault, zero_span)."""
         return self.kind in EQUIPMENT_KINDS
 
     @property

@@ -36,7 +36,8 @@ def _what(rule: Rule, obs: Observation | None, tz: tzinfo) -> str:
         return f"{rule.index} of {variable} (NowCast ending {local_stamp(end, tz)}{detail}){at}"
     verb = {"no_data": "minutes without data", "flatline": "minutes flat "
             f"(max - min <= {rule.flatline_tolerance or 0:g})", "device_fault": "minutes flagged invalid by "
-            "the analyser (QC.DEVICE_INVALID)"}[rule.kind]
+            "the analyser (QC.DEVICE_INVALID)", "zero_span": "zero/span check error, % of its acceptance limit"
+            }[rule.kind]
     return f"{variable} {verb}{at}"
 
 

@@ -9,7 +9,9 @@ Data per rule kind (sensors of the rule's selection: `sensors.kind` 'station' = 
   within max(`max_age_h`, 24) h);
 - index: each sensor's latest `indices` row (averaging 'nowcast', the rule's pollutant, or the dominant row when
   the rule names none), same age limit;
-- equipment (no_data, flatline, device_fault): `alerts.rules.equipment` at `now` itself (value in minutes).
+- equipment (no_data, flatline, device_fault): `alerts.rules.equipment` at `now` itself (value in minutes);
+  zero_span: each device's latest judged zero/span check that ended within `ZERO_SPAN_HORIZON` of `now`
+  (`zero_span_checks`), its `percent_of_limit` (a sensor's value is its worst device and variable).
 
 Suppression: a sensor's value is NOT usable (`Observation.suppressed`) when its average is invalid (reason
 'invalid', or 'device_invalid' when the period holds readings flagged QC.DEVICE_INVALID) or a
@@ -30,12 +32,16 @@ from alerts.averaging.averages import HOUR
 from alerts.rules.equipment import db_kinds, equipment_values, window_start
 from alerts.rules.model import Rule
 from ingest.reading import QC
-from storage import rule_inputs
+from storage import rule_inputs, zero_span_store
 
-__all__ = ["NOWCAST_HOURS", "MaintenanceWindow", "Observation", "equipment_observations", "index_observations",
-           "local_stamp", "maintenance_windows", "scope_key", "threshold_observations"]
+__all__ = ["NOWCAST_HOURS", "ZERO_SPAN_HORIZON", "MaintenanceWindow", "Observation", "equipment_observations",
+           "index_observations", "local_stamp", "maintenance_windows", "scope_key", "threshold_observations",
+           "zero_span_observations"]
 
 NOWCAST_HOURS = 12  #: the NowCast's window (alerts.averaging.nowcast.WINDOW_HOURS)
+#: a zero/span check older than this no longer keeps (or raises) an alert: an aqnet operational choice, a week
+#: (checks run nightly or every few days); the alert's state is left as it is
+ZERO_SPAN_HORIZON = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +139,24 @@ def equipment_observations(conn: psycopg.Connection, rule: Rule, now: datetime,
                                       for w in windows) else None
         out.append(Observation(v.sensor_id, v.locality, v.variable, minutes, now, None, None, reason, detail))
     return out
+
+
+def zero_span_observations(conn: psycopg.Connection, rule: Rule, now: datetime, tz: tzinfo) -> list[Observation]:
+    """Each sensor's worst latest zero/span check (percent of its acceptance limit), with its evidence."""
+    rows = zero_span_store.latest_checks(conn, kinds=db_kinds(rule), variable=rule.variable,
+                                         since=now - ZERO_SPAN_HORIZON, until=now)
+    worst: dict[str, Observation] = {}
+    for (sensor, locality, device, variable, started, _ended, pct, zero_error, span_error, unit, source,
+         status) in rows:
+        zero = "-" if zero_error is None else f"{zero_error:+.2f} {unit}"
+        span = "-" if span_error is None else f"{span_error:+.1f} %"
+        detail = (f"check of {device} at {local_stamp(started, tz)}: zero error {zero}, span error {span} "
+                  f"(limits: {source}, {status})")
+        obs = Observation(sensor, locality, variable, pct, now, started, None, None, detail)
+        held = worst.get(sensor)
+        if held is None or (pct or 0.0) > (held.value or 0.0):
+            worst[sensor] = obs
+    return [worst[k] for k in sorted(worst)]
 
 
 def scope_key(rule: Rule, obs: Observation) -> str | None:

@@ -16,6 +16,7 @@ import click
 
 from aqnet.cli.alerts import alerts
 from aqnet.cli.broker import broker
+from aqnet.cli.checks import checks
 from aqnet.cli.db import db
 from aqnet.cli.deadletter import deadletter
 from aqnet.cli.options import VAR_HELP, load_config, running_stack_state
@@ -152,6 +153,7 @@ cli.add_command(broker)
 cli.add_command(validation)
 alerts.add_command(alert_record_command)
 sensors.add_command(publication_command)
+cli.add_command(checks)
 
 
 def main() -> None:

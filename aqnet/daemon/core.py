@@ -187,7 +187,8 @@ class Daemon:
             sink = await open_storage(w, pool, self.network if role.primary else None, observer, role)
             async with pool.connection() as conn:  # CalibrationError here: refuse to start
                 snapshot = await load_snapshot(conn, now=self.clock(),
-                                               maintenance_lookback_s=s.registry.maintenance_lookback_s)
+                                               maintenance_lookback_s=s.registry.maintenance_lookback_s,
+                                               checks=s.zero_span.schedules(self.tz))
             path = start_pipeline(w, sink, observer)
             exchange = ConditionsExchange(lambda: path.pipeline.conditions)
             if role.count > 1:  # the book is replaced on moves (with_network keeps the hook)
@@ -305,7 +306,8 @@ class Daemon:
         await apply(snapshot)
         self.follower = follower = RegistryFollower(pool, apply, refresh_s=s.registry.refresh_s,
                                                     maintenance_lookback_s=s.registry.maintenance_lookback_s,
-                                                    clock=self.clock, version=snapshot.version)
+                                                    clock=self.clock, version=snapshot.version,
+                                                    checks=s.zero_span.schedules(self.tz))
         w.start("registry", follower.run)
 
     async def _drain(self, tasks: TaskSupervisor, scheduler: AsyncIOScheduler | None,

@@ -1,13 +1,14 @@
 """Who sent a message: topic or self-declared hardware id → sensor and devices, channel → device. Pure.
 
-Identity comes from the topic for aqnet JSON (`aqnet/<sensor_id>/readings`) and from the payload for devices
-that identify themselves (airrohr `esp8266id`, PurpleAir `SensorId`), looked up through the devices'
-`hardware_serial` — never guessed. **The two must agree**: the broker lets a sensor's login publish only under its
-own id (`airrohr/<sensor id>/data`, `purpleair/<sensor id>/data`: mqtt/broker/acl), so the topic's identity level
-is the login; a payload naming a device of any other sensor is refused (`identity_mismatch`, naming the sending
-topic's sensor), so no login can write readings as another sensor. (A chip id or MAC as the topic level is such a
-mismatch too: it is no login.) Topics that are not a self-identifying format's MQTT topic (the HTTP intake's
-"POST /intake/airrohr …") carry no topic identity and are not compared here.
+Identity comes from the topic for aqnet JSON (`aqnet/<sensor_id>/readings`) and from the payload for devices that
+identify themselves (airrohr `esp8266id`, PurpleAir `SensorId`), looked up through the devices' `hardware_serial` —
+never guessed (both sides in `sensors.hardware_id.hardware_serial_key` form: a MAC zero-padded, so "aa:bb:cc:0:0:2"
+is "aa:bb:cc:00:00:02"). **The two must agree**: the broker lets a sensor's login publish only under its own id
+(`airrohr/<sensor id>/data`, `purpleair/<sensor id>/data`: mqtt/broker/acl), so the topic's identity level is the
+login; a payload naming a device of any other sensor is refused (`identity_mismatch`, naming the sending topic's
+sensor), so no login can write readings as another sensor. (A chip id or MAC as the topic level is such a mismatch
+too: it is no login.) Topics that are not a self-identifying format's MQTT topic (the HTTP intake's "POST
+/intake/airrohr …") carry no topic identity and are not compared here.
 
 Each channel of a multi-instrument payload goes to the device of that sensor
 whose `channels` include it; a device with no `channels` takes every channel (but only the first value of each
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sensors.hardware_id import hardware_serial_key
 from sensors.mqtt.payloads import DecodedMessage
 from sensors.reading import RawReading
 from sensors.sensor import Device, Sensor
@@ -85,7 +87,7 @@ class DeviceDirectory:
                 if device.protocol not in ("mqtt", "http"):
                     continue
                 if device.hardware_serial:
-                    self._by_serial.setdefault(device.hardware_serial.lower(), []).append(device)
+                    self._by_serial.setdefault(hardware_serial_key(device.hardware_serial), []).append(device)
                 elif device.topic:
                     self._by_topic.setdefault(device.topic, []).append(device)
 
@@ -97,7 +99,7 @@ class DeviceDirectory:
     def devices_for(self, topic: str, message: DecodedMessage) -> list[Device]:
         """The devices the message belongs to; raises UnknownDeviceError."""
         if message.hardware_id is not None:
-            devices = self._by_serial.get(message.hardware_id.lower())
+            devices = self._by_serial.get(hardware_serial_key(message.hardware_id))
             if not devices:
                 raise UnknownDeviceError("unknown_device", f"no registered device has hardware serial "
                                          f"{message.hardware_id!r} (topic {topic!r})", topic_identity(topic))

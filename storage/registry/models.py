@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sensors.hardware_id import hardware_serial_key
 from sensors.variables import UnknownVariableError, variable
 
 __all__ = [
@@ -137,7 +138,8 @@ class DeviceSpec(_Model):
     bytesize: Literal[7, 8] | None = None
     topic: str | None = None
     client_id: str | None = None
-    #: the identity a microsensor gives itself (airrohr esp8266id, PurpleAir MAC); stored lower-case
+    #: the identity a microsensor gives itself (airrohr esp8266id, PurpleAir MAC); stored lower-case, a MAC
+    #: zero-padded ("84:f3:eb:09:01:0a" for "84:F3:EB:9:1:A": `sensors.hardware_id.hardware_serial_key`)
     hardware_serial: str | None = None
     channels: list[str] = Field(default_factory=list)
     #: the sensor's primary instrument for each of its variables
@@ -158,7 +160,7 @@ class DeviceSpec(_Model):
     @field_validator("hardware_serial")
     @classmethod
     def _lower_serial(cls, value: str | None) -> str | None:
-        return value.strip().lower() or None if value is not None else None
+        return hardware_serial_key(value) or None if value is not None else None
 
     @model_validator(mode="after")
     def _endpoint(self) -> DeviceSpec:

@@ -66,3 +66,34 @@ def test_station_link_errors_name_the_station() -> None:
                for line in err.value.errors)
     assert any(line.startswith("a.yaml: network.stations.KEN: ") and "needs host and port" in line
                for line in err.value.errors)
+
+
+def _zero_span(**section: object) -> dict[str, object]:
+    return {**MINIMAL, "zero_span": section}
+
+
+CHECK = {"sensor": "KEN", "device": "KEN-o3", "variable": "o3", "at": "01:00", "zero_min": 15, "span_min": 15,
+         "purge_min": 20, "span_value": 400, "unit": "ppb"}
+
+
+def test_zero_span_checks_become_schedules_in_the_network_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    s = settings_from_dict(_zero_span(checks=[CHECK, {**CHECK, "device": "KEN-so2", "variable": "so2",
+                                                      "at": "23:30", "every_days": 2}]))
+    first, second = s.zero_span.schedules(ZoneInfo(s.network.timezone))
+    assert (first.at_minute, first.every_days, first.span_value) == (60, 1, 400.0)
+    assert (second.device_id, second.at_minute, second.every_days) == ("KEN-so2", 23 * 60 + 30, 2)
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"checks": [{**CHECK, "at": "25:00"}]}, "zero_span.checks.0.at"),
+    ({"checks": [{**CHECK, "variable": "ozone"}]}, "zero_span.checks.0.variable"),
+    ({"checks": [{**CHECK, "variable": "pm25", "unit": "µg/m³"}]}, "no acceptance limits for pm25"),
+    ({"checks": [{**CHECK, "unit": "ppm"}]}, "unit 'ppm' differs from the o3 limits' unit 'ppb'"),
+    ({"limits": {"o3x": {"zero": 1, "span_pct": 5, "unit": "ppb", "source": "SOP-7"}}}, "unknown vocabulary"),
+    ({"checks": [{**CHECK, "zero_min": 800, "span_min": 700}]}, "shorter than the schedule"),
+])
+def test_zero_span_errors_name_the_check(section: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        settings_from_dict(_zero_span(**section))

@@ -20,6 +20,7 @@ from ingest.reading import QC
 from ingest.units import accepted_units
 from sensors.network import bundled_network
 from sensors.reading import RawReading
+from sensors.zero_span import CheckSchedule
 
 T0 = datetime(2026, 11, 23, 0, tzinfo=UTC)
 SENSORS = ("USQ", "CSE", "MS01", "MS02", "XX9")  # two stations, two microsensors, one outside the network
@@ -103,7 +104,12 @@ def maintenance_books(draw: st.DrawFn) -> MaintenanceBook | None:
                                          start + timedelta(hours=draw(st.integers(1, 6))),
                                          device_id=draw(st.sampled_from([None, *DEVICES])),
                                          variable=draw(st.sampled_from([None, "pm25", "temperature"]))))
-    return MaintenanceBook(windows, sensors_in_maintenance=draw(st.sets(st.sampled_from(SENSORS), max_size=1)))
+    checks = [CheckSchedule(draw(st.sampled_from(SENSORS)), draw(st.sampled_from(DEVICES)), "o3", UTC,
+                            at_minute=draw(st.integers(0, 1439)), zero_min=draw(st.integers(1, 90)),
+                            span_min=draw(st.integers(1, 90)), purge_min=draw(st.integers(0, 90)),
+                            span_value=400.0, unit="ppb") for _ in range(draw(st.integers(0, 2)))]
+    return MaintenanceBook(windows, sensors_in_maintenance=draw(st.sets(st.sampled_from(SENSORS), max_size=1)),
+                           checks=checks)
 
 
 @st.composite

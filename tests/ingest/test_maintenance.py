@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.maintenance import MaintenanceBook, MaintenanceWindow, flag_maintenance
+from ingest.maintenance import CHECK_REASON, MaintenanceBook, MaintenanceWindow, flag_maintenance
 from ingest.reading import EXCLUDED, QC, Reading
+from sensors.zero_span import CheckSchedule
 
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -102,3 +103,32 @@ def test_book_agrees_with_checking_every_window(windows, at, device, variable) -
              for start, seconds, dev, var in windows]
     expected = any(w.covers("KEN", device, variable, at) for w in built)
     assert MaintenanceBook(built).in_maintenance("KEN", device, variable, at) == expected
+
+
+# -- scheduled zero/span checks ---------------------------------------------------------------------------------
+
+def _check(device: str = "KEN-t640") -> CheckSchedule:
+    # nightly at 01:00 UTC: zero 10 min, span 10 min, purge 15 min
+    return CheckSchedule("KEN", device, "pm25", UTC, at_minute=60, zero_min=10, span_min=10, purge_min=15,
+                         span_value=400.0, unit="ppb")
+
+
+@pytest.mark.parametrize(("minutes", "flagged"), [
+    (59.99, False), (60, True), (70, True), (80, True), (94.99, True), (95, False)])
+def test_a_scheduled_check_and_its_purge_are_maintenance_of_that_device(minutes: float, flagged: bool) -> None:
+    book = MaintenanceBook(checks=[_check()])
+    at = datetime(2026, 11, 24, tzinfo=UTC) + timedelta(minutes=minutes)
+    got = flag_maintenance(reading(at=at), book)
+    assert bool(got.flags & QC.MAINTENANCE) is flagged
+    assert not flag_maintenance(reading(device="KEN-other", at=at), book).flags & QC.MAINTENANCE
+    if flagged:
+        window = book.window_for("KEN", "KEN-t640", "pm25", at)
+        assert window is not None and window.reason == CHECK_REASON
+
+
+def test_windows_between_lists_the_scheduled_runs_and_with_checks_keeps_the_rest() -> None:
+    stored = MaintenanceWindow("KEN", T0, T0 + timedelta(hours=1))
+    book = MaintenanceBook([stored], sensors_in_maintenance=["CSE"]).with_checks([_check()])
+    got = book.windows_between("KEN", T0, T0 + timedelta(days=2))
+    assert got[0] == stored and len(got) == 3 and all(w.reason == CHECK_REASON for w in got[1:])
+    assert book.sensors_in_maintenance == {"CSE"} and len(book) == 1 and book.checks == (_check(),)

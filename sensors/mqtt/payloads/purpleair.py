@@ -7,8 +7,9 @@ Fields read (names as in the sensor's own response; samples in tests/data/sample
      "pm1_0_atm": 0.0, "pm2_5_atm": 0.0, "pm10_0_atm": 0.0, "pm1_0_cf_1": 0.0, "pm2_5_cf_1": 0.0, ...,
      "pm1_0_atm_b": 0.0, "pm2_5_atm_b": 0.0, ...}
 
-- Identity (`hardware_id`): `SensorId`, the MAC, lower-cased "aa:bb:cc:dd:ee:ff" ("-" separators accepted).
-  Missing or not a MAC → `no_identity`.
+- Identity (`hardware_id`): `SensorId`, the MAC, as `sensors.hardware_id.mac` normalises it: lower-cased
+  "aa:bb:cc:dd:ee:ff", one or two hex digits per octet ("84:f3:eb:9:1:a", as real firmware prints it, is
+  "84:f3:eb:09:01:0a"), "-" separators accepted. Missing or not a MAC → `no_identity`.
 - Time: `DateTime` ("2026/05/17T22:23:04z", UTC) or any form `_time` reads; missing or null → `now`, "received".
 - PM in µg/m³ per actual m³ (`conditions="local"`), one channel per laser and correction: "a" and "b" for the
   `*_atm` values (the PMS5003's "atmospheric" estimate), "a/cf_1" and "b/cf_1" for the `*_cf_1` values (CF=1,
@@ -25,10 +26,10 @@ Fields read (names as in the sensor's own response; samples in tests/data/sample
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, tzinfo
 from typing import Any
 
+from sensors.hardware_id import mac
 from sensors.mqtt.payloads._json import load_object, number, short
 from sensors.mqtt.payloads._message import DecodedMessage, DecodedValue, PayloadError
 from sensors.mqtt.payloads._time import device_time
@@ -56,15 +57,13 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "pressure": ("bme", "pressure", "hPa"),
 }
 
-_MAC = re.compile(r"[0-9a-f]{2}(?:([:-])[0-9a-f]{2})(?:\1[0-9a-f]{2}){4}")
-
-
 def _identity(topic: str, doc: dict[str, Any]) -> str:
     raw = doc.get("SensorId")
-    if not isinstance(raw, str) or not _MAC.fullmatch(raw.strip().lower()):
+    ident = mac(raw) if isinstance(raw, str) else None
+    if ident is None:
         raise PayloadError(topic, "no_identity",
                            f"SensorId: expected the sensor's MAC such as \"aa:bb:cc:dd:ee:ff\", got {short(raw)}")
-    return raw.strip().lower().replace("-", ":")
+    return ident
 
 
 def decode(topic: str, payload: bytes, *, now: datetime, tz: tzinfo) -> DecodedMessage:

@@ -172,7 +172,6 @@ def test_ozone_1h_defines_only_101_and_above():
 def test_so2_1h_only_up_to_200_and_24h_only_from_201():
     # indices.json us_epa_aqi.rules[2]
     assert us_aqi("so2", convert(304, "ppb", "so2"), "1h").value == 200
-    assert us_aqi("so2", convert(305, "ppb", "so2"), "1h") is None
     assert us_aqi("so2", convert(304, "ppb", "so2"), "24h") is None
     assert us_aqi("so2", convert(305, "ppb", "so2"), "24h").value == 201
 
@@ -349,9 +348,34 @@ def test_daily_so2_switches_to_24h_above_200():
     high = daily_us_aqi({"so2": DailyInputs(mean_24h=convert(400, "ppb", "so2"), max_1h=convert(500, "ppb", "so2"))})
     # 1-h 500 ppb > 304 defines nothing; 24-h 400 ppb: 99/299 · (400 − 305) + 201 = 232.45 → 232
     assert [(v.value, v.averaging) for v in high] == [(232, "day_24h")]
-    # 1-h above 304 but 24-h below 305: no table defines an index (the domain files are silent)
-    assert daily_us_aqi({"so2": DailyInputs(mean_24h=convert(100, "ppb", "so2"),
-                                            max_1h=convert(500, "ppb", "so2"))}) == ()
+
+
+@pytest.mark.parametrize("ppb", [305, 306, 500, 604, 605, 1004, 2000])
+def test_so2_1h_at_or_above_305_ppb_is_200(ppb):
+    """EPA-454/B-24-002 p.16 (indices.json `us_epa_aqi.rules[2]`, INDICES.md): "when the daily maximum 1-h SO2 is
+    >= 305 ppb and the 24-h average is < 305 ppb, use 200 for the lower and upper AQI breakpoints, i.e. the SO2 AQI
+    is 200". An hourly value has no 24-h average beside it: it gets 200, never no index."""
+    got = us_aqi("so2", convert(ppb, "ppb", "so2"), "1h")
+    assert got is not None
+    assert (got.value, got.category, got.level, got.concentration, got.beyond_index) == (
+        200, "Unhealthy", 4, float(ppb), False)
+
+
+@pytest.mark.parametrize(("max_1h", "mean_24h", "expected"), [
+    (305, 100, (200, "day_max_1h")),  # 1-h >= 305, 24-h < 305: 200
+    (500, 304, (200, "day_max_1h")),
+    (900, None, (200, "day_max_1h")),  # no valid 24-h mean: the 1-h rule alone still gives 200
+    (500, 305, (201, "day_24h")),  # 24-h >= 305: the 24-h table (305 ppb → 201)
+    (500, 400, (232, "day_24h")),  # 99/299 · (400 − 305) + 201 = 232.45 → 232
+    (304, 100, (200, "day_max_1h")),  # 1-h table's top band
+])
+def test_daily_so2_at_or_above_305_ppb(max_1h, mean_24h, expected):
+    """EPA-454/B-24-002 p.16 (indices.json `us_epa_aqi.rules[2]`): "when the daily maximum 1-h SO2 is >= 305 ppb
+    and the 24-h average is < 305 ppb, use 200 for the lower and upper AQI breakpoints, i.e. the SO2 AQI is 200
+    (when the 24-h average is >= 305 ppb, the 24-h table gives the AQI)"."""
+    day = {"so2": DailyInputs(mean_24h=None if mean_24h is None else convert(mean_24h, "ppb", "so2"),
+                              max_1h=convert(max_1h, "ppb", "so2"))}
+    assert [(v.value, v.averaging) for v in daily_us_aqi(day)] == [expected]
 
 
 def test_daily_missing_inputs_and_order_and_unknown():
@@ -376,11 +400,12 @@ def test_aqi_is_monotonic_in_concentration(code, averaging, table, unit, step, d
     if lo is not None and hi is not None:
         assert lo.value <= hi.value
         assert lo.level <= hi.level
-    # an undefined region is only at the bottom (O3 1-h, SO2 24-h) or at the top (O3 8-h, SO2 1-h)
+    # an undefined region is only at the bottom (O3 1-h, SO2 24-h) or at the top (O3 8-h; SO2 1-h ≥ 305 ppb is
+    # 200, EPA-454/B-24-002 p.16)
     if lo is None and hi is not None:
         assert (code, averaging) in {("o3", "1h"), ("so2", "24h")}
     if hi is None and lo is not None:
-        assert (code, averaging) in {("o3", "8h"), ("so2", "1h")}
+        assert (code, averaging) == ("o3", "8h")
 
 
 @given(st.floats(-10, 1000, allow_nan=False), st.floats(-10, 1000, allow_nan=False))

@@ -155,6 +155,11 @@ def test_equipment_alerts_are_worded_for_technicians() -> None:
     fault = notice(kind="device_fault", level="fault", value=30.0, threshold=15.0, **eq)
     assert "falla reportada por el equipo de PM2.5 desde hace 30 min" in render(fault, "es").subject
     assert "device-reported fault (PM2.5) for 30 min" in render(fault, "en").subject
+    zs = notice(kind="zero_span", level="beyond_limit", value=109.2, threshold=100.0, variable="o3",
+                **(eq | {"unit": "%", "source": "EPA QA Handbook Vol. II App. D (unverified)"}))
+    assert "chequeo de cero/span de O3 fuera del límite de aceptación (109 %)" in render(zs, "es").subject
+    assert "zero/span check (O3) beyond its acceptance limit (109 %)" in render(zs, "en").subject
+    assert "técnicos" in render(zs, "es").text
 
 
 def test_microsensor_alerts_are_marked_indicative() -> None:

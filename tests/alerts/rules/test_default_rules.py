@@ -122,6 +122,10 @@ def test_every_air_quality_number_is_accounted_for():
 
 @pytest.mark.parametrize("rule", [r for r in RULES if r.kind in EQUIPMENT_KINDS], ids=lambda r: r.id)
 def test_equipment_rules_are_operational_defaults_for_technicians(rule):
+    if rule.kind == "zero_span":  # its threshold is the check's own acceptance limit (100 % of it)
+        assert rule.audience == "technicians" and rule.unit == "%"
+        assert [lv.threshold for lv in rule.levels] == [100] and "acceptance limit" in rule.levels[0].source
+        return
     assert rule.audience == "technicians" and rule.unit == "min"
     for lv in rule.levels:
         assert "aqnet operational default, not a norm" in lv.source

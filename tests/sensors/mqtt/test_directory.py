@@ -63,6 +63,19 @@ def test_hardware_serial_is_case_insensitive_and_a_single_device_takes_every_cha
     assert pa.sensor_id == "MS06"
 
 
+def test_an_unpadded_mac_matches_its_zero_padded_registration_both_ways() -> None:
+    """Issue 24: "real PurpleAir firmware prints MAC octets without zero padding (an octet such as `9` rather than
+    `09`) ... Accept one or two digits per octet and normalise to the zero-padded form, in decoding and in registry
+    matching."""
+    unpadded = DecodedMessage("aa:bb:cc:0:0:2", ())
+    assert DIRECTORY.resolve("purpleair/MS06/data", unpadded, NOW).sensor_id == "MS06"
+    registered_unpadded = DeviceDirectory(bundled_network(microsensor_links={
+        "MS06": MicrosensorLink("purpleair", hardware_serial="AA:BB:CC:0:0:2", devices=(("a", ("a",)),))}))
+    padded = DecodedMessage("aa:bb:cc:00:00:02", ())
+    assert registered_unpadded.resolve("purpleair/MS06/data", padded, NOW).sensor_id == "MS06"
+    assert registered_unpadded.resolve("purpleair/MS06/data", unpadded, NOW).sensor_id == "MS06"
+
+
 def test_each_channel_goes_to_its_device_payload_wide_values_to_the_first_and_the_rest_is_counted() -> None:
     msg = DecodedMessage("aa:bb:cc:00:00:02", (
         _value("a", "pm25", 10.0), _value("b", "pm25", 11.0), _value("", "temperature", 80.0, "°F"),

@@ -72,6 +72,14 @@ def test_hardware_serial_is_stored_lower_case() -> None:
         "84:f3:eb:00:11:22"
 
 
+@pytest.mark.parametrize(("raw", "stored"), [
+    ("84:F3:EB:9:1:A", "84:f3:eb:09:01:0a"), ("2-0-0-0-ab-c9", "02:00:00:00:ab:c9"), ("12331981", "12331981")])
+def test_a_mac_hardware_serial_is_stored_zero_padded(raw: str, stored: str) -> None:
+    """Issue 24: PurpleAir MACs without zero padding: "Accept one or two digits per octet and normalise to the
+    zero-padded form, in decoding and in registry matching." (An airrohr chip id is no MAC and stays as it is.)"""
+    assert DeviceSpec.model_validate(mqtt(hardware_serial=raw)).hardware_serial == stored
+
+
 def test_two_devices_same_id_or_two_primaries_are_refused() -> None:
     with pytest.raises(ValidationError, match="device id MS07 appears twice"):
         SensorSpec.model_validate(sensor(devices=[mqtt(), mqtt()]))

@@ -149,8 +149,20 @@ def test_sensor_id_is_the_lower_case_mac(raw: str, expected: str) -> None:
     assert run({**BASE, "SensorId": raw}).hardware_id == expected
 
 
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("2:0:0:0:ab:c9", "02:00:00:00:ab:c9"), ("84:F3:EB:9:1:A", "84:f3:eb:09:01:0a"),
+    ("0-0-0-0-0-2", "00:00:00:00:00:02"), ("a:b:c:d:e:f", "0a:0b:0c:0d:0e:0f"),
+])
+def test_sensor_id_octets_without_zero_padding_are_the_zero_padded_mac(raw: str, expected: str) -> None:
+    """Issue 24: "real PurpleAir firmware prints MAC octets without zero padding (an octet such as `9` rather than
+    `09`); aqnet's pattern needs two hex digits, so such a device is rejected as unidentified forever. Accept one or
+    two digits per octet and normalise to the zero-padded form, in decoding and in registry matching."""
+    assert run({**BASE, "SensorId": raw}).hardware_id == expected
+
+
 @pytest.mark.parametrize("raw", [None, "", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:ff:00", "aa-bb:cc:dd:ee:ff",
-                                 "gg:bb:cc:dd:ee:ff", "aabbccddeeff", 12345, ["aa:bb:cc:dd:ee:ff"]])
+                                 "gg:bb:cc:dd:ee:ff", "aabbccddeeff", 12345, ["aa:bb:cc:dd:ee:ff"],
+                                 "aa:bb:cc:dd:ee:", "aaa:bb:cc:dd:ee:ff", "a::b:c:d:e"])
 def test_bad_or_missing_sensor_id_is_no_identity(raw: object) -> None:
     assert reason({**BASE, "SensorId": raw}) == "no_identity"
     doc = dict(BASE)
