@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from alerts.settings import AlertsSettings, SchedulerSettings
+from alerts.settings import AlertsSettings, HealthSettings, SchedulerSettings
 from ingest.settings import IngestSettings
 from sensors.settings import ClockSettings, ModbusSettings, MqttSettings, NetworkSettings, Section
 from storage.settings import DatabaseSettings, DeadLetterSettings, RegistrySettings, RetentionSettings, StorageSettings
@@ -209,6 +209,8 @@ class Settings(Section):
         "TimescaleDB housekeeping: retention and compression."))
     supervision: SupervisionSettings = Field(default=SupervisionSettings(), description=(
         "How the daemon's tasks are supervised and its health judged."))
+    health: HealthSettings = Field(default=HealthSettings(), description=(
+        "Device health: outages, uptime, completeness, flat and drift indicators, co-location."))
 
 
 class ConfigError(ValueError):
