@@ -40,8 +40,8 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 def co_located_reference(sensor: Site, sites: Iterable[Site], variable: str, max_distance_m: float
                          ) -> tuple[Site, float] | None:
     """The station measuring `variable` nearest to `sensor` within `max_distance_m`, with its distance; or None."""
-    if not (math.isfinite(max_distance_m) and max_distance_m >= 0):
-        raise ValueError(f"max_distance_m: expected a finite distance ≥ 0, got {max_distance_m}")
+    if not max_distance_m >= 0:  # NaN too; math.inf: the nearest wherever it is
+        raise ValueError(f"max_distance_m: expected a distance ≥ 0, got {max_distance_m}")
     best: tuple[float, str, Site] | None = None
     for site in sites:
         if site.kind != "station" or site.sensor_id == sensor.sensor_id or variable not in site.variables:

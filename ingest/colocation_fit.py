@@ -38,8 +38,23 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["BARKJOHN_2021", "EPA_PM25_TARGETS", "TARGET_INTERVAL", "Correction", "Figures", "FitError", "Pairs",
-           "Target", "TargetResult", "daily_means", "evaluate", "figures", "fit", "predict"]
+__all__ = [
+    "BARKJOHN_2021",
+    "EPA_PM25_TARGETS",
+    "TARGET_INTERVAL",
+    "Correction",
+    "Figures",
+    "FitError",
+    "Pairs",
+    "Target",
+    "TargetResult",
+    "build_report",
+    "daily_means",
+    "evaluate",
+    "figures",
+    "fit",
+    "predict",
+]
 
 FitKind = Literal["linear", "linear_rh"]
 #: the averaging interval the EPA targets are evaluated on (unverified: recalled from EPA/600/R-20/280)
@@ -61,17 +76,22 @@ class Pairs:
     hour_ends: tuple[datetime, ...]
     sensor: tuple[float, ...]  #: x, the microsensor's reported value
     reference: tuple[float, ...]  #: y, the reference in the same unit and conditions
-    rh: tuple[float, ...]  #: the microsensor's RH, %
+    rh: tuple[float, ...]  #: the microsensor's RH, % (NaN: none that hour; linear_rh uses `with_rh()`)
 
     def __post_init__(self) -> None:
         n = len(self.hour_ends)
         if not (len(self.sensor) == len(self.reference) == len(self.rh) == n):
             raise ValueError(f"pairs: {n} hours, {len(self.sensor)} sensor, {len(self.reference)} reference and "
                              f"{len(self.rh)} RH values: expected as many of each")
-        bad = [i for i in range(n) if not all(math.isfinite(v) for v in (self.sensor[i], self.reference[i],
-                                                                           self.rh[i]))]
+        bad = [i for i in range(n) if not (math.isfinite(self.sensor[i]) and math.isfinite(self.reference[i]))]
         if bad:
             raise ValueError(f"pairs: hour {self.hour_ends[bad[0]].isoformat()} is not finite")
+
+    def with_rh(self) -> Pairs:
+        """The pairs whose RH is known (NaN: the microsensor reported none that hour)."""
+        keep = [i for i, rh in enumerate(self.rh) if math.isfinite(rh)]
+        return Pairs(tuple(self.hour_ends[i] for i in keep), tuple(self.sensor[i] for i in keep),
+                     tuple(self.reference[i] for i in keep), tuple(self.rh[i] for i in keep))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +113,8 @@ BARKJOHN_2021 = Correction("linear_rh", (0.524, -0.0862, 5.75),
 def fit(pairs: Pairs, kind: FitKind) -> Correction:
     """The calibration fitted from `pairs` (module docstring); FitError when the pairs cannot give one."""
     need = 2 if kind == "linear" else 3
+    if kind == "linear_rh":
+        pairs = pairs.with_rh()
     n = len(pairs.hour_ends)
     if n < need + 1:
         raise FitError(f"{kind}: {n} paired hours, at least {need + 1} needed for a fit with a residual")
@@ -219,3 +241,45 @@ def evaluate(fig: Figures, targets: Sequence[Target] = EPA_PM25_TARGETS) -> list
     """Each target with the figure's value and pass/fail."""
     return [TargetResult(t, float(getattr(fig, t.metric)), t.passes(float(getattr(fig, t.metric))))
             for t in targets]
+
+
+def _figures_dict(fig: Figures, targets: Sequence[Target]) -> dict[str, object]:
+    return {"n": fig.n, "r2": fig.r2, "slope": fig.slope, "intercept": fig.intercept, "rmse": fig.rmse,
+            "nrmse_pct": None if math.isnan(fig.nrmse_pct) else fig.nrmse_pct, "mean_reference": fig.mean_reference,
+            "targets": [{"metric": r.target.metric, "value": None if math.isnan(r.value) else r.value,
+                         "low": r.target.low, "high": r.target.high, "unit": r.target.unit, "passed": r.passed,
+                         "source": r.target.source, "status": r.target.status} for r in evaluate(fig, targets)]}
+
+
+def _judged(hour_ends: Sequence[datetime], sensor: Sequence[float], reference: Sequence[float], interval: str,
+            targets: Sequence[Target]) -> dict[str, object]:
+    if interval == "24h":
+        sensor, reference = daily_means(hour_ends, sensor, reference)
+    try:
+        return _figures_dict(figures(sensor, reference), targets)
+    except FitError as exc:
+        return {"error": str(exc)}
+
+
+def build_report(pairs: Pairs, proposed: Correction, *, method: str, interval: str = TARGET_INTERVAL,
+                 targets: Sequence[Target] = EPA_PM25_TARGETS) -> dict[str, object]:
+    """The proposal's report: both fits, and the figures of the raw and the corrected sensor against the
+    reference at `interval` ("1h" or "24h" means of the hours), each target with pass/fail."""
+    if interval not in ("1h", "24h"):
+        raise ValueError(f"interval: expected 1h or 24h, got {interval!r}")
+    fits: dict[str, object] = {}
+    kinds: tuple[FitKind, ...] = ("linear", "linear_rh")
+    for kind in kinds:
+        try:
+            fits[kind] = {"coefficients": list(fit(pairs, kind).coefficients)}
+        except FitError as exc:
+            fits[kind] = {"error": str(exc)}
+    used = pairs.with_rh() if proposed.kind == "linear_rh" else pairs
+    corrected = predict(proposed, used.sensor, used.rh).tolist()
+    return {"hours": len(used.hour_ends), "interval": interval,
+            "interval_status": "unverified" if interval == TARGET_INTERVAL else "chosen",
+            "fits": fits,
+            "proposed": {"method": method, "kind": proposed.kind, "coefficients": list(proposed.coefficients),
+                         "source": proposed.source},
+            "before": _judged(used.hour_ends, used.sensor, used.reference, interval, targets),
+            "after": _judged(used.hour_ends, corrected, used.reference, interval, targets)}
