@@ -1,16 +1,25 @@
-"""aqnet/health_job.py: the health report published as gauges on a fresh registry."""
+"""aqnet/health_job.py: the health report published as gauges on a fresh registry, and the scheduled job on
+the real database."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 
+import psycopg
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
 from alerts.health.indicators import Drift
 from alerts.health.job import DeviceHealth
 from alerts.health.reliability import Reliability
+from aqnet.config import settings_from_dict
 from aqnet.health_job import publish_health
 from aqnet.metrics import Metrics
+from aqnet.schedule import add_stage_jobs
+from tests.alerts.health.seed import NOW, seeded
+
+__all__ = ["seeded"]  # the fixture, used by name
 
 T = datetime(2026, 3, 10, tzinfo=UTC)
 
@@ -39,3 +48,30 @@ def test_report_becomes_gauges_and_missing_figures_are_absent() -> None:
     assert get("aqnet_sensors_device_uptime_ratio", sensor_id="USQ", device_id="USQ-pm", window="30d") is None
     publish_health(metrics, [down])  # MS01 retired: its series disappear
     assert get("aqnet_sensors_device_uptime_ratio", sensor_id="MS01", device_id="MS01", window="24h") is None
+
+
+async def test_the_scheduled_health_job_records_outages_and_publishes_gauges_on_the_leader(seeded: str) -> None:
+    """The daemon's 'health' job (added by add_stage_jobs) on the seeded network: nothing as a standby; as the
+    leader, MS01's outage recorded and its gauges set."""
+    s = settings_from_dict({"database": {"url": seeded}, "mqtt": {"url": "mqtt://127.0.0.1:1"},
+                            "scheduler": {"settle_s": 0}, "health": {"every_s": 120}})
+    registry = CollectorRegistry()
+    metrics = Metrics.create(registry)
+    scheduler = AsyncIOScheduler()
+    leadership = add_stage_jobs(scheduler, s, clock=lambda: NOW, tz=UTC, cadences={}, rules=[], metrics=metrics)
+    labels = {"sensor_id": "MS01", "device_id": "MS01", "window": "24h"}
+    try:
+        job = scheduler.get_job("health")
+        assert job is not None and job.trigger.interval == timedelta(seconds=120)
+        await job.func()  # not the leader: nothing recorded
+        assert registry.get_sample_value("aqnet_sensors_device_uptime_ratio", labels) is None
+        assert await asyncio.to_thread(leadership.hold)
+        await job.func()
+        assert registry.get_sample_value("aqnet_sensors_device_uptime_ratio", labels) == 21 / 24
+        assert registry.get_sample_value("aqnet_sensors_device_mttr_seconds",
+                                         {"sensor_id": "MS01", "device_id": "MS01"}) == 3 * 3600
+        with psycopg.connect(seeded) as conn:
+            row = conn.execute("SELECT count(*) FROM device_status_events WHERE device_id = 'MS01'").fetchone()
+        assert row == (2,)
+    finally:
+        leadership.release()
