@@ -7,7 +7,8 @@ and `alerts.health.indicators`'s. Pure over `now`: nothing here reads the clock.
   whichever process runs it), steps every watched device's watch over the receive times since its last run
   and records the transitions in `device_status_events`. A device seen for the first time is watched from its
   first reading in the last 30 days (its recent history is read once; before it the device may not have been
-  installed), or from `now` when it has none. A re-run for the same `now` changes nothing.
+  installed), or from `now` when it has none. A re-run for the same `now`, or for an earlier one, changes
+  nothing.
 - `device_health(conn, now, policy)`: the report, read only.
 """
 
@@ -52,13 +53,15 @@ def update_status(conn: psycopg.Connection, now: datetime, policy: HealthPolicy)
     """Record every watched device's transitions up to `now`; returns how many were recorded (module docstring)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        devices = health_store.watched_devices(conn)
         stored = health_store.load_watches(conn)
+        # a device already accounted for up to `now` or later (a run for an earlier time) is left as it is
+        devices = [d for d in health_store.watched_devices(conn)
+                   if d.device_id not in stored or stored[d.device_id][1] < now]
         watches: dict[str, Watch] = {}
         for d in devices:
             if d.device_id in stored:
                 watched_from, checked_until, last_heard, down_since = stored[d.device_id]
-                watches[d.device_id] = Watch(watched_from, min(checked_until, now), last_heard, down_since)
+                watches[d.device_id] = Watch(watched_from, checked_until, last_heard, down_since)
             else:
                 watches[d.device_id] = Watch(now - LONG, now - LONG)
         recorded = 0

@@ -16,8 +16,9 @@ __all__ = ["seeded"]  # the fixture, used by name
 
 def test_outage_transitions_are_recorded_once_whatever_the_runs(seeded: str) -> None:
     with psycopg.connect(seeded, autocommit=True) as conn:
+        # runs at increasing times, a repeated one, and one for an earlier time (changes nothing)
         for now in (NOW - timedelta(hours=25), NOW - timedelta(hours=18, minutes=30), NOW - timedelta(hours=18),
-                    NOW, NOW):
+                    NOW, NOW, NOW - timedelta(hours=19)):
             update_status(conn, now, POLICY)
         events = conn.execute("SELECT time, state FROM device_status_events WHERE device_id = 'MS01' "
                               "ORDER BY time").fetchall()
