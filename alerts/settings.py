@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from sensors.settings import Section
 
 __all__ = ["MAX_ACK_LINK_TTL_H", "AlertChannel", "AlertmanagerChannel", "AlertsSettings", "ChannelFilter",
-           "EmailChannel", "MqttChannel", "SchedulerSettings", "WebhookChannel"]
+           "EmailChannel", "HealthSettings", "MqttChannel", "SchedulerSettings", "WebhookChannel"]
 
 #: the longest an acknowledgement link may stay valid, in hours (docs/security.md: why 7 days); here rather than in
 #: alerts.delivery.signing, which enforces it, so that loading the configuration does not load the delivery stage
@@ -32,6 +32,28 @@ class SchedulerSettings(Section):
     leader_check_s: Annotated[float, Field(gt=0)] = Field(default=5.0, description=(
         "How often a process checks or tries to take the jobs' leader lock (a PostgreSQL advisory lock); a "
         "standby takes over within about this long."))
+
+
+class HealthSettings(Section):
+    """Device health (alerts.health; docs/operators/device-health.md). The defaults are aqnet operational
+    choices, not norms, except where a source is named."""
+
+    every_s: Annotated[float, Field(gt=0)] = Field(default=300.0, description=(
+        "How often the health job records devices going down and up and refreshes the health metrics (on the "
+        "leader only)."))
+    down_after_station_s: Annotated[float, Field(gt=0)] = Field(default=1800.0, description=(
+        "A station's device is down after this long without a reading (aqnet operational default, the "
+        "`station-no-data` rule's 30 min, not a norm)."))
+    down_after_microsensor_s: Annotated[float, Field(gt=0)] = Field(default=3600.0, description=(
+        "A microsensor is down after this long without a reading (aqnet operational default, the "
+        "`microsensor-no-data` rule's 60 min, not a norm)."))
+    flatline_tolerance: Annotated[float, Field(ge=0)] = Field(default=0.0, description=(
+        "A run of readings is flat while max − min stays within this, in the variable's unit (the "
+        "`sensor-flatline` rule's default: exactly constant)."))
+    colocation_max_distance_m: Annotated[float, Field(ge=0)] = Field(default=20.0, description=(
+        "A microsensor is co-located with the nearest reference station of a variable within this distance "
+        "(drift indicator, `aqnet calibrate propose`). UNVERIFIED default: 20 m is recalled from the "
+        "co-location siting of EPA/600/R-20/280 (2021), whose text was not read; set your network's own."))
 
 
 class ChannelFilter(Section):

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from alerts.settings import AlertsSettings, SchedulerSettings
+from alerts.settings import AlertsSettings, HealthSettings, SchedulerSettings
 from ingest.settings import IngestSettings
 from ingest.zero_span_settings import ZeroSpanSettings
 from sensors.settings import ClockSettings, ModbusSettings, MqttSettings, NetworkSettings, Section
@@ -211,6 +211,8 @@ class Settings(Section):
         "TimescaleDB housekeeping: retention and compression."))
     supervision: SupervisionSettings = Field(default=SupervisionSettings(), description=(
         "How the daemon's tasks are supervised and its health judged."))
+    health: HealthSettings = Field(default=HealthSettings(), description=(
+        "Device health: outages, uptime, completeness, flat and drift indicators, co-location."))
     zero_span: ZeroSpanSettings = Field(default=ZeroSpanSettings(), description=(
         "Scheduled zero/span checks of reference analysers and their acceptance limits."))
 

@@ -12,7 +12,49 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics", "ProcessesCollector", "merge_processes"]
+__all__ = ["HealthMetrics", "Metrics", "ProcessesCollector", "merge_processes"]
+
+
+@dataclass(frozen=True)
+class HealthMetrics:
+    """Device health gauges (alerts.health), refreshed by the health job on the leader; definitions in
+    docs/operators/device-health.md."""
+
+    uptime: Gauge
+    completeness: Gauge
+    mtbf: Gauge
+    mttr: Gauge
+    down: Gauge
+    flat: Gauge
+    drift: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> HealthMetrics:
+        """Register the health gauges on `registry`."""
+        device = ["sensor_id", "device_id"]
+        return cls(
+            uptime=Gauge("aqnet_sensors_device_uptime_ratio",
+                         "Fraction of the window (24h, 30d) a device was not down (device health)",
+                         [*device, "window"], registry=registry),
+            completeness=Gauge("aqnet_sensors_device_completeness_ratio",
+                               "Data completeness of a device's series over the window (24h, 30d): summed 1-h "
+                               "coverage over expected hours", [*device, "window"], registry=registry),
+            mtbf=Gauge("aqnet_sensors_device_mtbf_seconds",
+                       "Mean time between failures over 30 days (up time / outages); absent without outages",
+                       device, registry=registry),
+            mttr=Gauge("aqnet_sensors_device_mttr_seconds",
+                       "Mean time to repair over 30 days (mean length of the outages that ended); absent "
+                       "without repairs", device, registry=registry),
+            down=Gauge("aqnet_sensors_device_down",
+                       "1 while a device is down (silent longer than health.down_after_*_s), else 0", device,
+                       registry=registry),
+            flat=Gauge("aqnet_sensors_device_flat_seconds",
+                       "How long the device's flattest variable has stayed constant (last 24 h)", device,
+                       registry=registry),
+            drift=Gauge("aqnet_sensors_device_drift_per_day",
+                        "Slope of device − co-located reference over 30 days of 1-h averages, the variable's "
+                        "unit per day", [*device, "variable"], registry=registry),
+        )
 
 
 @dataclass(frozen=True)
@@ -51,6 +93,7 @@ class Metrics:
     alerts_active: Gauge
     task_up: Gauge
     task_restarts: Counter
+    health: HealthMetrics
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -143,6 +186,7 @@ class Metrics:
             task_restarts=Counter("aqnet_task_restarts_total",
                                   "Restarts of a supervised task after it died (the log has the cause)", ["task"],
                                   registry=registry),
+            health=HealthMetrics.create(registry),
         )
 
 

@@ -13,6 +13,8 @@ accelerated simulations).
   `Dispatcher.run_once`: plan the outbox rows of new transitions and deliver those due, each channel on its own.
 - 'alertmanager-repost' (every `alerts.alertmanager_repost_s`, when an Alertmanager channel is configured): on
   the leader, `Dispatcher.repost_active` re-posts every open alert (Alertmanager's protocol, not a duplicate).
+- 'health' (every `health.every_s`): on the leader, `aqnet.health_job`: device outages recorded, health gauges
+  refreshed.
 - 'housekeeping' (every `retention.every_s`): on the leader, `storage.retention.run_housekeeping`: drop chunks past
   `retention.*_days`; compress old chunks where the Timescale-licensed edition runs.
 A failing job logs and waits for its next tick: it never stops the scheduler. The leader's connection is closed
@@ -38,6 +40,7 @@ from alerts.jobs import ZeroSpanJob, run_stage_jobs
 from alerts.leader import Leadership
 from alerts.rules.model import SEVERITIES, Rule, default_rules, parse_rules
 from aqnet.config import Settings
+from aqnet.health_job import add_health_job
 from aqnet.metrics import Metrics
 from sensors.clock import Clock
 from storage import alert_outbox, alerts_store
@@ -139,6 +142,8 @@ def add_stage_jobs(scheduler: AsyncIOScheduler, settings: Settings, *, clock: Cl
 
     scheduler.add_job(housekeeping_job, "interval", seconds=s.retention.every_s, id="housekeeping",
                       max_instances=1, coalesce=True)
+    add_health_job(scheduler, s.database.url, s.health, clock=clock, settle_s=s.scheduler.settle_s,
+                   leadership=leadership, metrics=metrics.health if metrics is not None else None)
     return leadership
 
 

@@ -13,7 +13,7 @@ order given.
 How: the per-sensor state is looked up once per batch — site conditions once per sensor (after the
 meteorological readings are observed), calibration periods once per (device, variable), maintenance windows
 once per sensor, QC states once per series, unit conversions once per (unit, variable) and then cached — and the
-arithmetic runs over arrays: calibration (Horner's rule over padded coefficients, the κ-Köhler form),
+arithmetic runs over arrays: calibration (Horner's rule over padded coefficients, the κ-Köhler form, a·x + b·RH + c),
 conversion (`ingest.units.Conversion`), the reference-conditions factor, the flags, and QC (`ingest.batch_qc`),
 each with the scalar path's operations in its order, so the floats are the same bit for bit. A reading the batch
 cannot normalise is handed to the scalar `normalise` for its exact error; the meteorological part is normalised
@@ -34,7 +34,7 @@ import numpy as np
 
 from ingest import units
 from ingest.batch_qc import check_batch
-from ingest.calibration import KAPPA_DENSITY_RATIO, Calibration, CalibrationBook
+from ingest.calibration import KAPPA_DENSITY_RATIO, Calibration, CalibrationBook, rh_usable
 from ingest.maintenance import MaintenanceBook, flag_maintenance
 from ingest.normalise import REPORTED_REFERENCE, ConditionsBook, SiteConditions, normalise
 from ingest.plausibility import TimeWindow
@@ -295,7 +295,7 @@ class BatchNormaliser:
                 if sites is None:
                     raise _NeedsSequence
                 usable = sites[raw.sensor_id].site.rh_pct
-                if usable is None or not (math.isfinite(usable) and 0.0 <= usable < 100.0):
+                if usable is None or not rh_usable(cal.kind, usable):
                     cal = None  # no usable RH: stored uncalibrated (Calibration.apply returns None)
                 else:
                     rh = usable
@@ -398,7 +398,12 @@ class BatchNormaliser:
                 for k in range(width - 1, -1, -1):  # leading zero coefficients leave 0.0 (x is finite)
                     result = result * xp + coef[:, k]
                 out[poly] = result
-            hum = [i for i, cal in enumerate(cals) if cal is not None and cal.needs_humidity]
+            hum = [i for i, cal in enumerate(cals) if cal is not None and cal.kind == "humidity"]
+            lin_rh = [i for i, cal in enumerate(cals) if cal is not None and cal.kind == "linear_rh"]
+            if lin_rh:  # a·x + b·RH + c, in Calibration.apply's order of operations
+                abc = np.array([cals[i].coefficients for i in lin_rh], np.float64)  # type: ignore[union-attr]
+                rh = np.array([rhs[i] for i in lin_rh], np.float64)
+                out[lin_rh] = abc[:, 0] * x[lin_rh] + abc[:, 1] * rh + abc[:, 2]
             if hum:
                 kappa = np.array([cals[i].coefficients[0] for i in hum], np.float64)  # type: ignore[union-attr]
                 a_w = np.array([rhs[i] for i in hum], np.float64) / 100.0

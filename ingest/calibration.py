@@ -16,6 +16,7 @@ Forms (`kind`; `coefficients` in this order; x is the reported value):
 | linear | (a, b) | a·x + b |
 | polynomial | (c0, c1, …, cn), n ≥ 1 | Σ cᵢ·xⁱ |
 | humidity | (κ,) | x / C, C = 1 + (κ / 1.65) · a_w / (1 − a_w), a_w = RH / 100 |
+| linear_rh | (a, b, c) | a·x + b·RH + c, RH in % |
 
 `humidity` is the κ-Köhler hygroscopic-growth correction for low-cost optical PM sensors of Crilley et al.
 (2018), "Evaluation of a low-cost optical particle counter (Alphasense OPC-N2) for ambient air monitoring",
@@ -25,6 +26,12 @@ of water). κ (the bulk hygroscopicity) is per device and site: aqnet ships no v
 every form is configured per device with its source. The form is undefined at RH ≥ 100 % (C → ∞): there, or
 without a humidity reading, the calibration is not applied (`apply` returns None) and the reading is stored
 uncalibrated, without the CALIBRATED bit, so `aqnet reprocess` can apply it later.
+
+`linear_rh` is a multiple linear regression on the reported value with the relative humidity (%) as covariate,
+the form of co-location fits (`ingest.colocation_fit`) and of the US-wide PurpleAir correction of Barkjohn et
+al. (2021), Atmos. Meas. Tech. 14, 4617–4637, doi:10.5194/amt-14-4617-2021. It needs the RH at the reading's
+time like the humidity form; it is defined for 0 ≤ RH ≤ 100 %, and without a usable RH it is not applied
+(stored uncalibrated, reprocess can apply it later).
 
 Validity: `[valid_from, valid_to)`, `valid_to = None` open-ended. At most one calibration per
 (device, variable) at any time: `CalibrationBook` refuses overlapping periods (the `calibrations` table
@@ -54,10 +61,12 @@ __all__ = [
     "humidity_corrected",
     "humidity_growth_factor",
     "linear",
+    "linear_rh",
     "polynomial",
+    "rh_usable",
 ]
 
-CalibrationKind = Literal["linear", "polynomial", "humidity"]
+CalibrationKind = Literal["linear", "polynomial", "humidity", "linear_rh"]
 KINDS: tuple[str, ...] = get_args(CalibrationKind)
 
 #: dry particle density 1.65 g/cm³ over water's 1 g/cm³, as in the correction factor of Crilley et al. 2018
@@ -77,6 +86,19 @@ class CalibrationError(ValueError):
 def linear(x: float, a: float, b: float) -> float:
     """a·x + b, in the device's reported unit."""
     return a * x + b
+
+
+def linear_rh(x: float, rh_pct: float, a: float, b: float, c: float) -> float:
+    """a·x + b·RH + c, in the device's reported unit (RH in %)."""
+    return a * x + b * rh_pct + c
+
+
+def rh_usable(kind: str, rh_pct: float | None) -> bool:
+    """Whether a calibration of `kind` that needs the RH can use `rh_pct`: finite, 0 ≤ RH < 100 % for the
+    humidity form (undefined at saturation), 0 ≤ RH ≤ 100 % for linear_rh."""
+    if rh_pct is None or not math.isfinite(rh_pct) or rh_pct < 0.0:
+        return False
+    return rh_pct < 100.0 if kind == "humidity" else rh_pct <= 100.0
 
 
 def polynomial(x: float, coefficients: Sequence[float]) -> float:
@@ -125,6 +147,9 @@ def check_calibration(where: str, variable_code: str, kind: str, coefficients: S
                                       f"cᵢ ≠ 0 for i ≥ 1, got {list(coefficients)}")
     if kind == "humidity" and (n != 1 or coefficients[0] < 0):
         raise CalibrationError(where, f"humidity: expected coefficients (κ,) with κ ≥ 0, got {list(coefficients)}")
+    if kind == "linear_rh" and (n != 3 or coefficients[0] == 0):
+        raise CalibrationError(where, f"linear_rh: expected coefficients (a, b, c) with a ≠ 0, got "
+                                      f"{list(coefficients)}")
     if valid_from.tzinfo is None or (valid_to is not None and valid_to.tzinfo is None):
         raise CalibrationError(where, "valid_from and valid_to must be timezone-aware")
     if valid_to is not None and valid_to <= valid_from:
@@ -157,8 +182,8 @@ class Calibration:
 
     @property
     def needs_humidity(self) -> bool:
-        """True for the humidity form, which needs the relative humidity at the reading's time."""
-        return self.kind == "humidity"
+        """True for the forms that need the relative humidity at the reading's time (humidity, linear_rh)."""
+        return self.kind in ("humidity", "linear_rh")
 
     def covers(self, time: datetime) -> bool:
         """True when `time` is inside [valid_from, valid_to)."""
@@ -172,13 +197,16 @@ class Calibration:
             return False
 
     def apply(self, value: float, *, rh_pct: float | None = None) -> float | None:
-        """The calibrated value in the same unit; None when the humidity form cannot apply (no RH, RH ≥ 100 %)."""
+        """The calibrated value in the same unit; None when a form needing the RH cannot apply (`rh_usable`)."""
         if self.kind == "linear":
             return linear(value, self.coefficients[0], self.coefficients[1])
         if self.kind == "polynomial":
             return polynomial(value, self.coefficients)
-        if rh_pct is None:
+        if rh_pct is None or not rh_usable(self.kind, rh_pct):
             return None
+        if self.kind == "linear_rh":
+            a, b, c = self.coefficients
+            return linear_rh(value, rh_pct, a, b, c)
         return humidity_corrected(value, rh_pct, self.coefficients[0])
 
 

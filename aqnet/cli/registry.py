@@ -200,8 +200,9 @@ def lifecycle_command(sensor_id: str, state: str, reason: str, url: str | None, 
 @click.command("calibrate")
 @click.argument("sensor_id")
 @click.option("--variable", required=True, help="vocabulary code, e.g. pm25, no2")
-@click.option("--kind", type=click.Choice(["linear", "polynomial", "humidity"]), required=True)
-@click.option("--coefficients", required=True, help="linear: 'a b'; polynomial: 'c0 c1 …'; humidity: 'κ'")
+@click.option("--kind", type=click.Choice(["linear", "polynomial", "humidity", "linear_rh"]), required=True)
+@click.option("--coefficients", required=True,
+              help="linear: 'a b'; polynomial: 'c0 c1 …'; humidity: 'κ'; linear_rh: 'a b c' (a·x + b·RH + c)")
 @click.option("--unit", required=True, help="the reported unit the coefficients apply in, e.g. ppb, ug/m3")
 @click.option("--from", "valid_from", default="now", show_default=True, help="valid from (inclusive)")
 @click.option("--to", "valid_to", default=None, help="valid until (exclusive); default: open")

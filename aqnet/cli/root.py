@@ -16,6 +16,7 @@ import click
 
 from aqnet.cli.alerts import alerts
 from aqnet.cli.broker import broker
+from aqnet.cli.calibrate import calibrate
 from aqnet.cli.checks import checks
 from aqnet.cli.db import db
 from aqnet.cli.deadletter import deadletter
@@ -147,6 +148,7 @@ cli.add_command(profiles)
 cli.add_command(sensors)
 cli.add_command(deadletter)
 cli.add_command(reprocess_command)
+cli.add_command(calibrate)
 cli.add_command(tokens)
 cli.add_command(alerts)
 cli.add_command(broker)

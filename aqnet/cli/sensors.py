@@ -15,6 +15,7 @@ import json
 import click
 
 from aqnet.cli.field import credentials_command, test_command
+from aqnet.cli.health import health_command
 from aqnet.cli.registry import REGISTRY_COMMANDS
 from sensors.modbus.link import ModbusLink, ModbusLinkBase, ModbusReadError, RtuOverTcpLink, SerialLink
 from sensors.modbus.probe import PROBE_TABLES, Probe, as_json, parse_endpoint, probe, render_table
@@ -90,5 +91,5 @@ async def _probe_once(link: ModbusLinkBase, unit_id: int, table: str, address: i
         await link.close()
 
 
-for _command in (*REGISTRY_COMMANDS, test_command, credentials_command):
+for _command in (*REGISTRY_COMMANDS, test_command, credentials_command, health_command):
     sensors.add_command(_command)

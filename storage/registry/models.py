@@ -229,8 +229,9 @@ class CalibrationSpec(_Model):
     """A calibration of one variable of one device over [valid_from, valid_to) (see ingest.calibration)."""
 
     variable: str
-    kind: Literal["linear", "polynomial", "humidity"]
-    coefficients: list[float] = Field(description="linear: [a, b]; polynomial: [c0, c1, …]; humidity: [κ]")
+    kind: Literal["linear", "polynomial", "humidity", "linear_rh"]
+    coefficients: list[float] = Field(description=(
+        "linear: [a, b]; polynomial: [c0, c1, …]; humidity: [κ]; linear_rh: [a, b, c] (a·x + b·RH + c)"))
     unit: str = Field(description="the reported unit the coefficients apply in, e.g. ppb, ug/m3")
     valid_from: datetime = Field(strict=False)
     valid_to: datetime | None = Field(default=None, strict=False)

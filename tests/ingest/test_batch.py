@@ -77,13 +77,16 @@ def calibration_books(draw: st.DrawFn) -> CalibrationBook:
     for n, (device, var) in enumerate(draw(st.sets(st.tuples(st.sampled_from(DEVICES), st.sampled_from(
             ["pm25", "pm10", "no2", "co", "temperature", "relativehumidity"])), max_size=6))):
         valid = [u for u in UNITS[var] if u in accepted_units(var) or u == "ug/m3"]
-        kind = draw(st.sampled_from(["linear", "polynomial", "humidity"]))
+        kind = draw(st.sampled_from(["linear", "polynomial", "humidity", "linear_rh"]))
         if kind == "linear":
             coefficients: tuple[float, ...] = (draw(st.sampled_from([0.5, 1.1, -2.0, 1e300])),
                                                draw(st.floats(-5, 5)))
         elif kind == "polynomial":
             coefficients = (draw(st.floats(-5, 5)), draw(st.sampled_from([1.0, 0.9])),
                             *draw(st.lists(st.sampled_from([0.0, 0.01, -0.002, 1e200]), max_size=3)))
+        elif kind == "linear_rh":  # the co-location fit's form, and Barkjohn et al. 2021's coefficients
+            coefficients = (draw(st.sampled_from([0.524, 1.3, -0.7, 1e300])), draw(st.floats(-1, 1)),
+                            draw(st.sampled_from([5.75, 0.0, -3.0])))
         else:
             coefficients = (draw(st.sampled_from([0.0, 0.2, 0.6])),)
         start = T0 + timedelta(hours=draw(st.integers(-2, 10)))
@@ -200,3 +203,37 @@ def test_a_humidity_calibration_is_not_applied_at_100_percent() -> None:
         batch = [RawReading("MS01", "d1", "relativehumidity", rh, "%", t, t), _pm(30.0, t)]
         got = _both_agree([batch], [t + timedelta(minutes=1)], calibrations=book)
         assert bool(got[0].readings[1].flags & QC.CALIBRATED) is calibrated
+
+
+def test_a_linear_rh_calibration_applies_up_to_100_percent() -> None:
+    t = T0 + timedelta(hours=1)
+    book = CalibrationBook([Calibration(1, "d1", "pm25", "linear_rh", (0.524, -0.0862, 5.75), "µg/m³", T0)])
+    for rh, calibrated in ((100.0, True), (100.5, False), (-1.0, False), (40.0, True)):
+        batch = [RawReading("MS01", "d1", "relativehumidity", rh, "%", t, t), _pm(30.0, t)]
+        got = _both_agree([batch], [t + timedelta(minutes=1)], calibrations=book)
+        reading = got[0].readings[1]
+        assert bool(reading.flags & QC.CALIBRATED) is calibrated
+        assert reading.calibration_rh_pct == (rh if calibrated else None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.tuples(st.one_of(st.floats(-5, 105, allow_nan=False), st.sampled_from([0.0, 100.0, math.nan])),
+                               VALUES, st.sampled_from(["d1", "d2"])), min_size=1, max_size=30),
+       a=st.sampled_from([0.524, 1.3, -0.7, 1e300]), b=st.floats(-1, 1), c=st.sampled_from([5.75, 0.0, -3.0, 0.1]),
+       kappa=st.sampled_from([0.0, 0.2, 0.6]))
+def test_humidity_covariate_calibrations_match_reading_by_reading(rows: list[tuple[float, float, str]], a: float,
+                                                                  b: float, c: float, kappa: float) -> None:
+    """The forms that need RH, always in force (d1: linear_rh, d2: humidity), with the RH of the same message:
+    the batch path gives the reference's values bit for bit (the general scenario above rarely has both)."""
+    book = CalibrationBook([Calibration(1, "d1", "pm25", "linear_rh", (a, b, c), "µg/m³", T0 - timedelta(days=1)),
+                            Calibration(2, "d2", "pm25", "humidity", (kappa,), "µg/m³", T0 - timedelta(days=1))])
+    batches = []
+    for i, (rh, pm, device) in enumerate(rows):
+        t = T0 + timedelta(minutes=i)
+        batches.append([RawReading("MS01", "d1", "relativehumidity", rh, "%", t, t), _pm(pm, t),
+                        RawReading("MS01", device, "pm25", pm, "µg/m³", t, t + timedelta(seconds=1),
+                                   conditions="local")])
+    got = _both_agree(batches, [T0 + timedelta(minutes=i, seconds=30) for i in range(len(rows))],
+                      calibrations=book)
+    assert any(r.calibration_id is not None for out in got for r in out.readings) or \
+        all(not (0.0 <= rh <= 100.0) or not math.isfinite(pm) for rh, pm, _ in rows)

@@ -1,4 +1,4 @@
-"""ingest.calibration: the linear, polynomial and humidity forms, validation, and the CalibrationBook."""
+"""ingest.calibration: the linear, polynomial, humidity and linear_rh forms, validation, and the CalibrationBook."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from ingest.calibration import (
     humidity_corrected,
     humidity_growth_factor,
     linear,
+    linear_rh,
     polynomial,
+    rh_usable,
 )
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -84,7 +86,7 @@ def test_humidity_correction_grows_with_rh(lo: float, step: float, kappa: float)
     ({"unit": "furlongs"}, "unknown unit"),
     ({"unit": "°C"}, "not a unit of no2"),
     ({"variable": "pm99"}, "unknown variable"),
-    ({"kind": "cubic"}, "kind: expected one of linear, polynomial, humidity"),
+    ({"kind": "cubic"}, "kind: expected one of linear, polynomial, humidity, linear_rh"),
     ({"coefficients": (1.0,)}, "linear: expected coefficients"),
     ({"coefficients": (0.0, 5.0)}, "a ≠ 0"),
     ({"coefficients": (1.0, math.nan)}, "finite"),
@@ -92,6 +94,8 @@ def test_humidity_correction_grows_with_rh(lo: float, step: float, kappa: float)
     ({"kind": "polynomial", "coefficients": (3.0, 0.0, 0.0)}, "n ≥ 1"),
     ({"kind": "humidity", "coefficients": (-0.1,)}, "κ ≥ 0"),
     ({"kind": "humidity", "coefficients": (0.1, 1.65)}, "κ ≥ 0"),
+    ({"kind": "linear_rh", "coefficients": (1.0, 0.1)}, "linear_rh: expected coefficients"),
+    ({"kind": "linear_rh", "coefficients": (0.0, 0.1, 2.0)}, "a ≠ 0"),
     ({"start": datetime(2026, 3, 1)}, "timezone-aware"),
     ({"end": T0}, "must be after valid_from"),
 ])
@@ -146,3 +150,28 @@ def test_book_find_agrees_with_a_linear_scan(offsets: list[int], probe: int) -> 
     expected = [c for c in cals if c.covers(t)]
     assert book.find("USQ-nox", "no2", t) == (expected[0] if expected else None)
     assert len(expected) <= 1
+
+
+def test_linear_rh_worked_example_barkjohn() -> None:
+    """Barkjohn et al. (2021)'s US-wide PurpleAir correction, 0.524·x − 0.0862·RH + 5.75: x = 20 µg/m³ at 50 %
+    RH gives 10.48 − 4.31 + 5.75 = 11.92 µg/m³."""
+    c = cal(kind="linear_rh", coefficients=(0.524, -0.0862, 5.75), unit="µg/m³", device="MS01", variable="pm25")
+    assert c.needs_humidity
+    assert c.apply(20.0, rh_pct=50.0) == pytest.approx(11.92)
+    assert c.apply(20.0) is None  # no RH: not applied
+
+
+@given(finite, st.floats(-50, 150, allow_nan=False), finite, finite, finite)
+def test_linear_rh_is_defined_from_0_to_100_percent(x: float, rh: float, a: float, b: float, c: float) -> None:
+    form = cal(kind="linear_rh", coefficients=(a or 1.0, b, c), unit="µg/m³", device="MS01", variable="pm25")
+    got = form.apply(x, rh_pct=rh)
+    if 0.0 <= rh <= 100.0:
+        assert got == linear_rh(x, rh, a or 1.0, b, c) == (a or 1.0) * x + b * rh + c
+    else:
+        assert got is None
+
+
+def test_rh_usable_at_the_edges() -> None:
+    assert rh_usable("linear_rh", 100.0) and not rh_usable("humidity", 100.0)
+    assert rh_usable("humidity", 0.0) and not rh_usable("linear_rh", -0.1)
+    assert not rh_usable("linear_rh", math.nan) and not rh_usable("linear_rh", None)
