@@ -48,13 +48,19 @@ FROM maintenance_windows mw LEFT JOIN devices d ON d.id = mw.device_id
 WHERE mw.ends_at > %s AND mw.starts_at <= %s
 """
 
+# per active device of the sensor that measures the rule's variable (any, when the rule names none); a sensor with no
+# such device registered is judged as a whole (one row, device NULL)
 _NO_DATA = """
-SELECT s.id, s.locality,
+SELECT s.id, s.locality, d.id,
        (SELECT max(m.time) FROM measurements m
-        WHERE m.sensor_id = s.id AND (%(variable)s::text IS NULL OR m.variable = %(variable)s::text)
+        WHERE m.sensor_id = s.id AND (d.id IS NULL OR m.device_id = d.id)
+          AND (%(variable)s::text IS NULL OR m.variable = %(variable)s::text)
           AND m.time > %(since)s AND m.time <= %(now)s) AS last_time
-FROM sensors s WHERE s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
-ORDER BY s.id
+FROM sensors s
+LEFT JOIN devices d ON d.sensor_id = s.id AND d.active
+     AND (%(variable)s::text IS NULL OR %(variable)s::text = ANY(d.variables))
+WHERE s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
+ORDER BY s.id, d.id
 """
 
 # spread = max - min over the readings from this one to the latest of its (sensor, device, variable), so the rows
@@ -142,8 +148,9 @@ def recent_values(conn: psycopg.Connection, *, from_indices: bool, sensors: Sequ
 
 def last_readings(conn: psycopg.Connection, *, kinds: Sequence[str], variable: str | None, since: datetime,
                   now: datetime) -> list[tuple[Any, ...]]:
-    """Every active sensor with its last reading (of `variable`, or of any) in (since, now], None without one:
-    sensor, locality, last time."""
+    """Every active device of every active sensor (a sensor with no active device measuring `variable`
+    registered: the sensor as a whole, device None) with its last reading (of `variable`, or of any) in
+    (since, now], None without one: sensor, locality, device, last time."""
     return conn.execute(_NO_DATA, {"kinds": list(kinds), "variable": variable, "since": since,
                                    "now": now}).fetchall()
 

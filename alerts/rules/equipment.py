@@ -7,8 +7,10 @@ Every check is ONE query over all the active sensors of the rule's selection (`s
 'microsensor', `sensors.lifecycle` = 'active'), bounded to a window ending at `now` that is one hour longer than
 the rule's highest level (so every level can be reached and no query reads more than that), using the
 `measurements_sensor_variable_time_idx` index and the hypertable's time partitioning:
-- no_data: minutes from the sensor's (the variable's) last reading to `now`; a sensor with no reading in the
-  window counts as silent since the window's start (the value is then "at least" that);
+- no_data: per active device of the sensor (measuring the rule's variable, when it names one), minutes from its
+  last reading (of the variable) to `now`, so one silent analyser of a station is noticed while the others
+  report; a sensor with no such device registered is judged as a whole; no reading in the window counts as
+  silent since the window's start (the value is then "at least" that);
 - flatline: per device and variable, the longest run of the latest readings (not excluded by QC: flags in
   `ingest.reading.EXCLUDED`) whose max − min stays within the rule's `flatline_tolerance` (default 0, the
   variable's unit); the value is the minutes from that run's first to its last reading when it holds at least
@@ -49,6 +51,7 @@ class EquipmentValue:
     minutes: float | None  #: None: no reading in the window, nothing to judge (flatline, device_fault)
     last_reading: datetime | None  #: the last reading in the window (of the variable, or of any)
     since: datetime | None  #: no_data: the last reading; flatline / device_fault: when the run started
+    device_id: str | None = None  #: no_data: the device that has been silent longest (None: the sensor as a whole)
 
 
 def db_kinds(rule: Rule) -> list[str]:
@@ -66,9 +69,10 @@ def _minutes(later: datetime, earlier: datetime) -> float:
 
 
 def _worst(values: Sequence[EquipmentValue]) -> list[EquipmentValue]:
-    """One value per sensor: the largest minutes over its devices and variables (ties: the first variable)."""
+    """One value per sensor: the largest minutes over its devices and variables (ties: the first variable, then
+    the first device)."""
     best: dict[str, EquipmentValue] = {}
-    for v in sorted(values, key=lambda v: (v.sensor_id, v.variable or "")):
+    for v in sorted(values, key=lambda v: (v.sensor_id, v.variable or "", v.device_id or "")):
         held = best.get(v.sensor_id)
         if held is None or (v.minutes or 0.0) > (held.minutes or 0.0):
             best[v.sensor_id] = v
@@ -80,8 +84,9 @@ def equipment_values(conn: psycopg.Connection, rule: Rule, now: datetime) -> lis
     since = window_start(rule, now)
     params: dict[str, Any] = {"kinds": db_kinds(rule), "variable": rule.variable, "since": since, "now": now}
     if rule.kind == "no_data":
-        return [EquipmentValue(sensor, locality, rule.variable, _minutes(now, last or since), last, last)
-                for sensor, locality, last in rule_inputs.last_readings(conn, **params)]
+        return _worst([EquipmentValue(sensor, locality, rule.variable, _minutes(now, last or since), last, last,
+                                      device)
+                       for sensor, locality, device, last in rule_inputs.last_readings(conn, **params)])
     if rule.kind == "flatline":
         rows = rule_inputs.flat_runs(conn, **params, excluded=int(EXCLUDED), tolerance=rule.flatline_tolerance or 0.0)
         return _worst([EquipmentValue(sensor, locality, variable,

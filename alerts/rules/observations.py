@@ -133,6 +133,8 @@ def equipment_observations(conn: psycopg.Connection, rule: Rule, now: datetime,
                 minutes = min(minutes or 0.0, (now - max(ends)).total_seconds() / 60.0)
             detail = (f"last reading {local_stamp(v.last_reading, tz)}" if v.last_reading is not None
                       else f"no reading since {local_stamp(window_start(rule, now), tz)}")
+            if v.device_id is not None:
+                detail = f"device {v.device_id}: {detail}"
         elif v.since is not None:
             detail = f"since {local_stamp(v.since, tz)}, last reading {local_stamp(v.last_reading, tz)}"
         reason = "maintenance" if any(w.covers(v.sensor_id, v.variable, now, now + timedelta(microseconds=1))

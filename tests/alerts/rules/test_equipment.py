@@ -137,3 +137,25 @@ def test_device_fault_measures_the_trailing_run_of_invalid_readings(conn):
     readings(conn, "A", T0 + 35 * MIN, [10.0])
     (resolved,) = evaluate_alerts(conn, T0 + 36 * MIN, [rule], tz=BOGOTA, escalate_after_min=0)
     assert resolved.kind == "resolved"
+
+
+def test_no_data_notices_one_silent_analyser_while_the_stations_others_report(conn):
+    """A station is several analysers: one that stops (its link, its pump) must not hide behind the others'
+    readings. Each active registered device is judged; the station's value is its most silent device's."""
+    sensor(conn, "S")
+    conn.execute("INSERT INTO devices (id, sensor_id, protocol, profile, variables) VALUES "
+                 "('S-pm', 'S', 'modbus', 'p', '{pm25}'), ('S-o3', 'S', 'modbus', 'p', '{o3}'), "
+                 "('S-old', 'S', 'modbus', 'p', '{no2}')")
+    conn.execute("UPDATE devices SET active = false WHERE id = 'S-old'")  # retired: not expected to report
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO measurements (time, sensor_id, variable, value, unit, flags, device_id, "
+                        "received_at) VALUES (%s, 'S', %s, 1.0, 'µg/m³', 0, %s, %s)",
+                        [(T0 + i * MIN, "pm25", "S-pm", T0 + i * MIN) for i in range(45)]  # reports on
+                        + [(T0 + i * MIN, "o3", "S-o3", T0 + i * MIN) for i in range(5)])  # silent from 08:04
+    rule = RULES["no-data"]
+    (value,) = equipment_values(conn, rule, T0 + 45 * MIN)
+    assert (value.sensor_id, value.device_id, value.minutes) == ("S", "S-o3", 41.0)
+    (raised,) = evaluate_alerts(conn, T0 + 45 * MIN, [rule], tz=BOGOTA, escalate_after_min=0)
+    assert (raised.sensor_id, raised.level, raised.value) == ("S", "silent", 41.0)
+    note = conn.execute("SELECT note FROM alert_events ORDER BY id").fetchone()[0]
+    assert "device S-o3: last reading 2026-03-01 08:04" in note
