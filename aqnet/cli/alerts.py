@@ -13,19 +13,17 @@ nothing and sends nothing.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
 import psycopg
 from psycopg import AsyncConnection
 
+from aqnet.cli.db_context import DbContext
 from aqnet.cli.options import database_options, database_target
 from aqnet.cli.render import render_table
 from aqnet.cli.times import parse_time
@@ -39,8 +37,8 @@ T = TypeVar("T")
 OFFICER_HELP = "an officer's API token (`aqnet tokens create --role officer`); default: $AQNET_TOKEN"
 
 
-@dataclass(frozen=True, slots=True)
-class _Ctx:
+@dataclass(frozen=True)
+class _Ctx(DbContext):
     """Where the database is, the network's time zone, the settings (when --config is given), how to print."""
 
     url: str
@@ -48,28 +46,11 @@ class _Ctx:
     settings: Settings | None
     as_json: bool
 
-    def fail(self, code: str, message: str) -> NoReturn:
-        if self.as_json:
-            click.echo(json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False, indent=2))
-            sys.exit(1)
-        raise click.ClickException(message)
-
-    def run(self, work: Callable[[AsyncConnection[Any]], Coroutine[Any, Any, T]]) -> T:
+    @property
+    def refusals(self) -> tuple[type[Exception], ...]:  # type: ignore[override]
         from storage.alerts_store import AlertError
 
-        async def go() -> T:
-            async with await AsyncConnection.connect(self.url, autocommit=True) as conn:
-                return await work(conn)
-
-        try:
-            return asyncio.run(go())
-        except AlertError as exc:
-            self.fail(exc.code, exc.message)
-        except psycopg.OperationalError as exc:
-            raise click.ClickException(redact(f"cannot use the database at {self.url}: {exc}")) from None
-
-    def echo(self, data: Any, text: str) -> None:
-        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str) if self.as_json else text)
+        return (AlertError,)
 
 
 def _ctx(url: str | None, config_path: Path | None, var_dir: Path, as_json: bool) -> _Ctx:

@@ -13,23 +13,18 @@ role, via "cli". Times without a UTC offset are in the network's time zone. The 
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
-from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import click
-import psycopg
 from psycopg import AsyncConnection
 
+from aqnet.cli.db_context import DbContext
 from aqnet.cli.options import database_options, database_target
 from aqnet.cli.render import render_table
 from aqnet.cli.times import parse_time
 from ingest.validation import REASONS, DecisionError, Period, Scope
-from sensors.redact import redact
 
 __all__ = ["alert_record_command", "publication_command", "validation"]
 
@@ -38,35 +33,15 @@ VALIDATOR_HELP = ("a technician's or officer's API token (`aqnet tokens create -
                   "default: $AQNET_TOKEN")
 
 
-class _Ctx:
+class _Ctx(DbContext):
     """Where the database is, the network's time zone, how to print."""
 
     def __init__(self, url: str | None, config_path: Path | None, var_dir: Path, as_json: bool) -> None:
-        target = database_target(url, config_path, var_dir)
-        self.url, self.tz, self.as_json = target.url, target.tz, as_json
-
-    def fail(self, code: str, message: str) -> NoReturn:
-        if self.as_json:
-            click.echo(json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False, indent=2))
-            sys.exit(1)
-        raise click.ClickException(message)
-
-    def run(self, work: Callable[[AsyncConnection[Any]], Coroutine[Any, Any, T]]) -> T:
         from storage.validation import DecisionRefused
 
-        async def go() -> T:
-            async with await AsyncConnection.connect(self.url, autocommit=True) as conn:
-                return await work(conn)
-
-        try:
-            return asyncio.run(go())
-        except DecisionRefused as exc:
-            self.fail(exc.code, exc.message)
-        except psycopg.OperationalError as exc:
-            raise click.ClickException(redact(f"cannot use the database at {self.url}: {exc}")) from None
-
-    def echo(self, data: Any, text: str) -> None:
-        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str) if self.as_json else text)
+        target = database_target(url, config_path, var_dir)
+        self.url, self.tz, self.as_json = target.url, target.tz, as_json
+        self.refusals = (DecisionRefused,)
 
 
 def _common(f: Any) -> Any:

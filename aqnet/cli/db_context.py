@@ -1,0 +1,66 @@
+"""The database context of the CLI's database commands (`aqnet alerts`, `aqnet validation`): where the database
+is, how to print, how a refusal ends the command. Shell (click); I/O.
+
+`run(work)` opens an autocommit connection, awaits `work(conn)` and closes it; a refusal of one of the
+`refusals` types (errors with `code` and `message`) exits 1 with `{"error": {"code", "message"}}` under `--json`
+or the message otherwise; an unreachable database exits 1 naming it (password redacted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn, Protocol, TypeVar
+
+import click
+import psycopg
+from psycopg import AsyncConnection
+
+from sensors.redact import redact
+
+__all__ = ["DbContext", "Refusal"]
+
+T = TypeVar("T")
+
+
+class Refusal(Protocol):
+    """An error a command reports as refused: a short code and a sentence."""
+
+    code: str
+    message: str
+
+
+class DbContext:
+    """`url` and `as_json`, with `fail`, `run` and `echo` (see the module docstring)."""
+
+    url: str
+    as_json: bool
+    #: the exception types `run` reports as refusals (each has `code` and `message`)
+    refusals: tuple[type[Exception], ...] = ()
+
+    def fail(self, code: str, message: str) -> NoReturn:
+        """Exit 1: the error as JSON under `--json`, else click's message."""
+        if self.as_json:
+            click.echo(json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False, indent=2))
+            sys.exit(1)
+        raise click.ClickException(message)
+
+    def run(self, work: Callable[[AsyncConnection[Any]], Coroutine[Any, Any, T]]) -> T:
+        """Run `work` on a fresh autocommit connection; refusals and an unreachable database exit 1."""
+        async def go() -> T:
+            async with await AsyncConnection.connect(self.url, autocommit=True) as conn:
+                return await work(conn)
+
+        try:
+            return asyncio.run(go())
+        except self.refusals as exc:
+            refusal: Any = exc
+            self.fail(refusal.code, refusal.message)
+        except psycopg.OperationalError as exc:
+            raise click.ClickException(redact(f"cannot use the database at {self.url}: {exc}")) from None
+
+    def echo(self, data: Any, text: str) -> None:
+        """`data` as JSON under `--json`, else `text`."""
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str) if self.as_json else text)
