@@ -36,7 +36,15 @@ import psycopg
 from psycopg import sql
 
 from alerts.settings import AlertsSettings, MqttChannel, SchedulerSettings
-from aqnet.config import ApiListener, HttpSettings, IntakeListener, InternalListener, Settings, settings_to_yaml
+from aqnet.config import (
+    ApiListener,
+    HttpSettings,
+    IntakeListener,
+    InternalListener,
+    PublicListener,
+    Settings,
+    settings_to_yaml,
+)
 from aqnet.localstack.mosquitto import MosquittoBroker
 from aqnet.localstack.ports import PortBook
 from aqnet.localstack.timescale import GRAFANA_LOGIN, TimescaleCluster
@@ -245,7 +253,8 @@ def run_up(opts: UpOptions) -> int:
             storage=StorageSettings(spool_dir=str(spool_dir)),
             http=HttpSettings(internal=InternalListener(port=http_port),
                               intake=IntakeListener(port=ports.port("http-intake")),
-                              api=ApiListener(port=ports.port("http-api"))),
+                              api=ApiListener(port=ports.port("http-api")),
+                              public=PublicListener(port=ports.port("http-public"))),
             scheduler=SchedulerSettings(averages_every_s=averages_every_s(scenario.speed)),
             clock=clock,
             # alerts are evaluated and kept in the database; their state is published, retained, on the local
