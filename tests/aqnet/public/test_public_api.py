@@ -55,7 +55,8 @@ def test_answers_without_a_login_and_refuses_every_write(registered: str) -> Non
         assert found["meta"]["found"] == len(network) == len(found["results"])
         by_id = {loc["id"]: loc for loc in found["results"]}
         station = by_id["KEN"]
-        assert (station["isReference"], station["indicative"], station["coordinatesPrecision"]) == (True, False, "exact")
+        assert (station["isReference"], station["indicative"], station["coordinatesPrecision"]) == (True, False,
+                                                                                                  "exact")
         assert "pm25" in [s["parameter"]["id"] for s in station["sensors"]]
         registered_ken = next(s for s in network if s.id == "KEN")
         assert station["coordinates"]["latitude"] == registered_ken.lat
