@@ -73,7 +73,7 @@ def assert_provenance(value: dict[str, Any], *, label: str, optional: tuple[str,
 
 async def _decide(harness: AlertHarness, database_url: str) -> tuple[int, int]:
     async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
-        validated = await decide(conn, "validate", scope=Scope(SENSOR, None, "pm25"),
+        await decide(conn, "validate", scope=Scope(SENSOR, None, "pm25"),
                                  period=Period(harness.end_of(VALIDATED[0]), harness.end_of(VALIDATED[1])),
                                  actor="tec-ana", role="technician", via="api", now=harness.now)
         invalidated = await decide(conn, "invalidate", scope=Scope(SENSOR, DEVICE, "pm25"),
