@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.responses import Response
 
@@ -29,9 +30,11 @@ _TIME = Query(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d
 
 Format = Annotated[Literal["json", "csv"] | None, Query(description="json (default) or csv; or Accept: text/csv")]
 PageNo = Annotated[int, Query(ge=1, le=100_000, description="page number, from 1")]
-LocationId = Annotated[str, Path(pattern=ID_PATTERN, description="the location's id (aqnet's sensor id)")]
+LocationId = Annotated[str, Path(pattern=ID_PATTERN, description="the location's id (aqnet's sensor id)",
+                                 examples=["KEN"])]
 LocationFilter = Annotated[str | None, Query(pattern=ID_PATTERN, description="only this location")]
-ParameterCode = Annotated[str, Path(pattern=PARAMETER_PATTERN, description="the variable's code, e.g. pm25")]
+ParameterCode = Annotated[str, Path(pattern=PARAMETER_PATTERN, description="the variable's code, e.g. pm25",
+                                    examples=["pm25"])]
 ParameterFilter = Annotated[str | None, Query(pattern=PARAMETER_PATTERN, description="only this variable")]
 TimeFrom = Annotated[str | None, _TIME]
 TimeTo = Annotated[str | None, _TIME]
@@ -69,24 +72,28 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+def _invalid(name: str, message: str) -> RequestValidationError:
+    """A 422 shaped as FastAPI's own (`detail`: a list of {loc, msg, type}), naming the query parameter."""
+    return RequestValidationError([{"loc": ("query", name), "msg": f"{name}: {message}", "type": "value_error"}])
+
+
 def _time(name: str, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
         return datetime.fromisoformat(value)
     except ValueError:
-        raise HTTPException(422, f"{name}: expected an RFC 3339 time such as 2026-05-01T08:00:00-05:00, "
-                                 f"got {value!r}") from None
+        raise _invalid(name, f"expected an RFC 3339 time such as 2026-05-01T08:00:00-05:00, got {value!r}") from None
 
 
 def _range(ctx: PublicContext, start: str | None, end: str | None, default: timedelta) -> tuple[datetime, datetime]:
     to = _time("datetime_to", end) or ctx.clock()
     since = _time("datetime_from", start) or to - default
     if since >= to:
-        raise HTTPException(422, f"datetime_from ({since.isoformat()}) must be before datetime_to ({to.isoformat()})")
+        raise _invalid("datetime_from", f"{since.isoformat()} must be before datetime_to ({to.isoformat()})")
     if to - since > timedelta(days=ctx.public.max_range_days):
-        raise HTTPException(422, f"datetime_from..datetime_to spans more than {ctx.public.max_range_days} days; "
-                                 "ask in several ranges")
+        raise _invalid("datetime_from", f"datetime_from..datetime_to spans more than {ctx.public.max_range_days} "
+                                        "days; ask in several ranges")
     return since, to
 
 
@@ -105,7 +112,7 @@ def public_router(ctx: PublicContext) -> APIRouter:
         if not found:
             raise HTTPException(404, f"location {location_id!r}: no such location (see {PREFIX}/locations)")
 
-    @r.get("/about", operation_id="about", response_model=About, responses=_responses())
+    @r.get("/about", operation_id="about", response_model=models.Page[About], responses=_responses())
     async def about(request: Request) -> Response:
         """The publisher, licence, contact, time convention and the resources of this API."""
         body = About(name=API_NAME, license=ctx.licence, publisher=ctx.publisher, contact=ctx.open_data.contact_email,
