@@ -1,5 +1,5 @@
-"""The public open-data API's records, named as OpenAQ v3 names them where it has a name (camelCase in JSON), and
-the shaping of `storage.public_read` rows into them. Shell (pydantic), pure: no I/O.
+"""The public open-data API's records, named as OpenAQ v3 names them where it has a name (camelCase in JSON). Shell
+(pydantic), pure: no I/O; `aqnet.public.shape` makes them from `storage.public_read` rows.
 
 Every value carries its provenance (`ValueProvenance`): `unit`, the `parameter` (id, name, units), the `period`
 it stands for (`datetimeFrom`, `datetimeTo` in UTC and the network's local time, `convention`
@@ -12,42 +12,64 @@ it stands for (`datetimeFrom`, `datetimeTo` in UTC and the network's local time,
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
-from zoneinfo import ZoneInfo
+from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from ingest.validation import VALIDITY_URI, VERIFICATION_URI, Validity, Verification
-from sensors.variables import VARIABLES
-from storage.alerts_store import Exceedance
-
-__all__ = ["CONVENTION", "AlertRecordEvent", "ExceedanceCount", "ExceedancePeriod", "IndexValue", "LatestValue",
-           "Location", "Meta", "Page", "ValueProvenance", "alert_event", "average", "exceedance_count",
-           "exceedance_period", "index_value", "latest_value", "location"]
+__all__ = [
+    "CONVENTION",
+    "ISO_INTERVAL",
+    "AlertRecordEvent",
+    "Average",
+    "Calibration",
+    "Code",
+    "Coordinates",
+    "Coverage",
+    "ExceedanceCount",
+    "ExceedancePeriod",
+    "FlagInfo",
+    "IndexValue",
+    "Instant",
+    "LatestValue",
+    "Licence",
+    "Limit",
+    "Location",
+    "Meta",
+    "Model",
+    "Owner",
+    "Page",
+    "Parameter",
+    "Period",
+    "Sensor",
+    "ValueProvenance",
+]
 
 #: how every period is stamped (averages, indices and alert evidence alike)
 CONVENTION = ("period-ending: a value is stamped at datetimeTo, the END of its period, and covers "
               "[datetimeFrom, datetimeTo): the hourly value of 10:00 is the mean of 09:00 (included) to 10:00 "
               "(excluded); days are calendar days in the network's time zone")
 
-_ISO_INTERVAL = {"1h": "PT1H", "8h": "PT8H", "24h": "PT24H", "day": "P1D", "year": "P1Y", "nowcast": "PT12H"}
+ISO_INTERVAL = {"1h": "PT1H", "8h": "PT8H", "24h": "PT24H", "day": "P1D", "year": "P1Y", "nowcast": "PT12H"}
 
 T = TypeVar("T")
 
 
-class _Model(BaseModel):
+class Model(BaseModel):
+    """The base of every record: camelCase names in JSON (OpenAQ's), frozen."""
+
+
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
-class Instant(_Model):
+class Instant(Model):
     """One instant in UTC and in the network's local time (RFC 3339 with the offset)."""
 
     utc: datetime
     local: datetime
 
 
-class Period(_Model):
+class Period(Model):
     """The period a value stands for."""
 
     label: str  #: 1h, day, 8h, 24h, nowcast, year
@@ -57,7 +79,7 @@ class Period(_Model):
     datetime_to: Instant
 
 
-class Coverage(_Model):
+class Coverage(Model):
     """How much of the period valid data covered; `complete` = the completeness rule is met."""
 
     percent_coverage: float | None
@@ -69,7 +91,7 @@ class Coverage(_Model):
     datetime_to: Instant
 
 
-class Code(_Model):
+class Code(Model):
     """A code of an e-Reporting vocabulary (Decision 2011/850/EU) with its label."""
 
     code: int
@@ -77,21 +99,21 @@ class Code(_Model):
     vocabulary: str
 
 
-class FlagInfo(_Model):
+class FlagInfo(Model):
     """The QC flags (ingest.reading.QC) set on any reading behind the value, by name."""
 
     has_flags: bool
     flags: list[str]
 
 
-class Calibration(_Model):
+class Calibration(Model):
     """The calibration version: the `calibrations.id`s applied to the readings behind the value ([]: none)."""
 
     calibrated: bool
     ids: list[int]
 
 
-class Parameter(_Model):
+class Parameter(Model):
     """A variable of aqnet's vocabulary (sensors.variables)."""
 
     id: str
@@ -100,14 +122,14 @@ class Parameter(_Model):
     display_name: str
 
 
-class Coordinates(_Model):
+class Coordinates(Model):
     """WGS84 decimal degrees (rounded to 0.01° when the location is published coarse)."""
 
     latitude: float
     longitude: float
 
 
-class ValueProvenance(_Model):
+class ValueProvenance(Model):
     """What every public value carries (the module docstring)."""
 
     value: float | None
@@ -136,7 +158,7 @@ class Average(ValueProvenance):
     locations_id: str
 
 
-class Limit(_Model):
+class Limit(Model):
     """A limit of the norm (Res. 2254/2017 Art. 2 Tabla 1, `norm_limits`)."""
 
     value: float
@@ -176,7 +198,7 @@ class ExceedanceCount(ValueProvenance):
     limit: Limit
 
 
-class AlertRecordEvent(_Model):
+class AlertRecordEvent(Model):
     """One transition of an alert as the public may see it (alert_record): the actor's role unless names are
     shown; the evidence's provenance when the alert evaluated a period (None for equipment alerts)."""
 
@@ -208,14 +230,14 @@ class AlertRecordEvent(_Model):
     indicative: bool | None
 
 
-class Owner(_Model):
+class Owner(Model):
     """An institution."""
 
     name: str
     url: str | None = None
 
 
-class Licence(_Model):
+class Licence(Model):
     """The data's licence (SPDX id) and whom to credit."""
 
     id: str
@@ -223,7 +245,7 @@ class Licence(_Model):
     attribution: Owner
 
 
-class Sensor(_Model):
+class Sensor(Model):
     """A variable a location measures (OpenAQ's sensor: one location and one parameter)."""
 
     id: str  #: "<location id>:<parameter id>"
@@ -231,7 +253,7 @@ class Sensor(_Model):
     parameter: Parameter
 
 
-class Location(_Model):
+class Location(Model):
     """A measuring point: a reference station or a microsensor."""
 
     id: str
@@ -254,7 +276,7 @@ class Location(_Model):
     licenses: list[Licence]
 
 
-class Meta(_Model):
+class Meta(Model):
     """Who publishes the data, under which licence, and where this page is in the whole."""
 
     name: str
@@ -269,157 +291,8 @@ class Meta(_Model):
     next: str | None
 
 
-class Page(_Model, Generic[T]):
+class Page(Model, Generic[T]):
     """One page of results with its metadata."""
 
     meta: Meta
     results: list[T]
-
-
-# ------------------------------------------------------------------------------------------------- shaping
-
-
-def instant(t: datetime, zone: ZoneInfo) -> Instant:
-    """`t` in UTC and in `zone`."""
-    return Instant(utc=t.astimezone(ZoneInfo("UTC")), local=t.astimezone(zone))
-
-
-def parameter(code: str, unit: str | None = None) -> Parameter:
-    """The vocabulary's entry for `code` (unknown codes keep their code as name)."""
-    v = VARIABLES.get(code)
-    return Parameter(id=code, name=code, units=unit or (v.unit if v else ""), display_name=v.name if v else code)
-
-
-def _period(label: str, start: datetime, end: datetime, zone: ZoneInfo) -> Period:
-    return Period(label=label, interval=_ISO_INTERVAL.get(label, f"PT{int((end - start).total_seconds())}S"),
-                  datetime_from=instant(start, zone), datetime_to=instant(end, zone))
-
-
-def _coverage(fraction: float | None, observed: int | None, expected: int | None, complete: bool | None,
-              start: datetime, end: datetime, zone: ZoneInfo) -> Coverage:
-    return Coverage(percent_coverage=None if fraction is None else round(fraction * 100, 3), fraction=fraction,
-                    observed_count=observed, expected_count=expected, complete=complete,
-                    datetime_from=instant(start, zone), datetime_to=instant(end, zone))
-
-
-def _validity(valid: bool | None) -> Code | None:
-    if valid is None:
-        return None
-    v = Validity.VALID if valid else Validity.NOT_VALID
-    return Code(code=int(v), label=v.label, vocabulary=VALIDITY_URI)
-
-
-def _verification(verified: bool | None) -> Code:
-    v = Verification.VERIFIED if verified else Verification.NOT_VERIFIED
-    return Code(code=int(v), label=v.label, vocabulary=VERIFICATION_URI)
-
-
-def _evidence(row: dict[str, Any]) -> dict[str, Any]:
-    names = list(row.get("flag_names") or [])
-    ids = [int(i) for i in row.get("calibration_ids") or []]
-    return {"verification": _verification(row.get("verified")),
-            "flag_info": FlagInfo(has_flags=bool(names), flags=names),
-            "calibration": Calibration(calibrated=bool(ids), ids=ids)}
-
-
-def _reference(row: dict[str, Any]) -> dict[str, Any]:
-    return {"is_reference": row.get("kind") == "station", "indicative": row.get("kind") != "station"}
-
-
-def average(row: dict[str, Any], zone: ZoneInfo) -> Average:
-    """An `averages_page` row."""
-    start, end = row["period_start"], row["period_end"]
-    return Average(value=row["value"], unit=row["unit"], parameter=parameter(row["variable"], row["unit"]),
-                   period=_period(row["period"], start, end, zone),
-                   coverage=_coverage(row["coverage"], row["samples"], None, row["valid"], start, end, zone),
-                   validity=_validity(row["valid"]), locations_id=row["sensor_id"], **_evidence(row),
-                   **_reference(row))
-
-
-def latest_value(row: dict[str, Any], zone: ZoneInfo) -> LatestValue:
-    """A `latest_values_page` row."""
-    base = average(row, zone).model_dump()
-    return LatestValue(**base, datetime=instant(row["period_end"], zone))
-
-
-def exceedance_period(row: dict[str, Any], zone: ZoneInfo) -> ExceedancePeriod:
-    """An `exceedance_periods_page` row (limits are µg/m³ at 25 °C and 760 mmHg, `norm_limits`)."""
-    base = average(row, zone).model_dump()
-    return ExceedancePeriod(**base, limit=Limit(value=row["limit_ugm3"], units=row["unit"], period=row["period"],
-                                                source=row["source"]))
-
-
-def index_value(row: dict[str, Any], zone: ZoneInfo) -> IndexValue:
-    """A `latest_indices_page` row: coverage = valid hourly averages of the 12 the NowCast weighs."""
-    start, end = row["period_start"], row["period_end"]
-    hours = int(row["valid_hours"] or 0)
-    unit = "IBOCA" if row["index"] == "iboca" else "AQI"
-    return IndexValue(value=float(row["value"]), unit=unit, parameter=parameter(row["variable"]),
-                      period=_period("nowcast", start, end, zone),
-                      coverage=_coverage(hours / 12, hours, 12, True, start, end, zone),
-                      validity=_validity(True), locations_id=row["sensor_id"], index=row["index"], level=row["level"],
-                      category=row["category"], colour=row["colour"], action=row["action"],
-                      beyond_index=row["beyond_index"], concentration=row["concentration"],
-                      concentration_units=row["unit"], datetime=instant(end, zone), **_evidence(row),
-                      **_reference(row))
-
-
-def year_bounds(year: int, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """1 January 00:00 of `year` and of the next, in `zone`."""
-    return datetime(year, 1, 1, tzinfo=zone), datetime(year + 1, 1, 1, tzinfo=zone)
-
-
-def expected_periods(period: str, start: datetime, end: datetime) -> int:
-    """How many `period` (day, 1h, 8h: one per hour, rolling) averages end in (start, end]."""
-    seconds = (end - start).total_seconds()
-    return max(0, round(seconds / (86400 if period == "day" else 3600)))
-
-
-def exceedance_count(e: Exceedance, *, reference: bool, verified: bool, now: datetime,
-                     zone: ZoneInfo) -> ExceedanceCount:
-    """A yearly count; coverage = valid periods / periods ending in the year up to `now`."""
-    start, end = year_bounds(e.year, zone)
-    expected = expected_periods(e.period, start, min(end, max(start, now)))
-    fraction = min(1.0, e.valid_periods / expected) if expected else None
-    return ExceedanceCount(value=float(e.exceedances), unit="count", parameter=parameter(e.variable),
-                           period=_period("year", start, end, zone),
-                           coverage=_coverage(fraction, e.valid_periods, expected, None, start, end, zone),
-                           validity=_validity(True), verification=_verification(verified), flag_info=None,
-                           calibration=None, is_reference=reference, indicative=not reference,
-                           locations_id=e.sensor_id, year=e.year, valid_periods=e.valid_periods,
-                           limit=Limit(value=e.limit_ugm3, units="µg/m³", period=e.period, source=e.source))
-
-
-def alert_event(row: dict[str, Any], zone: ZoneInfo) -> AlertRecordEvent:
-    """An `alert_record_page` row; the evidence fields are None when the alert evaluated no period."""
-    start: datetime | None = row.get("period_start")
-    end: datetime | None = row.get("period_end")
-    evidence: dict[str, Any] = {"parameter": None, "period": None, "coverage": None, "validity": None,
-                                "verification": None, "flag_info": None, "calibration": None}
-    if start is not None and end is not None and row.get("variable") is not None:
-        evidence = {"parameter": parameter(row["variable"], row.get("unit")),
-                    "period": _period(row.get("period") or "", start, end, zone),
-                    "coverage": _coverage(row.get("coverage"), row.get("samples"), None, row.get("valid"), start, end,
-                                          zone),
-                    "validity": _validity(row.get("valid")), **_evidence(row)}
-    kind = row.get("sensor_kind")
-    return AlertRecordEvent(
-        alert_id=row["alert_id"], event_id=row["event_id"], datetime=instant(row["time"], zone), kind=row["kind"],
-        level=row["level"],
-        from_level=row["from_level"], severity=row["severity"], actor=row["actor"], actor_role=row["actor_role"],
-        via=row["via"], decision_id=row["decision_id"], note=row["note"], locations_id=row["sensor_id"],
-        threshold=row["threshold"], source=row["source"], value=row["value"], unit=row["unit"],
-        is_reference=None if kind is None else kind == "station", indicative=row.get("indicative"), **evidence)
-
-
-def location(row: dict[str, Any], *, zone: ZoneInfo, licence: Licence, publisher: Owner) -> Location:
-    """A `locations_page` row."""
-    reference = row["kind"] == "station"
-    return Location(
-        id=row["id"], name=row["name"], locality=row["locality"], timezone=zone.key, kind=row["kind"],
-        is_monitor=reference, is_reference=reference, indicative=not reference, is_mobile=row["mobile"],
-        lifecycle=row["lifecycle"], owner=Owner(name=row["operator"]), provider=publisher,
-        coordinates=Coordinates(latitude=row["lat"], longitude=row["lon"]),
-        coordinates_precision=row["location_publication"], address=row["address"], elevation=row["elevation_m"],
-        sensors=[Sensor(id=f"{row['id']}:{code}", name=code, parameter=parameter(code)) for code in row["parameters"]],
-        licenses=[licence])

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from aqnet.public import models
+from aqnet.public import models, shape
 from aqnet.public.context import API_NAME, PREFIX, PublicContext
 from aqnet.public.formats import CSV_MEDIA_TYPE
 from storage import public_read
@@ -46,7 +46,7 @@ class PublicError(BaseModel):
     detail: str
 
 
-class About(models._Model):  # noqa: SLF001 - the same camelCase configuration
+class About(models.Model):
     """Who publishes this data, under which licence, and how to read it."""
 
     name: str
@@ -139,7 +139,7 @@ def public_router(ctx: PublicContext) -> APIRouter:
         async with ctx.pool.connection() as conn:
             rows, found = await public_read.locations_page(conn, limit=limit, offset=_offset(page, limit), kind=kind,
                                                            locality=locality)
-        results = [models.location(row, zone=ctx.zone, licence=ctx.licence, publisher=ctx.publisher) for row in rows]
+        results = [shape.location(row, zone=ctx.zone, licence=ctx.licence, publisher=ctx.publisher) for row in rows]
         return ctx.page(request, results, page=page, limit=limit, found=found, max_age_s=p.catalogue_max_age_s,
                         fmt=format)
 
@@ -151,7 +151,7 @@ def public_router(ctx: PublicContext) -> APIRouter:
             rows, found = await public_read.locations_page(conn, limit=1, location_id=locations_id)
         if not rows:
             raise HTTPException(404, f"location {locations_id!r}: no such location (see {PREFIX}/locations)")
-        results = [models.location(rows[0], zone=ctx.zone, licence=ctx.licence, publisher=ctx.publisher)]
+        results = [shape.location(rows[0], zone=ctx.zone, licence=ctx.licence, publisher=ctx.publisher)]
         return ctx.page(request, results, page=1, limit=1, found=found, max_age_s=p.catalogue_max_age_s, fmt=format)
 
     @r.get("/latest", operation_id="list_latest", response_model=models.Page[models.LatestValue],
@@ -162,7 +162,7 @@ def public_router(ctx: PublicContext) -> APIRouter:
         async with ctx.pool.connection() as conn:
             rows, found = await public_read.latest_values_page(conn, limit=limit, offset=_offset(page, limit),
                                                                location_id=locations_id, variable=parameter)
-        return ctx.page(request, [models.latest_value(row, ctx.zone) for row in rows], page=page, limit=limit,
+        return ctx.page(request, [shape.latest_value(row, ctx.zone) for row in rows], page=page, limit=limit,
                         found=found, max_age_s=p.latest_max_age_s, fmt=format)
 
     @r.get("/indices/latest", operation_id="list_latest_indices", response_model=models.Page[models.IndexValue],
@@ -176,7 +176,7 @@ def public_router(ctx: PublicContext) -> APIRouter:
         async with ctx.pool.connection() as conn:
             rows, found = await public_read.latest_indices_page(conn, limit=limit, offset=_offset(page, limit),
                                                                 location_id=locations_id, index=index)
-        return ctx.page(request, [models.index_value(row, ctx.zone) for row in rows], page=page, limit=limit,
+        return ctx.page(request, [shape.index_value(row, ctx.zone) for row in rows], page=page, limit=limit,
                         found=found, max_age_s=p.latest_max_age_s, fmt=format)
 
     async def _averages(request: Request, period: str, default: timedelta, locations_id: str, parameter: str,
@@ -186,7 +186,7 @@ def public_router(ctx: PublicContext) -> APIRouter:
         async with ctx.pool.connection() as conn:
             rows, found = await public_read.averages_page(conn, locations_id, parameter, period, start=since, end=to,
                                                           limit=limit, offset=_offset(page, limit))
-        return ctx.page(request, [models.average(row, ctx.zone) for row in rows], page=page, limit=limit,
+        return ctx.page(request, [shape.average(row, ctx.zone) for row in rows], page=page, limit=limit,
                         found=found, max_age_s=p.history_max_age_s, fmt=fmt)
 
     @r.get("/locations/{locations_id}/parameters/{parameter}/hours", operation_id="list_hours",
@@ -220,11 +220,11 @@ def public_router(ctx: PublicContext) -> APIRouter:
             counts = await public_read.exceedance_counts(conn, tz=ctx.zone.key, year=year, location_id=locations_id,
                                                          variable=parameter)
             chosen = counts[_offset(page, limit):_offset(page, limit) + limit]
-            bounds = [models.year_bounds(e.year, ctx.zone) for e, _ in chosen]
+            bounds = [shape.year_bounds(e.year, ctx.zone) for e, _ in chosen]
             verified = await public_read.verified_periods(
                 conn, [(e.sensor_id, e.variable, s, t) for (e, _), (s, t) in zip(chosen, bounds, strict=True)])
         now = ctx.clock()
-        results = [models.exceedance_count(e, reference=ref, verified=v, now=now, zone=ctx.zone)
+        results = [shape.exceedance_count(e, reference=ref, verified=v, now=now, zone=ctx.zone)
                    for (e, ref), v in zip(chosen, verified, strict=True)]
         return ctx.page(request, results, page=page, limit=limit, found=len(counts), max_age_s=p.history_max_age_s,
                         fmt=format)
@@ -242,7 +242,7 @@ def public_router(ctx: PublicContext) -> APIRouter:
             rows, found = await public_read.exceedance_periods_page(
                 conn, start=since, end=to, limit=limit, offset=_offset(page, limit), location_id=locations_id,
                 variable=parameter)
-        return ctx.page(request, [models.exceedance_period(row, ctx.zone) for row in rows], page=page, limit=limit,
+        return ctx.page(request, [shape.exceedance_period(row, ctx.zone) for row in rows], page=page, limit=limit,
                         found=found, max_age_s=p.history_max_age_s, fmt=format)
 
     @r.get("/alerts/record", operation_id="list_alert_record", response_model=models.Page[models.AlertRecordEvent],
@@ -259,7 +259,7 @@ def public_router(ctx: PublicContext) -> APIRouter:
             rows, found = await public_read.alert_record_page(
                 conn, show_names=p.show_names, limit=limit, offset=_offset(page, limit), alert_id=alert_id,
                 location_id=locations_id, start=since, end=to)
-        return ctx.page(request, [models.alert_event(row, ctx.zone) for row in rows], page=page, limit=limit,
+        return ctx.page(request, [shape.alert_event(row, ctx.zone) for row in rows], page=page, limit=limit,
                         found=found, max_age_s=p.history_max_age_s, fmt=format)
 
     return r

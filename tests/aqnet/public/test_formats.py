@@ -17,7 +17,7 @@ from starlette.requests import Request
 from aqnet.config import ConfigError, settings_from_dict
 from aqnet.http.limits import RequestLimiter
 from aqnet.public.formats import answer, csv_text, flatten, wants_csv
-from aqnet.public.models import expected_periods, year_bounds
+from aqnet.public.shape import expected_periods, year_bounds
 from ingest.reading import QC
 from storage.public_read import flag_names
 
