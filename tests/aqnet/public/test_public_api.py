@@ -13,6 +13,8 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from aqnet.config import PublicSettings
+from aqnet.localstack import free_port
+from aqnet.public import create_public_app
 from sensors.network import bundled_network
 from storage.registry import upsert_registry
 from tests.aqnet.public.public_server import OPEN_DATA, public_server
@@ -119,3 +121,19 @@ def test_bad_requests_name_what_is_wrong(registered: str) -> None:
                             params={"datetime_from": "2020-01-01T00:00:00Z", "datetime_to": "2026-01-01T00:00:00Z"})
         assert too_long.status_code == 422 and "366 days" in too_long.json()["detail"][0]["msg"]
         assert http.get("/v1/latest", params={"limit": 100_000}).status_code == 422
+
+
+async def test_a_database_that_does_not_answer_is_a_503_with_retry_after() -> None:
+    # nothing listens on this port: the pool never gets a connection, and the request waits at most its timeout
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(f"postgresql://aqnet@127.0.0.1:{free_port()}/aqnet",
+                                                         min_size=1, max_size=1, timeout=1.0, open=False)
+    await pool.open(wait=False)
+    try:
+        app = create_public_app(pool)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://public") as http:
+            answer = await http.get("/v1/locations")
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"] == "30" and "retry later" in answer.json()["detail"]
+            assert (await http.get("/v1/about")).status_code == 200  # what needs no database still answers
+    finally:
+        await pool.close()

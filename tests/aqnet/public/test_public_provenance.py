@@ -16,6 +16,7 @@ import httpx
 import pytest
 from psycopg import AsyncConnection
 
+from aqnet.config import PublicSettings
 from ingest.validation import VALIDITY_URI, VERIFICATION_URI, Period, Scope
 from storage.publication import set_publication
 from storage.validation import decide
@@ -108,6 +109,13 @@ async def test_every_public_value_carries_its_provenance(database_url: str) -> N
         with public_server(database_url, clock=lambda: now) as base:
             async with httpx.AsyncClient(base_url=base, timeout=60) as http:
                 await _check_all(http, harness, invalidation, calibration)
+        # the operator may publish who acted (public.show_names): the record then names the technician
+        named = PublicSettings(requests_per_minute=100_000, show_names=True)
+        with public_server(database_url, public=named, clock=lambda: now) as base:
+            async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+                record = await _get(http, "/v1/alerts/record", locations_id=SENSOR)
+        event = next(e for e in record if e["kind"] == "evidence_invalidated")
+        assert (event["actor"], event["actorRole"]) == ("tec-ana", "technician")
 
 
 async def _get(http: httpx.AsyncClient, path: str, **params: Any) -> list[dict[str, Any]]:
