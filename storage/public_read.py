@@ -90,7 +90,8 @@ async def _page(conn: AsyncConnection[Any], query: str, count: str, params: Mapp
 
 _LOCATIONS_WHERE = """
 WHERE (%(id)s::text IS NULL OR l.id = %(id)s::text) AND (%(kind)s::text IS NULL OR l.kind = %(kind)s::text)
-  AND (%(locality)s::text IS NULL OR l.locality = %(locality)s::text) AND s.lifecycle <> 'retired'"""
+  AND (%(locality)s::text IS NULL OR l.locality = %(locality)s::text)
+  AND (%(lifecycle)s::text IS NULL OR s.lifecycle = %(lifecycle)s::text)"""
 
 _LOCATIONS = f"""
 SELECT l.id, l.name, l.kind, l.locality, l.operator, l.location_publication, l.lat, l.lon, l.address,
@@ -104,10 +105,12 @@ ORDER BY l.id LIMIT %(limit)s OFFSET %(offset)s"""
 
 
 async def locations_page(conn: AsyncConnection[Any], *, limit: int, offset: int = 0, location_id: str | None = None,
-                         kind: str | None = None, locality: str | None = None) -> tuple[list[dict[str, Any]], int]:
-    """The catalogue: sensors not retired, at their publishable location, with the variables their active
-    devices measure (`parameters`), by id."""
-    params = {"id": location_id, "kind": kind, "locality": locality, "limit": limit, "offset": offset}
+                         kind: str | None = None, locality: str | None = None, lifecycle: str | None = None
+                         ) -> tuple[list[dict[str, Any]], int]:
+    """The catalogue: every sensor (retired ones too: their history stays public; `lifecycle` says), at its
+    publishable location, with the variables its active devices measure (`parameters`), by id."""
+    params = {"id": location_id, "kind": kind, "locality": locality, "lifecycle": lifecycle, "limit": limit,
+              "offset": offset}
     count = ("SELECT count(*) AS n FROM sensors_public_location l JOIN sensors s ON s.id = l.id" + _LOCATIONS_WHERE)
     return await _page(conn, _LOCATIONS, count, params)
 
@@ -246,11 +249,11 @@ async def exceedance_periods_page(conn: AsyncConnection[Any], *, start: datetime
 async def exceedance_counts(conn: AsyncConnection[Any], *, tz: str, year: int | None = None,
                             location_id: str | None = None, variable: str | None = None
                             ) -> list[tuple[Exceedance, bool]]:
-    """The officers' yearly exceedance counts (`storage.alerts_store.exceedances`) of sensors not retired, each
-    with the sensor's kind (True: a reference station)."""
+    """The officers' yearly exceedance counts (`storage.alerts_store.exceedances`) of registered sensors, each with
+    the sensor's kind (True: a reference station)."""
     found = await exceedances(conn, tz=tz, year=year, sensor_id=location_id, variable=variable)
     async with conn.cursor() as cur:
-        await cur.execute("SELECT id, kind FROM sensors WHERE lifecycle <> 'retired'")
+        await cur.execute("SELECT id, kind FROM sensors")
         kinds = {r[0]: r[1] for r in await cur.fetchall()}
     return [(e, kinds[e.sensor_id] == "station") for e in found if e.sensor_id in kinds]
 

@@ -133,12 +133,14 @@ def public_router(ctx: PublicContext) -> APIRouter:
            responses=_responses())
     async def list_locations(request: Request, limit: Limit = 100, page: PageNo = 1, format: Format = None,  # noqa: A002
                              kind: Annotated[Literal["station", "microsensor"] | None, Query()] = None,
-                             locality: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-        """The catalogue: reference stations and microsensors (not retired), their location (coarsened where the
-        registry says so), locality, operator, what each measures, reference or indicative."""
+                             locality: Annotated[str | None, Query(max_length=200)] = None,
+                             lifecycle: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None) -> Response:
+        """The catalogue: reference stations and microsensors (retired ones too, `lifecycle` says), their location
+        (coarsened where the registry says so), locality, operator, what each measures, reference or
+        indicative."""
         async with ctx.pool.connection() as conn:
             rows, found = await public_read.locations_page(conn, limit=limit, offset=_offset(page, limit), kind=kind,
-                                                           locality=locality)
+                                                           locality=locality, lifecycle=lifecycle)
         results = [shape.location(row, zone=ctx.zone, licence=ctx.licence, publisher=ctx.publisher) for row in rows]
         return ctx.page(request, results, page=page, limit=limit, found=found, max_age_s=p.catalogue_max_age_s,
                         fmt=format)

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from aqnet.config import PublicSettings
@@ -17,6 +18,7 @@ from aqnet.localstack import free_port
 from aqnet.public import create_public_app
 from sensors.network import bundled_network
 from storage.registry import upsert_registry
+from storage.registry.edit import set_lifecycle
 from tests.aqnet.public.public_server import OPEN_DATA, public_server
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
@@ -137,3 +139,16 @@ async def test_a_database_that_does_not_answer_is_a_503_with_retry_after() -> No
             assert (await http.get("/v1/about")).status_code == 200  # what needs no database still answers
     finally:
         await pool.close()
+
+
+def test_a_retired_location_stays_in_the_catalogue_with_its_history(registered: str) -> None:
+    async def retire() -> None:
+        async with await AsyncConnection.connect(registered, autocommit=True) as conn:
+            await set_lifecycle(conn, "MS01", "retired", actor="pytest", reason="moved away")
+
+    asyncio.run(retire())
+    with public_server(registered) as base, httpx.Client(base_url=base, timeout=30) as http:
+        retired = http.get("/v1/locations", params={"lifecycle": "retired"}).json()
+        assert [(loc["id"], loc["lifecycle"]) for loc in retired["results"]] == [("MS01", "retired")]
+        assert http.get("/v1/locations/MS01/parameters/pm25/hours").status_code == 200
+        assert http.get("/v1/latest", params={"locations_id": "MS01"}).json()["meta"]["found"] == 0
