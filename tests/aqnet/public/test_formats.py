@@ -123,3 +123,35 @@ def test_public_and_open_data_settings_default_and_refuse_with_the_key() -> None
     with pytest.raises(ConfigError) as err:
         settings_from_dict({**BASE, "http": {"public": {"port": 9109}}}, "aqnet.yaml")
     assert "both listen on 127.0.0.1:9109" in str(err.value)
+
+
+async def test_a_further_router_answers_through_the_public_context_and_gate() -> None:
+    """The seam the annual compliance report plugs into: one more router, same metadata, formats and refusals."""
+    import httpx
+    from fastapi import APIRouter
+
+    from aqnet.public import PublicContext, create_public_app
+    from aqnet.public.models import Model
+
+    class Row(Model):
+        station_id: str
+        annual_mean: float
+
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/compliance/annual")
+    async def annual(request: Request) -> object:
+        """A further resource."""
+        ctx: PublicContext = request.app.state.public
+        return ctx.page(request, [Row(station_id="KEN", annual_mean=21.5)], page=1, limit=100, found=1,
+                        max_age_s=ctx.public.history_max_age_s, fmt=request.query_params.get("format"))
+
+    app = create_public_app(None, routers=[router])  # type: ignore[arg-type]  # this route reads no database
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://public") as http:
+        body = (await http.get("/v1/compliance/annual")).json()
+        assert body["results"] == [{"stationId": "KEN", "annualMean": 21.5}]
+        assert body["meta"]["license"]["id"] == "CC-BY-4.0"
+        text = (await http.get("/v1/compliance/annual", params={"format": "csv"})).text
+        assert list(csv.DictReader(io.StringIO(text))) == [{"stationId": "KEN", "annualMean": "21.5"}]
+        assert (await http.delete("/v1/compliance/annual")).status_code == 405
+    assert "/v1/compliance/annual" in app.openapi()["paths"]
