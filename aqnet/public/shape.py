@@ -88,9 +88,11 @@ def _reference(row: dict[str, Any]) -> dict[str, Any]:
 def average(row: dict[str, Any], zone: ZoneInfo) -> Average:
     """An `averages_page` row."""
     start, end = row["period_start"], row["period_end"]
+    # a day is the mean of its valid hourly averages (alerts.averaging.averages.daily_average): 23, 24 or 25 hours
+    expected = round((end - start).total_seconds() / 3600) if row["period"] == "day" else None
     return Average(value=row["value"], unit=row["unit"], parameter=parameter(row["variable"], row["unit"]),
                    period=_period(row["period"], start, end, zone),
-                   coverage=_coverage(row["coverage"], row["samples"], None, row["valid"], start, end, zone),
+                   coverage=_coverage(row["coverage"], row["samples"], expected, row["valid"], start, end, zone),
                    validity=_validity(row["valid"]), locations_id=row["sensor_id"], **_evidence(row),
                    **_reference(row))
 

@@ -173,6 +173,8 @@ async def _check_all(http: httpx.AsyncClient, h: AlertHarness, invalidation: int
         assert value["period"]["label"] == "day" and value["period"]["interval"] == "P1D"
         assert value["verification"]["code"] == 3  # a day is verified only when decisions cover all of it
     assert days[1]["flagInfo"]["flags"] == [] and days[0]["flagInfo"]["flags"] == ["SPIKE", "CALIBRATED"]
+    # a day's count is of valid hours: the second day lost the two invalidated ones
+    assert [(d["coverage"]["observedCount"], d["coverage"]["expectedCount"]) for d in days] == [(24, 24), (22, 24)]
     assert days[0]["calibration"]["ids"] == [calibration]
 
     # indices: the NowCast's 12 hours behind the current IBOCA and US AQI, the dominant pollutant
