@@ -173,7 +173,10 @@ class PublicSettings(Section):
     max_clients: Annotated[int, Field(ge=1)] = Field(default=10_000, description=(
         "Client addresses tracked by the rate limit at once (the stalest forgotten first): bounds its memory."))
     pool_size: Annotated[int, Field(ge=1)] = Field(default=2, description=(
-        "Database connections of the public API — its own pool, so public traffic never takes ingest's."))
+        "Database connections of the public API — its own pool, read-only, so public traffic never takes "
+        "ingest's."))
+    statement_timeout_s: Annotated[float, Field(gt=0)] = Field(default=30.0, description=(
+        "A public query running longer is cancelled (PostgreSQL `statement_timeout`) and answered 503."))
     max_limit: Annotated[int, Field(ge=1, le=10_000)] = Field(default=1000, description=(
         "The largest page (`limit`) a client may ask for."))
     max_range_days: Annotated[int, Field(ge=1)] = Field(default=366, description=(

@@ -85,7 +85,8 @@ async def serve_http(w: Wiring, pool: AsyncConnectionPool[Any], submitter: Intak
     public_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         s.database.url, min_size=1, max_size=s.public.pool_size, timeout=s.database.pool_timeout_s, open=False,
         kwargs={"application_name": "aqnet-public",
-                "options": "-c default_transaction_read_only=on -c statement_timeout=30000"},
+                "options": "-c default_transaction_read_only=on "
+                           f"-c statement_timeout={round(s.public.statement_timeout_s * 1000)}"},
         reconnect_timeout=s.storage.unreachable_after_s)
     await public_pool.open(wait=False)
     w.stack.push_async_callback(public_pool.close)
