@@ -23,7 +23,8 @@ from sensors.settings import ClockSettings, ModbusSettings, MqttSettings, Networ
 from storage.settings import DatabaseSettings, DeadLetterSettings, RegistrySettings, RetentionSettings, StorageSettings
 
 __all__ = ["ApiListener", "ConfigError", "HttpSettings", "IntakeListener", "InternalListener", "ListenerSettings",
-           "Settings", "SupervisionSettings", "load_settings", "settings_from_dict", "settings_to_yaml"]
+           "OpenDataSettings", "PublicListener", "PublicSettings", "Settings", "SupervisionSettings", "load_settings",
+           "settings_from_dict", "settings_to_yaml"]
 
 
 class ListenerSettings(Section):
@@ -80,20 +81,31 @@ class InternalListener(ListenerSettings):
         "scrapes here."))
 
 
+class PublicListener(ListenerSettings):
+    """The open-data listener: read-only, no login (aqnet.public); requests carry no body."""
+
+    port: Annotated[int, Field(ge=0, le=65535)] = Field(default=9111, description=(
+        "Port of the public open-data listener (`/v1/…`, no login, read-only, rate-limited per client)."))
+    max_body_bytes: Annotated[int, Field(ge=0)] = Field(default=4096, description=(
+        "A larger request body is answered 413 at once (the public API reads no body; every write is 405)."))
+
+
 _MOVED = ("http.host and http.port are replaced by one listener per audience: http.intake (devices' POSTs), "
           "http.api (the /api/v1 API) and http.internal (/metrics, /status, /healthz, /readyz, /docs); "
           "move {key} to http.internal.{key} (the metrics port) and give http.intake.port and http.api.port")
 
 
 class HttpSettings(Section):
-    """The daemon's HTTP listeners (aqnet.http): each audience on its own address. To add one (the open-data API
-    of a later issue), add a ListenerSettings field here and its app to aqnet.http.apps.LISTENERS."""
+    """The daemon's HTTP listeners (aqnet.http): each audience on its own address. To add one, add a
+    ListenerSettings field here and its app to aqnet.http.apps.LISTENERS."""
 
     intake: IntakeListener = Field(default=IntakeListener(), description=(
         "The device intake listener (`/intake/…`, HTTP basic per device)."))
     api: ApiListener = Field(default=ApiListener(), description="The API listener (`/api/v1/…`, bearer tokens).")
     internal: InternalListener = Field(default=InternalListener(), description=(
         "The internal listener (`/metrics`, `/status`, `/healthz`, `/readyz`, `/docs`, `/openapi.json`)."))
+    public: PublicListener = Field(default=PublicListener(), description=(
+        "The public open-data listener (`/v1/…`, no login, read-only; `public` has its rate and cache settings)."))
     trusted_proxies: list[str] = Field(default=[], description=(
         "IP addresses or networks of reverse proxies whose `X-Forwarded-For` / `Forwarded` names the client (for "
         "the failure limit); from any other peer these headers are ignored."))
@@ -146,6 +158,53 @@ class HttpSettings(Section):
     def listeners(self) -> dict[str, ListenerSettings]:
         """Listener name → its settings, for every listener field."""
         return {name: value for name, value in self if isinstance(value, ListenerSettings)}
+
+
+class PublicSettings(Section):
+    """The public open-data API (aqnet.public, listener `http.public`): its rate limit, paging, caching and what
+    the public alert record shows."""
+
+    show_names: bool = Field(default=False, description=(
+        "The public alert record names who acted (and shows officers' notes); false: the role only "
+        "(system, technician, officer), as `alert_record(false)`."))
+    requests_per_minute: Annotated[int, Field(ge=1)] = Field(default=120, description=(
+        "Requests per client address per minute (sliding window; `http.trusted_proxies` say who the client "
+        "is behind a proxy); beyond, 429 with `Retry-After`."))
+    max_clients: Annotated[int, Field(ge=1)] = Field(default=10_000, description=(
+        "Client addresses tracked by the rate limit at once (the stalest forgotten first): bounds its memory."))
+    pool_size: Annotated[int, Field(ge=1)] = Field(default=2, description=(
+        "Database connections of the public API — its own pool, read-only, so public traffic never takes "
+        "ingest's."))
+    statement_timeout_s: Annotated[float, Field(gt=0)] = Field(default=30.0, description=(
+        "A public query running longer is cancelled (PostgreSQL `statement_timeout`) and answered 503."))
+    max_limit: Annotated[int, Field(ge=1, le=10_000)] = Field(default=1000, description=(
+        "The largest page (`limit`) a client may ask for."))
+    max_range_days: Annotated[int, Field(ge=1)] = Field(default=366, description=(
+        "The longest `datetime_from`..`datetime_to` range of one averages request, in days."))
+    latest_max_age_s: Annotated[int, Field(ge=0)] = Field(default=60, description=(
+        "`Cache-Control: max-age` of the latest values and indices (they change each hour)."))
+    catalogue_max_age_s: Annotated[int, Field(ge=0)] = Field(default=3600, description=(
+        "`Cache-Control: max-age` of the catalogue of locations and of `/v1/about`."))
+    history_max_age_s: Annotated[int, Field(ge=0)] = Field(default=300, description=(
+        "`Cache-Control: max-age` of averages, exceedances and alert records (a validation or late data may "
+        "still change a past value)."))
+
+
+class OpenDataSettings(Section):
+    """Who publishes the open data and under which licence: served with every public answer (`/v1/about`,
+    each response's `meta`) and in the daily exports."""
+
+    licence_id: str = Field(default="CC-BY-4.0", pattern=r"^[A-Za-z0-9.+-]{1,64}$", description=(
+        "SPDX identifier of the data's licence (https://spdx.org/licenses/); the operator's choice — the default "
+        "is a placeholder to confirm."))
+    licence_url: str = Field(default="https://creativecommons.org/licenses/by/4.0/", pattern=r"^https?://\S+$",
+                             description="URL of the licence's text.")
+    publisher: str = Field(default="", max_length=200, description=(
+        "Name of the institution publishing the data (e.g. the city's environment office); empty: not stated."))
+    publisher_url: str = Field(default="", pattern=r"^(https?://\S+)?$", description=(
+        "Web site of the publisher; empty: none."))
+    contact_email: str = Field(default="", pattern=r"^([^@\s]+@[^@\s]+)?$", description=(
+        "Where users of the data write to (questions, corrections); empty: not stated."))
 
 
 class SupervisionSettings(Section):
@@ -215,6 +274,10 @@ class Settings(Section):
         "Device health: outages, uptime, completeness, flat and drift indicators, co-location."))
     zero_span: ZeroSpanSettings = Field(default=ZeroSpanSettings(), description=(
         "Scheduled zero/span checks of reference analysers and their acceptance limits."))
+    public: PublicSettings = Field(default=PublicSettings(), description=(
+        "The public open-data API (listener `http.public`): rate limit, paging, caching, alert-record names."))
+    open_data: OpenDataSettings = Field(default=OpenDataSettings(), description=(
+        "Licence, publisher and contact served with the open data (public API and daily exports)."))
 
     @model_validator(mode="after")
     def _zero_span(self) -> Settings:

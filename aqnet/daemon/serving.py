@@ -1,7 +1,7 @@
 """The daemon's start steps for what it answers: health and the HTTP listeners. Shell (aqnet), I/O.
 
 Liveness and readiness (`aqnet.health`), and the HTTP listeners (device intake, API, internal), one supervised
-uvicorn server each (`aqnet.http`)."""
+uvicorn server each (`aqnet.http`; the open-data listener's app is `aqnet.public`)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from aqnet.health import CountedSink, HealthMonitor
 from aqnet.http import LISTENERS, Authenticator, create_api_app, create_intake_app, create_internal_app, server_config
 from aqnet.http.limits import TrustedProxies
 from aqnet.metrics import ProcessesCollector
+from aqnet.public import create_public_app
 from ingest.intake import IntakeSubmitter
 from ingest.pipeline import Pipeline
 from sensors.modbus.supervisor import PollerSupervisor
@@ -80,7 +81,19 @@ async def serve_http(w: Wiring, pool: AsyncConnectionPool[Any], submitter: Intak
                                         readiness=monitor.readiness)
     if workers is not None:
         internal = refreshing(internal, workers.refresh)
-    apps = {"intake": create_intake_app(submitter.airrohr_post, auth), "api": api_app, "internal": internal}
+    # the open-data API reads on a small read-only pool of its own: public traffic never takes ingest's connections
+    public_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        s.database.url, min_size=1, max_size=s.public.pool_size, timeout=s.database.pool_timeout_s, open=False,
+        kwargs={"application_name": "aqnet-public",
+                "options": "-c default_transaction_read_only=on "
+                           f"-c statement_timeout={round(s.public.statement_timeout_s * 1000)}"},
+        reconnect_timeout=s.storage.unreachable_after_s)
+    await public_pool.open(wait=False)
+    w.stack.push_async_callback(public_pool.close)
+    public = create_public_app(public_pool, public=s.public, open_data=s.open_data, tz_name=s.network.timezone,
+                               trusted_proxies=TrustedProxies(s.http.trusted_proxies), clock=w.clock)
+    apps = {"intake": create_intake_app(submitter.airrohr_post, auth), "api": api_app, "internal": internal,
+            "public": public}
     listeners = s.http.listeners()
     assert set(listeners) == set(apps) == set(LISTENERS), "every listener needs its app (aqnet.http)"
 

@@ -9,8 +9,11 @@ aqnet.http.server serves them with their bounds):
   database does not answer; the daemon spools meanwhile), `/status` (JSON, no secrets), and the API's
   `/openapi.json` and `/docs`.
 
-`LISTENERS` names the listeners and says which app each serves; a new listener (the open-data API of a later
-issue) is one more `ListenerSettings` field in aqnet.config.HttpSettings and one more builder here.
+- **public** (aqnet.public.create_public_app): `/v1/…`, the open-data API: read-only, no login, rate-limited per
+  client; its own OpenAPI description at `/v1/openapi.json`.
+
+`LISTENERS` names the listeners and says which app each serves; a new listener is one more `ListenerSettings`
+field in aqnet.config.HttpSettings and one more builder (here, or in a package of its own like aqnet.public).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ __all__ = ["AIRROHR_BODY_SCHEMA", "LISTENERS", "AirrohrHandler", "create_api_app
 
 #: the listeners, in start order: name → what it serves (aqnet.config.HttpSettings has one field per name)
 LISTENERS: dict[str, str] = {"internal": "metrics, health, status, API docs", "api": "/api/v1",
-                             "intake": "/intake (devices)"}
+                             "intake": "/intake (devices)", "public": "/v1 (open data, no login)"}
 
 #: (raw body, authenticated sensor id, X-Sensor header) → (HTTP status, JSON body); 2xx only once durable
 AirrohrHandler = Callable[[bytes, str, str | None], Awaitable[tuple[int, dict[str, Any]]]]

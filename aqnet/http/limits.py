@@ -10,6 +10,9 @@ Contracts:
 - `FailureLimiter`: at most `limit` failed authentications per client in any `window_s`; `blocked(client, now)`
   says whether the client must be refused (429) before any credential is checked. Memory is bounded: at most
   `max_clients` clients are tracked (the stalest dropped first).
+- `RequestLimiter`: at most `limit` requests per client in any `window_s` (the public listener's rate):
+  `admit(client, now)` counts the request and returns 0, or refuses it (not counted) and returns the whole seconds
+  until the client may ask again (`Retry-After`). Same memory bound.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import ipaddress
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 
-__all__ = ["FailureLimiter", "TrustedProxies", "client_address", "parse_basic"]
+__all__ = ["FailureLimiter", "RequestLimiter", "TrustedProxies", "client_address", "parse_basic"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -145,3 +148,20 @@ class FailureLimiter:
 
     def __len__(self) -> int:
         return len(self._failures)
+
+
+class RequestLimiter:
+    """At most `limit` requests per client within `window_s`: a `FailureLimiter` counting every admitted request."""
+
+    def __init__(self, limit: int, window_s: float = 60.0, *, max_clients: int = 10_000) -> None:
+        self._window = FailureLimiter(limit, window_s, max_clients=max_clients)
+
+    def admit(self, client: str, now: float) -> int:
+        """0 when `client`'s request at `now` is admitted (and counted); else the whole seconds (>= 1) to wait."""
+        if self._window.blocked(client, now):
+            return self._window.retry_after(client, now)
+        self._window.failed(client, now)
+        return 0
+
+    def __len__(self) -> int:
+        return len(self._window)

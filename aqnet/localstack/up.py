@@ -36,7 +36,15 @@ import psycopg
 from psycopg import sql
 
 from alerts.settings import AlertsSettings, MqttChannel, SchedulerSettings
-from aqnet.config import ApiListener, HttpSettings, IntakeListener, InternalListener, Settings, settings_to_yaml
+from aqnet.config import (
+    ApiListener,
+    HttpSettings,
+    IntakeListener,
+    InternalListener,
+    PublicListener,
+    Settings,
+    settings_to_yaml,
+)
 from aqnet.localstack.mosquitto import MosquittoBroker
 from aqnet.localstack.ports import PortBook
 from aqnet.localstack.timescale import GRAFANA_LOGIN, TimescaleCluster
@@ -245,7 +253,8 @@ def run_up(opts: UpOptions) -> int:
             storage=StorageSettings(spool_dir=str(spool_dir)),
             http=HttpSettings(internal=InternalListener(port=http_port),
                               intake=IntakeListener(port=ports.port("http-intake")),
-                              api=ApiListener(port=ports.port("http-api"))),
+                              api=ApiListener(port=ports.port("http-api")),
+                              public=PublicListener(port=ports.port("http-public"))),
             scheduler=SchedulerSettings(averages_every_s=averages_every_s(scenario.speed)),
             clock=clock,
             # alerts are evaluated and kept in the database; their state is published, retained, on the local
@@ -298,7 +307,9 @@ def run_up(opts: UpOptions) -> int:
                         f'user {GRAFANA_LOGIN}  password {grafana_password}  (read-only; README "Grafana")\n')
         alerts_line = ("  alerts    `aqnet alerts list`; each alert's state is retained on the mqtt topic "
                        "aqnet/alerts/<id>\n")
+        open_data_line = f"  open data http://127.0.0.1:{settings.http.public.port}/v1/about  (no login)\n"
         print(f"  database  {database_url}\n  mqtt      {broker.url}\n  metrics   {metrics_url}\n{alerts_line}"
+              f"{open_data_line}"
               f"  config    {config_path}\n  logs      {var / 'logs'}\n{grafana_line}{speed_line}"
               "Ctrl-C stops everything.", flush=True)
         deadline = None if opts.duration_s is None else (wall_origin if accelerated else time.time()) + opts.duration_s

@@ -55,12 +55,13 @@ def _rows(url: str, sensor_id: str) -> dict[tuple[str, str], tuple[float, str, f
 
 @pytest.fixture
 def daemon(request: pytest.FixtureRequest, tmp_path: Path, database_url: str, mosquitto: MosquittoBroker):
-    http_port, intake_port, api_port = free_port(), free_port(), free_port()
+    http_port, intake_port, api_port, public_port = free_port(), free_port(), free_port(), free_port()
     failures = int(getattr(request, "param", 20))
     cfg = {"database": {"url": database_url, "pool_max_size": 2},
            "mqtt": {"url": mosquitto.url, "client_id": f"aqnet-{tmp_path.name}"},
            "ingest": {"batch_max_age_s": 0.2},
-           "http": http_listeners(http_port, intake=intake_port, api=api_port, auth_failures_per_minute=failures),
+           "http": http_listeners(http_port, intake=intake_port, api=api_port, public=public_port,
+                                 auth_failures_per_minute=failures),
            "storage": {"spool_dir": str(tmp_path / "spool")}, "alerts": alert_keys_in(tmp_path),
            "network": {"microsensors": {
                "MS05": {"format": "airrohr", "transport": "http", "hardware_serial": "12331981"},
@@ -80,6 +81,7 @@ def daemon(request: pytest.FixtureRequest, tmp_path: Path, database_url: str, mo
                                  database_url, "--json"], capture_output=True, text=True, timeout=60, check=True)
         password = json.loads(issued.stdout)["password"]
         yield {"base": f"http://127.0.0.1:{intake_port}", "internal": base, "api": f"http://127.0.0.1:{api_port}",
+               "public": f"http://127.0.0.1:{public_port}",
                "db": database_url, "mqtt_port": int(mosquitto.url.rsplit(":", 1)[1]),
                "log": tmp_path / "daemon.log", "auth": ("MS05", password)}
     finally:
@@ -264,6 +266,16 @@ def test_no_listener_serves_another_listeners_paths(daemon: dict) -> None:
     for path in internal[:-1]:
         assert httpx.get(daemon["internal"] + path, timeout=30, follow_redirects=True).status_code == 200, path
     assert "/api/v1/me" in httpx.get(f"{daemon['internal']}/openapi.json", timeout=30).json()["paths"]
+    # the open-data listener serves /v1 alone, read-only, from the daemon's database
+    for base in (daemon["base"], daemon["api"], daemon["internal"]):
+        assert httpx.get(f"{base}/v1/about", timeout=30).status_code == 404, base
+    for path in [*internal, "/api/v1/me"]:
+        assert httpx.get(daemon["public"] + path, timeout=30).status_code == 404, path
+    assert httpx.post(f"{daemon['public']}/intake/airrohr", content=b"{}", timeout=30).status_code == 405
+    locations = httpx.get(f"{daemon['public']}/v1/locations", params={"limit": 1000}, timeout=30)
+    assert locations.status_code == 200
+    assert {"MS05", "MS06"} <= {loc["id"] for loc in locations.json()["results"]}
+    assert "/v1/latest" in httpx.get(f"{daemon['public']}/v1/openapi.json", timeout=30).json()["paths"]
 
 
 @pytest.mark.parametrize("daemon", [1_000_000], indirect=True)  # no failure limit: every made-up token is looked up

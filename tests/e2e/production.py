@@ -43,6 +43,7 @@ YAML_KEYS: dict[Key, str] = {
     ("http", "api", "tls_cert_file"): "path /etc/aqnet/tls/api.crt → the test PKI's server certificate",
     ("http", "api", "tls_key_file"): "path /etc/aqnet/tls/api.key → its key",
     ("http", "internal", "port"): "9108 → a free port",
+    ("http", "public", "port"): "9111 → a free port",
     ("alerts", "signing_key_file"): "path /var/lib/aqnet/alert-signing.key → the test's directory",
     ("alerts", "link_key_file"): "path /var/lib/aqnet/alert-link.key → the test's directory",
     ("alerts", "channels", 0, "host"): "smtp.internal → the test SMTP server (STARTTLS, AUTH)",

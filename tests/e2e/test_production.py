@@ -302,6 +302,7 @@ def test_the_shipped_production_files_ingest_every_kind_of_sensor_and_deliver_an
         ("http", "api", "tls_cert_file"): str(pki / "server.pem"),
         ("http", "api", "tls_key_file"): str(pki / "server.key"),
         ("http", "internal", "port"): http_port,
+        ("http", "public", "port"): free_port(),
         ("alerts", "signing_key_file"): str(tmp_path / "alert-signing.key"),
         ("alerts", "link_key_file"): str(tmp_path / "alert-link.key"),
         ("alerts", "channels", 0, "host"): smtp.host,

@@ -168,7 +168,7 @@ async def live(tmp_path: Path, database_url: str, mosquitto: MosquittoBroker,
     h = Live(daemon, task, database_url, mosquitto)
     try:
         await _eventually(lambda: asyncio.sleep(0, daemon.mqtt_status().get("state") == "connected"
-                                                and len(daemon.http_servers) == 3
+                                                and len(daemon.http_servers) == len(settings.http.listeners())
                                                 and all(s.started for s in daemon.http_servers.values())),
                           "the daemon running and subscribed", 60, task)
         await asyncio.sleep(0.5)  # the subscription is acknowledged just after the connection

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -90,6 +91,10 @@ def test_up_stores_every_sensor_within_60s_and_stops_cleanly_on_sigint(var_dir: 
         assert set(doc["last_seen"]) == ALL_SENSORS
         db_url = _aqnet("db", "url", "--var", str(var_dir))
         assert db_url.stdout.strip() == state["database_url"]
+        # the open-data listener answers without a login, with the whole catalogue
+        public = json.loads((var_dir / "ports.json").read_text())["http-public"]
+        catalogue = httpx.get(f"http://127.0.0.1:{public}/v1/locations", params={"limit": 1000}, timeout=30)
+        assert {loc["id"] for loc in catalogue.json()["results"]} == ALL_SENSORS
 
         children = _descendants(proc.pid)
         assert len(children) >= 4  # postgres, mosquitto, simulators, daemon
@@ -100,7 +105,7 @@ def test_up_stores_every_sensor_within_60s_and_stops_cleanly_on_sigint(var_dir: 
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, out
-    assert "database" in out and "metrics" in out
+    assert "database" in out and "metrics" in out and f"open data http://127.0.0.1:{public}/v1/about" in out
     left = [pid for pid in children if os.path.exists(f"/proc/{pid}")
             and "Z" not in Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[:1]]
     assert not left, f"processes left behind: {left}"
