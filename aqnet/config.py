@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from alerts.opendata.settings import ExportsSettings
 from alerts.settings import AlertsSettings, HealthSettings, SchedulerSettings
 from ingest.settings import IngestSettings
 from ingest.zero_span_settings import ZeroSpanSettings
@@ -215,6 +216,8 @@ class Settings(Section):
         "Device health: outages, uptime, completeness, flat and drift indicators, co-location."))
     zero_span: ZeroSpanSettings = Field(default=ZeroSpanSettings(), description=(
         "Scheduled zero/span checks of reference analysers and their acceptance limits."))
+    exports: ExportsSettings = Field(default=ExportsSettings(), description=(
+        "Daily open-data exports (CSV, JSON, Data Package, DCAT catalogue) and their licence and publisher."))
 
     @model_validator(mode="after")
     def _zero_span(self) -> Settings:
