@@ -2,10 +2,11 @@
 
 Contract: `datapackage(export, publication, network)` gives the descriptor of Data Package v1
 (https://specs.frictionlessdata.io/data-package/): one tabular resource per table and format (`<table>` for the
-CSV, `<table>-json` for the JSON array of objects), each with its path, format, media type, encoding, byte count,
-sha256 hash and Table Schema (types, units, descriptions, primary and foreign keys); the package's licence, sources,
-contributors (the publisher) and version (`N.0.0`) with the change notes of every version so far. aqnet's own
-properties (`period`, `timezone`, `changes`) are custom properties, which the spec allows.
+CSV, `<table>-json` for the JSON array of objects), each with its path, format, media type, encoding and Table Schema
+(types, units, descriptions, primary and foreign keys; the CSVs also with their byte count and sha256 hash); the
+package's licence, sources, contributors (the publisher) and version (`N.0.0`) with the change notes of every
+version so far. aqnet's own properties (`period`, `timezone`, `changes`; the export job adds `rowCounts`) are
+custom properties, which the spec allows.
 """
 
 from __future__ import annotations
@@ -70,9 +71,12 @@ def datapackage(export: DayExport, publication: Publication, network: Network,
         resource: dict[str, Any] = {
             "name": f.resource, "path": f.name, "title": f"{table.title} ({f.format.upper()})",
             "description": table.description, "profile": "tabular-data-resource", "format": f.format,
-            "mediatype": f.media_type, "encoding": "utf-8", "bytes": f.bytes, "hash": f.hash,
-            "schema": table.schema()}
+            "mediatype": f.media_type, "encoding": "utf-8", "schema": table.schema()}
         if f.media_type == CSV:
+            # frictionless checks a CSV's bytes and hash, but computes none for JSON data (it parses JSON as a
+            # document, not a byte stream) and would report every JSON resource's as missing: the JSON files' size
+            # and sha256 are in the DCAT catalogue (dcat:byteSize, spdx:checksum)
+            resource["bytes"], resource["hash"] = f.bytes, f.hash
             resource["dialect"] = {"delimiter": ",", "quoteChar": '"', "doubleQuote": True, "header": True,
                                    "lineTerminator": "\r\n"}
         resources.append(resource)
