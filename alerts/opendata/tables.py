@@ -172,8 +172,8 @@ def flag_names(flags: int) -> str:
     names = [f.name.lower() for f in QC if f.name and flags & f]
     known = 0
     for f in QC:
-        known |= f
-    rest = flags & ~known
+        known |= int(f)  # plain ints: ~ of an IntFlag stays inside the flag's own bits
+    rest = int(flags) & ~known
     names += [f"bit{i}" for i in range(32) if rest >> i & 1]
     return ";".join(names)
 
