@@ -18,7 +18,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 __all__ = ["annual_averages", "annual_decisions", "averages_rows", "changes_since", "export_history",
-           "latest_exports", "public_sensors", "record_export", "station_series", "stream_measurements"]
+           "last_decision_id", "latest_exports", "public_sensors", "record_export", "station_series",
+           "stream_measurements"]
 
 _SENSORS = """
 SELECT p.id, p.name, p.kind, p.kind = 'station' AS reference_grade, p.lat AS latitude, p.lon AS longitude,
@@ -71,20 +72,32 @@ def averages_rows(conn: Connection[Any], period: str, start: datetime, end: date
         return list(cur.fetchall())
 
 
-def changes_since(conn: Connection[Any], start: datetime, end: datetime, since: datetime) -> tuple[list[int], int]:
-    """What touched the readings of [start, end) after `since`: the validation decisions taken (ids; undos
-    included) whose period meets it, and the readings received (late data)."""
+def last_decision_id(conn: Connection[Any]) -> int:
+    """The highest validation_decisions id (0: none yet): the watermark a rendered export records."""
+    row = conn.execute("SELECT coalesce(max(id), 0) FROM validation_decisions").fetchone()
+    return int(row[0]) if row else 0
+
+
+def changes_since(conn: Connection[Any], start: datetime, end: datetime, since: datetime,
+                  decisions_after: int) -> tuple[list[int], int, int]:
+    """What touched [start, end) since the last export: the validation decisions with an id above
+    `decisions_after` (undos included) whose period meets it, the readings of it received after `since` (late
+    data), and its hourly and daily averages computed after `since` (both times of the clock that stamps them)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT id FROM validation_decisions WHERE decided_at > %s AND time_from < %s AND time_to > %s "
-                    "ORDER BY id", (since, end, start))
+        cur.execute("SELECT id FROM validation_decisions WHERE id > %s AND time_from < %s AND time_to > %s "
+                    "ORDER BY id", (decisions_after, end, start))
         decisions = [int(r[0]) for r in cur.fetchall()]
         cur.execute("SELECT count(*) FROM measurements WHERE time >= %s AND time < %s AND received_at > %s",
                     (start, end, since))
-        row = cur.fetchone()
-    return decisions, int(row[0]) if row else 0
+        late = cur.fetchone()
+        cur.execute("SELECT count(*) FROM averages WHERE period IN ('1h', 'day') AND period_end > %s AND "
+                    "period_end <= %s AND computed_at > %s", (start, end, since))
+        recomputed = cur.fetchone()
+    return decisions, int(late[0]) if late else 0, int(recomputed[0]) if recomputed else 0
 
 
 _EXPORT_COLUMNS = ("day, version, exported_at, digest, change_note, directory, files, period_start, period_end, "
+                   "decisions_through, "
                    "(SELECT min(e.exported_at) FROM open_data_exports e WHERE e.day = x.day) AS first_exported_at")
 
 
@@ -107,12 +120,12 @@ def export_history(conn: Connection[Any], day: date) -> list[dict[str, Any]]:
 
 def record_export(conn: Connection[Any], *, day: date, version: int, exported_at: datetime, digest: str,
                   change_note: str, directory: str, files: Sequence[dict[str, Any]], period_start: datetime,
-                  period_end: datetime) -> None:
+                  period_end: datetime, decisions_through: int) -> None:
     """Append one published version of a day's export (a version already recorded is an IntegrityError)."""
     conn.execute("INSERT INTO open_data_exports (day, version, exported_at, digest, change_note, directory, files, "
-                 "period_start, period_end) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                 "period_start, period_end, decisions_through) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                  (day, version, exported_at, digest, change_note, directory, Jsonb(list(files)), period_start,
-                  period_end))
+                  period_end, decisions_through))
 
 
 # ------------------------------------------------------------------------------------------- annual report

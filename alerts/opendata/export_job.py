@@ -8,9 +8,10 @@ and `.json`, and `datapackage.json`. A version's directory is filled under a tem
 so a reader never sees half a version; then the version is recorded in `open_data_exports`.
 
 Contract of `export_day(conn, target, day, now)`: nothing is written when the day was exported and nothing touched
-it since (no validation decision covering it, no reading of it received, no average of it recomputed after the
-last export) unless `force`; otherwise the day is rendered and published as a new version only when its content
-digest differs from the last version's (`alerts.opendata.versions`), with a change note saying why. `run_daily`
+it since (no validation decision covering it with an id above the one recorded with the last version, no reading
+of it received and no average of it recomputed after the last export's `now`) unless `force`; otherwise the day
+is rendered and published as a new version only when its content digest differs from the last version's
+(`alerts.opendata.versions`), with a change note saying why. `run_daily`
 exports yesterday (the network's local day before `now`) and re-checks the `recheck_days` before it that were
 exported; `write_catalogue` lists the latest version of every exported day.
 """
@@ -211,9 +212,10 @@ def export_day(conn: Connection[Any], target: ExportTarget, day: date, now: date
     rows = store.latest_exports(conn, day)
     previous = _day_export(rows[0]) if rows else None
     changes = Changes()
+    watermark = store.last_decision_id(conn)  # before rendering: a decision taken meanwhile is seen next time
     if previous is not None:
-        decisions, late = store.changes_since(conn, start, end, previous.exported_at)
-        recomputed = _recomputed(conn, start, end, previous.exported_at)
+        decisions, late, recomputed = store.changes_since(conn, start, end, previous.exported_at,
+                                                          int(rows[0]["decisions_through"]))
         on_disk = (target.root / previous.directory / "datapackage.json").is_file()
         if not (decisions or late or recomputed or force) and on_disk:
             return ExportResult(day, None, target.root / previous.directory, "unchanged: nothing touched the day")
@@ -252,7 +254,7 @@ def export_day(conn: Connection[Any], target: ExportTarget, day: date, now: date
         raise
     store.record_export(conn, day=day, version=version, exported_at=now, digest=digest, change_note=note,
                         directory=directory, files=[_file_record(f) for f in (*files, dp)], period_start=start,
-                        period_end=end)
+                        period_end=end, decisions_through=watermark)
     log.info("open data: %s exported as version %d (%s)", day, version, note)
     return ExportResult(day, version, final, note)
 
@@ -265,13 +267,6 @@ def _row_counts(root: Path, previous: DayExport) -> dict[str, int]:
         return {}
     rows = doc.get("rowCounts", {})
     return {str(k): int(v) for k, v in rows.items()} if isinstance(rows, dict) else {}
-
-
-def _recomputed(conn: Connection[Any], start: datetime, end: datetime, since: datetime) -> int:
-    """Averages of the day (hours and the day) computed after `since`."""
-    row = conn.execute("SELECT count(*) FROM averages WHERE period IN ('1h', 'day') AND period_end > %s AND "
-                       "period_end <= %s AND computed_at > %s", (start, end, since)).fetchone()
-    return int(row[0]) if row else 0
 
 
 def write_catalogue(conn: Connection[Any], target: ExportTarget, now: datetime) -> Path:

@@ -16,6 +16,7 @@ CREATE TABLE open_data_exports (
     files        jsonb NOT NULL DEFAULT '[]',
     period_start timestamptz NOT NULL,
     period_end   timestamptz NOT NULL,
+    decisions_through bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (day, version),
     CHECK (period_start < period_end)
 );
@@ -26,6 +27,9 @@ COMMENT ON TABLE open_data_exports IS
 COMMENT ON COLUMN open_data_exports.digest IS 'sha256 of the data files in a fixed order (alerts/opendata/versions.py).';
 COMMENT ON COLUMN open_data_exports.change_note IS 'What this version changed against the previous one (first: "first export").';
 COMMENT ON COLUMN open_data_exports.directory IS 'The version''s directory, relative to exports.directory.';
+COMMENT ON COLUMN open_data_exports.decisions_through IS
+    'The highest validation_decisions.id when the version was rendered: a later decision covering the day has a '
+    'higher id (ids, not times, so a simulated clock cannot hide one).';
 COMMENT ON COLUMN open_data_exports.files IS
     'The version''s files: [{name, resource, format, mediatype, bytes, hash}] (hash: sha256:<hex>).';
 

@@ -216,3 +216,14 @@ def test_run_daily_exports_yesterday_and_writes_the_catalogue(db: Any, tmp_path:
     assert (tmp_path / CATALOGUE).is_file()
     again = run_daily(db, t, AFTER.astimezone(UTC) + timedelta(days=1), recheck_days=3)
     assert [(r.day, r.version) for r in again] == [(DAY, None), (DAY + timedelta(days=1), 1)]
+
+
+def test_a_decision_stamped_before_the_export_is_still_seen(db: Any, tmp_path: Path) -> None:
+    """A simulated clock (`aqnet up --speed`) runs ahead of the validation CLI's: decisions are found by id."""
+    t = target(tmp_path)
+    assert export_day(db, t, DAY, AFTER + timedelta(days=30)).version == 1
+    db.execute("INSERT INTO validation_decisions (decided_at, actor, actor_role, via, action, sensor_id, time_from, "
+               "time_to, reason) VALUES (%s, 'ana', 'technician', 'api', 'invalidate', 'MS1', %s, %s, 'local_source')",
+               (AFTER, START, START + timedelta(days=1)))
+    again = export_day(db, t, DAY, AFTER + timedelta(days=30, hours=1))
+    assert again.version == 2 and "validation decision #" in again.note
