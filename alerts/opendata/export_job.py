@@ -46,10 +46,10 @@ from alerts.opendata.tables import (
     SENSORS,
     VARIABLES_TABLE,
     Table,
-    csv_cells,
+    cells_of,
     flag_names,
     header,
-    json_object,
+    typed_values,
 )
 from alerts.opendata.versions import Changes, change_note, content_digest, plan_version
 from sensors.variables import VARIABLES
@@ -130,10 +130,12 @@ def _write_table(directory: Path, table: Table, rows: Iterable[Mapping[str, Any]
         writer = csv.writer(c, lineterminator="\r\n")
         writer.writerow(header(table))
         j.write("[")
+        names = table.field_names
         for row in rows:
-            writer.writerow(csv_cells(table, row, tz))
-            j.write(("\n" if n == 0 else ",\n") + json.dumps(json_object(table, row, tz), ensure_ascii=False,
-                                                              allow_nan=False))
+            values = typed_values(table, row, tz)  # checked and converted once for both files
+            writer.writerow(cells_of(values))
+            j.write(("\n" if n == 0 else ",\n") + json.dumps(dict(zip(names, values, strict=True)),
+                                                              ensure_ascii=False, allow_nan=False))
             n += 1
         j.write("\n]\n")
     out = []

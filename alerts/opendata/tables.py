@@ -15,15 +15,16 @@ Time convention (alerts.averaging.averages): an average is stamped with the END 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from functools import lru_cache
 from typing import Any
 
 from ingest.reading import QC
 
-__all__ = ["DAILY", "HOURLY", "MEASUREMENTS", "SENSORS", "TABLES", "VARIABLES_TABLE", "Field", "Table", "csv_cells",
-           "flag_names", "header", "json_object"]
+__all__ = ["DAILY", "HOURLY", "MEASUREMENTS", "SENSORS", "TABLES", "VARIABLES_TABLE", "Field", "Table", "cells_of",
+           "csv_cells", "flag_names", "header", "json_object", "typed_values"]
 
 #: Table Schema types used here (https://specs.frictionlessdata.io/table-schema/#types-and-formats)
 _TYPES = frozenset({"string", "number", "integer", "boolean", "datetime"})
@@ -167,21 +168,24 @@ DAILY = Table("daily", "Daily averages", (
 TABLES: tuple[Table, ...] = (SENSORS, VARIABLES_TABLE, MEASUREMENTS, HOURLY, DAILY)
 
 
+_KNOWN_BITS = 0
+for _flag in QC:
+    _KNOWN_BITS |= int(_flag)  # plain ints: ~ of an IntFlag stays inside the flag's own bits
+
+
+@lru_cache(maxsize=1024)
 def flag_names(flags: int) -> str:
     """The QC flags set in `flags`, lower case, separated by ';' (ingest.reading.QC; unknown bits as bitN)."""
-    names = [f.name.lower() for f in QC if f.name and flags & f]
-    known = 0
-    for f in QC:
-        known |= int(f)  # plain ints: ~ of an IntFlag stays inside the flag's own bits
-    rest = int(flags) & ~known
+    flags = int(flags)
+    names = [f.name.lower() for f in QC if f.name and flags & int(f)]
+    rest = flags & ~_KNOWN_BITS
     names += [f"bit{i}" for i in range(32) if rest >> i & 1]
     return ";".join(names)
 
 
-def _check_row(table: Table, row: Mapping[str, Any]) -> None:
+def _missing(table: Table, row: Mapping[str, Any]) -> ValueError:
     missing = [n for n in table.field_names if n not in row]
-    if missing:
-        raise ValueError(f"table {table.name}: row lacks {missing} (has {sorted(row)})")
+    return ValueError(f"table {table.name}: row lacks {missing} (has {sorted(row)})")
 
 
 def _time(value: Any, field: str, tz: tzinfo) -> str:
@@ -190,9 +194,7 @@ def _time(value: Any, field: str, tz: tzinfo) -> str:
     return value.astimezone(tz).isoformat()
 
 
-def _number(value: Any, field: str) -> float | int | None:
-    if value is None:
-        return None
+def _number(value: Any, field: str, tz: tzinfo) -> float | int | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"field {field}: expected a number, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -200,47 +202,62 @@ def _number(value: Any, field: str) -> float | int | None:
     return value
 
 
-def _typed(f: Field, value: Any, tz: tzinfo) -> Any:
-    if value is None:
-        return None
-    if f.type == "datetime":
-        return _time(value, f.name, tz)
-    if f.type == "number":
-        return _number(value, f.name)
-    if f.type == "integer":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"field {f.name}: expected an integer, got {value!r}")
-        return value
-    if f.type == "boolean":
-        if not isinstance(value, bool):
-            raise ValueError(f"field {f.name}: expected a boolean, got {value!r}")
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"field {f.name}: expected a string, got {value!r}")
+def _integer(value: Any, field: str, tz: tzinfo) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"field {field}: expected an integer, got {value!r}")
     return value
+
+
+def _boolean(value: Any, field: str, tz: tzinfo) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"field {field}: expected a boolean, got {value!r}")
+    return value
+
+
+def _string(value: Any, field: str, tz: tzinfo) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"field {field}: expected a string, got {value!r}")
+    return value
+
+
+_CONVERT: dict[str, Callable[[Any, str, tzinfo], Any]] = {
+    "datetime": _time, "number": _number, "integer": _integer, "boolean": _boolean, "string": _string}
+
+
+def typed_values(table: Table, row: Mapping[str, Any], tz: tzinfo) -> list[Any]:
+    """The row's values in field order, checked against each field's type: times as ISO 8601 strings with their
+    offset in `tz`, non-finite numbers as None; ValueError naming the field (or the fields the row lacks)."""
+    try:
+        return [None if (v := row[f.name]) is None else _CONVERT[f.type](v, f.name, tz) for f in table.fields]
+    except KeyError:
+        raise _missing(table, row) from None
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def cells_of(values: list[Any]) -> list[str]:
+    """`typed_values` as CSV cells: decimal point, full precision (repr), `true`/`false`, empty for missing."""
+    return [_cell(v) for v in values]
 
 
 def json_object(table: Table, row: Mapping[str, Any], tz: tzinfo) -> dict[str, Any]:
     """The row as a JSON object (field order kept); times as ISO 8601 strings with their offset in `tz`."""
-    _check_row(table, row)
-    return {f.name: _typed(f, row[f.name], tz) for f in table.fields}
+    return dict(zip(table.field_names, typed_values(table, row, tz), strict=True))
 
 
 def csv_cells(table: Table, row: Mapping[str, Any], tz: tzinfo) -> list[str]:
     """The row as CSV cells: decimal point, full precision (repr), `true`/`false`, empty for missing."""
-    _check_row(table, row)
-    out: list[str] = []
-    for f in table.fields:
-        value = _typed(f, row[f.name], tz)
-        if value is None:
-            out.append("")
-        elif isinstance(value, bool):
-            out.append("true" if value else "false")
-        elif isinstance(value, float):
-            out.append(repr(value))
-        else:
-            out.append(str(value))
-    return out
+    return cells_of(typed_values(table, row, tz))
 
 
 def header(table: Table) -> Sequence[str]:
