@@ -1,11 +1,12 @@
-"""alerts.opendata.tables (pure): every table's schema is well formed, QC flag names spell the bits, and rows
-become CSV cells and JSON objects with a decimal point, ISO times with offsets and empty/null for missing; bad
-rows are refused naming the field."""
+"""alerts.opendata.tables (pure): every table's schema is well formed and on the data dictionary page, QC flag
+names spell the bits, and rows become CSV cells and JSON objects with a decimal point, ISO times with offsets and
+empty/null for missing; bad rows are refused naming the field."""
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -113,3 +114,14 @@ def test_a_row_lacking_fields_is_refused_naming_them() -> None:
         csv_cells(HOURLY, row, TZ)
     with pytest.raises(ValueError, match="row lacks"):
         json_object(SENSORS, {"id": "KEN"}, TZ)
+
+
+def test_the_data_dictionary_page_lists_every_field_with_its_type_and_unit() -> None:
+    page = (Path(__file__).resolve().parents[3] / "docs" / "operators" / "open-data-exports.md").read_text(
+        encoding="utf-8")
+    dictionary = page[page.index("## Data dictionary"):page.index("## The DCAT catalogue")]
+    for t in TABLES:
+        section = dictionary[dictionary.index(f"### `{t.name}`"):]
+        section = section[:section.find("\n### ", 1) if "\n### " in section[1:] else len(section)]
+        for f in t.fields:
+            assert f"| `{f.name}` | {f.type} | {f.unit or ''} | {f.description} |" in section, (t.name, f.name)
