@@ -6,7 +6,8 @@ CSV, `<table>-json` for the JSON array of objects), each with its path, format, 
 (types, units, descriptions, primary and foreign keys; the CSVs also with their byte count and sha256 hash); the
 package's licence, sources, contributors (the publisher) and version (`N.0.0`) with the change notes of every
 version so far. aqnet's own properties (`period`, `timezone`, `changes`; the export job adds `rowCounts`) are
-custom properties, which the spec allows.
+custom properties, which the spec allows. The JSON resource of an empty table is left out (frictionless cannot read
+an empty JSON array as a table); its CSV resource describes the table.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def datapackage(export: DayExport, publication: Publication, network: Network,
     tables = {t.name: t for t in TABLES}
     resources: list[dict[str, Any]] = []
     for f in export.files:
-        if f.table not in tables:
+        if f.table not in tables or (f.media_type != CSV and f.rows == 0):
+            # frictionless cannot read an empty JSON array as a table ("cannot extract JSON tabular data"): the
+            # empty table is described by its CSV resource (a header row); the JSON file `[]` is still written
             continue
         table = tables[f.table]
         resource: dict[str, Any] = {

@@ -93,15 +93,15 @@ class ExportResult:
 
 
 def _day_export(row: Mapping[str, Any]) -> DayExport:
-    files = tuple(ExportedFile(f["name"], f["resource"], f["table"], f["media_type"], int(f["bytes"]), f["hash"])
-                  for f in row["files"])
+    files = tuple(ExportedFile(f["name"], f["resource"], f["table"], f["media_type"], int(f["bytes"]), f["hash"],
+                               f.get("rows")) for f in row["files"])
     return DayExport(row["day"], int(row["version"]), row["period_start"], row["period_end"], row["exported_at"],
                      row["first_exported_at"], row["digest"], row["change_note"], row["directory"], files)
 
 
 def _file_record(f: ExportedFile) -> dict[str, Any]:
     return {"name": f.name, "resource": f.resource, "table": f.table, "media_type": f.media_type, "bytes": f.bytes,
-            "hash": f.hash}
+            "hash": f.hash, "rows": f.rows}
 
 
 def _hash(path: Path) -> tuple[int, str]:
@@ -142,7 +142,7 @@ def _write_table(directory: Path, table: Table, rows: Iterable[Mapping[str, Any]
     for path, fmt, media in ((csv_path, "csv", CSV), (json_path, "json", JSON)):
         _fsync(path)
         size, digest = _hash(path)
-        out.append(ExportedFile(path.name, resource_name(table, fmt), table.name, media, size, digest))
+        out.append(ExportedFile(path.name, resource_name(table, fmt), table.name, media, size, digest, n))
     return out, n
 
 

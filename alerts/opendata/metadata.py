@@ -57,6 +57,7 @@ class ExportedFile:
     media_type: str  #: text/csv, application/json
     bytes: int
     hash: str  #: sha256:<hex>
+    rows: int | None = None  #: data rows of a table file (None: not a table, or not counted)
 
     def __post_init__(self) -> None:
         if "/" in self.name or self.name.startswith("."):

@@ -31,7 +31,7 @@ COMMENT ON COLUMN open_data_exports.decisions_through IS
     'The highest validation_decisions.id when the version was rendered: a later decision covering the day has a '
     'higher id (ids, not times, so a simulated clock cannot hide one).';
 COMMENT ON COLUMN open_data_exports.files IS
-    'The version''s files: [{name, resource, format, mediatype, bytes, hash}] (hash: sha256:<hex>).';
+    'The version''s files: [{name, resource, table, media_type, bytes, hash, rows}] (hash: sha256:<hex>).';
 
 GRANT SELECT ON open_data_exports TO aqnet_readonly;
 

@@ -156,3 +156,11 @@ def test_catalogue_refuses_bad_base_url_and_missing_files() -> None:
         catalogue([export(files=files(with_datapackage=False))], PUB, NET, box, BASE, T)
     empty = catalogue([], PUB, NET, box, BASE, T)
     assert empty["dcat:dataset"] == [] and empty["dct:issued"]["@value"] == T.isoformat()
+
+
+def test_an_empty_tables_json_resource_is_left_out() -> None:
+    """frictionless cannot read an empty JSON array as a table: the CSV (a header row) describes the empty table."""
+    empty = tuple(ExportedFile(f.name, f.resource, f.table, f.media_type, f.bytes, f.hash,
+                               0 if f.table == "daily" else 5) for f in files())
+    names = [r["name"] for r in datapackage(export(files=empty), PUB, NET)["resources"]]
+    assert "daily" in names and "daily-json" not in names and "hourly-json" in names

@@ -216,6 +216,10 @@ def test_run_daily_exports_yesterday_and_writes_the_catalogue(db: Any, tmp_path:
     assert (tmp_path / CATALOGUE).is_file()
     again = run_daily(db, t, AFTER.astimezone(UTC) + timedelta(days=1), recheck_days=3)
     assert [(r.day, r.version) for r in again] == [(DAY, None), (DAY + timedelta(days=1), 1)]
+    empty = tmp_path / "2026" / "2026-03-03" / "v1"  # a day without readings or averages is still a valid package
+    assert validate(str(empty / "datapackage.json")).valid
+    assert json.loads((empty / "hourly.json").read_text(encoding="utf-8")) == []
+    assert (empty / "hourly.csv").read_text(encoding="utf-8").splitlines()[0].startswith("sensor_id,variable,")
 
 
 def test_a_decision_stamped_before_the_export_is_still_seen(db: Any, tmp_path: Path) -> None:
