@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from alerts.opendata.metadata import CSV, DayExport, Publication
 from alerts.opendata.tables import TABLES, Table
@@ -86,7 +87,10 @@ def datapackage(export: DayExport, publication: Publication, network: Network,
     missing = [t.name for t in TABLES if t.name not in {f.table for f in export.files}]
     if missing:
         raise ValueError(f"day {export.day}: the export lacks the tables {missing}")
-    notes = list(history) or [VersionNote(export.version, export.exported_at.isoformat(), export.change_note)]
+    tz = ZoneInfo(network.timezone)
+    start, end = export.period_start.astimezone(tz).isoformat(), export.period_end.astimezone(tz).isoformat()
+    exported = export.exported_at.astimezone(tz).isoformat()
+    notes = list(history) or [VersionNote(export.version, exported, export.change_note)]
     return {
         "profile": "tabular-data-package",
         "name": package_name(network, export),
@@ -94,12 +98,12 @@ def datapackage(export: DayExport, publication: Publication, network: Network,
         "title": f"{publication.title}: air-quality data of {export.day.isoformat()} ({network.timezone})",
         "description": (
             f"Readings, hourly and daily averages of the local day {export.day.isoformat()} "
-            f"[{export.period_start.isoformat()}, {export.period_end.isoformat()}), time zone {network.timezone}. "
+            f"[{start}, {end}), time zone {network.timezone}. "
             "Concentrations in µg/m³ at 25 °C and 760 mmHg (Resolución 2254 de 2017); averages are stamped by the "
             "end of their period. Microsensor values are indicative (reference_grade false), never compliance "
             "data. A later validation or late data publishes a new version with a change note."),
         "version": export.semver,
-        "created": export.exported_at.isoformat(),
+        "created": exported,
         "keywords": ["air quality", "PM2.5", "PM10", "NO2", "O3", "SO2", "CO", network.slug],
         "licenses": [{"name": publication.licence_id, "path": publication.licence_url,
                       "title": publication.licence_title or publication.licence_id}],
@@ -107,7 +111,7 @@ def datapackage(export: DayExport, publication: Publication, network: Network,
         "contributors": [{"title": publication.publisher, "email": publication.contact_email,
                           "role": "publisher"}],
         "timezone": network.timezone,
-        "period": {"start": export.period_start.isoformat(), "end": export.period_end.isoformat(),
+        "period": {"start": start, "end": end,
                    "convention": "half-open [start, end); averages stamped by the end of their period"},
         "changes": [{"version": f"{n.version}.0.0", "exported_at": n.exported_at, "note": n.note} for n in notes],
         "resources": resources,

@@ -9,16 +9,17 @@ box as a WKT polygon, lon lat order, WGS 84), `dct:issued` (first export), `dct:
 `owl:versionInfo`, `adms:versionNotes`, `dcat:theme` (EU data theme ENVI), `dct:accrualPeriodicity` (daily), and
 its `dcat:distribution`s (CSV, JSON, and the Data Package descriptor), each with `dcat:accessURL`,
 `dcat:downloadURL`, `dcat:mediaType`, `dct:format`, `dct:license`, `dcat:byteSize` and an `spdx:checksum`.
-URLs are absolute: `base_url` + the file's path under the export root. The `@context` is inline (no remote
-document to fetch).
+URLs are absolute: `base_url` + the file's path under the export root; times are given in the network's zone. The
+`@context` is inline (no remote document to fetch).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from alerts.opendata.datapackage import Network
 from alerts.opendata.metadata import CSV, DayExport, ExportedFile, Publication
@@ -81,10 +82,10 @@ class BoundingBox:
         return f"POLYGON(({a} {b}, {c} {b}, {c} {d}, {a} {d}, {a} {b}))"
 
 
-def _dt(value: datetime) -> dict[str, str]:
+def _dt(value: datetime, tz: tzinfo) -> dict[str, str]:
     if value.tzinfo is None:
         raise ValueError(f"catalogue: times must be aware, got {value!r}")
-    return {"@value": value.isoformat(), "@type": "xsd:dateTime"}
+    return {"@value": value.astimezone(tz).isoformat(), "@type": "xsd:dateTime"}
 
 
 def _url(base_url: str, export: DayExport, name: str) -> str:
@@ -97,7 +98,7 @@ def dataset_id(base_url: str, export: DayExport, kind: str) -> str:
 
 
 def _distribution(base_url: str, export: DayExport, f: ExportedFile, licence: dict[str, str],
-                  title: str) -> dict[str, Any]:
+                  title: str, tz: tzinfo) -> dict[str, Any]:
     url = _url(base_url, export, f.name)
     fmt = "CSV" if f.media_type == CSV else "JSON"
     return {
@@ -107,20 +108,21 @@ def _distribution(base_url: str, export: DayExport, f: ExportedFile, licence: di
         "dct:license": licence, "dcat:byteSize": {"@value": str(f.bytes), "@type": "xsd:nonNegativeInteger"},
         "spdx:checksum": {"@type": "spdx:Checksum", "spdx:algorithm": {"@id": "spdx:checksumAlgorithm_sha256"},
                           "spdx:checksumValue": f.hash.removeprefix("sha256:")},
-        "dct:issued": _dt(export.first_exported_at), "dct:modified": _dt(export.exported_at),
+        "dct:issued": _dt(export.first_exported_at, tz), "dct:modified": _dt(export.exported_at, tz),
     }
 
 
 def _dataset(export: DayExport, kind: str, publication: Publication, network: Network, bbox: BoundingBox,
              base_url: str, licence: dict[str, str]) -> dict[str, Any]:
     day = export.day.isoformat()
+    tz = ZoneInfo(network.timezone)
     files = {f.resource: f for f in export.files}
     distributions = []
     for resource, title in ((kind, f"{kind} {day} (CSV)"), (f"{kind}-json", f"{kind} {day} (JSON)"),
                             ("datapackage", f"Data Package descriptor of {day}")):
         if resource not in files:
             raise ValueError(f"catalogue: day {day} v{export.version} lacks the file of resource {resource!r}")
-        distributions.append(_distribution(base_url, export, files[resource], licence, title))
+        distributions.append(_distribution(base_url, export, files[resource], licence, title, tz))
     return {
         "@id": dataset_id(base_url, export, kind), "@type": "dcat:Dataset",
         "dct:identifier": f"{network.slug}:{day}:{kind}",
@@ -130,10 +132,10 @@ def _dataset(export: DayExport, kind: str, publication: Publication, network: Ne
         "dct:publisher": {"@id": "#publisher"},
         "dct:license": licence,
         "dcat:contactPoint": {"@id": "#contact"},
-        "dct:temporal": {"@type": "dct:PeriodOfTime", "dcat:startDate": _dt(export.period_start),
-                         "dcat:endDate": _dt(export.period_end)},
+        "dct:temporal": {"@type": "dct:PeriodOfTime", "dcat:startDate": _dt(export.period_start, tz),
+                         "dcat:endDate": _dt(export.period_end, tz)},
         "dct:spatial": {"@type": "dct:Location", "dcat:bbox": {"@value": bbox.wkt(), "@type": "gsp:wktLiteral"}},
-        "dct:issued": _dt(export.first_exported_at), "dct:modified": _dt(export.exported_at),
+        "dct:issued": _dt(export.first_exported_at, tz), "dct:modified": _dt(export.exported_at, tz),
         "owl:versionInfo": export.semver, "adms:versionNotes": export.change_note,
         "dcat:theme": {"@id": _THEME_ENVI}, "dct:accrualPeriodicity": {"@id": _DAILY},
         "dcat:keyword": ["air quality", kind, network.slug],
@@ -147,6 +149,7 @@ def catalogue(exports: Sequence[DayExport], publication: Publication, network: N
     if not base_url.startswith(("https://", "http://", "file:///")) or not base_url.endswith("/"):
         raise ValueError(f"base_url: expected an absolute http(s) or file URL ending in '/', got {base_url!r}")
     licence = {"@id": publication.licence_url}
+    tz = ZoneInfo(network.timezone)
     datasets = [_dataset(e, kind, publication, network, bbox, base_url, licence)
                 for e in sorted(exports, key=lambda e: e.day, reverse=True) for kind in KINDS]
     issued = min((e.first_exported_at for e in exports), default=now)
@@ -161,7 +164,7 @@ def catalogue(exports: Sequence[DayExport], publication: Publication, network: N
         "dcat:contactPoint": {"@id": "#contact", "@type": "vcard:Kind", "vcard:fn": publication.publisher,
                               "vcard:hasEmail": {"@id": f"mailto:{publication.contact_email}"}},
         "dct:license": licence,
-        "dct:issued": _dt(issued), "dct:modified": _dt(now),
+        "dct:issued": _dt(issued, tz), "dct:modified": _dt(now, tz),
         "dcat:themeTaxonomy": {"@id": "http://publications.europa.eu/resource/authority/data-theme"},
         "dcat:dataset": datasets,
     }

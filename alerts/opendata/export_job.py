@@ -242,9 +242,9 @@ def export_day(conn: Connection[Any], target: ExportTarget, day: date, now: date
         directory = f"{day.year}/{day.isoformat()}/v{version}"
         export = DayExport(day, version, start, end, now, previous.first_exported_at if previous else now, digest,
                            note, directory, tuple(files))
-        history = [VersionNote(int(h["version"]), h["exported_at"].isoformat(), h["change_note"])
+        history = [VersionNote(int(h["version"]), h["exported_at"].astimezone(tz).isoformat(), h["change_note"])
                    for h in store.export_history(conn, day)]
-        history.append(VersionNote(version, now.isoformat(), note))
+        history.append(VersionNote(version, now.astimezone(tz).isoformat(), note))
         _atomic_json(tmp / "datapackage.json", {**datapackage(export, target.publication, target.network, history),
                                                 "rowCounts": counts})
         size, dp_hash = _hash(tmp / "datapackage.json")

@@ -77,7 +77,8 @@ def test_exported_file_and_day_export_refuse_bad_fields() -> None:
 
 def test_datapackage_descriptor() -> None:
     e = export()
-    history = [VersionNote(1, T.isoformat(), "first export"), VersionNote(2, e.exported_at.isoformat(), e.change_note)]
+    history = [VersionNote(1, "2026-03-03T03:00:00-05:00", "first export"),
+               VersionNote(2, "2026-03-04T03:00:00-05:00", e.change_note)]
     doc = datapackage(e, PUB, NET, history)
     assert doc["name"] == package_name(NET, e) == "rmcab-2026-03-02"
     assert doc["profile"] == "tabular-data-package" and doc["version"] == "2.0.0"
@@ -85,9 +86,10 @@ def test_datapackage_descriptor() -> None:
                                 "title": "CC-BY-4.0"}]
     assert doc["contributors"] == [{"title": "SDA", "email": "datos@example.org", "role": "publisher"}]
     assert doc["sources"][0]["title"] and "path" not in doc["sources"][0]
-    assert doc["changes"] == [{"version": "1.0.0", "exported_at": T.isoformat(), "note": "first export"},
-                              {"version": "2.0.0", "exported_at": e.exported_at.isoformat(), "note": e.change_note}]
-    assert doc["period"]["start"] == "2026-03-02T05:00:00+00:00" and doc["timezone"] == "America/Bogota"
+    assert doc["changes"] == [{"version": "1.0.0", "exported_at": "2026-03-03T03:00:00-05:00", "note": "first export"},
+                              {"version": "2.0.0", "exported_at": "2026-03-04T03:00:00-05:00", "note": e.change_note}]
+    assert doc["period"]["start"] == "2026-03-02T00:00:00-05:00" and doc["timezone"] == "America/Bogota"
+    assert doc["created"] == "2026-03-04T03:00:00-05:00"  # every time in the network's zone
     resources = {r["name"]: r for r in doc["resources"]}
     assert sorted(resources) == sorted([t.name for t in TABLES] + [f"{t.name}-json" for t in TABLES])
     hourly = resources["hourly"]
@@ -97,7 +99,7 @@ def test_datapackage_descriptor() -> None:
     assert hourly["dialect"]["delimiter"] == "," and hourly["schema"]["primaryKey"] == ["sensor_id", "variable",
                                                                                          "period_end"]
     assert "bytes" not in resources["hourly-json"] and "hash" not in resources["hourly-json"]
-    assert datapackage(e, PUB, NET)["changes"] == [{"version": "2.0.0", "exported_at": e.exported_at.isoformat(),
+    assert datapackage(e, PUB, NET)["changes"] == [{"version": "2.0.0", "exported_at": "2026-03-04T03:00:00-05:00",
                                                     "note": e.change_note}]
     with pytest.raises(ValueError, match=r"lacks the tables \['daily'\]"):
         datapackage(export(files=tuple(f for f in files() if f.table != "daily")), PUB, NET)
@@ -126,7 +128,7 @@ def test_catalogue_names_every_required_property() -> None:
     assert doc["@id"] == BASE + "catalogue.jsonld"
     assert doc["dct:publisher"]["foaf:name"] == "SDA" and doc["dct:license"] == {"@id": PUB.licence_url}
     assert doc["dcat:contactPoint"]["vcard:hasEmail"] == {"@id": "mailto:datos@example.org"}
-    assert doc["dct:issued"] == {"@value": T.isoformat(), "@type": "xsd:dateTime"}
+    assert doc["dct:issued"] == {"@value": "2026-03-03T03:00:00-05:00", "@type": "xsd:dateTime"}
     datasets = doc["dcat:dataset"]
     assert [d["@id"] for d in datasets] == [dataset_id(BASE, e, k) for e in (new, old) for k in KINDS]
     d = datasets[1]
@@ -135,9 +137,9 @@ def test_catalogue_names_every_required_property() -> None:
                 "dct:temporal", "dct:spatial", "dct:issued", "dct:modified", "owl:versionInfo", "adms:versionNotes",
                 "dcat:theme", "dct:accrualPeriodicity", "dcat:distribution"):
         assert key in d, key
-    assert d["dct:temporal"]["dcat:startDate"]["@value"] == "2026-03-02T05:00:00+00:00"
+    assert d["dct:temporal"]["dcat:startDate"]["@value"] == "2026-03-02T00:00:00-05:00"
     assert d["dct:spatial"]["dcat:bbox"]["@type"] == "gsp:wktLiteral"
-    assert d["owl:versionInfo"] == "2.0.0" and d["dct:issued"]["@value"] == T.isoformat()
+    assert d["owl:versionInfo"] == "2.0.0" and d["dct:issued"]["@value"] == "2026-03-03T03:00:00-05:00"
     dist = d["dcat:distribution"]
     assert [x["@id"] for x in dist] == [BASE + "2026/2026-03-02/v2/" + n
                                         for n in ("hourly.csv", "hourly.json", "datapackage.json")]
@@ -155,7 +157,7 @@ def test_catalogue_refuses_bad_base_url_and_missing_files() -> None:
     with pytest.raises(ValueError, match="lacks the file of resource 'datapackage'"):
         catalogue([export(files=files(with_datapackage=False))], PUB, NET, box, BASE, T)
     empty = catalogue([], PUB, NET, box, BASE, T)
-    assert empty["dcat:dataset"] == [] and empty["dct:issued"]["@value"] == T.isoformat()
+    assert empty["dcat:dataset"] == [] and empty["dct:issued"]["@value"] == "2026-03-03T03:00:00-05:00"
 
 
 def test_an_empty_tables_json_resource_is_left_out() -> None:
