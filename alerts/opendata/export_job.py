@@ -5,7 +5,8 @@ I/O glue (psycopg 3 sync, files) over the pure `tables`, `datapackage`, `dcat` a
 Layout under the export root: `catalogue.jsonld` (DCAT, rewritten atomically: temporary file, fsync, rename) and
 `<yyyy>/<yyyy-mm-dd>/v<N>/` per version with `sensors`, `variables`, `measurements`, `hourly`, `daily` as `.csv`
 and `.json`, and `datapackage.json`. A version's directory is filled under a temporary name and renamed into place,
-so a reader never sees half a version; then the version is recorded in `open_data_exports`.
+so a reader never sees half a version; then the version is recorded in `open_data_exports`. A day's tables are
+read in one read-only, repeatable-read transaction, so they agree with each other.
 
 Contract of `export_day(conn, target, day, now)`: nothing is written when the day was exported and nothing touched
 it since (no validation decision covering it with an id above the one recorded with the last version, no reading
@@ -214,7 +215,6 @@ def export_day(conn: Connection[Any], target: ExportTarget, day: date, now: date
     rows = store.latest_exports(conn, day)
     previous = _day_export(rows[0]) if rows else None
     changes = Changes()
-    watermark = store.last_decision_id(conn)  # before rendering: a decision taken meanwhile is seen next time
     if previous is not None:
         decisions, late, recomputed = store.changes_since(conn, start, end, previous.exported_at,
                                                           int(rows[0]["decisions_through"]))
@@ -226,7 +226,10 @@ def export_day(conn: Connection[Any], target: ExportTarget, day: date, now: date
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".v-", suffix=".tmp", dir=parent))
     try:
-        files, counts = _render(conn, tmp, start, end, tz)
+        with conn.transaction():  # one snapshot: the tables and the watermark agree with each other
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            watermark = store.last_decision_id(conn)
+            files, counts = _render(conn, tmp, start, end, tz)
         digest = content_digest(files)
         version = plan_version(previous, digest)
         if version is None:
