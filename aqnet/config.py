@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from alerts.opendata.settings import ExportsSettings
 from alerts.settings import AlertsSettings, HealthSettings, SchedulerSettings
 from ingest.settings import IngestSettings
 from ingest.zero_span_settings import ZeroSpanSettings
@@ -278,10 +279,19 @@ class Settings(Section):
         "The public open-data API (listener `http.public`): rate limit, paging, caching, alert-record names."))
     open_data: OpenDataSettings = Field(default=OpenDataSettings(), description=(
         "Licence, publisher and contact served with the open data (public API and daily exports)."))
+    exports: ExportsSettings = Field(default=ExportsSettings(), description=(
+        "Daily open-data exports (CSV, JSON, Data Package, DCAT catalogue); their licence, publisher and contact "
+        "are the `open_data` section's."))
 
     @model_validator(mode="after")
     def _zero_span(self) -> Settings:
         self.zero_span.schedules(ZoneInfo(self.network.timezone))  # raises naming the inconsistent check
+        return self
+
+    @model_validator(mode="after")
+    def _exports_publisher(self) -> Settings:
+        if self.exports.directory is not None:  # a scheduled export must say who publishes it, under which licence
+            self.exports.publication(self.open_data)  # raises naming the open_data keys
         return self
 
 

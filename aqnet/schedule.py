@@ -15,6 +15,8 @@ accelerated simulations).
   the leader, `Dispatcher.repost_active` re-posts every open alert (Alertmanager's protocol, not a duplicate).
 - 'health' (every `health.every_s`): on the leader, `aqnet.health_job`: device outages recorded, health gauges
   refreshed.
+- 'open-data-export' (daily at `exports.daily_at`, network time zone, when `exports.directory` is set): on the
+  leader, `aqnet.open_data_job`: yesterday's open-data export, re-exports of changed days, the DCAT catalogue.
 - 'housekeeping' (every `retention.every_s`): on the leader, `storage.retention.run_housekeeping`: drop chunks past
   `retention.*_days`; compress old chunks where the Timescale-licensed edition runs.
 A failing job logs and waits for its next tick: it never stops the scheduler. The leader's connection is closed
@@ -42,6 +44,7 @@ from alerts.rules.model import SEVERITIES, Rule, default_rules, parse_rules
 from aqnet.config import Settings
 from aqnet.health_job import add_health_job
 from aqnet.metrics import Metrics
+from aqnet.open_data_job import add_export_job
 from sensors.clock import Clock
 from storage import alert_outbox, alerts_store
 from storage.retention import Policy, run_housekeeping
@@ -144,6 +147,9 @@ def add_stage_jobs(scheduler: AsyncIOScheduler, settings: Settings, *, clock: Cl
                       max_instances=1, coalesce=True)
     add_health_job(scheduler, s.database.url, s.health, clock=clock, settle_s=s.scheduler.settle_s,
                    leadership=leadership, metrics=metrics.health if metrics is not None else None)
+    if s.exports.directory is not None:
+        add_export_job(scheduler, s.database.url, s.exports, s.open_data, clock=clock, tz=tz,
+                       timezone=s.network.timezone, leadership=leadership)
     return leadership
 
 

@@ -128,7 +128,7 @@ class Exceedance:
 
     sensor_id: str
     variable: str
-    period: str  #: day (valid calendar-day averages), 1h, 8h (rolling)
+    period: str  #: day (valid calendar-day averages), 1h, 8h (rolling), year (the valid annual mean; 0019)
     year: int
     exceedances: int  #: valid periods with value > limit
     valid_periods: int
@@ -203,7 +203,8 @@ async def exceedances(conn: AsyncConnection[Any], *, tz: str | tzinfo, year: int
                       sensor_id: str | None = None, variable: str | None = None) -> list[Exceedance]:
     """Exceedance counts per sensor, variable, period and calendar year in `tz` (an IANA name or a ZoneInfo):
     days whose valid calendar-day average is above the 24-hour limit, hours whose valid 1-h (or rolling 8-h)
-    average is above that limit (`exceedances(tz)`, migration 0007, Res. 2254/2017 Tabla 1)."""
+    average is above that limit, and whether the valid annual mean is above the annual limit (`exceedances(tz)`,
+    migration 0007; annual limits from 0019; Res. 2254/2017 Tabla 1)."""
     zone = tz if isinstance(tz, str) else getattr(tz, "key", None)
     if not zone:
         raise AlertError("invalid", f"exceedances: time zone {tz!r} has no IANA name")

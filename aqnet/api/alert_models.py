@@ -87,9 +87,10 @@ class ExceedanceRecord(_Out):
     """Exceedances of one Res. 2254/2017 limit by one sensor in one calendar year (network time zone).
 
     day: days whose valid calendar-day average is above the 24-hour limit; 1h: hours whose valid hourly average
-    is above the 1-hour limit; 8h: hours whose valid 8-hour rolling mean (ending at that hour) is above it."""
+    is above the 1-hour limit; 8h: hours whose valid 8-hour rolling mean (ending at that hour) is above it; year: 1
+    when the valid annual mean (75 % of the days valid) is above the annual limit, else 0."""
 
-    period: Literal["day", "1h", "8h"]
+    period: Literal["day", "1h", "8h", "year"]
 
 
 class OfficerNote(_In):

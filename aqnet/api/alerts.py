@@ -98,7 +98,8 @@ async def list_exceedances(_: Reader, api: Context, year: Annotated[int | None, 
                            variable: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,32}$")] = None
                            ) -> list[ExceedanceRecord]:
     """Exceedances of the norm's limits per sensor, variable, period and calendar year (network time zone):
-    days whose valid calendar-day average is above the 24-hour limit, hours above the 1-hour limit."""
+    days whose valid calendar-day average is above the 24-hour limit, hours above the 1-hour limit, and the valid
+    annual mean above the annual limit (PM10, PM2.5, NO2)."""
     async with api.db() as conn:
         found = await alerts_store.exceedances(conn, year=year, sensor_id=sensor_id, variable=variable,
                                                tz=api.tz_name)

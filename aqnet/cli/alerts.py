@@ -252,7 +252,8 @@ def note_command(alert_id: int, text: str, token: str | None, url: str | None, c
 def exceedances_command(year: int | None, sensor_id: str | None, variable: str | None, url: str | None,
                         config_path: Path | None, var_dir: Path, as_json: bool) -> None:
     """Exceedances of Res. 2254/2017's limits per sensor, variable and calendar year: days whose valid daily
-    average is above the 24-hour limit, hours whose valid 1-hour (or 8-hour rolling) average is above its limit."""
+    average is above the 24-hour limit, hours whose valid 1-hour (or 8-hour rolling) average is above its limit,
+    and the valid annual mean above the annual limit (period year)."""
     from aqnet.api import ExceedanceRecord
     from storage import alerts_store
 

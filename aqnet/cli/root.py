@@ -20,6 +20,7 @@ from aqnet.cli.calibrate import calibrate
 from aqnet.cli.checks import checks
 from aqnet.cli.db import db
 from aqnet.cli.deadletter import deadletter
+from aqnet.cli.exports import export, report
 from aqnet.cli.options import VAR_HELP, load_config, running_stack_state
 from aqnet.cli.profiles import profiles
 from aqnet.cli.reprocess import reprocess_command
@@ -156,6 +157,8 @@ cli.add_command(validation)
 alerts.add_command(alert_record_command)
 sensors.add_command(publication_command)
 cli.add_command(checks)
+cli.add_command(export)
+cli.add_command(report)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from aqnet.health import CountedSink, HealthMonitor
 from aqnet.http import LISTENERS, Authenticator, create_api_app, create_intake_app, create_internal_app, server_config
 from aqnet.http.limits import TrustedProxies
 from aqnet.metrics import ProcessesCollector
-from aqnet.public import create_public_app
+from aqnet.public import compliance, create_public_app
 from ingest.intake import IntakeSubmitter
 from ingest.pipeline import Pipeline
 from sensors.modbus.supervisor import PollerSupervisor
@@ -91,7 +91,9 @@ async def serve_http(w: Wiring, pool: AsyncConnectionPool[Any], submitter: Intak
     await public_pool.open(wait=False)
     w.stack.push_async_callback(public_pool.close)
     public = create_public_app(public_pool, public=s.public, open_data=s.open_data, tz_name=s.network.timezone,
-                               trusted_proxies=TrustedProxies(s.http.trusted_proxies), clock=w.clock)
+                               trusted_proxies=TrustedProxies(s.http.trusted_proxies), clock=w.clock,
+                               routers=[compliance.router])
+    public.state.compliance_source = compliance.database_report_source(s.database.url, s.network.timezone, w.clock)
     apps = {"intake": create_intake_app(submitter.airrohr_post, auth), "api": api_app, "internal": internal,
             "public": public}
     listeners = s.http.listeners()

@@ -3,7 +3,8 @@ JSON and CSV; every value with its provenance. Shell (FastAPI over `storage.publ
 
 Index: `aqnet.public.app` (`create_public_app`, the rate and method gate), `aqnet.public.context`
 (`PublicContext`: what routes need, how a page is answered), `aqnet.public.routes`
-(the routes), `aqnet.public.models` (the records, OpenAQ v3 names), `aqnet.public.formats` (JSON/CSV, cache headers)."""
+(the routes), `aqnet.public.models` (the records, OpenAQ v3 names), `aqnet.public.formats` (JSON/CSV, cache headers),
+`aqnet.public.compliance` (`router`: the annual compliance report, `GET /v1/compliance/{year}`)."""
 
 from aqnet.public.app import create_public_app
 from aqnet.public.context import PREFIX, PublicContext

@@ -65,13 +65,13 @@ def http_apps() -> dict[str, Any]:
     async def accept(body: bytes, sensor: str, x_sensor: str | None) -> tuple[int, dict[str, Any]]:
         return 200, {}
 
-    from aqnet.public import create_public_app
+    from aqnet.public import compliance, create_public_app
 
     api = create_api_app(api_router(None))  # type: ignore[arg-type]  # the pool is never used
     return {"intake": create_intake_app(accept, Authenticator(None)),
             "api": api,
             "internal": create_internal_app(CollectorRegistry(), dict, api_app=api),
-            "public": create_public_app(None)}  # type: ignore[arg-type]  # the pool is never used
+            "public": create_public_app(None, routers=[compliance.router])}  # type: ignore[arg-type]  # no pool used
 
 
 # --- configuration keys ---------------------------------------------------------------------------------------

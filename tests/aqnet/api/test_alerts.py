@@ -283,3 +283,18 @@ async def test_exceedances_count_days_above_the_limit(api: Any, database_url: st
     assert [(e["sensor_id"], e["period"], e["exceedances"], e["valid_periods"], e["limit_ugm3"])
             for e in got.json()] == [("KEN", "day", 2, 3, 37.0)]
     assert (await client.get(f"{API}/exceedances", params={"year": 2025}, headers=auth["reader"])).json() == []
+
+
+async def test_exceedances_include_the_annual_limit(api: Any, database_url: str) -> None:
+    client, auth, _ = api
+    async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
+        # a valid 2025 annual mean of 27.5 µg/m³ PM2.5 at KEN: above the annual limit of 25 (Res. 2254/2017 Tabla 1,
+        # norm_limits period 'year', migration 0019)
+        await conn.execute(
+            "INSERT INTO averages (sensor_id, variable, period, period_start, period_end, value, unit, coverage, "
+            "samples, valid) VALUES ('KEN', 'pm25', 'year', %s, %s, 27.5, 'µg/m³', 0.9, 330, true)",
+            (datetime(2025, 1, 1, 5, tzinfo=UTC), datetime(2026, 1, 1, 5, tzinfo=UTC)))
+    got = await client.get(f"{API}/exceedances", params={"year": 2025}, headers=auth["reader"])
+    assert got.status_code == 200, got.text
+    assert [(e["sensor_id"], e["variable"], e["period"], e["exceedances"], e["valid_periods"], e["limit_ugm3"])
+            for e in got.json()] == [("KEN", "pm25", "year", 1, 1, 25.0)]
