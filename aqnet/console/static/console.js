@@ -11,7 +11,8 @@ function text(tag, value, cls) {
 }
 
 function fmt(value, unit) {
-  return value === null || value === undefined ? "–" : `${Number(value).toPrecision(4).replace(/\.?0+$/, "")} ${unit || ""}`;
+  // rounded to 4 decimals, as the page first shows it (Jinja's round(4))
+  return value === null || value === undefined ? "–" : `${Math.round(Number(value) * 1e4) / 1e4} ${unit || ""}`;
 }
 
 function drawCommissioning(box, state) {

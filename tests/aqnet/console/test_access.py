@@ -5,6 +5,7 @@ an officer's acknowledgement recorded as the API's and shown by `aqnet alerts sh
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from aqnet.http import create_api_app
 from storage.users import LockoutPolicy, add_user
 from tests.aqnet.api.test_alerts import seed_alert
 
-PASSWORD = "correct horse battery"  # noqa: S105 (a test account's)
+PASSWORD = "correct horse battery"  # a test account's
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 
 
@@ -47,6 +48,12 @@ async def console(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
             yield client
     finally:
         await pool.close()
+
+
+async def aqnet(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the `aqnet` command line (off the event loop)."""
+    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "aqnet", *args], input=stdin,
+                                   capture_output=True, text=True, timeout=60)
 
 
 def csrf_of(html: str) -> str:
@@ -82,12 +89,10 @@ async def test_five_wrong_passwords_lock_the_account(console: Any, database_url:
     assert fifth.status_code == 423 and "locked" in fifth.text
     right = await sign_in(console, "ana-officer")  # the right password no longer opens it
     assert right.status_code == 423 and "aqnet_session" not in right.headers.get("set-cookie", "")
-    listed = subprocess.run([sys.executable, "-m", "aqnet", "users", "list", "--url", database_url],
-                            capture_output=True, text=True, timeout=60, check=True).stdout
+    listed = (await aqnet("users", "list", "--url", database_url)).stdout
     assert re.search(r"ana-officer\s+officer\s+locked until", listed), listed
-    reset = subprocess.run([sys.executable, "-m", "aqnet", "users", "reset-password", "ana-officer",
-                            "--password-file", "-", "--url", database_url], input=PASSWORD + "\n",
-                           capture_output=True, text=True, timeout=60)
+    reset = await aqnet("users", "reset-password", "ana-officer", "--password-file", "-", "--url", database_url,
+                        stdin=PASSWORD + "\n")
     assert reset.returncode == 0, reset.stderr
     assert (await sign_in(console, "ana-officer")).status_code == 303
 
@@ -152,6 +157,5 @@ async def test_an_officers_acknowledgement_shows_in_aqnet_alerts_show(console: A
     assert done.status_code == 303
     again = await console.post(f"/console/alerts/{alert_id}/ack", data={"csrf": csrf_of(page.text)})
     assert again.status_code == 409 and "already acknowledged" in again.text
-    shown = subprocess.run([sys.executable, "-m", "aqnet", "alerts", "show", str(alert_id), "--url", database_url],
-                           capture_output=True, text=True, timeout=60, check=True).stdout
+    shown = (await aqnet("alerts", "show", str(alert_id), "--url", database_url)).stdout
     assert "acknowledged" in shown and "ana-officer" in shown and "crew on the way" in shown, shown
