@@ -48,7 +48,8 @@ _EN: dict[str, str] = {
     "decided": "Decision recorded.", "no_data": "No data in this period.", "done": "Done.", "back": "Back",
     "add_user": "Add a user", "disabled": "disabled", "actions": "Actions", "ack_by": "Acknowledged by",
     "coverage": "Coverage", "period": "Period", "indicative": "indicative", "home": "Home",
-    "series_chart": "Values of the series; the selected period is shaded",
+    "series_chart": "Values of the series; the selected period is shaded", "readings": "Readings",
+    "no_findings": "No findings: every registered variable reported without a flag that fails it.",
 }
 
 _ES: dict[str, str] = {
@@ -90,6 +91,8 @@ _ES: dict[str, str] = {
     "back": "Volver", "add_user": "Agregar un usuario", "disabled": "deshabilitado", "actions": "Acciones",
     "ack_by": "Reconocida por", "coverage": "Cobertura", "period": "Periodo", "indicative": "indicativo",
     "home": "Inicio", "series_chart": "Valores de la serie; el periodo elegido aparece sombreado",
+    "readings": "Datos", "no_findings": "Sin hallazgos: cada variable registrada reportó sin una bandera que la "
+    "haga fallar.",
 }
 
 _TABLES = {"en": MappingProxyType(_EN), "es": MappingProxyType(_ES)}

@@ -20,7 +20,8 @@ function drawCommissioning(box, state) {
   verdict.textContent = state.verdict;
   verdict.className = `verdict verdict-${state.verdict}`;
   const findings = document.getElementById("findings");
-  findings.replaceChildren(...state.findings.map(f => text("li", `${f.level} ${f.device_id || ""}: ${f.message}`)));
+  const items = state.findings.map(f => text("li", `${f.level} ${f.device_id || ""}: ${f.message}`));
+  findings.replaceChildren(...(items.length ? items : [text("li", findings.dataset.none)]));
   const body = document.querySelector("#readings tbody");
   if (!state.readings.length) return;
   body.replaceChildren(...state.readings.map(r => {

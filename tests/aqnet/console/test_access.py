@@ -9,19 +9,13 @@ import asyncio
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import pytest
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
-from aqnet.api import api_router
-from aqnet.console import console_router
-from aqnet.http import create_api_app
-from storage.users import LockoutPolicy, add_user
+from storage.users import add_user
 from tests.aqnet.api.test_alerts import seed_alert
 
 PASSWORD = "correct horse battery"  # a test account's
@@ -33,21 +27,6 @@ async def make_users(database_url: str) -> None:
     async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
         for role in ("technician", "officer", "reader", "admin"):
             await add_user(conn, username=f"ana-{role}", role=role, password=PASSWORD, created_by="pytest")
-
-
-@pytest.fixture
-async def console(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the API app with the console, on the test database (en, lockout at 5 failures)."""
-    await make_users(database_url)
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False)
-    await pool.open(wait=True, timeout=30)
-    app = create_api_app(api_router(pool), console_router(pool, database_url, language="en",
-                                                          policy=LockoutPolicy(5, 900)))
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://aqnet") as client:
-            yield client
-    finally:
-        await pool.close()
 
 
 async def aqnet(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
