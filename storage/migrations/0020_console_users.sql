@@ -42,6 +42,10 @@ COMMENT ON TABLE console_sessions IS
     'Signed-in console sessions: sha256 (hex) of the cookie''s secret, never the secret; deleted on sign-out, '
     'when the user is disabled or their password is reset, and once expired.';
 
+-- Grafana's read-only role reads every table by default privilege (0001); never the password hashes or the
+-- sessions (as api_tokens in 0008).
+REVOKE SELECT ON console_users, console_sessions FROM aqnet_readonly;
+
 -- Decisions taken in the console are recorded as such (issue 21's validation by people, issue 23's console).
 ALTER TABLE validation_decisions DROP CONSTRAINT validation_decisions_via_check;
 ALTER TABLE validation_decisions ADD CONSTRAINT validation_decisions_via_check
