@@ -91,6 +91,9 @@ def test_technician_registers_a_microsensor_issues_credentials_and_watches_its_f
         wait_for(lambda: driver.find_element(By.ID, "sign-in"), 20, "the sign-in page after signing out")
 
 
+SERIES_START = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)  # 05:00 in Bogotá
+
+
 def _seed_evidence(database_url: str) -> int:
     async def seed() -> int:
         async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
@@ -102,6 +105,11 @@ def _seed_evidence(database_url: str) -> int:
                 await conn.execute("INSERT INTO averages (sensor_id, variable, period, period_start, period_end, "
                                    "value, unit, coverage, samples, valid) VALUES ('KEN', 'pm25', '24h', %s, %s, "
                                    "%s, 'µg/m³', 0.92, 22, true)", (t - timedelta(hours=24), t, value))
+            for minutes in range(0, 180, 10):  # the raw series behind the averages, for the validation page
+                await conn.execute("INSERT INTO measurements (time, sensor_id, variable, value, unit, raw_value, "
+                                   "raw_unit, device_id, received_at) VALUES (%s, 'KEN', 'pm25', %s, 'µg/m³', %s, "
+                                   "'µg/m³', 'KEN-pm', %s)", (SERIES_START + timedelta(minutes=minutes),
+                                                              30 + minutes % 7, 30 + minutes % 7, end))
             return alert_id
 
     return asyncio.run(seed())
@@ -125,10 +133,27 @@ def test_officer_acknowledges_an_alert_and_aqnet_alerts_show_has_it(database_url
         wait_for(lambda: _text(driver, "alert-state") == "acknowledged", 20, "the acknowledged state")
         assert _text(driver, "acked-by") == "ana-officer"
         shoot(driver, "alert-acknowledged")
-        driver.get(f"{base}/console/series?sensor=KEN&variable=pm25&since=2026-03-07T00:00&until=2026-03-11T00:00")
+        driver.get(f"{base}/console/series?sensor=KEN&variable=pm25&since=2026-03-10T04:00&until=2026-03-10T09:00")
+        points = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#series-chart circle.point"), 20,
+                          "the series chart")
+        assert len(points) == 18
+        points[9].click()  # two clicks select a period (console.js): 06:30 to 06:50 local, end exclusive
+        points[7].click()
+        assert driver.find_element(By.ID, "starts_at").get_attribute("value") == "2026-03-10T06:10"
+        assert driver.find_element(By.ID, "ends_at").get_attribute("value") == "2026-03-10T06:31"
+        Select(driver.find_element(By.ID, "reason")).select_by_value("local_source")
+        driver.find_element(By.ID, "decision-text").send_keys("street works by the inlet")
         shoot(driver, "series")
+        driver.find_element(By.ID, "decide").click()
+        assert "Decision recorded" in wait_for(lambda: _text(driver, "decision-done"), 20, "the decision")
+        shoot(driver, "series-decided")
     shown = _aqnet("alerts", "show", str(alert_id), "--url", database_url)
     assert "acknowledged" in shown and "ana-officer" in shown and "console" in shown and "crew on the way" in shown
+    with psycopg.connect(database_url) as conn:
+        decided = conn.execute("SELECT actor, via, action, reason, time_from, time_to FROM validation_decisions"
+                               ).fetchall()
+    assert decided == [("ana-officer", "console", "invalidate", "local_source",
+                        SERIES_START + timedelta(minutes=70), SERIES_START + timedelta(minutes=91))]
 
 
 def test_reader_cannot_reach_officers_pages(database_url: str) -> None:
