@@ -9,8 +9,8 @@ Every form is CSRF-checked. Acknowledgements, resolutions and notes are the API'
 (`storage.alerts_store`), recorded with the user's name via "console" and so shown by `aqnet alerts show`;
 an illegal transition is answered on the alert's page with its reason (409), nothing written. Decisions are
 `storage.validation.decide`'s, with the user's name and role via "console".
-The inbox lists open alerts (firing, acknowledged) before resolved ones, each group by severity (critical,
-warning, info), then newest first.
+The inbox lists every open alert (firing, acknowledged) before the 100 newest resolved ones, each group by
+severity (critical, warning, info), then newest first.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations
@@ -35,6 +35,7 @@ Console = Annotated[ConsoleContext, Depends(console_context)]
 _SEVERITY = {"critical": 0, "warning": 1, "info": 2}
 _EVIDENCE_BEFORE = timedelta(days=3)  #: how much of the series before the alert's evidence the chart shows
 _DEFAULT_SERIES = timedelta(days=2)  #: the series page's period when none is given
+_RESOLVED_SHOWN = 100  #: resolved alerts listed under the open ones (`aqnet alerts list` has them all)
 
 
 def inbox_order(a: alerts_store.AlertRecord) -> tuple[int, int, float, int]:
@@ -48,8 +49,10 @@ async def inbox(request: Request, ctx: Console) -> Response:
     session = await ctx.require(request, OFFICER)
     if isinstance(session, Response):
         return session
-    async with ctx.db() as conn:
-        found = await alerts_store.list_alerts(conn, limit=500)
+    async with ctx.db() as conn:  # every open alert, however old; the newest resolved ones
+        found = [a for state in ("firing", "acknowledged") for a in await alerts_store.list_alerts(
+            conn, state=state, limit=10_000)]
+        found += await alerts_store.list_alerts(conn, state="resolved", limit=_RESOLVED_SHOWN)
     ordered = sorted(found, key=inbox_order)
     return ctx.page("alerts.html", session, open=[a for a in ordered if a.state != "resolved"],
                     closed=[a for a in ordered if a.state == "resolved"])
