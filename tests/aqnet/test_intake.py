@@ -264,6 +264,12 @@ def test_no_listener_serves_another_listeners_paths(daemon: dict) -> None:
     for path in internal[:-1]:
         assert httpx.get(daemon["internal"] + path, timeout=30, follow_redirects=True).status_code == 200, path
     assert "/api/v1/me" in httpx.get(f"{daemon['internal']}/openapi.json", timeout=30).json()["paths"]
+    # the web console lives on the API listener only (and is not in the API's schema)
+    assert httpx.get(f"{daemon['api']}/console/login", timeout=30).status_code == 200
+    for base in (daemon["base"], daemon["internal"]):
+        assert httpx.get(f"{base}/console/login", timeout=30).status_code == 404, base
+    assert not [p for p in httpx.get(f"{daemon['internal']}/openapi.json", timeout=30).json()["paths"]
+                if p.startswith("/console")]
 
 
 @pytest.mark.parametrize("daemon", [1_000_000], indirect=True)  # no failure limit: every made-up token is looked up
