@@ -3,8 +3,10 @@ console's own static files (CSS and a little JavaScript, packaged with aqnet: no
 Shell (aqnet.console); I/O.
 
 Contract: `POST /console/login` checks the double-submit token first (403, nothing counted without it), then
-the password (`storage.users.sign_in`): a wrong or unknown name answers one and the same "wrong" page (401), a
-locked account the "locked" page (423); a right password opens a session, sets its cookie and redirects (303) to
+the address's recent failures (429 with Retry-After beyond `http.auth_failures_per_minute`, shared with the
+listener's token checks: password spraying over many accounts is slowed too), then the password
+(`storage.users.sign_in`): a wrong or unknown name answers one and the same "wrong" page (401), a locked account
+the "locked" page (423); a right password opens a session, sets its cookie and redirects (303) to
 `next` when it is a console path, else to the home page. `POST /console/logout` (CSRF-checked) ends the session.
 """
 
@@ -53,14 +55,24 @@ async def login(request: Request, ctx: Console) -> Response:
     sent = form.get("csrf", "")
     if not cookie or not hmac.compare_digest(sent.encode(), cookie.encode()):
         return ctx.error(None, 403, ctx.text()["csrf"])
+    auth, client = ctx.auth, ctx.auth.client(request.scope)
+    if auth.limiter.blocked(client, auth.clock()):
+        auth.limited += 1
+        wait_s = auth.limiter.retry_after(client, auth.clock())
+        limited = ctx.page("login.html", None, status=429, login_csrf=cookie, next=_next(form.get("next", "")),
+                           message=ctx.text()["too_many"].format(seconds=wait_s))
+        limited.headers["Retry-After"] = str(wait_s)
+        return limited
     now = ctx.clock()
     async with ctx.db() as conn:
         outcome = await sign_in(conn, form.get("username", "").strip().lower(), form.get("password", ""),
                                 ctx.policy, now)
         if outcome.user is None:
+            auth.failures += 1
+            auth.limiter.failed(client, auth.clock())
             key = "locked" if outcome.refusal == "locked" else "wrong_password"
             return ctx.page("login.html", None, status=423 if key == "locked" else 401, login_csrf=cookie,
-                                next=_next(form.get("next", "")), message=ctx.text()[key])
+                            next=_next(form.get("next", "")), message=ctx.text()[key])
         secret, _ = await open_session(conn, outcome.user, ttl_s=ctx.session_ttl_s, now=now)
     response = RedirectResponse(_next(form.get("next", "")), status_code=303)
     ctx.set_session_cookie(response, secret)

@@ -39,6 +39,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from alerts.health import HealthPolicy
 from aqnet.console.i18n import words
+from aqnet.http.auth import Authenticator
 from aqnet.http.roles import ADMIN, OFFICER, READERS, TECHNICIAN, refusal
 from storage.console_sessions import ConsoleSession, session_of
 from storage.users import LockoutPolicy
@@ -77,6 +78,7 @@ class ConsoleContext:
     session_ttl_s: float
     cookie_secure: bool
     health_policy: HealthPolicy
+    auth: Authenticator  #: its per-address failure limit (`http.auth_failures_per_minute`) guards the sign-in too
     env: Environment = field(default_factory=_environment)
 
     @property

@@ -78,7 +78,7 @@ async def serve_http(w: Wiring, pool: AsyncConnectionPool[Any], submitter: Intak
         console = console_router(pool, s.database.url, clock=w.clock, language=s.console.language or s.alerts.language,
                                  tz_name=s.network.timezone, session_ttl_s=s.console.session_ttl_s,
                                  cookie_secure=s.console.cookie_secure, health_policy=health_policy(s.health),
-                                 policy=LockoutPolicy(s.console.lockout_failures, s.console.lockout_s))
+                                 policy=LockoutPolicy(s.console.lockout_failures, s.console.lockout_s), auth=auth)
     api_app = create_api_app(api_router(pool, clock=w.clock, signing_key=signing_key,
                                         tz_name=s.network.timezone, language=s.alerts.language, auth=auth), console)
     registry = w.metrics.registry

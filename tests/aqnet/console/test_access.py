@@ -14,7 +14,11 @@ from typing import Any
 
 import httpx
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
+from aqnet.api import api_router
+from aqnet.console import console_router
+from aqnet.http import Authenticator, create_api_app
 from storage.users import add_user
 from tests.aqnet.api.test_alerts import seed_alert
 
@@ -138,3 +142,22 @@ async def test_an_officers_acknowledgement_shows_in_aqnet_alerts_show(console: A
     assert again.status_code == 409 and "already acknowledged" in again.text
     shown = (await aqnet("alerts", "show", str(alert_id), "--url", database_url)).stdout
     assert "acknowledged" in shown and "ana-officer" in shown and "crew on the way" in shown, shown
+
+
+async def test_wrong_passwords_from_one_address_over_many_accounts_are_throttled(database_url: str) -> None:
+    await make_users(database_url)
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False)
+    await pool.open(wait=True, timeout=30)
+    auth = Authenticator(pool, auth_failures_per_minute=3)
+    app = create_api_app(api_router(pool, auth=auth), console_router(pool, database_url, language="en", auth=auth))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://aqnet") as client:
+            for name in ("ana-reader", "ana-officer", "ana-admin"):  # one wrong password each: no account locks
+                assert (await sign_in(client, name, "spray 2026!")).status_code == 401
+            limited = await sign_in(client, "ana-technician")  # even the right password, from this address
+            assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+            assert "Too many failed sign-ins from this address" in limited.text
+            token = await client.get("/api/v1/sensors", headers={"Authorization": "Bearer aqn_x"})
+            assert token.status_code == 429  # one limit for the listener's tokens and passwords
+    finally:
+        await pool.close()
