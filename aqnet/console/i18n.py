@@ -50,6 +50,7 @@ _EN: dict[str, str] = {
     "coverage": "Coverage", "period": "Period", "indicative": "indicative", "home": "Home",
     "series_chart": "Values of the series; the selected period is shaded", "readings": "Readings",
     "too_many": "Too many failed sign-ins from this address; try again in {seconds} s.",
+    "locked_short": "locked", "reset_password": "Reset password", "disable": "Disable",
     "no_findings": "No findings: every registered variable reported without a flag that fails it.",
 }
 
@@ -92,6 +93,7 @@ _ES: dict[str, str] = {
     "back": "Volver", "add_user": "Agregar un usuario", "disabled": "deshabilitado", "actions": "Acciones",
     "ack_by": "Reconocida por", "coverage": "Cobertura", "period": "Periodo", "indicative": "indicativo",
     "home": "Inicio", "series_chart": "Valores de la serie; el periodo elegido aparece sombreado",
+    "locked_short": "bloqueada", "reset_password": "Restablecer contraseña", "disable": "Deshabilitar",
     "readings": "Datos", "too_many": "Demasiados ingresos fallidos desde esta dirección; intente de nuevo en "
     "{seconds} s.", "no_findings": "Sin hallazgos: cada variable registrada reportó sin una bandera que la "
     "haga fallar.",

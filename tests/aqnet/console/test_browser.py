@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import psycopg
-import pytest
 from psycopg import AsyncConnection
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -208,13 +207,27 @@ def test_five_wrong_passwords_lock_the_account(database_url: str) -> None:
     assert "locked until" in _aqnet("users", "list", "--url", database_url)
 
 
-@pytest.mark.parametrize("role", ["admin"])
-def test_admin_sees_the_users(database_url: str, role: str) -> None:
+def test_admin_adds_a_user_who_signs_in_with_the_password_shown_once(database_url: str) -> None:
     asyncio.run(make_users(database_url))
     with console_server(database_url) as base, chromium() as driver:
-        sign_in(driver, base, f"ana-{role}", PASSWORD)
+        sign_in(driver, base, "ana-admin", PASSWORD)
         wait_for(lambda: driver.find_element(By.ID, "sensor-list"), 20, "the sensor list")
-        driver.get(f"{base}/console/users")
+        driver.find_element(By.LINK_TEXT, "Users").click()
         rows = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#users tbody tr"), 20, "the users")
-        assert [r.text.split()[0] for r in rows] == ["ana-admin", "ana-officer", "ana-reader", "ana-technician"]
+        assert [r.get_attribute("data-user") for r in rows] == ["ana-admin", "ana-officer", "ana-reader",
+                                                                "ana-technician"]
+        driver.find_element(By.ID, "new-username").send_keys("luis")
+        Select(driver.find_element(By.ID, "new-role")).select_by_visible_text("officer")
+        driver.find_element(By.ID, "add-user-submit").click()
+        password = wait_for(lambda: _text(driver, "issued-password"), 20, "the new user's password")
         shoot(driver, "users")
+        driver.find_element(By.CSS_SELECTOR, 'tr[data-user="ana-reader"] button[aria-label="Disable ana-reader"]'
+                            ).click()
+        wait_for(lambda: "disabled" in _text(driver, "users-message"), 20, "the disabled reader")
+        sign_out(driver)
+        sign_in(driver, base, "luis", password)
+        wait_for(lambda: driver.find_element(By.ID, "open-alerts"), 20, "the new officer's inbox")
+        sign_out(driver)
+        sign_in(driver, base, "ana-reader", PASSWORD)
+        assert wait_for(lambda: _text(driver, "login-message"), 20, "the refusal") == "Wrong user name or password."
+    assert "disabled" in _aqnet("users", "list", "--url", database_url).split("ana-reader")[1].splitlines()[0]
