@@ -1,7 +1,9 @@
 """The web console in a real browser (headless Debian Chromium, Selenium through /usr/bin/chromedriver) against
 real TimescaleDB and the real daemon or API app: a technician registers a microsensor, issues its HTTP
 credentials and watches its first readings (raw, normalised, flags, verdict) arrive in the commissioning view
-through the daemon's intake; an officer acknowledges an alert and `aqnet alerts show` says so; a reader cannot
+through the daemon's intake; an officer acknowledges an alert raised by the PM2.5 episode (the alert-delivery
+harness's simulated city through the real write path and stage jobs) and `aqnet alerts show` says so, and
+invalidates a period selected on the series chart; a reader cannot
 reach officers' pages; a form sent without its CSRF token is refused; five wrong passwords lock the account.
 Each page is saved at 1280 and 360 px wide in var/test-output/screenshots/ (browser.shoot)."""
 
@@ -23,6 +25,7 @@ from aqnet.localstack import MosquittoBroker
 from tests.aqnet.api.test_alerts import seed_alert
 from tests.aqnet.console.browser import chromium, console_server, daemon, shoot, sign_in, sign_out, wait_for
 from tests.aqnet.console.test_access import PASSWORD, make_users
+from tests.e2e.alert_harness import BOGOTA, AlertHarness, test_rules
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 AIRROHR_POST = SAMPLES / "airrohr" / "airrohr-prometheus-exporter_README_post_body.json"  # esp8266id 12331981
@@ -90,9 +93,6 @@ def test_technician_registers_a_microsensor_issues_credentials_and_watches_its_f
         wait_for(lambda: driver.find_element(By.ID, "sign-in"), 20, "the sign-in page after signing out")
 
 
-SERIES_START = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)  # 05:00 in Bogotá
-
-
 def _seed_evidence(database_url: str) -> int:
     async def seed() -> int:
         async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
@@ -104,19 +104,31 @@ def _seed_evidence(database_url: str) -> int:
                 await conn.execute("INSERT INTO averages (sensor_id, variable, period, period_start, period_end, "
                                    "value, unit, coverage, samples, valid) VALUES ('KEN', 'pm25', '24h', %s, %s, "
                                    "%s, 'µg/m³', 0.92, 22, true)", (t - timedelta(hours=24), t, value))
-            for minutes in range(0, 180, 10):  # the raw series behind the averages, for the validation page
-                await conn.execute("INSERT INTO measurements (time, sensor_id, variable, value, unit, raw_value, "
-                                   "raw_unit, device_id, received_at) VALUES (%s, 'KEN', 'pm25', %s, 'µg/m³', %s, "
-                                   "'µg/m³', 'KEN-pm', %s)", (SERIES_START + timedelta(minutes=minutes),
-                                                              30 + minutes % 7, 30 + minutes % 7, end))
             return alert_id
 
     return asyncio.run(seed())
 
 
-def test_officer_acknowledges_an_alert_and_aqnet_alerts_show_has_it(database_url: str) -> None:
+def _episode_alert(database_url: str) -> int:
+    """The alert the PM2.5 episode at Kennedy raises at KEN (tests/e2e/alert_harness.py: the simulated city through
+    the real write path and stage jobs; 24 h of history, then hour by hour until hour 31)."""
+    async def run() -> int:
+        async with AlertHarness(database_url, test_rules()) as harness:
+            await harness.warm_up(24)
+            await harness.advance(7)
+            rows = harness.query("SELECT id FROM alerts WHERE scope_key = 'KEN' AND rule = 'pm25-24h-levels'")
+        assert rows, "the PM2.5 episode raised no alert at KEN"
+        return int(rows[0][0])
+
+    return asyncio.run(run())
+
+
+def test_officer_acknowledges_an_alert_raised_by_the_pm25_episode_and_aqnet_alerts_show_has_it(
+        database_url: str) -> None:
     asyncio.run(make_users(database_url))
-    alert_id = _seed_evidence(database_url)
+    alert_id = _episode_alert(database_url)
+    with psycopg.connect(database_url) as conn:
+        evidence_end = conn.execute("SELECT period_end FROM alerts WHERE id = %s", (alert_id,)).fetchone()[0]
     with console_server(database_url) as base, chromium() as driver:
         sign_in(driver, base, "ana-officer", PASSWORD)
         wait_for(lambda: driver.find_element(By.ID, "open-alerts"), 20, "the alert inbox")
@@ -125,21 +137,25 @@ def test_officer_acknowledges_an_alert_and_aqnet_alerts_show_has_it(database_url
         wait_for(lambda: driver.find_element(By.ID, "evidence-chart"), 20, "the alert's page")
         limit = driver.find_element(By.CSS_SELECTOR, "#evidence-chart line.limit")
         assert driver.execute_script("return arguments[0].getBoundingClientRect().width", limit) > 300
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#evidence-chart circle.point")) == 72
+        assert "limit 38 µg/m³" in driver.find_element(By.CSS_SELECTOR, "#evidence-chart text.limit-label").text
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#evidence-chart circle.point")) >= 7  # hours 24..31
         shoot(driver, "alert")
         driver.find_element(By.ID, "ack-note").send_keys("crew on the way")
         driver.find_element(By.ID, "acknowledge").click()
         wait_for(lambda: _text(driver, "alert-state") == "acknowledged", 20, "the acknowledged state")
         assert _text(driver, "acked-by") == "ana-officer"
         shoot(driver, "alert-acknowledged")
-        driver.get(f"{base}/console/series?sensor=KEN&variable=pm25&since=2026-03-10T04:00&until=2026-03-10T09:00")
+        local = evidence_end.astimezone(BOGOTA)
+        driver.get(f"{base}/console/series?sensor=KEN&variable=pm25&since={local - timedelta(hours=3):%Y-%m-%dT%H:%M}"
+                   f"&until={local:%Y-%m-%dT%H:%M}")
         points = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#series-chart circle.point"), 20,
                           "the series chart")
-        assert len(points) == 18
-        points[9].click()  # two clicks select a period (console.js): 06:30 to 06:50 local, end exclusive
+        assert len(points) == 18  # 3 h of readings every 10 min
+        first, last = points[7].get_attribute("data-t"), points[9].get_attribute("data-t")
+        points[9].click()  # two clicks select a period (console.js), in either order; the end is exclusive
         points[7].click()
-        assert driver.find_element(By.ID, "starts_at").get_attribute("value") == "2026-03-10T06:10"
-        assert driver.find_element(By.ID, "ends_at").get_attribute("value") == "2026-03-10T06:31"
+        assert driver.find_element(By.ID, "starts_at").get_attribute("value") == points[7].get_attribute(
+            "data-local")
         Select(driver.find_element(By.ID, "reason")).select_by_value("local_source")
         driver.find_element(By.ID, "decision-text").send_keys("street works by the inlet")
         shoot(driver, "series")
@@ -151,8 +167,8 @@ def test_officer_acknowledges_an_alert_and_aqnet_alerts_show_has_it(database_url
     with psycopg.connect(database_url) as conn:
         decided = conn.execute("SELECT actor, via, action, reason, time_from, time_to FROM validation_decisions"
                                ).fetchall()
-    assert decided == [("ana-officer", "console", "invalidate", "local_source",
-                        SERIES_START + timedelta(minutes=70), SERIES_START + timedelta(minutes=91))]
+    assert decided == [("ana-officer", "console", "invalidate", "local_source", datetime.fromisoformat(first),
+                        datetime.fromisoformat(last) + timedelta(minutes=1))]
 
 
 def test_reader_cannot_reach_officers_pages(database_url: str) -> None:
