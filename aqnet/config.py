@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -23,9 +23,9 @@ from ingest.zero_span_settings import ZeroSpanSettings
 from sensors.settings import ClockSettings, ModbusSettings, MqttSettings, NetworkSettings, Section
 from storage.settings import DatabaseSettings, DeadLetterSettings, RegistrySettings, RetentionSettings, StorageSettings
 
-__all__ = ["ApiListener", "ConfigError", "HttpSettings", "IntakeListener", "InternalListener", "ListenerSettings",
-           "OpenDataSettings", "PublicListener", "PublicSettings", "Settings", "SupervisionSettings", "load_settings",
-           "settings_from_dict", "settings_to_yaml"]
+__all__ = ["ApiListener", "ConfigError", "ConsoleSettings", "HttpSettings", "IntakeListener", "InternalListener",
+           "ListenerSettings", "OpenDataSettings", "PublicListener", "PublicSettings", "Settings",
+           "SupervisionSettings", "load_settings", "settings_from_dict", "settings_to_yaml"]
 
 
 class ListenerSettings(Section):
@@ -243,6 +243,23 @@ class SupervisionSettings(Section):
         return self
 
 
+class ConsoleSettings(Section):
+    """The web console (aqnet.console) on the API listener under `/console/`: sessions and lockout."""
+
+    enabled: bool = Field(default=True, description="Serve the console under `/console/` on the API listener.")
+    language: Literal["es", "en"] | None = Field(default=None, description=(
+        "Language of the console's pages, `es` or `en` (default `alerts.language`)."))
+    session_ttl_s: Annotated[float, Field(gt=0)] = Field(default=8 * 3600.0, description=(
+        "A sign-in lasts this long (a work shift), then the person signs in again."))
+    lockout_failures: Annotated[int, Field(ge=1)] = Field(default=5, description=(
+        "Consecutive wrong passwords that lock an account (policy, not from a norm)."))
+    lockout_s: Annotated[float, Field(ge=0)] = Field(default=900.0, description=(
+        "How long a locked account stays locked; 0: until `aqnet users reset-password`."))
+    cookie_secure: bool = Field(default=True, description=(
+        "Mark the session cookie `Secure` (sent over HTTPS only; browsers also send it to http://localhost). "
+        "Turn off only behind a proxy that is itself reached over HTTPS and talks plain HTTP to aqnet."))
+
+
 class Settings(Section):
     database: DatabaseSettings = Field(description="The TimescaleDB database and the daemon's connection pool.")
     mqtt: MqttSettings = Field(description=(
@@ -282,6 +299,8 @@ class Settings(Section):
     exports: ExportsSettings = Field(default=ExportsSettings(), description=(
         "Daily open-data exports (CSV, JSON, Data Package, DCAT catalogue); their licence, publisher and contact "
         "are the `open_data` section's."))
+    console: ConsoleSettings = Field(default=ConsoleSettings(), description=(
+        "The web console for technicians and officers (`/console/` on the API listener)."))
 
     @model_validator(mode="after")
     def _zero_span(self) -> Settings:

@@ -56,6 +56,9 @@ ensure_packages openssl
 # Alert delivery tests post to a real Alertmanager; the deployment tests check Prometheus' and Alertmanager's
 # configuration with promtool and amtool. Installing them starts nothing: the tests run their own instances.
 ensure_packages prometheus-alertmanager prometheus
+# The web console's browser tests drive Debian's headless Chromium through its chromedriver (Selenium is pointed
+# at /usr/bin/chromedriver, so it never downloads a driver or a browser of its own).
+ensure_packages chromium chromium-driver
 
 # The project's virtual environment needs venv and ensurepip (Debian splits them out of python3).
 python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_packages python3-venv python3-pip

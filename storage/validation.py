@@ -173,11 +173,12 @@ async def decide(conn: AsyncConnection[Any], action: Action, *, scope: Scope | N
                  period: Period | None = None, reason: str | None = None, text: str = "",
                  undoes: int | None = None, actor: str, role: str, via: str, now: datetime) -> RecordedDecision:
     """Take one decision (the module docstring's contract) and return it as stored. `actor` is the API token's
-    name, `role` its role (technician or officer), `via` cli or api, `now` the decision's time."""
+    name, `role` its role (technician or officer), `via` cli, api or console, `now` the decision's time."""
     if role not in VALIDATOR_ROLES:
         raise DecisionRefused("forbidden", f"validating needs a technician or officer token; {actor!r} is {role}")
-    if not actor.strip() or via not in ("cli", "api"):
-        raise DecisionRefused("invalid", f"actor and via (cli|api) must say who acted where, got {actor!r}, {via!r}")
+    if not actor.strip() or via not in ("cli", "api", "console"):
+        raise DecisionRefused("invalid", f"actor and via (cli|api|console) must say who acted where, got {actor!r}, "
+                                         f"{via!r}")
     try:
         check_request(action, reason, text, undoes)
     except DecisionError as exc:

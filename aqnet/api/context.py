@@ -1,6 +1,7 @@
 """What every HTTP API operation depends on, as FastAPI dependencies: the router's context (`Context`: the
 pooled database, the clock, the acknowledgement links' key, the network's time zone and language) and the
-caller's bearer token checked for a role (`Reader`, `Technician`, `Officer`, `Validator`: technician or officer).
+caller's bearer token checked for a role (`Reader`, `Technician`, `Officer`, `Validator`: technician or officer)
+against the role sets of aqnet.http.roles, which the web console checks its users against too.
 Shell (FastAPI over `storage.tokens` through `aqnet.http.auth`); I/O: `ApiContext.db` and the role checks use the
 database.
 
@@ -28,10 +29,11 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from aqnet.api.errors import STATUS, ApiError, problem
 from aqnet.http.auth import Authenticator, Limited, Unavailable
+from aqnet.http.roles import OFFICER, READERS, TECHNICIAN, VALIDATORS, refusal
 from ingest.calibration import CalibrationError
 from storage.alerts_store import AlertError
 from storage.registry.models import RegistryError
-from storage.tokens import ROLES, ApiToken, Role
+from storage.tokens import ApiToken
 from storage.validation import DecisionRefused
 
 __all__ = ["OFFICER", "READERS", "TECHNICIAN", "VALIDATORS", "ApiContext", "Context", "Officer", "Reader",
@@ -39,10 +41,6 @@ __all__ = ["OFFICER", "READERS", "TECHNICIAN", "VALIDATORS", "ApiContext", "Cont
 
 log = logging.getLogger("aqnet.api")
 
-READERS: frozenset[Role] = frozenset(ROLES)  #: every role reads
-TECHNICIAN: frozenset[Role] = frozenset({"technician"})  #: registry and maintenance writes
-OFFICER: frozenset[Role] = frozenset({"officer"})  #: alert operations (acknowledge, resolve, annotate: issue 10)
-VALIDATORS: frozenset[Role] = frozenset({"technician", "officer"})  #: validation by people (issue 21)
 
 _bearer = HTTPBearer(auto_error=False, bearerFormat="aqn_<43 characters>",
                      description="a token from `aqnet tokens create --role technician|officer|reader`")
@@ -100,7 +98,7 @@ def api_context(request: Request) -> ApiContext:
 Context = Annotated[ApiContext, Depends(api_context)]
 
 
-def _role(allowed: Iterable[Role]) -> Callable[..., Awaitable[ApiToken]]:
+def _role(allowed: Iterable[str]) -> Callable[..., Awaitable[ApiToken]]:
     """The dependency answering the caller's token when its role is one of `allowed`."""
     roles = frozenset(allowed)
 
@@ -119,9 +117,9 @@ def _role(allowed: Iterable[Role]) -> Callable[..., Awaitable[ApiToken]]:
         if found is None:
             raise problem(401, "unauthorized", "unknown or revoked token")
         token = found
-        if token.role not in roles:
-            raise problem(403, "forbidden", f"token {token.name!r} has role {token.role}; this needs "
-                          f"{' or '.join(sorted(roles))}")
+        refused = refusal(f"token {token.name!r}", token.role, roles)
+        if refused is not None:
+            raise problem(403, "forbidden", refused)
         return token
 
     return check

@@ -26,6 +26,7 @@ from aqnet.cli.profiles import profiles
 from aqnet.cli.reprocess import reprocess_command
 from aqnet.cli.sensors import sensors
 from aqnet.cli.tokens import tokens
+from aqnet.cli.users import users
 from aqnet.cli.validation import alert_record_command, publication_command, validation
 from aqnet.logs import setup_logging
 from sensors.redact import redact
@@ -151,6 +152,7 @@ cli.add_command(deadletter)
 cli.add_command(reprocess_command)
 cli.add_command(calibrate)
 cli.add_command(tokens)
+cli.add_command(users)
 cli.add_command(alerts)
 cli.add_command(broker)
 cli.add_command(validation)

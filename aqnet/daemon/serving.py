@@ -14,9 +14,11 @@ from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
 from aqnet.api import api_router
+from aqnet.console import console_router
 from aqnet.daemon.wiring import Wiring
 from aqnet.daemon.workers import IntakeProcesses, refreshing
 from aqnet.health import CountedSink, HealthMonitor
+from aqnet.health_job import health_policy
 from aqnet.http import LISTENERS, Authenticator, create_api_app, create_intake_app, create_internal_app, server_config
 from aqnet.http.limits import TrustedProxies
 from aqnet.metrics import ProcessesCollector
@@ -25,6 +27,7 @@ from ingest.intake import IntakeSubmitter
 from ingest.pipeline import Pipeline
 from sensors.modbus.supervisor import PollerSupervisor
 from sensors.mqtt.subscriber import MqttSubscriber
+from storage.users import LockoutPolicy
 
 __all__ = ["serve_http", "watch_health"]
 
@@ -71,8 +74,14 @@ async def serve_http(w: Wiring, pool: AsyncConnectionPool[Any], submitter: Intak
     w.stack.push_async_callback(auth_pool.close)
     auth = Authenticator(auth_pool, trusted_proxies=TrustedProxies(s.http.trusted_proxies),
                          auth_failures_per_minute=s.http.auth_failures_per_minute, auth_cache_s=s.http.auth_cache_s)
+    console = None
+    if s.console.enabled:
+        console = console_router(pool, s.database.url, clock=w.clock, language=s.console.language or s.alerts.language,
+                                 tz_name=s.network.timezone, session_ttl_s=s.console.session_ttl_s,
+                                 cookie_secure=s.console.cookie_secure, health_policy=health_policy(s.health),
+                                 policy=LockoutPolicy(s.console.lockout_failures, s.console.lockout_s), auth=auth)
     api_app = create_api_app(api_router(pool, clock=w.clock, signing_key=signing_key,
-                                        tz_name=s.network.timezone, language=s.alerts.language, auth=auth))
+                                        tz_name=s.network.timezone, language=s.alerts.language, auth=auth), console)
     registry = w.metrics.registry
     if workers is not None:  # one /metrics for every process, each sample labelled `process`
         registry = CollectorRegistry(auto_describe=False)

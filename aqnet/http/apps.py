@@ -3,7 +3,8 @@ aqnet.http.server serves them with their bounds):
 
 - **intake** (`create_intake_app`): `/intake/airrohr`, the devices' POSTs, HTTP basic authentication per device
   (aqnet.http.auth). Nothing else: no metrics, status, docs or schema.
-- **api** (`create_api_app`): `/api/v1/…` (aqnet.api), bearer tokens. No docs or schema (those are internal).
+- **api** (`create_api_app`): `/api/v1/…` (aqnet.api), bearer tokens; and the web console `/console/…`
+  (aqnet.console), session cookies of signed-in people. No docs or schema (those are internal).
 - **internal** (`create_internal_app`): `/metrics` (Prometheus), `/healthz` (liveness: 503 with the reasons when
   a supervised task is down or a stage has stalled: restart the process), `/readyz` (readiness: 503 while the
   database does not answer; the daemon spools meanwhile), `/status` (JSON, no secrets), and the API's
@@ -36,7 +37,7 @@ __all__ = ["AIRROHR_BODY_SCHEMA", "LISTENERS", "AirrohrHandler", "create_api_app
            "create_internal_app"]
 
 #: the listeners, in start order: name → what it serves (aqnet.config.HttpSettings has one field per name)
-LISTENERS: dict[str, str] = {"internal": "metrics, health, status, API docs", "api": "/api/v1",
+LISTENERS: dict[str, str] = {"internal": "metrics, health, status, API docs", "api": "/api/v1, /console",
                              "intake": "/intake (devices)", "public": "/v1 (open data, no login)"}
 
 #: (raw body, authenticated sensor id, X-Sensor header) → (HTTP status, JSON body); 2xx only once durable
@@ -118,11 +119,14 @@ def create_intake_app(airrohr: AirrohrHandler, auth: Authenticator) -> FastAPI:
     return app
 
 
-def create_api_app(api: APIRouter) -> FastAPI:
-    """The authenticated API: `api` (aqnet.api.api_router, `/api/v1/…`) and nothing else."""
+def create_api_app(api: APIRouter, console: APIRouter | None = None) -> FastAPI:
+    """The authenticated API: `api` (aqnet.api.api_router, `/api/v1/…`) and, when given, the web console
+    (aqnet.console.console_router, `/console/…`, signed-in people), and nothing else."""
     app = FastAPI(title="aqnet", summary="Air quality network ingestion and alerting daemon",
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.include_router(api)
+    if console is not None:
+        app.include_router(console)
     return app
 
 

@@ -308,8 +308,10 @@ def run_up(opts: UpOptions) -> int:
         alerts_line = ("  alerts    `aqnet alerts list`; each alert's state is retained on the mqtt topic "
                        "aqnet/alerts/<id>\n")
         open_data_line = f"  open data http://127.0.0.1:{settings.http.public.port}/v1/about  (no login)\n"
+        console_line = (f"  console   http://127.0.0.1:{ports.port('http-api')}/console/  (people sign in: "
+                        "`aqnet users add NAME --role officer`)\n")
         print(f"  database  {database_url}\n  mqtt      {broker.url}\n  metrics   {metrics_url}\n{alerts_line}"
-              f"{open_data_line}"
+              f"{console_line}{open_data_line}"
               f"  config    {config_path}\n  logs      {var / 'logs'}\n{grafana_line}{speed_line}"
               "Ctrl-C stops everything.", flush=True)
         deadline = None if opts.duration_s is None else (wall_origin if accelerated else time.time()) + opts.duration_s

@@ -276,6 +276,12 @@ def test_no_listener_serves_another_listeners_paths(daemon: dict) -> None:
     assert locations.status_code == 200
     assert {"MS05", "MS06"} <= {loc["id"] for loc in locations.json()["results"]}
     assert "/v1/latest" in httpx.get(f"{daemon['public']}/v1/openapi.json", timeout=30).json()["paths"]
+    # the web console lives on the API listener only (and is not in the API's schema)
+    assert httpx.get(f"{daemon['api']}/console/login", timeout=30).status_code == 200
+    for base in (daemon["base"], daemon["internal"]):
+        assert httpx.get(f"{base}/console/login", timeout=30).status_code == 404, base
+    assert not [p for p in httpx.get(f"{daemon['internal']}/openapi.json", timeout=30).json()["paths"]
+                if p.startswith("/console")]
 
 
 @pytest.mark.parametrize("daemon", [1_000_000], indirect=True)  # no failure limit: every made-up token is looked up
