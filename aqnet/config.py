@@ -20,6 +20,7 @@ from alerts.settings import AlertsSettings, HealthSettings, SchedulerSettings
 from ingest.settings import IngestSettings
 from ingest.zero_span_settings import ZeroSpanSettings
 from sensors.settings import ClockSettings, ModbusSettings, MqttSettings, NetworkSettings, Section
+from storage.nodes.settings import NodesSettings
 from storage.settings import DatabaseSettings, DeadLetterSettings, RegistrySettings, RetentionSettings, StorageSettings
 
 __all__ = ["ApiListener", "ConfigError", "HttpSettings", "IntakeListener", "InternalListener", "ListenerSettings",
@@ -215,10 +216,21 @@ class Settings(Section):
         "Device health: outages, uptime, completeness, flat and drift indicators, co-location."))
     zero_span: ZeroSpanSettings = Field(default=ZeroSpanSettings(), description=(
         "Scheduled zero/span checks of reference analysers and their acceptance limits."))
+    nodes: NodesSettings = Field(default=NodesSettings(), description=(
+        "Several aqnet machines on one broker and one database: intake partitions and Modbus stations through "
+        "leases (off by default; docs/operators/nodes.md)."))
 
     @model_validator(mode="after")
     def _zero_span(self) -> Settings:
         self.zero_span.schedules(ZoneInfo(self.network.timezone))  # raises naming the inconsistent check
+        return self
+
+    @model_validator(mode="after")
+    def _nodes(self) -> Settings:
+        # one node is one process: its partitions are sessions of their own, not shares of one subscription
+        if self.nodes.enabled and self.ingest.processes != 1:
+            raise ValueError(f"nodes.enabled: expected ingest.processes 1 on each node, got "
+                             f"{self.ingest.processes} (run more nodes instead: docs/operators/nodes.md)")
         return self
 
 
