@@ -26,7 +26,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,7 +204,8 @@ class NodeAgent:
     async def _rebalance_partitions(self, conn: AsyncConnection[Any], nodes: set[str]) -> None:
         n = self.settings
         topics = self._partition_topics()
-        plan = plan_leases(self.node_id, self._keys, await store.holders(conn, "partition"), nodes)
+        plan = plan_leases(self.node_id, self._keys,
+                           self._own(await store.holders(conn, "partition"), self.partitions.keys()), nodes)
         for key in plan.release:
             part = self.partitions.pop(key, None)
             if part is not None:
@@ -224,7 +225,7 @@ class NodeAgent:
     async def _rebalance_stations(self, conn: AsyncConnection[Any], nodes: set[str]) -> None:
         kind: LeaseKind = "station"
         groups = sorted(set(link_groups(self._targets()).values()))
-        plan = plan_leases(self.node_id, groups, await store.holders(conn, kind), nodes)
+        plan = plan_leases(self.node_id, groups, self._own(await store.holders(conn, kind), self.stations), nodes)
         if plan.release:
             self.stations -= set(plan.release)
             await self._apply_stations()  # the pollers stop first, then the leases go
@@ -238,6 +239,12 @@ class NodeAgent:
         if taken:
             log.info("node %s: polls link groups %s", self.node_id, ", ".join(sorted(self.stations)))
             await self._apply_stations()
+
+    def _own(self, holders: Mapping[str, str | None], running: Collection[str]) -> dict[str, str | None]:
+        """`holders`, where a lease held under this node's id but not running here (an earlier run of a node
+        started again with the same `nodes.node_id`) counts as another node's until it lapses."""
+        return {k: (f"{owner} (earlier run)" if owner == self.node_id and k not in running else owner)
+                for k, owner in holders.items()}
 
     async def _fence_if_late(self) -> None:
         if not (self.partitions or self.stations):
