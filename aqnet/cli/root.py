@@ -20,6 +20,7 @@ from aqnet.cli.calibrate import calibrate
 from aqnet.cli.checks import checks
 from aqnet.cli.db import db
 from aqnet.cli.deadletter import deadletter
+from aqnet.cli.nodes import nodes_command
 from aqnet.cli.options import VAR_HELP, load_config, running_stack_state
 from aqnet.cli.profiles import profiles
 from aqnet.cli.reprocess import reprocess_command
@@ -153,6 +154,7 @@ cli.add_command(tokens)
 cli.add_command(alerts)
 cli.add_command(broker)
 cli.add_command(validation)
+cli.add_command(nodes_command)
 alerts.add_command(alert_record_command)
 sensors.add_command(publication_command)
 cli.add_command(checks)

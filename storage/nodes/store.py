@@ -18,7 +18,7 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 
 __all__ = ["Lease", "LeaseKind", "Member", "heartbeat", "holders", "leave", "list_leases", "list_members",
-           "live_nodes", "release", "renew", "take"]
+           "live_nodes", "lock_holder", "release", "renew", "take"]
 
 LeaseKind = Literal["partition", "station"]
 
@@ -132,3 +132,13 @@ async def list_leases(conn: AsyncConnection[Any]) -> list[Lease]:
         "SELECT kind, key, owner, epoch, acquired_at, renewed_at, expires_at, expires_at > clock_timestamp(), "
         "extract(epoch FROM clock_timestamp() - acquired_at)::float8 FROM node_leases ORDER BY kind, key")
     return [Lease(*row) for row in await cur.fetchall()]
+
+
+async def lock_holder(conn: AsyncConnection[Any], key: int) -> str | None:
+    """The application name of the session holding advisory lock `key` (a bigint), if any."""
+    cur = await conn.execute(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = %s AND l.objid::bigint = %s",
+        ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF))
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])

@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -306,6 +308,15 @@ def test_a_killed_node_is_taken_over_and_a_rejoining_node_rebalances_without_los
         epochs = {key: epoch for kind, key, _, epoch in leases(database_url) if kind == "partition"}
         assert all(epochs[k] >= 2 for k in lost), epochs  # taken again: the fencing token moved on
         report["messages"] = sum(ledger.values())
+        shown = json.loads(subprocess.run([sys.executable, "-m", "aqnet", "nodes", "--json", "--url", database_url],
+                                          check=True, capture_output=True, text=True).stdout)
+        live = {n["node"]: n for n in shown["nodes"] if n["live"]}
+        assert set(live) == {n.node_id for n in nodes}, shown["nodes"]
+        assert sum(len(n["partitions"]) for n in live.values()) == PARTITIONS
+        assert [n["node"] for n in live.values() if n["leader"]] == [shown["leader"]], shown
+        table = subprocess.run([sys.executable, "-m", "aqnet", "nodes", "--url", database_url], check=True,
+                               capture_output=True, text=True).stdout
+        assert all(n.node_id in table for n in nodes), table
         print(f"\nNODES TAKEOVER {json.dumps(report)}")
         for n in nodes:
             n.terminate()
