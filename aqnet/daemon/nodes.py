@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from prometheus_client import Counter, Gauge
 from psycopg import AsyncConnection
 
 from aqnet.daemon.wiring import Wiring
@@ -86,21 +85,13 @@ class NodeAgent:
         self._renewed_at: float | None = None  #: monotonic start of the last successful renewal
         self._conn: AsyncConnection[Any] | None = None
         self._handled_before = 0
-        reg = w.metrics.registry
-        labels = {"node": self.node_id}
-        held = Gauge("aqnet_node_leases_held", "Leases this node holds, by kind (partition, station)",
-                     ["node", "kind"], registry=reg)
-        held.labels(kind="partition", **labels).set_function(lambda: len(self.partitions))
-        held.labels(kind="station", **labels).set_function(lambda: len(self.stations))
-        Gauge("aqnet_node_lease_renewal_age_seconds", "Seconds since this node's last successful lease renewal "
-              "began (it stops consuming at nodes.lease_ttl_s − nodes.lease_renew_s)", ["node"],
-              registry=reg).labels(**labels).set_function(
+        m = w.metrics.nodes
+        m.leases_held.labels(self.node_id, "partition").set_function(lambda: len(self.partitions))
+        m.leases_held.labels(self.node_id, "station").set_function(lambda: len(self.stations))
+        m.renewal_age.labels(self.node_id).set_function(
             lambda: time.monotonic() - self._renewed_at if self._renewed_at is not None else float("nan"))
-        self._taken = Counter("aqnet_node_leases_taken_total", "Leases this node took, by kind",
-                              ["node", "kind"], registry=reg)
-        self._fenced = Counter("aqnet_node_fenced_total", "Times this node stopped consuming because it could not "
-                               "renew its leases in time, or the database refused a late write", ["node"],
-                               registry=reg).labels(**labels)
+        self._taken = m.leases_taken
+        self._fenced = m.fenced.labels(self.node_id)
 
     # -- what the daemon asks ---------------------------------------------------------------------------------
     @property
@@ -140,19 +131,29 @@ class NodeAgent:
         try:
             while True:
                 started = time.monotonic()
-                try:
-                    async with asyncio.timeout(n.lease_renew_s):
-                        await self._step(started)
+                try:  # the renewal never runs past the fence's deadline
+                    async with asyncio.timeout(self._until_fence(n.lease_renew_s, started)):
+                        conn = await self._renew(started)
+                    # a rebalancing step (drains included) ends by the fence's deadline: ttl − renew after `started`
+                    async with asyncio.timeout(n.lease_ttl_s - 2 * n.lease_renew_s):
+                        await self._rebalance(conn)
                 except (psycopg.Error, OSError, TimeoutError) as exc:
                     log.warning("node %s: lease step failed (%s: %s)", self.node_id, type(exc).__name__, exc)
                     await self._disconnect()
                 await self._fence_if_late()
                 await self._restart_dead()
-                await asyncio.sleep(max(0.0, n.lease_renew_s - (time.monotonic() - started)))
+                now = time.monotonic()  # the next step begins by the fence's deadline, so it is checked in time
+                await asyncio.sleep(max(0.0, self._until_fence(n.lease_renew_s - (now - started), now)))
         finally:
             for part in self.partitions.values():  # no new message is taken; the clients stay for the last acks
                 if part.task is not None:
                     part.task.cancel()
+
+    def _until_fence(self, wait_s: float, now: float) -> float:
+        """`wait_s`, cut short at the fence's deadline while this node holds anything (at least 10 ms)."""
+        if self._renewed_at is None or not (self.partitions or self.stations):
+            return wait_s
+        return max(0.01, min(wait_s, self._renewed_at + self.settings.fence_after_s() - now))
 
     async def close(self) -> None:
         """A clean stop, after the pipeline flushed: disconnect every session and give every lease up."""
@@ -183,7 +184,8 @@ class NodeAgent:
                 await self._conn.close()
             self._conn = None
 
-    async def _step(self, started: float) -> None:
+    async def _renew(self, started: float) -> AsyncConnection[Any]:
+        """Heartbeat and renew; stop what was lost. The connection, for the rebalancing step."""
         n = self.settings
         conn = await self._connection()
         await store.heartbeat(conn, self.node_id, host=socket.gethostname(), pid=os.getpid(), ttl_s=n.lease_ttl_s)
@@ -197,6 +199,9 @@ class NodeAgent:
             log.warning("node %s: leases of stations %s lost", self.node_id, sorted(self.stations - set(kept_stations)))
             self.stations &= set(kept_stations)
             await self._apply_stations()
+        return conn
+
+    async def _rebalance(self, conn: AsyncConnection[Any]) -> None:
         nodes = await store.live_nodes(conn)
         await self._rebalance_partitions(conn, nodes)
         await self._rebalance_stations(conn, nodes)
