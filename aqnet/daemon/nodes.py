@@ -92,6 +92,12 @@ class NodeAgent:
             lambda: time.monotonic() - self._renewed_at if self._renewed_at is not None else float("nan"))
         self._taken = m.leases_taken
         self._fenced = m.fenced.labels(self.node_id)
+        # the single subscriber's MQTT gauges, over this node's partition sessions
+        self._last_message = time.monotonic()
+        w.metrics.mqtt_silence.set_function(lambda: time.monotonic() - self._last_message)
+        w.metrics.mqtt_connected.set_function(lambda: float(all(
+            p.subscriber.client.status().state == "connected" for p in self.partitions.values()
+            if p.subscriber is not None)))
 
     # -- what the daemon asks ---------------------------------------------------------------------------------
     @property
@@ -318,8 +324,13 @@ class NodeAgent:
         async def reject(rejection: Any, ack: Callable[[], None]) -> None:
             await self._submitter.reject(rejection, counted(ack))
 
+        def seen(message: Message) -> None:
+            self._last_message = time.monotonic()
+            if getattr(message, "dup", False):
+                m.mqtt_redelivered.inc()
+
         part.subscriber = MqttSubscriber(client_factory, self._intake, submit=submit, reject=reject,
-                                         max_pending=s.mqtt.receive_maximum,
+                                         max_pending=s.mqtt.receive_maximum, on_message_seen=seen,
                                          on_unmapped=lambda sid, k: m.unmapped_channels.labels(sid).inc(k))
         part.task = asyncio.create_task(self._run_subscriber(part), name=f"mqtt-{key}")
         return part
