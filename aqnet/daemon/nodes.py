@@ -26,7 +26,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,7 @@ from sensors.mqtt.subscriber import Intake, MqttSubscriber
 from sensors.reading import RawReading
 from sensors.sensor import Sensor
 from storage.nodes import plan_leases, store
-from storage.nodes.plan import partition_keys, partition_of
+from storage.nodes.plan import as_seen_by, partition_keys, partition_of
 from storage.nodes.store import LeaseKind
 
 __all__ = ["NodeAgent"]
@@ -215,8 +215,8 @@ class NodeAgent:
     async def _rebalance_partitions(self, conn: AsyncConnection[Any], nodes: set[str]) -> None:
         n = self.settings
         topics = self._partition_topics()
-        plan = plan_leases(self.node_id, self._keys,
-                           self._own(await store.holders(conn, "partition"), self.partitions.keys()), nodes)
+        seen = as_seen_by(self.node_id, await store.holders(conn, "partition"), self.partitions.keys())
+        plan = plan_leases(self.node_id, self._keys, seen, nodes)
         for key in plan.release:
             part = self.partitions.pop(key, None)
             if part is not None:
@@ -236,7 +236,8 @@ class NodeAgent:
     async def _rebalance_stations(self, conn: AsyncConnection[Any], nodes: set[str]) -> None:
         kind: LeaseKind = "station"
         groups = sorted(set(link_groups(self._targets()).values()))
-        plan = plan_leases(self.node_id, groups, self._own(await store.holders(conn, kind), self.stations), nodes)
+        seen = as_seen_by(self.node_id, await store.holders(conn, kind), self.stations)
+        plan = plan_leases(self.node_id, groups, seen, nodes)
         if plan.release:
             self.stations -= set(plan.release)
             await self._apply_stations()  # the pollers stop first, then the leases go
@@ -250,12 +251,6 @@ class NodeAgent:
         if taken:
             log.info("node %s: polls link groups %s", self.node_id, ", ".join(sorted(self.stations)))
             await self._apply_stations()
-
-    def _own(self, holders: Mapping[str, str | None], running: Collection[str]) -> dict[str, str | None]:
-        """`holders`, where a lease held under this node's id but not running here (an earlier run of a node
-        started again with the same `nodes.node_id`) counts as another node's until it lapses."""
-        return {k: (f"{owner} (earlier run)" if owner == self.node_id and k not in running else owner)
-                for k, owner in holders.items()}
 
     async def _fence_if_late(self) -> None:
         if not (self.partitions or self.stations):

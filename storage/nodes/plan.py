@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["LeasePlan", "fair_share", "partition_keys", "partition_of", "plan_leases", "rank"]
+__all__ = ["LeasePlan", "as_seen_by", "fair_share", "partition_keys", "partition_of", "plan_leases", "rank"]
 
 
 def partition_of(sensor_id: str, partitions: int) -> int:
@@ -93,3 +93,10 @@ def plan_leases(me: str, keys: Sequence[str], holders: Mapping[str, str | None],
         return LeasePlan(release=tuple(gone + mine[share:]))
     free = sorted((k for k in wanted if holders.get(k) is None), key=lambda k: (-rank(me, k), k))
     return LeasePlan(take=tuple(free[: share - len(mine)]), release=tuple(gone))
+
+
+def as_seen_by(me: str, holders: Mapping[str, str | None], running: Collection[str]) -> dict[str, str | None]:
+    """`holders` as node `me` must plan with them: a lease held under its id that it does not run (an earlier run of
+    a node started again with the same id) counts as another node's, so it is taken only once it lapses."""
+    return {k: (f"{owner} (earlier run)" if owner == me and k not in running else owner)
+            for k, owner in holders.items()}

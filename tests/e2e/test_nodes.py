@@ -6,7 +6,9 @@ A: under a steady publish load of receive-time messages (no device time: a messa
    others take its partitions (the broker hands them what it queued in those sessions) and its link groups (every
    station is polled again); one node holds the scheduler's lock at every sampled moment; the killed node comes
    back and the partitions rebalance; at the end `measurements` equals the publisher's ledger exactly.
-B: a node cut from the database (a TCP proxy the test controls) stops consuming before its leases lapse.
+B: a node cut from the database (a TCP proxy the test controls) stops consuming before its leases lapse; when the
+   database answers again it takes its partitions back, and the messages published meanwhile are stored once
+   (nodes keep no spool: the broker's sessions held them).
 """
 
 from __future__ import annotations
@@ -376,6 +378,10 @@ class CuttableProxy:
                     s.close()
             self._socks.clear()
 
+    def restore(self) -> None:
+        """Accept connections again."""
+        self.cut.clear()
+
     def close(self) -> None:
         self.cut_now()
         self.listener.close()
@@ -390,6 +396,7 @@ def test_a_node_cut_from_the_database_stops_consuming_before_its_leases_lapse(
     url = database_url.replace(f":{port}/", f":{proxy.port}/")
     assert url != database_url
     node = node_factory(broker, "cut-node", stations.endpoints(free_port()), url=url)
+    publisher = ReceiveTimePublisher(broker.port, rate_per_s=50)
     try:
         node.start()
         _wait(lambda: _all_held_by(database_url, {"cut-node"}), 120, "the node to take every lease", node.alive,
@@ -399,6 +406,8 @@ def test_a_node_cut_from_the_database_stops_consuming_before_its_leases_lapse(
             return node.metrics_labelled("aqnet_node_leases_held", kind="partition")
 
         _wait(lambda: held_partitions() == PARTITIONS, 30, "the node's metrics to show its partitions", node.alive)
+        publisher.start()
+        _wait(lambda: sum(stored(database_url).values()) > 50, 60, "readings stored", node.alive, every_s=0.5)
         proxy.cut_now()
         _wait(lambda: held_partitions() == 0, 60, "the node to stop consuming", node.alive, every_s=0.1)
         stopped_at = datetime.now(UTC)
@@ -409,6 +418,21 @@ def test_a_node_cut_from_the_database_stops_consuming_before_its_leases_lapse(
         # of its leases lapsed by the database's clock
         assert stopped_at < lapse[0], (stopped_at, lapse[0])
         assert "stops consuming" in node.log_tail()
-        node.kill()
+        time.sleep(LEASE_TTL_S)  # messages keep coming, queued in the partitions' sessions
+        proxy.restore()  # the database answers again: the node takes its partitions back and drains them
+        _wait(lambda: held_partitions() == PARTITIONS, 60, "the node to take its partitions back", node.alive,
+              every_s=0.5)
+        publisher.stop()
+        ledger = publisher.ledger()
+        _wait(lambda: sum(stored(database_url).values()) >= sum(ledger.values()), 120,
+              "every acknowledged message stored", node.alive, every_s=0.5)
+        time.sleep(2)
+        got = stored(database_url)
+        assert not ledger - got, f"{sum((ledger - got).values())} messages lost over the cut"
+        assert not got - ledger, f"{sum((got - ledger).values())} messages stored twice over the cut"
+        epochs = [epoch for kind, _, _, epoch in leases(database_url) if kind == "partition"]
+        assert min(epochs) >= 2, epochs  # taken again after they lapsed, not renewed
+        node.terminate()
     finally:
+        publisher.close()
         proxy.close()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.nodes.plan import LeasePlan, fair_share, partition_keys, partition_of, plan_leases
+from storage.nodes.plan import LeasePlan, as_seen_by, fair_share, partition_keys, partition_of, plan_leases
 
 
 def test_partition_of_is_stable_and_in_range() -> None:
@@ -50,6 +50,13 @@ def test_a_key_held_by_a_dead_node_is_not_taken_before_its_lease_lapses() -> Non
 
 def test_keys_that_went_away_are_released() -> None:
     assert plan_leases("a", ["k0"], {"k0": "a", "old": "a"}, {"a"}).release == ("old",)
+
+
+def test_a_node_started_again_under_its_id_waits_for_its_earlier_runs_leases() -> None:
+    seen = as_seen_by("a", {"k0": "a", "k1": "a", "k2": None}, running={"k1"})
+    assert seen == {"k0": "a (earlier run)", "k1": "a", "k2": None}
+    plan = plan_leases("a", ["k0", "k1", "k2"], seen, {"a"})
+    assert plan.take == ("k2",) and plan.release == ()  # k0 only once it lapses
 
 
 def test_plan_refuses_a_key_both_taken_and_released() -> None:
