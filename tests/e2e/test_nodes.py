@@ -5,7 +5,8 @@ A: under a steady publish load of receive-time messages (no device time: a messa
    so the ledger catches doubles the measurement key cannot), one node is SIGKILLed; once its leases lapse the
    others take its partitions (the broker hands them what it queued in those sessions) and its link groups (every
    station is polled again); one node holds the scheduler's lock at every sampled moment; the killed node comes
-   back and the partitions rebalance; at the end `measurements` equals the publisher's ledger exactly.
+   back and the partitions rebalance; at the end `measurements` equals the publisher's ledger exactly. Then the
+   leader is killed: another node takes the scheduler's lock, and no sample ever sees two holders.
 B: a node cut from the database (a TCP proxy the test controls) stops consuming before its leases lapse; when the
    database answers again it takes its partitions back, and the messages published meanwhile are stored once
    (nodes keep no spool: the broker's sessions held them).
@@ -319,6 +320,18 @@ def test_a_killed_node_is_taken_over_and_a_rejoining_node_rebalances_without_los
         table = subprocess.run([sys.executable, "-m", "aqnet", "nodes", "--url", database_url], check=True,
                                capture_output=True, text=True).stdout
         assert all(n.node_id in table for n in nodes), table
+        # and when the leader itself dies, another node takes the scheduler's lock; never two at once
+        sampler = LeaderSampler(database_url)
+        leader_node = next(n for n in nodes if n.node_id == shown["leader"])
+        killed_at = time.monotonic()
+        leader_node.kill()
+        nodes = [n for n in nodes if n is not leader_node]
+        _wait(lambda: [x.removeprefix("aqnet-leader ") for x in leaders(database_url)]
+              in ([n.node_id] for n in nodes), 60, "another node to lead the scheduler", check, every_s=0.2)
+        report["leader_failover_s"] = round(time.monotonic() - killed_at, 2)
+        samples = sampler.stop()
+        sampler = None
+        assert all(len(s) <= 1 for s in samples), [s for s in samples if len(s) > 1][:5]
         print(f"\nNODES TAKEOVER {json.dumps(report)}")
         for n in nodes:
             n.terminate()
