@@ -268,10 +268,13 @@ class NodeAgent:
             await self._apply_stations()
 
     async def _restart_dead(self) -> None:
+        """Start again the intake of a held partition that ended: it raised (the message in hand stays
+        unacknowledged), or an earlier run of this loop was cancelled by a crash and restarted by the daemon's
+        supervisor (only this loop calls it: a stopping daemon never restarts one)."""
         for part in self.partitions.values():
-            if part.task is not None and part.task.done() and not part.task.cancelled():
-                log.error("node %s: partition %s intake ended (%s); restarting it", self.node_id, part.key,
-                          part.task.exception())
+            if part.task is not None and part.task.done():
+                why = "cancelled" if part.task.cancelled() else repr(part.task.exception())
+                log.error("node %s: partition %s intake ended (%s); restarting it", self.node_id, part.key, why)
                 part.task = asyncio.create_task(self._run_subscriber(part), name=f"mqtt-{part.key}")
 
     # -- partitions -------------------------------------------------------------------------------------------

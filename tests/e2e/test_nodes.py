@@ -449,3 +449,4 @@ def test_a_node_cut_from_the_database_stops_consuming_before_its_leases_lapse(
     finally:
         publisher.close()
         proxy.close()
+    assert "Traceback" not in node.log_tail(), node.log_tail()
