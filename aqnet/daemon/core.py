@@ -213,7 +213,8 @@ class Daemon:
                                               interval_of=self.poll_interval,
                                               stations=lambda t: node[0].station_share(t) if node else {})
                 node.append(NodeAgent(w, intake=intake, submitter=submitter, pipeline=path.pipeline,
-                                      pollers=pollers, network=lambda: live.network, interval_of=self.poll_interval))
+                                      pollers=pollers, network=lambda: live.network, interval_of=self.poll_interval,
+                                      refuse=self._refuse))
                 intake_progress: IntakeProgress = node[0]
                 self.mqtt_status = node[0].status
             else:

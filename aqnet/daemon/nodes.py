@@ -34,6 +34,7 @@ import psycopg
 from psycopg import AsyncConnection
 
 from aqnet.daemon.wiring import Wiring
+from aqnet.preflight import StartupRefused, watch_subscriptions
 from ingest.intake import IntakeSubmitter
 from ingest.pipeline import Pipeline
 from sensors.modbus.shares import link_groups
@@ -59,6 +60,7 @@ class _Partition:
     topics: tuple[str, ...]
     subscriber: MqttSubscriber | None = None
     task: asyncio.Task[None] | None = None
+    watch: asyncio.Task[None] | None = None  #: the first subscription outcome (aqnet.preflight)
     outstanding: int = 0  #: messages taken and not yet acknowledged
     drained: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -68,8 +70,9 @@ class NodeAgent:
 
     def __init__(self, w: Wiring, *, intake: Intake, submitter: IntakeSubmitter, pipeline: Pipeline,
                  pollers: PollerSupervisor, network: Callable[[], tuple[Sensor, ...]],
-                 interval_of: Callable[[str], float]) -> None:
+                 interval_of: Callable[[str], float], refuse: Callable[[StartupRefused], None]) -> None:
         s = w.settings
+        self._refuse = refuse  #: a partition's subscription refused by the broker (aqnet.preflight)
         self.w = w
         self.settings = s.nodes
         self.node_id = s.nodes.resolved_node_id()
@@ -331,6 +334,9 @@ class NodeAgent:
                                          max_pending=s.mqtt.receive_maximum, on_message_seen=seen,
                                          on_unmapped=lambda sid, k: m.unmapped_channels.labels(sid).inc(k))
         part.task = asyncio.create_task(self._run_subscriber(part), name=f"mqtt-{key}")
+        # its first subscription outcome: a refusal (the login may not read these topics) stops the daemon
+        part.watch = asyncio.create_task(watch_subscriptions(part.subscriber.client, self._refuse),
+                                         name=f"mqtt-{key}-subscribed")
         return part
 
     async def _run_subscriber(self, part: _Partition) -> None:
@@ -340,6 +346,8 @@ class NodeAgent:
     async def _stop_partition(self, part: _Partition, *, drain: bool) -> None:
         """Stop taking messages; with `drain`, wait (at most until the fence) until every message taken is
         acknowledged; then disconnect (what is unacknowledged stays with the broker for the next holder)."""
+        if part.watch is not None:
+            part.watch.cancel()
         if part.task is not None:
             part.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -10,6 +10,7 @@ A: under a steady publish load of receive-time messages (no device time: a messa
 B: a node cut from the database (a TCP proxy the test controls) stops consuming before its leases lapse; when the
    database answers again it takes its partitions back, and the messages published meanwhile are stored once
    (nodes keep no spool: the broker's sessions held them).
+C: a node whose login may not read its partitions' topics exits at start naming topic and user, as one daemon does.
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.leader import JOBS_LOCK_KEY
 from aqnet.localstack import MosquittoBroker, free_port
+from aqnet.preflight import EXIT_REFUSED
+from sensors.mqtt.broker.credentials import issue_credentials
 from sensors.network import bundled_network
 from simulators.station import StationServer
 from tests.e2e.test_mqtt_durability import SENSORS, STATIONS, DaemonRunner, _wait
+from tests.fixtures.listeners import alert_keys_in, http_listeners
 
 pytestmark = pytest.mark.integration
 
@@ -450,3 +454,34 @@ def test_a_node_cut_from_the_database_stops_consuming_before_its_leases_lapse(
         publisher.close()
         proxy.close()
     assert "Traceback" not in node.log_tail(), node.log_tail()
+
+
+def test_a_node_whose_partition_subscription_is_refused_exits_naming_topic_and_user(
+        tmp_path: Path, database_url: str, mosquitto_factory: Callable[..., MosquittoBroker]) -> None:
+    broker = mosquitto_factory(secure=True)
+    issued = issue_credentials(broker.files, "MS01")  # a sensor's login: it may read nothing
+    broker.reload()
+    time.sleep(0.5)
+    config = {
+        "database": {"url": database_url},
+        "mqtt": {"url": f"mqtt://MS01:{issued.password}@127.0.0.1:{broker.port}",
+                 "client_id": f"aqnet-refusal-{tmp_path.name}"[:50]},
+        "network": {"stations": {code: {"host": "127.0.0.1", "port": free_port()} for code in STATIONS}},
+        "storage": {"spool_dir": str(tmp_path / "spool")},
+        "http": http_listeners(),
+        "alerts": alert_keys_in(tmp_path),
+        "nodes": {"enabled": True, "node_id": "refused", "partitions": 2, "lease_ttl_s": LEASE_TTL_S,
+                  "lease_renew_s": LEASE_RENEW_S},
+    }
+    path = tmp_path / "aqnet.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([sys.executable, "-m", "aqnet", "run", "--config", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail(f"the node kept running with a refused login:\n{out[-3000:]}")
+    assert proc.returncode == EXIT_REFUSED, out[-3000:]
+    assert "refused the subscription to 'aqnet/MS" in out and "for user MS01" in out, out[-3000:]
