@@ -25,7 +25,7 @@ from ingest.plausibility import TimeWindow
 from sensors.sensor import Sensor
 from storage.forwarding import ForwardingSink
 from storage.migrate import migrate
-from storage.nodes.fence import FencedSink
+from storage.nodes.fence import FencedSink, writer_options
 from storage.registry import upsert_registry
 from storage.spool import Spool
 from storage.writer_thread import WriterThread
@@ -79,7 +79,8 @@ async def open_storage(w: Wiring, pool: AsyncConnectionPool[Any], seed: list[Sen
         writer = WriterThread(s.database.url, pool_kwargs={
             "min_size": 1, "max_size": s.ingest.writes_in_flight, "timeout": s.database.pool_timeout_s,
             "kwargs": {"application_name": "aqnet-writer",
-                       "options": f"-c aqnet.node_id={s.nodes.resolved_node_id()}"},
+                       "options": writer_options(s.nodes.resolved_node_id(),
+                                                 idle_in_transaction_s=s.nodes.lease_renew_s)},
             "reconnect_timeout": s.storage.unreachable_after_s})
         await writer.start()
         w.stack.push_async_callback(writer.close)

@@ -25,7 +25,7 @@ import psycopg
 from ingest.letter import Letter
 from ingest.reading import Reading
 
-__all__ = ["FENCED", "FencedSink", "session_of"]
+__all__ = ["FENCED", "FencedSink", "session_of", "writer_options"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,18 @@ def session_of(reading: Reading) -> str | None:
     if reading.delivery is None or not reading.delivery.key.startswith("mqtt:"):
         return None
     return reading.delivery.key[5:].rsplit(":", 2)[0]
+
+
+def writer_options(node_id: str, *, idle_in_transaction_s: float) -> str:
+    """libpq `options` of a node's measurements writer connections: the node's id (the fence reads it), and a
+    session the database ends soon when its client vanishes inside a batch — a batch holds its partitions' lease
+    rows locked until it ends, and a take waits for it (idle in a transaction for `idle_in_transaction_s`; the
+    server's TCP keepalives drop a silent peer in about 5 + 3 · 2 s, as `alerts.leader` does)."""
+    if not node_id or any(c.isspace() or c == "\\" for c in node_id):
+        raise ValueError(f"writer_options: node id {node_id!r} must be non-empty, without spaces or backslashes")
+    idle_ms = max(1, round(idle_in_transaction_s * 1000))
+    return (f"-c aqnet.node_id={node_id} -c idle_in_transaction_session_timeout={idle_ms} "
+            "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3")
 
 
 class FencedSink:

@@ -12,7 +12,7 @@ import pytest
 from ingest.letter import Letter
 from ingest.reading import QC, Reading
 from sensors.delivery import http_delivery, mqtt_delivery
-from storage.nodes.fence import FencedSink, session_of
+from storage.nodes.fence import FencedSink, session_of, writer_options
 
 T0 = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
 
@@ -73,3 +73,10 @@ async def test_other_database_errors_reach_the_pipeline() -> None:
 
     with pytest.raises(psycopg.Error, match="refused"):
         await FencedSink(ScriptedWriter(["aq-p0"], sqlstate="23505"), on_fenced).write([reading("aq-p0", 1.0)])
+
+
+def test_writer_options_name_the_node_and_bound_a_vanished_writers_locks() -> None:
+    options = writer_options("aq-1", idle_in_transaction_s=3)
+    assert "-c aqnet.node_id=aq-1 " in options and "idle_in_transaction_session_timeout=3000" in options
+    with pytest.raises(ValueError, match="node id"):
+        writer_options("a b", idle_in_transaction_s=3)
