@@ -21,6 +21,7 @@ from alerts.settings import AlertsSettings, HealthSettings, SchedulerSettings
 from ingest.settings import IngestSettings
 from ingest.zero_span_settings import ZeroSpanSettings
 from sensors.settings import ClockSettings, ModbusSettings, MqttSettings, NetworkSettings, Section
+from storage.nodes.settings import NodesSettings
 from storage.settings import DatabaseSettings, DeadLetterSettings, RegistrySettings, RetentionSettings, StorageSettings
 
 __all__ = ["ApiListener", "ConfigError", "ConsoleSettings", "HttpSettings", "IntakeListener", "InternalListener",
@@ -301,6 +302,9 @@ class Settings(Section):
         "are the `open_data` section's."))
     console: ConsoleSettings = Field(default=ConsoleSettings(), description=(
         "The web console for technicians and officers (`/console/` on the API listener)."))
+    nodes: NodesSettings = Field(default=NodesSettings(), description=(
+        "Several aqnet machines on one broker and one database: intake partitions and Modbus stations through "
+        "leases (off by default; docs/operators/nodes.md)."))
 
     @model_validator(mode="after")
     def _zero_span(self) -> Settings:
@@ -311,6 +315,14 @@ class Settings(Section):
     def _exports_publisher(self) -> Settings:
         if self.exports.directory is not None:  # a scheduled export must say who publishes it, under which licence
             self.exports.publication(self.open_data)  # raises naming the open_data keys
+        return self
+
+    @model_validator(mode="after")
+    def _nodes(self) -> Settings:
+        # one node is one process: its partitions are sessions of their own, not shares of one subscription
+        if self.nodes.enabled and self.ingest.processes != 1:
+            raise ValueError(f"nodes.enabled: expected ingest.processes 1 on each node, got "
+                             f"{self.ingest.processes} (run more nodes instead: docs/operators/nodes.md)")
         return self
 
 

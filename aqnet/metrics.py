@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["HealthMetrics", "Metrics", "ProcessesCollector", "merge_processes"]
+__all__ = ["HealthMetrics", "Metrics", "NodeMetrics", "ProcessesCollector", "merge_processes"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,31 @@ class HealthMetrics:
 
 
 @dataclass(frozen=True)
+class NodeMetrics:
+    """One node of several (`nodes.enabled`: aqnet.daemon.nodes), each sample labelled with its node id."""
+
+    leases_held: Gauge
+    renewal_age: Gauge
+    leases_taken: Counter
+    fenced: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> NodeMetrics:
+        """Register the node metrics on `registry`."""
+        return cls(
+            leases_held=Gauge("aqnet_node_leases_held", "Leases this node holds, by kind (partition, station: a "
+                              "Modbus link group)", ["node", "kind"], registry=registry),
+            renewal_age=Gauge("aqnet_node_lease_renewal_age_seconds", "Seconds since this node's last successful "
+                              "lease renewal began (it stops consuming at nodes.lease_ttl_s − nodes.lease_renew_s)",
+                              ["node"], registry=registry),
+            leases_taken=Counter("aqnet_node_leases_taken_total", "Leases this node took, by kind",
+                                 ["node", "kind"], registry=registry),
+            fenced=Counter("aqnet_node_fenced_total", "Times this node stopped consuming because it could not renew "
+                           "its leases in time, or the database refused a late write", ["node"], registry=registry),
+        )
+
+
+@dataclass(frozen=True)
 class Metrics:
     """The daemon's metrics on one registry."""
 
@@ -94,6 +119,7 @@ class Metrics:
     task_up: Gauge
     task_restarts: Counter
     health: HealthMetrics
+    nodes: NodeMetrics
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -187,6 +213,7 @@ class Metrics:
                                   "Restarts of a supervised task after it died (the log has the cause)", ["task"],
                                   registry=registry),
             health=HealthMetrics.create(registry),
+            nodes=NodeMetrics.create(registry),
         )
 
 

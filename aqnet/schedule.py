@@ -79,7 +79,9 @@ def add_stage_jobs(scheduler: AsyncIOScheduler, settings: Settings, *, clock: Cl
     """
     s = settings
     rules = list(rules) if rules is not None else load_rules(s)
-    leadership = Leadership(s.database.url)
+    # on a node of several, the lock's session names the node (`aqnet nodes` shows the leader)
+    leadership = Leadership(s.database.url, application_name=(
+        f"aqnet-leader {s.nodes.resolved_node_id()}" if s.nodes.enabled else "aqnet-leader"))
     zero_span = ZeroSpanJob(tuple(s.zero_span.schedules(tz)), s.zero_span.limit_map(),
                             s.zero_span.stable_fraction, s.zero_span.drift_checks)
 

@@ -21,6 +21,7 @@ from aqnet.cli.checks import checks
 from aqnet.cli.db import db
 from aqnet.cli.deadletter import deadletter
 from aqnet.cli.exports import export, report
+from aqnet.cli.nodes import nodes_command
 from aqnet.cli.options import VAR_HELP, load_config, running_stack_state
 from aqnet.cli.profiles import profiles
 from aqnet.cli.reprocess import reprocess_command
@@ -156,6 +157,7 @@ cli.add_command(users)
 cli.add_command(alerts)
 cli.add_command(broker)
 cli.add_command(validation)
+cli.add_command(nodes_command)
 alerts.add_command(alert_record_command)
 sensors.add_command(publication_command)
 cli.add_command(checks)

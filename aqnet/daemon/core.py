@@ -51,9 +51,10 @@ from aqnet.config import Settings
 from aqnet.daemon.intake import start_mqtt_intake, start_pollers
 from aqnet.daemon.ipc import Channel
 from aqnet.daemon.jobs import start_scheduler
+from aqnet.daemon.nodes import NodeAgent
 from aqnet.daemon.observer import PipelineMetrics, TaskMetrics
 from aqnet.daemon.processes import Role
-from aqnet.daemon.serving import serve_http, watch_health
+from aqnet.daemon.serving import IntakeProgress, serve_http, watch_health
 from aqnet.daemon.wiring import Wiring
 from aqnet.daemon.workers import ConditionsExchange, IntakeProcesses
 from aqnet.daemon.writing import open_database, open_storage, start_pipeline
@@ -184,7 +185,14 @@ class Daemon:
             stack.push_async_callback(_quietly, links.close)
             observer = PipelineMetrics(self.metrics, protocol_of=lambda: self.protocol_of, last_seen=self.last_seen,
                                        count=self._count)
-            sink = await open_storage(w, pool, self.network if role.primary else None, observer, role)
+            node: list[NodeAgent] = []  # a node of several (aqnet.daemon.nodes), once built
+
+            async def on_fenced(session: str) -> None:
+                if node:
+                    await node[0].fenced(session)
+
+            sink = await open_storage(w, pool, self.network if role.primary else None, observer, role,
+                                      on_fenced=on_fenced)
             async with pool.connection() as conn:  # CalibrationError here: refuse to start
                 snapshot = await load_snapshot(conn, now=self.clock(),
                                                maintenance_lookback_s=s.registry.maintenance_lookback_s,
@@ -200,11 +208,25 @@ class Daemon:
                                         protocol_of=lambda device_id: self.protocol_of.get(device_id, "unknown"),
                                         on_rejected=lambda source, reason:
                                         self.metrics.rejected.labels(source, reason).inc())
-            mqtt = start_mqtt_intake(w, intake, submitter, path.pipeline, refuse=self._refuse, role=role)
-            self.mqtt_status = mqtt.status
-            pollers, live = start_pollers(w, links, intake, submitter, path.pipeline, interval_of=self.poll_interval,
-                                          stations=role.stations)
+            if s.nodes.enabled:  # the node's partitions replace the one subscription (aqnet.daemon.nodes)
+                pollers, live = start_pollers(w, links, intake, submitter, path.pipeline,
+                                              interval_of=self.poll_interval,
+                                              stations=lambda t: node[0].station_share(t) if node else {})
+                node.append(NodeAgent(w, intake=intake, submitter=submitter, pipeline=path.pipeline,
+                                      pollers=pollers, network=lambda: live.network, interval_of=self.poll_interval,
+                                      refuse=self._refuse))
+                intake_progress: IntakeProgress = node[0]
+                self.mqtt_status = node[0].status
+            else:
+                mqtt = start_mqtt_intake(w, intake, submitter, path.pipeline, refuse=self._refuse, role=role)
+                intake_progress = mqtt.subscriber
+                self.mqtt_status = mqtt.status
+                pollers, live = start_pollers(w, links, intake, submitter, path.pipeline,
+                                              interval_of=self.poll_interval, stations=role.stations)
             await self._follow_registry(w, pool, snapshot, live)
+            if node:
+                stack.push_async_callback(node[0].close)  # after the pipeline's flush: disconnect, then leave
+                w.start("node", node[0].run)
             self.metrics.queue_length.set_function(lambda: path.pipeline.queue_length)
             if role.primary:
                 assert keys is not None
@@ -215,7 +237,7 @@ class Daemon:
                 scheduler: AsyncIOScheduler | None = start_scheduler(
                     w, pool, path.pipeline, tz=self.tz, cadences=live.cadences, dispatcher=dispatcher, rules=rules)
                 workers = self._start_workers(w, exchange) if role.count > 1 else None
-                monitor, self.health = watch_health(w, pool, mqtt.subscriber, path.pipeline, path.written, pollers,
+                monitor, self.health = watch_health(w, pool, intake_progress, path.pipeline, path.written, pollers,
                                                     others=workers.down if workers else None)
                 listeners = await serve_http(w, pool, submitter, monitor, signing_key=keys.link, status=self.status,
                                              servers=self.http_servers, workers=workers)
@@ -225,7 +247,7 @@ class Daemon:
             else:
                 scheduler = None
                 assert self.channel is not None
-                _, self.health = watch_health(w, pool, mqtt.subscriber, path.pipeline, path.written, pollers)
+                _, self.health = watch_health(w, pool, intake_progress, path.pipeline, path.written, pollers)
                 w.start("process-pipe", lambda: self._serve_pipe(exchange), restart=False)
                 log.info("aqnet intake process %d of %d running", role.index, role.count)
 

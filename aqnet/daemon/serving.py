@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -26,15 +26,24 @@ from aqnet.public import compliance, create_public_app
 from ingest.intake import IntakeSubmitter
 from ingest.pipeline import Pipeline
 from sensors.modbus.supervisor import PollerSupervisor
-from sensors.mqtt.subscriber import MqttSubscriber
 from storage.users import LockoutPolicy
 
-__all__ = ["serve_http", "watch_health"]
+__all__ = ["IntakeProgress", "serve_http", "watch_health"]
 
 log = logging.getLogger(__name__)
 
 
-def watch_health(w: Wiring, pool: AsyncConnectionPool[Any], subscriber: MqttSubscriber, pipeline: Pipeline,
+class IntakeProgress(Protocol):
+    """What liveness reads of the MQTT intake: the subscriber, or a node's partitions (`aqnet.daemon.nodes`)."""
+
+    @property
+    def pending(self) -> int: ...
+
+    @property
+    def handled(self) -> int: ...
+
+
+def watch_health(w: Wiring, pool: AsyncConnectionPool[Any], subscriber: IntakeProgress, pipeline: Pipeline,
                  written: CountedSink, pollers: PollerSupervisor, *,
                  others: Callable[[], Mapping[str, str]] | None = None,
                  ) -> tuple[HealthMonitor, Callable[[], dict[str, Any]]]:

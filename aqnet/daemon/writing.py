@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from ingest.plausibility import TimeWindow
 from sensors.sensor import Sensor
 from storage.forwarding import ForwardingSink
 from storage.migrate import migrate
+from storage.nodes.fence import FencedSink, writer_options
 from storage.registry import upsert_registry
 from storage.spool import Spool
 from storage.writer_thread import WriterThread
@@ -39,7 +41,7 @@ class WritePath:
 
     pipeline: Pipeline
     written: CountedSink
-    sink: ForwardingSink
+    sink: ForwardingSink | FencedSink
 
 
 async def open_database(stack: contextlib.AsyncExitStack, s: Settings, *,
@@ -63,11 +65,26 @@ async def open_database(stack: contextlib.AsyncExitStack, s: Settings, *,
 
 
 async def open_storage(w: Wiring, pool: AsyncConnectionPool[Any], seed: list[Sensor] | None,
-                       observer: PipelineMetrics, role: Role) -> ForwardingSink:
+                       observer: PipelineMetrics, role: Role, *,
+                       on_fenced: Callable[[str], Awaitable[None]] | None = None) -> ForwardingSink | FencedSink:
     """Open the spool (this process's: `aqnet.daemon.processes`), seed the registry (unless `seed` is None), and
     start the measurements writer (in a thread of its own), the forwarding sink (database, else spool) and its
-    replay."""
+    replay. A node of several (`nodes.enabled`) writes to the database only, fenced (`storage.nodes.fence`):
+    `on_fenced` is told which session the database refused."""
     s = w.settings
+    if s.nodes.enabled:
+        assert on_fenced is not None, "open_storage: a node needs on_fenced"
+        if seed is not None:
+            await upsert_registry(pool, seed)
+        writer = WriterThread(s.database.url, pool_kwargs={
+            "min_size": 1, "max_size": s.ingest.writes_in_flight, "timeout": s.database.pool_timeout_s,
+            "kwargs": {"application_name": "aqnet-writer",
+                       "options": writer_options(s.nodes.resolved_node_id(),
+                                                 idle_in_transaction_s=s.nodes.lease_renew_s)},
+            "reconnect_timeout": s.storage.unreachable_after_s})
+        await writer.start()
+        w.stack.push_async_callback(writer.close)
+        return FencedSink(writer, on_fenced)
     spool = Spool(role.spool_dir(s.storage.spool_dir), max_bytes=role.spool_max_bytes(s.storage.spool_max_bytes),
                   near_full_fraction=s.storage.spool_near_full_fraction)
     w.stack.callback(spool.close)
@@ -88,7 +105,7 @@ async def open_storage(w: Wiring, pool: AsyncConnectionPool[Any], seed: list[Sen
     return sink
 
 
-def start_pipeline(w: Wiring, sink: ForwardingSink, observer: PipelineMetrics) -> WritePath:
+def start_pipeline(w: Wiring, sink: ForwardingSink | FencedSink, observer: PipelineMetrics) -> WritePath:
     """Start the pipeline (normalise, QC, batch) into `sink`; the registry's books are put in by live reload."""
     s = w.settings
     written = CountedSink(sink)  # liveness: each finished write attempt is progress
