@@ -74,6 +74,10 @@ class ZeroSpanSettings(Section):
     limits: dict[str, LimitSpec] = Field(default={}, description=(
         "Acceptance limits per vocabulary code, replacing the defaults (EPA QA Handbook Vol. II Appendix D for "
         "o3, so2, no2, co, marked unverified)."))
+    status_purge_min: dict[str, Annotated[float, Field(ge=0)]] = Field(default={}, description=(
+        "Per analyser device id: minutes after its zero/span (calibration-mode) status bit clears during which its "
+        "readings are still flagged maintenance (the lines flush). No default (an analyser's flush time is its "
+        "manual's or the network procedure's, not aqnet's): a device not listed gets no purge."))
     stable_fraction: Annotated[float, Field(gt=0, le=1)] = Field(default=0.5, description=(
         "A phase's response is the mean of its readings in this last fraction of the phase (the analyser settles "
         "first): an aqnet choice."))

@@ -20,7 +20,7 @@ analyser's cell and lines flush the span gas (`CheckWindow.phase`). Times are aw
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
@@ -128,3 +128,43 @@ def window_at(schedule: CheckSchedule, t: datetime) -> CheckWindow | None:
     """The run `t` falls in (check or purge), or None."""
     found = occurrences(schedule, t, t + timedelta(microseconds=1))
     return found[0] if found else None
+
+
+class StatusPurge:
+    """The purge after a check an analyser reports with its own status bit (a zero/span or calibration mode).
+
+    Such readings already carry the device's maintenance bit while the bit is set; for `purge_s[device]` seconds
+    from the first reading without it (the bit seen clear: the lines are flushing) the readings keep it:
+    `apply(device, at, bits)` returns `bits` with `maintenance_bit` added inside that purge. A device without a
+    purge (not in `purge_s`, or 0) is left as it is. Readings come in time order (a poller's live reads); the state
+    is per device and in memory: after a restart the purge of a check that ended before it is not known (the
+    scheduled checks' windows are, `CheckSchedule`). Pure.
+    """
+
+    def __init__(self, purge_s: Mapping[str, float], maintenance_bit: int) -> None:
+        for device, seconds in purge_s.items():
+            if not (math.isfinite(seconds) and seconds >= 0):
+                raise ValueError(f"status purge of {device}: expected seconds >= 0, got {seconds}")
+        if maintenance_bit <= 0:
+            raise ValueError(f"status purge: maintenance_bit must be a positive bit, got {maintenance_bit}")
+        self._purge = {device: timedelta(seconds=s) for device, s in purge_s.items() if s > 0}
+        self._bit = maintenance_bit
+        self._in_check: set[str] = set()  #: devices whose last reading had the bit set
+        self._cleared: dict[str, datetime] = {}  #: device → its first reading without the bit after a check
+
+    def apply(self, device_id: str, at: datetime, bits: int) -> int:
+        """`bits` of a reading of `device_id` measured at `at`, with the maintenance bit added during a purge."""
+        purge = self._purge.get(device_id)
+        if purge is None:
+            return bits
+        if bits & self._bit:
+            self._in_check.add(device_id)
+            self._cleared.pop(device_id, None)
+            return bits
+        if device_id in self._in_check:
+            self._in_check.discard(device_id)
+            self._cleared[device_id] = at
+        cleared = self._cleared.get(device_id)
+        if cleared is not None and cleared <= at < cleared + purge:
+            return bits | self._bit
+        return bits

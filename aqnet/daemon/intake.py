@@ -18,12 +18,14 @@ from aqnet.daemon.wiring import Wiring
 from aqnet.preflight import StartupRefused, watch_subscriptions
 from ingest.intake import IntakeSubmitter
 from ingest.pipeline import Pipeline
+from sensors.modbus.decode import DEVICE_STATUS_BITS
 from sensors.modbus.link import LinkRegistry
 from sensors.modbus.poller import StationPoller, StatusEvent
 from sensors.modbus.supervisor import PollerSupervisor, PollTarget
 from sensors.mqtt.client import Message, MqttSubscriberClient
 from sensors.mqtt.subscriber import Intake, MqttSubscriber
 from sensors.reading import Gap, RawReading
+from sensors.zero_span import StatusPurge
 from storage.live_network import LiveNetwork
 
 __all__ = ["MqttIntake", "start_mqtt_intake", "start_pollers"]
@@ -107,11 +109,15 @@ def start_pollers(w: Wiring, links: LinkRegistry, intake: Intake, submitter: Int
             m.backfilled.labels(readings[0].sensor_id).inc(backfilled)
         return True
 
+    # the purge after an analyser's own zero/span status bit clears, per device (zero_span.status_purge_min)
+    status_purge = StatusPurge({device: minutes * 60 for device, minutes in
+                                w.settings.zero_span.status_purge_min.items()}, DEVICE_STATUS_BITS["maintenance"])
+
     def make_poller(target: PollTarget) -> StationPoller:
         # ValueError (a profile that did not load, a link conflict): the supervisor logs it and skips
         return StationPoller(target.sensor, links.link_for, live.profiles, on_readings=on_modbus_readings,
                              on_gap=on_gap, on_status=on_status, clock=w.clock, interval_s=target.interval_s,
-                             real_seconds=getattr(w.clock, "real_seconds", None))
+                             real_seconds=getattr(w.clock, "real_seconds", None), status_purge=status_purge)
 
     task_metrics = TaskMetrics(m)
     pollers = PollerSupervisor(make_poller, policy=dataclasses.replace(w.tasks.policy, max_restarts=None),

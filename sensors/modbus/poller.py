@@ -21,6 +21,7 @@ next successful poll.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import math
@@ -36,6 +37,7 @@ from sensors.modbus.read import Clock, Link, read_device_failure, read_history, 
 from sensors.modbus.replay import history_readings
 from sensors.reading import Conditions, Gap, RawReading
 from sensors.sensor import Device, Sensor
+from sensors.zero_span import StatusPurge
 
 __all__ = ["StationPoller", "StatusEvent"]
 
@@ -123,7 +125,8 @@ class StationPoller:
                  on_readings: ReadingsCallback, on_gap: GapCallback, on_status: StatusCallback | None = None,
                  intervals: Mapping[str, float] | None = None, conditions: Mapping[str, Conditions] | None = None,
                  retry_initial_s: float = 1.0, jitter: float = 0.2, rng: random.Random | None = None,
-                 backfill: bool = True, real_seconds: Callable[[float], float] | None = None) -> None:
+                 backfill: bool = True, real_seconds: Callable[[float], float] | None = None,
+                 status_purge: StatusPurge | None = None) -> None:
         errors: list[str] = []
         if not interval_s > 0:
             errors.append(f"interval_s: expected > 0, got {interval_s}")
@@ -138,6 +141,8 @@ class StationPoller:
         self._on_gap = on_gap
         self._on_status = on_status
         self._conditions = dict(conditions or {})
+        #: the purge after an analyser's own zero/span status bit clears (sensors.zero_span.StatusPurge)
+        self._status_purge = status_purge
         self._retry_initial_s = retry_initial_s
         self._jitter = jitter
         self._rng = rng or random.Random()
@@ -265,6 +270,8 @@ class StationPoller:
                 await _call(self._on_status, self._event(entry, result.reason, result.detail, result.time,
                                                          table, address, count, first=first, recovered=False))
             return result
+        if self._status_purge is not None:
+            result = _purged(result, self._status_purge)
         recovered = state.failing
         live_time = result[0].time
         if recovered:
@@ -361,3 +368,11 @@ async def _call(callback: Callable[[Any], Any], value: Any) -> Any:
         return await outcome
     return outcome
 
+
+def _purged(readings: list[RawReading], purge: StatusPurge) -> list[RawReading]:
+    """A live read's readings with the maintenance bit of a status-bit check's purge (`StatusPurge`) added."""
+    out = []
+    for r in readings:
+        bits = purge.apply(r.device_id, r.time, r.device_status)
+        out.append(r if bits == r.device_status else dataclasses.replace(r, device_status=bits))
+    return out

@@ -70,3 +70,30 @@ def test_window_at_agrees_with_occurrences(t: datetime, at_minute: int, every: i
 def test_bad_schedules_name_the_field(kw: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         schedule(**kw)
+
+
+def test_status_purge_keeps_the_bit_for_its_time_after_the_bit_clears_per_device() -> None:
+    from sensors.zero_span import StatusPurge
+
+    bit = 1 << 6
+    t0 = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
+    purge = StatusPurge({"NOX": 300, "O3": 0}, bit)
+    at = [t0 + timedelta(minutes=m) for m in range(12)]
+    assert purge.apply("NOX", at[0], 0) == 0  # no check seen yet
+    assert purge.apply("NOX", at[1], bit | 1) == bit | 1  # in the check: as reported
+    assert purge.apply("NOX", at[2], bit) == bit
+    assert purge.apply("NOX", at[3], 0) == bit  # cleared at 03:03: purged until 03:08
+    assert purge.apply("NOX", at[7], 1) == bit | 1  # other bits kept
+    assert purge.apply("NOX", at[8], 0) == 0  # the purge is over
+    assert purge.apply("O3", at[1], bit) == bit and purge.apply("O3", at[2], 0) == 0  # 0 s: no purge
+    assert purge.apply("CO", at[1], bit) == bit and purge.apply("CO", at[2], 0) == 0  # not configured
+    assert purge.apply("NOX", at[9], bit) == bit and purge.apply("NOX", at[10], 0) == bit  # a second check
+
+
+def test_status_purge_refuses_a_negative_or_infinite_time() -> None:
+    from sensors.zero_span import StatusPurge
+
+    with pytest.raises(ValueError, match="status purge of NOX: expected seconds >= 0"):
+        StatusPurge({"NOX": -1}, 1 << 6)
+    with pytest.raises(ValueError, match="maintenance_bit"):
+        StatusPurge({}, 0)

@@ -692,3 +692,40 @@ def test_links_may_come_from_a_callable(clock: Clock) -> None:
     poller = StationPoller(sensor, link_for, profiles(), clock, interval_s=10, on_readings=print, on_gap=print)
     assert asked == [d.id for d in sensor.devices]
     assert poller.intervals == {d.id: 10 for d in sensor.devices}
+
+
+@pytest.mark.integration
+async def test_the_purge_after_a_status_bit_check_keeps_readings_in_maintenance(server: StationServer,
+                                                                                 clock: Clock) -> None:
+    """Issue 24: a purge time after each check during which readings are still excluded — for an analyser that
+    reports its check with a status bit, the `zero_span.status_purge_min` of its device after the bit clears."""
+    from sensors.modbus.decode import DEVICE_STATUS_BITS
+    from sensors.zero_span import StatusPurge
+
+    sensor = at_port(station(), server.port)
+    nox = sensor.devices[1]
+    got: list[list[RawReading]] = []
+    lnk = ModbusLink("127.0.0.1", server.port, timeout_s=1.0)
+    poller = StationPoller(sensor, lnk, profiles(), clock, interval_s=60, on_readings=got.append,
+                           on_gap=lambda g: None,
+                           status_purge=StatusPurge({nox.id: 600}, DEVICE_STATUS_BITS["maintenance"]))
+
+    async def nox_status_at(t: datetime) -> int:
+        clock.t = t
+        got.clear()
+        await poller.poll_once()
+        (readings,) = [r for r in got if r and r[0].device_id == nox.id]
+        others = [r for r in got if r and r[0].device_id != nox.id]
+        assert all(x.device_status == 0 for batch in others for x in batch)  # no purge configured for them
+        (status,) = {x.device_status for x in readings}
+        return status
+
+    try:
+        server.set_status(nox.id, ["maintenance"])  # the analyser runs its check
+        assert await nox_status_at(T0) == int(QC.MAINTENANCE)
+        server.set_status(nox.id)  # the bit clears at T0 + 1 min: the purge runs 10 min from there
+        assert await nox_status_at(T0 + timedelta(minutes=1)) == int(QC.MAINTENANCE)
+        assert await nox_status_at(T0 + timedelta(minutes=10, seconds=59)) == int(QC.MAINTENANCE)
+        assert await nox_status_at(T0 + timedelta(minutes=11)) == 0
+    finally:
+        await lnk.close()
