@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 
 from sensors.redact import redact
 
-__all__ = ["DbContext", "Refusal"]
+__all__ = ["DbContext", "Refusal", "run_in_database"]
 
 T = TypeVar("T")
 
@@ -64,3 +64,22 @@ class DbContext:
     def echo(self, data: Any, text: str) -> None:
         """`data` as JSON under `--json`, else `text`."""
         click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str) if self.as_json else text)
+
+
+def run_in_database(url: str, work: Callable[[AsyncConnection[Any]], Coroutine[Any, Any, T]], *, table: str,
+                    refusals: tuple[type[Exception], ...] = ()) -> T:
+    """Run `work` on a fresh autocommit connection to `url`; an unreachable database, a missing `table` (not
+    migrated) or a refusal (an error with `message`) ends the command with its message (exit 1)."""
+    async def go() -> T:
+        async with await AsyncConnection.connect(url, autocommit=True) as conn:
+            return await work(conn)
+
+    try:
+        return asyncio.run(go())
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(redact(f"cannot connect to {url}: {exc}")) from None
+    except psycopg.errors.UndefinedTable:
+        raise click.ClickException(redact(f"{url}: no {table} table; run `aqnet db migrate` first")) from None
+    except refusals as exc:
+        refusal: Any = exc
+        raise click.ClickException(refusal.message) from None

@@ -8,20 +8,18 @@ The database is `--url`, else the `--config` file's `database.url`, else the run
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import psycopg
 from psycopg import AsyncConnection
 
+from aqnet.cli.db_context import run_in_database
 from aqnet.cli.options import database_options, database_target
 from aqnet.cli.render import render_table
-from sensors.redact import redact
 from storage.tokens import ROLES, ApiToken, TokenError, create_token, list_tokens, revoke_token
 
 __all__ = ["tokens"]
@@ -29,19 +27,8 @@ __all__ = ["tokens"]
 T = TypeVar("T")
 
 
-def _run(url: str, work: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
-    async def go() -> T:
-        async with await AsyncConnection.connect(url, autocommit=True) as conn:
-            return await work(conn)
-
-    try:
-        return asyncio.run(go())
-    except psycopg.OperationalError as exc:
-        raise click.ClickException(redact(f"cannot connect to {url}: {exc}")) from None
-    except psycopg.errors.UndefinedTable:
-        raise click.ClickException(redact(f"{url}: no api_tokens table; run `aqnet db migrate` first")) from None
-    except TokenError as exc:
-        raise click.ClickException(exc.message) from None
+def _run(url: str, work: Callable[[AsyncConnection[Any]], Coroutine[Any, Any, T]]) -> T:
+    return run_in_database(url, work, table="api_tokens", refusals=(TokenError,))
 
 
 def _as_dict(token: ApiToken) -> dict[str, Any]:

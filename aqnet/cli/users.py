@@ -9,23 +9,21 @@ The database is `--url`, else the `--config` file's `database.url`, else the run
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import secrets
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import psycopg
 from psycopg import AsyncConnection
 
+from aqnet.cli.db_context import run_in_database
 from aqnet.cli.options import database_options, database_target
 from aqnet.cli.render import render_table
-from sensors.redact import redact
 from storage.users import USER_ROLES, User, UserError, add_user, disable_user, list_users, reset_password
 
 __all__ = ["users"]
@@ -34,19 +32,8 @@ T = TypeVar("T")
 _db_options = database_options("YAML settings file whose database.url to use")
 
 
-def _run(url: str, work: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
-    async def go() -> T:
-        async with await AsyncConnection.connect(url, autocommit=True) as conn:
-            return await work(conn)
-
-    try:
-        return asyncio.run(go())
-    except psycopg.OperationalError as exc:
-        raise click.ClickException(redact(f"cannot connect to {url}: {exc}")) from None
-    except psycopg.errors.UndefinedTable:
-        raise click.ClickException(redact(f"{url}: no console_users table; run `aqnet db migrate` first")) from None
-    except UserError as exc:
-        raise click.ClickException(exc.message) from None
+def _run(url: str, work: Callable[[AsyncConnection[Any]], Coroutine[Any, Any, T]]) -> T:
+    return run_in_database(url, work, table="console_users", refusals=(UserError,))
 
 
 def _password(password_file: str | None, generate: bool) -> tuple[str, bool]:
