@@ -82,7 +82,7 @@ _EN = {
     "range": "Index range", "source": "Source", "data": "Data: the open-data API",
     "api_link": "Open data (API)", "select_hint": "Choose a location on the map or in the list to see its last "
     "24 hours.", "show": "Show", "tiles": "Map tiles", "index_value": "index",
-    "category": "Category", "kind": "Kind", "status": "Status",
+    "category": "Category", "kind": "Kind", "status": "Status", "table": "The values as a table",
     "indicative_note": "An indicative sensor is a microsensor, not a reference instrument: its values are "
     "indicative only.",
 }
@@ -101,7 +101,7 @@ _ES = {
     "range": "Rango del índice", "source": "Fuente", "data": "Datos: la API de datos abiertos",
     "api_link": "Datos abiertos (API)", "select_hint": "Elija un punto en el mapa o en la lista para ver sus "
     "últimas 24 horas.", "show": "Mostrar", "tiles": "Teselas del mapa", "index_value": "índice",
-    "category": "Categoría", "kind": "Tipo", "status": "Estado",
+    "category": "Categoría", "kind": "Tipo", "status": "Estado", "table": "Los valores en una tabla",
     "indicative_note": "Un sensor indicativo es un microsensor, no un instrumento de referencia: sus valores "
     "son solo indicativos.",
 }

@@ -89,6 +89,9 @@
     return [(lon + 180) / 360 * size, (0.5 - Math.log((1 + s) / (1 - s)) / (4 * Math.PI)) * size];
   }
 
+  /* The map: a box of the locations' extent (Web Mercator world pixels at a zoom where it spans about 600 px),
+     the ground and any tiles as an SVG filling the box, and each location an HTML link placed over it by
+     percentage, so markers keep their size (and their touch target) at any width. */
   function drawMap() {
     var box = document.getElementById("map");
     var placed = state.locations.filter(function (l) { return l.coordinates; });
@@ -96,56 +99,60 @@
     if (!placed.length) { box.appendChild(el("p", {"class": "status"}, W.no_index)); return; }
     var lats = placed.map(function (l) { return l.coordinates.latitude; });
     var lons = placed.map(function (l) { return l.coordinates.longitude; });
-    var a0 = project(Math.max.apply(null, lats), Math.min.apply(null, lons), 0);
-    var b0 = project(Math.min.apply(null, lats), Math.max.apply(null, lons), 0);
+    var north = Math.max.apply(null, lats), south = Math.min.apply(null, lats);
+    var west = Math.min.apply(null, lons), east = Math.max.apply(null, lons);
+    var a0 = project(north, west, 0), b0 = project(south, east, 0);
     var span0 = Math.max(b0[0] - a0[0], b0[1] - a0[1], 1e-9);
-    var z = Math.max(1, Math.min(17, Math.floor(Math.log(600 / span0) / Math.LN2))); // bbox about 600 px
-    var a = project(Math.max.apply(null, lats), Math.min.apply(null, lons), z);
-    var b = project(Math.min.apply(null, lats), Math.max.apply(null, lons), z);
-    var pad = 40, width = Math.max(b[0] - a[0], 300) + 2 * pad, height = Math.max(b[1] - a[1], 200) + 2 * pad;
+    var z = Math.max(1, Math.min(17, Math.floor(Math.log(600 / span0) / Math.LN2)));
+    var a = project(north, west, z), b = project(south, east, z);
+    var pad = 30, width = Math.max(b[0] - a[0], 320) + 2 * pad;
+    var height = Math.min(Math.max(b[1] - a[1] + 2 * pad, 0.45 * width), 1.2 * width);
     var x0 = (a[0] + b[0]) / 2 - width / 2, y0 = (a[1] + b[1]) / 2 - height / 2;
-    var shown = box.clientWidth || 600, unit = width / shown; // viewBox units per CSS px
-    var root = svg("svg", {viewBox: [x0, y0, width, height].join(" "), "class": "map-svg", role: "group",
-                           "aria-labelledby": "map-heading"});
-    root.appendChild(svg("rect", {x: x0, y: y0, width: width, height: height, "class": "map-ground"}));
+    var canvas = el("div", {"class": "map-canvas"});
+    canvas.style.aspectRatio = width.toFixed(1) + " / " + height.toFixed(1);
+    var ground = svg("svg", {viewBox: [x0, y0, width, height].join(" "), "class": "map-ground-svg",
+                             "aria-hidden": "true", focusable: "false", preserveAspectRatio: "none"});
+    ground.appendChild(svg("rect", {x: x0, y: y0, width: width, height: height, "class": "map-ground"}));
     if (cfg.tileUrl) {
-      var tiles = svg("g", {"aria-hidden": "true"}), n = Math.pow(2, z);
+      var n = Math.pow(2, z);
       for (var tx = Math.floor(x0 / TILE); tx <= Math.floor((x0 + width) / TILE); tx++) {
         for (var ty = Math.floor(y0 / TILE); ty <= Math.floor((y0 + height) / TILE); ty++) {
           if (ty < 0 || ty >= n) continue;
           var href = cfg.tileUrl.replace("{z}", z).replace("{x}", ((tx % n) + n) % n).replace("{y}", ty)
             .replace("{s}", "a");
-          tiles.appendChild(svg("image", {href: href, x: tx * TILE, y: ty * TILE, width: TILE, height: TILE}));
+          ground.appendChild(svg("image", {href: href, x: tx * TILE, y: ty * TILE, width: TILE, height: TILE,
+                                           "class": "tile"}));
         }
       }
-      root.appendChild(tiles);
     }
+    canvas.appendChild(ground);
+    var marks = el("ul", {"class": "marks", "aria-label": W.map});
     // the least urgent first, so the worst categories are drawn on top
     placed.slice().sort(function (p, q) {
       return ((current(p) || {level: 0}).level - (current(q) || {level: 0}).level);
     }).forEach(function (loc) {
       var at = project(loc.coordinates.latitude, loc.coordinates.longitude, z), cat = category(current(loc));
-      var r = 9 * unit, link = svg("a", {href: "#loc-" + loc.id, "class": "marker", "aria-label": summary(loc),
-                                         "data-location": loc.id, "data-category": cat.name,
-                                         "data-indicative": loc.indicative ? "true" : "false"});
-      link.appendChild(svg("title", {}, summary(loc)));
-      link.appendChild(svg("circle", {cx: at[0], cy: at[1], r: 12 * unit, "class": "hit"}));
+      var link = el("a", {href: "#loc-" + loc.id, "class": "marker", "aria-label": summary(loc), title: summary(loc),
+                          "data-location": loc.id, "data-category": cat.name,
+                          "data-indicative": loc.indicative ? "true" : "false"});
+      if (state.selected === loc.id) link.setAttribute("aria-current", "true");
+      link.style.left = (100 * (at[0] - x0) / width).toFixed(3) + "%";
+      link.style.top = (100 * (at[1] - y0) / height).toFixed(3) + "%";
+      var shape = svg("svg", {width: 24, height: 24, viewBox: "0 0 24 24", "aria-hidden": "true",
+                              focusable: "false"});
       if (loc.indicative) {
-        link.appendChild(svg("rect", {x: at[0] - r * 0.85, y: at[1] - r * 0.85, width: r * 1.7, height: r * 1.7,
-                                      fill: cat.colour, stroke: "#111", "stroke-width": 2 * unit,
-                                      "stroke-dasharray": (3 * unit) + " " + (2 * unit)}));
+        shape.appendChild(svg("rect", {x: 4, y: 4, width: 16, height: 16, fill: cat.colour, stroke: "#111111",
+                                       "stroke-width": 2, "stroke-dasharray": "3 2"}));
       } else {
-        link.appendChild(svg("circle", {cx: at[0], cy: at[1], r: r, fill: cat.colour, stroke: "#111",
-                                        "stroke-width": 2 * unit}));
+        shape.appendChild(svg("circle", {cx: 12, cy: 12, r: 9, fill: cat.colour, stroke: "#111111",
+                                         "stroke-width": 2}));
       }
-      if (state.selected === loc.id) {
-        link.appendChild(svg("circle", {cx: at[0], cy: at[1], r: r + 4 * unit, fill: "none", stroke: "#111",
-                                        "stroke-width": 2 * unit, "class": "ring"}));
-      }
+      link.appendChild(shape);
       link.addEventListener("click", choose);
-      root.appendChild(link);
+      marks.appendChild(el("li")).appendChild(link);
     });
-    box.appendChild(root);
+    canvas.appendChild(marks);
+    box.appendChild(canvas);
   }
 
   /* ---------------------------------------------------------------- the list below the map */
@@ -183,13 +190,14 @@
     return local.slice(11, 16);
   }
 
-  function chart(loc, parameter, hours) {
+  function chart(loc, parameter, hours, width) {
     var figure = el("figure", {"class": "chart"});
     var title = format(W.chart_of, {parameter: parameter.displayName, name: loc.name});
     var unitText = hours.length ? hours[0].unit : parameter.units;
     var values = hours.map(function (h) { return h.value; }).filter(function (v) { return v !== null; });
     var top = niceMax(Math.max.apply(null, values.concat([0])) * 1.05);
-    var w = 600, h = 240, l = 48, r = 12, t = 12, b = 30, n = Math.max(hours.length, 1);
+    var w = Math.max(300, Math.round(width || 600)), h = 240, l = 48, r = 24, t = 12, b = 30;
+    var n = Math.max(hours.length, 1);
     var root = svg("svg", {viewBox: "0 0 " + w + " " + h, role: "img", "aria-labelledby": "chart-title chart-desc",
                            "class": "chart-svg"});
     root.appendChild(svg("title", {id: "chart-title"}, title));
@@ -206,17 +214,17 @@
       root.appendChild(svg("text", {x: l - 6, y: y + 4, "text-anchor": "end", "class": "axis"},
                            String(Math.round(v * 10) / 10)));
     }
-    var path = "";
+    var path = "", pen = false; // a gap (an hour with no value) lifts the pen
     hours.forEach(function (hour, i) {
       if (i % 6 === 5 || i === hours.length - 1) {
         root.appendChild(svg("text", {x: xOf(i), y: h - 10, "text-anchor": "middle", "class": "axis"},
                              hourLabel(hour)));
       }
-      if (hour.value === null) { path += " "; return; }
-      path += (path.trim() === "" || path.slice(-1) === " " ? "M" : "L") + xOf(i).toFixed(1) + "," +
-        yOf(hour.value).toFixed(1) + " ";
+      if (hour.value === null) { pen = false; return; }
+      path += (pen ? "L" : "M") + xOf(i).toFixed(1) + "," + yOf(hour.value).toFixed(1) + " ";
+      pen = true;
     });
-    root.appendChild(svg("path", {d: path.replace(/\s+/g, " ").trim() || "M0,0", "class": "line"}));
+    if (path) root.appendChild(svg("path", {d: path.trim(), "class": "line"}));
     hours.forEach(function (hour, i) {
       if (hour.value === null) return;
       var valid = hour.validity && hour.validity.code > 0;
@@ -227,7 +235,7 @@
     figure.appendChild(el("figcaption", {}, title + " (" + unitText + ")"));
     // the same values as a table: the chart's text alternative
     var details = el("details"), table = el("table");
-    details.appendChild(el("summary", {}, W.value + "s (" + hours.length + ")"));
+    details.appendChild(el("summary", {}, W.table + " (" + hours.length + ")"));
     var head = table.appendChild(el("thead")).appendChild(el("tr"));
     [W.hour, W.value + " (" + unitText + ")", W.valid, W.validated].forEach(function (c) {
       head.appendChild(el("th", {scope: "col"}, c));
@@ -277,7 +285,7 @@
            encodeURIComponent(parameter.id) + "/hours?limit=100").then(function (hours) {
       if (state.selected !== chosen) return;
       holder.textContent = "";
-      holder.appendChild(hours.length ? chart(loc, parameter, hours) : el("p", {}, W.no_hours));
+      holder.appendChild(hours.length ? chart(loc, parameter, hours, holder.clientWidth) : el("p", {}, W.no_hours));
     }).catch(function () { holder.textContent = W.failed; });
   }
 
@@ -314,11 +322,6 @@
         drawList();
         drawDetail(true);
       }
-    });
-    var resizing = null;
-    window.addEventListener("resize", function () {
-      clearTimeout(resizing);
-      resizing = setTimeout(drawMap, 200);
     });
     Promise.all([getAll(cfg.api + "/locations?limit=1000"), getAll(cfg.api + "/indices/latest?limit=1000")])
       .then(function (got) {

@@ -117,6 +117,8 @@ def test_a_citizen_sees_every_location_coloured_by_its_category(database_url: st
         assert len(hours) == 24
         points = driver.find_elements(By.CSS_SELECTOR, "#detail figure.chart circle.point")
         assert len(points) == len([h for h in hours if h["value"] is not None]) == 24
+        line = driver.find_element(By.CSS_SELECTOR, "#detail figure.chart path.line").get_attribute("d")
+        assert line.count("M") == 1 and line.count("L") == 23  # one unbroken line through the 24 hours
         title = driver.find_element(By.CSS_SELECTOR, "#detail figure.chart svg title").get_attribute("textContent")
         assert locations["KEN"]["name"] in title
         rows = driver.find_elements(By.CSS_SELECTOR, "#detail figure.chart tbody tr")
