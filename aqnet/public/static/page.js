@@ -105,10 +105,11 @@
     var span0 = Math.max(b0[0] - a0[0], b0[1] - a0[1], 1e-9);
     var z = Math.max(1, Math.min(17, Math.floor(Math.log(600 / span0) / Math.LN2)));
     var a = project(north, west, z), b = project(south, east, z);
-    var pad = 30, width = Math.max(b[0] - a[0], 320) + 2 * pad;
-    var height = Math.min(Math.max(b[1] - a[1] + 2 * pad, 0.45 * width), 1.2 * width);
+    // every location inside; the box no narrower than 1:1.2 nor flatter than 1:0.45
+    var pad = 30, width = Math.max(b[0] - a[0], 320, (b[1] - a[1]) / 1.2) + 2 * pad;
+    var height = Math.max(b[1] - a[1] + 2 * pad, 0.45 * width);
     var x0 = (a[0] + b[0]) / 2 - width / 2, y0 = (a[1] + b[1]) / 2 - height / 2;
-    var canvas = el("div", {"class": "map-canvas"});
+    var canvas = el("div", {"class": placed.length > 30 ? "map-canvas crowded" : "map-canvas"});
     canvas.style.aspectRatio = width.toFixed(1) + " / " + height.toFixed(1);
     var ground = svg("svg", {viewBox: [x0, y0, width, height].join(" "), "class": "map-ground-svg",
                              "aria-hidden": "true", focusable: "false", preserveAspectRatio: "none"});
@@ -132,7 +133,7 @@
       return ((current(p) || {level: 0}).level - (current(q) || {level: 0}).level);
     }).forEach(function (loc) {
       var at = project(loc.coordinates.latitude, loc.coordinates.longitude, z), cat = category(current(loc));
-      var link = el("a", {href: "#loc-" + loc.id, "class": "marker", "aria-label": summary(loc), title: summary(loc),
+      var link = el("a", {href: "#loc-" + loc.id, "class": "marker", title: summary(loc),
                           "data-location": loc.id, "data-category": cat.name,
                           "data-indicative": loc.indicative ? "true" : "false"});
       if (state.selected === loc.id) link.setAttribute("aria-current", "true");
@@ -148,6 +149,8 @@
                                          "stroke-width": 2}));
       }
       link.appendChild(shape);
+      link.appendChild(el("span", {"class": "code"}, loc.id));
+      link.appendChild(el("span", {"class": "visually-hidden"}, " " + summary(loc)));
       link.addEventListener("click", choose);
       marks.appendChild(el("li")).appendChild(link);
     });

@@ -9,18 +9,27 @@ critical violation. Screenshots at 1280 and 360 px go to var/test-output/screens
 from __future__ import annotations
 
 import asyncio
+import base64
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from aqnet.config import PublicSettings
 from aqnet.public.scales import page_words, scales
 from ingest.validation import Period, Scope
+from sensors.network import bundled_network
+from storage.registry import upsert_registry
 from storage.validation import decide
 from tests.aqnet.console.browser import chromium, shoot, wait_for
 from tests.aqnet.public.public_server import public_server
@@ -56,6 +65,11 @@ def _markers(driver: WebDriver) -> dict[str, Any]:
     return {m.get_attribute("data-location"): m for m in driver.find_elements(By.CSS_SELECTOR, "#map a.marker")}
 
 
+def _label(marker: Any) -> str:
+    """A marker's accessible name: its text (the code shown beside it, then the rest for screen readers)."""
+    return " ".join(str(marker.get_attribute("textContent")).split())
+
+
 def _axe(driver: WebDriver) -> list[dict[str, Any]]:
     """axe-core's serious and critical violations on the page now shown."""
     if not driver.execute_script("return typeof window.axe !== 'undefined'"):
@@ -87,7 +101,7 @@ def test_a_citizen_sees_every_location_coloured_by_its_category(database_url: st
         assert set(markers) == set(STATIONS)
         for sensor_id, marker in markers.items():
             category = named["iboca"]["categories"][iboca[sensor_id]["level"] - 1]
-            label = marker.get_attribute("aria-label")
+            label = _label(marker)
             assert category["name"] in label and f"IBOCA {round(iboca[sensor_id]['value'])}" in label, label
             assert iboca[sensor_id]["parameter"]["displayName"] in label, label
             shape = marker.find_element(By.CSS_SELECTOR, "rect" if locations[sensor_id]["indicative"] else
@@ -95,9 +109,9 @@ def test_a_citizen_sees_every_location_coloured_by_its_category(database_url: st
             assert shape.get_attribute("fill").upper() == category["colour"].upper()
         # the microsensor is marked indicative, on the map and in the list; the stations are not
         assert locations["MS01"]["indicative"] and not locations["KEN"]["indicative"]
-        assert words["indicative"] in markers["MS01"].get_attribute("aria-label")
+        assert words["indicative"] in _label(markers["MS01"])
         assert markers["MS01"].get_attribute("data-indicative") == "true"
-        assert words["station"] in markers["KEN"].get_attribute("aria-label")
+        assert words["station"] in _label(markers["KEN"])
         items = {a.get_attribute("data-location"): a for a in
                  driver.find_elements(By.CSS_SELECTOR, "#location-list a.location")}
         assert set(items) == set(STATIONS)
@@ -128,10 +142,10 @@ def test_a_citizen_sees_every_location_coloured_by_its_category(database_url: st
 
         # US AQI as the option: every marker named by its US AQI category
         driver.find_element(By.CSS_SELECTOR, "input[name=index][value=us_aqi]").click()
-        wait_for(lambda: "US AQI" in _markers(driver)["KEN"].get_attribute("aria-label"), 10, "US AQI markers")
+        wait_for(lambda: "US AQI" in _label(_markers(driver)["KEN"]), 10, "US AQI markers")
         for sensor_id, marker in _markers(driver).items():
             category = named["us_aqi"]["categories"][aqi[sensor_id]["level"] - 1]
-            assert category["name"] in marker.get_attribute("aria-label")
+            assert category["name"] in _label(marker)
 
         # a 360-px phone: nothing wider than the screen, every location still on the map and in the list
         driver.set_window_size(360, 740)
@@ -144,3 +158,74 @@ def test_a_citizen_sees_every_location_coloured_by_its_category(database_url: st
         assert set(_markers(driver)) == set(STATIONS)
         assert driver.find_element(By.ID, "detail-heading").text == locations["MS01"]["name"]
         assert not _axe(driver), _axe(driver)
+
+
+#: a 1×1 grey PNG: what the test's tile server answers for every tile
+TILE_PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGO4DwAA2gDZ7tDbTwAAAABJ"
+                            "RU5ErkJggg==")
+
+
+@contextmanager
+def tile_server() -> Iterator[tuple[str, list[str]]]:
+    """A tile server on 127.0.0.1 answering TILE_PNG for any path; yields its XYZ template and the paths asked."""
+    asked: list[str] = []
+
+    class Tiles(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(TILE_PNG)))
+            self.end_headers()
+            self.wfile.write(TILE_PNG)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{{z}}/{{x}}/{{y}}.png", asked
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+async def _register_network(database_url: str) -> None:
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
+    await pool.open(wait=True, timeout=30)
+    try:
+        await upsert_registry(pool, bundled_network())
+    finally:
+        await pool.close()
+
+
+def test_tiles_from_the_configured_server_and_locations_without_an_index(database_url: str) -> None:
+    asyncio.run(_register_network(database_url))  # the whole network, before any reading
+    words = page_words("en")
+    with tile_server() as (template, asked):
+        settings = PublicSettings(requests_per_minute=100_000, tile_url=template, tile_attribution="© Test tiles")
+        with public_server(database_url, public=settings, language="en") as base, chromium() as driver:
+            driver.get(f"{base}/")
+            wait_for(lambda: driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true", 30,
+                     "the page to read the API")
+            markers = _markers(driver)
+            assert len(markers) == len(bundled_network())
+            outside = driver.execute_script(
+                "const box = document.querySelector('.map-canvas').getBoundingClientRect();"
+                "return [...document.querySelectorAll('#map a.marker')].filter(m => {"
+                " const r = m.getBoundingClientRect(), x = r.left + r.width / 2, y = r.top + r.height / 2;"
+                " return x < box.left || x > box.right || y < box.top || y > box.bottom;"
+                "}).map(m => m.dataset.location);")
+            assert outside == [], f"markers outside the map: {outside}"
+            for marker in markers.values():  # no index yet: said in words, not by a grey alone
+                assert words["no_index"] in _label(marker)
+            tiles = driver.find_elements(By.CSS_SELECTOR, "#map image.tile")
+            assert tiles
+            wait_for(lambda: len(asked) >= len(tiles), 20, "the browser to fetch the tiles")
+            z = {path.split("/")[1] for path in asked}
+            assert len(z) == 1 and 1 <= int(z.pop()) <= 17, asked
+            assert "© Test tiles" in driver.find_element(By.CSS_SELECTOR, ".attribution").text
+            shoot(driver, "public-page-tiles")
+            assert not _axe(driver), _axe(driver)
