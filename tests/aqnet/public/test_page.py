@@ -1,24 +1,30 @@
 """The public page's pure parts and its routes without a browser: every category name, colour and action level is
 indices.json's (nothing of the page's own), text on a category's colour meets WCAG AA contrast, the page speaks
-the configured language, its Content-Security-Policy admits only this origin (plus the tile server's images when
-one is configured), and only its packaged files are served."""
+the configured language (the daemon's default: alerts.language), its Content-Security-Policy admits only this
+origin (plus the tile server's images when one is configured), and only its packaged files are served."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from psycopg_pool import AsyncConnectionPool
 
 from aqnet.config import ConfigError, PublicSettings, settings_from_dict
-from aqnet.localstack import free_port
+from aqnet.localstack import MosquittoBroker, free_port
 from aqnet.public import create_public_app
 from aqnet.public.page import page_html
 from aqnet.public.scales import contrast_ratio, page_words, scales, text_colour
 from sensors.domain.bundled import load
+from tests.aqnet.console.browser import wait_for
+from tests.fixtures.listeners import alert_keys_in, http_listeners
 
 AA_TEXT = 4.5  #: WCAG 2.2 SC 1.4.3 Contrast (Minimum), level AA: 4.5:1 for normal text
 
@@ -117,3 +123,34 @@ async def test_the_page_defaults_to_spanish_and_admits_the_tile_server() -> None
         assert "https://tiles.example.org/{z}/{x}/{y}.png" in page.text
     with pytest.raises(ValueError, match="expected es or en, got 'de'"):
         await _client(PublicSettings(), "de")
+
+
+@pytest.mark.integration
+def test_the_daemon_serves_the_page_in_the_alerts_language(tmp_path: Path, database_url: str,
+                                                           mosquitto: MosquittoBroker) -> None:
+    # public.language unset: the page speaks alerts.language, as the console does
+    internal, public = free_port(), free_port()
+    cfg = {"database": {"url": database_url, "pool_max_size": 3},
+           "mqtt": {"url": mosquitto.url, "client_id": f"aqnet-{tmp_path.name}"},
+           "http": http_listeners(internal, public=public), "storage": {"spool_dir": str(tmp_path / "spool")},
+           "alerts": {**alert_keys_in(tmp_path), "language": "en"},
+           "public": {"tile_url": "https://tiles.example.org/{z}/{x}/{y}.png"}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    with (tmp_path / "daemon.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "aqnet", "run", "--config", str(tmp_path / "run.yaml")],
+                                stdout=log, stderr=log)
+        try:
+            page = wait_for(lambda: _get(f"http://127.0.0.1:{public}/"), 60, "the public listener")
+            assert '<html lang="en">' in page.text and "Air quality now" in page.text
+            assert "https://tiles.example.org" in page.headers["content-security-policy"]
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=30) == 0, (tmp_path / "daemon.log").read_text()[-3000:]
+
+
+def _get(url: str) -> httpx.Response | None:
+    try:
+        answer = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return answer if answer.status_code == 200 else None
