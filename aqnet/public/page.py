@@ -55,7 +55,8 @@ def page_html(language: str, public: PublicSettings) -> str:
     """The page's HTML in `language` (the module docstring)."""
     words, indices = page_words(language), scales(language)
     config = {"language": language, "api": PREFIX, "words": dict(words), "scales": indices,
-              "tileUrl": public.tile_url, "tileAttribution": public.tile_attribution}
+              "tileUrl": public.tile_url, "tileAttribution": public.tile_attribution,
+              "limit": min(public.max_limit, 1000)}  # one page of the API: at most what it allows
     return _ENV.get_template("page.html").render(language=language, w=words, scales=indices,
                                                  config=_json_block(config), public=public, api=PREFIX)
 

@@ -63,12 +63,16 @@
     return value && value.verification && value.verification.code === 1 ? W.validated : W.provisional;
   }
 
+  function indexText(value) {
+    return Math.round(value.value) + (value.beyondIndex ? "+" : "");
+  }
+
   function kindText(loc) { return loc.indicative ? W.indicative : W.station; }
 
   function summary(loc) {
     var value = current(loc), cat = category(value), parts = [loc.name + " (" + loc.id + ")", cat.name];
     if (value) {
-      parts.push(cfg.scales[state.index].name + " " + Math.round(value.value));
+      parts.push(cfg.scales[state.index].name + " " + indexText(value));
       parts.push(W.dominant + ": " + value.parameter.displayName);
       parts.push(verification(value));
     }
@@ -170,7 +174,7 @@
       link.appendChild(el("span", {"class": "name"}, loc.name));
       var facts = [];
       if (value) {
-        facts.push(cfg.scales[state.index].name + " " + Math.round(value.value));
+        facts.push(cfg.scales[state.index].name + " " + indexText(value));
         facts.push(value.parameter.displayName);
         facts.push(verification(value));
       }
@@ -272,7 +276,7 @@
     fact(W.category, badge(cat));
     fact(W.kind, kindText(loc));
     if (value) {
-      fact(cfg.scales[state.index].name, String(Math.round(value.value)));
+      fact(cfg.scales[state.index].name, indexText(value));
       if (cat.action) fact(W.action, cat.action);
       fact(W.dominant, value.parameter.displayName);
       fact(W.updated, value.datetime.local.slice(0, 16).replace("T", " "));
@@ -285,7 +289,7 @@
     if (!parameter) { holder.textContent = W.no_hours; return; }
     var chosen = state.selected;
     getAll(cfg.api + "/locations/" + encodeURIComponent(loc.id) + "/parameters/" +
-           encodeURIComponent(parameter.id) + "/hours?limit=100").then(function (hours) {
+           encodeURIComponent(parameter.id) + "/hours?limit=" + cfg.limit).then(function (hours) {
       if (state.selected !== chosen) return;
       holder.textContent = "";
       holder.appendChild(hours.length ? chart(loc, parameter, hours, holder.clientWidth) : el("p", {}, W.no_hours));
@@ -326,7 +330,8 @@
         drawDetail(true);
       }
     });
-    Promise.all([getAll(cfg.api + "/locations?limit=1000"), getAll(cfg.api + "/indices/latest?limit=1000")])
+    Promise.all([getAll(cfg.api + "/locations?limit=" + cfg.limit),
+                 getAll(cfg.api + "/indices/latest?limit=" + cfg.limit)])
       .then(function (got) {
         state.locations = got[0].filter(function (l) { return l.lifecycle !== "retired"; });
         got[1].forEach(function (v) {

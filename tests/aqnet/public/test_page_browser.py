@@ -205,7 +205,9 @@ def test_tiles_from_the_configured_server_and_locations_without_an_index(databas
     asyncio.run(_register_network(database_url))  # the whole network, before any reading
     words = page_words("en")
     with tile_server() as (template, asked):
-        settings = PublicSettings(requests_per_minute=100_000, tile_url=template, tile_attribution="© Test tiles")
+        # pages of at most 10: the page follows meta.next through the 44 locations
+        settings = PublicSettings(requests_per_minute=100_000, tile_url=template, tile_attribution="© Test tiles",
+                                  max_limit=10)
         with public_server(database_url, public=settings, language="en") as base, chromium() as driver:
             driver.get(f"{base}/")
             wait_for(lambda: driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true", 30,
