@@ -23,6 +23,7 @@ import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from aqnet.config import PublicSettings
@@ -146,6 +147,13 @@ def test_a_citizen_sees_every_location_coloured_by_its_category(database_url: st
         for sensor_id, marker in _markers(driver).items():
             category = named["us_aqi"]["categories"][aqi[sensor_id]["level"] - 1]
             assert category["name"] in _label(marker)
+
+        # by keyboard: Enter on a location of the list opens it, and the focus moves to its view
+        driver.find_element(By.CSS_SELECTOR, "#location-list a[data-location=USQ]").send_keys(Keys.ENTER)
+        wait_for(lambda: driver.find_element(By.ID, "detail-heading").text == locations["USQ"]["name"], 10,
+                 "USQ's view")
+        assert driver.switch_to.active_element.get_attribute("id") == "detail"
+        wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#detail figure.chart svg"), 30, "USQ's chart")
 
         # a 360-px phone: nothing wider than the screen, every location still on the map and in the list
         driver.set_window_size(360, 740)
