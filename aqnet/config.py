@@ -190,6 +190,23 @@ class PublicSettings(Section):
     history_max_age_s: Annotated[int, Field(ge=0)] = Field(default=300, description=(
         "`Cache-Control: max-age` of averages, exceedances and alert records (a validation or late data may "
         "still change a past value)."))
+    language: Literal["es", "en"] | None = Field(default=None, description=(
+        "Language of the public air-quality page at `/`, `es` or `en` (default `alerts.language`)."))
+    tile_url: str | None = Field(default=None, pattern=r"^https?://[^\s\"'<>]+$", description=(
+        "Map tiles behind the public page's stations, as an XYZ template with `{z}`, `{x}`, `{y}` (e.g. the "
+        "city's own tile server); the visitor's browser fetches them. Unset: the stations on a plain background "
+        "(nothing fetched from elsewhere)."))
+    tile_attribution: str = Field(default="", max_length=300, description=(
+        "Credit the tile server's licence asks for, shown under the map (e.g. `© OpenStreetMap contributors`)."))
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_template(cls, url: str | None) -> str | None:
+        missing = [part for part in ("{z}", "{x}", "{y}") if url is not None and part not in url]
+        if missing:
+            raise ValueError(f"expected an XYZ tile template with {{z}}, {{x}} and {{y}}; {url!r} lacks "
+                             f"{', '.join(missing)}")
+        return url
 
 
 class OpenDataSettings(Section):

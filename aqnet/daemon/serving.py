@@ -110,7 +110,7 @@ async def serve_http(w: Wiring, pool: AsyncConnectionPool[Any], submitter: Intak
     w.stack.push_async_callback(public_pool.close)
     public = create_public_app(public_pool, public=s.public, open_data=s.open_data, tz_name=s.network.timezone,
                                trusted_proxies=TrustedProxies(s.http.trusted_proxies), clock=w.clock,
-                               routers=[compliance.router])
+                               routers=[compliance.router], language=s.public.language or s.alerts.language)
     public.state.compliance_source = compliance.database_report_source(s.database.url, s.network.timezone, w.clock)
     apps = {"intake": create_intake_app(submitter.airrohr_post, auth), "api": api_app, "internal": internal,
             "public": public}

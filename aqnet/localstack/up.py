@@ -307,7 +307,8 @@ def run_up(opts: UpOptions) -> int:
                         f'user {GRAFANA_LOGIN}  password {grafana_password}  (read-only; README "Grafana")\n')
         alerts_line = ("  alerts    `aqnet alerts list`; each alert's state is retained on the mqtt topic "
                        "aqnet/alerts/<id>\n")
-        open_data_line = f"  open data http://127.0.0.1:{settings.http.public.port}/v1/about  (no login)\n"
+        open_data_line = (f"  air now   http://127.0.0.1:{settings.http.public.port}/  (the public page)\n"
+                          f"  open data http://127.0.0.1:{settings.http.public.port}/v1/about  (no login)\n")
         console_line = (f"  console   http://127.0.0.1:{ports.port('http-api')}/console/  (people sign in: "
                         "`aqnet users add NAME --role officer`)\n")
         print(f"  database  {database_url}\n  mqtt      {broker.url}\n  metrics   {metrics_url}\n{alerts_line}"

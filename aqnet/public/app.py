@@ -6,7 +6,8 @@ Contracts:
   `http.trusted_proxies`) over `public.requests_per_minute` gets 429 with `Retry-After` (every request counts);
   a method other than GET and HEAD gets 405 with `Allow: GET, HEAD` (a CORS preflight, OPTIONS with an `Origin`
   and `Access-Control-Request-Method`, gets 204); HEAD is answered as GET without the body.
-- `create_public_app(pool, …, routers=())`: the FastAPI app with the routes of `aqnet.public.routes`, the OpenAPI
+- `create_public_app(pool, …, routers=())`: the FastAPI app with the air-quality page at `/` (aqnet.public.page),
+  the routes of `aqnet.public.routes`, the OpenAPI
   description at `/v1/openapi.json` and its browsable page at `/v1/docs`. A further router (the annual
   compliance report) is one more entry of `routers`: its handlers reach the pool, settings and renderer as
   `request.app.state.public` (`PublicContext`) and answer with `PublicContext.page`.
@@ -32,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from aqnet.config import OpenDataSettings, PublicSettings
 from aqnet.http.limits import RequestLimiter, TrustedProxies, client_address
 from aqnet.public.context import API_NAME, PREFIX, PublicContext
+from aqnet.public.page import page_router
 from aqnet.public.routes import public_router
 
 __all__ = ["PublicGate", "create_public_app"]
@@ -100,9 +102,10 @@ def create_public_app(pool: AsyncConnectionPool[Any], *, public: PublicSettings 
                       trusted_proxies: TrustedProxies | None = None,
                       clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                       monotonic: Callable[[], float] = time.monotonic,
-                      routers: Sequence[APIRouter] = ()) -> FastAPI:
+                      routers: Sequence[APIRouter] = (), language: str | None = None) -> FastAPI:
     """The public app on `pool` (best a read-only pool of its own), with `routers` after the built-in routes
-    (the module docstring)."""
+    (the module docstring), and the air-quality page at `/` (aqnet.public.page) in `language` (default
+    `public.language`, else es)."""
     public = public or PublicSettings()
     open_data = open_data or OpenDataSettings()
     context = PublicContext(pool, public, open_data, ZoneInfo(tz_name), clock)
@@ -115,6 +118,7 @@ def create_public_app(pool: AsyncConnectionPool[Any], *, public: PublicSettings 
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None)
     app.state.public = context
     app.include_router(public_router(context))
+    app.include_router(page_router(public, language or public.language or "es"))
     for router in routers:
         app.include_router(router)
 

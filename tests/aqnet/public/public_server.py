@@ -25,10 +25,10 @@ OPEN_DATA = OpenDataSettings(publisher="Secretaría Distrital de Ambiente", publ
 
 class _Serve(threading.Thread):
     def __init__(self, database_url: str, port: int, public: PublicSettings, clock: Callable[[], datetime] | None,
-                 trusted: list[str], tz_name: str) -> None:
+                 trusted: list[str], tz_name: str, language: str | None = None) -> None:
         super().__init__(name="public-server", daemon=True)
         self.database_url, self.port, self.public, self.clock = database_url, port, public, clock
-        self.trusted, self.tz_name = trusted, tz_name
+        self.trusted, self.tz_name, self.language = trusted, tz_name, language
         self.server: uvicorn.Server | None = None
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -49,7 +49,7 @@ class _Serve(threading.Thread):
         try:
             extra: dict[str, Any] = {"clock": self.clock} if self.clock else {}
             app = create_public_app(pool, public=self.public, open_data=OPEN_DATA, tz_name=self.tz_name,
-                                    trusted_proxies=TrustedProxies(self.trusted), **extra)
+                                    trusted_proxies=TrustedProxies(self.trusted), language=self.language, **extra)
             self.server = uvicorn.Server(server_config(app, PublicListener(port=self.port)))
             serving = asyncio.create_task(self.server.serve())
             while not self.server.started and not serving.done():
@@ -64,11 +64,11 @@ class _Serve(threading.Thread):
 @contextmanager
 def public_server(database_url: str, *, public: PublicSettings | None = None,
                   clock: Callable[[], datetime] | None = None, trusted: list[str] | None = None,
-                  tz_name: str = "America/Bogota") -> Iterator[str]:
-    """Serve the public app; yield its base URL (`http://127.0.0.1:PORT`); stop it."""
+                  tz_name: str = "America/Bogota", language: str | None = None) -> Iterator[str]:
+    """Serve the public app (its page in `language`); yield its base URL (`http://127.0.0.1:PORT`); stop it."""
     for attempt in range(3):  # a free port can be taken before uvicorn binds it: try another
         thread = _Serve(database_url, free_port(), public or PublicSettings(requests_per_minute=100_000), clock,
-                        trusted or [], tz_name)
+                        trusted or [], tz_name, language)
         thread.start()
         assert thread.ready.wait(30), "the public listener did not start within 30 s"
         if thread.error is None:
