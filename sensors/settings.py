@@ -45,6 +45,10 @@ class MqttSettings(Section):
         "MQTT 5 Receive Maximum: unacknowledged messages the broker may send at once."))
     session_expiry_s: Annotated[int, Field(ge=0)] = Field(default=7 * 24 * 3600, description=(
         "How long the broker keeps the session while aqnet is away."))
+    verify_read_s: Annotated[float, Field(ge=1)] = Field(default=30.0, description=(
+        "How long the start-up read-access probes may take to come back (each message delivered meanwhile counts "
+        "for its filters) before the daemon refuses to start, naming the topic and the user: long enough for a "
+        "restart under load behind a session's backlog, short enough to say soon that a login cannot read."))
     protocol: Literal["auto", "5", "3.1.1"] = Field(default="auto", description=(
         "`auto` (MQTT 5, falling back to 3.1.1 when the broker refuses it), `5` or `3.1.1`."))
     ca_file: str | None = Field(default=None, description="mqtts: CA bundle that verifies the broker.")

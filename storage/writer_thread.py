@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.letter import Letter
@@ -41,6 +42,7 @@ class WriterThread:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._writer: TimescaleWriter | None = None
         self._open_timeout_s = open_timeout_s
+        self._closing = False
 
     @property
     def stats(self) -> WriterStats:
@@ -55,13 +57,18 @@ class WriterThread:
         await asyncio.wrap_future(self._submit(self._open()))
 
     async def write(self, batch: Sequence[Reading], letters: Sequence[Letter] = ()) -> WriteResult:
-        """`TimescaleWriter.write` on the thread's loop; returns once the batch is committed."""
+        """`TimescaleWriter.write` on the thread's loop; returns once the batch is committed. Once `close()` has
+        begun (or the thread is gone) it raises psycopg.OperationalError at once, like an unreachable database
+        (the forwarding sink spools the batch), instead of waiting on a loop that will not run it."""
+        if self._closing or not self._thread.is_alive():
+            raise psycopg.OperationalError("the measurements writer is closed")
         return await asyncio.wrap_future(self._submit(self._write(batch, letters)))
 
     async def close(self) -> None:
         """Close the pool, then stop the thread's loop and join the thread."""
         if not self._thread.is_alive():
             return
+        self._closing = True
         try:
             await asyncio.wrap_future(self._submit(self._close()))
         finally:

@@ -61,7 +61,8 @@ def start_mqtt_intake(w: Wiring, intake: Intake, submitter: IntakeSubmitter, pip
             session_expiry_s=s.mqtt.session_expiry_s, clock=w.clock, protocol=s.mqtt.protocol,
             ca_file=s.mqtt.ca_file, cert_file=s.mqtt.cert_file, key_file=s.mqtt.key_file,
             reconnect_min_s=s.mqtt.reconnect_min_s, reconnect_max_s=s.mqtt.reconnect_max_s,
-            on_connection=lambda up: m.mqtt_connected.set(1 if up else 0), max_pending=s.mqtt.receive_maximum)
+            on_connection=lambda up: m.mqtt_connected.set(1 if up else 0), max_pending=s.mqtt.receive_maximum,
+            verify_read_s=s.mqtt.verify_read_s)
 
     subscriber = MqttSubscriber(
         client_factory, intake, submit=pipeline.submit, reject=submitter.reject, on_message_seen=message_seen,

@@ -305,7 +305,7 @@ class NodeAgent:
                 receive_maximum=s.mqtt.receive_maximum, session_expiry_s=s.mqtt.session_expiry_s, clock=self.w.clock,
                 protocol=s.mqtt.protocol, ca_file=s.mqtt.ca_file, cert_file=s.mqtt.cert_file, key_file=s.mqtt.key_file,
                 reconnect_min_s=s.mqtt.reconnect_min_s, reconnect_max_s=s.mqtt.reconnect_max_s,
-                max_pending=s.mqtt.receive_maximum)
+                max_pending=s.mqtt.receive_maximum, verify_read_s=s.mqtt.verify_read_s)
 
         def counted(ack: Callable[[], None] | None) -> Callable[[], None]:
             part.outstanding += 1

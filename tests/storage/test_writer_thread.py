@@ -68,3 +68,14 @@ async def test_close_ends_the_thread(database_url: str) -> None:
     await w.close()
     assert not w._thread.is_alive()
     await w.close()  # twice is a no-op
+
+
+async def test_a_write_after_close_fails_at_once_like_an_unreachable_database(database_url: str) -> None:
+    """The forwarding sink spools on psycopg.OperationalError: a late write must not wait on a stopped loop."""
+    import psycopg as pg
+
+    w = WriterThread(database_url, pool_kwargs={"min_size": 1, "max_size": 1})
+    await w.start()
+    await w.close()
+    with pytest.raises(pg.OperationalError, match="writer is closed"):
+        await asyncio.wait_for(w.write([reading(40.0, 9)]), 30)
