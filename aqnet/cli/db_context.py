@@ -49,12 +49,8 @@ class DbContext:
 
     def run(self, work: Callable[[AsyncConnection[Any]], Coroutine[Any, Any, T]]) -> T:
         """Run `work` on a fresh autocommit connection; refusals and an unreachable database exit 1."""
-        async def go() -> T:
-            async with await AsyncConnection.connect(self.url, autocommit=True) as conn:
-                return await work(conn)
-
         try:
-            return asyncio.run(go())
+            return asyncio.run(_on_connection(self.url, work))
         except self.refusals as exc:
             refusal: Any = exc
             self.fail(refusal.code, refusal.message)
@@ -70,12 +66,8 @@ def run_in_database(url: str, work: Callable[[AsyncConnection[Any]], Coroutine[A
                     refusals: tuple[type[Exception], ...] = ()) -> T:
     """Run `work` on a fresh autocommit connection to `url`; an unreachable database, a missing `table` (not
     migrated) or a refusal (an error with `message`) ends the command with its message (exit 1)."""
-    async def go() -> T:
-        async with await AsyncConnection.connect(url, autocommit=True) as conn:
-            return await work(conn)
-
     try:
-        return asyncio.run(go())
+        return asyncio.run(_on_connection(url, work))
     except psycopg.OperationalError as exc:
         raise click.ClickException(redact(f"cannot connect to {url}: {exc}")) from None
     except psycopg.errors.UndefinedTable:
@@ -83,3 +75,9 @@ def run_in_database(url: str, work: Callable[[AsyncConnection[Any]], Coroutine[A
     except refusals as exc:
         refusal: Any = exc
         raise click.ClickException(refusal.message) from None
+
+
+async def _on_connection(url: str, work: Callable[[AsyncConnection[Any]], Coroutine[Any, Any, T]]) -> T:
+    """`work` awaited on a fresh autocommit connection to `url`, closed after it."""
+    async with await AsyncConnection.connect(url, autocommit=True) as conn:
+        return await work(conn)
