@@ -6,18 +6,15 @@ intake)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 import yaml
 from psycopg_pool import AsyncConnectionPool
 from selenium import webdriver
@@ -28,9 +25,10 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from aqnet.api import api_router
 from aqnet.config import ListenerSettings
 from aqnet.console import console_router
-from aqnet.http import create_api_app, server_config
+from aqnet.http import create_api_app
 from aqnet.localstack import free_port
 from storage.users import LockoutPolicy
+from tests.fixtures.app_thread import AppThread
 from tests.fixtures.listeners import alert_keys_in, http_listeners
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")  #: Debian's chromium-driver (deploy/install-system.sh installs it)
@@ -99,42 +97,28 @@ def sign_out(driver: WebDriver) -> None:
     driver.find_element(By.CSS_SELECTOR, "form.signout button").click()
 
 
-class _Server(threading.Thread):
-    def __init__(self, database_url: str, port: int) -> None:
-        super().__init__(name="console-server", daemon=True)
-        self.database_url, self.port = database_url, port
-        self.server: uvicorn.Server | None = None
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
+def _console_app(database_url: str, port: int) -> Callable[[], AbstractAsyncContextManager[tuple[Any, Any]]]:
+    """The API app with the console, on its own pool (closed after the server stops)."""
 
-    def run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported to the caller, which fails the test
-            self.error = exc
-        finally:
-            self.ready.set()
-
-    async def _main(self) -> None:
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(self.database_url, min_size=1, max_size=4, open=False)
+    @asynccontextmanager
+    async def build() -> AsyncIterator[tuple[Any, Any]]:
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(database_url, min_size=1, max_size=4, open=False)
         await pool.open(wait=True, timeout=30)
         try:
-            app = create_api_app(api_router(pool), console_router(pool, self.database_url, language="en",
-                                                                  policy=LockoutPolicy(5, 900)))
-            self.server = uvicorn.Server(server_config(app, ListenerSettings(port=self.port)))
-            task = asyncio.create_task(self.server.serve())
-            while not self.server.started and not task.done():
-                await asyncio.sleep(0.02)
-            self.ready.set()
-            await task
+            yield (create_api_app(api_router(pool), console_router(pool, database_url, language="en",
+                                                                   policy=LockoutPolicy(5, 900))),
+                   ListenerSettings(port=port))
         finally:
             await pool.close()
+
+    return build
 
 
 @contextmanager
 def console_server(database_url: str) -> Iterator[str]:
     """The API app with the console on 127.0.0.1:<free port> in a thread; yields its base URL."""
-    thread = _Server(database_url, free_port())
+    port = free_port()
+    thread = AppThread("console-server", port, _console_app(database_url, port))
     thread.start()
     assert thread.ready.wait(30), "the console's listener did not start within 30 s"
     if thread.error is not None:
@@ -142,8 +126,7 @@ def console_server(database_url: str) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{thread.port}"
     finally:
-        if thread.server is not None:
-            thread.server.should_exit = True
+        thread.stop()
         thread.join(15)
         assert not thread.is_alive(), "the console's listener did not stop within 15 s"
 
