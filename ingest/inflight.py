@@ -55,6 +55,9 @@ class WriteWindow:
         self._last: _Batch | None = None  #: the batch started last (the next one acknowledges after it)
         self._tasks: dict[asyncio.Task[None], _Batch] = {}
         self._failure: BaseException | None = None
+        #: set while no batch is in flight (the writer would idle): the pipeline's write-when-idle waits on it
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     @property
     def in_flight(self) -> int:
@@ -76,6 +79,7 @@ class WriteWindow:
         self._last = batch
         task = asyncio.create_task(self._run(batch, earlier, previous, write, ack))
         self._tasks[task] = batch
+        self.idle.clear()
         task.add_done_callback(self._done)
 
     async def drain(self) -> None:
@@ -123,5 +127,7 @@ class WriteWindow:
         self._written(batch)
         batch.finished.set()
         self._free.release()
+        if not self._tasks:
+            self.idle.set()
         if not task.cancelled() and task.exception() is not None and self._failure is None:
             self._failure = task.exception()

@@ -2,7 +2,9 @@
 
 Drivers call `submit(raw_readings, ack, letters=())`; it waits while the bounded queue is full, which is the
 backpressure that reaches the drivers (the MQTT broker then keeps the unacknowledged messages). A batch is written
-when it holds `batch_max` submissions or its oldest is `batch_max_age_s` old; up to `writes_in_flight` batches are
+when it holds `batch_max` submissions or its oldest is `batch_max_age_s` old, or — with `write_when_idle` (the
+daemon's default) — as soon as no batch is in flight and no submission waits (group commit: at low rates each
+submission is written at once, under load the next batch gathers while the previous one is written); up to `writes_in_flight` batches are
 written at once (`ingest.inflight`), and the acks of a batch run only after the sink has committed it and every
 earlier batch was acknowledged (MQTT acknowledges in the order messages arrived). A write that fails is retried
 with backoff and never acknowledged meanwhile (one ERROR line per episode, DEBUG while it repeats, INFO when no
@@ -194,13 +196,17 @@ class Pipeline:
                 else:
                     try:  # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancel (a stop) as get returns
                         async with asyncio.timeout(self._max_age_s / 2):
-                            group = self._take(await self._queue.get())
+                            first = await self._wait(window)
+                            group = self._take(first) if first is not None else None
                     except TimeoutError:
                         if self._queue.empty() and self._closing:
                             break
                 now = self._clock()
                 batch = self._batcher.add(self._normalise(group), now, len(group)) if group is not None else None
                 batch = batch or self._batcher.due(now)
+                if not batch and self.write_when_idle and window.in_flight == 0 and self._queue.empty() \
+                        and self._held is None:
+                    batch = self._batcher.drain()  # nothing is being written and nothing more waits: write now
                 if batch:
                     await self._write(window, batch)
                 window.raise_failure()
@@ -216,12 +222,37 @@ class Pipeline:
             await window.drain()
         window.raise_failure()
 
+    async def _wait(self, window: WriteWindow) -> _Submission | None:
+        """The next submission; or None as soon as the last batch in flight is done while a batch is pending
+        (write-when-idle: the pending batch goes out then, not at its age)."""
+        if not (self.write_when_idle and self._batcher.size and window.in_flight):
+            return await self._queue.get()
+        get = asyncio.ensure_future(self._queue.get())
+        idle = asyncio.ensure_future(window.idle.wait())
+        try:
+            await asyncio.wait((get, idle), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # a timeout or a stop: a submission already taken is held, never lost
+            if get.done() and not get.cancelled() and get.exception() is None:
+                self._held = get.result()
+            raise
+        finally:
+            idle.cancel()
+            if not get.done():
+                get.cancel()  # a cancelled Queue.get leaves its item in the queue
+        if get.done() and not get.cancelled():
+            return get.result()
+        return None
+
     _closing = False
     _held: _Submission | None = None  #: taken from the queue, not yet in a group (`_take`)
     _failing: type[Exception] | None = None  #: the kind of the last write failure, until no batch is failing
     #: batches written at once (`ingest.writes_in_flight`, set before `run()`): a batch's write starts while up to
     #: this many earlier ones are not yet acknowledged; acknowledgements stay in order (`ingest.inflight`)
     writes_in_flight = 1
+    #: write the pending batch as soon as no batch is in flight and no submission waits (`ingest.write_when_idle`,
+    #: set before `run()`), instead of waiting for `batch_max` or `batch_max_age_s`: at low rates each submission
+    #: is written at once, under load batches grow while the previous one is written (group commit)
+    write_when_idle = False
 
     def close(self) -> None:
         """Ask `run()` to flush and return once the queue is empty and every batch in flight is acknowledged."""

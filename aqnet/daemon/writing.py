@@ -114,6 +114,7 @@ def start_pipeline(w: Wiring, sink: ForwardingSink | FencedSink, observer: Pipel
                         queue_max=s.ingest.queue_max, clock_skew_tolerance_s=s.ingest.clock_skew_tolerance_s,
                         time_window=TimeWindow(s.ingest.device_time_past_days, s.ingest.device_time_future_s))
     pipeline.writes_in_flight = s.ingest.writes_in_flight
+    pipeline.write_when_idle = s.ingest.write_when_idle
     # the pipeline's batcher and unacknowledged envelopes cannot be rebuilt: if it dies, the daemon exits
     w.start("pipeline", pipeline.run, restart=False)
     return WritePath(pipeline, written, sink)
