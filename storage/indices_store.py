@@ -91,24 +91,32 @@ TEMPLATE_COLUMNS = ("index", "pollutant", "averaging", "value", "level", "catego
                     "concentration", "unit", "indicative", "beyond_index", "dominant")
 
 # the windows rewritten lose their rows of the given averagings (bounded by the ends' range), then get their new
-# rows, in one statement: the INSERT reads the DELETE's count, so the keys are gone before the first row goes in
+# rows, in one statement: the INSERT reads the DELETE's count, so the keys are gone before the first row goes in. A
+# row is sent as two numbers, its window (k) and its template (t, the few distinct rows but sensor and end), joined
+# here: the server parses a few thousand array elements instead of 15 per row (the NowCast write of a
+# 10,000-sensor tick: ~25 % less server time, `bench averages`)
 _REPLACE = """
 WITH k AS MATERIALIZED (
-    SELECT s AS sensor_id, to_timestamp(e) AS period_end FROM unnest(%(sensors)b, %(ends)b) AS k(s, e)
+    SELECT k.s AS sensor_id, to_timestamp(k.e) AS period_end, k.n
+    FROM unnest(%(sensors)b, %(ends)b) WITH ORDINALITY AS k(s, e, n)
 ), gone AS (
     DELETE FROM indices i USING k
     WHERE i.sensor_id = k.sensor_id AND i.period_end = k.period_end AND i.averaging = ANY(%(averagings)s)
       AND i.period_end BETWEEN %(first)s AND %(last)s
     RETURNING 1
+), t AS MATERIALIZED (
+    SELECT * FROM unnest(%(index)b, %(pollutant)b, %(averaging)b, %(value)b, %(level)b, %(category)b, %(colour)b,
+                         %(action)b, %(concentration)b, %(unit)b, %(indicative)b, %(beyond_index)b, %(dominant)b)
+                  WITH ORDINALITY AS t(index, pollutant, averaging, value, level, category, colour, action,
+                                       concentration, unit, indicative, beyond_index, dominant, n)
 )
 INSERT INTO indices (sensor_id, index, pollutant, averaging, period_end, value, level, category, colour, action,
                      concentration, unit, indicative, beyond_index, dominant, computed_at)
-SELECT r.sensor_id, r.index, r.pollutant, r.averaging, to_timestamp(r.e), r.value, r.level, r.category, r.colour,
-       r.action, r.concentration, r.unit, r.indicative, r.beyond_index, r.dominant, %(now)s
-FROM unnest(%(sensor_id)b, %(e)b, %(index)b, %(pollutant)b, %(averaging)b, %(value)b, %(level)b, %(category)b,
-            %(colour)b, %(action)b, %(concentration)b, %(unit)b, %(indicative)b, %(beyond_index)b, %(dominant)b)
-     AS r(sensor_id, e, index, pollutant, averaging, value, level, category, colour, action, concentration, unit,
-          indicative, beyond_index, dominant),
+SELECT k.sensor_id, t.index, t.pollutant, t.averaging, k.period_end, t.value, t.level, t.category, t.colour,
+       t.action, t.concentration, t.unit, t.indicative, t.beyond_index, t.dominant, %(now)s
+FROM unnest(%(window)b, %(template)b) AS r(w, t)
+     JOIN k ON k.n = r.w
+     JOIN t ON t.n = r.t,
      (SELECT count(*) FROM gone) AS deleted
 """
 _KINDS = {"index": "text", "pollutant": "text", "averaging": "text", "value": "int4", "level": "int4",
@@ -127,18 +135,17 @@ def replace_indices(conn: psycopg.Connection, windows: IndexWindows, averagings:
         "now": now, "averagings": averagings, "sensors": pgarrays.text_array(names, windows.sensor),
         "ends": pgarrays.float8_array(windows.end), "first": datetime.fromtimestamp(float(windows.end.min()), UTC),
         "last": datetime.fromtimestamp(float(windows.end.max()), UTC),
-        "sensor_id": pgarrays.text_array(names, windows.sensor[windows.window]),
-        "e": pgarrays.float8_array(windows.end[windows.window])}
-    for k, (name, kind) in enumerate(_KINDS.items()):
+        "window": pgarrays.int4_array(windows.window + 1), "template": pgarrays.int4_array(windows.template + 1)}
+    for k, (name, kind) in enumerate(_KINDS.items()):  # the templates, numbered from 1 (WITH ORDINALITY)
         column = [t[k] for t in windows.templates]
         if kind == "text":
-            params[name] = pgarrays.text_array(pgarrays.text_elements(column), windows.template)
+            params[name] = pgarrays.text_array(pgarrays.text_elements(column))
         elif kind == "int4":
-            params[name] = pgarrays.int4_array(np.array(column, dtype=np.int64)[windows.template])
+            params[name] = pgarrays.int4_array(np.array(column, dtype=np.int64))
         elif kind == "float8":
-            params[name] = pgarrays.float8_array(np.array(column, dtype=float)[windows.template])
+            params[name] = pgarrays.float8_array(np.array(column, dtype=float))
         else:
-            params[name] = pgarrays.bool_array(np.array(column, dtype=bool)[windows.template])
+            params[name] = pgarrays.bool_array(np.array(column, dtype=bool))
     cur = conn.cursor()
     pgarrays.register(cur)
     cur.execute(_REPLACE, params)
