@@ -177,13 +177,17 @@ def _daily_windows(sensors: list[str], keys: list[tuple[int, date]], bounds: lis
 def write_indices(conn: psycopg.Connection, now: datetime, *, tz: tzinfo, pairs: Sequence[Pair],
                   hour_pairs: np.ndarray, hour_ends: np.ndarray, hours: HourTable,
                   days: Mapping[Pair, AbstractSet[date]], last_end: datetime, due_hours: AbstractSet[datetime],
-                  due_day_ends: AbstractSet[datetime], stations: AbstractSet[str]) -> dict[str, int]:
+                  due_day_ends: AbstractSet[datetime], stations: AbstractSet[str], snapshot: str | None = None,
+                  written_averages: Sequence[windows_store.AverageColumns] = ()) -> dict[str, int]:
     """Rewrite the NowCast indices and daily US AQI that the written hours (series number `hour_pairs` into
     `pairs`, end `hour_ends` in epoch seconds) and ended `days` of each series change, from the stored hours
     `hours` (by series number) and the stored averages (`conn`: they must have been written, or sent before in
     pipeline mode); `stations`: the reference stations. Log them in `window_computations`; return rows written by
     kind ('nowcast', 'daily_aqi'). In pipeline mode the NowCasts are computed while the server writes the averages
-    and reads the daily inputs, and the daily indices while it writes the NowCasts."""
+    and reads the daily inputs, and the daily indices while it writes the NowCasts. `snapshot`: `conn`'s
+    transaction's, exported before it wrote `written_averages` (every average it writes before this call): the
+    daily inputs of a day many sensors share are then read on a second connection while `conn` writes
+    (`indices_store.daily_inputs`)."""
     written = np.unique(hour_pairs).tolist()
     is_nowcast = np.array([p[1] in NOWCAST_POLLUTANTS for p in pairs] or [False], dtype=bool)[hour_pairs]
     sensors = sorted({pairs[i][0] for i in written if pairs[i][1] in NOWCAST_POLLUTANTS})
@@ -208,7 +212,8 @@ def write_indices(conn: psycopg.Connection, now: datetime, *, tz: tzinfo, pairs:
     if daily:
         day_sensors, keys, bounds = _daily_keys(tz, daily)
         inputs = indices_store.daily_inputs(
-            conn, [(day_sensors[k], b[0], b[1]) for (k, _), b in zip(keys, bounds, strict=True)], DAILY_INPUTS)
+            conn, [(day_sensors[k], b[0], b[1]) for (k, _), b in zip(keys, bounds, strict=True)], DAILY_INPUTS,
+            snapshot=snapshot, written=written_averages)
     counts = {"nowcast": 0, "daily_aqi": 0}
     nowcasts = _nowcast_windows(pairs, hours, sensors, ns, ne, stations) if ns.size else None
     rows = inputs.result() if daily else []

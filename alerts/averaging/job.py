@@ -205,10 +205,11 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     # second connection in this transaction's snapshot while this one sums the samples (storage.side_reader)
     lo = due[0] - 26 * HOUR if due else last_end
     hours_span = (lo, last_end, due[0] - HOUR - HISTORY, due[0] - HOUR) if due else None
+    snapshot_id = snapshot.result() if snapshot is not None else None
     side = None
-    if snapshot is not None and hours_span is not None:
+    if snapshot_id is not None and hours_span is not None:
         span = hours_span
-        side = side_reader.SideRead(conn, snapshot.result(), lambda c: windows_store.stored_hours(c, *span).result(),
+        side = side_reader.SideRead(conn, snapshot_id, lambda c: windows_store.stored_hours(c, *span).result(),
                                     name="the averaging job's stored hours read")
 
     # 1. late marks: hours already computed (or never due) that got readings after their computation
@@ -269,7 +270,8 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     counts: dict[str, int] = {"1h": len(hourly)}
     logged: dict[str, np.ndarray] = {"1h": first.add("1h", wp, we, 1, hourly)}
     names = SeriesNames.of(series.pairs, units)  # the NowCast siblings added after have no windows
-    windows_store.write_averages(conn, first.columns(names), now)
+    sent = [first.columns(names)]  # every average written, for the daily index inputs (index_job)
+    windows_store.write_averages(conn, sent[0], now)
     batch = AverageBatch()
 
     # 4. rolling windows and days holding a written hour, from the stored hours (the written ones in place)
@@ -287,13 +289,14 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
         values, valid = table.get(dp[mine, None], de[mine, None] - np.arange(hours - 1, -1, -1) * 3600.0)
         day_ends.append(batch.add("day", dp[mine], de[mine], hours,
                                   window_averages(values, valid, min_valid_hours(hours))))
-    windows_store.write_averages(conn, batch.columns(names), now)  # the year reads the days, the
-    # indices all of them
+    sent.append(batch.columns(names))
+    windows_store.write_averages(conn, sent[-1], now)  # the year reads the days, the indices all of them
     logged["day"] = np.concatenate(day_ends) if day_ends else np.empty(0)
     counts["day"] = logged["day"].size
     years = _years(conn, days, series=series, tz=tz, last_end=last_end)
     if len(years):
-        windows_store.write_averages(conn, years.columns(names), now)
+        sent.append(years.columns(names))
+        windows_store.write_averages(conn, sent[-1], now)
     logged["year"] = years.ends()
     counts["year"] = logged["year"].size
 
@@ -305,7 +308,8 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     if stations is not None:
         counts.update(write_indices(conn, now, tz=tz, pairs=series.pairs, hour_pairs=wp, hour_ends=we, hours=table,
                                     days=days, last_end=last_end, due_hours=due_ends["1h"],
-                                    due_day_ends=due_ends["day"], stations=stations.result()))
+                                    due_day_ends=due_ends["day"], stations=stations.result(),
+                                    snapshot=snapshot_id, written_averages=sent))
 
     # 6. bookkeeping: the log, the consumed marks, the watermark
     _log_averages(conn, now, due_ends, logged)
