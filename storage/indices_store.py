@@ -17,7 +17,8 @@ import psycopg
 from storage import pgarrays, side_reader
 from storage.windows_store import AverageColumns, Pending
 
-__all__ = ["INDEX_COLUMNS", "TEMPLATE_COLUMNS", "IndexWindows", "daily_inputs", "replace_indices", "stations"]
+__all__ = ["INDEX_COLUMNS", "TEMPLATE_COLUMNS", "BesideRead", "IndexWindows", "daily_inputs", "replace_indices",
+           "stations"]
 
 INDEX_COLUMNS = ("sensor_id", "index", "pollutant", "averaging", "period_end", "value", "level", "category",
                  "colour", "action", "concentration", "unit", "indicative", "beyond_index", "dominant", "computed_at")
@@ -83,7 +84,7 @@ def stations(conn: psycopg.Connection) -> Pending[set[str]]:
 
 def daily_inputs(conn: psycopg.Connection, windows: Sequence[tuple[str, datetime, datetime]],
                  inputs: Mapping[str, Sequence[str]], *, snapshot: str | None = None,
-                 written: Sequence[AverageColumns] = ()) -> Pending[list[tuple[Any, ...]]] | _Merged:
+                 written: Sequence[AverageColumns] = ()) -> Pending[list[tuple[Any, ...]]] | BesideRead:
     """Per (sensor, day start, day end) window and variable of `inputs`: (sensor, day end, variable, the valid
     'day' average ending at the day's end, the largest valid '8h' and '1h' averages ending in the day), each read
     only for the variables whose `inputs` ('24h', '8h', '1h') name it (None otherwise). One range scan when many
@@ -100,7 +101,7 @@ def daily_inputs(conn: psycopg.Connection, windows: Sequence[tuple[str, datetime
         params = {"start": bounds[0][0], "end": bounds[0][1], **wanted}
         if snapshot is not None:
             merged = {**params, **_written_params(written, wanted, *bounds[0])}
-            return _Merged(side_reader.SideRead(conn, snapshot, lambda c: _merged_read(c, merged),
+            return BesideRead(side_reader.SideRead(conn, snapshot, lambda c: _merged_read(c, merged),
                                                 name="the daily index inputs read"), conn, params)
         return Pending([conn.execute(_DAILY_RANGE, params)], list)
     return Pending([conn.execute(_DAILY, {
@@ -108,7 +109,7 @@ def daily_inputs(conn: psycopg.Connection, windows: Sequence[tuple[str, datetime
         **wanted})], list)
 
 
-class _Merged:
+class BesideRead:
     """`daily_inputs` read on a second connection (`_DAILY_RANGE_MERGED`), or on `conn` if that fails."""
 
     def __init__(self, side: side_reader.SideRead[list[tuple[Any, ...]]], conn: psycopg.Connection,

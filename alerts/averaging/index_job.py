@@ -216,17 +216,28 @@ def write_indices(conn: psycopg.Connection, now: datetime, *, tz: tzinfo, pairs:
             snapshot=snapshot, written=written_averages)
     counts = {"nowcast": 0, "daily_aqi": 0}
     nowcasts = _nowcast_windows(pairs, hours, sensors, ns, ne, stations) if ns.size else None
+    # the NowCasts are sent before the daily inputs are waited for when those are read on another connection (the
+    # server writes them meanwhile); on `conn`, waiting for a result waits for every statement sent before it
+    beside = daily and isinstance(inputs, indices_store.BesideRead)
+    if nowcasts is not None and beside:
+        _write_nowcasts(conn, nowcasts, due_hours, now, counts)
     rows = inputs.result() if daily else []
-    if nowcasts is not None:
-        indices_store.replace_indices(conn, nowcasts, ["nowcast"], now)
-        counts["nowcast"] = len(nowcasts)
-        _log(conn, "nowcast", nowcasts.end, due_hours, now)
+    if nowcasts is not None and not beside:
+        _write_nowcasts(conn, nowcasts, due_hours, now, counts)
     if daily:
         windows = _daily_windows(day_sensors, keys, bounds, rows, stations)
         indices_store.replace_indices(conn, windows, sorted(DAILY_AVERAGING.values()), now)
         counts["daily_aqi"] = len(windows)
         _log(conn, "daily_aqi", windows.end, due_day_ends, now)
     return counts
+
+
+def _write_nowcasts(conn: psycopg.Connection, nowcasts: indices_store.IndexWindows, due_hours: AbstractSet[datetime],
+                    now: datetime, counts: dict[str, int]) -> None:
+    """Write and log the NowCast indices, counting them in `counts`."""
+    indices_store.replace_indices(conn, nowcasts, ["nowcast"], now)
+    counts["nowcast"] = len(nowcasts)
+    _log(conn, "nowcast", nowcasts.end, due_hours, now)
 
 
 def _distinct(p: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
