@@ -28,11 +28,15 @@ coverage 0 for a day, and its rolling windows age out). Only the primary device'
 A series whose device has no configured cadence is skipped with an error in the log.
 
 How a run spends its time (issue 19): the claim and the run go through one psycopg pipeline, so the server
-executes each statement while the job computes, and the job waits only where it needs a result. The samples are
-summed per (series, device, hour) in the database; the stored hours are read while those sums are taken in; the
-hourly averages are written while the rolling windows and days are computed; the NowCasts are computed while those
-windows are written and the daily AQI inputs read, the daily indices while the NowCasts are written. Python's
-cyclic garbage collector is paused for the run (`_collector_paused`).
+executes each statement while the job computes, and the job waits only where it needs a result (in a pipeline,
+waiting for one result waits for every statement sent before it). Both cores serve the run: once the watermark
+row is locked the transaction exports its snapshot (`storage.side_reader`), and reads that do not need its own
+writes go to a second, read-only connection in that snapshot — the stored hours, read while the job's connection
+sums the samples per (series, device, hour), and the daily AQI inputs of a day many sensors share, read while it
+writes and merged with what it writes (`storage.indices_store.daily_inputs`). Every write stays on the job's
+connection, in its one transaction. The hourly averages are written while the rolling windows and days are
+computed, the NowCasts computed while those windows are written. Python's cyclic garbage collector is paused for
+the run (`_collector_paused`).
 """
 
 from __future__ import annotations
