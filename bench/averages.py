@@ -17,18 +17,33 @@ to the client and not written: the floor of computing these windows inside the d
 is aqnet's tick over the baseline. Goals at 10,000 sensors (issue 19; reported, not a gate): < 2 s per tick on
 2 cores, and at most 2x the baseline's time.
 
-Where the tick goes (issue 19, round 3; 10,000 sensors, a shared 2-core machine, each statement timed with the
-pipeline off): the database does ~0.65 s — summing the hour's 600,000 samples per series, device and hour
-(`time_bucket`, ~0.13 s with two parallel workers; the baseline does the same), reading the 25 stored hours of every
-series packed per series (~0.13 s in one process: `string_agg` has no parallel combine in PostgreSQL 15), the daily
-AQI inputs (~0.03 s) and the writes, ~0.36 s by themselves (10,000 hourly averages ~0.05 s, 30,000 8 h / 24 h / day
-averages ~0.14 s, 20,000 NowCast index rows ~0.11 s, 10,000 daily ones ~0.06 s; each a DELETE of its keys and a plain
-INSERT in one statement, from binary arrays). Python takes ~0.25 s of CPU, most of it while the server works (one
-psycopg pipeline: the stored hours are read while the sums are taken in, the hourly averages written while the
-rolling windows are computed, the NowCasts computed while the windows are written, the daily indices while the
-NowCasts are), ~0.1 s not. So the tick is ~0.75-0.9 s against a ~0.3 s baseline: the writes alone, which the
-baseline does not do, are ~1.2x its time, and the server's share ~2.2x; <= 2x needs less server work (PostgreSQL 16's
-parallel `string_agg` and bulk relation extension, or fewer indexes on `indices`), not faster Python.
+Where the tick goes (issue 19, round 4; 10,000 sensors, a shared 2-core machine, statements timed in the server's
+log, the job's steps on its clock). The job now uses both cores on the server side: its transaction exports its
+snapshot once the watermark row is locked (`storage.side_reader`), and two reads run on a second connection in that
+snapshot, read-only, while the job's connection works:
+- the 25 stored hours of every series (~0.10 s alone; one 17-byte record per hour in one `string_agg`, 0.10 s
+  against 0.145 s for three) run beside the hour's sums (`time_bucket` over 600,000 samples, ~0.12-0.15 s alone
+  with two parallel workers): the two take ~0.16-0.19 s together instead of ~0.25-0.27 s one after the other;
+- the daily AQI inputs (~0.035 s) are read beside the writes, merged in SQL with the averages the job writes
+  (`storage.indices_store.daily_inputs`), so the job's connection no longer waits for its windows to be written
+  before reading them, and the NowCasts are sent while those inputs are read.
+After the sums the job's connection only writes, ~0.33 s: 10,000 hourly averages ~0.045 s, 30,000 8 h / 24 h / day
+averages ~0.13 s, 20,000 NowCast index rows ~0.075 s and 10,000 daily ones ~0.045 s (an index row goes as its window
+and template numbers joined in SQL, not 15 array elements: ~0.09-0.10 s and ~0.05-0.06 s before), the log and the
+commit. Python's ~0.25 s of CPU runs beside the server but for ~0.03 s between the sums and the first write.
+Measured before/after in the same minutes (tick on one seeded database, reset between runs, median of 5, twice):
+0.68 / 0.75 s = 2.46x / 2.39x the baseline before, 0.61 / 0.63 s = 2.13x / 2.17x after; `python -m bench averages`
+at 10,000 sensors, three runs each, alternating, 19:48-19:50 UTC on 7 Dec 2026: before 0.68 / 0.70 / 0.69 s
+against 0.28 / 0.27 / 0.29 s (2.39x / 2.56x / 2.35x), after 0.63 / 0.59 / 0.59 s against 0.30 / 0.28 / 0.27 s
+(2.11x / 2.10x / 2.14x); 1,000 sensors 2.5-3.3x both before and after (a tick of ~0.08-0.11 s, mostly round trips
+and the second connections' start-up). Tried and not kept (no gain beyond the noise): the sums with 0 or 1
+parallel worker beside the side read, a hash aggregate for the stored hours, the averages' series and periods
+joined in SQL like the index templates, a DELETE restricted to the written periods, the samples' validity
+computed once per sample (`CASE` instead of two `FILTER`s, ~5 %), dropping `indices_period_end_idx` (a
+migration for ~10 ms), sending the NowCasts before waiting for daily inputs read on the job's connection (~60 ms
+worse: waiting there waits for every statement sent before). What is left to <= 2x is the writes themselves
+(~4 µs a row: heap, two or three B-trees, WAL; the baseline writes nothing) and the CPU of the two reads, which
+share the two cores.
 """
 
 from __future__ import annotations

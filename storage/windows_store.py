@@ -36,7 +36,8 @@ from storage import pgarrays
 from storage.validation import DECIDING_SQL, INVALIDATED_SENSORS_SQL
 from storage.writer import LATE_MARK_LOCK
 
-__all__ = ["AverageColumns", "Pending", "active_units", "claim", "computed_through", "delete_marks", "dirty_marks",
+__all__ = ["HOUR_RECORD", "PG_EPOCH_S", "AverageColumns", "Pending", "active_units", "claim", "computed_through",
+           "delete_marks", "dirty_marks",
            "due_hours", "due_units", "log_windows", "set_computed_through", "stored_hours", "stored_packed",
            "window_hours", "write_averages"]
 
@@ -163,13 +164,20 @@ GROUP BY 1, 2
 """
 
 # every series' stored hours in one range scan, with whether it has hours holding samples in a sub-range (the series
-# active then, without a second scan)
-_HOURS_RANGE = f"""
-SELECT {_PACKED_AVERAGES},
+# active then, without a second scan). Each hour is one 17-byte record (`HOUR_RECORD`) in one aggregate: three
+# string_agg of one field each took ~45 % longer (10,000 series, `bench averages`)
+_HOURS_RANGE = """
+SELECT a.sensor_id COLLATE "C", a.variable COLLATE "C", count(*),
+       string_agg(timestamptz_send(a.period_end) || float8send(coalesce(a.value, 'NaN'::float8)) || boolsend(a.valid),
+                  ''::bytea),
        bool_or(a.samples > 0 AND a.period_end > %(since)s AND a.period_end <= %(until)s)
 FROM averages a WHERE a.period = '1h' AND a.period_end > %(lo)s AND a.period_end <= %(hi)s
 GROUP BY 1, 2
 """
+#: one stored hour as `stored_hours` packs it: its end (PostgreSQL's binary timestamptz, microseconds since
+#: `PG_EPOCH_S`), its value (NaN for NULL), whether it is valid
+HOUR_RECORD = np.dtype([("end", ">i8"), ("value", ">f8"), ("valid", "?")])
+PG_EPOCH_S = 946_684_800  #: 2000-01-01T00:00:00Z in Unix epoch seconds
 # the least unit of the hours holding samples in a range, of the series of some variables
 _ACTIVE_UNITS = """
 SELECT a.sensor_id, a.variable, min(a.unit) FROM averages a
@@ -297,15 +305,16 @@ def stored_packed(conn: psycopg.Connection, period: str, windows: Mapping[Pair, 
 
 
 def stored_hours(conn: psycopg.Connection, lo: datetime, hi: datetime, since: datetime, until: datetime
-                 ) -> Pending[list[tuple[Pair, int, bytes, bytes, bytes, bool]]]:
-    """Every series' stored '1h' averages ending in (lo, hi], packed like `stored_packed`, each with whether it has
-    hours holding samples that end in (since, until] (the series active then, from the same scan; since ⊂ (lo, hi];
-    their unit: `active_units`)."""
+                 ) -> Pending[list[tuple[Pair, int, bytes, bool]]]:
+    """Every series' stored '1h' averages ending in (lo, hi], one row per series: its pair, its number of hours,
+    the hours packed as `HOUR_RECORD`s (in no order), and whether it has hours holding samples that end in
+    (since, until] (the series active then, from the same scan; since ⊂ (lo, hi]; their unit: `active_units`).
+    `conn` must be in a transaction."""
     conn.execute("SET LOCAL work_mem = '64MB'")
     cur = conn.cursor(binary=True).execute(_HOURS_RANGE, {"lo": lo, "hi": hi, "since": since, "until": until})
     conn.execute("RESET work_mem")
-    return Pending([cur], lambda rows: [((sensor, variable), n, ends, values, valid, active)
-                                        for sensor, variable, n, ends, values, valid, active in rows])
+    return Pending([cur], lambda rows: [((sensor, variable), n, hours, active)
+                                        for sensor, variable, n, hours, active in rows])
 
 
 def active_units(conn: psycopg.Connection, since: datetime, until: datetime, variables: Sequence[str]

@@ -37,9 +37,11 @@ class Scan:
     @classmethod
     def of(cls, lo: datetime, rows: list[tuple[Any, ...]]) -> Scan:
         """Unpack the rows of `windows_store.stored_hours` read from `lo`."""
+        hours = np.frombuffer(b"".join(r[2] for r in rows), dtype=windows_store.HOUR_RECORD)
+        # exact: microseconds below 2**53 convert to float exactly, and one division rounds as PostgreSQL's epoch
+        ends = (hours["end"].astype(np.int64) + windows_store.PG_EPOCH_S * 1_000_000) / 1e6
         return cls(lo.timestamp(), [r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int64),
-                   [bool(r[5]) for r in rows], packed([r[2] for r in rows], ">f8"), packed([r[3] for r in rows], ">f8"),
-                   packed([r[4] for r in rows], "?"))
+                   [bool(r[3]) for r in rows], ends, hours["value"].astype(float), hours["valid"].astype(bool))
 
 
 def load_hours(conn: psycopg.Connection, series: Series, wp: np.ndarray, we: np.ndarray, hourly: Averages,

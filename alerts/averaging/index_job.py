@@ -177,13 +177,17 @@ def _daily_windows(sensors: list[str], keys: list[tuple[int, date]], bounds: lis
 def write_indices(conn: psycopg.Connection, now: datetime, *, tz: tzinfo, pairs: Sequence[Pair],
                   hour_pairs: np.ndarray, hour_ends: np.ndarray, hours: HourTable,
                   days: Mapping[Pair, AbstractSet[date]], last_end: datetime, due_hours: AbstractSet[datetime],
-                  due_day_ends: AbstractSet[datetime], stations: AbstractSet[str]) -> dict[str, int]:
+                  due_day_ends: AbstractSet[datetime], stations: AbstractSet[str], snapshot: str | None = None,
+                  written_averages: Sequence[windows_store.AverageColumns] = ()) -> dict[str, int]:
     """Rewrite the NowCast indices and daily US AQI that the written hours (series number `hour_pairs` into
     `pairs`, end `hour_ends` in epoch seconds) and ended `days` of each series change, from the stored hours
     `hours` (by series number) and the stored averages (`conn`: they must have been written, or sent before in
     pipeline mode); `stations`: the reference stations. Log them in `window_computations`; return rows written by
     kind ('nowcast', 'daily_aqi'). In pipeline mode the NowCasts are computed while the server writes the averages
-    and reads the daily inputs, and the daily indices while it writes the NowCasts."""
+    and reads the daily inputs, and the daily indices while it writes the NowCasts. `snapshot`: `conn`'s
+    transaction's, exported before it wrote `written_averages` (every average it writes before this call): the
+    daily inputs of a day many sensors share are then read on a second connection while `conn` writes
+    (`indices_store.daily_inputs`)."""
     written = np.unique(hour_pairs).tolist()
     is_nowcast = np.array([p[1] in NOWCAST_POLLUTANTS for p in pairs] or [False], dtype=bool)[hour_pairs]
     sensors = sorted({pairs[i][0] for i in written if pairs[i][1] in NOWCAST_POLLUTANTS})
@@ -208,20 +212,32 @@ def write_indices(conn: psycopg.Connection, now: datetime, *, tz: tzinfo, pairs:
     if daily:
         day_sensors, keys, bounds = _daily_keys(tz, daily)
         inputs = indices_store.daily_inputs(
-            conn, [(day_sensors[k], b[0], b[1]) for (k, _), b in zip(keys, bounds, strict=True)], DAILY_INPUTS)
+            conn, [(day_sensors[k], b[0], b[1]) for (k, _), b in zip(keys, bounds, strict=True)], DAILY_INPUTS,
+            snapshot=snapshot, written=written_averages)
     counts = {"nowcast": 0, "daily_aqi": 0}
     nowcasts = _nowcast_windows(pairs, hours, sensors, ns, ne, stations) if ns.size else None
+    # the NowCasts are sent before the daily inputs are waited for when those are read on another connection (the
+    # server writes them meanwhile); on `conn`, waiting for a result waits for every statement sent before it
+    beside = daily and isinstance(inputs, indices_store.BesideRead)
+    if nowcasts is not None and beside:
+        _write_nowcasts(conn, nowcasts, due_hours, now, counts)
     rows = inputs.result() if daily else []
-    if nowcasts is not None:
-        indices_store.replace_indices(conn, nowcasts, ["nowcast"], now)
-        counts["nowcast"] = len(nowcasts)
-        _log(conn, "nowcast", nowcasts.end, due_hours, now)
+    if nowcasts is not None and not beside:
+        _write_nowcasts(conn, nowcasts, due_hours, now, counts)
     if daily:
         windows = _daily_windows(day_sensors, keys, bounds, rows, stations)
         indices_store.replace_indices(conn, windows, sorted(DAILY_AVERAGING.values()), now)
         counts["daily_aqi"] = len(windows)
         _log(conn, "daily_aqi", windows.end, due_day_ends, now)
     return counts
+
+
+def _write_nowcasts(conn: psycopg.Connection, nowcasts: indices_store.IndexWindows, due_hours: AbstractSet[datetime],
+                    now: datetime, counts: dict[str, int]) -> None:
+    """Write and log the NowCast indices, counting them in `counts`."""
+    indices_store.replace_indices(conn, nowcasts, ["nowcast"], now)
+    counts["nowcast"] = len(nowcasts)
+    _log(conn, "nowcast", nowcasts.end, due_hours, now)
 
 
 def _distinct(p: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -28,11 +28,15 @@ coverage 0 for a day, and its rolling windows age out). Only the primary device'
 A series whose device has no configured cadence is skipped with an error in the log.
 
 How a run spends its time (issue 19): the claim and the run go through one psycopg pipeline, so the server
-executes each statement while the job computes, and the job waits only where it needs a result. The samples are
-summed per (series, device, hour) in the database; the stored hours are read while those sums are taken in; the
-hourly averages are written while the rolling windows and days are computed; the NowCasts are computed while those
-windows are written and the daily AQI inputs read, the daily indices while the NowCasts are written. Python's
-cyclic garbage collector is paused for the run (`_collector_paused`).
+executes each statement while the job computes, and the job waits only where it needs a result (in a pipeline,
+waiting for one result waits for every statement sent before it). Both cores serve the run: once the watermark
+row is locked the transaction exports its snapshot (`storage.side_reader`), and reads that do not need its own
+writes go to a second, read-only connection in that snapshot — the stored hours, read while the job's connection
+sums the samples per (series, device, hour), and the daily AQI inputs of a day many sensors share, read while it
+writes and merged with what it writes (`storage.indices_store.daily_inputs`). Every write stays on the job's
+connection, in its one transaction. The hourly averages are written while the rolling windows and days are
+computed, the NowCasts computed while those windows are written. Python's cyclic garbage collector is paused for
+the run (`_collector_paused`).
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ from alerts.averaging.windows import (
 )
 from sensors.domain import load
 from sensors.variables import VARIABLES
-from storage import indices_store, windows_store
+from storage import indices_store, side_reader, windows_store
 
 __all__ = ["JOB", "WindowRun", "compute_windows", "network_timezone"]
 
@@ -147,12 +151,15 @@ def _years(conn: psycopg.Connection, days: Mapping[Pair, set[date]], *, series: 
 
 def compute_windows(conn: psycopg.Connection, now: datetime, *, cadence_s: float | Mapping[str, float],
                     default_cadence_s: float | None = None, tz: tzinfo | None = None, lookback_h: int = 72,
-                    settle_s: float = 0.0, indices: bool = True) -> WindowRun:
+                    settle_s: float = 0.0, indices: bool = True, side_reads: bool = True) -> WindowRun:
     """Compute every window due up to ``now - settle_s`` and every window late data touched (module docstring).
 
     `cadence_s`: seconds between samples, one number for every device or device_id → seconds (falling back to
     `default_cadence_s`). `tz` defaults to the network's. `indices`: also write the NowCast and daily AQI
-    indices of the windows written (`alerts.averaging.index_job`). `conn` must be idle; each step commits on its own.
+    indices of the windows written (`alerts.averaging.index_job`). `side_reads`: read the stored hours on a second
+    connection in the run's snapshot (`storage.side_reader`; not when `conn` is already in a transaction, whose
+    snapshot a savepoint cannot export), else on `conn`: the same rows either way. `conn` must be idle; each step
+    commits on its own.
     """
     if lookback_h < 1:
         raise ValueError(f"compute_windows: lookback_h: expected >= 1, got {lookback_h}")
@@ -162,12 +169,13 @@ def compute_windows(conn: psycopg.Connection, now: datetime, *, cadence_s: float
     last_end = hour_end_at_or_before(now - timedelta(seconds=settle_s), tz)
     # one pipeline: the server runs each statement while the job computes (only a result asked for is waited for);
     # without pipeline support in libpq (< 14) every statement is waited for, with the same results
+    side_reads = side_reads and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     pipeline = conn.pipeline() if psycopg.Pipeline.is_supported() else nullcontext()
     with _collector_paused(), pipeline:
         windows_store.claim(conn, JOB, last_end)  # the claim: writers from now on mark what they write before last_end
         with conn.transaction():
             return _run(conn, now, last_end, tz=tz, cadence_s=cadence_s, default_cadence_s=default_cadence_s,
-                        lookback_h=lookback_h, indices=indices)
+                        lookback_h=lookback_h, indices=indices, side_reads=side_reads)
 
 
 @contextmanager
@@ -187,8 +195,9 @@ def _collector_paused() -> Iterator[None]:
 
 def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzinfo,
          cadence_s: float | Mapping[str, float], default_cadence_s: float | None, lookback_h: int,
-         indices: bool) -> WindowRun:
+         indices: bool, side_reads: bool) -> WindowRun:
     watermark = windows_store.computed_through(conn, JOB)
+    snapshot = side_reader.export_snapshot(conn) if side_reads else None  # taken once the watermark row is locked
     marks_read = windows_store.dirty_marks(conn, last_end)
     stations = indices_store.stations(conn) if indices else None
     through = watermark.result()
@@ -196,6 +205,16 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     after = max(through, floor) if through is not None else floor
     due = hour_ends_in(after, last_end)
     due_set = set(due)
+    # the stored hours every due series may need, and which series were active before the due hours: read on a
+    # second connection in this transaction's snapshot while this one sums the samples (storage.side_reader)
+    lo = due[0] - 26 * HOUR if due else last_end
+    hours_span = (lo, last_end, due[0] - HOUR - HISTORY, due[0] - HOUR) if due else None
+    snapshot_id = snapshot.result() if snapshot is not None else None
+    side = None
+    if snapshot_id is not None and hours_span is not None:
+        span = hours_span
+        side = side_reader.SideRead(conn, snapshot_id, lambda c: windows_store.stored_hours(c, *span).result(),
+                                    name="the averaging job's stored hours read")
 
     # 1. late marks: hours already computed (or never due) that got readings after their computation
     marks = marks_read.result()
@@ -213,8 +232,9 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     if keys:
         sums.append(windows_store.window_hours(conn, [(p[0], p[1], e - HOUR, e) for p, e in keys]))
     results = [pending.result() for pending in sums]
-    lo = due[0] - 26 * HOUR if due else last_end
-    stored = windows_store.stored_hours(conn, lo, last_end, due[0] - HOUR - HISTORY, due[0] - HOUR) if due else None
+    stored = None if side is None else side.result()
+    if stored is None and hours_span is not None:  # no second connection: read here, after the sums
+        stored = windows_store.stored_hours(conn, *hours_span).result()
     got = HourSums()
     for i, rows in enumerate(results):
         got.add(rows, due=bool(due) and i == 0)
@@ -227,7 +247,7 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
             got.add_units(pending.result())
     cadence_of = {pair: cadence_for(sorted(devices), cadence_s, default_cadence_s)
                   for pair, devices in got.devices.items()}
-    scanned = Scan.of(lo, stored.result()) if stored is not None else None
+    scanned = Scan.of(lo, stored) if stored is not None else None
     active: dict[Pair, str | None] = {}  # the series active before the due hours, and their unit when it comes
     if scanned is not None:  # from the data (outside the vocabulary)
         active = dict.fromkeys(p for p, a in zip(scanned.pairs, scanned.active, strict=True) if a)
@@ -254,7 +274,8 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     counts: dict[str, int] = {"1h": len(hourly)}
     logged: dict[str, np.ndarray] = {"1h": first.add("1h", wp, we, 1, hourly)}
     names = SeriesNames.of(series.pairs, units)  # the NowCast siblings added after have no windows
-    windows_store.write_averages(conn, first.columns(names), now)
+    sent = [first.columns(names)]  # every average written, for the daily index inputs (index_job)
+    windows_store.write_averages(conn, sent[0], now)
     batch = AverageBatch()
 
     # 4. rolling windows and days holding a written hour, from the stored hours (the written ones in place)
@@ -272,13 +293,14 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
         values, valid = table.get(dp[mine, None], de[mine, None] - np.arange(hours - 1, -1, -1) * 3600.0)
         day_ends.append(batch.add("day", dp[mine], de[mine], hours,
                                   window_averages(values, valid, min_valid_hours(hours))))
-    windows_store.write_averages(conn, batch.columns(names), now)  # the year reads the days, the
-    # indices all of them
+    sent.append(batch.columns(names))
+    windows_store.write_averages(conn, sent[-1], now)  # the year reads the days, the indices all of them
     logged["day"] = np.concatenate(day_ends) if day_ends else np.empty(0)
     counts["day"] = logged["day"].size
     years = _years(conn, days, series=series, tz=tz, last_end=last_end)
     if len(years):
-        windows_store.write_averages(conn, years.columns(names), now)
+        sent.append(years.columns(names))
+        windows_store.write_averages(conn, sent[-1], now)
     logged["year"] = years.ends()
     counts["year"] = logged["year"].size
 
@@ -290,7 +312,8 @@ def _run(conn: psycopg.Connection, now: datetime, last_end: datetime, *, tz: tzi
     if stations is not None:
         counts.update(write_indices(conn, now, tz=tz, pairs=series.pairs, hour_pairs=wp, hour_ends=we, hours=table,
                                     days=days, last_end=last_end, due_hours=due_ends["1h"],
-                                    due_day_ends=due_ends["day"], stations=stations.result()))
+                                    due_day_ends=due_ends["day"], stations=stations.result(),
+                                    snapshot=snapshot_id, written_averages=sent))
 
     # 6. bookkeeping: the log, the consumed marks, the watermark
     _log_averages(conn, now, due_ends, logged)

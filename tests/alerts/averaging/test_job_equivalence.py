@@ -26,10 +26,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from alerts.averaging import job
+from storage import indices_store
 from tests.alerts.averaging.reference import job as reference
 
 H = timedelta(hours=1)
@@ -225,6 +226,33 @@ def _close_value(want: tuple[Any, ...], got: tuple[Any, ...]) -> bool:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_the_job_leaves_what_the_reference_leaves(conn: psycopg.Connection, scenario: Scenario) -> None:
+    _compare(conn, scenario)
+
+
+@settings(max_examples=8, deadline=None, derandomize=False,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.filter_too_much])
+@given(scenario=scenarios())
+def test_the_daily_inputs_read_beside_the_writes_leave_what_the_reference_leaves(conn: psycopg.Connection,
+                                                                                 scenario: Scenario) -> None:
+    """The daily AQI inputs read on a second connection in the snapshot taken before the writes, merged with the
+    averages written (`storage.indices_store.daily_inputs`), forced for every day however few sensors share it;
+    only the scenarios where it was taken count."""
+    merged = []
+    real = indices_store._merged_read
+
+    def counted(c: psycopg.Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        merged.append(1)
+        return real(c, params)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(indices_store, "_RANGE_SCAN_MIN", 1)
+        mp.setattr(indices_store, "_merged_read", counted)
+        _compare(conn, scenario)
+    assume(merged)
+
+
+def _compare(conn: psycopg.Connection, scenario: Scenario) -> None:
     net = network(scenario)
     logging.disable(logging.ERROR)  # a device without a cadence is logged by both
     try:

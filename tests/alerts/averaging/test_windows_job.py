@@ -74,16 +74,17 @@ def computed_at(conn: psycopg.Connection, now: datetime, table: str = "averages"
                             (now,)).fetchall())
 
 
-@pytest.mark.parametrize("pipeline", [True, False], ids=["pipeline", "libpq-without-pipeline"])
-def test_outage_then_catch_up_computes_each_missed_window_once(conn, monkeypatch, pipeline):
+@pytest.mark.parametrize(("pipeline", "side_reads"), [(True, True), (False, True), (True, False)],
+                         ids=["pipeline", "libpq-without-pipeline", "stored-hours-on-the-job-connection"])
+def test_outage_then_catch_up_computes_each_missed_window_once(conn, monkeypatch, pipeline, side_reads):
     monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: pipeline))
     fill(conn, range(1, 31))
     first = at(2, 5)
-    run = compute_windows(conn, first, cadence_s=CADENCE, tz=BOGOTA)
+    run = compute_windows(conn, first, cadence_s=CADENCE, tz=BOGOTA, side_reads=side_reads)
     assert run.last_end == at(2) and run.due_hours[-2:] == (at(1), at(2))
     # the daemon is down from 02:05 to 06:05 the next day: the run after computes every missed window once
     second = at(30, 5)
-    run = compute_windows(conn, second, cadence_s=CADENCE, tz=BOGOTA)
+    run = compute_windows(conn, second, cadence_s=CADENCE, tz=BOGOTA, side_reads=side_reads)
     assert run.due_hours == tuple(at(h) for h in range(3, 31))
     assert [d.isoformat() for d in run.due_days] == ["2026-03-01"]
     assert compute_windows(conn, second, cadence_s=CADENCE, tz=BOGOTA).due_hours == ()  # idempotent
