@@ -4,11 +4,11 @@ Drivers call `submit(raw_readings, ack, letters=())`; it waits while the bounded
 backpressure that reaches the drivers (the MQTT broker then keeps the unacknowledged messages). A batch is written
 when it holds `batch_max` submissions or its oldest is `batch_max_age_s` old, or — with `write_when_idle` (the
 daemon's default) — as soon as no batch is in flight and no submission waits (group commit: at low rates each
-submission is written at once, under load the next batch gathers while the previous one is written); up to `writes_in_flight` batches are
-written at once (`ingest.inflight`), and the acks of a batch run only after the sink has committed it and every
-earlier batch was acknowledged (MQTT acknowledges in the order messages arrived). A write that fails is retried
-with backoff and never acknowledged meanwhile (one ERROR line per episode, DEBUG while it repeats, INFO when no
-batch is failing any more). Refused input travels with the batch as
+submission is written at once, under load the next batch gathers while the previous one is written); up to
+`writes_in_flight` batches are written at once (`ingest.inflight`), and the acks of a batch run only after the sink
+has committed it and every earlier batch was acknowledged (MQTT acknowledges in the order messages arrived). A write
+that fails is retried with backoff and never acknowledged meanwhile (one ERROR line per episode, DEBUG while it
+repeats, INFO when no batch is failing any more). Refused input travels with the batch as
 `ingest.letter.Letter`s — messages the driver could not decode (`letters=`) and readings that cannot be
 normalised — and the sink makes them durable with the readings, so nothing is acknowledged on a log line alone.
 Submissions wait in the
