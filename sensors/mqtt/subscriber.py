@@ -67,6 +67,10 @@ def with_delivery(resolved: Resolved, delivery: Delivery | None) -> Resolved:
     return replace(resolved, readings=readings)
 
 
+#: at most this many topics' formats are remembered by `Intake.format_of` (then it starts again)
+_FORMAT_MEMO_MAX = 100_000
+
+
 def format_filters(formats: Iterable[str]) -> list[tuple[str, str]]:
     """(topic filter, format) for each format: its template with `{sensor_id}` as a `+` wildcard."""
     return [(TOPICS[name].replace("{sensor_id}", "+"), name) for name in formats]
@@ -81,10 +85,19 @@ class Intake:
         self._tz = tz
         self._decoders = decoders
         self._filters = format_filters(decoders)
+        self._format_of: dict[str, str | None] = {}  #: topic → format, memoised (a topic per sensor)
 
     def format_of(self, topic: str) -> str | None:
         """The payload format whose topic template `topic` matches."""
-        return next((name for filter_, name in self._filters if topic_matches(filter_, topic)), None)
+        try:
+            return self._format_of[topic]
+        except KeyError:
+            pass
+        fmt = next((name for filter_, name in self._filters if topic_matches(filter_, topic)), None)
+        if len(self._format_of) >= _FORMAT_MEMO_MAX:  # topics from unregistered senders must not grow it forever
+            self._format_of.clear()
+        self._format_of[topic] = fmt
+        return fmt
 
     def resolve(self, topic: str, payload: bytes, message: Message | None, *, fmt: str | None = None,
                 received_at: datetime | None = None) -> Resolved:
@@ -179,7 +192,8 @@ class MqttSubscriber:
         if not resolved.readings:
             self._client.ack(message)
             return
-        if message.qos > 0:  # a QoS 0 message is never redelivered (and has no packet id)
+        if message.qos > 0 and any(r.time_source == "received" for r in resolved.readings):
+            # a QoS 0 message is never redelivered (and has no packet id); device-timestamped readings need none
             resolved = with_delivery(resolved, mqtt_delivery(self._client.client_id, message.mid, message.topic,
                                                              message.payload, dup=message.dup))
         await self._submit(list(resolved.readings), lambda: self._client.ack(message))
