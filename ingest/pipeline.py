@@ -202,10 +202,11 @@ class Pipeline:
                         if self._queue.empty() and self._closing:
                             break
                 now = self._clock()
+                if group is not None and not self._batcher.size:
+                    self._pending_since = time.monotonic()
                 batch = self._batcher.add(self._normalise(group), now, len(group)) if group is not None else None
                 batch = batch or self._batcher.due(now)
-                if not batch and self.write_when_idle and window.in_flight == 0 and self._queue.empty() \
-                        and self._held is None:
+                if not batch and self._idle_due(window):
                     batch = self._batcher.drain()  # nothing is being written and nothing more waits: write now
                 if batch:
                     await self._write(window, batch)
@@ -222,21 +223,34 @@ class Pipeline:
             await window.drain()
         window.raise_failure()
 
+    def _idle_due(self, window: WriteWindow) -> bool:
+        """Write-when-idle: a batch is pending and at least `batch_min_age_s` old, no batch is in flight and no
+        submission waits."""
+        return (self.write_when_idle and self._batcher.size > 0 and window.in_flight == 0 and self._queue.empty()
+                and self._held is None and time.monotonic() - self._pending_since >= self.batch_min_age_s)
+
     async def _wait(self, window: WriteWindow) -> _Submission | None:
-        """The next submission; or None as soon as the last batch in flight is done while a batch is pending
-        (write-when-idle: the pending batch goes out then, not at its age)."""
-        if not (self.write_when_idle and self._batcher.size and window.in_flight):
+        """The next submission; or None as soon as a pending batch may go out with write-when-idle (the last batch
+        in flight is done, or the pending batch reached `batch_min_age_s` with none in flight)."""
+        if not (self.write_when_idle and self._batcher.size):
             return await self._queue.get()
         get = asyncio.ensure_future(self._queue.get())
-        idle = asyncio.ensure_future(window.idle.wait())
+        waits: list[asyncio.Future[object]] = [cast("asyncio.Future[object]", get)]
+        timeout = None
+        if window.in_flight:
+            waits.append(asyncio.ensure_future(window.idle.wait()))
+        else:
+            timeout = max(0.0, self._pending_since + self.batch_min_age_s - time.monotonic())
+        idle = waits[-1] if len(waits) > 1 else None
         try:
-            await asyncio.wait((get, idle), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:  # a timeout or a stop: a submission already taken is held, never lost
             if get.done() and not get.cancelled() and get.exception() is None:
                 self._held = get.result()
             raise
         finally:
-            idle.cancel()
+            if idle is not None:
+                idle.cancel()
             if not get.done():
                 get.cancel()  # a cancelled Queue.get leaves its item in the queue
         if get.done() and not get.cancelled():
@@ -253,6 +267,10 @@ class Pipeline:
     #: set before `run()`), instead of waiting for `batch_max` or `batch_max_age_s`: at low rates each submission
     #: is written at once, under load batches grow while the previous one is written (group commit)
     write_when_idle = False
+    #: with write_when_idle, a pending batch waits until its first submission is this old (monotonic seconds;
+    #: `ingest.batch_min_age_s`): a few more submissions per transaction at a few milliseconds of latency
+    batch_min_age_s = 0.0
+    _pending_since = 0.0  #: time.monotonic() when the pending batch got its first submission
 
     def close(self) -> None:
         """Ask `run()` to flush and return once the queue is empty and every batch in flight is acknowledged."""

@@ -30,6 +30,10 @@ class IngestSettings(Section):
         "for `batch_max` or `batch_max_age_s`: at low rates each message is stored at once, under load batches "
         "grow while the previous one is written (group commit). false: batches wait for size or age (fewer, "
         "larger transactions: less wear on an SD card)."))
+    batch_min_age_s: Annotated[float, Field(ge=0)] = Field(default=0.05, description=(
+        "With `write_when_idle`, a pending batch is written once its oldest submission is at least this old: a "
+        "few more messages per transaction (fewer commits, less CPU) for as many milliseconds of latency; 0 writes "
+        "at once."))
     clock_skew_tolerance_s: Annotated[float, Field(ge=0)] = Field(default=300.0, description=(
         "A device time further than this ahead of its receipt is flagged `CLOCK_SKEW` (excluded)."))
     device_time_past_days: Annotated[float, Field(gt=0)] = Field(default=30.0, description=(

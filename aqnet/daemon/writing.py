@@ -115,6 +115,7 @@ def start_pipeline(w: Wiring, sink: ForwardingSink | FencedSink, observer: Pipel
                         time_window=TimeWindow(s.ingest.device_time_past_days, s.ingest.device_time_future_s))
     pipeline.writes_in_flight = s.ingest.writes_in_flight
     pipeline.write_when_idle = s.ingest.write_when_idle
+    pipeline.batch_min_age_s = s.ingest.batch_min_age_s
     # the pipeline's batcher and unacknowledged envelopes cannot be rebuilt: if it dies, the daemon exits
     w.start("pipeline", pipeline.run, restart=False)
     return WritePath(pipeline, written, sink)

@@ -54,11 +54,13 @@ def _raw(value: float) -> RawReading:
     return RawReading("MS01", "MS01", "temperature", value, "°C", NOW - timedelta(seconds=value), NOW)
 
 
-def _pipeline(sink: Sink, *, idle: bool, in_flight: int = 1, age_s: float = AGE_S) -> Pipeline:
+def _pipeline(sink: Sink, *, idle: bool, in_flight: int = 1, age_s: float = AGE_S,
+              min_age_s: float = 0.0) -> Pipeline:
     pipeline = Pipeline(sink, conditions=ConditionsBook(bundled_network()), observer=Observer(), clock=lambda: NOW,
                         batch_max=1000, batch_max_age_s=age_s)
     pipeline.writes_in_flight = in_flight
     pipeline.write_when_idle = idle
+    pipeline.batch_min_age_s = min_age_s
     return pipeline
 
 
@@ -134,3 +136,17 @@ async def test_bursts_under_random_write_times_are_all_acknowledged_once_in_orde
     assert acks == values  # each once, in submission order
     assert sorted(v for b in sink.batches for v in b) == values  # each stored once
     assert len(sink.batches) < len(values)  # under load some batches gathered several submissions
+
+
+async def test_with_a_minimum_age_submissions_arriving_within_it_share_a_batch() -> None:
+    sink, acks = Sink(), []
+    pipeline = _pipeline(sink, idle=True, min_age_s=1.0)
+    task = asyncio.create_task(pipeline.run())
+    for v in (1.0, 2.0, 3.0):  # well within the minimum age of the first
+        await pipeline.submit([_raw(v)], lambda v=v: acks.append(v))
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    assert sink.batches == []  # idle, but the pending batch is younger than its minimum age
+    await _until(lambda: len(acks) == 3, "the batch at its minimum age")  # then written, long before its max age
+    assert sink.batches == [[1.0, 2.0, 3.0]] and acks == [1.0, 2.0, 3.0]
+    await _stop(task)
