@@ -235,15 +235,12 @@ class Pipeline:
         if not (self.write_when_idle and self._batcher.size):
             return await self._queue.get()
         get = asyncio.ensure_future(self._queue.get())
-        waits: list[asyncio.Future[object]] = [cast("asyncio.Future[object]", get)]
-        timeout = None
-        if window.in_flight:
-            waits.append(asyncio.ensure_future(window.idle.wait()))
-        else:
-            timeout = max(0.0, self._pending_since + self.batch_min_age_s - time.monotonic())
-        idle = waits[-1] if len(waits) > 1 else None
+        # a batch in flight: until it is done; none: until the pending batch reaches its minimum age
+        idle = asyncio.ensure_future(window.idle.wait()) if window.in_flight else None
+        timeout = None if idle else max(0.0, self._pending_since + self.batch_min_age_s - time.monotonic())
         try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({get} if idle is None else {get, idle}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
         except BaseException:  # a timeout or a stop: a submission already taken is held, never lost
             if get.done() and not get.cancelled() and get.exception() is None:
                 self._held = get.result()

@@ -59,5 +59,5 @@ def check_airrohr_post(intake: Intake, body: bytes, *, sender: str, where: str, 
         return Refusal(sender, "identity_mismatch", detail, 403,
                        {"error": "forbidden", "detail": "the body is not this sensor's own HTTP "
                         "device's: only a sensor's own readings are accepted"})
-    return with_delivery(resolved, http_delivery(resolved.sensor_id, AIRROHR_PATH, body,
-                                                 window_s=redelivery_window_s))
+    return with_delivery(resolved, lambda: http_delivery(resolved.sensor_id, AIRROHR_PATH, body,
+                                                         window_s=redelivery_window_s))

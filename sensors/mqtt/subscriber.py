@@ -59,9 +59,13 @@ Submit = Callable[[list[RawReading], Callable[[], None]], Awaitable[None]]
 Reject = Callable[[Rejection, Callable[[], None]], Awaitable[None]]
 
 
-def with_delivery(resolved: Resolved, delivery: Delivery | None) -> Resolved:
-    """`resolved` with `delivery` on its receive-time readings (device-timestamped ones need none). Pure."""
-    if delivery is None or all(r.time_source != "received" for r in resolved.readings):
+def with_delivery(resolved: Resolved, identify: Callable[[], Delivery | None]) -> Resolved:
+    """`resolved` with the message's delivery identity on its receive-time readings (device-timestamped ones need
+    none); `identify` (a digest of the message) is called only when some reading needs it. Pure."""
+    if all(r.time_source != "received" for r in resolved.readings):
+        return resolved
+    delivery = identify()
+    if delivery is None:
         return resolved
     readings = tuple(replace(r, delivery=delivery) if r.time_source == "received" else r for r in resolved.readings)
     return replace(resolved, readings=readings)
@@ -192,10 +196,9 @@ class MqttSubscriber:
         if not resolved.readings:
             self._client.ack(message)
             return
-        if message.qos > 0 and any(r.time_source == "received" for r in resolved.readings):
-            # a QoS 0 message is never redelivered (and has no packet id); device-timestamped readings need none
-            resolved = with_delivery(resolved, mqtt_delivery(self._client.client_id, message.mid, message.topic,
-                                                             message.payload, dup=message.dup))
+        if message.qos > 0:  # a QoS 0 message is never redelivered (and has no packet id)
+            resolved = with_delivery(resolved, lambda: mqtt_delivery(self._client.client_id, message.mid,
+                                                                     message.topic, message.payload, dup=message.dup))
         await self._submit(list(resolved.readings), lambda: self._client.ack(message))
 
     async def _rejected(self, message: Message, sensor_id: str | None, reason: str, detail: str) -> None:
