@@ -43,36 +43,21 @@ BOGOTA = ZoneInfo("America/Bogota")
 Key = tuple[str, str, datetime]  # (sensor, variable, time)
 
 
-class LedgerPublisher:
-    """Publishes aqnet JSON for SENSORS at a steady rate (QoS 1, MQTT 5) and keeps the ledger: the readings of
-    every message the broker acknowledged (PUBACK), each with a time unique per sensor."""
+class PacedPublisher:
+    """A paho MQTT 5 client publishing `publish_one()` (a subclass's) at a steady rate on a thread of its own,
+    up to 1,000 messages in flight."""
 
-    def __init__(self, port: int, *, rate_per_s: float, seed: int = 5) -> None:
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"ledger-{port}", protocol=paho.MQTTv5)
+    def __init__(self, port: int, *, client_id: str, rate_per_s: float) -> None:
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
         self._client.max_inflight_messages_set(1000)
         self._client.connect("127.0.0.1", port)
         self._client.loop_start()
         self._rate = rate_per_s
-        self._rng = random.Random(seed)
-        # device times two hours back, one second apart per sensor: distinct, and never "from the future"
-        self._start = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
-        self._n = 0
-        self._pending: list[tuple[paho.MQTTMessageInfo, dict[Key, float]]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def publish_one(self) -> None:
-        sensor = SENSORS[self._n % len(SENSORS)]
-        t = self._start + timedelta(seconds=self._n // len(SENSORS))
-        self._n += 1
-        values = {"pm25": round(self._rng.uniform(3, 80), 1), "pm10": round(self._rng.uniform(10, 150), 1)}
-        payload = json.dumps({"time": t.astimezone(BOGOTA).isoformat(), "values": values}).encode()
-        info = self._client.publish(f"aqnet/{sensor}/readings", payload, qos=1)
-        self._pending.append((info, {(sensor, v, t): x for v, x in values.items()}))
-
-    def publish(self, count: int) -> None:
-        for _ in range(count):
-            self.publish_one()
+        raise NotImplementedError
 
     def start(self) -> None:
         def run() -> None:
@@ -89,6 +74,37 @@ class LedgerPublisher:
         if self._thread is not None:
             self._thread.join()
 
+    def close(self) -> None:
+        self.stop()
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class LedgerPublisher(PacedPublisher):
+    """Publishes aqnet JSON for SENSORS at a steady rate (QoS 1, MQTT 5) and keeps the ledger: the readings of
+    every message the broker acknowledged (PUBACK), each with a time unique per sensor."""
+
+    def __init__(self, port: int, *, rate_per_s: float, seed: int = 5) -> None:
+        super().__init__(port, client_id=f"ledger-{port}", rate_per_s=rate_per_s)
+        self._rng = random.Random(seed)
+        # device times two hours back, one second apart per sensor: distinct, and never "from the future"
+        self._start = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
+        self._n = 0
+        self._pending: list[tuple[paho.MQTTMessageInfo, dict[Key, float]]] = []
+
+    def publish_one(self) -> None:
+        sensor = SENSORS[self._n % len(SENSORS)]
+        t = self._start + timedelta(seconds=self._n // len(SENSORS))
+        self._n += 1
+        values = {"pm25": round(self._rng.uniform(3, 80), 1), "pm10": round(self._rng.uniform(10, 150), 1)}
+        payload = json.dumps({"time": t.astimezone(BOGOTA).isoformat(), "values": values}).encode()
+        info = self._client.publish(f"aqnet/{sensor}/readings", payload, qos=1)
+        self._pending.append((info, {(sensor, v, t): x for v, x in values.items()}))
+
+    def publish(self, count: int) -> None:
+        for _ in range(count):
+            self.publish_one()
+
     @property
     def published(self) -> int:
         return self._n
@@ -103,11 +119,6 @@ class LedgerPublisher:
             if info.is_published():
                 ledger.update(readings)
         return ledger
-
-    def close(self) -> None:
-        self.stop()
-        self._client.disconnect()
-        self._client.loop_stop()
 
 
 class DaemonRunner:

@@ -34,7 +34,6 @@ import paho.mqtt.client as paho
 import psycopg
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.leader import JOBS_LOCK_KEY
@@ -43,7 +42,7 @@ from aqnet.preflight import EXIT_REFUSED
 from sensors.mqtt.broker.credentials import issue_credentials
 from sensors.network import bundled_network
 from simulators.station import StationServer
-from tests.e2e.test_mqtt_durability import SENSORS, STATIONS, DaemonRunner, _wait
+from tests.e2e.test_mqtt_durability import SENSORS, STATIONS, DaemonRunner, PacedPublisher, _wait
 from tests.fixtures.listeners import alert_keys_in, http_listeners
 
 pytestmark = pytest.mark.integration
@@ -90,50 +89,25 @@ class NodeRunner(DaemonRunner):
         return None
 
 
-class ReceiveTimePublisher:
+class ReceiveTimePublisher(PacedPublisher):
     """Publishes aqnet JSON without a time (aqnet stamps its receive time) at a steady rate; each message's value
     is unique, and the ledger keeps (sensor, value) of every message the broker acknowledged."""
 
     def __init__(self, port: int, *, rate_per_s: float) -> None:
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id="nodes-ledger", protocol=paho.MQTTv5)
-        self._client.max_inflight_messages_set(1000)
-        self._client.connect("127.0.0.1", port)
-        self._client.loop_start()
-        self._rate = rate_per_s
+        super().__init__(port, client_id="nodes-ledger", rate_per_s=rate_per_s)
         self._sent: list[tuple[tuple[str, float], paho.MQTTMessageInfo]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def _publish_one(self) -> None:
+    def publish_one(self) -> None:
         n = len(self._sent)
         sensor = SENSORS[n % len(SENSORS)]
         value = round(1 + n / 1000, 3)
         info = self._client.publish(f"aqnet/{sensor}/readings", json.dumps({"values": {"pm25": value}}), qos=1)
         self._sent.append(((sensor, value), info))
 
-    def start(self) -> None:
-        def run() -> None:
-            next_at = time.monotonic()
-            while not self._stop.is_set():
-                self._publish_one()
-                next_at += 1 / self._rate
-                self._stop.wait(max(0.0, next_at - time.monotonic()))
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
     def ledger(self) -> Counter[tuple[str, float]]:
         for _, info in self._sent:
             info.wait_for_publish(30)
         return Counter(key for key, info in self._sent if info.is_published())
-
-    def close(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
 
 
 class Stations:
