@@ -16,7 +16,8 @@ the same groups as any deterministic collation, sorted without the locale's rule
 (each hour carries its end). Averages are written from binary arrays (`storage.pgarrays`) by one statement that
 deletes the keys it rewrites and inserts the rows.
 The claim takes the exclusive advisory lock `storage.writer.LATE_MARK_LOCK`: from then on every measurement
-written before the claim marks its (sensor, variable, 15-minute slot) in `dirty_slots`.
+written before the claim marks its (sensor, variable, 15-minute slot) in `dirty_slots`, in the epoch the claim
+begins (migration 0022); a run consumes the marks of the epochs before.
 `window_computations` has one 'due' row per (period, end) under a unique index; 'late' rows log recomputations.
 """
 
@@ -79,9 +80,9 @@ class AverageColumns:
 
 
 _CLAIM = """
-INSERT INTO job_watermarks (job, claimed_through, updated_at) VALUES (%(job)s, %(end)s, now())
+INSERT INTO job_watermarks (job, claimed_through, mark_epoch, updated_at) VALUES (%(job)s, %(end)s, 1, now())
 ON CONFLICT (job) DO UPDATE SET claimed_through = greatest(job_watermarks.claimed_through, EXCLUDED.claimed_through),
-                                updated_at = now()
+                                mark_epoch = job_watermarks.mark_epoch + 1, updated_at = now()
 """
 
 # a sample counts when its value is finite, it has no excluded QC bit (alerts.averaging.averages.sample_validity:
@@ -214,8 +215,8 @@ FROM w, (SELECT count(*) FROM gone) AS deleted
 # ------------------------------------------------------------------------------------ watermark, marks
 
 def claim(conn: psycopg.Connection, job: str, end: datetime) -> None:
-    """Advance `job`'s claim to `end` in its own short transaction under the exclusive `LATE_MARK_LOCK`: writers
-    from then on mark what they write before `end`."""
+    """Advance `job`'s claim to `end` and its late-mark epoch in its own short transaction under the exclusive
+    `LATE_MARK_LOCK`: writers from then on mark what they write before `end`, in the new epoch (`dirty_marks`)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LATE_MARK_LOCK,))
         conn.execute(_CLAIM, {"job": job, "end": end})
@@ -234,9 +235,13 @@ def set_computed_through(conn: psycopg.Connection, job: str, end: datetime) -> N
 
 
 def dirty_marks(conn: psycopg.Connection, before: datetime) -> Pending[list[tuple[Any, ...]]]:
-    """The late-data marks of slots starting before `before`: (sensor_id, variable, slot_start, mark)."""
-    return Pending([conn.execute("SELECT sensor_id, variable, slot_start, mark FROM dirty_slots "
-                                 "WHERE slot_start < %s", (before,))], list)
+    """The late-data marks of slots starting before `before` from the epochs before the current one (migration
+    0022: their writers have all committed; the current epoch's marks wait for the next run): (sensor_id,
+    variable, slot_start, mark)."""
+    return Pending([conn.execute(
+        "SELECT sensor_id, variable, slot_start, mark FROM dirty_slots WHERE slot_start < %s "
+        "AND epoch < coalesce((SELECT mark_epoch FROM job_watermarks WHERE job = %s), 0)", (before, "averages"))],
+        list)
 
 
 def delete_marks(conn: psycopg.Connection, marks: Sequence[tuple[Any, ...]]) -> None:

@@ -30,7 +30,10 @@ Implements `ingest.pipeline.Sink`. Per batch, inside one transaction:
    statement; the fast path marks the rows before the claim it read: usually none in live data), so the job
    recomputes the windows it touches (alerts.averaging.job). The transaction first takes the shared advisory lock
    `LATE_MARK_LOCK`; the job advances its claim under the exclusive one, so a write either commits before the job
-   reads the measurements or sees the new claim and marks (never both missed);
+   reads the measurements or sees the new claim and marks (never both missed). A mark carries the epoch the job's
+   last claim began (migration 0022) and is inserted only when the slot has none in that epoch (`_MARK_NEW`): a
+   run consumes only earlier epochs' marks, so concurrent writers of late data never wait on each other's marks
+   (an upsert locked the slot's row until its writer committed: a backlog's writes queued behind one another);
 4. receive-time readings (no device clock) carry the identity of their message: before the rows are written, a
    redelivered message takes the time its first delivery was stored with, and the batch's receipts are saved
    (`storage.deliveries`), so a message committed but not acknowledged is a duplicate when it comes again;
@@ -61,8 +64,8 @@ from ingest.reading import QC, Reading
 from storage import deadletter, deliveries
 from storage.rows import MEASUREMENT_COLUMNS, MEASUREMENT_TYPES, Row, reading_row
 
-__all__ = ["LATE_MARK_LOCK", "LATE_SLOT", "MARK_LATE", "MISSES_IN_A_ROW", "SLOT_OF", "TimescaleWriter", "WriteResult",
-           "WriterStats", "keys_unique", "late_marks", "late_rows"]
+__all__ = ["LATE_MARK_LOCK", "LATE_SLOT", "MARK_EPOCH", "MARK_LATE", "MISSES_IN_A_ROW", "SLOT_OF", "TimescaleWriter",
+           "WriteResult", "WriterStats", "keys_unique", "late_marks", "late_rows"]
 
 _STAGING = "_aqnet_staging"
 #: consecutive fast-path misses after which batches are classified directly (module docstring, point 2)
@@ -77,11 +80,25 @@ LATE_MARK_LOCK = 0x6171_6E65_746C_6174
 LATE_SLOT = timedelta(minutes=15)
 #: SQL expression of a time's slot start, shared by the writer, reprocess and the job
 SLOT_OF = "date_bin('15 minutes', {time}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
-#: upsert of late marks; a re-mark takes a new `mark` number so the job never deletes a mark it did not read
-MARK_LATE = """
-    INSERT INTO dirty_slots (sensor_id, variable, slot_start)
-    {select}
-    ON CONFLICT (sensor_id, variable, slot_start) DO UPDATE SET mark = EXCLUDED.mark
+#: the epoch of the late-data marks written now (migration 0022): advanced by every claim of the averaging job
+MARK_EPOCH = "coalesce((SELECT mark_epoch FROM job_watermarks WHERE job = 'averages'), 0)"
+#: upsert of late marks by a writer that does not hold `LATE_MARK_LOCK` (reprocess, validation): a re-mark takes a
+#: new `mark` number, so the job never deletes a mark it did not read. `{select}` gives (sensor_id, variable,
+#: slot_start)
+MARK_LATE = f"""
+    INSERT INTO dirty_slots (sensor_id, variable, slot_start, epoch)
+    SELECT *, {MARK_EPOCH} FROM ({{select}}) AS marks
+    ON CONFLICT (sensor_id, variable, slot_start, epoch) DO UPDATE SET mark = EXCLUDED.mark
+"""
+#: late marks of the measurements writer, which holds `LATE_MARK_LOCK` shared (module docstring, point 3): the
+#: epoch read under the lock is current until the writer commits, and the job consumes only the marks of earlier
+#: epochs, so a mark already there is enough and is left alone (DO NOTHING: a committed row is not locked, so
+#: writers of late data into the same slots do not wait for each other). In key order, so two writers inserting
+#: the same new marks wait in one order, never in a deadlock.
+_MARK_NEW = f"""
+    INSERT INTO dirty_slots (sensor_id, variable, slot_start, epoch)
+    SELECT *, {MARK_EPOCH} FROM ({{select}}) AS marks ORDER BY 1, 2, 3
+    ON CONFLICT (sensor_id, variable, slot_start, epoch) DO NOTHING
 """
 
 
@@ -112,7 +129,7 @@ _OPEN_FAST = sql.SQL("{}; {}").format(_OPEN, _SAVEPOINT)
 _COPY_MEASUREMENTS = sql.SQL("COPY measurements ({}) FROM STDIN (FORMAT BINARY)").format(
     sql.SQL(", ").join(sql.Identifier(c) for c in MEASUREMENT_COLUMNS))
 #: the fast path's late marks: (sensor_id, variable, time) of the rows before the claim, as three arrays
-_MARK_ROWS = MARK_LATE.format(select=f"""
+_MARK_ROWS = _MARK_NEW.format(select=f"""
     SELECT DISTINCT sensor_id, variable, {SLOT_OF.format(time="time")}
     FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS late(sensor_id, variable, time)""")
 #: `SLOT_OF`'s origin
@@ -197,7 +214,7 @@ SELECT (SELECT count(*) FROM classified WHERE outcome = 'insert'),
 """).format(staging=sql.Identifier(_STAGING),
             columns=sql.SQL(", ").join(sql.Identifier(c) for c in MEASUREMENT_COLUMNS),
             arrival=sql.Literal(int(ARRIVAL_FLAGS)),
-            mark=sql.SQL(MARK_LATE.format(select=f"""
+            mark=sql.SQL(_MARK_NEW.format(select=f"""
     SELECT DISTINCT sensor_id, variable, {SLOT_OF.format(time="time")} FROM classified
     WHERE outcome = 'insert'
       AND time < (SELECT claimed_through FROM job_watermarks WHERE job = 'averages')""")))

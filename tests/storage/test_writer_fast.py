@@ -21,7 +21,16 @@ from ingest.reading import QC, Reading
 from sensors.delivery import Delivery
 from sensors.network import bundled_network
 from storage.rows import MEASUREMENT_COLUMNS, reading_row
-from storage.writer import MISSES_IN_A_ROW, TimescaleWriter, WriteResult, keys_unique, late_marks, late_rows
+from storage.writer import (
+    LATE_MARK_LOCK,
+    MISSES_IN_A_ROW,
+    TimescaleWriter,
+    WriteResult,
+    _copy_new,
+    keys_unique,
+    late_marks,
+    late_rows,
+)
 
 T0 = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
 NETWORK = bundled_network()
@@ -247,3 +256,24 @@ async def test_concurrent_writers_racing_on_the_same_keys(pool: AsyncConnectionP
     # a repeat of what was stored is a duplicate, never a conflict: writers 0 and 3 never conflict with each other
     assert sum(r.duplicates for r in results) == sum(1 for m in range(30, 40) if stored[T0 + timedelta(minutes=m)]
                                                      == 0.0)
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+async def test_late_writes_into_a_marked_slot_do_not_wait_for_each_other(database_url: str, fast_path: bool) -> None:
+    # slot 13:00 is marked late already (a committed late write); another writer's transaction writes a late row
+    # into it and stays open; a third write into the same slot goes through meanwhile. It waited: the mark was an
+    # upsert that locked the slot's row until the other writer committed, so every writer of late data (a
+    # backlog drained after an outage; two processes, two batches in flight each) queued behind one another
+    claim(database_url, T0 + timedelta(hours=1))
+    async with AsyncConnectionPool(database_url, min_size=1, max_size=2, open=False) as p:
+        writer = TimescaleWriter(p, fast_path=fast_path)
+        assert await writer.write([reading(1.0, 0)]) == WriteResult(1, 0, 0)
+        other = await psycopg.AsyncConnection.connect(database_url)
+        async with other, other.transaction(), other.cursor() as cur:
+            await cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (LATE_MARK_LOCK,))
+            await _copy_new(cur, [reading_row(reading(2.0, 1))], T0 + timedelta(hours=1))  # not committed
+            third = await asyncio.wait_for(writer.write([reading(3.0, 2), reading(4.0, 3, variable="pm10")]),
+                                           timeout=30)  # progress, not a timing: it never came while held
+            assert third == WriteResult(2, 0, 0)
+    marks = state(database_url)["marks"]
+    assert sorted(set(marks)) == [(STATION.id, v, T0) for v in ("pm10", "pm25")]

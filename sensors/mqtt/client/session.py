@@ -134,6 +134,7 @@ class MqttSubscriberClient:
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._ack_lock = threading.Lock()  # an ack and a new connection's start never interleave
+        self._acks: list[int] = []  #: QoS 1 packet ids acknowledged and not yet handed to paho (`flush_acks`)
         if max_pending is not None and max_pending < 1:
             raise ValueError(f"MQTT {redact_url(url)}: max_pending must be >= 1, got {max_pending}")
         #: one slot per message handed over and not yet taken (the network thread's backpressure)
@@ -211,6 +212,7 @@ class MqttSubscriberClient:
 
         Returns within about `timeout_s` (default: the connect timeout + 1 s), even while a connect is pending.
         """
+        self.flush_acks()  # before the DISCONNECT
         self._stop.set()
         with self._ack_lock:
             client = self._client
@@ -235,7 +237,28 @@ class MqttSubscriberClient:
                 log.debug("MQTT %s: ack of message %d from connection %d dropped (now %d); the broker redelivers it",
                           self._url, message.mid, message.connection, self._connection)
                 return
-            self._client.ack(message.mid, message.qos)
+            if message.qos != 1:
+                self._client.ack(message.mid, message.qos)
+                return
+            self._acks.append(message.mid)
+            if len(self._acks) > 1:
+                return  # a flush is already due
+        try:
+            in_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            in_loop = False
+        if in_loop:
+            self._loop.call_soon(self.flush_acks)  # the acks of this turn of the loop (a batch's) go out together
+        else:
+            self.flush_acks()
+
+    def flush_acks(self) -> None:
+        """Send the PUBACKs `ack` has gathered, in order, as one write (`wire.queue_pubacks`). `ack` arranges it
+        (at the end of the event loop's turn, so a batch's acks go out together); `stop` calls it first."""
+        with self._ack_lock:
+            mids, self._acks = self._acks, []
+            if mids:
+                wire.queue_pubacks(self._client, mids)
 
     # the connection thread ----------------------------------------------------------------------------
     def _new_paho(self, protocol: str) -> paho.Client:
@@ -252,6 +275,7 @@ class MqttSubscriberClient:
         while not self._stop.is_set():
             with self._ack_lock:
                 self._connection += 1
+                self._acks = []  # gathered for the connection that ended: the broker sends those messages again
                 client = self._client
             self._attempts += 1
             self._state = "connecting"

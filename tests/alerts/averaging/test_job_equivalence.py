@@ -147,11 +147,12 @@ def _write_late(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
     with conn.transaction():
         _write(conn, rows)
         conn.execute("""
-            INSERT INTO dirty_slots (sensor_id, variable, slot_start)
-            SELECT DISTINCT r.sensor_id, r.variable, date_bin('15 minutes', r.time, TIMESTAMPTZ '2000-01-01 00:00+00')
+            INSERT INTO dirty_slots (sensor_id, variable, slot_start, epoch)
+            SELECT DISTINCT r.sensor_id, r.variable, date_bin('15 minutes', r.time, TIMESTAMPTZ '2000-01-01 00:00+00'),
+                   w.mark_epoch
             FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS r(sensor_id, variable, time), job_watermarks w
             WHERE w.job = 'averages' AND r.time < w.claimed_through
-            ON CONFLICT (sensor_id, variable, slot_start) DO UPDATE SET mark = EXCLUDED.mark""",
+            ON CONFLICT (sensor_id, variable, slot_start, epoch) DO NOTHING""",
                      ([r[1] for r in rows], [r[2] for r in rows], [r[0] for r in rows]))
 
 

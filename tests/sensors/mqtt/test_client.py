@@ -215,6 +215,32 @@ async def test_receive_maximum_bounds_unacknowledged_messages(mosquitto: Mosquit
         assert inbox.payloads() == [str(i).encode() for i in range(12)]
 
 
+async def test_a_turns_acks_go_to_the_broker_as_one_write_in_order(mosquitto: MosquittoBroker,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[bytes] = []
+    async with Inbox(mosquitto.url, "c-many", ["test/many"], receive_maximum=50) as inbox:
+        queue = inbox.client._client._packet_queue  # type: ignore[attr-defined]  # paho's write queue, spied on
+
+        def spy(command: int, packet: bytes, *args: object) -> object:
+            writes.append(bytes(packet))
+            return queue(command, packet, *args)
+
+        monkeypatch.setattr(inbox.client._client, "_packet_queue", spy)
+        _publish(_port(mosquitto), "test/many", [str(i).encode() for i in range(80)])
+        await _until(lambda: len(inbox.messages) == 50, 5, "the window's 50 messages")
+        first = list(inbox.messages)
+        for m in first:
+            inbox.client.ack(m)
+        await _until(lambda: len(inbox.messages) == 80, 5, "the other 30 once the 50 are acknowledged")
+        # one write of 50 PUBACKs (type 4, remaining length 2, the packet id), in the order they were given
+        assert writes[0] == b"".join(bytes([0x40, 2]) + m.mid.to_bytes(2, "big") for m in first)
+        for m in inbox.messages[50:]:
+            inbox.client.ack(m)
+    async with Inbox(mosquitto.url, "c-many", ["test/many"]) as again:
+        await asyncio.sleep(0.5)
+        assert again.messages == []  # every PUBACK reached the broker
+
+
 async def test_late_ack_is_not_sent_on_a_newer_connection(mosquitto_factory: Callable[..., MosquittoBroker]) -> None:
     broker = mosquitto_factory()
     async with Inbox(broker.url, "c-late", ["test/late"]) as inbox:
