@@ -59,6 +59,7 @@ from aqnet.daemon.wiring import Wiring
 from aqnet.daemon.workers import ConditionsExchange, IntakeProcesses
 from aqnet.daemon.writing import open_database, open_storage, start_pipeline
 from aqnet.http import LISTENERS
+from aqnet.memory import limit_arenas, trim_every
 from aqnet.metrics import Metrics
 from aqnet.preflight import EXIT_REFUSED, StartupRefused, check_alert_channels
 from aqnet.schedule import load_rules
@@ -176,11 +177,13 @@ class Daemon:
     async def run(self) -> None:
         """Start every stage, run until `stop()`, then drain, flush and close them in reverse order."""
         s, role = self.settings, self.role
+        limit_arenas()  # before the threads start (aqnet.memory)
         async with contextlib.AsyncExitStack() as stack:
             # the alert side runs in process 0 only (aqnet.daemon.processes)
             keys, channels, rules = await self._check_alerts() if role.primary else (None, {}, [])
             pool = await open_database(stack, s, apply_migrations=role.primary)
             w = Wiring(s, self.clock, self.metrics, stack, self._start_supervision(stack))
+            w.start("heap-trim", trim_every)  # freed native heap back to the system (aqnet.memory)
             links = LinkRegistry(timeout_s=s.modbus.timeout_s)  # one owner per TCP gateway or serial bus
             stack.push_async_callback(_quietly, links.close)
             observer = PipelineMetrics(self.metrics, protocol_of=lambda: self.protocol_of, last_seen=self.last_seen,
