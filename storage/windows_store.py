@@ -35,7 +35,7 @@ import psycopg
 from ingest.reading import EXCLUDED
 from storage import pgarrays
 from storage.validation import DECIDING_SQL, INVALIDATED_SENSORS_SQL
-from storage.writer import LATE_MARK_LOCK
+from storage.writer import LATE_MARK_LOCK, MARK_EPOCH
 
 __all__ = ["HOUR_RECORD", "PG_EPOCH_S", "AverageColumns", "Pending", "active_units", "claim", "computed_through",
            "delete_marks", "dirty_marks",
@@ -238,10 +238,8 @@ def dirty_marks(conn: psycopg.Connection, before: datetime) -> Pending[list[tupl
     """The late-data marks of slots starting before `before` from the epochs before the current one (migration
     0022: their writers have all committed; the current epoch's marks wait for the next run): (sensor_id,
     variable, slot_start, mark)."""
-    return Pending([conn.execute(
-        "SELECT sensor_id, variable, slot_start, mark FROM dirty_slots WHERE slot_start < %s "
-        "AND epoch < coalesce((SELECT mark_epoch FROM job_watermarks WHERE job = %s), 0)", (before, "averages"))],
-        list)
+    return Pending([conn.execute("SELECT sensor_id, variable, slot_start, mark FROM dirty_slots "
+                                 f"WHERE slot_start < %s AND epoch < {MARK_EPOCH}", (before,))], list)
 
 
 def delete_marks(conn: psycopg.Connection, marks: Sequence[tuple[Any, ...]]) -> None:

@@ -82,24 +82,21 @@ LATE_SLOT = timedelta(minutes=15)
 SLOT_OF = "date_bin('15 minutes', {time}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
 #: the epoch of the late-data marks written now (migration 0022): advanced by every claim of the averaging job
 MARK_EPOCH = "coalesce((SELECT mark_epoch FROM job_watermarks WHERE job = 'averages'), 0)"
-#: upsert of late marks by a writer that does not hold `LATE_MARK_LOCK` (reprocess, validation): a re-mark takes a
-#: new `mark` number, so the job never deletes a mark it did not read. `{select}` gives (sensor_id, variable,
-#: slot_start)
-MARK_LATE = f"""
+#: insert of late marks with the current epoch, in key order (two writers inserting the same new marks wait in one
+#: order, never in a deadlock); `{select}` gives (sensor_id, variable, slot_start), `{action}` the conflict's
+_MARK = f"""
     INSERT INTO dirty_slots (sensor_id, variable, slot_start, epoch)
-    SELECT *, {MARK_EPOCH} FROM ({{select}}) AS marks
-    ON CONFLICT (sensor_id, variable, slot_start, epoch) DO UPDATE SET mark = EXCLUDED.mark
+    SELECT *, {MARK_EPOCH} FROM ({{select}}) AS marks ORDER BY 1, 2, 3
+    ON CONFLICT (sensor_id, variable, slot_start, epoch) {{action}}
 """
+#: upsert of late marks by a writer that does not hold `LATE_MARK_LOCK` (reprocess, validation): a re-mark takes a
+#: new `mark` number, so the job never deletes a mark it did not read. `{select}` as in `_MARK`
+MARK_LATE = _MARK.replace("{action}", "DO UPDATE SET mark = EXCLUDED.mark")
 #: late marks of the measurements writer, which holds `LATE_MARK_LOCK` shared (module docstring, point 3): the
 #: epoch read under the lock is current until the writer commits, and the job consumes only the marks of earlier
 #: epochs, so a mark already there is enough and is left alone (DO NOTHING: a committed row is not locked, so
-#: writers of late data into the same slots do not wait for each other). In key order, so two writers inserting
-#: the same new marks wait in one order, never in a deadlock.
-_MARK_NEW = f"""
-    INSERT INTO dirty_slots (sensor_id, variable, slot_start, epoch)
-    SELECT *, {MARK_EPOCH} FROM ({{select}}) AS marks ORDER BY 1, 2, 3
-    ON CONFLICT (sensor_id, variable, slot_start, epoch) DO NOTHING
-"""
+#: writers of late data into the same slots do not wait for each other)
+_MARK_NEW = _MARK.replace("{action}", "DO NOTHING")
 
 
 @dataclass(frozen=True, slots=True)

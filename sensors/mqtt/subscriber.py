@@ -21,6 +21,7 @@ intake.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -71,7 +72,7 @@ def with_delivery(resolved: Resolved, identify: Callable[[], Delivery | None]) -
     return replace(resolved, readings=readings)
 
 
-#: at most this many topics' formats are remembered by `Intake.format_of` (then it starts again)
+#: at most this many topics' formats are remembered by `Intake.format_of` (least recently used first out)
 _FORMAT_MEMO_MAX = 100_000
 
 
@@ -89,19 +90,15 @@ class Intake:
         self._tz = tz
         self._decoders = decoders
         self._filters = format_filters(decoders)
-        self._format_of: dict[str, str | None] = {}  #: topic → format, memoised (a topic per sensor)
+        #: topic → format, memoised (a topic per sensor; bounded: topics from unregistered senders)
+        self._format_of = functools.lru_cache(maxsize=_FORMAT_MEMO_MAX)(self._match_format)
 
     def format_of(self, topic: str) -> str | None:
         """The payload format whose topic template `topic` matches."""
-        try:
-            return self._format_of[topic]
-        except KeyError:
-            pass
-        fmt = next((name for filter_, name in self._filters if topic_matches(filter_, topic)), None)
-        if len(self._format_of) >= _FORMAT_MEMO_MAX:  # topics from unregistered senders must not grow it forever
-            self._format_of.clear()
-        self._format_of[topic] = fmt
-        return fmt
+        return self._format_of(topic)
+
+    def _match_format(self, topic: str) -> str | None:
+        return next((name for filter_, name in self._filters if topic_matches(filter_, topic)), None)
 
     def resolve(self, topic: str, payload: bytes, message: Message | None, *, fmt: str | None = None,
                 received_at: datetime | None = None) -> Resolved:

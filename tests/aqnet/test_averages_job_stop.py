@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from datetime import UTC, datetime
 
 import psycopg
@@ -24,6 +23,15 @@ def _jobs_waiting_on_a_lock(url: str) -> bool:
         return bool(row and row[0])
 
 
+async def _until_jobs_waiting(url: str, waiting: bool, what: str) -> None:
+    """Poll until the jobs' connection is (or is no longer) waiting on a lock; fail after 1,200 polls."""
+    for _ in range(1200):
+        if await asyncio.to_thread(_jobs_waiting_on_a_lock, url) == waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(what)
+
+
 async def test_a_stop_during_an_averages_run_ends_the_job_quietly(database_url: str,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     now = datetime.now(UTC)
@@ -38,17 +46,12 @@ async def test_a_stop_during_an_averages_run_ends_the_job_quietly(database_url: 
         with psycopg.connect(database_url) as blocker:  # the run waits for this lock: it is mid-run when stopped
             blocker.execute("LOCK TABLE job_watermarks IN ACCESS EXCLUSIVE MODE")
             task = asyncio.create_task(job.func())
-            deadline = time.monotonic() + 60
-            while not await asyncio.to_thread(_jobs_waiting_on_a_lock, database_url):
-                assert time.monotonic() < deadline, "the averages run never reached the locked table"
-                await asyncio.sleep(0.05)
+            await _until_jobs_waiting(database_url, True, "the averages run never reached the locked table")
             task.cancel()  # what the daemon's stop does to a job in progress
             assert await task is None  # ended quietly: APScheduler logs no traceback for it
         assert any("stopped during a run" in r.getMessage() for r in caplog.records), caplog.text
-        deadline = time.monotonic() + 60
-        while await asyncio.to_thread(_jobs_waiting_on_a_lock, database_url):  # the run goes on, then ends
-            assert time.monotonic() < deadline, "the averages run did not end once the lock was released"
-            await asyncio.sleep(0.05)
+        # the run goes on, then ends
+        await _until_jobs_waiting(database_url, False, "the averages run did not end once the lock was released")
     finally:
         leadership.release()
 
