@@ -16,7 +16,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from alerts.health import DeviceHealth, HealthPolicy, device_health, update_status
 from alerts.leader import Leadership
 from alerts.settings import HealthSettings
-from aqnet.job_stop import quiet_on_stop
 from aqnet.metrics import HealthMetrics
 from sensors.clock import Clock
 
@@ -61,7 +60,6 @@ def add_health_job(scheduler: AsyncIOScheduler, database_url: str, settings: Hea
     """Add the 'health' job (module docstring); `settle_s` keeps receive times still being written out of a run."""
     policy = health_policy(settings)
 
-    @quiet_on_stop("device health")
     async def health_job() -> None:
         if not leadership.is_leader:
             return

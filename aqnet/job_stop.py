@@ -3,18 +3,22 @@
 A job's blocking work runs in a thread (`asyncio.to_thread`); a stop cancels the job's coroutine while the thread
 goes on — its transaction commits or rolls back by itself, the interpreter waits for it, and the next start
 catches up. `quiet_on_stop(what)` wraps such a job so that the cancel ends it with one INFO line instead of
-propagating: APScheduler logs a job that raises (a cancel included) as an error with its traceback.
+propagating: APScheduler logs a job that raises (a cancel included) as an error with its traceback. `quiet_jobs`
+wraps every coroutine job of a scheduler, so no job of the daemon's is left out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
-__all__ = ["quiet_on_stop"]
+from apscheduler.schedulers.base import BaseScheduler
+
+__all__ = ["quiet_jobs", "quiet_on_stop"]
 
 log = logging.getLogger(__name__)
 
@@ -34,5 +38,14 @@ def quiet_on_stop(what: str) -> Callable[[Callable[P, Awaitable[T]]], Callable[P
                 log.info("%s: the daemon stopped during a run; work already in its thread ends by itself and the "
                          "next start catches up", what)
                 return None
+        run.quiet_on_stop = True  # type: ignore[attr-defined]  # `quiet_jobs` wraps a job once
         return run
     return wrap
+
+
+def quiet_jobs(scheduler: BaseScheduler) -> None:
+    """Wrap every coroutine job of `scheduler` not wrapped yet with `quiet_on_stop`, named by its id (call after
+    adding jobs, before or after the scheduler starts)."""
+    for job in scheduler.get_jobs():
+        if inspect.iscoroutinefunction(job.func) and not getattr(job.func, "quiet_on_stop", False):
+            job.modify(func=quiet_on_stop(job.id)(job.func))

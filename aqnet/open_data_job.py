@@ -19,7 +19,6 @@ from apscheduler.triggers.cron import CronTrigger
 from alerts.leader import Leadership
 from alerts.opendata.export_job import ExportResult, ExportTarget, run_daily
 from alerts.opendata.settings import ExportsSettings, PublicationSource
-from aqnet.job_stop import quiet_on_stop
 from sensors.clock import Clock
 
 __all__ = ["JOB_ID", "add_export_job", "export_target"]
@@ -44,7 +43,6 @@ def add_export_job(scheduler: AsyncIOScheduler, database_url: str, exports: Expo
     """Add the 'open-data-export' job (module docstring): a cron trigger at `exports.daily_at` in `tz`."""
     target = export_target(exports, open_data, timezone)
 
-    @quiet_on_stop("open-data export")
     async def export_job() -> list[ExportResult]:
         if not leadership.is_leader:
             return []

@@ -43,7 +43,7 @@ from alerts.leader import Leadership
 from alerts.rules.model import SEVERITIES, Rule, default_rules, parse_rules
 from aqnet.config import Settings
 from aqnet.health_job import add_health_job
-from aqnet.job_stop import quiet_on_stop
+from aqnet.job_stop import quiet_jobs
 from aqnet.metrics import Metrics
 from aqnet.open_data_job import add_export_job
 from sensors.clock import Clock
@@ -86,7 +86,6 @@ def add_stage_jobs(scheduler: AsyncIOScheduler, settings: Settings, *, clock: Cl
     zero_span = ZeroSpanJob(tuple(s.zero_span.schedules(tz)), s.zero_span.limit_map(),
                             s.zero_span.stable_fraction, s.zero_span.drift_checks)
 
-    @quiet_on_stop("jobs leader check")
     async def leader_job() -> None:
         was = leadership.is_leader
         if await asyncio.to_thread(leadership.hold) and not was:
@@ -96,7 +95,6 @@ def add_stage_jobs(scheduler: AsyncIOScheduler, settings: Settings, *, clock: Cl
                 if job is not None:
                     job.modify(next_run_time=datetime.now(UTC))
 
-    @quiet_on_stop("averages/indices/alerts")
     async def averages_job() -> None:
         if not leadership.is_leader:
             return
@@ -135,7 +133,6 @@ def add_stage_jobs(scheduler: AsyncIOScheduler, settings: Settings, *, clock: Cl
                     # a redelivery must still find its receipt: cover the broker's session expiry, plus a day
                     delivery_receipts_s=max(s.mqtt.session_expiry_s, 7 * 24 * 3600) + 24 * 3600)
 
-    @quiet_on_stop("housekeeping")
     async def housekeeping_job() -> None:
         if not leadership.is_leader:
             return
@@ -156,6 +153,7 @@ def add_stage_jobs(scheduler: AsyncIOScheduler, settings: Settings, *, clock: Cl
     if s.exports.directory is not None:
         add_export_job(scheduler, s.database.url, s.exports, s.open_data, clock=clock, tz=tz,
                        timezone=s.network.timezone, leadership=leadership)
+    quiet_jobs(scheduler)  # a stop during a run ends it with one line, not a traceback (aqnet.job_stop)
     return leadership
 
 

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from alerts.delivery.dispatch import Dispatcher
 from alerts.rules.model import Rule
 from aqnet.daemon.wiring import Wiring
+from aqnet.job_stop import quiet_jobs
 from aqnet.schedule import add_stage_jobs
 from aqnet.scheduler_watch import SchedulerWatch
 from ingest.calibration import CalibrationError
@@ -63,6 +64,7 @@ def start_scheduler(w: Wiring, pool: AsyncConnectionPool[Any], pipeline: Pipelin
 
     scheduler.add_job(prune_dead_letters_job, "interval", seconds=dl.prune_every_s,
                       id="dead-letters-prune", max_instances=1, coalesce=True, next_run_time=w.clock())
+    quiet_jobs(scheduler)  # these two as well: a stop ends every job without a traceback (aqnet.job_stop)
     scheduler.start()
     w.stack.callback(_shutdown, scheduler)  # after a failed start; a clean stop shuts it down while draining
     # the scheduler and its jobs (the alert dispatcher's `deliveries` among them) cannot be restarted from

@@ -70,3 +70,38 @@ async def test_quiet_on_stop_passes_results_and_errors_through() -> None:
     assert await ok() == 7
     with pytest.raises(ValueError, match="a bug"):  # only a cancel is quiet: a failure still reaches APScheduler
         await broken()
+
+
+async def test_every_job_of_a_scheduler_ends_quietly_on_stop(caplog: pytest.LogCaptureFixture) -> None:
+    # the alert deliveries job was left out when each job was wrapped by hand: a stop mid-query logged a traceback
+    from aqnet.job_stop import quiet_jobs
+
+    started = asyncio.Event()
+
+    async def deliveries_job() -> None:
+        started.set()
+        await asyncio.Event().wait()  # a query in progress
+
+    scheduler = AsyncIOScheduler()
+    scheduler.add_job(deliveries_job, "interval", seconds=5, id="deliveries")
+    quiet_jobs(scheduler)
+    quiet_jobs(scheduler)  # once is enough: not wrapped twice
+    caplog.set_level(logging.INFO, logger="aqnet.job_stop")
+    job = scheduler.get_job("deliveries")
+    assert job is not None and job.func.__wrapped__ is deliveries_job
+    task = asyncio.create_task(job.func())
+    await started.wait()
+    task.cancel()
+    assert await task is None
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["deliveries"]
+
+
+def test_the_daemons_stage_jobs_are_all_quiet_on_stop(database_url: str) -> None:
+    s = settings_from_dict({"database": {"url": database_url}, "mqtt": {"url": "mqtt://127.0.0.1:1"}})
+    scheduler = AsyncIOScheduler()
+    leadership = add_stage_jobs(scheduler, s, clock=lambda: datetime.now(UTC), tz=UTC, cadences={}, rules=[])
+    try:
+        jobs = scheduler.get_jobs()
+        assert jobs and all(getattr(j.func, "quiet_on_stop", False) for j in jobs), [j.id for j in jobs]
+    finally:
+        leadership.release()
