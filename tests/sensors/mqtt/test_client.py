@@ -304,6 +304,7 @@ class Mqtt311OnlyProxy:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.refused = 0
+        self.broker_closed = 0  # forwarded connections the broker has ended (after a DISCONNECT, say)
         self._socks: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -343,10 +344,14 @@ class Mqtt311OnlyProxy:
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
             self._socks.append(upstream)
             upstream.sendall(packet)
-            threading.Thread(target=self._pump, args=(upstream, conn), daemon=True).start()
+            threading.Thread(target=self._downstream, args=(upstream, conn), daemon=True).start()
             self._pump(conn, upstream)
         except OSError:
             conn.close()
+
+    def _downstream(self, upstream: socket.socket, conn: socket.socket) -> None:
+        self._pump(upstream, conn)
+        self.broker_closed += 1
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -384,6 +389,9 @@ async def test_falls_back_to_311_with_a_persistent_session(mosquitto_factory: Ca
                 await _until(lambda: len(inbox.messages) == 10, 5, "the last three")
                 inbox.client.ack(inbox.messages[7])  # 8 and 9 stay unacknowledged
                 await asyncio.sleep(0.2)
+            # the proxy forwards the DISCONNECT on its own thread: publish only once the broker has ended the
+            # connection, or the broker may still send the message to it (and then again, as a duplicate)
+            await _until(lambda: proxy.broker_closed == 1, 5, "the broker to end the first connection")
             _publish(_port(broker), "test/v311", [b"while away"])
             async with Inbox(url, "c-311", ["test/v311"]) as again:
                 await _until(lambda: len(again.messages) == 3, 5, "the session's messages")
