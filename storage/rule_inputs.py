@@ -4,8 +4,9 @@ a scope's recent values for replaying a pending streak. I/O (psycopg 3, sync, re
 (`observations`, `equipment`, `evaluate`), in the caller's transaction.
 
 Every query is bounded in time and selects the active sensors of the given `sensors.kind` values
-(`kinds`); the equipment checks use the `measurements_sensor_variable_time_idx` index and the hypertable's time
-partitioning.
+(`kinds`); the equipment checks use the `measurements_sensor_variable_time_idx` index (silence) or read each
+series back from its latest reading through `measurements_key` (flat and fault runs: `storage.trailing_runs`), and
+the hypertable's time partitioning.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+
+from storage import trailing_runs
 
 __all__ = ["device_fault_runs", "flat_runs", "last_readings", "latest_averages", "latest_indices",
            "maintenance_windows", "recent_values"]
@@ -63,41 +66,8 @@ WHERE s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
 ORDER BY s.id, d.id
 """
 
-# spread = max - min over the readings from this one to the latest of its (sensor, device, variable), so the rows
-# with spread <= tolerance are exactly the flat run ending at the latest reading
-_FLATLINE = """
-WITH r AS (
-    SELECT m.sensor_id, m.device_id, m.variable, m.time,
-           max(m.value) OVER w - min(m.value) OVER w AS spread
-    FROM measurements m JOIN sensors s ON s.id = m.sensor_id
-    WHERE s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
-      AND (%(variable)s::text IS NULL OR m.variable = %(variable)s::text)
-      AND m.time > %(since)s AND m.time <= %(now)s AND m.value IS NOT NULL AND m.flags & %(excluded)s = 0
-    WINDOW w AS (PARTITION BY m.sensor_id, m.device_id, m.variable ORDER BY m.time DESC
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-)
-SELECT r.sensor_id, s.locality, r.variable, max(r.time) AS last_time,
-       min(r.time) FILTER (WHERE r.spread <= %(tolerance)s) AS flat_since,
-       count(*) FILTER (WHERE r.spread <= %(tolerance)s) AS flat_n
-FROM r JOIN sensors s ON s.id = r.sensor_id
-GROUP BY r.sensor_id, s.locality, r.device_id, r.variable
-"""
+_ACTIVE = "SELECT id, locality FROM sensors WHERE kind = ANY(%(kinds)s) AND lifecycle = 'active' ORDER BY id"
 
-_DEVICE_FAULT = """
-WITH r AS (
-    SELECT m.sensor_id, m.device_id, m.variable, m.time, m.flags & %(invalid)s <> 0 AS bad,
-           max(m.time) FILTER (WHERE m.flags & %(invalid)s = 0)
-               OVER (PARTITION BY m.sensor_id, m.device_id, m.variable) AS last_ok
-    FROM measurements m JOIN sensors s ON s.id = m.sensor_id
-    WHERE s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
-      AND (%(variable)s::text IS NULL OR m.variable = %(variable)s::text)
-      AND m.time > %(since)s AND m.time <= %(now)s AND m.flags & %(maintenance)s = 0
-)
-SELECT r.sensor_id, s.locality, r.variable, max(r.time) AS last_time,
-       min(r.time) FILTER (WHERE r.bad AND r.time > coalesce(r.last_ok, '-infinity')) AS bad_since
-FROM r JOIN sensors s ON s.id = r.sensor_id
-GROUP BY r.sensor_id, s.locality, r.device_id, r.variable
-"""
 
 
 # ------------------------------------------------------------------------------------ averages, indices
@@ -158,14 +128,19 @@ def last_readings(conn: psycopg.Connection, *, kinds: Sequence[str], variable: s
 def flat_runs(conn: psycopg.Connection, *, kinds: Sequence[str], variable: str | None, since: datetime,
               now: datetime, excluded: int, tolerance: float) -> list[tuple[Any, ...]]:
     """Per sensor, device and variable, the run of latest readings (not flagged `excluded`) in (since, now] whose
-    max − min stays within `tolerance`: sensor, locality, variable, last time, run start, run length."""
-    return conn.execute(_FLATLINE, {"kinds": list(kinds), "variable": variable, "since": since, "now": now,
-                                    "excluded": excluded, "tolerance": tolerance}).fetchall()
+    max − min stays within `tolerance`: sensor, locality, variable, last time, run start, run length
+    (`storage.trailing_runs`: read back from the latest reading only as far as the run goes)."""
+    localities: dict[str, str | None] = dict(conn.execute(_ACTIVE, {"kinds": list(kinds)}).fetchall())
+    return [(r.sensor_id, localities[r.sensor_id], r.variable, r.last, r.since, r.n)
+            for r in trailing_runs.flat_runs(conn, list(localities), since=since, now=now, excluded=excluded,
+                                             tolerance=tolerance, variable=variable)]
 
 
 def device_fault_runs(conn: psycopg.Connection, *, kinds: Sequence[str], variable: str | None, since: datetime,
                       now: datetime, invalid: int, maintenance: int) -> list[tuple[Any, ...]]:
     """Per sensor, device and variable, the trailing run of readings in (since, now] flagged `invalid` (readings
     flagged `maintenance` ignored): sensor, locality, variable, last time, run start (None: last reading fine)."""
-    return conn.execute(_DEVICE_FAULT, {"kinds": list(kinds), "variable": variable, "since": since, "now": now,
-                                        "invalid": invalid, "maintenance": maintenance}).fetchall()
+    localities: dict[str, str | None] = dict(conn.execute(_ACTIVE, {"kinds": list(kinds)}).fetchall())
+    return [(r.sensor_id, localities[r.sensor_id], r.variable, r.last, r.since)
+            for r in trailing_runs.fault_runs(conn, list(localities), since=since, now=now, invalid=invalid,
+                                              maintenance=maintenance, variable=variable)]

@@ -1,0 +1,186 @@
+"""Stage 3 — trailing runs of readings for the equipment checks (flat line, analyser fault), read backwards from
+each series' latest reading only as far as the run goes. I/O (psycopg 3, sync, read only) around two pure walks.
+
+A series is one (sensor, device, variable). The flat run of a series is its latest readings in (since, now] whose
+max − min stays within a tolerance; its fault run is its latest readings flagged invalid. Both are trailing: they
+end at the series' latest reading in the window, and the first reading (going back) that breaks them ends them.
+
+The obvious query, a window function over every reading of the window (kept as the reference in the tests), reads
+every row of the window on every run: at the 10,000-sensor rate (8,000 readings/s) a flat-line rule's 4-hour
+window holds ~115 million rows and the alert job, due every minute, took longer than a minute. Here the work is
+per series, through the `measurements_key` index (sensor_id, device_id, variable, time):
+
+1. `series`: the series of the given sensors with a reading in the window, by a skip scan — each step one
+   backward index probe for the next (device, variable) of a sensor below the last one found.
+2. `_walk`: each series' latest `n` readings (newest first; n = 4, then 8× more for the series whose run has
+   not ended within them) until every run has ended or its series' readings in the window are exhausted.
+
+A flowing series costs a few rows; a flat or faulty one costs its run, as the window function did.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+__all__ = ["FaultRun", "FlatRun", "Series", "fault_prefix", "fault_runs", "flat_prefix", "flat_runs", "series"]
+
+Series = tuple[str, str, str]  #: sensor_id, device_id, variable
+
+#: readings fetched per series in the first round, and the factor between rounds
+FIRST_ROUND, GROWTH = 4, 8
+
+
+@dataclass(frozen=True, slots=True)
+class FlatRun:
+    """A series' latest reading and its trailing flat run (`since` its oldest reading, `n` readings)."""
+
+    sensor_id: str
+    device_id: str
+    variable: str
+    last: datetime
+    since: datetime | None  #: None when even the latest reading is not flat (a NaN)
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRun:
+    """A series' latest reading and the start of its trailing run of invalid readings (None: the last is fine)."""
+
+    sensor_id: str
+    device_id: str
+    variable: str
+    last: datetime
+    since: datetime | None
+
+
+# ----------------------------------------------------------------------------------------------- pure walks
+
+def flat_prefix(values: Sequence[float], tolerance: float) -> int | None:
+    """How many of `values` (newest first) form the flat run: max − min within `tolerance`, as PostgreSQL
+    computes it in float8 (a NaN ends the run). None when all of them do (the run may go on further back)."""
+    if not values:
+        return None
+    hi = lo = values[0]
+    for i, v in enumerate(values):
+        if math.isnan(v):
+            return i
+        if v > hi:
+            hi = v
+        elif v < lo:
+            lo = v
+        if not hi - lo <= tolerance:
+            return i
+    return None
+
+
+def fault_prefix(bad: Sequence[bool]) -> int | None:
+    """How many of `bad` (newest first) form the fault run; None when all of them do."""
+    for i, b in enumerate(bad):
+        if not b:
+            return i
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- I/O
+
+# the rows a check reads of a series (`{m}` its alias): in the window, and its own filter
+_IN_WINDOW = "{m}.time > %(since)s AND {m}.time <= %(now)s AND {extra}"
+
+# step 1: a skip scan per sensor over measurements_key, backwards; each step is the next (device, variable) below
+# the last one with a row in the window (a series without one is passed over within the chunks of the window)
+_SERIES = """
+WITH RECURSIVE k(sensor_id, device_id, variable) AS (
+    SELECT s.id, f.device_id, f.variable
+    FROM unnest(%(sensors)s::text[]) AS s(id),
+    LATERAL (SELECT m.device_id, m.variable FROM measurements m
+             WHERE m.sensor_id = s.id AND {first}
+             ORDER BY m.device_id DESC, m.variable DESC, m.time DESC LIMIT 1) f
+  UNION ALL
+    SELECT k.sensor_id, n.device_id, n.variable
+    FROM k, LATERAL (SELECT m.device_id, m.variable FROM measurements m
+                     WHERE m.sensor_id = k.sensor_id AND (m.device_id, m.variable) < (k.device_id, k.variable)
+                       AND {next}
+                     ORDER BY m.device_id DESC, m.variable DESC, m.time DESC LIMIT 1) n
+)
+SELECT sensor_id, device_id, variable FROM k
+"""
+
+# step 2: the latest `n` rows of each series, newest first
+_LATEST = """
+SELECT k.i, r.time, r.x
+FROM unnest(%(s)s::text[], %(d)s::text[], %(v)s::text[]) WITH ORDINALITY AS k(sensor_id, device_id, variable, i),
+LATERAL (SELECT m.time, {column} AS x FROM measurements m
+         WHERE m.sensor_id = k.sensor_id AND m.device_id = k.device_id AND m.variable = k.variable AND {where}
+         ORDER BY m.time DESC LIMIT %(n)s) r
+ORDER BY k.i, r.time DESC
+"""
+
+
+def series(conn: psycopg.Connection, sensors: Sequence[str], *, since: datetime, now: datetime, extra: str = "true",
+           params: dict[str, Any] | None = None) -> list[Series]:
+    """The series of `sensors` with a reading in (since, now] that passes `extra` (SQL on alias `m`)."""
+    if not sensors:
+        return []
+    where = _IN_WINDOW.format(m="m", extra=extra)
+    query = _SERIES.format(first=where, next=where)
+    rows = conn.execute(query, {"sensors": list(sensors), "since": since, "now": now, **(params or {})}).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _walk(conn: psycopg.Connection, keys: Sequence[Series], *, since: datetime, now: datetime, extra: str,
+          params: dict[str, Any], column: str, prefix: Callable[[list[Any]], int | None]
+          ) -> dict[Series, tuple[list[datetime], int]]:
+    """Per series: its latest readings' times (newest first, as far as read) and the length of its run."""
+    query = _LATEST.format(column=column, where=_IN_WINDOW.format(m="m", extra=extra))
+    out: dict[Series, tuple[list[datetime], int]] = {}
+    todo, n = list(keys), FIRST_ROUND
+    while todo:
+        rows = conn.execute(query, {"s": [k[0] for k in todo], "d": [k[1] for k in todo],
+                                    "v": [k[2] for k in todo], "n": n, "since": since, "now": now,
+                                    **params}).fetchall()
+        got: dict[int, tuple[list[datetime], list[Any]]] = {}
+        for i, t, x in rows:
+            times, xs = got.setdefault(i, ([], []))
+            times.append(t)
+            xs.append(x)
+        later = []
+        for i, key in enumerate(todo, start=1):
+            times, xs = got.get(i, ([], []))
+            run = prefix(xs)
+            if run is not None or len(xs) < n:  # the run ended, or the series' window did
+                if times:
+                    out[key] = (times, len(xs) if run is None else run)
+            else:
+                later.append(key)
+        todo, n = later, n * GROWTH
+    return out
+
+
+def flat_runs(conn: psycopg.Connection, sensors: Sequence[str], *, since: datetime, now: datetime, excluded: int,
+              tolerance: float, variable: str | None = None) -> list[FlatRun]:
+    """Every series of `sensors` (of `variable`, or all) with a reading in (since, now] not flagged `excluded`,
+    with its trailing flat run over those readings (max − min within `tolerance`)."""
+    extra, params = "m.value IS NOT NULL AND m.flags & %(excluded)s = 0", {"excluded": excluded}
+    keys = [k for k in series(conn, sensors, since=since, now=now, extra=extra, params=params)
+            if variable is None or k[2] == variable]
+    walked = _walk(conn, keys, since=since, now=now, extra=extra, params=params, column="m.value",
+                   prefix=lambda xs: flat_prefix(xs, tolerance))
+    return [FlatRun(*key, times[0], times[run - 1] if run else None, run) for key, (times, run) in walked.items()]
+
+
+def fault_runs(conn: psycopg.Connection, sensors: Sequence[str], *, since: datetime, now: datetime, invalid: int,
+               maintenance: int, variable: str | None = None) -> list[FaultRun]:
+    """Every series of `sensors` (of `variable`, or all) with a reading in (since, now] not flagged `maintenance`,
+    with the start of its trailing run of readings flagged `invalid` over those readings."""
+    extra, params = "m.flags & %(maintenance)s = 0", {"maintenance": maintenance, "invalid": invalid}
+    keys = [k for k in series(conn, sensors, since=since, now=now, extra=extra, params=params)
+            if variable is None or k[2] == variable]
+    walked = _walk(conn, keys, since=since, now=now, extra=extra, params=params,
+                   column="m.flags & %(invalid)s <> 0", prefix=fault_prefix)
+    return [FaultRun(*key, times[0], times[run - 1] if run else None) for key, (times, run) in walked.items()]
