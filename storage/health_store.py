@@ -16,6 +16,8 @@ from typing import Any
 
 import psycopg
 
+from storage import trailing_runs
+
 __all__ = ["WatchedDevice", "coverage_sums", "flat_runs", "heard_summaries", "hourly_differences",
            "insert_events", "load_events", "load_watches", "save_watch", "status_before", "watched_devices"]
 
@@ -145,6 +147,7 @@ def coverage_sums(conn: psycopg.Connection, series: Sequence[tuple[str, str]], s
     return {(r[0], r[1]): float(r[2]) for r in rows}
 
 
+# the flat runs of devices read as one series across sensors (a device that moved within the window)
 _FLAT = """
 WITH r AS (
     SELECT m.device_id, m.variable, m.time,
@@ -165,12 +168,26 @@ def flat_runs(conn: psycopg.Connection, devices: Sequence[tuple[str, str]], *, s
               excluded: int, tolerance: float) -> list[tuple[Any, ...]]:
     """Per device and variable, the run of latest readings in (since, now] (not flagged `excluded`) whose
     max − min stays within `tolerance` (the flatline equipment rule's definition): device, variable, last
-    reading time, run start, run length."""
+    reading time, run start, run length.
+
+    Read back from each series' latest reading only as far as its run goes (`storage.trailing_runs`); a device
+    whose readings of a variable in the window are under more than one of the sensors (it moved) has its
+    readings of every sensor taken as one series, by the window function over them."""
     if not devices:
         return []
-    return conn.execute(_FLAT, {"sensors": sorted({d[1] for d in devices}), "devices": [d[0] for d in devices],
-                                "since": since, "now": now, "excluded": excluded,
-                                "tolerance": tolerance}).fetchall()
+    wanted = {d[0] for d in devices}
+    runs = [r for r in trailing_runs.flat_runs(conn, sorted({d[1] for d in devices}), since=since, now=now,
+                                               excluded=excluded, tolerance=tolerance) if r.device_id in wanted]
+    sensors_of: dict[tuple[str, str], int] = {}
+    for r in runs:
+        sensors_of[r.device_id, r.variable] = sensors_of.get((r.device_id, r.variable), 0) + 1
+    moved = sorted({device for (device, _), n in sensors_of.items() if n > 1})
+    out: list[tuple[Any, ...]] = [(r.device_id, r.variable, r.last, r.since, r.n) for r in runs
+                                  if r.device_id not in moved]
+    if moved:
+        out += conn.execute(_FLAT, {"sensors": sorted({d[1] for d in devices}), "devices": moved, "since": since,
+                                    "now": now, "excluded": excluded, "tolerance": tolerance}).fetchall()
+    return out
 
 
 def hourly_differences(conn: psycopg.Connection, sensor_id: str, reference_id: str, variable: str, *,

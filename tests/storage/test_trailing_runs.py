@@ -18,7 +18,7 @@ from psycopg import sql
 
 from aqnet.localstack import TimescaleCluster
 from ingest.reading import EXCLUDED, QC
-from storage import trailing_runs
+from storage import health_store, trailing_runs
 from storage.trailing_runs import fault_prefix, fault_runs, flat_prefix, flat_runs
 from tests.fixtures.timescale import _create_clone
 
@@ -126,6 +126,11 @@ def seeded(timescale: TimescaleCluster, timescale_template: str) -> Iterator[str
                         elif i >= tail_from and tail == "fault":
                             flags = rng.choices([int(QC.DEVICE_INVALID), int(QC.MAINTENANCE)], weights=[20, 1])[0]
                         rows.append((t, s, f"{s}-d{d}", v, value, flags))
+        # a device that moved: S01's first device also measured pm25 for S00 within the window
+        rows += [(DAY_END - timedelta(minutes=90) + i * timedelta(minutes=1), "S00", "S01-d0", "pm25", 4.0, 0)
+                 for i in range(30)]
+        rows += [(DAY_END - timedelta(minutes=59) + i * timedelta(minutes=1), "S01", "S01-d0", "pm25", 4.0, 0)
+                 for i in range(30)]
         with conn.cursor() as cur:
             cur.executemany("INSERT INTO measurements (time, sensor_id, device_id, variable, value, unit, flags, "
                             "received_at) VALUES (%s, %s, %s, %s, %s, 'x', %s, %s) ON CONFLICT DO NOTHING",
@@ -177,3 +182,18 @@ def test_a_variable_and_a_subset_of_sensors(seeded: str) -> None:
         pm25 = flat_runs(conn, some, since=since, now=now, excluded=int(EXCLUDED), tolerance=0.0, variable="pm25")
     assert pm25 and sorted(pm25, key=str) == sorted((r for r in every if r.variable == "pm25" and r.sensor_id in some),
                                                    key=str)
+
+
+@pytest.mark.parametrize(("since", "now"), WINDOWS[:2])
+def test_device_health_flat_runs_match_the_window_function(seeded: str, since: datetime, now: datetime) -> None:
+    """health_store.flat_runs: per device and variable across the given sensors (a moved device's readings under
+    both sensors are one series), as its window function computes them."""
+    with psycopg.connect(seeded) as conn:
+        devices = conn.execute("SELECT DISTINCT device_id, left(device_id, 3) FROM measurements").fetchall()
+        params = {"sensors": sorted({d[1] for d in devices}), "devices": [d[0] for d in devices], "since": since,
+                  "now": now, "excluded": int(EXCLUDED), "tolerance": 0.0}
+        expected = sorted(conn.execute(health_store._FLAT, params).fetchall(), key=str)
+        got = sorted(health_store.flat_runs(conn, devices, since=since, now=now, excluded=int(EXCLUDED),
+                                            tolerance=0.0), key=str)
+    assert got == expected
+    assert any(r[0] == "S01-d0" and r[1] == "pm25" for r in got) or since > DAY_END - timedelta(minutes=90)
