@@ -54,11 +54,7 @@ WHERE mw.ends_at > %s AND mw.starts_at <= %s
 # per active device of the sensor that measures the rule's variable (any, when the rule names none); a sensor with no
 # such device registered is judged as a whole (one row, device NULL)
 _NO_DATA = """
-SELECT s.id, s.locality, d.id,
-       (SELECT max(m.time) FROM measurements m
-        WHERE m.sensor_id = s.id AND (d.id IS NULL OR m.device_id = d.id)
-          AND (%(variable)s::text IS NULL OR m.variable = %(variable)s::text)
-          AND m.time > %(since)s AND m.time <= %(now)s) AS last_time
+SELECT s.id, s.locality, d.id
 FROM sensors s
 LEFT JOIN devices d ON d.sensor_id = s.id AND d.active
      AND (%(variable)s::text IS NULL OR %(variable)s::text = ANY(d.variables))
@@ -120,9 +116,17 @@ def last_readings(conn: psycopg.Connection, *, kinds: Sequence[str], variable: s
                   now: datetime) -> list[tuple[Any, ...]]:
     """Every active device of every active sensor (a sensor with no active device measuring `variable`
     registered: the sensor as a whole, device None) with its last reading (of `variable`, or of any) in
-    (since, now], None without one: sensor, locality, device, last time."""
-    return conn.execute(_NO_DATA, {"kinds": list(kinds), "variable": variable, "since": since,
-                                   "now": now}).fetchall()
+    (since, now], None without one: sensor, locality, device, last time (each series' latest reading found by
+    `storage.trailing_runs.series`, not by reading the window)."""
+    rows = conn.execute(_NO_DATA, {"kinds": list(kinds), "variable": variable}).fetchall()
+    by_device: dict[tuple[str, str], datetime] = {}
+    by_sensor: dict[str, datetime] = {}
+    for sensor, device, var, time in trailing_runs.series(conn, sorted({r[0] for r in rows}), since=since, now=now):
+        if variable is None or var == variable:
+            by_device[sensor, device] = max(time, by_device.get((sensor, device), time))
+            by_sensor[sensor] = max(time, by_sensor.get(sensor, time))
+    return [(sensor, locality, device, by_sensor.get(sensor) if device is None else by_device.get((sensor, device)))
+            for sensor, locality, device in rows]
 
 
 def flat_runs(conn: psycopg.Connection, *, kinds: Sequence[str], variable: str | None, since: datetime,

@@ -93,22 +93,23 @@ def fault_prefix(bad: Sequence[bool]) -> int | None:
 _IN_WINDOW = "{m}.time > %(since)s AND {m}.time <= %(now)s AND {extra}"
 
 # step 1: a skip scan per sensor over measurements_key, backwards; each step is the next (device, variable) below
-# the last one with a row in the window (a series without one is passed over within the chunks of the window)
+# the last one with a row in the window, and that row is its latest (a series without one is passed over within the
+# chunks of the window)
 _SERIES = """
-WITH RECURSIVE k(sensor_id, device_id, variable) AS (
-    SELECT s.id, f.device_id, f.variable
+WITH RECURSIVE k(sensor_id, device_id, variable, time) AS (
+    SELECT s.id, f.device_id, f.variable, f.time
     FROM unnest(%(sensors)s::text[]) AS s(id),
-    LATERAL (SELECT m.device_id, m.variable FROM measurements m
+    LATERAL (SELECT m.device_id, m.variable, m.time FROM measurements m
              WHERE m.sensor_id = s.id AND {first}
              ORDER BY m.device_id DESC, m.variable DESC, m.time DESC LIMIT 1) f
   UNION ALL
-    SELECT k.sensor_id, n.device_id, n.variable
-    FROM k, LATERAL (SELECT m.device_id, m.variable FROM measurements m
+    SELECT k.sensor_id, n.device_id, n.variable, n.time
+    FROM k, LATERAL (SELECT m.device_id, m.variable, m.time FROM measurements m
                      WHERE m.sensor_id = k.sensor_id AND (m.device_id, m.variable) < (k.device_id, k.variable)
                        AND {next}
                      ORDER BY m.device_id DESC, m.variable DESC, m.time DESC LIMIT 1) n
 )
-SELECT sensor_id, device_id, variable FROM k
+SELECT sensor_id, device_id, variable, time FROM k
 """
 
 # step 2: the latest `n` rows of each series, newest first
@@ -123,14 +124,14 @@ ORDER BY k.i, r.time DESC
 
 
 def series(conn: psycopg.Connection, sensors: Sequence[str], *, since: datetime, now: datetime, extra: str = "true",
-           params: dict[str, Any] | None = None) -> list[Series]:
-    """The series of `sensors` with a reading in (since, now] that passes `extra` (SQL on alias `m`)."""
+           params: dict[str, Any] | None = None) -> list[tuple[str, str, str, datetime]]:
+    """The series of `sensors` with a reading in (since, now] that passes `extra` (SQL on alias `m`), each with
+    the time of its latest such reading: (sensor, device, variable, time)."""
     if not sensors:
         return []
     where = _IN_WINDOW.format(m="m", extra=extra)
     query = _SERIES.format(first=where, next=where)
-    rows = conn.execute(query, {"sensors": list(sensors), "since": since, "now": now, **(params or {})}).fetchall()
-    return [(r[0], r[1], r[2]) for r in rows]
+    return conn.execute(query, {"sensors": list(sensors), "since": since, "now": now, **(params or {})}).fetchall()
 
 
 def _walk(conn: psycopg.Connection, keys: Sequence[Series], *, since: datetime, now: datetime, extra: str,
@@ -167,7 +168,7 @@ def flat_runs(conn: psycopg.Connection, sensors: Sequence[str], *, since: dateti
     """Every series of `sensors` (of `variable`, or all) with a reading in (since, now] not flagged `excluded`,
     with its trailing flat run over those readings (max − min within `tolerance`)."""
     extra, params = "m.value IS NOT NULL AND m.flags & %(excluded)s = 0", {"excluded": excluded}
-    keys = [k for k in series(conn, sensors, since=since, now=now, extra=extra, params=params)
+    keys = [k[:3] for k in series(conn, sensors, since=since, now=now, extra=extra, params=params)
             if variable is None or k[2] == variable]
     walked = _walk(conn, keys, since=since, now=now, extra=extra, params=params, column="m.value",
                    prefix=lambda xs: flat_prefix(xs, tolerance))
@@ -179,7 +180,7 @@ def fault_runs(conn: psycopg.Connection, sensors: Sequence[str], *, since: datet
     """Every series of `sensors` (of `variable`, or all) with a reading in (since, now] not flagged `maintenance`,
     with the start of its trailing run of readings flagged `invalid` over those readings."""
     extra, params = "m.flags & %(maintenance)s = 0", {"maintenance": maintenance, "invalid": invalid}
-    keys = [k for k in series(conn, sensors, since=since, now=now, extra=extra, params=params)
+    keys = [k[:3] for k in series(conn, sensors, since=since, now=now, extra=extra, params=params)
             if variable is None or k[2] == variable]
     walked = _walk(conn, keys, since=since, now=now, extra=extra, params=params,
                    column="m.flags & %(invalid)s <> 0", prefix=fault_prefix)

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from aqnet.localstack import TimescaleCluster
 from ingest.reading import EXCLUDED, QC
-from storage import health_store, trailing_runs
+from storage import health_store, rule_inputs, trailing_runs
 from storage.trailing_runs import fault_prefix, fault_runs, flat_prefix, flat_runs
 from tests.fixtures.timescale import _create_clone
 
@@ -92,6 +92,19 @@ SELECT r.sensor_id, r.device_id, r.variable, max(r.time),
 FROM r GROUP BY 1, 2, 3
 """
 
+_NO_DATA_REFERENCE = """
+SELECT s.id, s.locality, d.id,
+       (SELECT max(m.time) FROM measurements m
+        WHERE m.sensor_id = s.id AND (d.id IS NULL OR m.device_id = d.id)
+          AND (%(variable)s::text IS NULL OR m.variable = %(variable)s::text)
+          AND m.time > %(since)s AND m.time <= %(now)s) AS last_time
+FROM sensors s
+LEFT JOIN devices d ON d.sensor_id = s.id AND d.active
+     AND (%(variable)s::text IS NULL OR %(variable)s::text = ANY(d.variables))
+WHERE s.kind = ANY(%(kinds)s) AND s.lifecycle = 'active'
+ORDER BY s.id, d.id
+"""
+
 DAY_END = datetime(2026, 3, 2, tzinfo=UTC)  # a chunk boundary (measurements: 1-day chunks)
 SENSORS = [f"S{i:02d}" for i in range(24)]
 
@@ -126,6 +139,10 @@ def seeded(timescale: TimescaleCluster, timescale_template: str) -> Iterator[str
                         elif i >= tail_from and tail == "fault":
                             flags = rng.choices([int(QC.DEVICE_INVALID), int(QC.MAINTENANCE)], weights=[20, 1])[0]
                         rows.append((t, s, f"{s}-d{d}", v, value, flags))
+        for i, s in enumerate(SENSORS[:12]):  # registered devices: the first measuring pm25 and pm10, one inactive
+            conn.execute("INSERT INTO devices (id, sensor_id, protocol, profile, variables, active) VALUES "
+                         "(%s, %s, 'mqtt', 'x', %s, true), (%s, %s, 'mqtt', 'x', '{no2}', %s)",
+                         (f"{s}-d0", s, ["pm25", "pm10"], f"{s}-d1", s, i % 2 == 0))
         # a device that moved: S01's first device also measured pm25 for S00 within the window
         rows += [(DAY_END - timedelta(minutes=90) + i * timedelta(minutes=1), "S00", "S01-d0", "pm25", 4.0, 0)
                  for i in range(30)]
@@ -197,3 +214,17 @@ def test_device_health_flat_runs_match_the_window_function(seeded: str, since: d
                                             tolerance=0.0), key=str)
     assert got == expected
     assert any(r[0] == "S01-d0" and r[1] == "pm25" for r in got) or since > DAY_END - timedelta(minutes=90)
+
+
+@pytest.mark.parametrize(("since", "now"), WINDOWS)
+@pytest.mark.parametrize("variable", [None, "pm25", "no2"])
+def test_last_readings_match_the_max_per_device(seeded: str, since: datetime, now: datetime,
+                                                variable: str | None) -> None:
+    """rule_inputs.last_readings (the silence check) as the per-device max(time) it replaces computes it."""
+    params = {"kinds": ["microsensor"], "variable": variable, "since": since, "now": now}
+    with psycopg.connect(seeded) as conn:
+        expected = conn.execute(_NO_DATA_REFERENCE, params).fetchall()
+        got = rule_inputs.last_readings(conn, **params)  # type: ignore[arg-type]
+    assert got == expected
+    assert any(r[2] is not None and r[3] is not None for r in got) or since >= DAY_END - timedelta(minutes=30)
+    assert any(r[2] is None and r[3] is not None for r in got) or since >= DAY_END - timedelta(minutes=30)
