@@ -57,3 +57,38 @@ def test_limit_arenas_applies_unless_the_operator_set_it() -> None:
     assert _run(code, {**env, "MALLOC_ARENA_MAX": "4"})["applied"] is False
     with pytest.raises(ValueError, match="arenas must be >= 1"):
         memory.limit_arenas(0)
+
+
+#: a thread frees a fragmented heap of about `MIB` MiB; then the free bytes mallinfo2 reports and what a trim
+#: above a floor of 64 MiB does to the resident size
+_FLOOR = """
+import json, threading
+from aqnet import memory
+
+def rss_kib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+kept = []
+def fill():
+    blocks = [bytes(1024) + bytes([i % 256]) for i in range(MIB * 1000)]
+    kept.extend(blocks[::50])
+t = threading.Thread(target=fill)
+t.start(); t.join()
+before, free = rss_kib(), memory.free_bytes()
+trimmed = memory.trim_if_free(64 * 1024 * 1024)
+print(json.dumps({"before": before, "after": rss_kib(), "free": free, "trimmed": trimmed}))
+"""
+
+
+@pytest.mark.skipif(memory.free_bytes() is None, reason="no mallinfo2 (glibc < 2.33): every tick trims")
+@pytest.mark.parametrize(("mib", "trims"), [(200, True), (20, False)])
+def test_the_heap_is_trimmed_only_above_the_floor(mib: int, trims: bool) -> None:
+    got = _run(_FLOOR.replace("MIB", str(mib)))
+    before, after, free = int(got["before"]), int(got["after"]), int(got["free"])  # type: ignore[call-overload]
+    assert (free > 64 * 1024 * 1024) is trims, got  # the freed heap is counted as free
+    assert got["trimmed"] is trims, got
+    if trims:
+        assert before - after > 100 * 1024, got
+    else:
+        assert abs(before - after) < 2 * 1024, got  # left as it was: no sawtooth in the steady state
