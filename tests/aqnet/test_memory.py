@@ -14,8 +14,9 @@ from aqnet import memory
 
 pytestmark = pytest.mark.skipif(memory.libc() is None, reason="not glibc: aqnet.memory does nothing here")
 
-#: a thread fills its arena with 1 KiB blocks (above pymalloc's 512 bytes: they come from malloc), frees all but
-#: one in fifty (so the arena cannot shrink from its top), then the resident size before and after a trim
+#: a thread fills its arena with MIB thousand 1 KiB blocks (above pymalloc's 512 bytes: they come from malloc), frees
+#: all but one in fifty (so the arena cannot shrink from its top), then the resident size and the free heap before,
+#: and the resident size after, TRIM (a call of aqnet.memory)
 _FRAGMENTED = """
 import json, threading
 from aqnet import memory
@@ -26,14 +27,18 @@ def rss_kib():
 
 kept = []
 def fill():
-    blocks = [bytes(1024) + bytes([i % 256]) for i in range(200_000)]
+    blocks = [bytes(1024) + bytes([i % 256]) for i in range(MIB * 1000)]
     kept.extend(blocks[::50])
 t = threading.Thread(target=fill)
 t.start(); t.join()
-before = rss_kib()
-trimmed = memory.trim()
-print(json.dumps({"before": before, "after": rss_kib(), "trimmed": trimmed, "kept": len(kept)}))
+before, free = rss_kib(), memory.free_bytes()
+trimmed = memory.TRIM
+print(json.dumps({"before": before, "after": rss_kib(), "free": free, "trimmed": trimmed, "kept": len(kept)}))
 """
+
+
+def _fragmented(mib: int, trim: str) -> str:
+    return _FRAGMENTED.replace("MIB", str(mib)).replace("TRIM", trim)
 
 
 def _run(code: str, env: dict[str, str] | None = None) -> dict[str, object]:
@@ -43,7 +48,7 @@ def _run(code: str, env: dict[str, str] | None = None) -> dict[str, object]:
 
 
 def test_trim_gives_a_threads_freed_heap_back() -> None:
-    got = _run(_FRAGMENTED)
+    got = _run(_fragmented(200, "trim()"))
     assert got["trimmed"] is True
     before, after = int(got["before"]), int(got["after"])  # type: ignore[call-overload]
     # ~200 MiB was allocated, ~4 MiB is still in use: most of the difference goes back
@@ -59,32 +64,10 @@ def test_limit_arenas_applies_unless_the_operator_set_it() -> None:
         memory.limit_arenas(0)
 
 
-#: a thread frees a fragmented heap of about `MIB` MiB; then the free bytes mallinfo2 reports and what a trim
-#: above a floor of 64 MiB does to the resident size
-_FLOOR = """
-import json, threading
-from aqnet import memory
-
-def rss_kib():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-kept = []
-def fill():
-    blocks = [bytes(1024) + bytes([i % 256]) for i in range(MIB * 1000)]
-    kept.extend(blocks[::50])
-t = threading.Thread(target=fill)
-t.start(); t.join()
-before, free = rss_kib(), memory.free_bytes()
-trimmed = memory.trim_if_free(64 * 1024 * 1024)
-print(json.dumps({"before": before, "after": rss_kib(), "free": free, "trimmed": trimmed}))
-"""
-
-
 @pytest.mark.skipif(memory.free_bytes() is None, reason="no mallinfo2 (glibc < 2.33): every tick trims")
 @pytest.mark.parametrize(("mib", "trims"), [(200, True), (20, False)])
 def test_the_heap_is_trimmed_only_above_the_floor(mib: int, trims: bool) -> None:
-    got = _run(_FLOOR.replace("MIB", str(mib)))
+    got = _run(_fragmented(mib, "trim_if_free(64 * 1024 * 1024)"))
     before, after, free = int(got["before"]), int(got["after"]), int(got["free"])  # type: ignore[call-overload]
     assert (free > 64 * 1024 * 1024) is trims, got  # the freed heap is counted as free
     assert got["trimmed"] is trims, got
