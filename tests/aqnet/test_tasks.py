@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from aqnet.tasks import TaskDown, TaskSupervisor
 from sensors.restart import GiveUp, Restart, RestartPolicy, next_restart
+from tests.fixtures.waiting import until
 
 FAST = RestartPolicy(min_s=0.001, max_s=0.004, jitter=0.0, max_restarts=3, window_s=60.0)
 
@@ -121,14 +122,6 @@ class Recorder:
                               on_fatal=lambda n, r: self.fatal.append((n, r)), rng=random.Random(1))
 
 
-async def _until(predicate, what: str, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.001)
-
-
 async def test_a_task_that_raises_is_logged_with_its_traceback_and_restarted(caplog) -> None:
     rec = Recorder()
     sv = rec.supervisor()
@@ -163,7 +156,7 @@ async def test_a_task_is_down_while_it_waits_for_its_restart() -> None:
         raise TaskDown("watched thing gone")
 
     sv.start("registry", work)
-    await _until(sv.down, "the task down")
+    await until(sv.down, "the task down", every_s=0.001)
     assert sv.down() == {"registry": "TaskDown: watched thing gone"}
     sv.cancel()
     await asyncio.gather(*sv.tasks, return_exceptions=True)
@@ -179,7 +172,7 @@ async def test_a_task_that_returns_by_itself_has_died() -> None:
             await asyncio.Event().wait()
 
     sv.start("spool-replay", work)
-    await _until(lambda: rec.restarts, "a restart")
+    await until(lambda: rec.restarts, "a restart", every_s=0.001)
     assert rec.restarts == ["spool-replay"]
     sv.cancel()
     await asyncio.gather(*sv.tasks, return_exceptions=True)
@@ -225,7 +218,7 @@ async def test_system_exit_from_a_task_is_a_death_not_the_end_of_the_process() -
         await asyncio.Event().wait()
 
     sv.start("http", work)
-    await _until(lambda: rec.restarts, "a restart")
+    await until(lambda: rec.restarts, "a restart", every_s=0.001)
     sv.cancel()
     await asyncio.gather(*sv.tasks, return_exceptions=True)
 

@@ -15,6 +15,7 @@ from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
 from sensors.network import bundled_network
 from sensors.reading import RawReading
+from tests.fixtures.waiting import until
 
 NOW = datetime(2026, 11, 23, 13, tzinfo=UTC)
 AGE_S = 600.0  #: batch_max_age_s: far beyond every deadline below, so only write-when-idle can release a batch
@@ -72,20 +73,12 @@ async def _stop(task: asyncio.Task[None]) -> None:
         await task
 
 
-async def _until(cond, what: str) -> None:
-    for _ in range(1000):  # a generous deadline (10 s), far below the batch age
-        if cond():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{what}: not within 10 s (the batch age is {AGE_S:g} s)")
-
-
 async def test_a_lone_submission_is_written_at_once_not_at_its_batch_age() -> None:
     sink, acks = Sink(), []
     pipeline = _pipeline(sink, idle=True)
     task = asyncio.create_task(pipeline.run())
     await pipeline.submit([_raw(1.0)], lambda: acks.append(1.0))
-    await _until(lambda: acks == [1.0], "the lone submission's ack")
+    await until(lambda: acks == [1.0], "the lone submission's ack")
     assert sink.batches == [[1.0]]
     await _stop(task)
 
@@ -96,13 +89,13 @@ async def test_submissions_gather_while_a_write_runs_and_go_out_together_when_it
     task = asyncio.create_task(pipeline.run())
     sink.gate.clear()
     await pipeline.submit([_raw(0.0)], lambda: acks.append(0.0))
-    await _until(lambda: sink.writing == 1, "the first write")
+    await until(lambda: sink.writing == 1, "the first write")
     for v in (1.0, 2.0, 3.0):
         await pipeline.submit([_raw(v)], lambda v=v: acks.append(v))
     await asyncio.sleep(0.05)
     assert sink.batches == [] and acks == []  # nothing durable yet: nothing acknowledged
     sink.gate.set()  # the first write ends; no submission comes after: the gathered three go out at once
-    await _until(lambda: len(acks) == 4, "the gathered batch's acks")
+    await until(lambda: len(acks) == 4, "the gathered batch's acks")
     assert sink.batches == [[0.0], [1.0, 2.0, 3.0]]
     assert acks == [0.0, 1.0, 2.0, 3.0]
     await _stop(task)
@@ -131,7 +124,7 @@ async def test_bursts_under_random_write_times_are_all_acknowledged_once_in_orde
         await pipeline.submit([_raw(v)], lambda v=v: acks.append(v))
         if rng.random() < 0.1:
             await asyncio.sleep(rng.uniform(0, 0.01))
-    await _until(lambda: len(acks) == len(values), f"{in_flight} in flight: every ack")
+    await until(lambda: len(acks) == len(values), f"{in_flight} in flight: every ack")
     await _stop(task)
     assert acks == values  # each once, in submission order
     assert sorted(v for b in sink.batches for v in b) == values  # each stored once
@@ -147,6 +140,6 @@ async def test_with_a_minimum_age_submissions_arriving_within_it_share_a_batch()
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.2)
     assert sink.batches == []  # idle, but the pending batch is younger than its minimum age
-    await _until(lambda: len(acks) == 3, "the batch at its minimum age")  # then written, long before its max age
+    await until(lambda: len(acks) == 3, "the batch at its minimum age")  # then written, long before its max age
     assert sink.batches == [[1.0, 2.0, 3.0]] and acks == [1.0, 2.0, 3.0]
     await _stop(task)

@@ -13,6 +13,7 @@ from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
 from sensors.network import bundled_network
 from sensors.reading import RawReading
+from tests.fixtures.waiting import until
 
 NOW = datetime(2026, 11, 23, 13, tzinfo=UTC)
 
@@ -76,26 +77,18 @@ async def _submit(pipeline: Pipeline, acks: list[float], value: float, minute: i
     await pipeline.submit([_raw(value, minute)], lambda: acks.append(value))
 
 
-async def _until(cond) -> None:
-    for _ in range(400):
-        if cond():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
-
-
 async def test_writes_finishing_out_of_order_are_acknowledged_in_submission_order() -> None:
     sink = GatedSink()
     pipeline, task, acks = await _start(sink, 3)
     for i in range(3):
         await _submit(pipeline, acks, float(i), i)
-    await _until(lambda: len(sink.running) == 3)  # three batches written at once
+    await until(lambda: len(sink.running) == 3, timeout_s=4)  # three batches written at once
     sink.open(2, 1)
-    await _until(lambda: sink.committed in ([2.0, 1.0], [1.0, 2.0]))
+    await until(lambda: sink.committed in ([2.0, 1.0], [1.0, 2.0]), timeout_s=4)
     await asyncio.sleep(0.05)
     assert acks == []  # durable, but the first submission is not: nothing acknowledged yet
     sink.open(0)
-    await _until(lambda: len(acks) == 3)
+    await until(lambda: len(acks) == 3, timeout_s=4)
     assert acks == [0.0, 1.0, 2.0]
     pipeline.close()
     await task
@@ -106,11 +99,11 @@ async def test_one_in_flight_writes_one_batch_at_a_time() -> None:
     pipeline, task, acks = await _start(sink, 1)
     for i in range(3):
         await _submit(pipeline, acks, float(i), i)
-    await _until(lambda: sink.running == {0})
+    await until(lambda: sink.running == {0}, timeout_s=4)
     await asyncio.sleep(0.05)
     assert sink.running == {0}
     sink.open(0, 1, 2)
-    await _until(lambda: len(acks) == 3)
+    await until(lambda: len(acks) == 3, timeout_s=4)
     assert acks == [0.0, 1.0, 2.0] and sink.most_at_once == 1
     pipeline.close()
     await task
@@ -123,13 +116,13 @@ async def test_a_repeated_reading_waits_for_the_batch_that_holds_it() -> None:
     await _submit(pipeline, acks, 1.0, 0)
     await _submit(pipeline, acks, 2.0, 5)
     await pipeline.submit([_raw(1.5, 0)], lambda: acks.append(1.5))  # same sensor, variable and time as the first
-    await _until(lambda: sink.running == {0, 1})
+    await until(lambda: sink.running == {0, 1}, timeout_s=4)
     await asyncio.sleep(0.05)
     assert sink.running == {0, 1}  # the third waits for the first
     sink.open(0)
-    await _until(lambda: 2 in sink.running)
+    await until(lambda: 2 in sink.running, timeout_s=4)
     sink.open(1, 2)
-    await _until(lambda: len(acks) == 3)
+    await until(lambda: len(acks) == 3, timeout_s=4)
     assert sink.committed[0] == 1.0 and acks == [1.0, 2.0, 1.5]  # the first submitted is the first stored
     pipeline.close()
     await task
@@ -142,11 +135,11 @@ async def test_a_failing_write_holds_back_later_acks_with_one_error_line(caplog)
         await _submit(pipeline, acks, 0.0, 0)
         await _submit(pipeline, acks, 1.0, 1)
         sink.open(1)
-        await _until(lambda: sink.committed == [1.0])
+        await until(lambda: sink.committed == [1.0], timeout_s=4)
         await asyncio.sleep(0.05)
         assert acks == []  # the second is durable, the first is still being retried
         sink.open(0)
-        await _until(lambda: len(acks) == 2)
+        await until(lambda: len(acks) == 2, timeout_s=4)
     assert acks == [0.0, 1.0]
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
     pipeline.close()
@@ -158,7 +151,7 @@ async def test_close_waits_for_every_batch_in_flight() -> None:
     pipeline, task, acks = await _start(sink, 3)
     for i in range(3):
         await _submit(pipeline, acks, float(i), i)
-    await _until(lambda: len(sink.running) == 3)
+    await until(lambda: len(sink.running) == 3, timeout_s=4)
     pipeline.close()
     await asyncio.sleep(0.2)  # well past the batch age: run() would have returned by now if it did not wait
     assert not task.done()
@@ -172,9 +165,9 @@ async def test_a_stop_mid_write_acknowledges_nothing_after_the_cut() -> None:
     pipeline, task, acks = await _start(sink, 3)
     for i in range(3):
         await _submit(pipeline, acks, float(i), i)
-    await _until(lambda: len(sink.running) == 3)
+    await until(lambda: len(sink.running) == 3, timeout_s=4)
     sink.open(0)
-    await _until(lambda: acks == [0.0])
+    await until(lambda: acks == [0.0], timeout_s=4)
     task.cancel()
     sink.open(2)
     with contextlib.suppress(asyncio.CancelledError):

@@ -11,6 +11,7 @@ from ingest.normalise import ConditionsBook
 from ingest.pipeline import Pipeline
 from sensors.network import bundled_network
 from sensors.reading import RawReading
+from tests.fixtures.waiting import until
 
 NOW = datetime(2026, 11, 23, 13, tzinfo=UTC)
 
@@ -45,14 +46,6 @@ async def _pipeline(sink: Sink, observer: Observer) -> tuple[Pipeline, asyncio.T
     return pipeline, asyncio.create_task(pipeline.run())
 
 
-async def _until(cond) -> None:
-    for _ in range(400):
-        if cond():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
-
-
 async def test_a_reading_that_cannot_be_normalised_is_a_letter_in_its_batch() -> None:
     sink, observer = Sink(fail_first=2), Observer()
     pipeline, task = await _pipeline(sink, observer)
@@ -60,7 +53,7 @@ async def test_a_reading_that_cannot_be_normalised_is_a_letter_in_its_batch() ->
     good = RawReading("MS01", "MS01", "pm25", 12.0, "µg/m³", NOW, NOW, conditions="local")
     bad = RawReading("MS01", "MS01", "pm10", 3.0, "furlongs", NOW, NOW)
     await pipeline.submit([good, bad], lambda: acked.append("message"))
-    await _until(lambda: acked)
+    await until(lambda: acked, timeout_s=4)
     pipeline.close()
     await task
     assert acked == ["message"] and observer.rejected_reasons  # counted, and ...
@@ -80,9 +73,9 @@ async def test_a_refused_message_is_acknowledged_only_after_its_letter_is_writte
     await pipeline.submit([], lambda: acked.append(1), letters=[refused])
     await asyncio.sleep(0.02)
     assert acked == [] or sink.writes  # never acknowledged before a write succeeded
-    await _until(lambda: acked)
+    await until(lambda: acked, timeout_s=4)
     assert sink.writes == [([], [refused])]
     assert pipeline.try_submit([], letters=[refused])  # a Modbus device failure: queued without waiting
-    await _until(lambda: len(sink.writes) == 2)
+    await until(lambda: len(sink.writes) == 2, timeout_s=4)
     pipeline.close()
     await task

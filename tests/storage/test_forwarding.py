@@ -23,6 +23,7 @@ from storage.forwarding import ForwardingSink, Spooled
 from storage.migrate import migrate
 from storage.spool import Spool, SpoolFullError
 from storage.writer import TimescaleWriter, WriteResult
+from tests.fixtures.waiting import until
 
 T0 = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
 
@@ -64,13 +65,6 @@ class ScriptedWriter:
     @property
     def readings(self) -> list[Reading]:
         return [r for b in self.batches for r in b]
-
-
-async def until(predicate: Any, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager

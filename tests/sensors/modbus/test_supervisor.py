@@ -10,6 +10,7 @@ from sensors.modbus.supervisor import PollerSupervisor, PollTarget, plan_pollers
 from sensors.network import bundled_network
 from sensors.restart import RestartPolicy
 from sensors.sensor import Device
+from tests.fixtures.waiting import until
 
 NETWORK = bundled_network()
 KEN = next(s for s in NETWORK if s.id == "KEN")
@@ -116,14 +117,6 @@ class CrashingPoller(FakePoller):
         await super().run()
 
 
-async def _until(predicate, what: str) -> None:
-    for _ in range(5000):
-        if predicate():
-            return
-        await asyncio.sleep(0.002)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_a_poller_that_dies_is_logged_and_restarted_with_a_fresh_poller(caplog) -> None:
     log: list[str] = []
     runs: list[int] = []
@@ -138,7 +131,7 @@ async def test_a_poller_that_dies_is_logged_and_restarted_with_a_fresh_poller(ca
     supervisor = PollerSupervisor(make, policy=RestartPolicy(min_s=0.001, max_s=0.002, max_restarts=None),
                                   on_state=lambda n, up: states.append((n, up)), on_restart=restarts.append)
     await supervisor.apply(poll_targets([KEN], lambda sid: 10.0))
-    await _until(lambda: log == ["run KEN"], "the third poller running")
+    await until(lambda: log == ["run KEN"], "the third poller running", every_s=0.002)
     assert len(made) == 3 and restarts == ["poll-KEN", "poll-KEN"]
     assert states == [("poll-KEN", True), ("poll-KEN", False), ("poll-KEN", True), ("poll-KEN", False),
                       ("poll-KEN", True)]
@@ -154,7 +147,7 @@ async def test_a_poller_waiting_for_its_restart_is_stopped_at_once_when_retired(
                                   policy=RestartPolicy(min_s=3600.0, max_s=3600.0, max_restarts=None),
                                   on_removed=removed.append)
     await supervisor.apply(poll_targets([KEN], lambda sid: 10.0))
-    await _until(supervisor.down, "the poller down")
+    await until(supervisor.down, "the poller down", every_s=0.002)
     assert "ConnectionResetError" in supervisor.down()["poll-KEN"]
     await asyncio.wait_for(supervisor.apply({}), 10)  # never waits an hour for the restart
     assert supervisor.running == {} and supervisor.down() == {} and removed == ["poll-KEN"]

@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from aqnet.localstack import MosquittoBroker, MosquittoTls, free_port
 from sensors.mqtt.client import Backoff, Message, MqttSubscriberClient, parse_mqtt_url
+from tests.fixtures.waiting import until
 
 # ------------------------------------------------------------------------------------------------ pure
 
@@ -87,12 +88,12 @@ async def test_unreachable_broker_backs_off_with_jitter_and_stops_promptly() -> 
     try:
         fast.start()
         slow.start()
-        await _until(lambda: fast.connection_attempts >= 4, 5, "four connection attempts")
+        await until(lambda: fast.connection_attempts >= 4, "four connection attempts", timeout_s=5)
         status = fast.status()
         assert status.state in ("connecting", "backoff")
         assert status.connections == 0 and status.consecutive_failures >= 3
         assert "ConnectionRefusedError" in (status.last_error or "")
-        await _until(lambda: slow.status().state == "backoff", 5, "the slow client to back off")
+        await until(lambda: slow.status().state == "backoff", "the slow client to back off", timeout_s=5)
         assert slow.connection_attempts == 1  # waiting 60–120 s before the next
         for client in (fast, slow):  # prompt whatever the backoff
             started = time.monotonic()
@@ -105,15 +106,6 @@ async def test_unreachable_broker_backs_off_with_jitter_and_stops_promptly() -> 
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-async def _until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 class Inbox:
@@ -135,7 +127,7 @@ class Inbox:
         return self
 
     async def ready(self) -> None:
-        await _until(self.client.connected.is_set, 10, f"{self.client.url} to accept the connection")
+        await until(self.client.connected.is_set, f"{self.client.url} to accept the connection", timeout_s=10)
         await asyncio.sleep(0.2)  # the SUBACK
 
     async def __aexit__(self, *exc: object) -> None:
@@ -172,7 +164,7 @@ async def test_message_fields_dup_on_redelivery_and_watchdog_clock(mosquitto: Mo
     async with Inbox(mosquitto.url, "c-dup", ["test/dup/#"], monotonic=lambda: float(next(ticks))) as first:
         assert first.client.last_message_at is None and first.client.seconds_since_last_message() is None
         _publish(_port(mosquitto), "test/dup/a", [b"one", b"two"])
-        await _until(lambda: len(first.messages) == 2, 5, "two messages")
+        await until(lambda: len(first.messages) == 2, "two messages", timeout_s=5)
         assert [(m.topic, m.qos, m.dup) for m in first.messages] == [("test/dup/a", 1, False)] * 2
         assert first.client.last_message_at is not None
         assert first.client.seconds_since_last_message(now=first.client.last_message_at + 42) == 42
@@ -180,7 +172,7 @@ async def test_message_fields_dup_on_redelivery_and_watchdog_clock(mosquitto: Mo
         first.client.ack(first.messages[0])  # "two" stays unacknowledged
         await asyncio.sleep(0.2)
     async with Inbox(mosquitto.url, "c-dup", ["test/dup/#"]) as second:
-        await _until(lambda: len(second.messages) == 1, 5, "the redelivery")
+        await until(lambda: len(second.messages) == 1, "the redelivery", timeout_s=5)
         (again,) = second.messages
         assert (again.payload, again.dup) == (b"two", True)
         assert second.client.status().session_present is True
@@ -194,7 +186,7 @@ async def test_message_fields_dup_on_redelivery_and_watchdog_clock(mosquitto: Mo
 async def test_acks_given_before_stop_reach_the_broker(mosquitto: MosquittoBroker) -> None:
     async with Inbox(mosquitto.url, "c-flush", ["test/flush"]) as inbox:
         _publish(_port(mosquitto), "test/flush", [b"a", b"b", b"c"])
-        await _until(lambda: len(inbox.messages) == 3, 5, "three messages")
+        await until(lambda: len(inbox.messages) == 3, "three messages", timeout_s=5)
         for m in inbox.messages:
             inbox.client.ack(m)
         # no pause: stop() must send the queued PUBACKs before its DISCONNECT
@@ -206,12 +198,12 @@ async def test_acks_given_before_stop_reach_the_broker(mosquitto: MosquittoBroke
 async def test_receive_maximum_bounds_unacknowledged_messages(mosquitto: MosquittoBroker) -> None:
     async with Inbox(mosquitto.url, "c-window", ["test/window"], receive_maximum=5) as inbox:
         _publish(_port(mosquitto), "test/window", [str(i).encode() for i in range(12)])
-        await _until(lambda: len(inbox.messages) == 5, 5, "five messages")
+        await until(lambda: len(inbox.messages) == 5, "five messages", timeout_s=5)
         await asyncio.sleep(0.5)
         assert len(inbox.messages) == 5  # the broker waits for acks
         for m in list(inbox.messages):
             inbox.client.ack(m)
-        await _until(lambda: len(inbox.messages) == 12, 5, "the rest once acknowledged")
+        await until(lambda: len(inbox.messages) == 12, "the rest once acknowledged", timeout_s=5)
         assert inbox.payloads() == [str(i).encode() for i in range(12)]
 
 
@@ -227,11 +219,11 @@ async def test_a_turns_acks_go_to_the_broker_as_one_write_in_order(mosquitto: Mo
 
         monkeypatch.setattr(inbox.client._client, "_packet_queue", spy)
         _publish(_port(mosquitto), "test/many", [str(i).encode() for i in range(80)])
-        await _until(lambda: len(inbox.messages) == 50, 5, "the window's 50 messages")
+        await until(lambda: len(inbox.messages) == 50, "the window's 50 messages", timeout_s=5)
         first = list(inbox.messages)
         for m in first:
             inbox.client.ack(m)
-        await _until(lambda: len(inbox.messages) == 80, 5, "the other 30 once the 50 are acknowledged")
+        await until(lambda: len(inbox.messages) == 80, "the other 30 once the 50 are acknowledged", timeout_s=5)
         # one write of 50 PUBACKs (type 4, remaining length 2, the packet id), in the order they were given
         assert writes[0] == b"".join(bytes([0x40, 2]) + m.mid.to_bytes(2, "big") for m in first)
         for m in inbox.messages[50:]:
@@ -245,17 +237,17 @@ async def test_late_ack_is_not_sent_on_a_newer_connection(mosquitto_factory: Cal
     broker = mosquitto_factory()
     async with Inbox(broker.url, "c-late", ["test/late"]) as inbox:
         _publish(_port(broker), "test/late", [b"m"])
-        await _until(lambda: len(inbox.messages) == 1, 5, "the message")
+        await until(lambda: len(inbox.messages) == 1, "the message", timeout_s=5)
         broker.stop()  # SIGTERM: the broker saves the session with the unacknowledged message
         broker.start()
-        await _until(lambda: len(inbox.messages) == 2, 10, "the redelivery after the broker restart")
+        await until(lambda: len(inbox.messages) == 2, "the redelivery after the broker restart", timeout_s=10)
         old, new = inbox.messages
         assert (new.payload, new.dup) == (b"m", True)
         assert new.connection > old.connection
         inbox.client.ack(old)  # from a connection that no longer exists: dropped
         await asyncio.sleep(0.3)
     async with Inbox(broker.url, "c-late", ["test/late"]) as again:
-        await _until(lambda: len(again.messages) == 1, 5, "the redelivery: the late ack was not sent")
+        await until(lambda: len(again.messages) == 1, "the redelivery: the late ack was not sent", timeout_s=5)
         again.client.ack(again.messages[0])
         await asyncio.sleep(0.3)
     async with Inbox(broker.url, "c-late", ["test/late"]) as done:
@@ -269,14 +261,14 @@ async def test_resubscribes_when_the_broker_lost_the_session(mosquitto_factory: 
     async with Inbox(broker.url, "c-lost", ["test/lost"]) as inbox:
         attempts = inbox.client.connection_attempts
         broker.kill()  # SIGKILL before any autosave: the session and its subscription are gone
-        await _until(lambda: not inbox.client.connected.is_set(), 5, "the disconnect")
+        await until(lambda: not inbox.client.connected.is_set(), "the disconnect", timeout_s=5)
         broker.start()
         await inbox.ready()
         assert inbox.client.status().session_present is False
         assert inbox.client.connection_attempts > attempts
         assert inbox.connection_events[:2] == [True, False] and inbox.connection_events[-1] is True
         _publish(_port(broker), "test/lost", [b"after"])
-        await _until(lambda: inbox.payloads() == [b"after"], 5, "a message on the resubscribed filter")
+        await until(lambda: inbox.payloads() == [b"after"], "a message on the resubscribed filter", timeout_s=5)
 
 
 async def test_shared_subscription_splits_messages_exactly_once(mosquitto: MosquittoBroker) -> None:
@@ -284,7 +276,7 @@ async def test_shared_subscription_splits_messages_exactly_once(mosquitto: Mosqu
     async with Inbox(mosquitto.url, "c-share-1", topics) as one, Inbox(mosquitto.url, "c-share-2", topics) as two:
         sent = [f"{i}".encode() for i in range(200)]
         _publish(_port(mosquitto), "test/shared/x", sent)
-        await _until(lambda: len(one.messages) + len(two.messages) >= 200, 10, "200 messages between the two")
+        await until(lambda: len(one.messages) + len(two.messages) >= 200, "200 messages between the two", timeout_s=10)
         await asyncio.sleep(0.3)
         for inbox in (one, two):
             for m in inbox.messages:
@@ -381,20 +373,20 @@ async def test_falls_back_to_311_with_a_persistent_session(mosquitto_factory: Ca
             async with Inbox(url, "c-311", ["test/v311"], receive_maximum=500) as inbox:
                 assert inbox.client.protocol == "3.1.1" and proxy.refused == 1
                 _publish(_port(broker), "test/v311", [str(i).encode() for i in range(10)])
-                await _until(lambda: len(inbox.messages) == 7, 5, "seven messages")
+                await until(lambda: len(inbox.messages) == 7, "seven messages", timeout_s=5)
                 await asyncio.sleep(0.5)
                 assert len(inbox.messages) == 7  # no Receive Maximum in 3.1.1: the broker's window (7) rules
                 for m in inbox.messages[:7]:
                     inbox.client.ack(m)
-                await _until(lambda: len(inbox.messages) == 10, 5, "the last three")
+                await until(lambda: len(inbox.messages) == 10, "the last three", timeout_s=5)
                 inbox.client.ack(inbox.messages[7])  # 8 and 9 stay unacknowledged
                 await asyncio.sleep(0.2)
             # the proxy forwards the DISCONNECT on its own thread: publish only once the broker has ended the
             # connection, or the broker may still send the message to it (and then again, as a duplicate)
-            await _until(lambda: proxy.broker_closed == 1, 5, "the broker to end the first connection")
+            await until(lambda: proxy.broker_closed == 1, "the broker to end the first connection", timeout_s=5)
             _publish(_port(broker), "test/v311", [b"while away"])
             async with Inbox(url, "c-311", ["test/v311"]) as again:
-                await _until(lambda: len(again.messages) == 3, 5, "the session's messages")
+                await until(lambda: len(again.messages) == 3, "the session's messages", timeout_s=5)
                 assert again.payloads() == [b"8", b"9", b"while away"]
                 assert [m.dup for m in again.messages] == [True, True, False]
                 assert again.client.status().session_present is True
@@ -413,7 +405,7 @@ async def test_mqtt5_only_does_not_fall_back(mosquitto: MosquittoBroker) -> None
                                       loop=asyncio.get_running_loop(), on_message=lambda m: None, protocol="5",
                                       reconnect_min_s=0.05, reconnect_max_s=0.1)
         client.start()
-        await _until(lambda: proxy.refused >= 2, 5, "two refused attempts")
+        await until(lambda: proxy.refused >= 2, "two refused attempts", timeout_s=5)
         client.stop()
         assert client.protocol == "5"
         assert "Unsupported protocol version" in (client.status().last_error or "")
@@ -433,13 +425,13 @@ async def test_tls_with_a_private_ca(mosquitto_factory: Callable[..., MosquittoB
     broker = _tls_broker(mosquitto_factory, pki, require_certificate=False)
     async with Inbox(broker.tls_url, "c-tls", ["test/tls"], ca_file=str(pki / "ca.pem")) as inbox:
         _publish(_port(broker), "test/tls", [b"secret"])
-        await _until(lambda: inbox.payloads() == [b"secret"], 5, "the message over TLS")
+        await until(lambda: inbox.payloads() == [b"secret"], "the message over TLS", timeout_s=5)
     untrusted = MqttSubscriberClient(broker.tls_url, client_id="c-untrusted", topics=["t"],
                                      loop=asyncio.get_running_loop(), on_message=lambda m: None,
                                      ca_file=str(pki / "other-ca.pem"), reconnect_min_s=0.05, reconnect_max_s=0.1)
     untrusted.start()
     try:
-        await _until(lambda: untrusted.connection_attempts >= 2, 5, "two attempts")
+        await until(lambda: untrusted.connection_attempts >= 2, "two attempts", timeout_s=5)
         assert not untrusted.connected.is_set()
         assert "CERTIFICATE_VERIFY_FAILED" in (untrusted.status().last_error or "")
     finally:
@@ -451,13 +443,13 @@ async def test_tls_client_certificate(mosquitto_factory: Callable[..., Mosquitto
     async with Inbox(broker.tls_url, "c-cert", ["test/cert"], ca_file=str(pki / "ca.pem"),
                      cert_file=str(pki / "client.pem"), key_file=str(pki / "client.key")) as inbox:
         _publish(_port(broker), "test/cert", [b"hello"])
-        await _until(lambda: inbox.payloads() == [b"hello"], 5, "the message with a client certificate")
+        await until(lambda: inbox.payloads() == [b"hello"], "the message with a client certificate", timeout_s=5)
     anonymous = MqttSubscriberClient(broker.tls_url, client_id="c-nocert", topics=["t"],
                                      loop=asyncio.get_running_loop(), on_message=lambda m: None,
                                      ca_file=str(pki / "ca.pem"), reconnect_min_s=0.05, reconnect_max_s=0.1)
     anonymous.start()
     try:
-        await _until(lambda: anonymous.connection_attempts >= 2, 5, "two attempts")
+        await until(lambda: anonymous.connection_attempts >= 2, "two attempts", timeout_s=5)
         assert not anonymous.connected.is_set() and anonymous.status().connections == 0
     finally:
         anonymous.stop()

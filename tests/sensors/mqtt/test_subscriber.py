@@ -15,6 +15,7 @@ from sensors.mqtt import subscriber as intake_mod
 from sensors.mqtt.client import MqttSubscriberClient
 from sensors.mqtt.subscriber import MqttSubscriber, Rejection
 from sensors.network import bundled_network
+from tests.fixtures.waiting import until
 
 MS = {s.id: s for s in bundled_network() if s.kind == "microsensor"}
 TZ = ZoneInfo("America/Bogota")
@@ -66,26 +67,18 @@ class Running:
         await asyncio.to_thread(self.sub.client.stop)  # the owner disconnects (run() leaves it to us)
 
 
-async def _until(cond, timeout_s: float = 10) -> None:
-    for _ in range(int(timeout_s / 0.05)):
-        if cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 async def test_unacknowledged_messages_are_redelivered_after_reconnect(mosquitto: MosquittoBroker) -> None:
     client_id = "aqnet-test-redelivery"
     first = Running(mosquitto, client_id, ack=False)  # a crash before the batch was durable
     await first.connected()
     for value in (1.0, 2.0, 3.0):
         publish.single("aqnet/MS01/readings", _payload(value), qos=1, hostname="127.0.0.1", port=_port(mosquitto))
-    await _until(lambda: len(first.readings) == 6)
+    await until(lambda: len(first.readings) == 6, timeout_s=10)
     await first.stop()
 
     second = Running(mosquitto, client_id, ack=True)
     await second.connected()
-    await _until(lambda: len(second.readings) >= 6)
+    await until(lambda: len(second.readings) >= 6, timeout_s=10)
     await second.stop()
     pm = sorted(r.value for r in second.readings if r.variable == "pm25")
     assert pm == [1.0, 2.0, 3.0]
@@ -107,7 +100,7 @@ async def test_poison_and_unknown_sensor_messages_are_acknowledged_only_once_the
     port = _port(mosquitto)
     publish.single("aqnet/MS02/readings", b"\xff not json", qos=1, hostname="127.0.0.1", port=port)
     publish.single("aqnet/NOPE/readings", _payload(5.0), qos=1, hostname="127.0.0.1", port=port)
-    await _until(lambda: len(first.rejections) == 2)
+    await until(lambda: len(first.rejections) == 2, timeout_s=10)
     await first.stop()
     by_reason = {r.reason: r for r in first.rejections}
     assert by_reason["not_json"].sensor_id == "MS02"
@@ -116,7 +109,7 @@ async def test_poison_and_unknown_sensor_messages_are_acknowledged_only_once_the
 
     second = Running(mosquitto, client_id, ack=True)  # not acknowledged: both come back, and are kept this time
     await second.connected()
-    await _until(lambda: len(second.rejections) == 2)
+    await until(lambda: len(second.rejections) == 2, timeout_s=10)
     await second.stop()
     assert sorted(r.reason for r in second.rejections) == ["not_json", "unknown_sensor"]
 
