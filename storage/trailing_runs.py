@@ -12,10 +12,13 @@ per series, through the `measurements_key` index (sensor_id, device_id, variable
 
 1. `series`: the series of the given sensors with a reading in the window, by a skip scan — each step one
    backward index probe for the next (device, variable) of a sensor below the last one found.
-2. `_walk`: each series' latest `n` readings (newest first; n = 4, then 8× more for the series whose run has
-   not ended within them) until every run has ended or its series' readings in the window are exhausted.
+2. `_walk`: each series' latest `n` readings (newest first; n = 4, then 32, then 256 for the series whose run
+   has not ended within them), as long as the run goes on and the series has readings in the window.
+3. A run longer than that (a stuck sensor, an analyser in fault for an hour) is finished in SQL, one row per
+   series: the window function over its series alone (flat), or an index probe back to its latest fine reading
+   (fault).
 
-A flowing series costs a few rows; a flat or faulty one costs its run, as the window function did.
+A flowing series costs a few rows; a long flat run costs what the window function cost, for that series only.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ __all__ = ["FaultRun", "FlatRun", "Series", "fault_prefix", "fault_runs", "flat_
 
 Series = tuple[str, str, str]  #: sensor_id, device_id, variable
 
-#: readings fetched per series in the first round, and the factor between rounds
-FIRST_ROUND, GROWTH = 4, 8
+#: readings fetched per series in the first round, the factor between rounds, and the rounds read into Python; a
+#: run longer than that (4 + 32 + 256 readings) is finished in SQL, one row per series
+FIRST_ROUND, GROWTH, ROUNDS = 4, 8, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,31 @@ ORDER BY k.i, r.time DESC
 """
 
 
+# step 3: a flat run longer than the rounds: the window function over the rest of its series' window
+_FLAT_REST = """
+SELECT k.i, r.last, r.since, r.n
+FROM unnest(%(s)s::text[], %(d)s::text[], %(v)s::text[]) WITH ORDINALITY AS k(sensor_id, device_id, variable, i),
+LATERAL (SELECT max(x.time) AS last, min(x.time) FILTER (WHERE x.spread <= %(tolerance)s) AS since,
+                count(*) FILTER (WHERE x.spread <= %(tolerance)s) AS n
+         FROM (SELECT m.time, max(m.value) OVER w - min(m.value) OVER w AS spread FROM measurements m
+               WHERE m.sensor_id = k.sensor_id AND m.device_id = k.device_id AND m.variable = k.variable AND {where}
+               WINDOW w AS (ORDER BY m.time DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) x) r
+"""
+
+# step 3: a fault run longer than the rounds: its series' latest fine reading, then the oldest reading after it
+_FAULT_REST = """
+SELECT k.i, bad.since
+FROM unnest(%(s)s::text[], %(d)s::text[], %(v)s::text[]) WITH ORDINALITY AS k(sensor_id, device_id, variable, i)
+LEFT JOIN LATERAL (SELECT m.time FROM measurements m
+                   WHERE m.sensor_id = k.sensor_id AND m.device_id = k.device_id AND m.variable = k.variable
+                     AND {where} AND m.flags & %(invalid)s = 0
+                   ORDER BY m.time DESC LIMIT 1) ok ON true
+CROSS JOIN LATERAL (SELECT min(m.time) AS since FROM measurements m
+                    WHERE m.sensor_id = k.sensor_id AND m.device_id = k.device_id AND m.variable = k.variable
+                      AND {where} AND m.time > coalesce(ok.time, '-infinity')) bad
+"""
+
+
 def series(conn: psycopg.Connection, sensors: Sequence[str], *, since: datetime, now: datetime, extra: str = "true",
            params: dict[str, Any] | None = None) -> list[tuple[str, str, str, datetime]]:
     """The series of `sensors` with a reading in (since, now] that passes `extra` (SQL on alias `m`), each with
@@ -136,12 +165,15 @@ def series(conn: psycopg.Connection, sensors: Sequence[str], *, since: datetime,
 
 def _walk(conn: psycopg.Connection, keys: Sequence[Series], *, since: datetime, now: datetime, extra: str,
           params: dict[str, Any], column: str, prefix: Callable[[list[Any]], int | None]
-          ) -> dict[Series, tuple[list[datetime], int]]:
-    """Per series: its latest readings' times (newest first, as far as read) and the length of its run."""
+          ) -> tuple[dict[Series, tuple[datetime, datetime | None, int]], dict[Series, datetime]]:
+    """Up to `ROUNDS` rounds of latest readings: per series whose run ended within them (or whose window did),
+    (latest time, run start or None, run length); and per series whose run goes on further back, its latest time."""
     query = _LATEST.format(column=column, where=_IN_WINDOW.format(m="m", extra=extra))
-    out: dict[Series, tuple[list[datetime], int]] = {}
-    todo, n = list(keys), FIRST_ROUND
-    while todo:
+    done: dict[Series, tuple[datetime, datetime | None, int]] = {}
+    todo, n, last = list(keys), FIRST_ROUND, {}
+    for _ in range(ROUNDS):
+        if not todo:
+            break
         rows = conn.execute(query, {"s": [k[0] for k in todo], "d": [k[1] for k in todo],
                                     "v": [k[2] for k in todo], "n": n, "since": since, "now": now,
                                     **params}).fetchall()
@@ -156,11 +188,17 @@ def _walk(conn: psycopg.Connection, keys: Sequence[Series], *, since: datetime, 
             run = prefix(xs)
             if run is not None or len(xs) < n:  # the run ended, or the series' window did
                 if times:
-                    out[key] = (times, len(xs) if run is None else run)
+                    run = len(xs) if run is None else run
+                    done[key] = (times[0], times[run - 1] if run else None, run)
             else:
                 later.append(key)
+                last[key] = times[0]
         todo, n = later, n * GROWTH
-    return out
+    return done, {key: last[key] for key in todo}
+
+
+def _keyed(pending: Sequence[Series]) -> dict[str, Any]:
+    return {"s": [k[0] for k in pending], "d": [k[1] for k in pending], "v": [k[2] for k in pending]}
 
 
 def flat_runs(conn: psycopg.Connection, sensors: Sequence[str], *, since: datetime, now: datetime, excluded: int,
@@ -170,9 +208,15 @@ def flat_runs(conn: psycopg.Connection, sensors: Sequence[str], *, since: dateti
     extra, params = "m.value IS NOT NULL AND m.flags & %(excluded)s = 0", {"excluded": excluded}
     keys = [k[:3] for k in series(conn, sensors, since=since, now=now, extra=extra, params=params)
             if variable is None or k[2] == variable]
-    walked = _walk(conn, keys, since=since, now=now, extra=extra, params=params, column="m.value",
-                   prefix=lambda xs: flat_prefix(xs, tolerance))
-    return [FlatRun(*key, times[0], times[run - 1] if run else None, run) for key, (times, run) in walked.items()]
+    done, pending = _walk(conn, keys, since=since, now=now, extra=extra, params=params, column="m.value",
+                          prefix=lambda xs: flat_prefix(xs, tolerance))
+    if pending:  # long flat runs: the rest of each such series in the window, by its window function
+        keyed = list(pending)
+        rows = conn.execute(_FLAT_REST.format(where=_IN_WINDOW.format(m="m", extra=extra)),
+                            {**_keyed(keyed), "since": since, "now": now, "tolerance": tolerance, **params}).fetchall()
+        for i, last, start, run in rows:
+            done[keyed[i - 1]] = (last, start, run)
+    return [FlatRun(*key, *found) for key, found in done.items()]
 
 
 def fault_runs(conn: psycopg.Connection, sensors: Sequence[str], *, since: datetime, now: datetime, invalid: int,
@@ -182,6 +226,14 @@ def fault_runs(conn: psycopg.Connection, sensors: Sequence[str], *, since: datet
     extra, params = "m.flags & %(maintenance)s = 0", {"maintenance": maintenance, "invalid": invalid}
     keys = [k[:3] for k in series(conn, sensors, since=since, now=now, extra=extra, params=params)
             if variable is None or k[2] == variable]
-    walked = _walk(conn, keys, since=since, now=now, extra=extra, params=params,
-                   column="m.flags & %(invalid)s <> 0", prefix=fault_prefix)
-    return [FaultRun(*key, times[0], times[run - 1] if run else None) for key, (times, run) in walked.items()]
+    done, pending = _walk(conn, keys, since=since, now=now, extra=extra, params=params,
+                          column="m.flags & %(invalid)s <> 0", prefix=fault_prefix)
+    out = [FaultRun(*key, last, start) for key, (last, start, _) in done.items()]
+    if pending:  # long fault runs: back to the latest fine reading, then the oldest reading after it
+        keyed = list(pending)
+        rows = conn.execute(_FAULT_REST.format(where=_IN_WINDOW.format(m="m", extra=extra)),
+                            {**_keyed(keyed), "since": since, "now": now, **params}).fetchall()
+        for i, start in rows:
+            key = keyed[i - 1]
+            out.append(FaultRun(key[0], key[1], key[2], pending[key], start))
+    return out

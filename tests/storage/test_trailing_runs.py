@@ -143,6 +143,13 @@ def seeded(timescale: TimescaleCluster, timescale_template: str) -> Iterator[str
             conn.execute("INSERT INTO devices (id, sensor_id, protocol, profile, variables, active) VALUES "
                          "(%s, %s, 'mqtt', 'x', %s, true), (%s, %s, 'mqtt', 'x', '{no2}', %s)",
                          (f"{s}-d0", s, ["pm25", "pm10"], f"{s}-d1", s, i % 2 == 0))
+        # runs longer than every round (4 + 32 + 256 readings), finished in SQL: a stuck value and a long fault,
+        # each after a few fine or flowing readings
+        long_start = DAY_END - timedelta(hours=3)
+        rows += [(long_start + i * timedelta(seconds=20), "S23", "S23-long", "co", 1.5 if i >= 5 else float(i), 0)
+                 for i in range(400)]
+        rows += [(long_start + i * timedelta(seconds=20), "S23", "S23-long", "so2", float(i),
+                  int(QC.DEVICE_INVALID) if i >= 5 else 0) for i in range(400)]
         # a device that moved: S01's first device also measured pm25 for S00 within the window
         rows += [(DAY_END - timedelta(minutes=90) + i * timedelta(minutes=1), "S00", "S01-d0", "pm25", 4.0, 0)
                  for i in range(30)]
@@ -175,7 +182,10 @@ def test_flat_runs_match_the_window_function(seeded: str, since: datetime, now: 
                for r in flat_runs(conn, SENSORS, since=since, now=now, excluded=excluded, tolerance=tolerance)}
     assert got == expected
     longest = max(n for _, _, n in got.values())
-    assert longest > trailing_runs.FIRST_ROUND * trailing_runs.GROWTH or (since, now) != WINDOWS[0]  # 3 rounds
+    beyond_rounds = trailing_runs.FIRST_ROUND * trailing_runs.GROWTH ** (trailing_runs.ROUNDS - 1)
+    assert longest > beyond_rounds or (since, now) != WINDOWS[0]  # every round, then the rest in SQL
+    if (since, now) == WINDOWS[0] and tolerance < 1.0:  # the stuck value, from its sixth reading on
+        assert got["S23", "S23-long", "co"][1:] == (DAY_END - timedelta(hours=3) + 5 * timedelta(seconds=20), 395)
 
 
 @pytest.mark.parametrize(("since", "now"), WINDOWS)
@@ -189,6 +199,8 @@ def test_fault_runs_match_the_window_function(seeded: str, since: datetime, now:
                for r in fault_runs(conn, SENSORS, since=since, now=now, invalid=invalid, maintenance=maintenance)}
     assert got == expected
     assert any(s is not None for _, s in got.values()) or since >= DAY_END - timedelta(minutes=30)
+    if (since, now) == WINDOWS[0]:  # the long fault, finished in SQL
+        assert got["S23", "S23-long", "so2"][1] == DAY_END - timedelta(hours=3) + 5 * timedelta(seconds=20)
 
 
 def test_a_variable_and_a_subset_of_sensors(seeded: str) -> None:
