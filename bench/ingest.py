@@ -60,7 +60,8 @@ __all__ = ["IngestBench", "Phase", "add_options", "main", "report", "run"]
 GOAL_OF_CEILING, GOAL_OF_COPY, GOAL_P99_S, GOAL_CORES = 0.5, 1.0, 1.0, 1.0
 #: the 10,000-sensor rate: 10,000 sensors × 8 values every 10 s (issue 19), readings/s
 SENSOR_RATE = 10_000 * 8 / 10
-PROFILE_MESSAGES = 5_000  #: messages of the profiled run (its figures are not reported)
+PROFILE_MESSAGES = 25_000  #: messages of the profiled run (its figures are not reported): ~3 s flat out, so each
+#: busy thread gets some hundreds of samples (`bench.ingest_daemon.PROFILE_RATE`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from bench.ingest_probes import hottest, scrape
 from bench.spy import Spy, py_spy
 from sensors.network import bundled_network
 
-__all__ = ["DEFAULT_PROCESSES", "STATIONS", "Daemon", "bench_config", "profiler_for"]
+__all__ = ["DEFAULT_PROCESSES", "PROFILE_RATE", "STATIONS", "Daemon", "bench_config", "profiler_for"]
 
 STATIONS = tuple(s.id for s in bundled_network({}) if s.kind == "station")
 
@@ -46,6 +46,7 @@ main()
 
 #: the daemon's processes in the benchmarks (`ingest.processes`): one per core
 DEFAULT_PROCESSES = max(1, os.cpu_count() or 1)
+PROFILE_RATE = 250  #: py-spy samples per second of the profiled run (100 left a thread of a 1-s run ~10 samples)
 
 
 def bench_config(tmp: Path, url: str, broker: MosquittoBroker, processes: int = DEFAULT_PROCESSES
@@ -110,7 +111,7 @@ class Daemon:
         if self.profiler == "cprofile":
             self.proc.send_signal(signal.SIGUSR1)
         elif self.profiler == "py-spy":
-            self.spy = Spy(self.proc.pid, self.out, rate=100)
+            self.spy = Spy(self.proc.pid, self.out, rate=PROFILE_RATE)
             self.spy.start()
 
     def profile_stop(self) -> list[str]:
