@@ -175,8 +175,8 @@ def flat_runs(conn: psycopg.Connection, devices: Sequence[tuple[str, str]], *, s
     readings of every sensor taken as one series, by the window function over them."""
     if not devices:
         return []
-    wanted = {d[0] for d in devices}
-    runs = [r for r in trailing_runs.flat_runs(conn, sorted({d[1] for d in devices}), since=since, now=now,
+    wanted, sensors = {d[0] for d in devices}, sorted({d[1] for d in devices})
+    runs = [r for r in trailing_runs.flat_runs(conn, sensors, since=since, now=now,
                                                excluded=excluded, tolerance=tolerance) if r.device_id in wanted]
     sensors_of: dict[tuple[str, str], int] = {}
     for r in runs:
@@ -185,7 +185,7 @@ def flat_runs(conn: psycopg.Connection, devices: Sequence[tuple[str, str]], *, s
     out: list[tuple[Any, ...]] = [(r.device_id, r.variable, r.last, r.since, r.n) for r in runs
                                   if r.device_id not in moved]
     if moved:
-        out += conn.execute(_FLAT, {"sensors": sorted({d[1] for d in devices}), "devices": moved, "since": since,
+        out += conn.execute(_FLAT, {"sensors": sensors, "devices": moved, "since": since,
                                     "now": now, "excluded": excluded, "tolerance": tolerance}).fetchall()
     return out
 

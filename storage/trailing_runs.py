@@ -174,9 +174,7 @@ def _walk(conn: psycopg.Connection, keys: Sequence[Series], *, since: datetime, 
     for _ in range(ROUNDS):
         if not todo:
             break
-        rows = conn.execute(query, {"s": [k[0] for k in todo], "d": [k[1] for k in todo],
-                                    "v": [k[2] for k in todo], "n": n, "since": since, "now": now,
-                                    **params}).fetchall()
+        rows = conn.execute(query, {**_keyed(todo), "n": n, "since": since, "now": now, **params}).fetchall()
         got: dict[int, tuple[list[datetime], list[Any]]] = {}
         for i, t, x in rows:
             times, xs = got.setdefault(i, ([], []))
@@ -197,8 +195,9 @@ def _walk(conn: psycopg.Connection, keys: Sequence[Series], *, since: datetime, 
     return done, {key: last[key] for key in todo}
 
 
-def _keyed(pending: Sequence[Series]) -> dict[str, Any]:
-    return {"s": [k[0] for k in pending], "d": [k[1] for k in pending], "v": [k[2] for k in pending]}
+def _keyed(keys: Sequence[Series]) -> dict[str, Any]:
+    """`keys` as the three arrays the per-series statements unnest."""
+    return {"s": [k[0] for k in keys], "d": [k[1] for k in keys], "v": [k[2] for k in keys]}
 
 
 def flat_runs(conn: psycopg.Connection, sensors: Sequence[str], *, since: datetime, now: datetime, excluded: int,

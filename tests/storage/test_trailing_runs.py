@@ -107,6 +107,8 @@ ORDER BY s.id, d.id
 
 DAY_END = datetime(2026, 3, 2, tzinfo=UTC)  # a chunk boundary (measurements: 1-day chunks)
 SENSORS = [f"S{i:02d}" for i in range(24)]
+#: the reading times of S23's two long runs (data, not a clock): the runs begin at their sixth reading
+LONG_START, LONG_STEP = DAY_END - timedelta(hours=3), timedelta(seconds=20)
 
 
 @pytest.fixture(scope="module")
@@ -145,10 +147,9 @@ def seeded(timescale: TimescaleCluster, timescale_template: str) -> Iterator[str
                          (f"{s}-d0", s, ["pm25", "pm10"], f"{s}-d1", s, i % 2 == 0))
         # runs longer than every round (4 + 32 + 256 readings), finished in SQL: a stuck value and a long fault,
         # each after a few fine or flowing readings
-        long_start = DAY_END - timedelta(hours=3)
-        rows += [(long_start + i * timedelta(seconds=20), "S23", "S23-long", "co", 1.5 if i >= 5 else float(i), 0)
+        rows += [(LONG_START + i * LONG_STEP, "S23", "S23-long", "co", 1.5 if i >= 5 else float(i), 0)
                  for i in range(400)]
-        rows += [(long_start + i * timedelta(seconds=20), "S23", "S23-long", "so2", float(i),
+        rows += [(LONG_START + i * LONG_STEP, "S23", "S23-long", "so2", float(i),
                   int(QC.DEVICE_INVALID) if i >= 5 else 0) for i in range(400)]
         # a device that moved: S01's first device also measured pm25 for S00 within the window
         rows += [(DAY_END - timedelta(minutes=90) + i * timedelta(minutes=1), "S00", "S01-d0", "pm25", 4.0, 0)
@@ -185,7 +186,7 @@ def test_flat_runs_match_the_window_function(seeded: str, since: datetime, now: 
     beyond_rounds = trailing_runs.FIRST_ROUND * trailing_runs.GROWTH ** (trailing_runs.ROUNDS - 1)
     assert longest > beyond_rounds or (since, now) != WINDOWS[0]  # every round, then the rest in SQL
     if (since, now) == WINDOWS[0] and tolerance < 1.0:  # the stuck value, from its sixth reading on
-        assert got["S23", "S23-long", "co"][1:] == (DAY_END - timedelta(hours=3) + 5 * timedelta(seconds=20), 395)
+        assert got["S23", "S23-long", "co"][1:] == (LONG_START + 5 * LONG_STEP, 395)
 
 
 @pytest.mark.parametrize(("since", "now"), WINDOWS)
@@ -200,7 +201,7 @@ def test_fault_runs_match_the_window_function(seeded: str, since: datetime, now:
     assert got == expected
     assert any(s is not None for _, s in got.values()) or since >= DAY_END - timedelta(minutes=30)
     if (since, now) == WINDOWS[0]:  # the long fault, finished in SQL
-        assert got["S23", "S23-long", "so2"][1] == DAY_END - timedelta(hours=3) + 5 * timedelta(seconds=20)
+        assert got["S23", "S23-long", "so2"][1] == LONG_START + 5 * LONG_STEP
 
 
 def test_a_variable_and_a_subset_of_sensors(seeded: str) -> None:
